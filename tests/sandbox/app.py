@@ -1,0 +1,316 @@
+"""The sandbox application: state, the request pipeline, authentication and authorization."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from . import ids, jwt, rbac
+from .config import Settings
+from .core import ApiError, Caller, Context, EntraError, Request, Response, Route
+from .faults import Faults
+from .store import Store
+from .throttle import Throttle
+
+ARM_AUDIENCES_PUBLIC = ("https://management.azure.com", "https://management.core.windows.net")
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+SEED_ASSIGNMENT = "5b6a6c2e-3d0c-4c7e-9d1a-1f0e6b3c0a01"
+# Principals seeded at start are long replicated.
+LONG_AGO = 0.0
+
+
+class ConnectionReset(Exception):
+    """Raised to make the HTTP layer drop the connection (an injected fault)."""
+
+
+class Sandbox:
+    def __init__(self, state_dir: Path, base_url: str, settings: Settings | None = None) -> None:
+        self.state_dir = state_dir
+        self.base_url = base_url.rstrip("/")
+        self.settings = settings or Settings()
+        self.store = Store(state_dir / "state.db")
+        self.throttle = Throttle(self.settings)
+        self.faults = Faults()
+        self.builtin_roles = rbac.built_in_roles()
+        self._stats_lock = threading.Lock()
+        self._stats: dict[str, Counter[str]] = defaultdict(Counter)
+        self._log_lock = threading.Lock()
+        self._log = (state_dir / "requests.jsonl").open("a", encoding="utf-8")
+        self._seed()
+        self._entra_key = jwt.load_private(self.store.meta("entra_key"))
+        # Imported here: the API modules import this one for typing.
+        from .arm import ArmApi
+        from .control import ControlApi
+        from .entra import EntraApi
+
+        self.arm = ArmApi(self)
+        self.entra = EntraApi(self)
+        self.control = ControlApi(self)
+
+    # -- identity of this "cloud" -------------------------------------------------------------
+    @property
+    def tenant_id(self) -> str:
+        return str(self.store.meta("tenant_id"))
+
+    @property
+    def subscription_id(self) -> str:
+        return str(self.store.meta("subscription_id"))
+
+    @property
+    def arm_audiences(self) -> set[str]:
+        return {a.lower() for a in (*ARM_AUDIENCES_PUBLIC, self.base_url)}
+
+    def _seed(self) -> None:
+        store = self.store
+        with store.transaction():
+            if store.meta("tenant_id") is None:
+                store.set_meta("tenant_id", str(uuid.uuid4()))
+                store.set_meta("subscription_id", str(uuid.uuid4()))
+                store.set_meta("entra_key", jwt.private_pem(jwt.new_key()))
+                store.set_meta("admin", {"client_id": str(uuid.uuid4()), "secret": secrets.token_urlsafe(32),
+                                         "principal_id": str(uuid.uuid4())})
+            self.seed_resources()
+
+    def seed_resources(self) -> None:
+        """The subscription, its root management group and the admin principal (Owner)."""
+        admin = self.store.meta("admin")
+        sub = self.subscription_id
+        self.store.put("subscription", ids.norm(f"/subscriptions/{sub}"), {
+            "id": f"/subscriptions/{sub}", "subscriptionId": sub, "tenantId": self.tenant_id,
+            "displayName": "Sandbox subscription", "state": "Enabled", "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
+                                     "spendingLimit": "Off"},
+        })
+        self.store.put("principal", "principal/" + admin["principal_id"], {
+            "principal_id": admin["principal_id"], "app_id": admin["client_id"], "type": "ServicePrincipal",
+            "display_name": "sandbox-admin", "secret": admin["secret"], "created_at": LONG_AGO,
+        })
+        scope = f"/subscriptions/{sub}"
+        from .arm import assignment_record
+
+        self.store.put("roleAssignment", ids.norm(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{SEED_ASSIGNMENT}"),
+                       assignment_record(sub, scope, SEED_ASSIGNMENT, OWNER, admin["principal_id"],
+                                         "ServicePrincipal", None, None, "Sandbox administrator",
+                                         admin["principal_id"]))
+
+    def management_groups_of(self) -> dict[str, list[str]]:
+        root = ids.norm(f"/providers/Microsoft.Management/managementGroups/{self.tenant_id}")
+        return {self.subscription_id.lower(): [root]}
+
+    def reset(self) -> None:
+        """Wipe every resource (keep the tenant, subscription and admin principal)."""
+        with self.store.transaction():
+            for kind in list(self.store._by_kind):
+                for key in list(self.store.all(kind)):
+                    self.store.delete(kind, key)
+            self.seed_resources()
+        self.throttle.reset()
+        self.faults.clear()
+        self.reset_stats()
+
+    def env(self, ca_bundle: Path) -> dict[str, str]:
+        """Everything a client needs to talk to this sandbox."""
+        admin = self.store.meta("admin")
+        return {
+            "AZURE_SUBSCRIPTION_ID": self.subscription_id,
+            "AZURE_TENANT_ID": self.tenant_id,
+            "AZURE_TENANT": self.tenant_id,
+            "AZURE_CLIENT_ID": admin["client_id"],
+            "AZURE_SECRET": admin["secret"],
+            "AZURE_CLIENT_SECRET": admin["secret"],
+            "AZURE_AUTHORITY_HOST": self.base_url,
+            "AZURE_RESOURCE_MANAGER_ENDPOINT": self.base_url,
+            "AZURE_CA_BUNDLE": str(ca_bundle),
+            "REQUESTS_CA_BUNDLE": str(ca_bundle),
+            "AZURE_DISABLE_INSTANCE_DISCOVERY": "true",
+            "SANDBOX_URL": self.base_url,
+            "SANDBOX_STATE_DIR": str(self.state_dir),
+        }
+
+    # -- the pipeline ----------------------------------------------------------------------------
+    def resolve(self, request: Request) -> Route:
+        segs = ids.segments(request.path)
+        low = [s.lower() for s in segs]
+        for api in (self.control, self.entra, self.arm):
+            route = api.route(request, segs, low)
+            if route is not None:
+                return route
+        return Route("unknown", "arm", _not_found)
+
+    def handle(self, request: Request) -> tuple[Response, str, str | None]:
+        """Answer a request. Returns (response, operation, principal id)."""
+        started = time.monotonic()
+        route = self.resolve(request)
+        caller: Caller | None = None
+        try:
+            if route.service != "control":
+                fault = self.faults.pick(route.operation, request.method, request.path)
+                if fault is not None:
+                    if fault.reset:
+                        raise ConnectionReset()
+                    headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    code = fault.code or {429: "TooManyRequests", 500: "InternalServerError",
+                                          502: "BadGateway", 503: "ServiceUnavailable",
+                                          504: "GatewayTimeout"}.get(fault.status, "InjectedFault")
+                    raise ApiError(fault.status, code, fault.message or "Injected by the sandbox.", headers)
+                if self.settings.latency_ms:
+                    time.sleep(self.settings.latency_ms / 1000)
+            extra: dict[str, str] = {}
+            if route.service == "arm":
+                if request.q("api-version") is None:
+                    raise ApiError(400, "MissingApiVersionParameter",
+                                   "The api-version query parameter (?api-version=) is required for all requests.")
+                caller = self.authenticate(request, route)
+                extra = self._take_token(request, route, caller)
+            response = route.handler(Context(request, caller))
+            response.headers.update(extra)
+        except ApiError as exc:
+            response = exc.response()
+        except EntraError as exc:
+            response = exc.response()
+        response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        response.headers["x-ms-correlation-request-id"] = request.headers.get(
+            "x-ms-correlation-request-id", response.headers["x-ms-request-id"])
+        if "x-ms-client-request-id" in request.headers:
+            response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
+        self._record(request, route, response, caller, started)
+        return response, route.operation, caller.principal_id if caller else None
+
+    def _take_token(self, request: Request, route: Route, caller: Caller) -> dict[str, str]:
+        kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(request.method, "writes")
+        header = f"x-ms-ratelimit-remaining-subscription-{kind}"
+        if not self.settings.throttling:
+            return {}
+        sub = route.subscription or self.tenant_id
+        allowed, remaining, retry_after = self.throttle.take(kind, sub, caller.principal_id)
+        if not allowed:
+            verb = {"reads": "read", "writes": "write", "deletes": "delete"}[kind]
+            raise ApiError(429, "SubscriptionRequestsThrottled",
+                           f"Number of '{verb}' requests for subscription '{sub}' actor '{caller.principal_id}' "
+                           f"exceeded. Please try again after '{retry_after}' seconds after additional tokens are "
+                           "available. Refer to https://aka.ms/arm-throttling",
+                           {"Retry-After": str(retry_after), header: "0"})
+        return {header: str(remaining)}
+
+    def authenticate(self, request: Request, route: Route) -> Caller:
+        challenge = {"WWW-Authenticate": f'Bearer authorization_uri="{self.base_url}/{self.tenant_id}", '
+                                         'error="invalid_token", error_description="The authentication failed"'}
+        header = request.headers.get("authorization", "")
+        if not header:
+            raise ApiError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.",
+                           challenge)
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "AuthenticationFailed",
+                           "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                           challenge)
+        try:
+            claims = jwt.verify(token.strip(), self._entra_key.public_key())
+        except jwt.InvalidToken as exc:
+            raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.", challenge) from exc
+        now = time.time()
+        if float(claims.get("exp", 0)) < now:
+            raise ApiError(401, "ExpiredAuthenticationToken",
+                           "The access token expiry UTC time is earlier than current UTC time.", challenge)
+        if str(claims.get("aud", "")).rstrip("/").lower() not in self.arm_audiences:
+            raise ApiError(401, "InvalidAuthenticationTokenAudience",
+                           "The access token has been obtained for wrong audience or resource "
+                           f"'{claims.get('aud')}'. It should exactly match with one of the allowed audiences "
+                           f"'{self.base_url}/'.", challenge)
+        if route.subscription and str(claims.get("tid")) != self.tenant_id:
+            raise ApiError(401, "InvalidAuthenticationTokenTenant",
+                           f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
+                           f"tenant '{self.base_url}/{self.tenant_id}/' associated with this subscription. "
+                           "Please use the authority (URL) for this tenant to obtain the token.", challenge)
+        return Caller(str(claims.get("oid")), str(claims.get("appid")), str(claims.get("tid")))
+
+    # -- RBAC ----------------------------------------------------------------------------------------
+    def role_definition(self, guid: str) -> dict[str, Any] | None:
+        guid = guid.lower()
+        if guid in self.builtin_roles:
+            return self.builtin_roles[guid]
+        record = self.store.get("roleDefinition", guid)
+        return record["properties"] if record else None
+
+    def assignments_applying(self, scope: ids.Scope, principal_id: str | None = None) -> list[dict[str, Any]]:
+        """Role assignments at the scope or inherited from above it."""
+        chain = set(ids.chain(scope, self.management_groups_of()))
+        found = []
+        for record in self.store.all("roleAssignment").values():
+            if record["scope_key"] in chain and (principal_id is None or record["principal_id"] == principal_id):
+                found.append(record)
+        return found
+
+    def is_allowed(self, caller: Caller, action: str, scope: ids.Scope) -> bool:
+        for record in self.assignments_applying(scope, caller.principal_id):
+            role = self.role_definition(record["role_guid"])
+            if role and rbac.permits(role["permissions"], action):
+                return True
+        return False
+
+    def authorize(self, ctx: Context, action: str, scope: ids.Scope) -> None:
+        caller = ctx.caller
+        if caller is None or not self.is_allowed(caller, action, scope):
+            who = caller.principal_id if caller else "anonymous"
+            raise ApiError(403, "AuthorizationFailed",
+                           f"The client '{who}' with object id '{who}' does not have authorization to perform "
+                           f"action '{action}' over scope '{scope.raw}' or the scope is invalid. If access was "
+                           "recently granted, please refresh your credentials.")
+
+    # -- observability ------------------------------------------------------------------------------
+    def _record(self, request: Request, route: Route, response: Response, caller: Caller | None,
+                started: float) -> None:
+        elapsed_ms = round((time.monotonic() - started) * 1000, 2)
+        with self._stats_lock:
+            self._stats[route.operation][str(response.status)] += 1
+        entry = {
+            "ts": time.time(), "method": request.method, "path": request.path,
+            "query": {k: v for k, v in request.query.items() if k.lower() not in ("code", "client_secret")},
+            "operation": route.operation, "service": route.service, "status": response.status, "ms": elapsed_ms,
+            "principal": caller.principal_id if caller else None,
+            "client_request_id": request.headers.get("x-ms-client-request-id"),
+            "request_id": response.headers.get("x-ms-request-id"),
+        }
+        if response.status >= 400 and isinstance(response.body, dict):
+            error = response.body.get("error")
+            entry["error"] = error.get("code") if isinstance(error, dict) else error
+        with self._log_lock:
+            self._log.write(json.dumps(entry) + "\n")
+            self._log.flush()
+
+    def record_reset(self, request: Request, operation: str) -> None:
+        with self._stats_lock:
+            self._stats[operation]["reset"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._stats_lock:
+            operations = {op: dict(counts) for op, counts in sorted(self._stats.items())}
+        totals: Counter[str] = Counter()
+        for op, counts in operations.items():
+            service = "arm"
+            if op.startswith(("entra.", "oidc.")):
+                service = "entra"
+            elif op.startswith("sandbox."):
+                service = "control"
+            totals[service] += sum(counts.values())
+        return {"operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},
+                "totals": dict(totals)}
+
+    def reset_stats(self) -> None:
+        with self._stats_lock:
+            self._stats.clear()
+
+    def close(self) -> None:
+        self._log.close()
+        self.store.close()
+
+
+def _not_found(ctx: Context) -> Response:
+    raise ApiError(404, "NotFound", f"No route for '{ctx.request.method} {ctx.request.path}' in the sandbox.")

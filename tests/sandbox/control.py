@@ -1,0 +1,190 @@
+"""The sandbox's own control API under /_sandbox/: settings, faults, stats, seeding."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import ids, jwt
+from .core import ApiError, Context, Request, Response, Route
+
+if TYPE_CHECKING:
+    from .app import Sandbox
+
+
+class ControlApi:
+    def __init__(self, app: Sandbox) -> None:
+        self.app = app
+
+    def route(self, request: Request, segs: list[str], low: list[str]) -> Route | None:
+        if not low or low[0] != "_sandbox":
+            return None
+        name = "/".join(low[1:2]) or "root"
+        return Route(f"sandbox.{name}", "control", lambda c: self.dispatch(c, segs[1:], low[1:]))
+
+    def dispatch(self, ctx: Context, segs: list[str], low: list[str]) -> Response:
+        m = ctx.request.method
+        app = self.app
+        try:
+            if low == ["health"]:
+                return Response(200, {"status": "ok", "tenant_id": app.tenant_id})
+            if low == ["env"]:
+                return Response(200, app.env(app.state_dir / "ca.pem"))
+            if low == ["config"]:
+                if m == "PATCH":
+                    app.settings.update(ctx.request.json_object())
+                return Response(200, app.settings.to_dict())
+            if low == ["stats"]:
+                if m == "DELETE":
+                    app.reset_stats()
+                return Response(200, app.stats())
+            if low == ["faults"]:
+                if m == "POST":
+                    body = ctx.request.json()
+                    for spec in body if isinstance(body, list) else [body]:
+                        app.faults.add(spec)
+                elif m == "DELETE":
+                    app.faults.clear()
+                return Response(200, {"faults": app.faults.list()})
+            if low == ["reset"] and m == "POST":
+                app.reset()
+                return Response(200, {"status": "reset"})
+            if low == ["principals"] and m == "POST":
+                return Response(201, self.create_principal(ctx.request.json_object()))
+            if low == ["clusters"] and m == "POST":
+                return Response(201, self.seed_cluster(ctx.request.json_object()))
+            if low == ["clusters"] and m == "GET":
+                return Response(200, {"value": [self._cluster_info(r) for r in app.store.all("cluster").values()]})
+            if len(low) == 3 and low[0] == "clusters":
+                key = ids.norm(f"/subscriptions/{app.subscription_id}/resourceGroups/{segs[1]}/providers/"
+                               f"Microsoft.ContainerService/managedClusters/{segs[2]}")
+                record = app.arm._settle(key)
+                if record is None:
+                    raise ApiError(404, "ResourceNotFound", f"No sandbox cluster {segs[1]}/{segs[2]}.")
+                if m == "PATCH":
+                    record = self.attach_kube(key, ctx.request.json_object())
+                return Response(200, self._cluster_info(record, with_key=True))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ApiError(400, "BadRequest", f"Bad control request: {exc}") from exc
+        raise ApiError(404, "NotFound", f"No control endpoint {m} /_sandbox/{'/'.join(segs)}.")
+
+    def create_principal(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A service principal with a client secret and, optionally, role assignments."""
+        from .arm import assignment_record
+
+        principal_id, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(32)
+        store = self.app.store
+        with store.transaction():
+            store.put("principal", "principal/" + principal_id, {
+                "principal_id": principal_id, "app_id": client_id, "type": "ServicePrincipal",
+                "display_name": spec.get("display_name", "sandbox-principal"), "secret": secret,
+                "created_at": 0.0 if spec.get("replicated", True) else __import__("time").time()})
+            for grant in spec.get("roles", []):
+                scope = ids.parse_scope(grant["scope"])
+                guid = self._role_guid(grant["role"])
+                name = str(uuid.uuid4())
+                store.put("roleAssignment",
+                          ids.norm(f"{scope.raw}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                          assignment_record(scope.subscription or self.app.subscription_id, scope.raw, name, guid,
+                                            principal_id, "ServicePrincipal", None, None, None, principal_id))
+        return {"principal_id": principal_id, "client_id": client_id, "client_secret": secret}
+
+    def _role_guid(self, role: str) -> str:
+        if ids.is_guid(role):
+            return role.lower()
+        for guid, props in self.app.builtin_roles.items():
+            if props["roleName"].lower() == role.lower():
+                return guid
+        raise ValueError(f"unknown role {role!r}")
+
+    def seed_cluster(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """An existing AKS cluster, as if made in the portal: issuer off unless asked."""
+        app = self.app
+        sub = app.subscription_id
+        rg, name = spec["resource_group"], spec["name"]
+        location = spec.get("location", "westeurope")
+        store = app.store
+        with store.transaction():
+            rg_key = ids.norm(f"/subscriptions/{sub}/resourceGroups/{rg}")
+            if store.get("resourceGroup", rg_key) is None:
+                store.put("resourceGroup", rg_key, {"body": {
+                    "id": f"/subscriptions/{sub}/resourceGroups/{rg}", "name": rg,
+                    "type": "Microsoft.Resources/resourceGroups", "location": location, "tags": {},
+                    "properties": {"provisioningState": "Succeeded"}}})
+            key = ids.norm(f"{rg_key}/providers/Microsoft.ContainerService/managedClusters/{name}")
+            existing = store.get("cluster", key)
+            enabled = bool(spec.get("oidc_issuer_enabled", False))
+            body = {"location": location, "tags": spec.get("tags", {}), "properties": {
+                "kubernetesVersion": spec.get("kubernetes_version", "1.30.6"),
+                "dnsPrefix": f"{name}-dns",
+                "enableRBAC": True,
+                "supportPlan": "KubernetesOfficial",
+                "disableLocalAccounts": False,
+                "agentPoolProfiles": [{"name": "system", "count": 3, "vmSize": "Standard_D4ds_v5",
+                                       "osDiskSizeGB": 128, "osDiskType": "Ephemeral", "kubeletDiskType": "OS",
+                                       "maxPods": 110, "type": "VirtualMachineScaleSets", "mode": "System",
+                                       "osType": "Linux", "osSKU": "Ubuntu", "enableAutoScaling": False,
+                                       "enableFIPS": False, "enableNodePublicIP": False}],
+                "servicePrincipalProfile": {"clientId": "msi"},
+                "networkProfile": {"networkPlugin": "azure", "networkPluginMode": "overlay",
+                                   "networkPolicy": "none", "podCidr": "10.244.0.0/16",
+                                   "serviceCidr": "10.0.0.0/16", "dnsServiceIP": "10.0.0.10",
+                                   "outboundType": "loadBalancer", "loadBalancerSku": "standard",
+                                   "podCidrs": ["10.244.0.0/16"], "serviceCidrs": ["10.0.0.0/16"],
+                                   "ipFamilies": ["IPv4"]},
+                "oidcIssuerProfile": {"enabled": enabled},
+                "securityProfile": {},
+                "storageProfile": {"diskCSIDriver": {"enabled": True}, "fileCSIDriver": {"enabled": True},
+                                   "snapshotController": {"enabled": True}},
+                "autoUpgradeProfile": {"upgradeChannel": "none", "nodeOSUpgradeChannel": "NodeImage"},
+            }}
+            record = app.arm.build_cluster(sub, rg, name, body, existing)
+            record["body"]["properties"]["provisioningState"] = "Succeeded"
+            record["published"] = enabled
+            store.put("cluster", key, record)
+        self._write_issuer_keys(record)
+        return self._cluster_info(record, with_key=True)
+
+    def _write_issuer_keys(self, record: dict[str, Any]) -> None:
+        """The issuer's signing key as files, for a kube-apiserver to sign service-account tokens with."""
+        folder = self.app.state_dir / "issuers"
+        folder.mkdir(exist_ok=True)
+        key_path = folder / f"{record['issuer_guid']}.key"
+        if not key_path.exists():
+            key_path.write_text(record["signing_key"])
+            key_path.chmod(0o600)
+            (folder / f"{record['issuer_guid']}.pub").write_text(jwt.public_pem(jwt.load_private(record["signing_key"])))
+
+    def _cluster_info(self, record: dict[str, Any], with_key: bool = False) -> dict[str, Any]:
+        info = {"id": record["body"]["id"], "name": record["body"]["name"],
+                "issuer_url": f"{self.app.base_url}/{self.app.tenant_id}/{record['issuer_guid']}/",
+                "issuer_published": record.get("published", False),
+                "signing_key_file": str(self.app.state_dir / "issuers" / f"{record['issuer_guid']}.key"),
+                "kube": record.get("kube")}
+        if with_key:
+            info["signing_key_pem"] = record["signing_key"]
+        return info
+
+    def attach_kube(self, key: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Back a sandbox cluster by a real Kubernetes API server (server URL, CA, token)."""
+        record = dict(self.app.store.get("cluster", key) or {})
+        record["kube"] = {"server": spec["server"], "ca_file": spec.get("ca_file"), "token": spec.get("token")}
+        self.app.store.put("cluster", key, record)
+        return record
+
+    def kubeconfig_for(self, record: dict[str, Any]) -> str | None:
+        kube = record.get("kube")
+        if not kube:
+            return None
+        import base64
+
+        name = record["body"]["name"]
+        ca = ""
+        if kube.get("ca_file"):
+            with open(kube["ca_file"], "rb") as handle:
+                ca = base64.b64encode(handle.read()).decode()
+        return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {kube['server']}\n"
+                f"    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n"
+                f"    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n"
+                f"  user:\n    token: {kube.get('token') or ''}\n")

@@ -1,0 +1,105 @@
+"""The HTTPS server: one thread per connection, TLS handshakes off the accept loop."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .app import ConnectionReset, Sandbox
+from .config import Settings
+from .core import Request
+from .tls import ensure_certificates
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "AzureSandbox/1.0"
+    timeout = 60  # idle keep-alive connections give their thread back
+    server: SandboxServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        """The JSON-lines request log replaces the default stderr lines."""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = Request.build(self.command, self.path, dict(self.headers.items()), body)
+        try:
+            response, _operation, _principal = self.server.app.handle(request)
+        except ConnectionReset:
+            # An injected fault: RST instead of an answer, as a dropped connection looks to a client.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.server.app.record_reset(request, "reset")
+            raise
+        payload = response.encoded()
+        self.send_response(response.status)
+        if payload or response.status not in (204, 304):
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except ConnectionReset:
+            self.close_connection = True
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+    allow_reuse_address = True
+
+    def __init__(self, port: int, app: Sandbox, context: ssl.SSLContext) -> None:
+        self.app = app
+        self.context = context
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+
+
+def make_server(state_dir: Path, port: int, settings: Settings | None = None) -> SandboxServer:
+    ca, cert, key = ensure_certificates(state_dir)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    app = Sandbox(state_dir, f"https://127.0.0.1:{port}", settings)
+    return SandboxServer(port, app, context)
+
+
+def serve_forever(state_dir: Path, port: int) -> None:
+    server = make_server(state_dir, port)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        server.app.close()
