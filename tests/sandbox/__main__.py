@@ -74,14 +74,20 @@ def up(args: argparse.Namespace) -> int:
         log = (folder / "server.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.sandbox", "--state-dir", str(folder), "serve", "--port", str(port)],
-            cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            cwd=PROJECT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         (folder / "sandbox.pid").write_text(str(process.pid))
         client = SandboxClient(f"https://127.0.0.1:{port}", folder / "ca.pem")
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                print(f"sandbox exited at start (code {process.returncode}); see {folder / 'server.log'}",
-                      file=sys.stderr)
+                print(
+                    f"sandbox exited at start (code {process.returncode}); see {folder / 'server.log'}", file=sys.stderr
+                )
                 return 1
             if (folder / "ca.pem").exists() and client.healthy():
                 break
@@ -133,7 +139,7 @@ def status(args: argparse.Namespace) -> int:
     if pid is None:
         print("sandbox is not running")
         return 3
-    _, client = _client(args)
+    client = _client(args)[1]
     print(json.dumps({"pid": pid, "url": client.base_url, "state_dir": str(folder), **client.stats()["totals"]}))
     return 0
 
@@ -145,16 +151,17 @@ def reset(args: argparse.Namespace) -> int:
             (folder / name).unlink(missing_ok=True)
         print("sandbox state wiped")
         return 0
-    _, client = _client(args)
+    client = _client(args)[1]
     client.reset()
     print("sandbox state reset")
     return 0
 
 
 def seed_cluster(args: argparse.Namespace) -> int:
-    _, client = _client(args)
-    info = client.seed_cluster(args.resource_group, args.name, location=args.location,
-                               oidc_issuer_enabled=args.oidc_issuer)
+    client = _client(args)[1]
+    info = client.seed_cluster(
+        args.resource_group, args.name, location=args.location, oidc_issuer_enabled=args.oidc_issuer
+    )
     info.pop("signing_key_pem", None)
     print(json.dumps(info, indent=2))
     return 0
@@ -185,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = commands.add_parser("serve", help="run in the foreground")
     p_serve.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    handlers: dict[str, Any] = {"up": up, "down": down, "status": status, "reset": reset,
-                                "seed-cluster": seed_cluster, "serve": serve}
+    handlers: dict[str, Any] = {
+        "up": up,
+        "down": down,
+        "status": status,
+        "reset": reset,
+        "seed-cluster": seed_cluster,
+        "serve": serve,
+    }
     return int(handlers[args.command](args))
 
 

@@ -73,32 +73,69 @@ class Sandbox:
                 store.set_meta("tenant_id", str(uuid.uuid4()))
                 store.set_meta("subscription_id", str(uuid.uuid4()))
                 store.set_meta("entra_key", jwt.private_pem(jwt.new_key()))
-                store.set_meta("admin", {"client_id": str(uuid.uuid4()), "secret": secrets.token_urlsafe(32),
-                                         "principal_id": str(uuid.uuid4())})
+                store.set_meta(
+                    "admin",
+                    {
+                        "client_id": str(uuid.uuid4()),
+                        "secret": secrets.token_urlsafe(32),
+                        "principal_id": str(uuid.uuid4()),
+                    },
+                )
             self.seed_resources()
 
     def seed_resources(self) -> None:
         """The subscription, its root management group and the admin principal (Owner)."""
         admin = self.store.meta("admin")
         sub = self.subscription_id
-        self.store.put("subscription", ids.norm(f"/subscriptions/{sub}"), {
-            "id": f"/subscriptions/{sub}", "subscriptionId": sub, "tenantId": self.tenant_id,
-            "displayName": "Sandbox subscription", "state": "Enabled", "authorizationSource": "RoleBased",
-            "managedByTenants": [],
-            "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01", "quotaId": "PayAsYouGo_2014-09-01",
-                                     "spendingLimit": "Off"},
-        })
-        self.store.put("principal", "principal/" + admin["principal_id"], {
-            "principal_id": admin["principal_id"], "app_id": admin["client_id"], "type": "ServicePrincipal",
-            "display_name": "sandbox-admin", "secret": admin["secret"], "created_at": LONG_AGO,
-        })
+        self.store.put(
+            "subscription",
+            ids.norm(f"/subscriptions/{sub}"),
+            {
+                "id": f"/subscriptions/{sub}",
+                "subscriptionId": sub,
+                "tenantId": self.tenant_id,
+                "displayName": "Sandbox subscription",
+                "state": "Enabled",
+                "authorizationSource": "RoleBased",
+                "managedByTenants": [],
+                "subscriptionPolicies": {
+                    "locationPlacementId": "Public_2014-09-01",
+                    "quotaId": "PayAsYouGo_2014-09-01",
+                    "spendingLimit": "Off",
+                },
+            },
+        )
+        self.store.put(
+            "principal",
+            "principal/" + admin["principal_id"],
+            {
+                "principal_id": admin["principal_id"],
+                "app_id": admin["client_id"],
+                "type": "ServicePrincipal",
+                "display_name": "sandbox-admin",
+                "secret": admin["secret"],
+                "created_at": LONG_AGO,
+            },
+        )
         scope = f"/subscriptions/{sub}"
         from .arm import assignment_record
 
-        self.store.put("roleAssignment", ids.norm(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{SEED_ASSIGNMENT}"),
-                       assignment_record(sub, scope, SEED_ASSIGNMENT, OWNER, admin["principal_id"],
-                                         "ServicePrincipal", None, None, "Sandbox administrator",
-                                         admin["principal_id"]))
+        self.store.put(
+            "roleAssignment",
+            ids.norm(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{SEED_ASSIGNMENT}"),
+            assignment_record(
+                sub,
+                scope,
+                SEED_ASSIGNMENT,
+                OWNER,
+                admin["principal_id"],
+                "ServicePrincipal",
+                None,
+                None,
+                "Sandbox administrator",
+                admin["principal_id"],
+            ),
+        )
 
     def management_groups_of(self) -> dict[str, list[str]]:
         root = ids.norm(f"/providers/Microsoft.Management/managementGroups/{self.tenant_id}")
@@ -156,17 +193,24 @@ class Sandbox:
                     if fault.reset:
                         raise ConnectionReset()
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-                    code = fault.code or {429: "TooManyRequests", 500: "InternalServerError",
-                                          502: "BadGateway", 503: "ServiceUnavailable",
-                                          504: "GatewayTimeout"}.get(fault.status, "InjectedFault")
+                    code = fault.code or {
+                        429: "TooManyRequests",
+                        500: "InternalServerError",
+                        502: "BadGateway",
+                        503: "ServiceUnavailable",
+                        504: "GatewayTimeout",
+                    }.get(fault.status, "InjectedFault")
                     raise ApiError(fault.status, code, fault.message or "Injected by the sandbox.", headers)
                 if self.settings.latency_ms:
                     time.sleep(self.settings.latency_ms / 1000)
             extra: dict[str, str] = {}
             if route.service == "arm":
                 if request.q("api-version") is None:
-                    raise ApiError(400, "MissingApiVersionParameter",
-                                   "The api-version query parameter (?api-version=) is required for all requests.")
+                    raise ApiError(
+                        400,
+                        "MissingApiVersionParameter",
+                        "The api-version query parameter (?api-version=) is required for all requests.",
+                    )
                 caller = self.authenticate(request, route)
                 extra = self._take_token(request, route, caller)
             response = route.handler(Context(request, caller))
@@ -177,7 +221,8 @@ class Sandbox:
             response = exc.response()
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
-            "x-ms-correlation-request-id", response.headers["x-ms-request-id"])
+            "x-ms-correlation-request-id", response.headers["x-ms-request-id"]
+        )
         if "x-ms-client-request-id" in request.headers:
             response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
         self._record(request, route, response, caller, started)
@@ -192,43 +237,64 @@ class Sandbox:
         allowed, remaining, retry_after = self.throttle.take(kind, sub, caller.principal_id)
         if not allowed:
             verb = {"reads": "read", "writes": "write", "deletes": "delete"}[kind]
-            raise ApiError(429, "SubscriptionRequestsThrottled",
-                           f"Number of '{verb}' requests for subscription '{sub}' actor '{caller.principal_id}' "
-                           f"exceeded. Please try again after '{retry_after}' seconds after additional tokens are "
-                           "available. Refer to https://aka.ms/arm-throttling",
-                           {"Retry-After": str(retry_after), header: "0"})
+            raise ApiError(
+                429,
+                "SubscriptionRequestsThrottled",
+                f"Number of '{verb}' requests for subscription '{sub}' actor '{caller.principal_id}' "
+                f"exceeded. Please try again after '{retry_after}' seconds after additional tokens are "
+                "available. Refer to https://aka.ms/arm-throttling",
+                {"Retry-After": str(retry_after), header: "0"},
+            )
         return {header: str(remaining)}
 
     def authenticate(self, request: Request, route: Route) -> Caller:
-        challenge = {"WWW-Authenticate": f'Bearer authorization_uri="{self.base_url}/{self.tenant_id}", '
-                                         'error="invalid_token", error_description="The authentication failed"'}
+        challenge = {
+            "WWW-Authenticate": f'Bearer authorization_uri="{self.base_url}/{self.tenant_id}", '
+            'error="invalid_token", error_description="The authentication failed"'
+        }
         header = request.headers.get("authorization", "")
         if not header:
-            raise ApiError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.",
-                           challenge)
-        scheme, _, token = header.partition(" ")
+            raise ApiError(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.", challenge
+            )
+        scheme, _space, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "AuthenticationFailed",
-                           "Authentication failed. The 'Authorization' header is provided in an invalid format.",
-                           challenge)
+            raise ApiError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                challenge,
+            )
         try:
             claims = jwt.verify(token.strip(), self._entra_key.public_key())
         except jwt.InvalidToken as exc:
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.", challenge) from exc
         now = time.time()
         if float(claims.get("exp", 0)) < now:
-            raise ApiError(401, "ExpiredAuthenticationToken",
-                           "The access token expiry UTC time is earlier than current UTC time.", challenge)
+            raise ApiError(
+                401,
+                "ExpiredAuthenticationToken",
+                "The access token expiry UTC time is earlier than current UTC time.",
+                challenge,
+            )
         if str(claims.get("aud", "")).rstrip("/").lower() not in self.arm_audiences:
-            raise ApiError(401, "InvalidAuthenticationTokenAudience",
-                           "The access token has been obtained for wrong audience or resource "
-                           f"'{claims.get('aud')}'. It should exactly match with one of the allowed audiences "
-                           f"'{self.base_url}/'.", challenge)
+            raise ApiError(
+                401,
+                "InvalidAuthenticationTokenAudience",
+                "The access token has been obtained for wrong audience or resource "
+                f"'{claims.get('aud')}'. It should exactly match with one of the allowed audiences "
+                f"'{self.base_url}/'.",
+                challenge,
+            )
         if route.subscription and str(claims.get("tid")) != self.tenant_id:
-            raise ApiError(401, "InvalidAuthenticationTokenTenant",
-                           f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
-                           f"tenant '{self.base_url}/{self.tenant_id}/' associated with this subscription. "
-                           "Please use the authority (URL) for this tenant to obtain the token.", challenge)
+            raise ApiError(
+                401,
+                "InvalidAuthenticationTokenTenant",
+                f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
+                f"tenant '{self.base_url}/{self.tenant_id}/' associated with this subscription. "
+                "Please use the authority (URL) for this tenant to obtain the token.",
+                challenge,
+            )
         return Caller(str(claims.get("oid")), str(claims.get("appid")), str(claims.get("tid")))
 
     # -- RBAC ----------------------------------------------------------------------------------------
@@ -259,21 +325,30 @@ class Sandbox:
         caller = ctx.caller
         if caller is None or not self.is_allowed(caller, action, scope):
             who = caller.principal_id if caller else "anonymous"
-            raise ApiError(403, "AuthorizationFailed",
-                           f"The client '{who}' with object id '{who}' does not have authorization to perform "
-                           f"action '{action}' over scope '{scope.raw}' or the scope is invalid. If access was "
-                           "recently granted, please refresh your credentials.")
+            raise ApiError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{who}' with object id '{who}' does not have authorization to perform "
+                f"action '{action}' over scope '{scope.raw}' or the scope is invalid. If access was "
+                "recently granted, please refresh your credentials.",
+            )
 
     # -- observability ------------------------------------------------------------------------------
-    def _record(self, request: Request, route: Route, response: Response, caller: Caller | None,
-                started: float) -> None:
+    def _record(
+        self, request: Request, route: Route, response: Response, caller: Caller | None, started: float
+    ) -> None:
         elapsed_ms = round((time.monotonic() - started) * 1000, 2)
         with self._stats_lock:
             self._stats[route.operation][str(response.status)] += 1
         entry = {
-            "ts": time.time(), "method": request.method, "path": request.path,
+            "ts": time.time(),
+            "method": request.method,
+            "path": request.path,
             "query": {k: v for k, v in request.query.items() if k.lower() not in ("code", "client_secret")},
-            "operation": route.operation, "service": route.service, "status": response.status, "ms": elapsed_ms,
+            "operation": route.operation,
+            "service": route.service,
+            "status": response.status,
+            "ms": elapsed_ms,
             "principal": caller.principal_id if caller else None,
             "client_request_id": request.headers.get("x-ms-client-request-id"),
             "request_id": response.headers.get("x-ms-request-id"),
@@ -300,8 +375,10 @@ class Sandbox:
             elif op.startswith("sandbox."):
                 service = "control"
             totals[service] += sum(counts.values())
-        return {"operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},
-                "totals": dict(totals)}
+        return {
+            "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},
+            "totals": dict(totals),
+        }
 
     def reset_stats(self) -> None:
         with self._stats_lock:

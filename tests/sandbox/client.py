@@ -24,8 +24,9 @@ class SandboxClient:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, context=self.context, timeout=30) as response:
                 payload = response.read()
@@ -64,8 +65,9 @@ class SandboxClient:
         return dict(self.call("POST", "/_sandbox/principals", {"roles": roles or [], "replicated": replicated}))
 
     def seed_cluster(self, resource_group: str, name: str, **options: Any) -> dict[str, Any]:
-        return dict(self.call("POST", "/_sandbox/clusters", {"resource_group": resource_group, "name": name,
-                                                              **options}))
+        return dict(
+            self.call("POST", "/_sandbox/clusters", {"resource_group": resource_group, "name": name, **options})
+        )
 
     def cluster(self, resource_group: str, name: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/_sandbox/clusters/{resource_group}/{name}"))

@@ -57,8 +57,10 @@ class ControlApi:
             if low == ["clusters"] and m == "GET":
                 return Response(200, {"value": [self._cluster_info(r) for r in app.store.all("cluster").values()]})
             if len(low) == 3 and low[0] == "clusters":
-                key = ids.norm(f"/subscriptions/{app.subscription_id}/resourceGroups/{segs[1]}/providers/"
-                               f"Microsoft.ContainerService/managedClusters/{segs[2]}")
+                key = ids.norm(
+                    f"/subscriptions/{app.subscription_id}/resourceGroups/{segs[1]}/providers/"
+                    f"Microsoft.ContainerService/managedClusters/{segs[2]}"
+                )
                 record = app.arm._settle(key)
                 if record is None:
                     raise ApiError(404, "ResourceNotFound", f"No sandbox cluster {segs[1]}/{segs[2]}.")
@@ -76,18 +78,38 @@ class ControlApi:
         principal_id, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(32)
         store = self.app.store
         with store.transaction():
-            store.put("principal", "principal/" + principal_id, {
-                "principal_id": principal_id, "app_id": client_id, "type": "ServicePrincipal",
-                "display_name": spec.get("display_name", "sandbox-principal"), "secret": secret,
-                "created_at": 0.0 if spec.get("replicated", True) else __import__("time").time()})
+            store.put(
+                "principal",
+                "principal/" + principal_id,
+                {
+                    "principal_id": principal_id,
+                    "app_id": client_id,
+                    "type": "ServicePrincipal",
+                    "display_name": spec.get("display_name", "sandbox-principal"),
+                    "secret": secret,
+                    "created_at": 0.0 if spec.get("replicated", True) else __import__("time").time(),
+                },
+            )
             for grant in spec.get("roles", []):
                 scope = ids.parse_scope(grant["scope"])
                 guid = self._role_guid(grant["role"])
                 name = str(uuid.uuid4())
-                store.put("roleAssignment",
-                          ids.norm(f"{scope.raw}/providers/Microsoft.Authorization/roleAssignments/{name}"),
-                          assignment_record(scope.subscription or self.app.subscription_id, scope.raw, name, guid,
-                                            principal_id, "ServicePrincipal", None, None, None, principal_id))
+                store.put(
+                    "roleAssignment",
+                    ids.norm(f"{scope.raw}/providers/Microsoft.Authorization/roleAssignments/{name}"),
+                    assignment_record(
+                        scope.subscription or self.app.subscription_id,
+                        scope.raw,
+                        name,
+                        guid,
+                        principal_id,
+                        "ServicePrincipal",
+                        None,
+                        None,
+                        None,
+                        principal_id,
+                    ),
+                )
         return {"principal_id": principal_id, "client_id": client_id, "client_secret": secret}
 
     def _role_guid(self, role: str) -> str:
@@ -108,37 +130,74 @@ class ControlApi:
         with store.transaction():
             rg_key = ids.norm(f"/subscriptions/{sub}/resourceGroups/{rg}")
             if store.get("resourceGroup", rg_key) is None:
-                store.put("resourceGroup", rg_key, {"body": {
-                    "id": f"/subscriptions/{sub}/resourceGroups/{rg}", "name": rg,
-                    "type": "Microsoft.Resources/resourceGroups", "location": location, "tags": {},
-                    "properties": {"provisioningState": "Succeeded"}}})
+                store.put(
+                    "resourceGroup",
+                    rg_key,
+                    {
+                        "body": {
+                            "id": f"/subscriptions/{sub}/resourceGroups/{rg}",
+                            "name": rg,
+                            "type": "Microsoft.Resources/resourceGroups",
+                            "location": location,
+                            "tags": {},
+                            "properties": {"provisioningState": "Succeeded"},
+                        }
+                    },
+                )
             key = ids.norm(f"{rg_key}/providers/Microsoft.ContainerService/managedClusters/{name}")
             existing = store.get("cluster", key)
             enabled = bool(spec.get("oidc_issuer_enabled", False))
-            body = {"location": location, "tags": spec.get("tags", {}), "properties": {
-                "kubernetesVersion": spec.get("kubernetes_version", "1.30.6"),
-                "dnsPrefix": f"{name}-dns",
-                "enableRBAC": True,
-                "supportPlan": "KubernetesOfficial",
-                "disableLocalAccounts": False,
-                "agentPoolProfiles": [{"name": "system", "count": 3, "vmSize": "Standard_D4ds_v5",
-                                       "osDiskSizeGB": 128, "osDiskType": "Ephemeral", "kubeletDiskType": "OS",
-                                       "maxPods": 110, "type": "VirtualMachineScaleSets", "mode": "System",
-                                       "osType": "Linux", "osSKU": "Ubuntu", "enableAutoScaling": False,
-                                       "enableFIPS": False, "enableNodePublicIP": False}],
-                "servicePrincipalProfile": {"clientId": "msi"},
-                "networkProfile": {"networkPlugin": "azure", "networkPluginMode": "overlay",
-                                   "networkPolicy": "none", "podCidr": "10.244.0.0/16",
-                                   "serviceCidr": "10.0.0.0/16", "dnsServiceIP": "10.0.0.10",
-                                   "outboundType": "loadBalancer", "loadBalancerSku": "standard",
-                                   "podCidrs": ["10.244.0.0/16"], "serviceCidrs": ["10.0.0.0/16"],
-                                   "ipFamilies": ["IPv4"]},
-                "oidcIssuerProfile": {"enabled": enabled},
-                "securityProfile": {},
-                "storageProfile": {"diskCSIDriver": {"enabled": True}, "fileCSIDriver": {"enabled": True},
-                                   "snapshotController": {"enabled": True}},
-                "autoUpgradeProfile": {"upgradeChannel": "none", "nodeOSUpgradeChannel": "NodeImage"},
-            }}
+            body = {
+                "location": location,
+                "tags": spec.get("tags", {}),
+                "properties": {
+                    "kubernetesVersion": spec.get("kubernetes_version", "1.30.6"),
+                    "dnsPrefix": f"{name}-dns",
+                    "enableRBAC": True,
+                    "supportPlan": "KubernetesOfficial",
+                    "disableLocalAccounts": False,
+                    "agentPoolProfiles": [
+                        {
+                            "name": "system",
+                            "count": 3,
+                            "vmSize": "Standard_D4ds_v5",
+                            "osDiskSizeGB": 128,
+                            "osDiskType": "Ephemeral",
+                            "kubeletDiskType": "OS",
+                            "maxPods": 110,
+                            "type": "VirtualMachineScaleSets",
+                            "mode": "System",
+                            "osType": "Linux",
+                            "osSKU": "Ubuntu",
+                            "enableAutoScaling": False,
+                            "enableFIPS": False,
+                            "enableNodePublicIP": False,
+                        }
+                    ],
+                    "servicePrincipalProfile": {"clientId": "msi"},
+                    "networkProfile": {
+                        "networkPlugin": "azure",
+                        "networkPluginMode": "overlay",
+                        "networkPolicy": "none",
+                        "podCidr": "10.244.0.0/16",
+                        "serviceCidr": "10.0.0.0/16",
+                        "dnsServiceIP": "10.0.0.10",
+                        "outboundType": "loadBalancer",
+                        "loadBalancerSku": "standard",
+                        "podCidrs": ["10.244.0.0/16"],
+                        "serviceCidrs": ["10.0.0.0/16"],
+                        "ipFamilies": ["IPv4"],
+                    },
+                    "oidcIssuerProfile": {"enabled": enabled},
+                    "securityProfile": {},
+                    "storageProfile": {
+                        "diskCSIDriver": {"enabled": True},
+                        "fileCSIDriver": {"enabled": True},
+                        "snapshotController": {"enabled": True},
+                    },
+                    "autoUpgradeProfile": {"upgradeChannel": "none", "nodeOSUpgradeChannel": "NodeImage"},
+                },
+            }
             record = app.arm.build_cluster(sub, rg, name, body, existing)
             record["body"]["properties"]["provisioningState"] = "Succeeded"
             record["published"] = enabled
@@ -154,14 +213,19 @@ class ControlApi:
         if not key_path.exists():
             key_path.write_text(record["signing_key"])
             key_path.chmod(0o600)
-            (folder / f"{record['issuer_guid']}.pub").write_text(jwt.public_pem(jwt.load_private(record["signing_key"])))
+            (folder / f"{record['issuer_guid']}.pub").write_text(
+                jwt.public_pem(jwt.load_private(record["signing_key"]))
+            )
 
     def _cluster_info(self, record: dict[str, Any], with_key: bool = False) -> dict[str, Any]:
-        info = {"id": record["body"]["id"], "name": record["body"]["name"],
-                "issuer_url": f"{self.app.base_url}/{self.app.tenant_id}/{record['issuer_guid']}/",
-                "issuer_published": record.get("published", False),
-                "signing_key_file": str(self.app.state_dir / "issuers" / f"{record['issuer_guid']}.key"),
-                "kube": record.get("kube")}
+        info = {
+            "id": record["body"]["id"],
+            "name": record["body"]["name"],
+            "issuer_url": f"{self.app.base_url}/{self.app.tenant_id}/{record['issuer_guid']}/",
+            "issuer_published": record.get("published", False),
+            "signing_key_file": str(self.app.state_dir / "issuers" / f"{record['issuer_guid']}.key"),
+            "kube": record.get("kube"),
+        }
         if with_key:
             info["signing_key_pem"] = record["signing_key"]
         return info
@@ -184,7 +248,9 @@ class ControlApi:
         if kube.get("ca_file"):
             with open(kube["ca_file"], "rb") as handle:
                 ca = base64.b64encode(handle.read()).decode()
-        return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {kube['server']}\n"
-                f"    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n"
-                f"    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n"
-                f"  user:\n    token: {kube.get('token') or ''}\n")
+        return (
+            f"apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {kube['server']}\n"
+            f"    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n"
+            f"    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n"
+            f"  user:\n    token: {kube.get('token') or ''}\n"
+        )

@@ -7,12 +7,12 @@ import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -27,8 +27,9 @@ class Request:
     def build(cls, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
         parsed = urllib.parse.urlsplit(target)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(parsed.query, keep_blank_values=True).items()}
-        return cls(method.upper(), urllib.parse.unquote(parsed.path), query,
-                   {k.lower(): v for k, v in headers.items()}, body)
+        return cls(
+            method.upper(), urllib.parse.unquote(parsed.path), query, {k.lower(): v for k, v in headers.items()}, body
+        )
 
     def q(self, name: str) -> str | None:
         """A query parameter, matched case-insensitively as ARM does."""
@@ -44,8 +45,9 @@ class Request:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, "InvalidRequestContent",
-                           "The request content was invalid and could not be deserialized.") from exc
+            raise ApiError(
+                400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
+            ) from exc
 
     def json_object(self) -> dict[str, Any]:
         body = self.json()
@@ -97,16 +99,19 @@ class EntraError(Exception):
 
     def response(self) -> Response:
         trace = str(uuid.uuid4())
-        return Response(self.status, {
-            "error": self.error,
-            "error_description": f"AADSTS{self.aadsts}: {self.description} Trace ID: {trace} "
-                                 f"Correlation ID: {uuid.uuid4()} Timestamp: {utc_now_iso()}",
-            "error_codes": [self.aadsts],
-            "timestamp": utc_now_iso(),
-            "trace_id": trace,
-            "correlation_id": str(uuid.uuid4()),
-            "error_uri": "https://login.microsoftonline.com/error?code=" + str(self.aadsts),
-        })
+        return Response(
+            self.status,
+            {
+                "error": self.error,
+                "error_description": f"AADSTS{self.aadsts}: {self.description} Trace ID: {trace} "
+                f"Correlation ID: {uuid.uuid4()} Timestamp: {utc_now_iso()}",
+                "error_codes": [self.aadsts],
+                "timestamp": utc_now_iso(),
+                "trace_id": trace,
+                "correlation_id": str(uuid.uuid4()),
+                "error_uri": "https://login.microsoftonline.com/error?code=" + str(self.aadsts),
+            },
+        )
 
 
 @dataclass
@@ -135,8 +140,9 @@ class Route:
     subscription: str | None = None
 
 
-def paged(items: list[dict[str, Any]], request: Request, base_url: str, page_size: int,
-          token_param: str = "$skiptoken") -> dict[str, Any]:
+def paged(
+    items: list[dict[str, Any]], request: Request, base_url: str, page_size: int, token_param: str = "$skiptoken"
+) -> dict[str, Any]:
     """One page of a list plus a nextLink that carries the offset, as ARM pages."""
     top = request.q("$top")
     size = page_size
@@ -150,11 +156,10 @@ def paged(items: list[dict[str, Any]], request: Request, base_url: str, page_siz
         start = int(token) if token else 0
     except ValueError as exc:
         raise ApiError(400, "InvalidParameter", f"The value '{token}' of {token_param} is not valid.") from exc
-    page = items[start:start + size]
+    page = items[start : start + size]
     result: dict[str, Any] = {"value": page}
     if start + size < len(items):
         query = {k: v for k, v in request.query.items() if k.lower() != token_param.lower()}
         query[token_param] = str(start + size)
-        result["nextLink"] = (base_url + urllib.parse.quote(request.path) + "?"
-                              + urllib.parse.urlencode(query))
+        result["nextLink"] = base_url + urllib.parse.quote(request.path) + "?" + urllib.parse.urlencode(query)
     return result

@@ -27,11 +27,15 @@ class EntraApi:
         if low[1:] == ["oauth2", "v2.0", "token"] and request.method == "POST":
             return Route("entra.token", "entra", lambda c: self.token(c, segs[0]))
         if low[1:] == ["discovery", "v2.0", "keys"]:
-            return Route("entra.keys", "entra", lambda c: Response(200, {"keys": [jwt.jwk(self.app._entra_key.public_key())]}))
+            return Route(
+                "entra.keys", "entra", lambda c: Response(200, {"keys": [jwt.jwk(self.app._entra_key.public_key())]})
+            )
         if low == ["common", "discovery", "instance"]:
             return Route("entra.instance", "entra", self.instance_discovery)
-        if len(low) >= 3 and ids.is_guid(low[1]) and low[2:] in (
-            [".well-known", "openid-configuration"], ["openid", "v1", "jwks"]
+        if (
+            len(low) >= 3
+            and ids.is_guid(low[1])
+            and low[2:] in ([".well-known", "openid-configuration"], ["openid", "v1", "jwks"])
         ):
             kind = "discovery" if low[2] == ".well-known" else "jwks"
             return Route(f"oidc.{kind}", "oidc", lambda c: self.cluster_issuer(c, segs[0], segs[1], kind))
@@ -39,95 +43,150 @@ class EntraApi:
 
     def _check_tenant(self, tenant: str) -> None:
         if tenant.lower() != self.app.tenant_id:
-            raise EntraError(400, "invalid_request", 90002,
-                             f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
-                             "signing into the correct cloud.")
+            raise EntraError(
+                400,
+                "invalid_request",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are "
+                "signing into the correct cloud.",
+            )
 
     def openid_configuration(self, ctx: Context, tenant: str) -> Response:
         self._check_tenant(tenant)
         base, tid = self.app.base_url, self.app.tenant_id
-        return Response(200, {
-            "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/{tid}/v2.0",
-            "request_uri_parameter_supported": False,
-            "userinfo_endpoint": f"{base}/oidc/userinfo",
-            "authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "oid"],
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "sandbox.local",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-        })
+        return Response(
+            200,
+            {
+                "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"{base}/{tid}/v2.0",
+                "request_uri_parameter_supported": False,
+                "userinfo_endpoint": f"{base}/oidc/userinfo",
+                "authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
+                "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "oid"],
+                "tenant_region_scope": "EU",
+                "cloud_instance_name": "sandbox.local",
+                "cloud_graph_host_name": "graph.windows.net",
+                "msgraph_host": "graph.microsoft.com",
+            },
+        )
 
     def instance_discovery(self, ctx: Context) -> Response:
         host = self.app.base_url.split("://", 1)[1]
-        return Response(200, {
-            "tenant_discovery_endpoint": f"{self.app.base_url}/{self.app.tenant_id}/v2.0/.well-known/openid-configuration",
-            "api-version": "1.1",
-            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
-        })
+        discovery = f"{self.app.base_url}/{self.app.tenant_id}/v2.0/.well-known/openid-configuration"
+        return Response(
+            200,
+            {
+                "tenant_discovery_endpoint": discovery,
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+            },
+        )
 
     # -- tokens -------------------------------------------------------------------------------------
     def token(self, ctx: Context, tenant: str) -> Response:
         self._check_tenant(tenant)
         form = ctx.request.form()
         if form.get("grant_type") != "client_credentials":
-            raise EntraError(400, "unsupported_grant_type", 70003,
-                             f"The app requested an unsupported grant type '{form.get('grant_type')}'.")
+            raise EntraError(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{form.get('grant_type')}'.",
+            )
         scope = form.get("scope", "")
         resource = self._resource(scope)
         client_id = form.get("client_id", "")
         principal = self._principal_by_app(client_id)
         if principal is None:
-            raise EntraError(400, "unauthorized_client", 700016,
-                             f"Application with identifier '{client_id}' was not found in the directory "
-                             f"'{self.app.tenant_id}'. This can happen if the application has not been installed by "
-                             "the administrator of the tenant or consented to by any user in the tenant.")
+            raise EntraError(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{self.app.tenant_id}'. This can happen if the application has not been installed by "
+                "the administrator of the tenant or consented to by any user in the tenant.",
+            )
         if "client_assertion" in form:
             if form.get("client_assertion_type") != JWT_BEARER:
                 raise EntraError(400, "invalid_request", 50027, "Invalid client_assertion_type.")
             self._check_assertion(principal, form["client_assertion"])
         elif "client_secret" in form:
             if not principal.get("secret") or form["client_secret"] != principal["secret"]:
-                raise EntraError(401, "invalid_client", 7000215,
-                                 "Invalid client secret provided. Ensure the secret being sent in the request is the "
-                                 f"client secret value, not the client secret ID, for a secret added to app "
-                                 f"'{client_id}'.")
+                raise EntraError(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the "
+                    f"client secret value, not the client secret ID, for a secret added to app "
+                    f"'{client_id}'.",
+                )
         else:
-            raise EntraError(400, "invalid_client", 7000218,
-                             "The request body must contain the following parameter: 'client_assertion' or "
-                             "'client_secret'.")
+            raise EntraError(
+                400,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            )
         now = int(time.time())
         lifetime = self.app.settings.token_lifetime_seconds
-        claims = {"aud": resource, "iss": f"{self.app.base_url}/{self.app.tenant_id}/v2.0", "iat": now, "nbf": now,
-                  "exp": now + lifetime, "appid": principal["app_id"], "azp": principal["app_id"],
-                  "oid": principal["principal_id"], "sub": principal["principal_id"], "tid": self.app.tenant_id,
-                  "idtyp": "app", "ver": "2.0", "uti": uuid.uuid4().hex}
-        return Response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-                              "access_token": jwt.sign(claims, self.app._entra_key)})
+        claims = {
+            "aud": resource,
+            "iss": f"{self.app.base_url}/{self.app.tenant_id}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "appid": principal["app_id"],
+            "azp": principal["app_id"],
+            "oid": principal["principal_id"],
+            "sub": principal["principal_id"],
+            "tid": self.app.tenant_id,
+            "idtyp": "app",
+            "ver": "2.0",
+            "uti": uuid.uuid4().hex,
+        }
+        return Response(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": jwt.sign(claims, self.app._entra_key),
+            },
+        )
 
     def _resource(self, scope: str) -> str:
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
-            raise EntraError(400, "invalid_scope", 1002012,
-                             f"The provided value for scope {scope} is not valid. Client credential flows must have "
-                             "a scope value with /.default suffixed to the resource identifier (application ID URI).")
+            raise EntraError(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows must have "
+                "a scope value with /.default suffixed to the resource identifier (application ID URI).",
+            )
         resource = scopes[0][: -len("/.default")]
         if resource.rstrip("/").lower() not in self.app.arm_audiences:
-            raise EntraError(400, "invalid_resource", 500011,
-                             f"The resource principal named {resource} was not found in the tenant named "
-                             f"{self.app.tenant_id}.")
+            raise EntraError(
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {resource} was not found in the tenant named {self.app.tenant_id}.",
+            )
         return resource
 
     def _principal_by_app(self, client_id: str) -> dict[str, Any] | None:
@@ -150,22 +209,34 @@ class EntraApi:
         matched = False
         for key, record in self.app.store.all("fic").items():
             props = record["body"]["properties"]
-            if identity_key and key.startswith(prefix) and props["issuer"] == issuer and \
-                    props["subject"] == subject and any(a in props["audiences"] for a in audiences) and \
-                    now - record["created_at"] >= self.app.settings.fic_propagation_seconds:
+            if (
+                identity_key
+                and key.startswith(prefix)
+                and props["issuer"] == issuer
+                and props["subject"] == subject
+                and any(a in props["audiences"] for a in audiences)
+                and now - record["created_at"] >= self.app.settings.fic_propagation_seconds
+            ):
                 matched = True
                 break
         if not matched:
-            raise EntraError(400, "invalid_request", 70021,
-                             "No matching federated identity record found for presented assertion. Assertion Issuer: "
-                             f"'{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: "
-                             f"'{','.join(str(a) for a in audiences)}'. https://learn.microsoft.com/entra/workload-id/"
-                             "workload-identity-federation")
+            raise EntraError(
+                400,
+                "invalid_request",
+                70021,
+                "No matching federated identity record found for presented assertion. Assertion Issuer: "
+                f"'{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: "
+                f"'{','.join(str(a) for a in audiences)}'. https://learn.microsoft.com/entra/workload-id/"
+                "workload-identity-federation",
+            )
         cluster = self._published_issuer(str(issuer))
         if cluster is None:
-            raise EntraError(400, "invalid_request", 50166,
-                             f"Request to External OIDC endpoint failed: the issuer '{issuer}' publishes no "
-                             "discovery document.")
+            raise EntraError(
+                400,
+                "invalid_request",
+                50166,
+                f"Request to External OIDC endpoint failed: the issuer '{issuer}' publishes no discovery document.",
+            )
         public = jwt.load_private(cluster["signing_key"]).public_key()
         try:
             jwt.verify(assertion, public)
@@ -176,7 +247,10 @@ class EntraApi:
 
     def _published_issuer(self, issuer: str) -> dict[str, Any] | None:
         for record in self.app.store.all("cluster").values():
-            if record.get("published") and issuer == f"{self.app.base_url}/{self.app.tenant_id}/{record['issuer_guid']}/":
+            if (
+                record.get("published")
+                and issuer == f"{self.app.base_url}/{self.app.tenant_id}/{record['issuer_guid']}/"
+            ):
                 return record
         return None
 
@@ -190,6 +264,13 @@ class EntraApi:
             return Response(404, b"The specified blob does not exist.", content_type="text/plain")
         if kind == "jwks":
             return Response(200, {"keys": [jwt.jwk(jwt.load_private(cluster["signing_key"]).public_key())]})
-        return Response(200, {"issuer": issuer, "jwks_uri": f"{issuer}openid/v1/jwks",
-                              "response_types_supported": ["id_token"], "subject_types_supported": ["public"],
-                              "id_token_signing_alg_values_supported": ["RS256"]})
+        return Response(
+            200,
+            {
+                "issuer": issuer,
+                "jwks_uri": f"{issuer}openid/v1/jwks",
+                "response_types_supported": ["id_token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            },
+        )

@@ -53,8 +53,12 @@ class Scope:
             if len(self.types) > 1:
                 segs = segments(self.raw)[:-2]
                 return parse_scope("/" + "/".join(segs))
-            return Scope("resourceGroup", f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}",
-                         subscription=self.subscription, resource_group=self.resource_group)
+            return Scope(
+                "resourceGroup",
+                f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}",
+                subscription=self.subscription,
+                resource_group=self.resource_group,
+            )
         if self.kind == "resourceGroup":
             return Scope("subscription", f"/subscriptions/{self.subscription}", subscription=self.subscription)
         return None

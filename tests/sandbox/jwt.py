@@ -60,8 +60,14 @@ def jwk(public: rsa.RSAPublicKey) -> dict[str, str]:
     def encode_int(value: int) -> str:
         return b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
-    return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": key_id(public), "n": encode_int(numbers.n),
-            "e": encode_int(numbers.e)}
+    return {
+        "kty": "RSA",
+        "use": "sig",
+        "alg": "RS256",
+        "kid": key_id(public),
+        "n": encode_int(numbers.n),
+        "e": encode_int(numbers.e),
+    }
 
 
 def public_from_jwk(data: dict[str, Any]) -> rsa.RSAPublicKey:
@@ -72,8 +78,10 @@ def public_from_jwk(data: dict[str, Any]) -> rsa.RSAPublicKey:
 
 def sign(claims: dict[str, Any], key: rsa.RSAPrivateKey) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": key_id(key.public_key())}
-    signing_input = b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + b64url(
-        json.dumps(claims, separators=(",", ":")).encode()
+    signing_input = (
+        b64url(json.dumps(header, separators=(",", ":")).encode())
+        + "."
+        + b64url(json.dumps(claims, separators=(",", ":")).encode())
     )
     signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return signing_input + "." + b64url(signature)

@@ -23,7 +23,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 60  # idle keep-alive connections give their thread back
     server: SandboxServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         """The JSON-lines request log replaces the default stderr lines."""
 
     def _serve(self) -> None:
@@ -74,7 +74,7 @@ class SandboxServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            _Handler(tls, client_address, self)
         finally:
             try:
                 tls.close()

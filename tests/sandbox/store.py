@@ -24,7 +24,9 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, kind TEXT NOT NULL, data TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (key TEXT PRIMARY KEY, kind TEXT NOT NULL, data TEXT NOT NULL)"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._by_kind: dict[str, dict[str, Record]] = {}
         self._kind_of: dict[str, str] = {}
@@ -76,8 +78,9 @@ class Store:
 
     def put(self, kind: str, key: str, record: Record) -> None:
         with self.transaction():
-            self._db.execute("INSERT OR REPLACE INTO objects (key, kind, data) VALUES (?, ?, ?)",
-                             (key, kind, json.dumps(record)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects (key, kind, data) VALUES (?, ?, ?)", (key, kind, json.dumps(record))
+            )
             self._by_kind.setdefault(kind, {})[key] = record
             self._kind_of[key] = kind
 
