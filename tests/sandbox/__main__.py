@@ -46,17 +46,35 @@ def _port(folder: Path, requested: int | None) -> int:
     return port
 
 
+def _alive(pid: int) -> bool:
+    """A running sandbox server: not gone, not a zombie nobody reaped, not a recycled pid."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return False
+        return state != "Z" and b"tests.sandbox" in cmdline
+    return True
+
+
 def _pid(folder: Path) -> int | None:
     path = folder / "sandbox.pid"
     if not path.exists():
         return None
     try:
         pid = int(path.read_text())
-        os.kill(pid, 0)
+    except ValueError:
+        pid = -1
+    if pid > 0 and _alive(pid):
         return pid
-    except (ValueError, ProcessLookupError, PermissionError):
-        path.unlink(missing_ok=True)
-        return None
+    path.unlink(missing_ok=True)
+    return None
 
 
 def write_env(folder: Path, env: dict[str, str]) -> Path:
@@ -112,13 +130,9 @@ def down(args: argparse.Namespace) -> int:
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.05)
-    else:
+    if _alive(pid):
         os.kill(pid, signal.SIGKILL)
     (folder / "sandbox.pid").unlink(missing_ok=True)
     print(f"sandbox stopped (pid {pid})")
