@@ -40,8 +40,14 @@ TEST_SETTINGS = {
 
 
 def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.sandbox", "--state-dir", str(state_dir), *args],
-                          cwd=PROJECT, capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tests.sandbox", "--state-dir", str(state_dir), *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 @dataclass
@@ -70,9 +76,14 @@ class Sandbox:
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{rg}"
 
     def credential(self, client_id: str | None = None, secret: str | None = None) -> ClientSecretCredential:
-        return ClientSecretCredential(self.tenant_id, client_id or self.env["AZURE_CLIENT_ID"],
-                                      secret or self.env["AZURE_CLIENT_SECRET"], authority=self.url,
-                                      disable_instance_discovery=True, connection_verify=self.ca)
+        return ClientSecretCredential(
+            self.tenant_id,
+            client_id or self.env["AZURE_CLIENT_ID"],
+            secret or self.env["AZURE_CLIENT_SECRET"],
+            authority=self.url,
+            disable_instance_discovery=True,
+            connection_verify=self.ca,
+        )
 
     def arm_kwargs(self) -> dict[str, Any]:
         return {"base_url": self.url, "credential_scopes": [self.url + "/.default"], "connection_verify": self.ca}
@@ -81,8 +92,7 @@ class Sandbox:
         return ManagedServiceIdentityClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
 
     def authz(self, credential: Any = None) -> AuthorizationManagementClient:
-        return AuthorizationManagementClient(credential or self.credential(), self.subscription_id,
-                                             **self.arm_kwargs())
+        return AuthorizationManagementClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
 
     def aks(self, credential: Any = None) -> ContainerServiceClient:
         return ContainerServiceClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
@@ -90,8 +100,15 @@ class Sandbox:
     def token(self) -> str:
         return str(self.credential().get_token(self.url + "/.default").token)
 
-    def raw(self, method: str, path: str, body: Any = None, token: str | None = None,
-            api_version: str | None = "2024-11-30", headers: dict[str, str] | None = None) -> Any:
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        api_version: str | None = "2024-11-30",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """A plain requests call, for status codes and headers the SDK hides."""
         import requests
 
@@ -105,18 +122,37 @@ class Sandbox:
         return requests.request(method, url, json=body, headers=all_headers, verify=self.ca, timeout=30)
 
     def resource_group(self, name: str, location: str = "westeurope") -> str:
-        response = self.raw("PUT", f"/subscriptions/{self.subscription_id}/resourcegroups/{name}",
-                            {"location": location}, api_version="2022-09-01")
+        response = self.raw(
+            "PUT",
+            f"/subscriptions/{self.subscription_id}/resourcegroups/{name}",
+            {"location": location},
+            api_version="2022-09-01",
+        )
         assert response.status_code in (200, 201), response.text
         return self.rg_id(name)
 
-    def sign_assertion(self, signing_key_pem: str, issuer: str, subject: str,
-                       audience: str = "api://AzureADTokenExchange", lifetime: int = 3600) -> str:
+    def sign_assertion(
+        self,
+        signing_key_pem: str,
+        issuer: str,
+        subject: str,
+        audience: str = "api://AzureADTokenExchange",
+        lifetime: int = 3600,
+    ) -> str:
         """A service-account token as the cluster's API server would issue it."""
         now = int(time.time())
-        claims = {"iss": issuer, "sub": subject, "aud": [audience], "iat": now, "nbf": now, "exp": now + lifetime,
-                  "kubernetes.io": {"namespace": subject.split(":")[2], "serviceaccount": {
-                      "name": subject.split(":")[3], "uid": str(uuid.uuid4())}}}
+        claims = {
+            "iss": issuer,
+            "sub": subject,
+            "aud": [audience],
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "kubernetes.io": {
+                "namespace": subject.split(":")[2],
+                "serviceaccount": {"name": subject.split(":")[3], "uid": str(uuid.uuid4())},
+            },
+        }
         return jwt.sign(claims, jwt.load_private(signing_key_pem))
 
 

@@ -12,6 +12,7 @@ from .conftest import Sandbox
 
 ISSUER = "https://westeurope.oic.prod-aks.azure.com/00000000-0000-0000-0000-000000000000/11111111-1111-1111-1111-111111111111/"
 AUDIENCE = ["api://AzureADTokenExchange"]
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
 
 def fic(subject: str, issuer: str = ISSUER) -> dict[str, object]:
@@ -21,22 +22,30 @@ def fic(subject: str, issuer: str = ISSUER) -> dict[str, object]:
 def test_identity_lifecycle(sandbox: Sandbox) -> None:
     sandbox.resource_group("rg-id")
     msi = sandbox.msi()
-    created = msi.user_assigned_identities.create_or_update("rg-id", "orders-api",
-                                                            {"location": "West Europe", "tags": {"team": "orders"}})
+    created = msi.user_assigned_identities.create_or_update(
+        "rg-id", "orders-api", {"location": "West Europe", "tags": {"team": "orders"}}
+    )
     assert created.location == "westeurope" and created.tags == {"team": "orders"}
     assert uuid.UUID(created.client_id) and uuid.UUID(created.principal_id)
     assert created.tenant_id == sandbox.tenant_id
     assert created.type == "Microsoft.ManagedIdentity/userAssignedIdentities"
-    again = msi.user_assigned_identities.create_or_update("rg-id", "orders-api",
-                                                          {"location": "westeurope", "tags": {"team": "x"}})
+    again = msi.user_assigned_identities.create_or_update(
+        "rg-id", "orders-api", {"location": "westeurope", "tags": {"team": "x"}}
+    )
     assert (again.client_id, again.principal_id, again.tags) == (created.client_id, created.principal_id, {"team": "x"})
     patched = msi.user_assigned_identities.update("rg-id", "orders-api", {"tags": {"env": "dev"}})
     assert patched.tags == {"env": "dev"}
     assert msi.user_assigned_identities.get("rg-id", "ORDERS-API").client_id == created.client_id
-    first = sandbox.raw("DELETE", "/subscriptions/{}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/"
-                                  "userAssignedIdentities/orders-api".format(sandbox.subscription_id))
-    second = sandbox.raw("DELETE", "/subscriptions/{}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/"
-                                   "userAssignedIdentities/orders-api".format(sandbox.subscription_id))
+    first = sandbox.raw(
+        "DELETE",
+        f"/subscriptions/{sandbox.subscription_id}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/"
+        "userAssignedIdentities/orders-api",
+    )
+    second = sandbox.raw(
+        "DELETE",
+        f"/subscriptions/{sandbox.subscription_id}/resourceGroups/rg-id/providers/Microsoft.ManagedIdentity/"
+        "userAssignedIdentities/orders-api",
+    )
     assert (first.status_code, second.status_code) == (200, 204)
     with pytest.raises(ResourceNotFoundError) as missing:
         msi.user_assigned_identities.get("rg-id", "orders-api")
@@ -52,8 +61,9 @@ def test_identity_errors(sandbox: Sandbox) -> None:
     with pytest.raises(HttpResponseError) as bad_name:
         msi.user_assigned_identities.create_or_update("rg-id", "-bad", {"location": "westeurope"})
     assert bad_name.value.status_code == 400 and bad_name.value.error.code == "InvalidResourceName"
-    no_location = sandbox.raw("PUT", sandbox.rg_id("rg-id") + "/providers/Microsoft.ManagedIdentity/"
-                                                               "userAssignedIdentities/abc", {"tags": {}})
+    no_location = sandbox.raw(
+        "PUT", sandbox.rg_id("rg-id") + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/abc", {"tags": {}}
+    )
     assert no_location.status_code == 400 and no_location.json()["error"]["code"] == "LocationRequired"
     msi.user_assigned_identities.create_or_update("rg-id", "abc", {"location": "westeurope"})
     with pytest.raises(HttpResponseError) as moved:
@@ -67,10 +77,12 @@ def test_identity_lists_page_with_next_link(sandbox: Sandbox) -> None:
     sandbox.resource_group("rg-b")
     msi = sandbox.msi()
     for index in range(12):
-        msi.user_assigned_identities.create_or_update("rg-a" if index < 8 else "rg-b", f"id-{index:02d}",
-                                                      {"location": "westeurope"})
-    first_page = sandbox.raw("GET", sandbox.rg_id("rg-a") + "/providers/Microsoft.ManagedIdentity/"
-                                                            "userAssignedIdentities").json()
+        msi.user_assigned_identities.create_or_update(
+            "rg-a" if index < 8 else "rg-b", f"id-{index:02d}", {"location": "westeurope"}
+        )
+    first_page = sandbox.raw(
+        "GET", sandbox.rg_id("rg-a") + "/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    ).json()
     assert len(first_page["value"]) == 5 and "nextLink" in first_page
     assert len(list(msi.user_assigned_identities.list_by_resource_group("rg-a"))) == 8
     assert len(list(msi.user_assigned_identities.list_by_subscription())) == 12
@@ -96,17 +108,20 @@ def test_fic_lifecycle_and_update_in_place(sandbox: Sandbox) -> None:
         fics.create_or_update("rg-id", "no-such-identity", "aks-dev", fic("s"))
 
 
-@pytest.mark.parametrize(("name", "body"), [
-    ("ab", fic("s")),  # too short
-    ("ends-with=", fic("s")),
-    ("-leading", fic("s")),
-    ("x" * 121, fic("s")),
-    ("long-subject", fic("s" * 601)),
-    ("long-issuer", fic("s", "https://" + "i" * 600)),
-    ("http-issuer", fic("s", "http://insecure/")),
-    ("two-audiences", {"issuer": ISSUER, "subject": "s", "audiences": ["a", "b"]}),
-    ("no-audience", {"issuer": ISSUER, "subject": "s", "audiences": []}),
-])
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("ab", fic("s")),  # too short
+        ("ends-with=", fic("s")),
+        ("-leading", fic("s")),
+        ("x" * 121, fic("s")),
+        ("long-subject", fic("s" * 601)),
+        ("long-issuer", fic("s", "https://" + "i" * 600)),
+        ("http-issuer", fic("s", "http://insecure/")),
+        ("two-audiences", {"issuer": ISSUER, "subject": "s", "audiences": ["a", "b"]}),
+        ("no-audience", {"issuer": ISSUER, "subject": "s", "audiences": []}),
+    ],
+)
 def test_fic_validation(sandbox: Sandbox, name: str, body: dict[str, object]) -> None:
     sandbox.resource_group("rg-id")
     msi = sandbox.msi()
@@ -149,8 +164,9 @@ def test_concurrent_fic_writes_on_one_identity_conflict(sandbox: Sandbox) -> Non
         client.user_assigned_identities.get("rg-id", identity)  # token + connection ready before the race
         barrier.wait()
         try:
-            client.federated_identity_credentials.create_or_update("rg-id", identity, fic_name,
-                                                                   fic(f"system:serviceaccount:ns:{fic_name}"))
+            client.federated_identity_credentials.create_or_update(
+                "rg-id", identity, fic_name, fic(f"system:serviceaccount:ns:{fic_name}")
+            )
             outcomes[fic_name] = "ok"
         except ResourceExistsError as exc:
             outcomes[fic_name] = exc.error.code
@@ -172,8 +188,9 @@ def test_concurrent_fic_writes_on_one_identity_conflict(sandbox: Sandbox) -> Non
     assert outcomes == {"b-1": "ok", "b-2": "ok"}
     sandbox.control.configure({"fic_write_seconds": 0.2})
     for index in range(3):
-        msi.federated_identity_credentials.create_or_update("rg-id", "two", f"seq-{index}",
-                                                            fic(f"system:serviceaccount:ns:seq{index}"))
+        msi.federated_identity_credentials.create_or_update(
+            "rg-id", "two", f"seq-{index}", fic(f"system:serviceaccount:ns:seq{index}")
+        )
 
 
 def test_deleting_identity_removes_fics_and_principal_but_keeps_assignments(sandbox: Sandbox) -> None:
@@ -182,9 +199,15 @@ def test_deleting_identity_removes_fics_and_principal_but_keeps_assignments(sand
     identity = msi.user_assigned_identities.create_or_update("rg-id", "gone", {"location": "westeurope"})
     msi.federated_identity_credentials.create_or_update("rg-id", "gone", "aks", fic("system:serviceaccount:a:b"))
     authz = sandbox.authz()
-    authz.role_assignments.create(rg, str(uuid.uuid4()), {
-        "role_definition_id": "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
-        "principal_id": identity.principal_id, "principal_type": "ServicePrincipal"})
+    authz.role_assignments.create(
+        rg,
+        str(uuid.uuid4()),
+        {
+            "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+            "principal_id": identity.principal_id,
+            "principal_type": "ServicePrincipal",
+        },
+    )
     msi.user_assigned_identities.delete("rg-id", "gone")
     left = list(authz.role_assignments.list_for_scope(rg, filter=f"principalId eq '{identity.principal_id}'"))
     assert len(left) == 1

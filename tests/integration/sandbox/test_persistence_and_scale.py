@@ -63,8 +63,12 @@ def test_kill_during_writes_leaves_a_consistent_state(tmp_path: Path) -> None:
                 try:
                     response = session.put(
                         f"{box.url}{box.rg_id('rg-crash')}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
-                        f"{name}?api-version=2024-11-30", json={"location": "westeurope"},
-                        headers={"Authorization": f"Bearer {token}"}, verify=box.ca, timeout=5)
+                        f"{name}?api-version=2024-11-30",
+                        json={"location": "westeurope"},
+                        headers={"Authorization": f"Bearer {token}"},
+                        verify=box.ca,
+                        timeout=5,
+                    )
                 except requests.exceptions.RequestException:
                     return
                 if response.status_code == 201:
@@ -106,17 +110,33 @@ def test_scale_500_identities_500_fics_2000_assignments(sandbox: Sandbox) -> Non
     def make(index: int) -> str:
         ident = f"{base}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app-{index:03d}"
         created = session().put(ident + "?api-version=2024-11-30", json={"location": "westeurope"}).json()
-        fic = session().put(f"{ident}/federatedIdentityCredentials/aks?api-version=2024-11-30", json={"properties": {
-            "issuer": "https://issuer.example/", "subject": f"system:serviceaccount:ns:sa{index}",
-            "audiences": ["api://AzureADTokenExchange"]}})
+        fic = session().put(
+            f"{ident}/federatedIdentityCredentials/aks?api-version=2024-11-30",
+            json={
+                "properties": {
+                    "issuer": "https://issuer.example/",
+                    "subject": f"system:serviceaccount:ns:sa{index}",
+                    "audiences": ["api://AzureADTokenExchange"],
+                }
+            },
+        )
         assert fic.status_code == 201
-        for role in ("acdd72a7-3385-48ef-bd42-f606fba81ae7", "7f951dda-4ed3-4680-a7ca-43fe172d538d",
-                     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "4633458b-17de-408a-b874-0445c86b69e6"):
-            ra = session().put(f"{base}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-                               "?api-version=2022-04-01", json={"properties": {
-                                   "roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{role}",
-                                   "principalId": created["properties"]["principalId"],
-                                   "principalType": "ServicePrincipal"}})
+        for role in (
+            "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+            "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+            "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+            "4633458b-17de-408a-b874-0445c86b69e6",
+        ):
+            ra = session().put(
+                f"{base}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}?api-version=2022-04-01",
+                json={
+                    "properties": {
+                        "roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{role}",
+                        "principalId": created["properties"]["principalId"],
+                        "principalType": "ServicePrincipal",
+                    }
+                },
+            )
             assert ra.status_code == 201, ra.text
         return str(created["properties"]["principalId"])
 
@@ -127,7 +147,7 @@ def test_scale_500_identities_500_fics_2000_assignments(sandbox: Sandbox) -> Non
 
     def timed(path: str) -> float:
         times = []
-        for _ in range(15):
+        for _attempt in range(15):
             begin = time.perf_counter()
             response = session().get(sandbox.url + path)
             times.append((time.perf_counter() - begin) * 1000)
@@ -137,19 +157,26 @@ def test_scale_500_identities_500_fics_2000_assignments(sandbox: Sandbox) -> Non
     ident = f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app-250"
     measured = {
         "get identity": timed(f"{ident}?api-version=2024-11-30"),
-        "list identities (page of 100)": timed(f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
-                                               "?api-version=2024-11-30"),
+        "list identities (page of 100)": timed(
+            f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30"
+        ),
         "list FICs of an identity": timed(f"{ident}/federatedIdentityCredentials?api-version=2024-11-30"),
-        "list assignments atScope() at the RG": timed(f"{rg}/providers/Microsoft.Authorization/roleAssignments"
-                                                      "?api-version=2022-04-01&$filter=atScope()"),
+        "list assignments atScope() at the RG": timed(
+            f"{rg}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01&$filter=atScope()"
+        ),
         "list assignments of one principal": timed(
             f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.Authorization/roleAssignments"
-            f"?api-version=2022-04-01&$filter=principalId eq '{principals[10]}'"),
-        "get role definition by name": timed(f"{rg}/providers/Microsoft.Authorization/roleDefinitions"
-                                             "?api-version=2022-04-01&$filter=roleName eq 'AcrPull'"),
+            f"?api-version=2022-04-01&$filter=principalId eq '{principals[10]}'"
+        ),
+        "get role definition by name": timed(
+            f"{rg}/providers/Microsoft.Authorization/roleDefinitions"
+            "?api-version=2022-04-01&$filter=roleName eq 'AcrPull'"
+        ),
     }
-    report = {"build_seconds_3000_writes": round(build_seconds, 1),
-              "median_ms": {k: round(v, 2) for k, v in measured.items()}}
+    report = {
+        "build_seconds_3000_writes": round(build_seconds, 1),
+        "median_ms": {k: round(v, 2) for k, v in measured.items()},
+    }
     print("\nsandbox scale:", json.dumps(report, indent=2))
     output = Path(__file__).resolve().parents[2] / "output"
     output.mkdir(exist_ok=True)

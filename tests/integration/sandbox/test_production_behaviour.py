@@ -22,7 +22,7 @@ def test_read_bucket_throttles_with_retry_after(sandbox: Sandbox) -> None:
     token = sandbox.token()
     sandbox.control.configure({"throttling": True, "buckets": {"reads": [5, 1], "writes": [3, 1]}})
     remaining = []
-    for _ in range(5):
+    for _request in range(5):
         response = sandbox.raw("GET", identities_path(sandbox, "rg-t"), token=token)
         assert response.status_code == 200
         remaining.append(int(response.headers["x-ms-ratelimit-remaining-subscription-reads"]))
@@ -42,7 +42,7 @@ def test_sdk_rides_out_throttling(sandbox: Sandbox) -> None:
     msi.user_assigned_identities.create_or_update("rg-t", "xid-1", {"location": "westeurope"})
     sandbox.control.configure({"throttling": True, "buckets": {"reads": [3, 4]}})
     sandbox.control.reset_stats()
-    for _ in range(8):
+    for _request in range(8):
         msi.user_assigned_identities.get("rg-t", "xid-1")
     statuses = sandbox.control.stats()["operations"]["userAssignedIdentities.get"]["by_status"]
     assert statuses["200"] == 8 and statuses.get("429", 0) >= 1

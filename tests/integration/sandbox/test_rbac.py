@@ -29,12 +29,20 @@ def role_id(name: str) -> str:
 
 
 def new_identity(sandbox: Sandbox, rg: str, name: str) -> str:
-    return str(sandbox.msi().user_assigned_identities.create_or_update(rg, name, {"location": "westeurope"})
-               .principal_id)
+    return str(
+        sandbox.msi().user_assigned_identities.create_or_update(rg, name, {"location": "westeurope"}).principal_id
+    )
 
 
-def assign(sandbox: Sandbox, scope: str, role: str, principal: str, name: str | None = None,
-           principal_type: str | None = "ServicePrincipal", **extra: str) -> object:
+def assign(
+    sandbox: Sandbox,
+    scope: str,
+    role: str,
+    principal: str,
+    name: str | None = None,
+    principal_type: str | None = "ServicePrincipal",
+    **extra: str,
+) -> object:
     body = {"role_definition_id": role_id(role), "principal_id": principal, **extra}
     if principal_type:
         body["principal_type"] = principal_type
@@ -64,8 +72,13 @@ def test_custom_role_definitions(sandbox: Sandbox) -> None:
     rg = sandbox.resource_group("rg-custom")
     other = sandbox.resource_group("rg-other")
     guid = str(uuid.uuid4())
-    body = {"role_name": "Orders Reader", "description": "read orders", "role_type": "CustomRole",
-            "permissions": [{"actions": ["Microsoft.Storage/storageAccounts/read"]}], "assignable_scopes": [rg]}
+    body = {
+        "role_name": "Orders Reader",
+        "description": "read orders",
+        "role_type": "CustomRole",
+        "permissions": [{"actions": ["Microsoft.Storage/storageAccounts/read"]}],
+        "assignable_scopes": [rg],
+    }
     created = definitions.create_or_update(rg, guid, body)
     assert created.role_name == "Orders Reader" and created.role_type == "CustomRole"
     assert [d.name for d in definitions.list(rg, filter="roleName eq 'Orders Reader'")] == [guid]
@@ -74,11 +87,17 @@ def test_custom_role_definitions(sandbox: Sandbox) -> None:
         definitions.create_or_update(rg, str(uuid.uuid4()), {**body, "role_name": "Reader"})
     assert clash.value.error.code == "RoleDefinitionWithSameNameExists"
     principal = new_identity(sandbox, "rg-custom", "custom-user")
-    assignment = sandbox.authz().role_assignments.create(rg, str(uuid.uuid4()), {
-        "role_definition_id": created.id, "principal_id": principal, "principal_type": "ServicePrincipal"})
+    assignment = sandbox.authz().role_assignments.create(
+        rg,
+        str(uuid.uuid4()),
+        {"role_definition_id": created.id, "principal_id": principal, "principal_type": "ServicePrincipal"},
+    )
     with pytest.raises(HttpResponseError) as unassignable:
-        sandbox.authz().role_assignments.create(other, str(uuid.uuid4()), {
-            "role_definition_id": created.id, "principal_id": principal, "principal_type": "ServicePrincipal"})
+        sandbox.authz().role_assignments.create(
+            other,
+            str(uuid.uuid4()),
+            {"role_definition_id": created.id, "principal_id": principal, "principal_type": "ServicePrincipal"},
+        )
     assert unassignable.value.error.code == "RoleDefinitionDoesNotExist"
     with pytest.raises(HttpResponseError) as in_use:
         definitions.delete(rg, guid)
@@ -94,8 +113,10 @@ def test_assignment_create_repeat_and_conflicts(sandbox: Sandbox) -> None:
     name = str(uuid.uuid4())
     first = assign(sandbox, rg, "Reader", principal, name, description="why")
     assert first.name == name and first.scope == rg and first.principal_type == "ServicePrincipal"
-    assert first.role_definition_id == f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.Authorization/" \
-                                       f"roleDefinitions/{BUILT_IN['Reader']}"
+    assert (
+        first.role_definition_id == f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.Authorization/"
+        f"roleDefinitions/{BUILT_IN['Reader']}"
+    )
     assert first.created_on and first.created_by
     repeat = assign(sandbox, rg, "Reader", principal, name, description="why")
     assert (repeat.name, repeat.created_on) == (first.name, first.created_on)
@@ -110,9 +131,15 @@ def test_assignment_create_repeat_and_conflicts(sandbox: Sandbox) -> None:
         assign(sandbox, rg, "AcrPull", principal, "not-a-guid")
     assert not_guid.value.error.code == "InvalidRoleAssignmentId"
     with pytest.raises(HttpResponseError) as no_role:
-        sandbox.authz().role_assignments.create(rg, str(uuid.uuid4()), {
-            "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{uuid.uuid4()}",
-            "principal_id": principal, "principal_type": "ServicePrincipal"})
+        sandbox.authz().role_assignments.create(
+            rg,
+            str(uuid.uuid4()),
+            {
+                "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{uuid.uuid4()}",
+                "principal_id": principal,
+                "principal_type": "ServicePrincipal",
+            },
+        )
     assert no_role.value.error.code == "RoleDefinitionDoesNotExist"
     with pytest.raises(HttpResponseError) as missing_rg:
         assign(sandbox, sandbox.rg_id("rg-nope"), "Reader", principal)
@@ -173,8 +200,10 @@ def test_assignment_list_filters_follow_inheritance(sandbox: Sandbox) -> None:
 def test_conditions(sandbox: Sandbox) -> None:
     rg = sandbox.resource_group("rg-ra")
     principal = new_identity(sandbox, "rg-ra", "cond")
-    condition = ("((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'})) OR "
-                 "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'))")
+    condition = (
+        "((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'})) OR "
+        "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'))"
+    )
     created = assign(sandbox, rg, "Storage Blob Data Reader", principal, condition=condition)
     assert created.condition == condition and created.condition_version == "2.0"
     with pytest.raises(HttpResponseError) as old_version:
@@ -201,16 +230,25 @@ def test_authorization_of_role_assignment_writes(sandbox: Sandbox) -> None:
     rbac_admin = sandbox.control.create_principal([{"role": "Role Based Access Control Administrator", "scope": rg}])
     as_reader = sandbox.authz(sandbox.credential(reader["client_id"], reader["client_secret"]))
     with pytest.raises(HttpResponseError) as denied:
-        as_reader.role_assignments.create(rg, str(uuid.uuid4()), {
-            "role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"})
+        as_reader.role_assignments.create(
+            rg,
+            str(uuid.uuid4()),
+            {"role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"},
+        )
     assert denied.value.status_code == 403 and denied.value.error.code == "AuthorizationFailed"
     assert "Microsoft.Authorization/roleAssignments/write" in denied.value.error.message
     as_admin = sandbox.authz(sandbox.credential(rbac_admin["client_id"], rbac_admin["client_secret"]))
-    as_admin.role_assignments.create(rg, str(uuid.uuid4()), {
-        "role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"})
+    as_admin.role_assignments.create(
+        rg,
+        str(uuid.uuid4()),
+        {"role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"},
+    )
     with pytest.raises(HttpResponseError) as above:
-        as_admin.role_assignments.create(sub, str(uuid.uuid4()), {
-            "role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"})
+        as_admin.role_assignments.create(
+            sub,
+            str(uuid.uuid4()),
+            {"role_definition_id": role_id("Reader"), "principal_id": target, "principal_type": "ServicePrincipal"},
+        )
     assert above.value.status_code == 403
 
 
@@ -220,6 +258,9 @@ def test_effective_permissions(sandbox: Sandbox) -> None:
     owner = list(sandbox.authz().permissions.list_for_resource_group("rg-perm"))
     assert any("*" in p.actions for p in owner)
     reader = sandbox.control.create_principal([{"role": "Reader", "scope": sub}])
-    mine = list(sandbox.authz(sandbox.credential(reader["client_id"], reader["client_secret"]))
-                .permissions.list_for_resource_group("rg-perm"))
+    mine = list(
+        sandbox.authz(
+            sandbox.credential(reader["client_id"], reader["client_secret"])
+        ).permissions.list_for_resource_group("rg-perm")
+    )
     assert [p.actions for p in mine] == [["*/read"]]

@@ -28,9 +28,12 @@ def test_clients_must_trust_the_sandbox_ca(sandbox: Sandbox) -> None:
         # The public CA bundle, not REQUESTS_CA_BUNDLE (which the session points at the sandbox CA).
         requests.get(sandbox.url + "/_sandbox/health", verify=certifi.where(), timeout=10)
     context = ssl.create_default_context(cafile=sandbox.ca)
-    with socket.create_connection(("127.0.0.1", int(sandbox.url.rsplit(":", 1)[1]))) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    port = int(sandbox.url.rsplit(":", 1)[1])
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
 
 def test_two_hundred_concurrent_requests(sandbox: Sandbox) -> None:
@@ -40,7 +43,10 @@ def test_two_hundred_concurrent_requests(sandbox: Sandbox) -> None:
     def one(_index: int) -> int:
         response = requests.get(
             f"{sandbox.url}/subscriptions/{sandbox.subscription_id}/resourcegroups/rg-load?api-version=2022-09-01",
-            headers={"Authorization": f"Bearer {token}"}, verify=sandbox.ca, timeout=60)
+            headers={"Authorization": f"Bearer {token}"},
+            verify=sandbox.ca,
+            timeout=60,
+        )
         return response.status_code
 
     with ThreadPoolExecutor(max_workers=200) as pool:
@@ -55,12 +61,16 @@ def test_missing_api_version_is_rejected(sandbox: Sandbox) -> None:
 
 
 def test_openid_configuration(sandbox: Sandbox) -> None:
-    doc = requests.get(f"{sandbox.url}/{sandbox.tenant_id}/v2.0/.well-known/openid-configuration",
-                       verify=sandbox.ca, timeout=10).json()
+    doc = requests.get(
+        f"{sandbox.url}/{sandbox.tenant_id}/v2.0/.well-known/openid-configuration", verify=sandbox.ca, timeout=10
+    ).json()
     assert doc["token_endpoint"] == f"{sandbox.url}/{sandbox.tenant_id}/oauth2/v2.0/token"
     assert doc["issuer"] == f"{sandbox.url}/{sandbox.tenant_id}/v2.0"
-    unknown = requests.get(f"{sandbox.url}/00000000-0000-0000-0000-000000000001/v2.0/.well-known/openid-configuration",
-                           verify=sandbox.ca, timeout=10)
+    unknown = requests.get(
+        f"{sandbox.url}/00000000-0000-0000-0000-000000000001/v2.0/.well-known/openid-configuration",
+        verify=sandbox.ca,
+        timeout=10,
+    )
     assert unknown.status_code == 400 and "AADSTS90002" in unknown.json()["error_description"]
 
 
@@ -76,9 +86,17 @@ def test_client_secret_token_carries_the_claims(sandbox: Sandbox) -> None:
 
 
 def test_wrong_secret_is_invalid_client(sandbox: Sandbox) -> None:
-    raw = requests.post(f"{sandbox.url}/{sandbox.tenant_id}/oauth2/v2.0/token", verify=sandbox.ca, timeout=10, data={
-        "grant_type": "client_credentials", "client_id": sandbox.env["AZURE_CLIENT_ID"], "client_secret": "nope",
-        "scope": sandbox.url + "/.default"})
+    raw = requests.post(
+        f"{sandbox.url}/{sandbox.tenant_id}/oauth2/v2.0/token",
+        verify=sandbox.ca,
+        timeout=10,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sandbox.env["AZURE_CLIENT_ID"],
+            "client_secret": "nope",
+            "scope": sandbox.url + "/.default",
+        },
+    )
     assert raw.status_code == 401
     assert raw.json()["error"] == "invalid_client" and raw.json()["error_codes"] == [7000215]
     with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
@@ -102,21 +120,32 @@ def test_arm_rejects_missing_foreign_and_expired_tokens(sandbox: Sandbox) -> Non
     response = sandbox.raw("GET", path, token=foreign)
     assert response.status_code == 401 and response.json()["error"]["code"] == "InvalidAuthenticationToken"
     sandbox.control.configure({"token_lifetime_seconds": 1})
-    short = ClientSecretCredential(sandbox.tenant_id, sandbox.env["AZURE_CLIENT_ID"], sandbox.env["AZURE_CLIENT_SECRET"],
-                                   authority=sandbox.url, disable_instance_discovery=True,
-                                   connection_verify=sandbox.ca).get_token(sandbox.url + "/.default").token
+    short = (
+        ClientSecretCredential(
+            sandbox.tenant_id,
+            sandbox.env["AZURE_CLIENT_ID"],
+            sandbox.env["AZURE_CLIENT_SECRET"],
+            authority=sandbox.url,
+            disable_instance_discovery=True,
+            connection_verify=sandbox.ca,
+        )
+        .get_token(sandbox.url + "/.default")
+        .token
+    )
     time.sleep(1.5)
     expired = sandbox.raw("GET", path, token=short)
     assert expired.status_code == 401 and expired.json()["error"]["code"] == "ExpiredAuthenticationToken"
 
 
 def test_metadata_endpoints_for_cloud_registration(sandbox: Sandbox) -> None:
-    clouds = requests.get(f"{sandbox.url}/metadata/endpoints?api-version=2022-09-01", verify=sandbox.ca,
-                          timeout=10).json()
+    clouds = requests.get(
+        f"{sandbox.url}/metadata/endpoints?api-version=2022-09-01", verify=sandbox.ca, timeout=10
+    ).json()
     assert isinstance(clouds, list) and clouds[0]["resourceManager"] == sandbox.url + "/"
     assert clouds[0]["authentication"]["loginEndpoint"] == sandbox.url + "/"
-    single = requests.get(f"{sandbox.url}/metadata/endpoints?api-version=2019-05-01", verify=sandbox.ca,
-                          timeout=10).json()
+    single = requests.get(
+        f"{sandbox.url}/metadata/endpoints?api-version=2019-05-01", verify=sandbox.ca, timeout=10
+    ).json()
     assert single["resourceManager"] == sandbox.url + "/"
 
 

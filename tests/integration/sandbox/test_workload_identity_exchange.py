@@ -25,25 +25,44 @@ def federated(sandbox: Sandbox) -> dict[str, str]:
     sandbox.resource_group("rg-app")
     msi = sandbox.msi()
     identity = msi.user_assigned_identities.create_or_update("rg-app", "orders-api", {"location": "westeurope"})
-    msi.federated_identity_credentials.create_or_update("rg-app", "orders-api", "aks-dev", {
-        "issuer": cluster["issuer_url"], "subject": SUBJECT, "audiences": [AUDIENCE]})
-    sandbox.authz().role_assignments.create(sandbox.rg_id("rg-app"), "0f0e0d0c-0b0a-4909-8807-060504030201", {
-        "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
-        "principal_id": identity.principal_id, "principal_type": "ServicePrincipal"})
-    return {"client_id": identity.client_id, "principal_id": identity.principal_id,
-            "issuer": cluster["issuer_url"], "key": cluster["signing_key_pem"]}
+    msi.federated_identity_credentials.create_or_update(
+        "rg-app",
+        "orders-api",
+        "aks-dev",
+        {"issuer": cluster["issuer_url"], "subject": SUBJECT, "audiences": [AUDIENCE]},
+    )
+    sandbox.authz().role_assignments.create(
+        sandbox.rg_id("rg-app"),
+        "0f0e0d0c-0b0a-4909-8807-060504030201",
+        {
+            "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+            "principal_id": identity.principal_id,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    return {
+        "client_id": identity.client_id,
+        "principal_id": identity.principal_id,
+        "issuer": cluster["issuer_url"],
+        "key": cluster["signing_key_pem"],
+    }
 
 
 def _credential(sandbox: Sandbox, tmp_path: Path, client_id: str, assertion: str) -> WorkloadIdentityCredential:
     token_file = tmp_path / "azure-identity-token"
     token_file.write_text(assertion)
-    return WorkloadIdentityCredential(tenant_id=sandbox.tenant_id, client_id=client_id,
-                                      token_file_path=str(token_file), authority=sandbox.url,
-                                      connection_verify=sandbox.ca)
+    return WorkloadIdentityCredential(
+        tenant_id=sandbox.tenant_id,
+        client_id=client_id,
+        token_file_path=str(token_file),
+        authority=sandbox.url,
+        connection_verify=sandbox.ca,
+    )
 
 
-def test_exchange_then_arm_within_the_granted_scope_only(sandbox: Sandbox, federated: dict[str, str],
-                                                         tmp_path: Path) -> None:
+def test_exchange_then_arm_within_the_granted_scope_only(
+    sandbox: Sandbox, federated: dict[str, str], tmp_path: Path
+) -> None:
     assertion = sandbox.sign_assertion(federated["key"], federated["issuer"], SUBJECT)
     credential = _credential(sandbox, tmp_path, federated["client_id"], assertion)
     token = credential.get_token(sandbox.url + "/.default")
@@ -59,14 +78,24 @@ def test_exchange_then_arm_within_the_granted_scope_only(sandbox: Sandbox, feder
     assert write.value.status_code == 403
 
 
-@pytest.mark.parametrize(("case", "issuer_edit", "subject", "audience"), [
-    ("wrong subject", None, "system:serviceaccount:orders:someone-else", AUDIENCE),
-    ("wrong audience", None, SUBJECT, "api://SomethingElse"),
-    ("issuer without trailing slash", "strip", SUBJECT, AUDIENCE),
-    ("issuer in other case", "upper", SUBJECT, AUDIENCE),
-])
-def test_mismatches_are_aadsts70021(sandbox: Sandbox, federated: dict[str, str], tmp_path: Path, case: str,
-                                    issuer_edit: str | None, subject: str, audience: str) -> None:
+@pytest.mark.parametrize(
+    ("case", "issuer_edit", "subject", "audience"),
+    [
+        ("wrong subject", None, "system:serviceaccount:orders:someone-else", AUDIENCE),
+        ("wrong audience", None, SUBJECT, "api://SomethingElse"),
+        ("issuer without trailing slash", "strip", SUBJECT, AUDIENCE),
+        ("issuer in other case", "upper", SUBJECT, AUDIENCE),
+    ],
+)
+def test_mismatches_are_aadsts70021(
+    sandbox: Sandbox,
+    federated: dict[str, str],
+    tmp_path: Path,
+    case: str,
+    issuer_edit: str | None,
+    subject: str,
+    audience: str,
+) -> None:
     issuer = federated["issuer"]
     if issuer_edit == "strip":
         issuer = issuer.rstrip("/")
@@ -93,10 +122,13 @@ def test_forged_expired_and_unpublished(sandbox: Sandbox, federated: dict[str, s
         _credential(sandbox, tmp_path, federated["client_id"], expired).get_token(sandbox.url + "/.default")
     # An issuer whose cluster has not enabled it: the FIC can name it, but nothing is published.
     dark = sandbox.control.seed_cluster("rg-aks", "aks-dark")
-    assert requests.get(dark["issuer_url"] + ".well-known/openid-configuration", verify=sandbox.ca,
-                        timeout=10).status_code == 404
-    sandbox.msi().federated_identity_credentials.create_or_update("rg-app", "orders-api", "aks-dark", {
-        "issuer": dark["issuer_url"], "subject": SUBJECT, "audiences": [AUDIENCE]})
+    assert (
+        requests.get(dark["issuer_url"] + ".well-known/openid-configuration", verify=sandbox.ca, timeout=10).status_code
+        == 404
+    )
+    sandbox.msi().federated_identity_credentials.create_or_update(
+        "rg-app", "orders-api", "aks-dark", {"issuer": dark["issuer_url"], "subject": SUBJECT, "audiences": [AUDIENCE]}
+    )
     unpublished = sandbox.sign_assertion(dark["signing_key_pem"], dark["issuer_url"], SUBJECT)
     with pytest.raises(ClientAuthenticationError, match="AADSTS50166"):
         _credential(sandbox, tmp_path, federated["client_id"], unpublished).get_token(sandbox.url + "/.default")
@@ -104,8 +136,12 @@ def test_forged_expired_and_unpublished(sandbox: Sandbox, federated: dict[str, s
 
 def test_new_fic_propagation_delay(sandbox: Sandbox, federated: dict[str, str], tmp_path: Path) -> None:
     sandbox.control.configure({"fic_propagation_seconds": 30})
-    sandbox.msi().federated_identity_credentials.create_or_update("rg-app", "orders-api", "second", {
-        "issuer": federated["issuer"], "subject": "system:serviceaccount:orders:worker", "audiences": [AUDIENCE]})
+    sandbox.msi().federated_identity_credentials.create_or_update(
+        "rg-app",
+        "orders-api",
+        "second",
+        {"issuer": federated["issuer"], "subject": "system:serviceaccount:orders:worker", "audiences": [AUDIENCE]},
+    )
     assertion = sandbox.sign_assertion(federated["key"], federated["issuer"], "system:serviceaccount:orders:worker")
     with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
         _credential(sandbox, tmp_path, federated["client_id"], assertion).get_token(sandbox.url + "/.default")
