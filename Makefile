@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt test-requirements.txt | sha256sum | cut -c1-12)
+AZ_CLI_VERSION := 2.91.0
+AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: setup test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
@@ -41,9 +43,17 @@ unit: setup
 	@echo "==> unit tests"
 	@$(BIN)/pytest -q tests/unit
 
-integration: setup
+integration: setup $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
-	@$(BIN)/pytest -q tests/integration
+	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q tests/integration
+
+# The Azure CLI, an independent client pointed at the sandbox by the tests (its own venv: it pins
+# its own azure-* packages).
+$(AZ_CLI):
+	@echo "==> installing azure-cli $(AZ_CLI_VERSION) into .tools/azcli (log: .tools/azcli-install.log)"
+	@mkdir -p .tools && rm -rf .tools/azcli && $(PYTHON) -m venv .tools/azcli
+	@.tools/azcli/bin/pip install "azure-cli==$(AZ_CLI_VERSION)" >.tools/azcli-install.log 2>&1 \
+		|| (tail -30 .tools/azcli-install.log; exit 1)
 
 ## demo: the main job: start the sandbox with two AKS clusters and walk a workload through the token chain
 demo: setup

@@ -300,8 +300,9 @@ class ArmApi:
             },
         }
         version = ctx.request.q("api-version") or ""
-        # From 2022-09-01 the document is a list of clouds; earlier versions return one cloud.
-        return Response(200, [cloud] if version >= "2022-09-01" else cloud)
+        # 2022-09-01 (what `az cloud register` asks for) describes this cloud alone; the older
+        # form (ARM_CLOUD_METADATA_URL) is the list of all clouds.
+        return Response(200, cloud if version >= "2022-09-01" else [cloud])
 
     def _visible_subscriptions(self, ctx: Context) -> list[dict[str, Any]]:
         assert ctx.caller is not None

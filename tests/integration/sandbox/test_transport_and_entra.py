@@ -138,15 +138,16 @@ def test_arm_rejects_missing_foreign_and_expired_tokens(sandbox: Sandbox) -> Non
 
 
 def test_metadata_endpoints_for_cloud_registration(sandbox: Sandbox) -> None:
-    clouds = requests.get(
+    cloud = requests.get(
         f"{sandbox.url}/metadata/endpoints?api-version=2022-09-01", verify=sandbox.ca, timeout=10
     ).json()
-    assert isinstance(clouds, list) and clouds[0]["resourceManager"] == sandbox.url + "/"
-    assert clouds[0]["authentication"]["loginEndpoint"] == sandbox.url + "/"
-    single = requests.get(
+    assert cloud["resourceManager"] == sandbox.url + "/"
+    assert cloud["authentication"]["loginEndpoint"] == sandbox.url + "/"
+    assert isinstance(cloud["suffixes"], dict)
+    all_clouds = requests.get(
         f"{sandbox.url}/metadata/endpoints?api-version=2019-05-01", verify=sandbox.ca, timeout=10
     ).json()
-    assert single["resourceManager"] == sandbox.url + "/"
+    assert isinstance(all_clouds, list) and all_clouds[0]["resourceManager"] == sandbox.url + "/"
 
 
 def test_subscriptions_and_tenants(sandbox: Sandbox) -> None:

@@ -1,0 +1,144 @@
+"""The Azure CLI, a client nobody here wrote, pointed at the sandbox like at a custom cloud."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from .conftest import Sandbox
+
+AZ = os.environ.get("SANDBOX_AZ_CLI")
+pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")
+
+
+class Cli:
+    def __init__(self, sandbox: Sandbox, config_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "AZURE_CONFIG_DIR": str(config_dir),
+            "REQUESTS_CA_BUNDLE": sandbox.ca,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            # MSAL's instance discovery lives on login.microsoftonline.com; the CLI's switch for
+            # Azure Stack turns it off, as for any private authority.
+            "AZURE_CORE_INSTANCE_DISCOVERY": "false",
+        }
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(AZ), *args], env=self.env, capture_output=True, text=True, timeout=180, check=False
+        )
+        if check:
+            assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+
+@pytest.fixture()
+def az(sandbox: Sandbox, tmp_path: Path) -> Cli:
+    cli = Cli(sandbox, tmp_path / "azure")
+    cli.run("cloud", "register", "-n", "Sandbox", "--endpoint-resource-manager", sandbox.url + "/")
+    cli.run("cloud", "set", "-n", "Sandbox")
+    return cli
+
+
+def test_cloud_registration_reads_the_metadata_endpoint(az: Cli, sandbox: Sandbox) -> None:
+    endpoints = az.json("cloud", "show", "-n", "Sandbox")["endpoints"]
+    assert endpoints["resourceManager"] == sandbox.url + "/"
+    assert endpoints["activeDirectory"] == sandbox.url + "/"
+
+
+def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> None:
+    wrong = az.run(
+        "login",
+        "--service-principal",
+        "-u",
+        sandbox.env["AZURE_CLIENT_ID"],
+        "-p",
+        "not-the-secret",
+        "--tenant",
+        sandbox.tenant_id,
+        check=False,
+    )
+    assert wrong.returncode != 0 and "AADSTS7000215" in wrong.stderr
+    accounts = az.json(
+        "login",
+        "--service-principal",
+        "-u",
+        sandbox.env["AZURE_CLIENT_ID"],
+        "-p",
+        sandbox.env["AZURE_CLIENT_SECRET"],
+        "--tenant",
+        sandbox.tenant_id,
+    )
+    assert [a["id"] for a in accounts] == [sandbox.subscription_id]
+    az.run("group", "create", "-n", "rg-cli", "-l", "westeurope")
+    identity = az.json("identity", "create", "-g", "rg-cli", "-n", "orders-api")
+    assert identity["clientId"] and identity["principalId"]
+    az.run(
+        "identity",
+        "federated-credential",
+        "create",
+        "-g",
+        "rg-cli",
+        "--identity-name",
+        "orders-api",
+        "-n",
+        "aks-dev",
+        "--issuer",
+        "https://issuer.example/",
+        "--subject",
+        "system:serviceaccount:orders:api",
+    )
+    fics = az.json("identity", "federated-credential", "list", "-g", "rg-cli", "--identity-name", "orders-api")
+    assert [(f["name"], f["subject"]) for f in fics] == [("aks-dev", "system:serviceaccount:orders:api")]
+    assignment = az.json(
+        "role",
+        "assignment",
+        "create",
+        "--assignee-object-id",
+        identity["principalId"],
+        "--assignee-principal-type",
+        "ServicePrincipal",
+        "--role",
+        "Storage Blob Data Reader",
+        "--scope",
+        sandbox.rg_id("rg-cli"),
+    )
+    assert assignment["principalType"] == "ServicePrincipal"
+    assert assignment["roleDefinitionId"].endswith("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
+    az.run("identity", "delete", "-g", "rg-cli", "-n", "orders-api")
+    missing = az.run("identity", "show", "-g", "rg-cli", "-n", "orders-api", check=False)
+    assert missing.returncode != 0 and "ResourceNotFound" in missing.stderr
+
+
+def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: Sandbox) -> None:
+    az.run(
+        "login",
+        "--service-principal",
+        "-u",
+        sandbox.env["AZURE_CLIENT_ID"],
+        "-p",
+        sandbox.env["AZURE_CLIENT_SECRET"],
+        "--tenant",
+        sandbox.tenant_id,
+    )
+    seeded = sandbox.control.seed_cluster("rg-aks", "aks-cli")
+    cluster = az.json(
+        "aks", "update", "-g", "rg-aks", "-n", "aks-cli", "--enable-oidc-issuer", "--enable-workload-identity"
+    )
+    assert cluster["provisioningState"] == "Succeeded"
+    assert cluster["oidcIssuerProfile"]["issuerUrl"] == seeded["issuer_url"]
+    assert cluster["securityProfile"]["workloadIdentity"]["enabled"] is True
+    discovery = requests.get(seeded["issuer_url"] + ".well-known/openid-configuration", verify=sandbox.ca, timeout=10)
+    assert discovery.json()["issuer"] == seeded["issuer_url"]
+    shown = az.json("aks", "show", "-g", "rg-aks", "-n", "aks-cli")
+    assert shown["oidcIssuerProfile"]["enabled"] is True
