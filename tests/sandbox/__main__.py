@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -77,14 +76,6 @@ def _pid(folder: Path) -> int | None:
     return None
 
 
-def write_env(folder: Path, env: dict[str, str]) -> Path:
-    path = folder / "sandbox.env"
-    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
-    path.chmod(0o600)
-    (folder / "sandbox.json").write_text(json.dumps(env, indent=2))
-    return path
-
-
 def up(args: argparse.Namespace) -> int:
     folder = state_dir(args)
     port = _port(folder, args.port)
@@ -100,7 +91,7 @@ def up(args: argparse.Namespace) -> int:
         )
         (folder / "sandbox.pid").write_text(str(process.pid))
         client = SandboxClient(f"https://127.0.0.1:{port}", folder / "ca.pem")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a cold kube-apiserver start is the slow part
         while True:
             if process.poll() is not None:
                 print(
@@ -110,15 +101,14 @@ def up(args: argparse.Namespace) -> int:
             if (folder / "ca.pem").exists() and client.healthy():
                 break
             if time.monotonic() > deadline:
-                print(f"sandbox did not answer within 30 s; see {folder / 'server.log'}", file=sys.stderr)
+                print(f"sandbox not ready within 120 s; see {folder / 'server.log'}", file=sys.stderr)
                 process.terminate()
                 return 1
             time.sleep(0.05)
     client = SandboxClient(f"https://127.0.0.1:{port}", folder / "ca.pem")
     if args.settings:
         client.configure(json.loads(args.settings))
-    env_file = write_env(folder, client.env())
-    print(f"sandbox up at https://127.0.0.1:{port} (state {folder}); environment: source {env_file}")
+    print(f"sandbox up at https://127.0.0.1:{port} (state {folder}); environment: source {folder / 'sandbox.env'}")
     return 0
 
 
@@ -134,6 +124,11 @@ def down(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+    # etcd and the API servers are the server's children, in its process group: none outlives it.
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
     (folder / "sandbox.pid").unlink(missing_ok=True)
     print(f"sandbox stopped (pid {pid})")
     return 0

@@ -15,6 +15,7 @@ from . import ids, jwt, rbac
 from .config import Settings
 from .core import ApiError, Caller, Context, EntraError, Request, Response, Route
 from .faults import Faults
+from .kube import KubeControlPlane, kubeconfig
 from .store import Store
 from .throttle import Throttle
 
@@ -42,6 +43,9 @@ class Sandbox:
         self._stats: dict[str, Counter[str]] = defaultdict(Counter)
         self._log_lock = threading.Lock()
         self._log = (state_dir / "requests.jsonl").open("a", encoding="utf-8")
+        self.kube = KubeControlPlane(state_dir)
+        # Set once the API servers of kube-backed clusters are back after a start (or there are none).
+        self.kube_ready = threading.Event()
         self._seed()
         self._entra_key = jwt.load_private(self.store.meta("entra_key"))
         # Imported here: the API modules import this one for typing.
@@ -143,6 +147,7 @@ class Sandbox:
 
     def reset(self) -> None:
         """Wipe every resource (keep the tenant, subscription and admin principal)."""
+        self.kube.wipe()
         with self.store.transaction():
             for kind in list(self.store._by_kind):
                 for key in list(self.store.all(kind)):
@@ -151,11 +156,25 @@ class Sandbox:
         self.throttle.reset()
         self.faults.clear()
         self.reset_stats()
+        self.write_env_files()
 
     def env(self, ca_bundle: Path) -> dict[str, str]:
-        """Everything a client needs to talk to this sandbox."""
+        """Everything a client needs to talk to this sandbox (and to its clusters' API servers)."""
         admin = self.store.meta("admin")
+        kube: dict[str, str] = {}
+        backed = self.kube_backed()
+        if backed:
+            first = backed[0][1]
+            kube = {
+                "KUBECONFIG": str(self.state_dir / "kubeconfig"),
+                "K8S_AUTH_KUBECONFIG": str(self.state_dir / "kubeconfig"),
+                "K8S_AUTH_HOST": first["server"],
+                "K8S_AUTH_API_KEY": first["token"] or "",
+                "K8S_AUTH_VERIFY_SSL": "true",
+                "K8S_AUTH_SSL_CA_CERT": first["ca_file"] or str(ca_bundle),
+            }
         return {
+            **kube,
             "AZURE_SUBSCRIPTION_ID": self.subscription_id,
             "AZURE_TENANT_ID": self.tenant_id,
             "AZURE_TENANT": self.tenant_id,
@@ -170,6 +189,64 @@ class Sandbox:
             "SANDBOX_URL": self.base_url,
             "SANDBOX_STATE_DIR": str(self.state_dir),
         }
+
+    def kube_backed(self) -> list[tuple[str, dict[str, Any]]]:
+        """(cluster name, connection) of every cluster with an API server, oldest first."""
+        records = [r for r in self.store.all("cluster").values() if r.get("kube")]
+        records.sort(key=lambda r: r.get("seeded_at", 0))
+        return [(r["body"]["name"], r["kube"]) for r in records]
+
+    def write_env_files(self) -> None:
+        """sandbox.env (shell), sandbox.json, and the merged kubeconfig of the kube-backed clusters."""
+        import shlex
+
+        import yaml
+
+        ca = self.state_dir / "ca.pem"
+        backed = self.kube_backed()
+        config = self.state_dir / "kubeconfig"
+        if backed:
+            config.write_text(yaml.safe_dump(kubeconfig(backed, ca.read_text()), sort_keys=False))
+            config.chmod(0o600)
+        else:
+            config.unlink(missing_ok=True)
+        env = self.env(ca)
+        shell = self.state_dir / "sandbox.env"
+        shell.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items())))
+        shell.chmod(0o600)
+        (self.state_dir / "sandbox.json").write_text(json.dumps(env, indent=2))
+
+    def start_kube(self) -> None:
+        """Bring back the API servers of kube-backed clusters after a restart (in parallel)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        try:
+            records = [(k, r) for k, r in self.store.all("cluster").items() if r.get("kube")]
+            if not records or not self.kube.available:
+                return
+            with ThreadPoolExecutor(max_workers=len(records)) as pool:
+                started = list(pool.map(lambda kr: (kr[0], self.attach_kube(kr[0], kr[1])), records))
+            for key, record in started:
+                self.store.put("cluster", key, record)
+            self.write_env_files()
+        finally:
+            self.kube_ready.set()
+
+    def attach_kube(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Start the cluster's API server; the record with its connection (and fqdn) filled in."""
+        issuer = f"{self.base_url}/{self.tenant_id}/{record['issuer_guid']}/"
+        details = self.kube.ensure_cluster(
+            key, record["body"]["name"], issuer, record["signing_key"], record.get("kube")
+        )
+        body = dict(record["body"])
+        props = dict(body["properties"])
+        props["fqdn"] = details["server"].split("://", 1)[1]
+        body["properties"] = props
+        return {**record, "body": body, "kube": details}
+
+    def release_kube(self, key: str, record: dict[str, Any] | None) -> None:
+        if record and record.get("kube"):
+            self.kube.release_cluster(key)
 
     # -- the pipeline ----------------------------------------------------------------------------
     def resolve(self, request: Request) -> Route:
@@ -385,6 +462,7 @@ class Sandbox:
             self._stats.clear()
 
     def close(self) -> None:
+        self.kube.stop_all()
         self._log.close()
         self.store.close()
 

@@ -431,6 +431,8 @@ class ArmApi:
                     if ids.is_at_or_below(target, key):
                         if kind == "identity":
                             self._drop_principal(record)
+                        if kind == "cluster":
+                            self.app.release_kube(k, record)
                         self.store.delete(kind, k)
 
     def _drop_principal(self, identity: dict[str, Any]) -> None:
@@ -1002,7 +1004,7 @@ class ArmApi:
                 op = {**op, "status": "Succeeded", "endTime": utc_now_iso()}
                 self.store.put("operation", op["name"], op)
                 if op["action"] == "delete":
-                    self.store.delete("cluster", key)
+                    self.app.release_kube(key, self.store.delete("cluster", key))
                     return None
                 body = copy.deepcopy(record["body"])
                 body["properties"]["provisioningState"] = "Succeeded"

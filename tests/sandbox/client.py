@@ -35,8 +35,9 @@ class SandboxClient:
         return json.loads(payload) if payload else None
 
     def healthy(self) -> bool:
+        """Answering, and the API servers of its kube-backed clusters are back."""
         try:
-            return bool(self.call("GET", "/_sandbox/health"))
+            return bool(self.call("GET", "/_sandbox/health").get("kube_ready"))
         except (OSError, RuntimeError, ssl.SSLError):
             return False
 

@@ -38,6 +38,8 @@ class Settings:
     # Entries per page in list responses that page with nextLink.
     page_size: int = 100
     token_lifetime_seconds: int = 3599
+    # Whether seeded clusters get their own kube-apiserver by default (when the binaries exist).
+    kube_clusters: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

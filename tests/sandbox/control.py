@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from . import ids, jwt
 from .core import ApiError, Context, Request, Response, Route
+from .kube import KubeUnavailable, kubeconfig
 
 if TYPE_CHECKING:
     from .app import Sandbox
@@ -28,7 +30,16 @@ class ControlApi:
         app = self.app
         try:
             if low == ["health"]:
-                return Response(200, {"status": "ok", "tenant_id": app.tenant_id})
+                return Response(
+                    200,
+                    {
+                        "status": "ok",
+                        "tenant_id": app.tenant_id,
+                        "kube": app.kube.pids(),
+                        "kube_available": app.kube.available,
+                        "kube_ready": app.kube_ready.is_set(),
+                    },
+                )
             if low == ["env"]:
                 return Response(200, app.env(app.state_dir / "ca.pem"))
             if low == ["config"]:
@@ -64,8 +75,6 @@ class ControlApi:
                 record = app.arm._settle(key)
                 if record is None:
                     raise ApiError(404, "ResourceNotFound", f"No sandbox cluster {segs[1]}/{segs[2]}.")
-                if m == "PATCH":
-                    record = self.attach_kube(key, ctx.request.json_object())
                 return Response(200, self._cluster_info(record, with_key=True))
         except (TypeError, ValueError, KeyError) as exc:
             raise ApiError(400, "BadRequest", f"Bad control request: {exc}") from exc
@@ -200,9 +209,22 @@ class ControlApi:
             }
             record = app.arm.build_cluster(sub, rg, name, body, existing)
             record["body"]["properties"]["provisioningState"] = "Succeeded"
-            record["published"] = enabled
+            record["published"] = enabled or bool(existing and existing.get("published"))
+            record["seeded_at"] = existing.get("seeded_at", time.time()) if existing else time.time()
             store.put("cluster", key, record)
         self._write_issuer_keys(record)
+        wanted = spec.get("kube")
+        if wanted is None:
+            wanted = app.settings.kube_clusters and app.kube.available
+        if wanted:
+            if not app.kube.available:
+                raise ApiError(400, "KubeUnavailable", app.kube.why_unavailable())
+            try:
+                record = app.attach_kube(key, record)
+            except KubeUnavailable as exc:
+                raise ApiError(500, "KubeUnavailable", str(exc)) from exc
+            store.put("cluster", key, record)
+            app.write_env_files()
         return self._cluster_info(record, with_key=True)
 
     def _write_issuer_keys(self, record: dict[str, Any]) -> None:
@@ -230,27 +252,11 @@ class ControlApi:
             info["signing_key_pem"] = record["signing_key"]
         return info
 
-    def attach_kube(self, key: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """Back a sandbox cluster by a real Kubernetes API server (server URL, CA, token)."""
-        record = dict(self.app.store.get("cluster", key) or {})
-        record["kube"] = {"server": spec["server"], "ca_file": spec.get("ca_file"), "token": spec.get("token")}
-        self.app.store.put("cluster", key, record)
-        return record
-
     def kubeconfig_for(self, record: dict[str, Any]) -> str | None:
-        kube = record.get("kube")
-        if not kube:
+        """What `az aks get-credentials` would have written for this cluster."""
+        if not record.get("kube"):
             return None
-        import base64
+        import yaml
 
-        name = record["body"]["name"]
-        ca = ""
-        if kube.get("ca_file"):
-            with open(kube["ca_file"], "rb") as handle:
-                ca = base64.b64encode(handle.read()).decode()
-        return (
-            f"apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {kube['server']}\n"
-            f"    certificate-authority-data: {ca}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n"
-            f"    user: clusterUser_{name}\ncurrent-context: {name}\nusers:\n- name: clusterUser_{name}\n"
-            f"  user:\n    token: {kube.get('token') or ''}\n"
-        )
+        ca = (self.app.state_dir / "ca.pem").read_text()
+        return str(yaml.safe_dump(kubeconfig([(record["body"]["name"], record["kube"])], ca), sort_keys=False))

@@ -71,7 +71,12 @@ def main() -> None:
                 rg, cluster_name, cluster, polling_interval=1
             ).result()
         issuer = cluster.oidc_issuer_profile.issuer_url
-        signing_key = control.cluster(rg, cluster_name)["signing_key_pem"]
+        details = control.cluster(rg, cluster_name)
+        signing_key, kube_backed = details["signing_key_pem"], bool(details.get("kube"))
+        print(
+            f"{cluster_name}: issuer {issuer}; service-account tokens from "
+            + (f"its kube-apiserver at {details['kube']['server']}" if kube_backed else "the demo (no control plane)")
+        )
         data_rg = f"rg-data-{env_name}"
         admin_token = admin.get_token(url + "/.default").token
         control_put(url, ca, admin_token, f"/subscriptions/{sub}/resourcegroups/{data_rg}", {"location": "westeurope"})
@@ -107,7 +112,22 @@ def main() -> None:
                     "principal_type": "ServicePrincipal",
                 },
             )
-            allowed, denied = sign_in_as_workload(env, signing_key, issuer, subject, identity.client_id, scope, sub)
+            if kube_backed:
+                assertion = service_account_token(state, cluster_name, namespace, name)
+            else:  # no control plane: sign what the API server would have, with the issuer's key
+                now = int(time.time())
+                assertion = jwt.sign(
+                    {
+                        "iss": issuer,
+                        "sub": subject,
+                        "aud": ["api://AzureADTokenExchange"],
+                        "iat": now,
+                        "nbf": now,
+                        "exp": now + 3600,
+                    },
+                    jwt.load_private(signing_key),
+                )
+            allowed, denied = sign_in_as_workload(env, assertion, identity.client_id, scope, sub)
             rows.append(
                 {
                     "cluster": cluster_name,
@@ -132,10 +152,9 @@ def main() -> None:
         )
     totals = control.stats()["totals"]
     print(f"\ndone in {time.monotonic() - started:.1f} s; sandbox requests so far: {totals}")
-    print(
-        f"Look around: source {state / 'sandbox.env'}; request log {state / 'requests.jsonl'}; "
-        f"stats {url}/_sandbox/stats (CA {ca})."
-    )
+    print(f"Look around:  source {state / 'sandbox.env'}")
+    print("              .tools/bin/kubectl --context aks-dev get serviceaccounts -A   (or --context aks-prod)")
+    print(f"              request log {state / 'requests.jsonl'}; stats {url}/_sandbox/stats")
     print("Run `make demo` again to see every step answer unchanged; stop the sandbox with `make sandbox-down`.")
 
 
@@ -166,22 +185,32 @@ def ensure_resource_chain(url: str, ca: str, token: str, scope: str) -> None:
         )
 
 
-def sign_in_as_workload(
-    env: dict[str, str], signing_key: str, issuer: str, subject: str, client_id: str, scope: str, sub: str
-) -> tuple[str, str]:
+def service_account_token(state: Path, cluster: str, namespace: str, name: str) -> str:
+    """A TokenRequest to the cluster's real API server, as the kubelet makes for a projected token."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(state / "kubeconfig"), context=cluster))
+    for create in (
+        lambda: core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))),
+        lambda: core.create_namespaced_service_account(
+            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+        ),
+    ):
+        try:
+            create()
+        except k8s.ApiException as exc:
+            if exc.status != 409:  # already there from an earlier run
+                raise
+    spec = k8s.V1TokenRequestSpec(audiences=["api://AzureADTokenExchange"], expiration_seconds=3600)
+    issued = core.create_namespaced_service_account_token(name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec))
+    if issued.status is None:
+        raise RuntimeError(f"the API server issued no token for {namespace}/{name}")
+    return str(issued.status.token)
+
+
+def sign_in_as_workload(env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str) -> tuple[str, str]:
     """What the pod does: its projected service-account token, exchanged for an ARM token."""
-    now = int(time.time())
-    assertion = jwt.sign(
-        {
-            "iss": issuer,
-            "sub": subject,
-            "aud": ["api://AzureADTokenExchange"],
-            "iat": now,
-            "nbf": now,
-            "exp": now + 3600,
-        },
-        jwt.load_private(signing_key),
-    )
     url, ca = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"]
     with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
         handle.write(assertion)

@@ -101,6 +101,9 @@ def serve_forever(state_dir: Path, port: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    server.app.write_env_files()
+    # API servers of kube-backed clusters come back in the background: ARM answers meanwhile.
+    threading.Thread(target=server.app.start_kube, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

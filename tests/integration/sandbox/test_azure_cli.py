@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 
 AZ = os.environ.get("SANDBOX_AZ_CLI")
 pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")

@@ -6,7 +6,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from .conftest import Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 
 
 def test_seeded_cluster_looks_like_aks(sandbox: Sandbox) -> None:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from .conftest import Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 
 ISSUER = "https://westeurope.oic.prod-aks.azure.com/00000000-0000-0000-0000-000000000000/11111111-1111-1111-1111-111111111111/"
 AUDIENCE = ["api://AzureADTokenExchange"]

@@ -16,27 +16,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.sandbox.client import SandboxClient
-
-from .conftest import TEST_SETTINGS, Sandbox, run_cli
-
-
-def _start(state_dir: Path) -> Sandbox:
-    started = run_cli(state_dir, "up", "--settings", json.dumps(TEST_SETTINGS))
-    assert started.returncode == 0, started.stdout + started.stderr
-    env = json.loads((state_dir / "sandbox.json").read_text())
-    return Sandbox(state_dir, env, SandboxClient(env["SANDBOX_URL"], Path(env["AZURE_CA_BUNDLE"])))
+from tests.integration.sandbox_helpers import Sandbox, run_cli, start
 
 
 def test_down_up_keeps_everything_and_reset_wipes(tmp_path: Path) -> None:
-    box = _start(tmp_path)
+    box = start(tmp_path)
     try:
         box.resource_group("rg-keep")
         identity = box.msi().user_assigned_identities.create_or_update("rg-keep", "kept", {"location": "westeurope"})
         cluster = box.control.seed_cluster("rg-keep", "aks-keep", oidc_issuer_enabled=True)
         assert run_cli(tmp_path, "down").returncode == 0
         assert run_cli(tmp_path, "status").returncode == 3
-        again = _start(tmp_path)
+        again = start(tmp_path)
         assert again.url == box.url and again.env["AZURE_CLIENT_SECRET"] == box.env["AZURE_CLIENT_SECRET"]
         assert again.msi().user_assigned_identities.get("rg-keep", "kept").client_id == identity.client_id
         doc = requests.get(cluster["issuer_url"] + ".well-known/openid-configuration", verify=again.ca, timeout=10)
@@ -48,7 +39,7 @@ def test_down_up_keeps_everything_and_reset_wipes(tmp_path: Path) -> None:
 
 
 def test_kill_during_writes_leaves_a_consistent_state(tmp_path: Path) -> None:
-    box = _start(tmp_path)
+    box = start(tmp_path)
     try:
         box.resource_group("rg-crash")
         token = box.token()
@@ -84,7 +75,7 @@ def test_kill_during_writes_leaves_a_consistent_state(tmp_path: Path) -> None:
         assert len(acknowledged) > 10
         with sqlite3.connect(tmp_path / "state.db") as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        again = _start(tmp_path)
+        again = start(tmp_path)
         names = {i.name for i in again.msi().user_assigned_identities.list_by_resource_group("rg-crash")}
         assert set(acknowledged) <= names
     finally:

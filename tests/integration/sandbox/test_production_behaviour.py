@@ -10,7 +10,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from .conftest import Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 
 
 def identities_path(sandbox: Sandbox, rg: str) -> str:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from .conftest import Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 
 BUILT_IN = {
     "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",

@@ -13,9 +13,8 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential
 
+from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox import jwt
-
-from .conftest import Sandbox
 
 
 def test_plain_http_is_refused(sandbox: Sandbox) -> None:

@@ -9,9 +9,8 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import WorkloadIdentityCredential
 
+from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox import jwt
-
-from .conftest import Sandbox
 
 AUDIENCE = "api://AzureADTokenExchange"
 SUBJECT = "system:serviceaccount:orders:orders-api"

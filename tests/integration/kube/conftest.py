@@ -1,0 +1,49 @@
+"""One sandbox with kube-backed AKS clusters for the whole session (API servers take seconds to start)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, running
+
+KUBE_SETTINGS = {**TEST_SETTINGS, "kube_clusters": True}
+
+
+@pytest.fixture(scope="session")
+def kube_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with running(tmp_path_factory.mktemp("kube-sandbox"), KUBE_SETTINGS) as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
+def cluster(kube_sandbox: Sandbox) -> dict[str, str]:
+    """An existing AKS cluster (issuer off) backed by its own kube-apiserver."""
+    return dict(kube_sandbox.control.seed_cluster("rg-kube", "aks-kube", kube=True))
+
+
+@pytest.fixture(scope="session")
+def ansible_env(
+    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """ansible-playbook's environment: kubernetes.core from .tools, this session's TMPDIR and kubeconfig."""
+    import json
+
+    env = json.loads((kube_sandbox.state_dir / "sandbox.json").read_text())
+    tmp = tmp_path_factory.mktemp("ansible-tmp")
+    return {
+        **os.environ,
+        **env,
+        # kubernetes.core caches API discovery under $TMPDIR keyed by host: a session of its own.
+        "TMPDIR": str(tmp),
+        "ANSIBLE_COLLECTIONS_PATH": str(PROJECT / ".tools" / "collections"),
+        "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
+        "ANSIBLE_HOME": str(tmp / "ansible-home"),
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "PATH": f"{PROJECT / '.tools' / 'bin'}:{os.environ['PATH']}",
+    }

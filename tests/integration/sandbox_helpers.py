@@ -1,0 +1,181 @@
+"""Starting a sandbox for a test session, and real SDK clients pointed at it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from azure.identity import ClientSecretCredential
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.containerservice import ContainerServiceClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
+
+from tests.sandbox import jwt
+from tests.sandbox.client import SandboxClient
+
+PROJECT = Path(__file__).resolve().parents[2]
+# Fast, deterministic defaults; each test that exercises a behaviour turns it on itself.
+TEST_SETTINGS = {
+    "throttling": False,
+    "latency_ms": 0,
+    "principal_replication_seconds": 10.0,
+    "fic_write_seconds": 0.25,
+    "fic_propagation_seconds": 0.0,
+    "role_assignment_limit": 4000,
+    "fic_limit": 20,
+    "lro_seconds": 0.5,
+    "page_size": 100,
+    "token_lifetime_seconds": 3599,
+    "kube_clusters": False,
+    "buckets": {"reads": [250, 25], "writes": [200, 10], "deletes": [200, 10]},
+}
+
+
+def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tests.sandbox", "--state-dir", str(state_dir), *args],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+@dataclass
+class Sandbox:
+    state_dir: Path
+    env: dict[str, str]
+    control: SandboxClient
+
+    @property
+    def url(self) -> str:
+        return self.env["SANDBOX_URL"]
+
+    @property
+    def subscription_id(self) -> str:
+        return self.env["AZURE_SUBSCRIPTION_ID"]
+
+    @property
+    def tenant_id(self) -> str:
+        return self.env["AZURE_TENANT_ID"]
+
+    @property
+    def ca(self) -> str:
+        return self.env["AZURE_CA_BUNDLE"]
+
+    def rg_id(self, rg: str) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{rg}"
+
+    def credential(self, client_id: str | None = None, secret: str | None = None) -> ClientSecretCredential:
+        return ClientSecretCredential(
+            self.tenant_id,
+            client_id or self.env["AZURE_CLIENT_ID"],
+            secret or self.env["AZURE_CLIENT_SECRET"],
+            authority=self.url,
+            disable_instance_discovery=True,
+            connection_verify=self.ca,
+        )
+
+    def arm_kwargs(self) -> dict[str, Any]:
+        return {"base_url": self.url, "credential_scopes": [self.url + "/.default"], "connection_verify": self.ca}
+
+    def msi(self, credential: Any = None) -> ManagedServiceIdentityClient:
+        return ManagedServiceIdentityClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
+
+    def authz(self, credential: Any = None) -> AuthorizationManagementClient:
+        return AuthorizationManagementClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
+
+    def aks(self, credential: Any = None) -> ContainerServiceClient:
+        return ContainerServiceClient(credential or self.credential(), self.subscription_id, **self.arm_kwargs())
+
+    def token(self) -> str:
+        return str(self.credential().get_token(self.url + "/.default").token)
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        api_version: str | None = "2024-11-30",
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """A plain requests call, for status codes and headers the SDK hides."""
+        import requests
+
+        url = self.url + path
+        if api_version:
+            url += ("&" if "?" in url else "?") + "api-version=" + api_version
+        all_headers = {"Authorization": f"Bearer {token if token is not None else self.token()}"}
+        all_headers.update(headers or {})
+        if token == "":
+            all_headers.pop("Authorization")
+        return requests.request(method, url, json=body, headers=all_headers, verify=self.ca, timeout=30)
+
+    def resource_group(self, name: str, location: str = "westeurope") -> str:
+        response = self.raw(
+            "PUT",
+            f"/subscriptions/{self.subscription_id}/resourcegroups/{name}",
+            {"location": location},
+            api_version="2022-09-01",
+        )
+        assert response.status_code in (200, 201), response.text
+        return self.rg_id(name)
+
+    def sign_assertion(
+        self,
+        signing_key_pem: str,
+        issuer: str,
+        subject: str,
+        audience: str = "api://AzureADTokenExchange",
+        lifetime: int = 3600,
+    ) -> str:
+        """A service-account token as the cluster's API server would issue it."""
+        now = int(time.time())
+        claims = {
+            "iss": issuer,
+            "sub": subject,
+            "aud": [audience],
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "kubernetes.io": {
+                "namespace": subject.split(":")[2],
+                "serviceaccount": {"name": subject.split(":")[3], "uid": str(uuid.uuid4())},
+            },
+        }
+        return jwt.sign(claims, jwt.load_private(signing_key_pem))
+
+
+def start(state_dir: Path, settings: dict[str, Any] | None = None) -> Sandbox:
+    """`python -m tests.sandbox up` on its own state dir, as a user would run it."""
+    started = run_cli(state_dir, "up", "--settings", json.dumps(settings or TEST_SETTINGS))
+    assert started.returncode == 0, started.stdout + started.stderr
+    env = json.loads((state_dir / "sandbox.json").read_text())
+    return Sandbox(state_dir, env, SandboxClient(env["SANDBOX_URL"], Path(env["AZURE_CA_BUNDLE"])))
+
+
+@contextlib.contextmanager
+def running(state_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[Sandbox]:
+    """A sandbox for the duration of a block; stopped (with every process it started) afterwards."""
+    saved = os.environ.get("REQUESTS_CA_BUNDLE")
+    try:
+        box = start(state_dir, settings)
+        os.environ["REQUESTS_CA_BUNDLE"] = box.ca
+        yield box
+    finally:
+        run_cli(state_dir, "down")
+        if saved is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = saved
