@@ -286,17 +286,26 @@ class KubeControlPlane:
 
     def _external_details(self) -> dict[str, Any]:
         """An existing cluster named by SANDBOX_KUBECONFIG (its current context) backs every cluster."""
+        import base64
+
         import yaml
 
         config = yaml.safe_load(Path(str(self.external)).read_text())
         context = next(c for c in config["contexts"] if c["name"] == config["current-context"])["context"]
         cluster = next(c for c in config["clusters"] if c["name"] == context["cluster"])["cluster"]
         user = next(u for u in config["users"] if u["name"] == context["user"])["user"]
+        ca_file: str | None = cluster.get("certificate-authority")
+        if cluster.get("certificate-authority-data"):
+            # Its CA travels with the connection: kubeconfigs and K8S_AUTH_SSL_CA_CERT must trust it.
+            self.dir.mkdir(parents=True, exist_ok=True)
+            path = self.dir / "external-ca.pem"
+            path.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+            ca_file = str(path)
         return {
             "server": cluster["server"],
             "port": None,
             "token": user.get("token"),
-            "ca_file": None,
+            "ca_file": ca_file,
             "external_kubeconfig": str(self.external),
         }
 
@@ -305,13 +314,16 @@ def kubeconfig(entries: list[tuple[str, dict[str, Any]]], ca_pem: str) -> dict[s
     """A kubeconfig with one context per cluster, as `az aks get-credentials` writes them."""
     import base64
 
-    ca = base64.b64encode(ca_pem.encode()).decode()
+    def ca_data(kube: dict[str, Any]) -> str:
+        pem = Path(kube["ca_file"]).read_text() if kube.get("ca_file") else ca_pem
+        return base64.b64encode(pem.encode()).decode()
+
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
         "clusters": [
-            {"name": name, "cluster": {"server": kube["server"], "certificate-authority-data": ca}}
+            {"name": name, "cluster": {"server": kube["server"], "certificate-authority-data": ca_data(kube)}}
             for name, kube in entries
         ],
         "users": [{"name": f"clusterUser_{name}", "user": {"token": kube["token"]}} for name, kube in entries],

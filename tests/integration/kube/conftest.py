@@ -43,6 +43,10 @@ def ansible_env(
         "ANSIBLE_LOCAL_TEMP": str(tmp / "ansible-local"),
         "ANSIBLE_HOME": str(tmp / "ansible-home"),
         "ANSIBLE_STDOUT_CALLBACK": "default",
+        # helm keeps caches and repository config under $HOME unless told otherwise.
+        "HELM_CACHE_HOME": str(tmp / "helm-cache"),
+        "HELM_CONFIG_HOME": str(tmp / "helm-config"),
+        "HELM_DATA_HOME": str(tmp / "helm-data"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "PATH": f"{PROJECT / '.tools' / 'bin'}:{os.environ['PATH']}",

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -132,7 +133,15 @@ def test_python_client_patches_like_kubernetes(kube_sandbox: Sandbox, cluster: d
 
 
 def test_kubectl(kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path: Path) -> None:
-    base = [KUBECTL, "--kubeconfig", str(kube_sandbox.state_dir / "kubeconfig"), "--context", "aks-kube"]
+    base = [
+        KUBECTL,
+        "--kubeconfig",
+        str(kube_sandbox.state_dir / "kubeconfig"),
+        "--context",
+        "aks-kube",
+        "--cache-dir",
+        str(tmp_path / "kube-cache"),
+    ]  # not ~/.kube/cache
     version = json.loads(
         subprocess.run([*base, "version", "-o", "json"], capture_output=True, text=True, check=True).stdout
     )
@@ -241,3 +250,17 @@ def test_down_stops_every_process_and_up_brings_the_cluster_back(tmp_path: Path)
                 time.sleep(0.2)
             names = {n.metadata.name for n in k8s.CoreV1Api(api(box2, "aks-restart")).list_namespace().items}
             assert "survives" in names
+
+
+def test_an_existing_cluster_named_by_sandbox_kubeconfig(
+    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SANDBOX_KUBECONFIG: a second sandbox uses this session's API server instead of starting one."""
+    monkeypatch.setenv("SANDBOX_KUBECONFIG", str(kube_sandbox.state_dir / "kubeconfig"))
+    with running(tmp_path / "borrower", KUBE_SETTINGS) as other:
+        seeded = other.control.seed_cluster("rg-b", "aks-borrowed", kube=True)
+        assert seeded["kube"]["server"] == cluster["kube"]["server"]  # type: ignore[index]
+        assert other.control.call("GET", "/_sandbox/health")["kube"] == {}  # no process of its own
+        k8s.CoreV1Api(api(kube_sandbox)).create_namespace({"metadata": {"name": "made-on-the-lender"}})
+        names = {n.metadata.name for n in k8s.CoreV1Api(api(other, "aks-borrowed")).list_namespace().items}
+        assert "made-on-the-lender" in names
