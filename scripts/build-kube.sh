@@ -112,4 +112,8 @@ wait "$build_pid" || die "the Kubernetes build failed (last lines of $work/make.
 cp "$work/src/_output/local/bin/linux/amd64/kube-apiserver" "$out/bin/kube-apiserver"
 say "built kube-apiserver in $(( $(date +%s) - started )) s: $("$out/bin/kube-apiserver" --version)"
 echo "$(( $(date +%s) - started ))" >"$out/build-seconds"
+# The source tree, Go and its build cache are ~2.5 GB; only the two binaries are needed from here on.
+if [ -z "${SANDBOX_KEEP_KUBE_BUILD:-}" ]; then
+  cd "$cache" && rm -rf "$work"
+fi
 echo "KUBE_BIN_DIR=$out/bin"
