@@ -1,0 +1,213 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): authentication, clients, the module base.
+
+Modules never build credentials themselves: they declare their own options, and
+``AzureModule.client("msi" | "authorization" | "containerservice")`` hands them a client whose SDK
+is imported on first use only, with the SDK's own retries off (see ``_retry``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ._errors import AzureApiError, ValidationError
+from ._retry import RetryPolicy
+
+COLLECTION_VERSION = "0.1.0"
+
+CLOUDS: dict[str, dict[str, str]] = {
+    "AzureCloud": {
+        "resource_manager": "https://management.azure.com",
+        "authority": "https://login.microsoftonline.com",
+    },
+    "AzureChinaCloud": {
+        "resource_manager": "https://management.chinacloudapi.cn",
+        "authority": "https://login.chinacloudapi.cn",
+    },
+    "AzureUSGovernment": {
+        "resource_manager": "https://management.usgovcloudapi.net",
+        "authority": "https://login.microsoftonline.us",
+    },
+}
+KNOWN_AUTHORITIES = {c["authority"].split("://", 1)[1] for c in CLOUDS.values()}
+
+AUTH_ARGSPEC: dict[str, Any] = {
+    "auth_source": {
+        "type": "str",
+        "default": "auto",
+        "choices": ["auto", "env", "cli", "msi", "workload_identity"],
+        "fallback": (env_fallback, ["AZURE_AUTH_SOURCE"]),
+    },
+    "subscription_id": {"type": "str", "fallback": (env_fallback, ["AZURE_SUBSCRIPTION_ID"])},
+    "tenant": {
+        "type": "str",
+        "aliases": ["tenant_id"],
+        "fallback": (env_fallback, ["AZURE_TENANT", "AZURE_TENANT_ID"]),
+    },
+    "client_id": {"type": "str", "fallback": (env_fallback, ["AZURE_CLIENT_ID"])},
+    "secret": {
+        "type": "str",
+        "no_log": True,
+        "aliases": ["client_secret"],
+        "fallback": (env_fallback, ["AZURE_SECRET", "AZURE_CLIENT_SECRET"]),
+    },
+    "federated_token_file": {"type": "path", "fallback": (env_fallback, ["AZURE_FEDERATED_TOKEN_FILE"])},
+    "cloud_environment": {
+        "type": "str",
+        "default": "AzureCloud",
+        "choices": sorted(CLOUDS),
+        "fallback": (env_fallback, ["AZURE_CLOUD_ENVIRONMENT"]),
+    },
+    "resource_manager_endpoint": {"type": "str", "fallback": (env_fallback, ["AZURE_RESOURCE_MANAGER_ENDPOINT"])},
+    "authority_host": {"type": "str", "fallback": (env_fallback, ["AZURE_AUTHORITY_HOST"])},
+    "ca_bundle": {"type": "path", "fallback": (env_fallback, ["AZURE_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])},
+    "disable_instance_discovery": {"type": "bool", "fallback": (env_fallback, ["AZURE_DISABLE_INSTANCE_DISCOVERY"])},
+}
+
+_CLIENTS = {
+    "msi": ("azure.mgmt.msi", "ManagedServiceIdentityClient"),
+    "authorization": ("azure.mgmt.authorization", "AuthorizationManagementClient"),
+    "containerservice": ("azure.mgmt.containerservice", "ContainerServiceClient"),
+}
+
+
+class Connection:
+    """Where Azure is and how to sign in; built from the auth options, validated before any request."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        cloud = CLOUDS[params.get("cloud_environment") or "AzureCloud"]
+        self.params = params
+        self.resource_manager = (params.get("resource_manager_endpoint") or cloud["resource_manager"]).rstrip("/")
+        self.authority = (params.get("authority_host") or cloud["authority"]).rstrip("/")
+        self.ca_bundle: str | None = params.get("ca_bundle")
+        discovery_off = params.get("disable_instance_discovery")
+        if discovery_off is None:
+            # MSAL asks login.microsoftonline.com to vouch for any other authority host, which an
+            # Azure Stack or private authority cannot pass: off unless it is a public cloud's.
+            discovery_off = self.authority.split("://", 1)[-1] not in KNOWN_AUTHORITIES
+        self.disable_instance_discovery = bool(discovery_off)
+        self.subscription_id: str | None = params.get("subscription_id")
+        self._credential: Any = None
+
+    @property
+    def scope(self) -> str:
+        """The token scope for ARM: the public audience for public clouds, else the endpoint itself."""
+        return f"{self.resource_manager}/.default"
+
+    def _transport_kwargs(self) -> dict[str, Any]:
+        return {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+
+    def credential(self) -> Any:
+        if self._credential is None:
+            self._credential = self._make_credential()
+        return self._credential
+
+    def _make_credential(self) -> Any:
+        p = self.params
+        source = p.get("auth_source") or "auto"
+        tenant, client_id, secret, token_file = (
+            p.get("tenant"),
+            p.get("client_id"),
+            p.get("secret"),
+            p.get("federated_token_file"),
+        )
+        common = {"authority": self.authority, **self._transport_kwargs()}
+        if source == "auto":
+            if secret:
+                source = "env"
+            elif token_file:
+                source = "workload_identity"
+            elif os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
+                source = "msi"
+            else:
+                source = "cli"
+        if source == "env":
+            missing = [n for n, v in (("tenant", tenant), ("client_id", client_id), ("secret", secret)) if not v]
+            if missing:
+                raise ValidationError(
+                    [
+                        f"auth_source=env needs {', '.join(missing)} (or AZURE_TENANT/AZURE_TENANT_ID, "
+                        "AZURE_CLIENT_ID, AZURE_SECRET/AZURE_CLIENT_SECRET)"
+                    ]
+                )
+            from azure.identity import ClientSecretCredential
+
+            return ClientSecretCredential(
+                str(tenant),
+                str(client_id),
+                str(secret),
+                disable_instance_discovery=self.disable_instance_discovery,
+                **common,
+            )
+        if source == "workload_identity":
+            missing = [
+                n
+                for n, v in (("tenant", tenant), ("client_id", client_id), ("federated_token_file", token_file))
+                if not v
+            ]
+            if missing:
+                raise ValidationError(
+                    [
+                        f"auth_source=workload_identity needs {', '.join(missing)} (or AZURE_TENANT_ID, "
+                        "AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE as the webhook injects them)"
+                    ]
+                )
+            from azure.identity import WorkloadIdentityCredential
+
+            return WorkloadIdentityCredential(
+                tenant_id=tenant, client_id=client_id, token_file_path=token_file, **common
+            )
+        if source == "msi":
+            from azure.identity import ManagedIdentityCredential
+
+            return ManagedIdentityCredential(client_id=client_id, **self._transport_kwargs())
+        from azure.identity import AzureCliCredential
+
+        return AzureCliCredential(tenant_id=tenant or "")
+
+    def client(self, name: str) -> Any:
+        module_name, class_name = _CLIENTS[name]
+        if not self.subscription_id:
+            raise ValidationError(["subscription_id is required (or AZURE_SUBSCRIPTION_ID)"])
+        import importlib
+
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(
+            self.credential(),
+            self.subscription_id,
+            base_url=self.resource_manager,
+            credential_scopes=[self.scope],
+            retry_total=0,
+            user_agent=f"workload_identity.aks/{COLLECTION_VERSION}",
+            **self._transport_kwargs(),
+        )
+
+
+class AzureModule(AnsibleModule):
+    """AnsibleModule plus the shared auth options, a client factory and one way to fail."""
+
+    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC}, **kwargs)
+        self.connection = Connection(self.params)
+        self.retry_policy = RetryPolicy()
+        self._clients: dict[str, Any] = {}
+
+    def client(self, name: str) -> Any:
+        if name not in self._clients:
+            try:
+                self._clients[name] = self.connection.client(name)
+            except ValidationError as exc:
+                self.fail_json(msg="; ".join(exc.problems))
+        return self._clients[name]
+
+    def fail_error(self, error: BaseException, **result: Any) -> None:
+        """Fail once, with what a human needs: what failed, status, code, message, request id."""
+        if isinstance(error, ValidationError):
+            self.fail_json(msg="; ".join(error.problems), problems=error.problems, **result)
+        if isinstance(error, AzureApiError):
+            self.fail_json(msg=str(error), error=error.to_dict(), **result)
+        self.fail_json(msg=f"{type(error).__name__}: {error}", **result)

@@ -1,0 +1,171 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): federated identity credentials (FICs).
+
+Validated before anything is sent (name pattern, field lengths, one audience); audiences compared
+without regard to order; the 20-per-identity limit and issuer+subject uniqueness refused before
+the write; concurrent-write 409s retried by the shared policy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ._errors import AzureApiError, ValidationError
+from ._identity import Outcome
+from ._ids import IdentityRef
+from ._retry import RetryPolicy, call
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
+FIELD_MAX = 600
+LIMIT_PER_IDENTITY = 20
+DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+
+
+def validation_problems(
+    name: str, issuer: str | None, subject: str | None, audiences: list[str] | None, where: str = ""
+) -> list[str]:
+    """Every problem with one FIC's fields, each naming the field."""
+    prefix = f"{where}: " if where else ""
+    problems = []
+    if not NAME_PATTERN.match(name or ""):
+        problems.append(
+            f"{prefix}name: '{name}' is not a valid federated credential name (3-120 letters, digits, "
+            "'-' and '_', starting with a letter or digit)"
+        )
+    if not issuer:
+        problems.append(f"{prefix}issuer: required")
+    elif not issuer.startswith("https://") or len(issuer) > FIELD_MAX:
+        problems.append(f"{prefix}issuer: must be an https URL of at most {FIELD_MAX} characters")
+    if not subject:
+        problems.append(f"{prefix}subject: required")
+    elif len(subject) > FIELD_MAX:
+        problems.append(f"{prefix}subject: at most {FIELD_MAX} characters")
+    if audiences is not None and (len(audiences) != 1 or not audiences[0] or len(audiences[0]) > FIELD_MAX):
+        problems.append(f"{prefix}audiences: exactly one audience of at most {FIELD_MAX} characters is supported")
+    return problems
+
+
+def fic_state(model: Any, ref: IdentityRef) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "identity": ref.name,
+        "issuer": model.issuer,
+        "subject": model.subject,
+        "audiences": list(model.audiences or []),
+    }
+
+
+class FederatedCredentialApi:
+    def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
+        self.ops = client.federated_identity_credentials
+        self.policy = policy or RetryPolicy()
+
+    def get(self, ref: IdentityRef, name: str) -> dict[str, Any] | None:
+        try:
+            model = call(
+                f"get federated credential {ref.name}/{name}",
+                lambda: self.ops.get(ref.resource_group, ref.name, name),
+                self.policy,
+            )
+        except AzureApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return fic_state(model, ref)
+
+    def list_all(self, ref: IdentityRef) -> list[dict[str, Any]]:
+        models = call(
+            f"list federated credentials of {ref.name}",
+            lambda: list(self.ops.list(ref.resource_group, ref.name)),
+            self.policy,
+        )
+        return [fic_state(m, ref) for m in models]
+
+    def put(self, ref: IdentityRef, name: str, issuer: str, subject: str, audiences: list[str]) -> dict[str, Any]:
+        body = {"issuer": issuer, "subject": subject, "audiences": audiences}
+        model = call(
+            f"create or update federated credential {ref.name}/{name}",
+            lambda: self.ops.create_or_update(ref.resource_group, ref.name, name, body),
+            self.policy,
+        )
+        return fic_state(model, ref)
+
+    def delete(self, ref: IdentityRef, name: str) -> None:
+        call(
+            f"delete federated credential {ref.name}/{name}",
+            lambda: self.ops.delete(ref.resource_group, ref.name, name),
+            self.policy,
+        )
+
+
+def same_fic(current: dict[str, Any], issuer: str, subject: str, audiences: list[str]) -> bool:
+    # Issuer and subject are matched exactly by Entra (trailing slash and case count); audiences as a set.
+    return (
+        current["issuer"] == issuer
+        and current["subject"] == subject
+        and sorted(current["audiences"]) == sorted(audiences)
+    )
+
+
+def ensure_federated_credential(
+    api: FederatedCredentialApi,
+    ref: IdentityRef,
+    name: str,
+    *,
+    state: str,
+    issuer: str | None,
+    subject: str | None,
+    audiences: list[str] | None,
+    check_mode: bool,
+    siblings: list[dict[str, Any]] | None = None,
+) -> Outcome:
+    """``siblings``: the identity's FICs when the caller already listed them (the batch path)."""
+    before = (
+        next((f for f in siblings if f["name"].lower() == name.lower()), None)
+        if siblings is not None
+        else api.get(ref, name)
+    )
+    if state == "absent":
+        if before is None:
+            return Outcome(False, "absent", None, None)
+        if not check_mode:
+            api.delete(ref, name)
+        return Outcome(True, "deleted", before, None)
+    audiences = audiences or [DEFAULT_AUDIENCE]
+    problems = validation_problems(name, issuer, subject, audiences, f"federated credential {ref.name}/{name}")
+    if problems:
+        raise ValidationError(problems)
+    assert issuer and subject
+    if before is not None and same_fic(before, issuer, subject, audiences):
+        return Outcome(False, "unchanged", before, before)
+    others = siblings if siblings is not None else api.list_all(ref)
+    others = [f for f in others if f["name"].lower() != name.lower()]
+    clash = next((f for f in others if f["issuer"] == issuer and f["subject"] == subject), None)
+    if clash:
+        raise ValidationError(
+            [
+                f"federated credential {ref.name}/{name}: '{clash['name']}' on the same identity "
+                f"already trusts issuer {issuer} and subject {subject}"
+            ]
+        )
+    if before is None and len(others) >= LIMIT_PER_IDENTITY:
+        raise ValidationError(
+            [
+                f"federated credential {ref.name}/{name}: identity {ref.name} already has "
+                f"{len(others)} federated credentials, the most Azure allows ({LIMIT_PER_IDENTITY})"
+            ]
+        )
+    after = {
+        "id": f"{ref.id}/federatedIdentityCredentials/{name}",
+        "name": name,
+        "identity": ref.name,
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": audiences,
+    }
+    if not check_mode:
+        after = api.put(ref, name, issuer, subject, audiences)
+    return Outcome(True, "updated" if before else "created", before, after)

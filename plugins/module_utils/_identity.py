@@ -1,0 +1,156 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): user-assigned managed identities.
+
+One engine for the single-object module and the batch path: read, compare what the user set,
+write only on a difference, and in check mode predict the same result without writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import AzureApiError, ValidationError
+from ._ids import IdentityRef
+from ._retry import RetryPolicy, call
+
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$"
+
+
+@dataclass
+class Outcome:
+    """What ensuring one object did (or, in check mode, would do)."""
+
+    changed: bool
+    action: str  # created | updated | deleted | unchanged | absent
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    notes: list[str] = field(default_factory=list)
+
+    def diff(self) -> dict[str, Any]:
+        return {"before": self.before or {}, "after": self.after or {}}
+
+
+def identity_state(model: Any) -> dict[str, Any]:
+    """The fields this collection reports for an identity, from an SDK model."""
+    ref = IdentityRef.parse(model.id)
+    return {
+        "id": model.id,
+        "name": model.name,
+        "resource_group": ref.resource_group,
+        "location": model.location,
+        "tags": dict(model.tags or {}),
+        "client_id": model.client_id,
+        "principal_id": model.principal_id,
+        "tenant_id": model.tenant_id,
+    }
+
+
+class IdentityApi:
+    """The Azure calls for identities, translated and retried in one place."""
+
+    def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
+        self.client = client
+        self.policy = policy or RetryPolicy()
+
+    def get(self, ref: IdentityRef) -> dict[str, Any] | None:
+        try:
+            model = call(
+                f"get identity {ref.name}",
+                lambda: self.client.user_assigned_identities.get(ref.resource_group, ref.name),
+                self.policy,
+            )
+        except AzureApiError as exc:
+            if exc.status == 404 and exc.code in ("ResourceNotFound", "NotFound", None):
+                return None
+            raise
+        return identity_state(model)
+
+    def put(self, ref: IdentityRef, location: str, tags: dict[str, str]) -> dict[str, Any]:
+        model = call(
+            f"create or update identity {ref.name}",
+            lambda: self.client.user_assigned_identities.create_or_update(
+                ref.resource_group, ref.name, {"location": location, "tags": tags}
+            ),
+            self.policy,
+        )
+        return identity_state(model)
+
+    def delete(self, ref: IdentityRef) -> None:
+        call(
+            f"delete identity {ref.name}",
+            lambda: self.client.user_assigned_identities.delete(ref.resource_group, ref.name),
+            self.policy,
+        )
+
+    def list_all(self, resource_group: str | None) -> list[dict[str, Any]]:
+        def fetch() -> list[Any]:
+            ops = self.client.user_assigned_identities
+            pager = ops.list_by_resource_group(resource_group) if resource_group else ops.list_by_subscription()
+            return list(pager)
+
+        return [identity_state(m) for m in call("list identities", fetch, self.policy)]
+
+
+def desired_tags(current: dict[str, str] | None, tags: dict[str, str] | None, purge_tags: bool) -> dict[str, str]:
+    if tags is None:
+        return dict(current or {})
+    if purge_tags:
+        return dict(tags)
+    return {**(current or {}), **tags}
+
+
+def ensure_identity(
+    api: IdentityApi,
+    ref: IdentityRef,
+    *,
+    state: str,
+    location: str | None,
+    tags: dict[str, str] | None,
+    purge_tags: bool,
+    check_mode: bool,
+) -> Outcome:
+    before = api.get(ref)
+    if state == "absent":
+        if before is None:
+            return Outcome(False, "absent", None, None)
+        if not check_mode:
+            api.delete(ref)
+        return Outcome(True, "deleted", before, None)
+    if before is None:
+        if not location:
+            raise ValidationError([f"identity {ref.name}: location is required to create it"])
+        region, new_tags = normalise_location(location), desired_tags(None, tags, purge_tags)
+        after = {
+            "id": ref.id,
+            "name": ref.name,
+            "resource_group": ref.resource_group,
+            "location": region,
+            "tags": new_tags,
+            "client_id": None,
+            "principal_id": None,
+            "tenant_id": None,
+        }
+        if not check_mode:
+            after = api.put(ref, region, new_tags)
+        return Outcome(True, "created", None, after, ["ids are assigned by Azure on creation"] if check_mode else [])
+    if location and normalise_location(location) != before["location"]:
+        raise ValidationError(
+            [
+                f"identity {ref.name} exists in {before['location']}; an identity cannot move to "
+                f"{normalise_location(location)} (delete it first, or keep its location)"
+            ]
+        )
+    wanted = desired_tags(before["tags"], tags, purge_tags)
+    if wanted == before["tags"]:
+        return Outcome(False, "unchanged", before, before)
+    after = {**before, "tags": wanted}
+    if not check_mode:
+        after = api.put(ref, before["location"], wanted)
+    return Outcome(True, "updated", before, after)
+
+
+def normalise_location(location: str) -> str:
+    """ARM answers locations lower case without spaces ('West Europe' -> 'westeurope')."""
+    return location.replace(" ", "").lower()
