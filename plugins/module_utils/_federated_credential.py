@@ -138,7 +138,8 @@ def ensure_federated_credential(
     problems = validation_problems(name, issuer, subject, audiences, f"federated credential {ref.name}/{name}")
     if problems:
         raise ValidationError(problems)
-    assert issuer and subject
+    if not issuer or not subject:  # validation_problems reported them; this narrows the types
+        raise ValidationError([f"federated credential {ref.name}/{name}: issuer and subject are required"])
     if before is not None and same_fic(before, issuer, subject, audiences):
         return Outcome(False, "unchanged", before, before)
     others = siblings if siblings is not None else api.list_all(ref)

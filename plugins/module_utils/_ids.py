@@ -116,7 +116,8 @@ class IdentityRef:
             raise InvalidScope(
                 f"'{resource_id}' is not a user-assigned identity id (.../providers/{IDENTITY_TYPE}/<name>)"
             )
-        assert scope.subscription and scope.resource_group
+        if not scope.subscription or not scope.resource_group:
+            raise InvalidScope(f"'{resource_id}' is not a user-assigned identity id")
         return cls(scope.subscription, scope.resource_group, parts[7])
 
 

@@ -46,7 +46,7 @@ extends_documentation_fragment:
   - workload_identity.aks.azure
   - workload_identity.aks.azure.ATTRIBUTES
 author:
-  - workload_identity.aks contributors
+  - workload_identity.aks maintainers (@workload-identity)
 """
 
 EXAMPLES = r"""

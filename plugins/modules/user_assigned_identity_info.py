@@ -24,7 +24,7 @@ extends_documentation_fragment:
   - workload_identity.aks.azure
   - workload_identity.aks.azure.INFO_ATTRIBUTES
 author:
-  - workload_identity.aks contributors
+  - workload_identity.aks maintainers (@workload-identity)
 """
 
 EXAMPLES = r"""
