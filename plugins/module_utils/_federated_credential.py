@@ -14,7 +14,7 @@ from typing import Any
 
 from ._errors import AzureApiError, ValidationError
 from ._identity import Outcome
-from ._ids import IdentityRef
+from ._ids import IdentityRef, canonical
 from ._retry import RetryPolicy, call
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
@@ -49,7 +49,7 @@ def validation_problems(
 
 def fic_state(model: Any, ref: IdentityRef) -> dict[str, Any]:
     return {
-        "id": model.id,
+        "id": canonical(model.id),
         "name": model.name,
         "identity": ref.name,
         "issuer": model.issuer,
@@ -123,22 +123,23 @@ def ensure_federated_credential(
     siblings: list[dict[str, Any]] | None = None,
 ) -> Outcome:
     """``siblings``: the identity's FICs when the caller already listed them (the batch path)."""
-    before = (
-        next((f for f in siblings if f["name"].lower() == name.lower()), None)
-        if siblings is not None
-        else api.get(ref, name)
-    )
+    if state == "present":
+        # Everything checkable without Azure is checked before the first request.
+        audiences = audiences or [DEFAULT_AUDIENCE]
+        problems = validation_problems(name, issuer, subject, audiences, f"federated credential {ref.name}/{name}")
+        if problems:
+            raise ValidationError(problems)
+    if siblings is not None:
+        before = next((f for f in siblings if f["name"].lower() == name.lower()), None)
+    else:
+        before = api.get(ref, name)
     if state == "absent":
         if before is None:
             return Outcome(False, "absent", None, None)
         if not check_mode:
             api.delete(ref, name)
         return Outcome(True, "deleted", before, None)
-    audiences = audiences or [DEFAULT_AUDIENCE]
-    problems = validation_problems(name, issuer, subject, audiences, f"federated credential {ref.name}/{name}")
-    if problems:
-        raise ValidationError(problems)
-    if not issuer or not subject:  # validation_problems reported them; this narrows the types
+    if not issuer or not subject or not audiences:  # validated above; this narrows the types
         raise ValidationError([f"federated credential {ref.name}/{name}: issuer and subject are required"])
     if before is not None and same_fic(before, issuer, subject, audiences):
         return Outcome(False, "unchanged", before, before)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import AzureApiError, ValidationError
-from ._ids import IdentityRef
+from ._ids import IdentityRef, canonical
 from ._retry import RetryPolicy, call
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$"
@@ -36,7 +36,7 @@ def identity_state(model: Any) -> dict[str, Any]:
     """The fields this collection reports for an identity, from an SDK model."""
     ref = IdentityRef.parse(model.id)
     return {
-        "id": model.id,
+        "id": canonical(model.id),
         "name": model.name,
         "resource_group": ref.resource_group,
         "location": model.location,

@@ -91,6 +91,20 @@ def parse_scope(text: str) -> Scope:
     return Scope("resource", path, subscription, resource_group)
 
 
+_SEGMENTS = {"subscriptions": "subscriptions", "resourcegroups": "resourceGroups", "providers": "providers"}
+
+
+def canonical(resource_id: str) -> str:
+    """One spelling for ids Azure answers in varying case (MSI says 'resourcegroups'): ARM ids are
+    case-insensitive, and check mode's predictions must equal what a real run reports."""
+    parts = resource_id.split("/")
+    for i, part in enumerate(parts):
+        fixed = _SEGMENTS.get(part.lower())
+        if fixed and (i == 1 or (i > 1 and parts[i - 2].lower() in ("subscriptions", "resourcegroups"))):
+            parts[i] = fixed
+    return "/".join(parts)
+
+
 def same_scope(left: str, right: str) -> bool:
     return normalise(left).lower() == normalise(right).lower()
 

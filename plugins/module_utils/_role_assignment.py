@@ -17,7 +17,7 @@ from typing import Any
 
 from ._errors import AzureApiError, ValidationError
 from ._identity import Outcome
-from ._ids import assignment_name, is_guid, parse_scope, role_guid, same_scope
+from ._ids import assignment_name, canonical, is_guid, parse_scope, role_guid, same_scope
 from ._retry import RetryPolicy, call
 
 DEFINITION_MARKER = "/providers/microsoft.authorization/roledefinitions/"
@@ -40,7 +40,7 @@ class Role:
 
 def assignment_state(model: Any, role_name: str | None = None) -> dict[str, Any]:
     return {
-        "id": model.id,
+        "id": canonical(model.id),
         "name": model.name,
         "scope": model.scope,
         "role_definition_id": model.role_definition_id,
