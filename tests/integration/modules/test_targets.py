@@ -96,13 +96,13 @@ def play(
 
 @pytest.mark.parametrize("target", sorted(p.name for p in TARGETS.iterdir() if (p / "tasks" / "main.yml").exists()))
 def test_target(target: str, sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
-    play(
-        sandbox,
-        collections,
-        tmp_path,
-        {"roles": [target]},
-        {"azure_auth": auth(sandbox), "azure_resource_group": RESOURCE_GROUP, "prefix": f"t{secrets.token_hex(3)}"},
-    )
+    prefix = f"t{secrets.token_hex(3)}"
+    extra: dict[str, Any] = {"azure_auth": auth(sandbox), "azure_resource_group": RESOURCE_GROUP, "prefix": prefix}
+    if target == "cluster_oidc_issuer":
+        # An existing cluster with its issuer off, as the target expects (no API server needed here).
+        sandbox.control.seed_cluster("rg-aks-targets", f"aks-{prefix}", kube=False)
+        extra.update(aks_cluster_name=f"aks-{prefix}", aks_resource_group="rg-aks-targets")
+    play(sandbox, collections, tmp_path, {"roles": [target]}, extra)
 
 
 def test_invalid_input_sends_no_request(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:

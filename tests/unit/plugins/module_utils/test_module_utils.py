@@ -132,14 +132,13 @@ def test_call_retries_then_raises_the_translated_error() -> None:
         return "ok"
 
     assert call("op", flaky, RetryPolicy(), sleep=sleeps.append) == "ok" and sleeps == [2.0]
+    forbidden = sdk_error(403, '{"error": {"code": "AuthorizationFailed", "message": "no"}}')
+
+    def denied() -> str:
+        raise forbidden
+
     with pytest.raises(AzureApiError) as raised:
-        call(
-            "op",
-            lambda: (_ for _ in ()).throw(
-                sdk_error(403, '{"error": {"code": "AuthorizationFailed", "message": "no"}}')
-            ),
-            sleep=sleeps.append,
-        )
+        call("op", denied, sleep=sleeps.append)
     assert raised.value.code == "AuthorizationFailed" and sleeps == [2.0]
 
 
