@@ -62,8 +62,17 @@ class SandboxClient:
     def reset(self) -> None:
         self.call("POST", "/_sandbox/reset")
 
-    def create_principal(self, roles: list[dict[str, str]] | None = None, replicated: bool = True) -> dict[str, str]:
-        return dict(self.call("POST", "/_sandbox/principals", {"roles": roles or [], "replicated": replicated}))
+    def create_principal(
+        self,
+        roles: list[dict[str, str]] | None = None,
+        replicated: bool = True,
+        principal_type: str = "ServicePrincipal",
+    ) -> dict[str, str]:
+        return dict(
+            self.call(
+                "POST", "/_sandbox/principals", {"roles": roles or [], "replicated": replicated, "type": principal_type}
+            )
+        )
 
     def seed_cluster(self, resource_group: str, name: str, **options: Any) -> dict[str, Any]:
         return dict(

@@ -93,7 +93,7 @@ class ControlApi:
                 {
                     "principal_id": principal_id,
                     "app_id": client_id,
-                    "type": "ServicePrincipal",
+                    "type": spec.get("type", "ServicePrincipal"),
                     "display_name": spec.get("display_name", "sandbox-principal"),
                     "secret": secret,
                     "created_at": 0.0 if spec.get("replicated", True) else __import__("time").time(),

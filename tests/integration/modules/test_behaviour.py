@@ -1,0 +1,137 @@
+"""Module behaviour that needs the sandbox's hands: adoption, replication delay, concurrent writes."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.integration.sandbox_helpers import Sandbox
+
+from .conftest import RESOURCE_GROUP, auth, play
+
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+
+
+def tasks(sandbox: Sandbox, *items: dict[str, Any]) -> dict[str, Any]:
+    return {"module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"}, "tasks": list(items)}
+
+
+def test_an_assignment_made_elsewhere_is_adopted(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    scope = sandbox.rg_id(RESOURCE_GROUP)
+    principal = (
+        sandbox.msi()
+        .user_assigned_identities.create_or_update(RESOURCE_GROUP, "id-adopt", {"location": "westeurope"})
+        .principal_id
+    )
+    random_name = str(uuid.uuid4())  # as the portal, az or Terraform would name it
+    sandbox.authz().role_assignments.create(
+        scope,
+        random_name,
+        {
+            "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+            "principal_id": principal,
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    sandbox.control.reset_stats()
+    done = play(
+        sandbox,
+        collections,
+        tmp_path,
+        tasks(
+            sandbox,
+            {
+                "name": "adopt",
+                "register": "adopted",
+                "workload_identity.aks.role_assignment": {"principal_id": principal, "role": "Reader", "scope": scope},
+            },
+            {
+                "ansible.builtin.assert": {
+                    "that": ["adopted is not changed", f"adopted.assignment.name == '{random_name}'"]
+                }
+            },
+        ),
+        {"azure_auth": auth(sandbox)},
+    )
+    assert "failed=0" in done.stdout
+    ops = sandbox.control.stats()["operations"]
+    assert "roleAssignments.put" not in ops  # no write, hence no 409
+    assert ops["roleAssignments.list"]["total"] == 1  # one scoped lookup, not the subscription
+
+
+def test_principal_not_found_is_waited_out(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    sandbox.control.configure({"principal_replication_seconds": 4})
+    try:
+        user = sandbox.control.create_principal(replicated=False, principal_type="User")
+        sandbox.control.reset_stats()
+        play(
+            sandbox,
+            collections,
+            tmp_path,
+            tasks(
+                sandbox,
+                {
+                    "name": "assign to a user created a moment ago",
+                    "workload_identity.aks.role_assignment": {
+                        "principal_id": user["principal_id"],
+                        "principal_type": "User",
+                        "role": "Reader",
+                        "scope": sandbox.rg_id(RESOURCE_GROUP),
+                    },
+                },
+            ),
+            {"azure_auth": auth(sandbox)},
+        )
+        puts = sandbox.control.stats()["operations"]["roleAssignments.put"]["by_status"]
+        assert puts.get("400", 0) >= 1 and puts.get("201") == 1
+    finally:
+        sandbox.control.configure({"principal_replication_seconds": 10})
+
+
+def test_concurrent_fic_writes_on_one_identity_are_retried(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    # Wide enough that three ansible-playbook processes started together always collide.
+    sandbox.control.configure({"fic_write_seconds": 3.0})
+    try:
+        sandbox.msi().user_assigned_identities.create_or_update(RESOURCE_GROUP, "id-busy", {"location": "westeurope"})
+        sandbox.control.reset_stats()
+        barrier = threading.Barrier(3)
+        results: list[str] = []
+
+        def run(index: int) -> None:
+            folder = tmp_path / f"run{index}"
+            folder.mkdir()
+            barrier.wait()
+            done = play(
+                sandbox,
+                collections,
+                folder,
+                tasks(
+                    sandbox,
+                    {
+                        "name": "fic",
+                        "workload_identity.aks.federated_credential": {
+                            "name": f"writer-{index}",
+                            "identity": "id-busy",
+                            "resource_group": RESOURCE_GROUP,
+                            "issuer": "https://issuer.example/",
+                            "subject": f"system:serviceaccount:ns:sa{index}",
+                        },
+                    },
+                ),
+                {"azure_auth": auth(sandbox)},
+            )
+            results.append(done.stdout)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 3 and all("changed=1" in r for r in results)
+        puts = sandbox.control.stats()["operations"]["federatedIdentityCredentials.put"]["by_status"]
+        assert puts.get("201") == 3
+        assert puts.get("409", 0) >= 1  # they did collide, and were retried
+    finally:
+        sandbox.control.configure({"fic_write_seconds": 0.25})
