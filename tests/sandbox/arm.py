@@ -819,7 +819,9 @@ class ArmApi:
                 continue
             items.append(assignment_body(record))
         items.sort(key=lambda b: b["id"].lower())
-        return self._page(ctx, items)
+        # ARM pages role assignments only on provider-level calls ($skipToken, per the REST reference):
+        # a list at a scope comes back whole.
+        return Response(200, {"value": items})
 
     def assignment(self, ctx: Context, scope_segs: list[str], name: str) -> Response:
         method = ctx.request.method
