@@ -18,6 +18,13 @@ from ._retry import RetryPolicy, call
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$"
 
 
+class Unread:
+    """Marks an object the caller did not read in advance (the engine reads it itself)."""
+
+
+UNREAD = Unread()
+
+
 @dataclass
 class Outcome:
     """What ensuring one object did (or, in check mode, would do)."""
@@ -110,8 +117,10 @@ def ensure_identity(
     tags: dict[str, str] | None,
     purge_tags: bool,
     check_mode: bool,
+    known: dict[str, Any] | None | Unread = UNREAD,
 ) -> Outcome:
-    before = api.get(ref)
+    """``known``: the identity as the caller already read it (None: known not to exist)."""
+    before = api.get(ref) if isinstance(known, Unread) else known
     if state == "absent":
         if before is None:
             return Outcome(False, "absent", None, None)

@@ -1,0 +1,193 @@
+"""The batch module's promises that need the sandbox's counters: every problem before any request,
+runtime problems before any write, and the request budget (a no-op run costs at most N + 5)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+
+from .conftest import RESOURCE_GROUP, auth, play
+
+
+def batch_task(sandbox: Sandbox, cluster: str, workloads: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    return {
+        "module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"},
+        "tasks": [
+            {
+                "name": "converge",
+                "register": "result",
+                "workload_identity.aks.workload_identities": {
+                    "cluster_name": cluster,
+                    "issuer_url": f"https://issuer.example/{cluster}/",
+                    "location": "westeurope",
+                    "identity_resource_group": RESOURCE_GROUP,
+                    "workloads": workloads,
+                    **options,
+                },
+            },
+            {"name": "show", "ansible.builtin.debug": {"msg": "RESULT={{ result | to_json }}"}},
+        ],
+    }
+
+
+def result_of(stdout: str) -> dict[str, Any]:
+    match = re.search(r'"msg": "RESULT=(.*)"\n', stdout)
+    assert match, stdout[-3000:]
+    return dict(json.loads(json.loads(f'"{match.group(1)}"')))
+
+
+def test_a_dozen_mistakes_reported_at_once_before_any_request(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    rg = sandbox.rg_id(RESOURCE_GROUP)
+    workloads = [
+        {"name": "Orders", "namespace": "orders", "service_account": "api", "roles": []},  # 1 name case
+        {"name": "ok-one", "namespace": "Bad_NS", "service_account": "api", "roles": []},  # 2 namespace
+        {"name": "ok-two", "namespace": "ns", "service_account": "bad/sa", "roles": []},  # 3 service account
+        {"name": "ok-one", "namespace": "ns", "service_account": "x", "roles": []},  # 4 duplicate name
+        {"name": "dup-sa", "namespace": "ns", "service_account": "x", "roles": []},  # 5 same SA as #4
+        {
+            "name": "bad-scope",
+            "namespace": "ns",
+            "service_account": "y",
+            "roles": [{"role": "Reader", "scope": "/resourceGroups/x"}],
+        },
+        {"name": "no-role", "namespace": "ns", "service_account": "z", "roles": [{"scope": rg}]},  # 7
+        {"name": "typo", "namespace": "ns", "service_account": "t", "role": [{"role": "Reader", "scope": rg}]},  # 8
+        {
+            "name": "owner-sub",
+            "namespace": "ns",
+            "service_account": "o",
+            "roles": [{"role": "Owner", "scope": f"/subscriptions/{sandbox.subscription_id}"}],
+        },  # 9
+        {
+            "name": "twice",
+            "namespace": "ns",
+            "service_account": "w",
+            "roles": [{"role": "Reader", "scope": rg}, {"role": "Reader", "scope": rg + "/"}],
+        },  # 10
+        {
+            "name": "cond",
+            "namespace": "ns",
+            "service_account": "c",
+            "roles": [{"role": "Reader", "scope": rg, "condition_version": "2.0"}],
+        },  # 11
+        {
+            "name": "too-many",
+            "namespace": "ns",
+            "service_account": "m",
+            "roles": [],
+            "extra_subjects": [f"system:serviceaccount:ns:s{i}" for i in range(20)],
+        },  # 12
+        {
+            "name": "long-identity",
+            "namespace": "ns",
+            "service_account": "l",
+            "roles": [],
+            "identity_name": "x" * 200,
+        },  # 13
+    ]
+    sandbox.control.reset_stats()
+    done = play(
+        sandbox,
+        collections,
+        tmp_path,
+        batch_task(sandbox, "aks-mistakes", workloads),
+        {"azure_auth": auth(sandbox)},
+        expect_ok=False,
+    )
+    assert done.returncode != 0
+    message = done.stdout
+    for fragment in [
+        "workload 'Orders'",
+        "workload 'ok-one': namespace",
+        "workload 'ok-two': service_account",
+        "name: declared twice",
+        "workload 'dup-sa': service_account: ns/x is already bound",
+        "workload 'bad-scope': roles[0]: scope",
+        "workload 'no-role': roles[0]: role: required",
+        "workload 'typo': role: unknown field",
+        "workload 'owner-sub': roles[0]: role: Owner",
+        "workload 'twice': roles[1]: role: Reader at",
+        "workload 'cond': roles[0]: condition_version",
+        "workload 'too-many': extra_subjects: 21 federated credentials",
+        "workload 'long-identity': identity_name",
+    ]:
+        assert fragment in message, fragment
+    assert "13 problem(s) in the workloads of aks-mistakes" in message
+    assert message.count("cluster aks-mistakes: workload") >= 13
+    assert sandbox.control.stats()["totals"].get("arm", 0) == 0
+
+
+def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    rg = sandbox.rg_id(RESOURCE_GROUP)
+    sandbox.msi().user_assigned_identities.create_or_update(
+        RESOURCE_GROUP,
+        "id-other-cluster",
+        {"location": "westeurope", "tags": {"managed-by": "workload_identity.aks", "wi-cluster": "aks-elsewhere"}},
+    )
+    workloads = [
+        {"name": "fine", "namespace": "ns", "service_account": "fine", "roles": [{"role": "Reader", "scope": rg}]},
+        {
+            "name": "unknown-role",
+            "namespace": "ns",
+            "service_account": "u",
+            "roles": [{"role": "Storage Blob Data Reeder", "scope": rg}],
+        },
+        {"name": "taken", "namespace": "ns", "service_account": "t", "identity_name": "id-other-cluster", "roles": []},
+    ]
+    sandbox.control.reset_stats()
+    done = play(
+        sandbox,
+        collections,
+        tmp_path,
+        batch_task(sandbox, "aks-runtime", workloads),
+        {"azure_auth": auth(sandbox)},
+        expect_ok=False,
+    )
+    assert "workload 'unknown-role': roles[0]: role: 'Storage Blob Data Reeder' must name exactly one" in done.stdout
+    assert "workload 'taken': identity_name: identity id-other-cluster belongs to cluster aks-elsewhere" in done.stdout
+    operations = sandbox.control.stats()["operations"]
+    assert not [op for op in operations if op.endswith((".put", ".delete", ".patch"))]
+
+
+def test_request_budget_cold_and_no_op(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    n = 12
+    rg = sandbox.rg_id(RESOURCE_GROUP)
+    workloads = [
+        {
+            "name": f"svc-{i:02d}",
+            "namespace": f"team-{i % 3}",
+            "service_account": f"svc-{i:02d}",
+            "roles": [{"role": "Reader", "scope": rg}],
+        }
+        for i in range(n)
+    ]
+    task = batch_task(sandbox, "aks-budget", workloads, prune=True)
+    counts = {}
+    for run in ("cold", "no-op"):
+        sandbox.control.reset_stats()
+        folder = tmp_path / run
+        folder.mkdir()
+        done = play(sandbox, collections, folder, task, {"azure_auth": auth(sandbox)})
+        counts[run] = sandbox.control.stats()["totals"].get("arm", 0)
+        assert result_of(done.stdout)["changed"] is (run == "cold")
+    report = {
+        "workloads": n,
+        "arm_requests_cold": counts["cold"],
+        "arm_requests_no_op": counts["no-op"],
+        "no_op_budget": n + 5,
+        "cold_per_workload": round(counts["cold"] / n, 2),
+    }
+    print("\nrequest budget:", json.dumps(report))
+    output = PROJECT / "tests" / "output"
+    output.mkdir(exist_ok=True)
+    (output / "workload-identities-requests.json").write_text(json.dumps(report, indent=2))
+    assert counts["no-op"] <= n + 5, report
+    play(
+        sandbox, collections, tmp_path, batch_task(sandbox, "aks-budget", [], prune=True), {"azure_auth": auth(sandbox)}
+    )
