@@ -263,12 +263,15 @@ class Sandbox:
         started = time.monotonic()
         route = self.resolve(request)
         caller: Caller | None = None
+        stale_for = 0.0
         try:
             if route.service != "control":
                 fault = self.faults.pick(route.operation, request.method, request.path)
-                if fault is not None:
-                    if fault.reset:
-                        raise ConnectionReset()
+                if fault is not None and fault.reset:
+                    raise ConnectionReset()
+                if fault is not None and fault.status is None:
+                    stale_for = fault.delay_after
+                elif fault is not None and fault.status is not None:
                     headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
                     code = fault.code or {
                         429: "TooManyRequests",
@@ -292,6 +295,8 @@ class Sandbox:
                 extra = self._take_token(request, route, caller)
             response = route.handler(Context(request, caller))
             response.headers.update(extra)
+            if stale_for:
+                time.sleep(stale_for)
         except ApiError as exc:
             response = exc.response()
         except EntraError as exc:

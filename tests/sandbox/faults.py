@@ -15,11 +15,14 @@ class Fault:
     operation: str = ".*"
     method: str | None = None
     path: str | None = None
-    status: int = 500
+    status: int | None = 500  # None: answer normally (with delay_after, a stale answer)
     code: str | None = None
     message: str | None = None
     retry_after: int | None = None
     reset: bool = False  # drop the TCP connection instead of answering
+    # Seconds to hold a computed answer before sending it: the state it describes may change meanwhile,
+    # as when another client writes between a read and the write that follows it (races).
+    delay_after: float = 0.0
     count: int = 1  # how many requests it hits; -1 for every one until cleared
     hits: int = 0
 

@@ -92,7 +92,7 @@ def test_principal_not_found_is_waited_out(sandbox: Sandbox, collections: str, t
 
 def test_concurrent_fic_writes_on_one_identity_are_retried(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
     # Wide enough that three ansible-playbook processes started together always collide.
-    sandbox.control.configure({"fic_write_seconds": 3.0})
+    sandbox.control.configure({"fic_write_seconds": 5.0})
     try:
         sandbox.msi().user_assigned_identities.create_or_update(RESOURCE_GROUP, "id-busy", {"location": "westeurope"})
         sandbox.control.reset_stats()
@@ -135,3 +135,66 @@ def test_concurrent_fic_writes_on_one_identity_are_retried(sandbox: Sandbox, col
         assert puts.get("409", 0) >= 1  # they did collide, and were retried
     finally:
         sandbox.control.configure({"fic_write_seconds": 0.25})
+
+
+def test_a_racing_creation_is_resolved_by_reading(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    """Our lookup says 'absent'; before our write, someone else creates the same assignment under another
+    name; our write meets 409 RoleAssignmentExists, and the module adopts theirs instead of failing."""
+    scope = sandbox.rg_id(RESOURCE_GROUP)
+    principal = (
+        sandbox.msi()
+        .user_assigned_identities.create_or_update(RESOURCE_GROUP, "id-race", {"location": "westeurope"})
+        .principal_id
+    )
+    # The module's lookup is answered as of now, but delivered 3 s later.
+    sandbox.control.add_fault(operation="roleAssignments.list", status=None, delay_after=3.0, count=1)
+    competitor = str(uuid.uuid4())
+
+    def compete() -> None:
+        import time
+
+        # The fault rule is consumed when the module's lookup arrives: from then on, its answer
+        # ("no assignment") is in flight for 3 s, and this write lands in that window.
+        deadline = time.monotonic() + 60
+        while sandbox.control.call("GET", "/_sandbox/faults")["faults"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sandbox.authz().role_assignments.create(
+            scope,
+            competitor,
+            {
+                "role_definition_id": f"/providers/Microsoft.Authorization/roleDefinitions/{READER}",
+                "principal_id": principal,
+                "principal_type": "ServicePrincipal",
+            },
+        )
+
+    sandbox.control.reset_stats()
+    thread = threading.Thread(target=compete)
+    thread.start()
+    done = play(
+        sandbox,
+        collections,
+        tmp_path,
+        tasks(
+            sandbox,
+            {
+                "name": "assign",
+                "register": "raced",
+                "workload_identity.aks.role_assignment": {"principal_id": principal, "role": "Reader", "scope": scope},
+            },
+            {
+                "ansible.builtin.assert": {
+                    "that": [
+                        "raced is not changed",
+                        f"raced.assignment.name == '{competitor}'",
+                        "raced.notes[0] is search('created concurrently')",
+                    ]
+                }
+            },
+        ),
+        {"azure_auth": auth(sandbox)},
+    )
+    thread.join()
+    assert "failed=0" in done.stdout
+    puts = sandbox.control.stats()["operations"]["roleAssignments.put"]["by_status"]
+    assert puts.get("409") == 1  # the race really happened

@@ -7,29 +7,46 @@ from ansible-test's integration_config.yml against real Azure. Behaviour only th
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.integration.sandbox_helpers import Sandbox
 
 from .conftest import RESOURCE_GROUP, TARGETS, auth, play
 
+# Against real Azure: WORKLOAD_IDENTITY_AZURE_CONFIG names a YAML file of the same variables the
+# sandbox run passes (azure_auth, azure_resource_group, and aks_cluster_name / aks_resource_group of a
+# test cluster whose issuer may be enabled). The sandbox-only tests below then do not run.
+REAL_AZURE = os.environ.get("WORKLOAD_IDENTITY_AZURE_CONFIG")
+
 
 @pytest.mark.parametrize("target", sorted(p.name for p in TARGETS.iterdir() if (p / "tasks" / "main.yml").exists()))
-def test_target(target: str, sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+def test_target(target: str, collections: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     prefix = f"t{secrets.token_hex(3)}"
-    extra: dict[str, Any] = {"azure_auth": auth(sandbox), "azure_resource_group": RESOURCE_GROUP, "prefix": prefix}
-    if target == "cluster_oidc_issuer":
-        # An existing cluster with its issuer off, as the target expects (no API server needed here).
-        sandbox.control.seed_cluster("rg-aks-targets", f"aks-{prefix}", kube=False)
-        extra.update(aks_cluster_name=f"aks-{prefix}", aks_resource_group="rg-aks-targets")
-    play(sandbox, collections, tmp_path, {"roles": [target]}, extra)
+    if REAL_AZURE:
+        extra: dict[str, Any] = {**yaml.safe_load(Path(REAL_AZURE).read_text()), "prefix": prefix}
+        play_env_sandbox = None
+    else:
+        sandbox: Sandbox = request.getfixturevalue("sandbox")
+        play_env_sandbox = sandbox
+        extra = {"azure_auth": auth(sandbox), "azure_resource_group": RESOURCE_GROUP, "prefix": prefix}
+        if target == "cluster_oidc_issuer":
+            # An existing cluster with its issuer off, as the target expects (no API server needed here).
+            sandbox.control.seed_cluster("rg-aks-targets", f"aks-{prefix}", kube=False)
+            extra.update(aks_cluster_name=f"aks-{prefix}", aks_resource_group="rg-aks-targets")
+    play(play_env_sandbox, collections, tmp_path, {"roles": [target]}, extra)
 
 
+sandbox_only = pytest.mark.skipif(bool(REAL_AZURE), reason="needs the sandbox's counters and fault injection")
+
+
+@sandbox_only
 def test_invalid_input_sends_no_request(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
     tasks = [
         {
@@ -70,6 +87,7 @@ def test_invalid_input_sends_no_request(sandbox: Sandbox, collections: str, tmp_
     assert sandbox.control.stats()["totals"].get("entra", 0) == 0
 
 
+@sandbox_only
 def test_throttling_storm_and_server_errors_are_ridden_out(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
     sandbox.control.add_fault(operation="userAssignedIdentities.get", status=429, retry_after=1, count=3)
     sandbox.control.add_fault(operation="userAssignedIdentities.put", status=500, count=2)
@@ -106,6 +124,7 @@ def test_throttling_storm_and_server_errors_are_ridden_out(sandbox: Sandbox, col
     assert time.monotonic() - started >= 3  # Retry-After: 1 was honoured three times
 
 
+@sandbox_only
 def test_bad_credentials_fail_fast_and_clearly(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
     task = {
         "tasks": [

@@ -169,3 +169,54 @@ def test_tags_and_locations() -> None:
     assert desired_tags({"a": "1"}, {"b": "2"}, True) == {"b": "2"}
     assert desired_tags({"a": "1"}, {"b": "2"}, False) == {"a": "1", "b": "2"}
     assert normalise_location("West Europe") == "westeurope"
+
+
+def test_fic_names_are_readable_valid_and_stable() -> None:
+    from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import fic_name
+
+    assert fic_name("aks-prod", "system:serviceaccount:orders:orders-api") == "aks-prod-orders-orders-api"
+    long = fic_name("aks-" + "x" * 80, "system:serviceaccount:" + "n" * 60 + ":" + "s" * 60)
+    assert len(long) <= 120 and fic.NAME_PATTERN.match(long)
+    assert long == fic_name("aks-" + "x" * 80, "system:serviceaccount:" + "n" * 60 + ":" + "s" * 60)
+    assert fic.NAME_PATTERN.match(fic_name("c", "https://github.com/org/repo:ref:refs/heads/main"))
+
+
+def test_batch_validation_reports_every_problem_with_workload_and_field() -> None:
+    from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import validate
+
+    specs, problems = validate(
+        "aks-dev",
+        "https://issuer/",
+        [
+            {"name": "ok", "namespace": "orders", "service_account": "api", "roles": [{"role": "Reader", "scope": RG}]},
+            {"name": "bad", "namespace": "Orders", "service_account": "api", "roles": "Reader"},
+            "not a mapping",
+        ],
+        subscription_id=SUB,
+        identity_resource_group="rg-ids",
+        allow_privileged_roles=False,
+    )
+    assert [s.name for s in specs] == ["ok"]
+    assert specs[0].identity.name == "id-aks-dev-orders-ok"
+    assert specs[0].subjects == ["system:serviceaccount:orders:api"]
+    assert problems == [
+        "cluster aks-dev: workload 'bad': namespace: must be a Kubernetes namespace name (DNS label), got 'Orders'",
+        "cluster aks-dev: workload 'bad': roles: must be a list of {role, scope}",
+        "cluster aks-dev: workload #3: must be a mapping with name, namespace, service_account and roles",
+    ]
+    _specs, privileged = validate(
+        "aks-dev",
+        "https://issuer/",
+        [
+            {
+                "name": "x",
+                "namespace": "n",
+                "service_account": "s",
+                "roles": [{"role": "Owner", "scope": f"/subscriptions/{SUB}"}, {"role": "Owner", "scope": RG}],
+            }
+        ],
+        subscription_id=SUB,
+        identity_resource_group="rg",
+        allow_privileged_roles=False,
+    )
+    assert len(privileged) == 1 and "Owner at subscription scope" in privileged[0]
