@@ -416,6 +416,16 @@ class Workloads:
         principal = after.get("principal_id") or PENDING
         listed_fics = reads.fics.get(key, [])
         fics = []
+        seen: dict[str, Any] = {
+            "identity": _brief(identity.before),
+            "federated_credentials": {},
+            "role_assignments": [],
+        }
+        planned: dict[str, Any] = {
+            "identity": _brief(identity.after),
+            "federated_credentials": {},
+            "role_assignments": [],
+        }
         for subject in workload.subjects:
             outcome = ensure_federated_credential(
                 self.fics,
@@ -429,6 +439,12 @@ class Workloads:
                 siblings=listed_fics,
             )
             fics.append({"name": fic_name(batch.cluster, subject), "subject": subject, "action": outcome.action})
+            for side, state in ((seen, outcome.before), (planned, outcome.after)):
+                if state:
+                    side["federated_credentials"][state["name"]] = {
+                        "issuer": state["issuer"],
+                        "subject": state["subject"],
+                    }
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = []
         for spec in workload.roles:
@@ -448,6 +464,9 @@ class Workloads:
             )
             # A new identity's assignments are named after its principal, which Azure assigns on creation.
             name = None if principal == PENDING else (outcome.after or {}).get("name")
+            if outcome.before:
+                seen["role_assignments"].append(f"{role.name} @ {spec.scope}")
+            planned["role_assignments"].append(f"{role.name} @ {spec.scope}")
             roles.append(
                 {
                     "role": role.name,
@@ -472,6 +491,7 @@ class Workloads:
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
+            "diff": {"before": seen, "after": planned},
         }
 
     def _prune(
@@ -530,5 +550,27 @@ class Workloads:
 
     @staticmethod
     def _report(workloads: list[dict[str, Any]], pruned: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """The result, and a before/after diff per workload (pruned objects appear only before)."""
         changed = any(w["changed"] for w in workloads) or any(pruned.values())
-        return {"changed": changed, "workloads": workloads, "pruned": pruned}
+        before = {w["name"]: w["diff"]["before"] for w in workloads}
+        after = {w["name"]: w.pop("diff")["after"] for w in workloads}
+        if any(pruned.values()):
+            before["(pruned)"] = pruned
+        return {
+            "changed": changed,
+            "workloads": workloads,
+            "pruned": pruned,
+            "diff": {"before": before, "after": after},
+        }
+
+
+def _brief(identity: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The identity as a diff shows it: what the user can change, not the ids Azure assigns."""
+    if identity is None:
+        return None
+    return {
+        "name": identity["name"],
+        "resource_group": identity["resource_group"],
+        "location": identity["location"],
+        "tags": identity["tags"],
+    }

@@ -187,6 +187,8 @@ def main() -> None:
             module.connection.subscription_id or "",
         )
         result = engine.converge(batch, engine.read(batch), module.check_mode, p["max_concurrency"])
+        if not module._diff:
+            result.pop("diff")
     except ValidationError as exc:
         module.fail_json(
             msg=f"{len(exc.problems)} problem(s) in the workloads of {p['cluster_name']}: " + "; ".join(exc.problems),

@@ -144,3 +144,78 @@ def test_deleted_fic(kube_sandbox: Sandbox, chain: dict[str, str], tmp_path: Pat
     msi.federated_identity_credentials.delete("rg-granted", "short-lived", "aks-chain")
     with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
         credential(kube_sandbox, tmp_path, client_id, token).get_token(kube_sandbox.url + "/.default")
+
+
+def test_the_collection_itself_can_run_as_a_workload(
+    kube_sandbox: Sandbox, chain: dict[str, str], ansible_env: dict[str, str], tmp_path: Path
+) -> None:
+    """auth_source=workload_identity: a module signs in with a projected service-account token, as it
+    would in a pod (an AWX execution pod, say) that has workload identity."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.integration.sandbox_helpers import PROJECT
+
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(service_account_token(kube_sandbox, "orders-api"))
+    collections = tmp_path / "collections" / "ansible_collections" / "workload_identity"
+    collections.mkdir(parents=True)
+    (collections / "aks").symlink_to(PROJECT)
+    env = {k: v for k, v in ansible_env.items() if not k.startswith(("AZURE_", "REQUESTS_CA"))}
+    # What the webhook injects into a pod, plus where this cloud is.
+    env.update(
+        {
+            "AZURE_CLIENT_ID": chain["client_id"],
+            "AZURE_TENANT_ID": kube_sandbox.tenant_id,
+            "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+            "AZURE_AUTHORITY_HOST": kube_sandbox.url,
+            "AZURE_SUBSCRIPTION_ID": kube_sandbox.subscription_id,
+            "AZURE_RESOURCE_MANAGER_ENDPOINT": kube_sandbox.url,
+            "AZURE_CA_BUNDLE": kube_sandbox.ca,
+            "ANSIBLE_COLLECTIONS_PATH": f"{tmp_path / 'collections'}:{ansible_env['ANSIBLE_COLLECTIONS_PATH']}",
+        }
+    )
+    book = tmp_path / "as-workload.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "inside the grant",
+                            "register": "inside",
+                            "workload_identity.aks.user_assigned_identity_info": {"resource_group": "rg-granted"},
+                        },
+                        {
+                            "name": "outside it",
+                            "register": "outside",
+                            "ignore_errors": True,
+                            "workload_identity.aks.user_assigned_identity_info": {"resource_group": "rg-sibling"},
+                        },
+                        {
+                            "ansible.builtin.assert": {
+                                "that": [
+                                    "'orders-api' in inside.identities | map(attribute='name')",
+                                    "outside is failed and '403 AuthorizationFailed' in outside.msg",
+                                ]
+                            }
+                        },
+                    ],
+                }
+            ]
+        )
+    )
+    done = subprocess.run(
+        [str(PROJECT / ".venv" / "bin" / "ansible-playbook"), "-i", "localhost,", str(book)],
+        env={**env, "ANSIBLE_PYTHON_INTERPRETER": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -57,6 +57,7 @@ def play(
     body: dict[str, Any],
     extra_vars: dict[str, Any],
     expect_ok: bool = True,
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     book = tmp_path / "play.yml"
     book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False, **body}]))
@@ -75,7 +76,15 @@ def play(
         }
     )
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(book), "-e", f"@{config}"],
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(book),
+            "-e",
+            f"@{config}",
+            *options,
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -136,10 +136,18 @@ def test_bad_credentials_fail_fast_and_clearly(sandbox: Sandbox, collections: st
         ]
     }
     started = time.monotonic()
+    # -vvv prints every module argument: no_log must still hide the secret.
     done = play(
-        sandbox, collections, tmp_path, task, {"azure_auth": auth(sandbox, secret="wrong-secret")}, expect_ok=False
+        sandbox,
+        collections,
+        tmp_path,
+        task,
+        {"azure_auth": auth(sandbox, secret="wrong-secret")},
+        expect_ok=False,
+        options=("-vvv",),
     )
     assert done.returncode != 0
     assert "AADSTS7000215" in done.stdout
     assert "wrong-secret" not in done.stdout + done.stderr
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in done.stdout  # the argument was there, masked
     assert time.monotonic() - started < 30
