@@ -204,6 +204,26 @@ class AzureModule(AnsibleModule):
                 self.fail_json(msg="; ".join(exc.problems))
         return self._clients[name]
 
+    def exit_outcome(self, outcome: Any, key: str, **extra: Any) -> None:
+        """Exit with what an ensure_* engine did: changed, action, the object after, and a diff when asked."""
+        result = {"changed": outcome.changed, "action": outcome.action, key: outcome.after or {}, **extra}
+        if self._diff:
+            result["diff"] = outcome.diff()
+        self.exit_json(**result)
+
+    def identity_ref(self, identity: str, resource_group: str | None) -> Any:
+        """An identity given by name (with its resource group) or by resource id; fails naming the option."""
+        from ._ids import IdentityRef, InvalidScope
+
+        if identity.startswith("/"):
+            try:
+                return IdentityRef.parse(identity)
+            except InvalidScope as exc:
+                self.fail_json(msg=f"identity: {exc}")
+        if not resource_group:
+            self.fail_json(msg="resource_group is required when identity is a name, not a resource id")
+        return IdentityRef(self.connection.subscription_id or "", str(resource_group), identity)
+
     def fail_error(self, error: BaseException, **result: Any) -> None:
         """Fail once, with what a human needs: what failed, status, code, message, request id."""
         if isinstance(error, ValidationError):

@@ -129,16 +129,7 @@ def main() -> None:
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
         return
-    after = outcome.after or {}
-    result = {
-        "changed": outcome.changed,
-        "action": outcome.action,
-        "cluster": after,
-        "issuer_url": after.get("issuer_url"),
-    }
-    if module._diff:
-        result["diff"] = outcome.diff()
-    module.exit_json(**result)
+    module.exit_outcome(outcome, "cluster", issuer_url=(outcome.after or {}).get("issuer_url"))
 
 
 if __name__ == "__main__":

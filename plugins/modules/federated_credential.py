@@ -103,19 +103,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._federated_c
     FederatedCredentialApi,
     ensure_federated_credential,
 )
-from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, InvalidScope
-
-
-def identity_ref(module: AzureModule) -> IdentityRef:
-    identity, rg = module.params["identity"], module.params["resource_group"]
-    if identity.startswith("/"):
-        try:
-            return IdentityRef.parse(identity)
-        except InvalidScope as exc:
-            module.fail_json(msg=f"identity: {exc}")
-    if not rg:
-        module.fail_json(msg="resource_group is required when identity is a name, not a resource id")
-    return IdentityRef(module.connection.subscription_id or "", rg, identity)
 
 
 def main() -> None:
@@ -133,7 +120,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    ref = identity_ref(module)
+    ref = module.identity_ref(p["identity"], p["resource_group"])
     try:
         api = FederatedCredentialApi(module.client("msi"), module.retry_policy)
         outcome = ensure_federated_credential(
@@ -149,10 +136,7 @@ def main() -> None:
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
         return
-    result = {"changed": outcome.changed, "action": outcome.action, "federated_credential": outcome.after or {}}
-    if module._diff:
-        result["diff"] = outcome.diff()
-    module.exit_json(**result)
+    module.exit_outcome(outcome, "federated_credential")
 
 
 if __name__ == "__main__":

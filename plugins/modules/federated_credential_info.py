@@ -69,7 +69,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 from ansible_collections.workload_identity.aks.plugins.module_utils._federated_credential import (
     FederatedCredentialApi,
 )
-from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, InvalidScope
 
 
 def main() -> None:
@@ -82,17 +81,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    if p["identity"].startswith("/"):
-        try:
-            ref = IdentityRef.parse(p["identity"])
-        except InvalidScope as exc:
-            module.fail_json(msg=f"identity: {exc}")
-            return
-    elif p["resource_group"]:
-        ref = IdentityRef(module.connection.subscription_id or "", p["resource_group"], p["identity"])
-    else:
-        module.fail_json(msg="resource_group is required when identity is a name, not a resource id")
-        return
+    ref = module.identity_ref(p["identity"], p["resource_group"])
     api = FederatedCredentialApi(module.client("msi"), module.retry_policy)
     try:
         if p["name"]:

@@ -183,15 +183,7 @@ def main() -> None:
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
         return
-    result = {
-        "changed": outcome.changed,
-        "action": outcome.action,
-        "assignment": outcome.after or {},
-        "notes": outcome.notes,
-    }
-    if module._diff:
-        result["diff"] = outcome.diff()
-    module.exit_json(**result)
+    module.exit_outcome(outcome, "assignment", notes=outcome.notes)
 
 
 if __name__ == "__main__":

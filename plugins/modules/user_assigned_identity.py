@@ -158,10 +158,7 @@ def main() -> None:
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
         return
-    result = {"changed": outcome.changed, "action": outcome.action, "identity": outcome.after or {}}
-    if module._diff:
-        result["diff"] = outcome.diff()
-    module.exit_json(**result)
+    module.exit_outcome(outcome, "identity")
 
 
 if __name__ == "__main__":
