@@ -53,6 +53,13 @@ def decide(error: AzureApiError, attempt: int, elapsed: float, policy: RetryPoli
     return min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
 
 
+def is_azure_error(exc: BaseException) -> bool:
+    """What Azure (or azure-core, or azure-identity) raised, as opposed to a bug in our own code."""
+    from azure.core.exceptions import AzureError
+
+    return isinstance(exc, (AzureError, AzureApiError))
+
+
 def call(
     operation: str,
     fn: Callable[[], T],
@@ -68,7 +75,9 @@ def call(
         attempt += 1
         try:
             return fn()
-        except Exception as exc:  # translated below; anything untranslatable is reported as it is
+        except Exception as exc:
+            if not is_azure_error(exc):
+                raise  # a bug is not an Azure failure: keep its traceback
             error = translate(exc, operation)
             delay = decide(error, attempt, clock() - started, policy)
             if delay is None:

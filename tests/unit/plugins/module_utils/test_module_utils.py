@@ -141,6 +141,12 @@ def test_call_retries_then_raises_the_translated_error() -> None:
         call("op", denied, sleep=sleeps.append)
     assert raised.value.code == "AuthorizationFailed" and sleeps == [2.0]
 
+    def buggy() -> str:
+        raise KeyError("a bug, not an Azure failure")
+
+    with pytest.raises(KeyError):
+        call("op", buggy, sleep=sleeps.append)
+
 
 @pytest.mark.parametrize(
     ("name", "issuer", "subject", "audiences", "field"),
