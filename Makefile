@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube bench test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,10 @@ $(AZ_CLI):
 demo: setup tools kube
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
+
+## bench: module start, and the batch module's time / requests / memory for 10 and 50 workloads
+bench: setup tools
+	@$(BIN)/python -m tests.benchmark
 
 sandbox-up: setup kube
 	@$(BIN)/python -m tests.sandbox up
