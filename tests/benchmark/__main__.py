@@ -30,7 +30,7 @@ def module_start(sdk: str) -> float:
         f"'tenant': 't', 'client_id': 'c', 'secret': 's', 'cloud_environment': 'AzureCloud'}}).client('{sdk}')"
     )
     times = []
-    for _ in range(5):
+    for _attempt in range(5):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", code], cwd=PROJECT, check=True)
         times.append(time.perf_counter() - started)
