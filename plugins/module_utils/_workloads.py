@@ -257,6 +257,7 @@ class Reads:
     roles_by_guid: dict[str, dict[str, Role]] = field(default_factory=dict)
     assignments: dict[str, list[Any]] = field(default_factory=dict)  # principal lower -> models
     fics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # identity key -> fics
+    roles_at_scope: dict[tuple[str, str], Role] = field(default_factory=dict)  # (scope, role) -> role
 
 
 def _identity_key(ref: IdentityRef) -> str:
@@ -335,8 +336,12 @@ class Workloads:
         exact = [r for r in matches if r.name == text] or matches
         if len(exact) == 1:
             return exact[0]
-        # Not visible at the subscription (a custom role assignable lower down): ask at the scope itself.
-        return self.roles.resolve_role(spec.scope, text)
+        # Not visible at the subscription (a custom role assignable lower down): ask at the scope itself,
+        # once per scope and role however many workloads name them.
+        key = (parse_scope(spec.scope).key, text)
+        if key not in reads.roles_at_scope:
+            reads.roles_at_scope[key] = self.roles.resolve_role(spec.scope, text)
+        return reads.roles_at_scope[key]
 
     # -- planning and converging ------------------------------------------------------------------
     def converge(self, batch: Batch, reads: Reads, check_mode: bool, workers: int) -> dict[str, Any]:

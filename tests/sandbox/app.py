@@ -301,6 +301,9 @@ class Sandbox:
             response = exc.response()
         except EntraError as exc:
             response = exc.response()
+        except ConnectionReset:
+            self._record(request, route, None, caller, started)
+            raise
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
             "x-ms-correlation-request-id", response.headers["x-ms-request-id"]
@@ -417,11 +420,13 @@ class Sandbox:
 
     # -- observability ------------------------------------------------------------------------------
     def _record(
-        self, request: Request, route: Route, response: Response, caller: Caller | None, started: float
+        self, request: Request, route: Route, response: Response | None, caller: Caller | None, started: float
     ) -> None:
+        """Stats and the request log; ``response`` None for a connection dropped by an injected fault."""
         elapsed_ms = round((time.monotonic() - started) * 1000, 2)
+        status: int | str = response.status if response is not None else "reset"
         with self._stats_lock:
-            self._stats[route.operation][str(response.status)] += 1
+            self._stats[route.operation][str(status)] += 1
         entry = {
             "ts": time.time(),
             "method": request.method,
@@ -429,22 +434,18 @@ class Sandbox:
             "query": {k: v for k, v in request.query.items() if k.lower() not in ("code", "client_secret")},
             "operation": route.operation,
             "service": route.service,
-            "status": response.status,
+            "status": status,
             "ms": elapsed_ms,
             "principal": caller.principal_id if caller else None,
             "client_request_id": request.headers.get("x-ms-client-request-id"),
-            "request_id": response.headers.get("x-ms-request-id"),
+            "request_id": response.headers.get("x-ms-request-id") if response is not None else None,
         }
-        if response.status >= 400 and isinstance(response.body, dict):
+        if response is not None and response.status >= 400 and isinstance(response.body, dict):
             error = response.body.get("error")
             entry["error"] = error.get("code") if isinstance(error, dict) else error
         with self._log_lock:
             self._log.write(json.dumps(entry) + "\n")
             self._log.flush()
-
-    def record_reset(self, request: Request, operation: str) -> None:
-        with self._stats_lock:
-            self._stats[operation]["reset"] += 1
 
     def stats(self) -> dict[str, Any]:
         with self._stats_lock:

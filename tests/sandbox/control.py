@@ -96,7 +96,7 @@ class ControlApi:
                     "type": spec.get("type", "ServicePrincipal"),
                     "display_name": spec.get("display_name", "sandbox-principal"),
                     "secret": secret,
-                    "created_at": 0.0 if spec.get("replicated", True) else __import__("time").time(),
+                    "created_at": 0.0 if spec.get("replicated", True) else time.time(),
                 },
             )
             for grant in spec.get("roles", []):

@@ -39,7 +39,6 @@ class _Handler(BaseHTTPRequestHandler):
             # An injected fault: RST instead of an answer, as a dropped connection looks to a client.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
-            self.server.app.record_reset(request, "reset")
             raise
         payload = response.encoded()
         self.send_response(response.status)

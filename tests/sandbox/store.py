@@ -29,12 +29,10 @@ class Store:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._by_kind: dict[str, dict[str, Record]] = {}
-        self._kind_of: dict[str, str] = {}
         self._meta: dict[str, Any] = {}
         self._depth = 0
         for key, kind, data in self._db.execute("SELECT key, kind, data FROM objects"):
             self._by_kind.setdefault(kind, {})[key] = json.loads(data)
-            self._kind_of[key] = kind
         for key, value in self._db.execute("SELECT key, value FROM meta"):
             self._meta[key] = json.loads(value)
 
@@ -64,10 +62,8 @@ class Store:
 
     def _reload(self) -> None:
         self._by_kind.clear()
-        self._kind_of.clear()
         for key, kind, data in self._db.execute("SELECT key, kind, data FROM objects"):
             self._by_kind.setdefault(kind, {})[key] = json.loads(data)
-            self._kind_of[key] = kind
 
     # -- objects ---------------------------------------------------------------------------
     def get(self, kind: str, key: str) -> Record | None:
@@ -82,18 +78,13 @@ class Store:
                 "INSERT OR REPLACE INTO objects (key, kind, data) VALUES (?, ?, ?)", (key, kind, json.dumps(record))
             )
             self._by_kind.setdefault(kind, {})[key] = record
-            self._kind_of[key] = kind
 
     def delete(self, kind: str, key: str) -> Record | None:
         with self.transaction():
             record = self._by_kind.get(kind, {}).pop(key, None)
             if record is not None:
                 self._db.execute("DELETE FROM objects WHERE key = ?", (key,))
-                self._kind_of.pop(key, None)
             return record
-
-    def count(self, kind: str) -> int:
-        return len(self._by_kind.get(kind, {}))
 
     # -- meta --------------------------------------------------------------------------------
     def meta(self, key: str, default: Any = None) -> Any:

@@ -191,3 +191,42 @@ def test_request_budget_cold_and_no_op(sandbox: Sandbox, collections: str, tmp_p
     play(
         sandbox, collections, tmp_path, batch_task(sandbox, "aks-budget", [], prune=True), {"azure_auth": auth(sandbox)}
     )
+
+
+def test_a_custom_role_below_the_subscription_is_looked_up_once(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    rg = sandbox.rg_id(RESOURCE_GROUP)
+    sandbox.authz().role_definitions.create_or_update(
+        rg,
+        "3f1d2c4b-5a6e-4f70-8192-a3b4c5d6e7f8",
+        {
+            "role_name": "Orders Reader (rg only)",
+            "role_type": "CustomRole",
+            "assignable_scopes": [rg],
+            "permissions": [{"actions": ["Microsoft.Storage/storageAccounts/read"]}],
+        },
+    )
+    workloads = [
+        {
+            "name": f"custom-{i}",
+            "namespace": "ns",
+            "service_account": f"custom-{i}",
+            "roles": [{"role": "Orders Reader (rg only)", "scope": rg}],
+        }
+        for i in range(3)
+    ]
+    sandbox.control.reset_stats()
+    done = play(
+        sandbox,
+        collections,
+        tmp_path,
+        batch_task(sandbox, "aks-custom", workloads, prune=True),
+        {"azure_auth": auth(sandbox)},
+    )
+    assert [r["role_assignments"][0]["action"] for r in result_of(done.stdout)["workloads"]] == ["created"] * 3
+    # Not visible at the subscription, so resolved at the scope: once, not once per workload.
+    assert sandbox.control.stats()["operations"]["roleDefinitions.list"]["total"] == 2  # subscription + scope
+    play(
+        sandbox, collections, tmp_path, batch_task(sandbox, "aks-custom", [], prune=True), {"azure_auth": auth(sandbox)}
+    )

@@ -87,6 +87,8 @@ def test_connection_reset(sandbox: Sandbox) -> None:
     msi.user_assigned_identities.create_or_update("rg-f", "xid-1", {"location": "westeurope"})
     sandbox.control.add_fault(operation="userAssignedIdentities.get", reset=True, count=1)
     assert msi.user_assigned_identities.get("rg-f", "xid-1").name == "xid-1"  # the SDK retries one reset
+    # Both resets (the raw call and the one the SDK retried) are counted under the operation they hit.
+    assert sandbox.control.stats()["operations"]["userAssignedIdentities.get"]["by_status"].get("reset") == 2
     sandbox.control.add_fault(operation="userAssignedIdentities.put", reset=True, count=-1)
     with pytest.raises((ServiceRequestError, ServiceResponseError)):
         msi.user_assigned_identities.create_or_update("rg-f", "xid-1", {"location": "westeurope"})
