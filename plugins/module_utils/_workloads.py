@@ -51,6 +51,11 @@ WORKLOAD_KEYS = {
     "token_expiration",
 }
 ROLE_KEYS = {"role", "scope", "condition", "condition_version", "description"}
+# Pod controllers the workloads role can bind to a service account; CronJob's pod template sits one level deeper.
+CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+CONTROLLER_KEYS = {"kind", "name"}
+# The webhook projects tokens of 1-24 hours (azure.workload.identity/service-account-token-expiration).
+TOKEN_EXPIRATION = (3600, 86400)
 PENDING = "00000000-0000-0000-0000-000000000000"  # a new identity's principal, until Azure assigns it
 
 
@@ -72,6 +77,9 @@ class WorkloadSpec:
     roles: list[RoleSpec]
     subjects: list[str]
     tags: dict[str, str]
+    # For the Kubernetes side: the pod controllers (kind, name) to bind, and the token lifetime to ask for.
+    controllers: list[tuple[str, str]] = field(default_factory=list)
+    token_expiration: int | None = None
 
     @property
     def subject(self) -> str:
@@ -81,11 +89,15 @@ class WorkloadSpec:
 @dataclass
 class Batch:
     cluster: str
-    issuer_url: str
+    issuer_url: str | None
     location: str | None
     workloads: list[WorkloadSpec]
     prune: bool
     allow_privileged_roles: bool
+    # Resource groups scanned for identities besides the workloads' own: the default one, so that pruning
+    # (or tearing down) still finds this cluster's identities when the list no longer names any.
+    resource_groups: tuple[str, ...] = ()
+    state: str = "present"
 
 
 def subject_for(namespace: str, service_account: str) -> str:
@@ -114,11 +126,12 @@ def validate(
     subscription_id: str,
     identity_resource_group: str | None,
     allow_privileged_roles: bool,
+    issuer_required: bool = True,
 ) -> tuple[list[WorkloadSpec], list[str]]:
     """Everything checkable without Azure; every problem names the cluster, the workload and the field."""
     problems: list[str] = []
     where = f"cluster {cluster}"
-    if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIELD_MAX:
+    if issuer_required and (not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIELD_MAX):
         problems.append(f"{where}: issuer_url: must be the cluster's https OIDC issuer URL (got {issuer_url!r})")
     if not isinstance(workloads, list):
         return [], [*problems, f"{where}: workloads: must be a list, got {type(workloads).__name__}"]
@@ -126,6 +139,7 @@ def validate(
     seen_names: dict[str, int] = {}
     seen_accounts: dict[tuple[str, str], str] = {}
     seen_identities: dict[str, str] = {}
+    seen_controllers: dict[tuple[str, str, str], str] = {}
     for index, raw in enumerate(workloads):
         label = f"{where}: workload #{index + 1}"
         if not isinstance(raw, dict):
@@ -189,6 +203,19 @@ def validate(
         if not isinstance(tags, dict):
             problems.append(f"{label}: tags: must be a mapping")
             tags = {}
+        controllers = _validate_controllers(
+            raw.get("workloads"), label, str(name), str(namespace), seen_controllers, problems
+        )
+        expiration = raw.get("token_expiration")
+        if expiration is not None and (
+            isinstance(expiration, bool)
+            or not str(expiration).isdigit()
+            or not TOKEN_EXPIRATION[0] <= int(expiration) <= TOKEN_EXPIRATION[1]
+        ):
+            problems.append(
+                f"{label}: token_expiration: must be seconds between {TOKEN_EXPIRATION[0]} and "
+                f"{TOKEN_EXPIRATION[1]} (got {expiration!r})"
+            )
         if len(problems) == before:
             specs.append(
                 WorkloadSpec(
@@ -199,9 +226,49 @@ def validate(
                     roles,
                     subjects,
                     {str(k): str(v) for k, v in tags.items()},
+                    controllers,
+                    int(expiration) if expiration is not None else None,
                 )
             )
     return specs, problems
+
+
+def _validate_controllers(
+    raw: Any,
+    label: str,
+    workload: str,
+    namespace: str,
+    seen: dict[tuple[str, str, str], str],
+    problems: list[str],
+) -> list[tuple[str, str]]:
+    """The pod controllers to bind: known kinds, valid names, each bound to one workload only."""
+    controllers: list[tuple[str, str]] = []
+    if raw is None:
+        return controllers
+    if not isinstance(raw, list):
+        problems.append(f"{label}: workloads: must be a list of {{kind, name}} (the pod controllers to bind)")
+        return controllers
+    for position, item in enumerate(raw):
+        at = f"{label}: workloads[{position}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: must be a mapping with kind and name")
+            continue
+        for key in sorted(set(item) - CONTROLLER_KEYS):
+            problems.append(f"{at}: {key}: unknown field (expected kind and name)")
+        kind, name = item.get("kind"), item.get("name")
+        if kind not in CONTROLLER_KINDS:
+            problems.append(f"{at}: kind: must be one of {', '.join(CONTROLLER_KINDS)} (got {kind!r})")
+        if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            problems.append(f"{at}: name: must be a Kubernetes object name (DNS subdomain), got {name!r}")
+            continue
+        key = (namespace, str(kind), name)
+        if key in seen:
+            other = seen[key]
+            also = "listed twice" if other == workload else f"already bound to workload '{other}'"
+            problems.append(f"{at}: name: {kind} {namespace}/{name} is {also} (a pod has one service account)")
+        seen[key] = workload
+        controllers.append((str(kind), name))
+    return controllers
 
 
 def _validate_roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) -> list[RoleSpec]:
@@ -275,7 +342,8 @@ class Workloads:
     # -- reading ----------------------------------------------------------------------------------
     def read(self, batch: Batch) -> Reads:
         reads = Reads()
-        groups = {w.identity.resource_group.lower(): w.identity.resource_group for w in batch.workloads}
+        groups = {g.lower(): g for g in batch.resource_groups}
+        groups.update({w.identity.resource_group.lower(): w.identity.resource_group for w in batch.workloads})
         for group in groups.values():
             for identity in self._identities_in(group):
                 reads.identities[f"{identity['resource_group']}/{identity['name']}".lower()] = identity
@@ -286,6 +354,10 @@ class Workloads:
             self._read_subscription(sub, reads)
         wanted = {_identity_key(w.identity) for w in batch.workloads}
         owned = {k for k, i in reads.identities.items() if self.owned(i, batch.cluster)} if batch.prune else set()
+        if batch.state == "absent":
+            # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
+            owned = set()
+            wanted = {k for k in wanted if k in reads.identities and not self.owned(reads.identities[k], batch.cluster)}
         for key in sorted(wanted | owned):
             existing = reads.identities.get(key)
             if existing is not None:
@@ -499,6 +571,96 @@ class Workloads:
             "diff": {"before": seen, "after": planned},
         }
 
+    def remove(self, batch: Batch, reads: Reads, check_mode: bool) -> dict[str, Any]:
+        """state=absent for the listed workloads (and, with prune, everything else made for this cluster).
+
+        An identity this collection made for this cluster goes whole: its role assignments first (Azure would
+        leave them behind, orphaned), then the identity, which takes its federated credentials with it. An
+        identity made elsewhere stays: only this cluster's credentials on it and the declared assignments go.
+        """
+        done = []
+        for workload in batch.workloads:
+            key = _identity_key(workload.identity)
+            identity = reads.identities.get(key)
+            where = f"cluster {batch.cluster}: workload '{workload.name}'"
+            fics: list[dict[str, Any]] = []
+            roles: list[dict[str, Any]] = []
+            before: dict[str, Any] | None = None
+            if identity is None:
+                action = "absent"
+            elif self.owned(identity, batch.cluster):
+                action = "deleted"
+                before = {"identity": _brief(identity)}
+                roles = self._remove_assignments(identity, reads, check_mode)
+                if not check_mode:
+                    self.identities.delete(
+                        IdentityRef(self.subscription_id, identity["resource_group"], identity["name"])
+                    )
+            elif (identity.get("tags") or {}).get(OWNER_TAG) == OWNER_VALUE:
+                action = "kept"  # made by this collection for another cluster: that cluster's to remove
+            else:
+                action = "kept"
+                ref = IdentityRef(self.subscription_id, identity["resource_group"], identity["name"])
+                names = {fic_name(batch.cluster, subject).lower() for subject in workload.subjects}
+                for fic in reads.fics.get(key, []):
+                    if fic["name"].lower() in names:
+                        if not check_mode:
+                            self.fics.delete(ref, fic["name"])
+                        fics.append({"name": fic["name"], "subject": fic["subject"], "action": "deleted"})
+                declared = set()
+                for position, spec in enumerate(workload.roles):
+                    try:
+                        declared.add((parse_scope(spec.scope).key, self.resolve(spec, reads).guid))
+                    except ValidationError as exc:
+                        raise ValidationError([f"{where}: roles[{position}]: {p}" for p in exc.problems]) from exc
+                roles = self._remove_assignments(identity, reads, check_mode, only=declared)
+                if fics or roles:
+                    before = {"federated_credentials": [f["name"] for f in fics]}
+            if before is not None:
+                before["role_assignments"] = [f"{r['role_definition_guid']} @ {r['scope']}" for r in roles]
+            done.append(
+                {
+                    "name": workload.name,
+                    "namespace": workload.namespace,
+                    "service_account": workload.service_account,
+                    "subject": workload.subject,
+                    "identity": {**(identity or {}), "name": workload.identity.name, "action": action},
+                    "federated_credentials": fics,
+                    "role_assignments": [{**r, "action": "deleted"} for r in roles],
+                    "changed": action == "deleted" or bool(fics or roles),
+                    "diff": {"before": before, "after": None},
+                }
+            )
+        return self._report(done, self._prune(batch, reads, {}, check_mode))
+
+    def _remove_assignments(
+        self,
+        identity: dict[str, Any],
+        reads: Reads,
+        check_mode: bool,
+        only: set[tuple[str, str]] | None = None,
+        keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> list[dict[str, Any]]:
+        """Delete the identity's assignments (those in ``only``, if given) that are not in ``keep``.
+
+        Both sets hold (scope key, role definition GUID) pairs; returns what was (or would be) deleted.
+        """
+        removed = []
+        for model in reads.assignments.get(str(identity["principal_id"]).lower(), []):
+            state = assignment_state(model)
+            pair = (parse_scope(state["scope"]).key, state["role_definition_guid"])
+            if (only is None or pair in only) and pair not in keep:
+                if not check_mode:
+                    self.roles.delete(state["scope"], state["name"])
+                removed.append(
+                    {
+                        "scope": state["scope"],
+                        "role_definition_guid": state["role_definition_guid"],
+                        "name": state["name"],
+                    }
+                )
+        return removed
+
     def _prune(
         self, batch: Batch, reads: Reads, resolved: dict[tuple[str, str], Role], check_mode: bool
     ) -> dict[str, list[dict[str, Any]]]:
@@ -510,9 +672,11 @@ class Workloads:
         }
         if not batch.prune:
             return pruned
-        declared = {_identity_key(w.identity): w for w in batch.workloads}
+        absent = batch.state == "absent"
+        declared = {} if absent else {_identity_key(w.identity): w for w in batch.workloads}
+        handled = {_identity_key(w.identity) for w in batch.workloads} if absent else set()
         for key, identity in sorted(reads.identities.items()):
-            if not self.owned(identity, batch.cluster):
+            if key in handled or not self.owned(identity, batch.cluster):
                 continue  # never touch what this collection (for this cluster) did not make
             ref = IdentityRef(self.subscription_id, identity["resource_group"], identity["name"])
             workload = declared.get(key)
@@ -525,20 +689,8 @@ class Workloads:
                 if workload
                 else set()
             )
-            for model in reads.assignments.get(str(identity["principal_id"]).lower(), []):
-                state = assignment_state(model)
-                if (parse_scope(state["scope"]).key, state["role_definition_guid"]) in wanted_roles:
-                    continue
-                if not check_mode:
-                    self.roles.delete(state["scope"], state["name"])
-                pruned["role_assignments"].append(
-                    {
-                        "identity": identity["name"],
-                        "scope": state["scope"],
-                        "role_definition_guid": state["role_definition_guid"],
-                        "name": state["name"],
-                    }
-                )
+            removed = self._remove_assignments(identity, reads, check_mode, keep=wanted_roles)
+            pruned["role_assignments"].extend({"identity": identity["name"], **r} for r in removed)
             if workload is None:
                 if not check_mode:
                     self.identities.delete(ref)

@@ -32,13 +32,28 @@ options:
     type: str
     required: true
   issuer_url:
-    description: The cluster's OIDC issuer URL, exactly (see M(workload_identity.aks.cluster_oidc_issuer)).
+    description:
+      - The cluster's OIDC issuer URL, exactly (see M(workload_identity.aks.cluster_oidc_issuer)).
+      - Required with O(state=present), unless O(validate_only=true).
     type: str
+  state:
+    description:
+      - V(present) converges every listed workload.
+      - V(absent) removes the listed workloads. An identity this collection made for this cluster goes whole (its
+        role assignments first, then the identity, which takes its federated credentials with it). An identity made
+        elsewhere and only used here is kept; this cluster's federated credentials on it and the role assignments
+        the workload declares are removed. With O(prune=true), every other identity this collection made for this
+        cluster goes too (O(workloads=[]) with O(prune=true) removes everything it made for the cluster).
+    type: str
+    choices: [present, absent]
+    default: present
   location:
     description: Region for identities that have to be created.
     type: str
   identity_resource_group:
-    description: Resource group for the identities (a workload's own C(identity_resource_group) wins).
+    description:
+      - Resource group for the identities (a workload's own C(identity_resource_group) wins).
+      - Always searched by O(prune), so identities of workloads no longer listed are found there.
     type: str
   workloads:
     description:
@@ -47,8 +62,9 @@ options:
         C(condition_version), C(description)), and optionally C(identity_name) (default
         C(id-<cluster_name>-<namespace>-<name>)), C(identity_resource_group), C(extra_subjects) (more subjects to
         trust from the same issuer), C(tags) (extra tags for an identity this collection makes).
-      - C(workloads) (pod controllers) and C(token_expiration) may be present for the workloads role; they are
-        ignored here. Any other field is an error, so typos are caught.
+      - C(workloads) (pod controllers, each a mapping of C(kind) and C(name)) and C(token_expiration) (seconds,
+        3600-86400) are for M(workload_identity.aks.service_accounts); they are validated here, so one task finds
+        every mistake in an inventory, but not used. Any other field is an error, so typos are caught.
       - Checked by this module rather than by Ansible's option validation, so that every problem in the list is
         reported at once, naming the workload and the field.
     type: list
@@ -78,6 +94,14 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Remove everything this collection made for aks-old (identities, their credentials and role assignments)
+  workload_identity.aks.workload_identities:
+    cluster_name: aks-old
+    identity_resource_group: rg-identities-prod
+    state: absent
+    prune: true
+    workloads: []
+
 - name: Every workload of aks-prod
   workload_identity.aks.workload_identities:
     cluster_name: aks-prod
@@ -129,7 +153,8 @@ workloads:
       description: Whether anything changed for this workload.
       type: bool
 pruned:
-  description: What O(prune) removed (or would remove), by kind.
+  description: What O(prune) removed (or would remove), by kind (C(identities), C(federated_credentials),
+    C(role_assignments)).
   returned: always
   type: dict
 problems:
@@ -152,6 +177,7 @@ def main() -> None:
             "location": {"type": "str"},
             "identity_resource_group": {"type": "str"},
             "workloads": {"type": "list", "elements": "dict", "required": True},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
             "allow_privileged_roles": {"type": "bool", "default": False},
             "max_concurrency": {"type": "int", "default": 8},
@@ -161,15 +187,16 @@ def main() -> None:
     )
     p = module.params
     workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
-    # Before the issuer is enabled its URL is unknown; validating the list does not need it.
-    issuer = p["issuer_url"] or ("https://issuer.not-yet-known/" if p["validate_only"] else None)
+    present = p["state"] == "present"
     specs, problems = validate(
         p["cluster_name"],
-        issuer,
+        p["issuer_url"],
         workloads,
         subscription_id=module.connection.subscription_id or "",
         identity_resource_group=p["identity_resource_group"],
         allow_privileged_roles=p["allow_privileged_roles"],
+        # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
+        issuer_required=present and not p["validate_only"],
     )
     if problems:
         module.fail_json(
@@ -178,7 +205,16 @@ def main() -> None:
         )
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
-    batch = Batch(p["cluster_name"], p["issuer_url"], p["location"], specs, p["prune"], p["allow_privileged_roles"])
+    batch = Batch(
+        p["cluster_name"],
+        p["issuer_url"],
+        p["location"],
+        specs,
+        p["prune"],
+        p["allow_privileged_roles"],
+        resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
+        state=p["state"],
+    )
     try:
         engine = Workloads(
             module.client("msi"),
@@ -186,7 +222,11 @@ def main() -> None:
             module.retry_policy,
             module.connection.subscription_id or "",
         )
-        result = engine.converge(batch, engine.read(batch), module.check_mode, p["max_concurrency"])
+        reads = engine.read(batch)
+        if present:
+            result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"])
+        else:
+            result = engine.remove(batch, reads, module.check_mode)
         if not module._diff:
             result.pop("diff")
     except ValidationError as exc:

@@ -1,50 +1,60 @@
-"""``make demo`` until the rollout roles land: the workload-identity chain, by hand, with the real SDKs.
+"""``make demo``: the rollout as an operator runs it, against the sandbox.
 
-For two seeded AKS clusters (dev, prod) it enables the OIDC issuer, gives each workload its own
-user-assigned identity, a federated credential for its service account and one role assignment,
-then signs in *as the workload* (a service-account token exchanged at the Entra emulator) and
-shows ARM allowing exactly what was granted. Every step is idempotent: run it twice.
+Two existing AKS clusters (dev and prod, OIDC issuer off) already run a few applications, none of which
+has an Azure identity yet. ``playbooks/site.yml`` runs on ``examples/inventories/sandbox/`` twice (the
+second run must change nothing), then each workload signs in *as itself*: a service-account token from
+its cluster's own kube-apiserver, for the account its Deployment now uses, exchanged at the Entra
+emulator for an ARM token, and ARM shows what that token may do. An unbound pod's token is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import subprocess
+import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.containerservice import ContainerServiceClient
-from azure.mgmt.msi import ManagedServiceIdentityClient
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential, CredentialUnavailableError, WorkloadIdentityCredential
 
-from . import jwt
-from .__main__ import DEFAULT_STATE
+from .__main__ import DEFAULT_STATE, PROJECT
 from .client import SandboxClient
 
 CLUSTERS = {"dev": ("rg-aks-dev", "aks-dev"), "prod": ("rg-aks-prod", "aks-prod")}
-WORKLOADS = [  # name, namespace, role, scope (relative to the environment's data resource group)
-    (
-        "orders-api",
-        "orders",
-        "Storage Blob Data Contributor",
-        "providers/Microsoft.Storage/storageAccounts/{env}ordersdata/blobServices/default/containers/orders",
-    ),
-    ("billing-worker", "billing", "Key Vault Secrets User", "providers/Microsoft.KeyVault/vaults/kv-billing-{env}"),
-    ("web-frontend", "web", "AcrPull", "providers/Microsoft.ContainerRegistry/registries/acr{env}apps"),
+INVENTORY = PROJECT / "examples" / "inventories" / "sandbox"
+# What already exists before the rollout: the data each workload will be granted on (below rg-data-<env>) ...
+RESOURCES = [
+    "Microsoft.Storage/storageAccounts/st{env}orders/blobServices/default/containers/orders",
+    "Microsoft.KeyVault/vaults/kv-billing-{env}",
+    "Microsoft.ServiceBus/namespaces/sb-billing-{env}/queues/invoices",
+    "Microsoft.ContainerRegistry/registries/acr{env}apps",
 ]
-NAMESPACE_UUID = uuid.UUID("6f1c9d0e-2b7a-4f4e-9a51-3c8d2e7b1a90")
+PROD_RESOURCES = ["Microsoft.Storage/storageAccounts/stprodaudit/blobServices/default/containers/audit"]
+# ... and the applications, running under the namespace's default service account.
+APPS = [
+    ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
+    ("Deployment", "billing", "billing-worker", "ghcr.io/contoso/billing-worker:1.9.0"),
+    ("CronJob", "billing", "billing-reconcile", "ghcr.io/contoso/billing-worker:1.9.0"),
+    ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
+]
+PROD_APPS = [("StatefulSet", "audit", "audit-exporter", "ghcr.io/contoso/audit-exporter:0.7.2")]
 
 
 def main() -> None:
+    started = time.monotonic()
+    # The refused sign-in below is the point; azure-identity would also log it as an error.
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     state = Path(os.environ.get("SANDBOX_STATE_DIR") or DEFAULT_STATE)
     env: dict[str, str] = json.loads((state / "sandbox.json").read_text())
     url, ca, sub = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"], env["AZURE_SUBSCRIPTION_ID"]
     control = SandboxClient(url, Path(ca))
-    arm: dict[str, Any] = {"base_url": url, "credential_scopes": [url + "/.default"], "connection_verify": ca}
     admin = ClientSecretCredential(
         env["AZURE_TENANT_ID"],
         env["AZURE_CLIENT_ID"],
@@ -53,114 +63,111 @@ def main() -> None:
         disable_instance_discovery=True,
         connection_verify=ca,
     )
-    aks = ContainerServiceClient(admin, sub, **arm)
-    msi = ManagedServiceIdentityClient(admin, sub, **arm)
-    authz = AuthorizationManagementClient(admin, sub, **arm)
-    started = time.monotonic()
-    rows: list[dict[str, Any]] = []
+    token = admin.get_token(url + "/.default").token
     existing = {c["name"] for c in control.call("GET", "/_sandbox/clusters")["value"]}
-    for env_name, (rg, cluster_name) in CLUSTERS.items():
-        if cluster_name not in existing:
-            control.seed_cluster(rg, cluster_name, location="westeurope")
-            print(f"seeded an existing AKS cluster {cluster_name} (OIDC issuer off)")
-        cluster = aks.managed_clusters.get(rg, cluster_name)
-        if not cluster.oidc_issuer_profile.enabled:
-            print(f"{cluster_name}: enabling the OIDC issuer (long-running operation) ...")
-            cluster.oidc_issuer_profile.enabled = True
-            cluster = aks.managed_clusters.begin_create_or_update(
-                rg, cluster_name, cluster, polling_interval=1
-            ).result()
-        issuer = cluster.oidc_issuer_profile.issuer_url
-        details = control.cluster(rg, cluster_name)
-        signing_key, kube_backed = details["signing_key_pem"], bool(details.get("kube"))
-        print(
-            f"{cluster_name}: issuer {issuer}; service-account tokens from "
-            + (f"its kube-apiserver at {details['kube']['server']}" if kube_backed else "the demo (no control plane)")
-        )
-        data_rg = f"rg-data-{env_name}"
-        admin_token = admin.get_token(url + "/.default").token
-        control_put(url, ca, admin_token, f"/subscriptions/{sub}/resourcegroups/{data_rg}", {"location": "westeurope"})
-        identities_rg = f"rg-identities-{env_name}"
-        control_put(
-            url, ca, admin_token, f"/subscriptions/{sub}/resourcegroups/{identities_rg}", {"location": "westeurope"}
-        )
-        for name, namespace, role, scope_template in WORKLOADS:
-            scope = f"/subscriptions/{sub}/resourceGroups/{data_rg}/" + scope_template.format(env=env_name)
-            ensure_resource_chain(url, ca, admin_token, scope)
-            identity = msi.user_assigned_identities.create_or_update(
-                identities_rg,
-                f"id-{name}-{env_name}",
-                {"location": "westeurope", "tags": {"cluster": cluster_name, "namespace": namespace}},
+    print("==> the estate before the rollout")
+    for env_name, (rg, cluster) in CLUSTERS.items():
+        if cluster not in existing:
+            control.seed_cluster(rg, cluster, location="westeurope")
+        for group in (f"rg-data-{env_name}", f"rg-identities-{env_name}"):
+            arm_put(url, ca, token, f"/subscriptions/{sub}/resourcegroups/{group}", {"location": "westeurope"})
+        for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []):
+            scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + resource.format(env=env_name)
+            ensure_resource_chain(url, ca, token, scope)
+        apps = APPS + (PROD_APPS if env_name == "prod" else [])
+        deploy_apps(state, cluster, apps)
+        print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
+
+    playbook_env = ansible_env(env, state)
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/site.yml"]
+    if os.environ.get("WEBHOOK_CHART"):
+        command += ["-e", "workload_identity_webhook_mode=helm", "-e", f"webhook_chart={os.environ['WEBHOOK_CHART']}"]
+        command += ["-e", "webhook_chart_repo_url=", "-e", "webhook_chart_version="]
+    print(f"\n==> {' '.join(command[1:])}")
+    first = run_playbook(command, playbook_env, stream=True)
+    print(f"\n==> the same again: nothing may change ({' '.join(command[1:])})")
+    second = run_playbook(command, playbook_env, stream=False)
+    print("\n".join(line for line in second.splitlines() if re.match(r"^\S+\s+: ok=", line)))
+    changed = [line for line in second.splitlines() if re.match(r"^\S+\s+: ok=", line) and " changed=0 " not in line]
+    if changed:
+        sys.exit(f"the second run changed something:\n{second[-4000:]}")
+    del first
+
+    print("\n==> each workload signs in as itself (its pod's service-account token, exchanged at Entra ID)")
+    reports = Path(playbook_env["WORKLOAD_IDENTITY_REPORT_DIR"])
+    print(f"{'cluster':<9} {'workload':<26} {'client id':<37} {'may do on its own scope':<44} elsewhere")
+    for _env_name, (_rg, cluster) in CLUSTERS.items():
+        report = json.loads((reports / f"{cluster}.json").read_text())
+        for workload in report["workloads"]:
+            account = bound_account(state, cluster, workload["namespace"], workload)
+            assertion = service_account_token(state, cluster, workload["namespace"], account)
+            allowed, elsewhere = sign_in(env, assertion, workload["client_id"], workload["roles"][0]["scope"], sub)
+            print(
+                f"{cluster:<9} {workload['namespace'] + '/' + account:<26} {workload['client_id']:<37} "
+                f"{allowed[:43]:<44} {elsewhere}"
             )
-            subject = f"system:serviceaccount:{namespace}:{name}"
-            msi.federated_identity_credentials.create_or_update(
-                identities_rg,
-                identity.name,
-                cluster_name,
-                {"issuer": issuer, "subject": subject, "audiences": ["api://AzureADTokenExchange"]},
-            )
-            role_id = next(iter(authz.role_definitions.list(scope, filter=f"roleName eq '{role}'"))).id
-            assignment = uuid.uuid5(
-                NAMESPACE_UUID, f"{scope.lower()}|{role_id.rsplit('/', 1)[1]}|{identity.principal_id}"
-            )
-            authz.role_assignments.create(
-                scope,
-                str(assignment),
-                {
-                    "role_definition_id": role_id,
-                    "principal_id": identity.principal_id,
-                    "principal_type": "ServicePrincipal",
-                },
-            )
-            if kube_backed:
-                assertion = service_account_token(state, cluster_name, namespace, name)
-            else:  # no control plane: sign what the API server would have, with the issuer's key
-                now = int(time.time())
-                assertion = jwt.sign(
-                    {
-                        "iss": issuer,
-                        "sub": subject,
-                        "aud": ["api://AzureADTokenExchange"],
-                        "iat": now,
-                        "nbf": now,
-                        "exp": now + 3600,
-                    },
-                    jwt.load_private(signing_key),
-                )
-            allowed, denied = sign_in_as_workload(env, assertion, identity.client_id, scope, sub)
-            rows.append(
-                {
-                    "cluster": cluster_name,
-                    "workload": f"{namespace}/{name}",
-                    "client_id": identity.client_id,
-                    "role": role,
-                    "scope": scope.split("/providers/", 1)[1],
-                    "own scope": allowed,
-                    "elsewhere": denied,
-                }
-            )
-    print()
-    print(
-        f"{'cluster':<9} {'workload':<23} {'identity client id':<37} {'role @ resource':<58} "
-        "may do there (as the workload) | elsewhere"
-    )
-    for row in rows:
-        resource = "/".join(row["scope"].split("/")[1:3])
-        print(
-            f"{row['cluster']:<9} {row['workload']:<23} {row['client_id']:<37} "
-            f"{(row['role'] + ' @ ' + resource)[:57]:<58} {row['own scope']} | {row['elsewhere']}"
-        )
-    totals = control.stats()["totals"]
-    print(f"\ndone in {time.monotonic() - started:.1f} s; sandbox requests so far: {totals}")
+        # A pod left on the namespace's default account: same client id, but no federated credential trusts it.
+        first_workload = report["workloads"][0]
+        assertion = service_account_token(state, cluster, first_workload["namespace"], "default")
+        refused = sign_in(env, assertion, first_workload["client_id"], first_workload["roles"][0]["scope"], sub)[0]
+        print(f"{cluster:<9} {first_workload['namespace'] + '/default':<26} {'(not bound)':<37} {refused[:60]}")
+
+    print(f"\ndone in {time.monotonic() - started:.0f} s; webhook mode per cluster is in the summary above.")
+    print(f"Reports:      {reports}/<cluster>.md and .json")
     print(f"Look around:  source {state / 'sandbox.env'}")
-    print("              .tools/bin/kubectl --context aks-dev get serviceaccounts -A   (or --context aks-prod)")
-    print(f"              request log {state / 'requests.jsonl'}; stats {url}/_sandbox/stats")
-    print("Run `make demo` again to see every step answer unchanged; stop the sandbox with `make sandbox-down`.")
+    print("              .tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels")
+    print(
+        f"              a plan: ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff"
+    )
+    print("Run `make demo` again to see it all unchanged; stop the sandbox with `make sandbox-down`.")
 
 
-def control_put(url: str, ca: str, token: str, path: str, body: dict[str, Any]) -> None:
-    import requests
+def ansible_env(env: dict[str, str], state: Path) -> dict[str, str]:
+    """ansible-playbook's environment: the sandbox's Azure variables, one kubeconfig with a context per cluster."""
+    collections = PROJECT / ".build" / "collections"
+    link = collections / "ansible_collections" / "workload_identity" / "aks"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(PROJECT)
+    # Not the single-cluster K8S_AUTH_* variables: each inventory host names its own context.
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("K8S_AUTH_", "AZURE_"))}
+    azure = {k: v for k, v in env.items() if not k.startswith("K8S_AUTH_")}
+    return {
+        **base,
+        **azure,
+        "KUBECONFIG": str(state / "kubeconfig"),
+        "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{PROJECT / '.tools' / 'collections'}",
+        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_LOCAL_TEMP": str(state / "ansible" / "tmp"),
+        "ANSIBLE_HOME": str(state / "ansible"),
+        "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_FORKS": "4",
+        "HELM_CACHE_HOME": str(state / "helm" / "cache"),
+        "HELM_CONFIG_HOME": str(state / "helm" / "config"),
+        "HELM_DATA_HOME": str(state / "helm" / "data"),
+        "PATH": f"{PROJECT / '.tools' / 'bin'}:{os.environ['PATH']}",
+        "WORKLOAD_IDENTITY_REPORT_DIR": str(state / "reports"),
+    }
 
+
+def run_playbook(command: list[str], env: dict[str, str], stream: bool) -> str:
+    process = subprocess.Popen(
+        command, env=env, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if stream:
+            print(line, end="", flush=True)
+    if process.wait() != 0:
+        if not stream:
+            print("".join(lines))
+        sys.exit(f"ansible-playbook failed ({process.returncode})")
+    return "".join(lines)
+
+
+def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any]) -> None:
     response = requests.put(
         f"{url}{path}?api-version=2022-09-01",
         json=body,
@@ -172,11 +179,11 @@ def control_put(url: str, ca: str, token: str, path: str, body: dict[str, Any]) 
 
 
 def ensure_resource_chain(url: str, ca: str, token: str, scope: str) -> None:
-    """The storage account / vault / registry the workload is granted on (made with generic PUTs)."""
+    """The storage account / vault / registry a workload is granted on (made with generic PUTs)."""
     head, _sep, tail = scope.partition("/providers/")
     parts = tail.split("/")
     for end in range(3, len(parts) + 1, 2):
-        control_put(
+        arm_put(
             url,
             ca,
             token,
@@ -185,32 +192,99 @@ def ensure_resource_chain(url: str, ca: str, token: str, scope: str) -> None:
         )
 
 
+def _kube(state: Path, cluster: str) -> Any:
+    from kubernetes import config as k8s_config
+
+    return k8s_config.new_client_from_config(str(state / "kubeconfig"), context=cluster)
+
+
+def app_manifest(kind: str, namespace: str, name: str, image: str) -> dict[str, Any]:
+    """A realistic application, as its team deployed it: on the default service account, no identity."""
+    pod = {
+        "metadata": {"labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace}},
+        "spec": {
+            "containers": [
+                {
+                    "name": name,
+                    "image": image,
+                    "ports": [{"containerPort": 8080}],
+                    "env": [{"name": "LOG_LEVEL", "value": "info"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
+            ],
+            **({"restartPolicy": "OnFailure"} if kind == "CronJob" else {}),
+        },
+    }
+    selector = {"matchLabels": {"app.kubernetes.io/name": name}}
+    spec: dict[str, Any]
+    if kind == "CronJob":
+        spec = {"schedule": "17 * * * *", "jobTemplate": {"spec": {"template": pod}}}
+    elif kind == "StatefulSet":
+        spec = {"serviceName": name, "replicas": 1, "selector": selector, "template": pod}
+    else:
+        spec = {"replicas": 2, "selector": selector, "template": pod}
+    api_version = "batch/v1beta1" if kind == "CronJob" else "apps/v1"
+    meta = {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": name}}
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def deploy_apps(state: Path, cluster: str, apps: list[tuple[str, str, str, str]]) -> None:
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import ConflictError, ResourceNotFoundError
+
+    dynamic = DynamicClient(_kube(state, cluster))
+    namespaces = dynamic.resources.get(api_version="v1", kind="Namespace")
+    for kind, namespace, name, image in apps:
+        try:
+            namespaces.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        except ConflictError:
+            pass
+        manifest = app_manifest(kind, namespace, name, image)
+        try:
+            resource = dynamic.resources.get(api_version="batch/v1", kind=kind) if kind == "CronJob" else None
+        except ResourceNotFoundError:
+            resource = None
+        if resource is not None:
+            manifest["apiVersion"] = "batch/v1"
+        resource = resource or dynamic.resources.get(api_version=manifest["apiVersion"], kind=kind)
+        try:
+            resource.create(manifest, namespace=namespace)
+        except ConflictError:
+            pass  # deployed by an earlier run; the rollout has bound it since
+
+
+def bound_account(state: Path, cluster: str, namespace: str, workload: dict[str, Any]) -> str:
+    """The service account the workload's first Deployment now runs as (what its pods will get a token for)."""
+    from kubernetes import client as k8s
+
+    apps = k8s.AppsV1Api(_kube(state, cluster))
+    for controller in workload["controllers"]:
+        if controller["kind"] == "Deployment":
+            deployment = apps.read_namespaced_deployment(controller["name"], namespace)
+            return str(deployment.spec.template.spec.service_account_name)
+    return str(workload["service_account"])
+
+
 def service_account_token(state: Path, cluster: str, namespace: str, name: str) -> str:
     """A TokenRequest to the cluster's real API server, as the kubelet makes for a projected token."""
     from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
 
-    core = k8s.CoreV1Api(k8s_config.new_client_from_config(str(state / "kubeconfig"), context=cluster))
-    for create in (
-        lambda: core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace))),
-        lambda: core.create_namespaced_service_account(
-            namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
-        ),
-    ):
+    core = k8s.CoreV1Api(_kube(state, cluster))
+    if name == "default":  # no controller manager in the sandbox makes it
         try:
-            create()
+            core.create_namespaced_service_account(
+                namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+            )
         except k8s.ApiException as exc:
-            if exc.status != 409:  # already there from an earlier run
+            if exc.status != 409:
                 raise
     spec = k8s.V1TokenRequestSpec(audiences=["api://AzureADTokenExchange"], expiration_seconds=3600)
     issued = core.create_namespaced_service_account_token(name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec))
-    if issued.status is None:
-        raise RuntimeError(f"the API server issued no token for {namespace}/{name}")
     return str(issued.status.token)
 
 
-def sign_in_as_workload(env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str) -> tuple[str, str]:
-    """What the pod does: its projected service-account token, exchanged for an ARM token."""
+def sign_in(env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str) -> tuple[str, str]:
+    """What the pod's SDK does with its projected token; then what ARM lets that token do."""
     url, ca = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"]
     with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
         handle.write(assertion)
@@ -223,12 +297,12 @@ def sign_in_as_workload(env: dict[str, str], assertion: str, client_id: str, sco
             connection_verify=ca,
         )
         token = credential.get_token(url + "/.default").token
+    except (ClientAuthenticationError, CredentialUnavailableError) as exc:
+        code = re.search(r"AADSTS\d+", str(exc))
+        return f"refused by Entra ID ({code.group(0) if code else type(exc).__name__})", "-"
     finally:
         os.unlink(handle.name)
-    import requests
-
     headers = {"Authorization": f"Bearer {token}"}
-    # What the workload may do on its own scope, as ARM evaluates it for the workload's own token.
     granted = requests.get(
         f"{url}{scope}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01",
         verify=ca,
@@ -238,7 +312,6 @@ def sign_in_as_workload(env: dict[str, str], assertion: str, client_id: str, sco
     actions = [
         a.rsplit("/", 2)[-2] + "/" + a.rsplit("/", 1)[-1] for p in granted for a in p["actions"] + p["dataActions"]
     ]
-    # Anything outside it: listing the subscription's resource groups.
     elsewhere = requests.get(
         f"{url}/subscriptions/{sub}/resourcegroups?api-version=2022-09-01", verify=ca, timeout=30, headers=headers
     ).status_code

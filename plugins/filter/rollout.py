@@ -1,0 +1,162 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The rollout's report: what each workload of a cluster got, as data, as Markdown and as lines to print."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+
+def _status(azure: dict[str, Any], kube: list[dict[str, Any]]) -> str:
+    if (azure.get("identity") or {}).get("action") == "created":
+        return "created"
+    if azure.get("changed") or any(row.get("action") not in ("unchanged", "missing") for row in kube):
+        return "changed"
+    return "unchanged"
+
+
+def rollout_report(
+    azure: dict[str, Any],
+    kube: dict[str, Any] | None = None,
+    cluster: str = "",
+    webhook_mode: str = "",
+    issuer_url: str | None = None,
+    check_mode: bool = False,
+) -> dict[str, Any]:
+    """Join the Azure side (workload_identities) and the Kubernetes side (service_accounts) per workload."""
+    if not isinstance(azure, dict) or "workloads" not in azure:
+        raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
+    kube = kube or {}
+    accounts = {row.get("workload"): row for row in kube.get("service_accounts") or []}
+    controllers: dict[str, list[dict[str, Any]]] = {}
+    for row in kube.get("controllers") or []:
+        controllers.setdefault(str(row.get("workload")), []).append(row)
+    workloads = []
+    for item in azure["workloads"]:
+        identity = item.get("identity") or {}
+        own_controllers = controllers.get(item["name"], [])
+        account = accounts.get(item["name"]) or {}
+        workloads.append(
+            {
+                "name": item["name"],
+                "namespace": item["namespace"],
+                "service_account": item["service_account"],
+                "identity": identity.get("name"),
+                "identity_action": identity.get("action"),
+                "client_id": identity.get("client_id"),
+                "subject": item.get("subject"),
+                "federated_credentials": [
+                    {"name": f["name"], "subject": f["subject"], "action": f["action"]}
+                    for f in item.get("federated_credentials") or []
+                ],
+                "roles": [
+                    {"role": r.get("role") or r.get("role_definition_guid"), "scope": r["scope"], "action": r["action"]}
+                    for r in item.get("role_assignments") or []
+                ],
+                "service_account_action": account.get("action"),
+                "controllers": [
+                    {"kind": c["kind"], "name": c["name"], "action": c["action"], "note": c.get("note")}
+                    for c in own_controllers
+                ],
+                "status": _status(item, own_controllers + ([account] if account else [])),
+            }
+        )
+    pruned = dict(azure.get("pruned") or {})
+    if kube:
+        released = [
+            {"kind": r["kind"], "namespace": r["namespace"], "name": r["name"], "action": r["action"]}
+            for r in (kube.get("service_accounts") or []) + (kube.get("controllers") or [])
+            if r.get("workload") not in {w["name"] for w in workloads} and r.get("action") != "unchanged"
+        ]
+        if released:
+            pruned["kubernetes"] = released
+    counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "unchanged")}
+    return {
+        "cluster": cluster,
+        "webhook_mode": webhook_mode,
+        "issuer_url": issuer_url,
+        "check_mode": bool(check_mode),
+        "changed": bool(azure.get("changed") or kube.get("changed")),
+        "counts": counts,
+        "workloads": workloads,
+        "pruned": {k: v for k, v in pruned.items() if v},
+    }
+
+
+def _short(scope: str) -> str:
+    """A scope as a person reads it: resource group and resource, without the subscription's GUID."""
+    parts = scope.split("/")
+    if len(parts) > 4 and parts[3].lower() == "resourcegroups":
+        rest = "/".join(parts[5:])
+        return parts[4] + (": " + rest.removeprefix("providers/") if rest else "")
+    return scope
+
+
+def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
+    rows = [f"{r['role']} @ {_short(r['scope']) if short else r['scope']} ({r['action']})" for r in workload["roles"]]
+    return rows or ["(no roles)"]
+
+
+def _controllers(workload: dict[str, Any]) -> str:
+    rows = [f"{c['kind']} {c['name']} ({c['action']})" for c in workload["controllers"]]
+    return ", ".join(rows) or "(none listed)"
+
+
+def rollout_lines(report: dict[str, Any]) -> list[str]:
+    """The summary a person reads at a glance at the end of a run."""
+    verb = "would be" if report["check_mode"] else "were"
+    counts = report["counts"]
+    lines = [
+        f"{report['cluster']}: webhook {report['webhook_mode']}, issuer {report['issuer_url'] or '(not yet enabled)'}",
+        f"  {len(report['workloads'])} workload(s): {counts['created']} {verb} created, {counts['changed']} "
+        f"changed, {counts['unchanged']} unchanged",
+    ]
+    for w in report["workloads"]:
+        lines.append(
+            f"  {w['name']} [{w['status']}] -> identity {w['identity']} (client id {w['client_id'] or 'pending'})"
+        )
+        lines.append(f"      trusts {w['subject']}")
+        lines.extend(f"      role  {role}" for role in _roles(w, short=True))
+        lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']})")
+        lines.append(f"      pods  {_controllers(w)}")
+    for kind, rows in report["pruned"].items():
+        for row in rows:
+            lines.append(f"  pruned {kind}: " + ", ".join(f"{k}={v}" for k, v in row.items() if v))
+    return lines
+
+
+def rollout_markdown(report: dict[str, Any]) -> str:
+    """The same report as a Markdown page (one per cluster)."""
+    title = "Plan" if report["check_mode"] else "Rollout"
+    out = [
+        f"# {title}: {report['cluster']}",
+        "",
+        f"- webhook: {report['webhook_mode']}",
+        f"- issuer: `{report['issuer_url'] or '(not yet enabled)'}`",
+        f"- workloads: {report['counts']['created']} created, {report['counts']['changed']} changed, "
+        f"{report['counts']['unchanged']} unchanged",
+        "",
+        "| workload | status | identity (client id) | federated subject | roles @ scopes | pod controllers |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for w in report["workloads"]:
+        out.append(
+            f"| {w['name']} | {w['status']} | {w['identity']} (`{w['client_id'] or 'pending'}`) | `{w['subject']}` "
+            f"| {'<br>'.join(_roles(w))} | {_controllers(w)} |"
+        )
+    if report["pruned"]:
+        out += ["", "## Pruned", ""]
+        for kind, rows in report["pruned"].items():
+            out.extend(f"- {kind}: " + ", ".join(f"{k}={v}" for k, v in row.items() if v) for row in rows)
+    return "\n".join(out) + "\n"
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "rollout_report": rollout_report,
+            "rollout_lines": rollout_lines,
+            "rollout_markdown": rollout_markdown,
+        }

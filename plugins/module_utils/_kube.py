@@ -1,0 +1,547 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the Kubernetes side of a cluster's workloads.
+
+One engine for namespaces, service accounts and pod controllers, so a whole cluster is one task:
+read everything first, plan every change (and find every missing controller) before the first
+write, then write with JSON merge patches that touch only the fields this collection owns. The
+plan is computed by applying those same patches to what was read, so check mode predicts exactly.
+
+What this collection touches carries labels (the cluster and the workload) so that prune and
+teardown find it again; what it creates also carries ``app.kubernetes.io/managed-by``, and only
+that is ever deleted. A controller remembers the service account it had before it was bound, so
+unbinding puts it back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._workloads import WorkloadSpec
+
+CLIENT_ID = "azure.workload.identity/client-id"
+TENANT_ID = "azure.workload.identity/tenant-id"
+TOKEN_EXPIRATION = "azure.workload.identity/service-account-token-expiration"
+USE_LABEL = "azure.workload.identity/use"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "workload_identity.aks"
+CLUSTER_LABEL = "workload-identity.aks/cluster"
+WORKLOAD_LABEL = "workload-identity.aks/workload"
+PREVIOUS_ACCOUNT = "workload-identity.aks/previous-service-account"
+UNKNOWN_CLIENT_ID = "(known once the identity exists)"  # check mode, before the identity is created
+
+# kind -> (API group path, plural, path from the object to its pod template)
+CONTROLLERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "Deployment": ("/apis/apps/v1", "deployments", ("spec", "template")),
+    "StatefulSet": ("/apis/apps/v1", "statefulsets", ("spec", "template")),
+    "DaemonSet": ("/apis/apps/v1", "daemonsets", ("spec", "template")),
+    "Job": ("/apis/batch/v1", "jobs", ("spec", "template")),
+    "CronJob": ("/apis/batch/v1", "cronjobs", ("spec", "jobTemplate", "spec", "template")),
+}
+
+
+class KubeError(Exception):
+    """An answer from the API server that is not the one needed, with what a person needs to act on it."""
+
+    def __init__(self, status: int, reason: str, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+
+
+def kube_client(params: dict[str, Any]) -> Any:
+    """An ApiClient from the module's options, in the order documented in the ``kube`` doc fragment."""
+    from kubernetes import client, config  # imported here: only the Kubernetes modules pay for it
+
+    env = os.environ
+    context = params.get("context") or env.get("K8S_AUTH_CONTEXT")
+    kubeconfig = params.get("kubeconfig") or env.get("K8S_AUTH_KUBECONFIG") or env.get("KUBECONFIG")
+    host = params.get("host") or env.get("K8S_AUTH_HOST")
+    configuration = client.Configuration()
+    if context or (not host and (kubeconfig or os.path.exists(os.path.expanduser("~/.kube/config")))):
+        # A named context is a whole answer: the environment's host and token (AWX's, one cluster) must not
+        # be mixed into it, or one host's token would be sent to another cluster.
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+    elif host:
+        configuration.host = host
+        api_key = params.get("api_key") or env.get("K8S_AUTH_API_KEY")
+        if api_key:
+            configuration.api_key = {"authorization": f"Bearer {api_key}"}
+        configuration.ssl_ca_cert = params.get("ca_cert") or env.get("K8S_AUTH_SSL_CA_CERT")
+    elif env.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        raise KubeError(0, "NoCredentials", "no kubeconfig, context, host or in-cluster service account", "connect")
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    verify = params.get("validate_certs")
+    if verify is None and env.get("K8S_AUTH_VERIFY_SSL"):
+        verify = env["K8S_AUTH_VERIFY_SSL"].lower() in ("1", "true", "yes", "on")
+    if verify is not None:
+        configuration.verify_ssl = verify
+    return client.ApiClient(configuration)
+
+
+class KubeApi:
+    """The few REST calls the engine makes; errors translated once, 404 on a read becomes None."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+        self.requests = 0
+        self._paths: dict[str, str] = {}
+
+    def _call(self, method: str, path: str, operation: str, body: Any = None, query: Any = None) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if method == "PATCH":
+            headers["Content-Type"] = "application/merge-patch+json"
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        self.requests += 1
+        try:
+            if hasattr(self.api, "param_serialize"):  # kubernetes >= 35 (the newer generator)
+                request = self.api.param_serialize(
+                    method,
+                    path,
+                    query_params=query or [],
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                response = self.api.call_api(*request)
+                status, raw = int(response.status), response.read()
+                if status >= 400:
+                    raise ApiException(status=status, reason=response.reason, body=raw)
+            else:
+                response = self.api.call_api(
+                    path,
+                    method,
+                    query_params=query or [],
+                    header_params=headers,
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _preload_content=False,
+                )
+                raw = response.data
+        except ApiException as exc:
+            try:
+                detail = json.loads(exc.body or "{}")
+            except ValueError:
+                detail = {}
+            raise KubeError(
+                int(exc.status or 0), detail.get("reason") or str(exc.reason), detail.get("message") or "", operation
+            ) from None
+        return json.loads(raw) if raw else None
+
+    def get(self, path: str, operation: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("GET", path, operation))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", selector)] if selector else []
+        return list(self._call("GET", path, operation, query=query).get("items") or [])
+
+    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self._call("POST", path, operation, body=body)
+
+    def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self._call("PATCH", path, operation, body=body)
+
+    def delete(self, path: str, operation: str) -> None:
+        try:
+            self._call("DELETE", path, operation)
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def group_path(self, kind: str) -> str:
+        """CronJob is batch/v1 from Kubernetes 1.21 and batch/v1beta1 before; ask the server once."""
+        if kind != "CronJob":
+            return CONTROLLERS[kind][0]
+        if "CronJob" not in self._paths:
+            served = self.get("/apis/batch/v1", "discover batch/v1") or {}
+            names = {r.get("name") for r in served.get("resources") or []}
+            self._paths["CronJob"] = "/apis/batch/v1" if "cronjobs" in names else "/apis/batch/v1beta1"
+        return self._paths["CronJob"]
+
+    def controller_path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        base = self.group_path(kind)
+        plural = CONTROLLERS[kind][1]
+        where = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+        return f"{where}/{name}" if name else where
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386, as the API server applies it: the plan is this applied to what was read."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def dig(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    for key in reversed(path):
+        value = {key: value}
+    return dict(value)
+
+
+@dataclass
+class Change:
+    """One object's planned change: a create, a merge patch or a delete, and what a diff shows of it."""
+
+    kind: str
+    namespace: str | None
+    name: str
+    action: str  # created, updated, unchanged, deleted, bound, unbound, missing, kept
+    path: str
+    body: dict[str, Any] | None = None
+    before: Any = None
+    after: Any = None
+    workload: str | None = None
+    note: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.action not in ("unchanged", "missing", "kept", "absent")
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclass
+class Plan:
+    namespaces: list[Change] = field(default_factory=list)
+    service_accounts: list[Change] = field(default_factory=list)
+    controllers: list[Change] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def ordered(self, state: str) -> list[Change]:
+        """Creates: namespaces, then accounts, then controllers. Removals: controllers first (a pod template
+        must not name a deleted account), then accounts, then namespaces."""
+        steps = [*self.namespaces, *self.service_accounts, *self.controllers]
+        return steps if state == "present" else [*self.controllers, *self.service_accounts, *self.namespaces]
+
+
+def _sa_view(sa: dict[str, Any] | None) -> dict[str, Any] | None:
+    if sa is None:
+        return None
+    meta = sa.get("metadata") or {}
+    return {"annotations": meta.get("annotations") or {}, "labels": meta.get("labels") or {}}
+
+
+def _template_view(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    if obj is None:
+        return None
+    template = dig(obj, *CONTROLLERS[kind][2]) or {}
+    return {
+        "serviceAccountName": dig(template, "spec", "serviceAccountName"),
+        "labels": dig(template, "metadata", "labels") or {},
+    }
+
+
+class Bindings:
+    """Plans and applies the Kubernetes side for one cluster."""
+
+    def __init__(self, api: KubeApi, cluster: str, tenant_id: str | None) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.tenant_id = tenant_id
+
+    # -- service accounts ---------------------------------------------------------------------------
+    def _sa_path(self, namespace: str, name: str | None = None) -> str:
+        base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        return f"{base}/{name}" if name else base
+
+    def _bind_account(self, spec: WorkloadSpec, client_id: str | None, current: dict[str, Any] | None) -> Change:
+        annotations: dict[str, Any] = {CLIENT_ID: client_id or UNKNOWN_CLIENT_ID, TENANT_ID: self.tenant_id}
+        labels = {CLUSTER_LABEL: self.cluster, WORKLOAD_LABEL: spec.name}
+        path = self._sa_path(spec.namespace, spec.service_account)
+        change = Change("ServiceAccount", spec.namespace, spec.service_account, "unchanged", path, workload=spec.name)
+        if spec.token_expiration is not None:
+            annotations[TOKEN_EXPIRATION] = str(spec.token_expiration)
+        if current is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {
+                    "name": spec.service_account,
+                    "namespace": spec.namespace,
+                    "labels": {**labels, MANAGED_BY: MANAGER},
+                    "annotations": annotations,
+                },
+            }
+            change.action, change.path, change.body = "created", self._sa_path(spec.namespace), body
+            change.after = _sa_view(body)
+            return change
+        old_annotations = dig(current, "metadata", "annotations") or {}
+        ours_before = dig(current, "metadata", "labels", WORKLOAD_LABEL) is not None
+        if spec.token_expiration is None and TOKEN_EXPIRATION in old_annotations and ours_before:
+            # Set by this collection before (the account carries our label): the inventory no longer asks for it.
+            annotations[TOKEN_EXPIRATION] = None
+        return self._patch(change, current, {"metadata": {"labels": labels, "annotations": annotations}}, _sa_view)
+
+    def _release_account(self, sa: dict[str, Any], workload: str | None) -> Change:
+        meta = sa["metadata"]
+        path = self._sa_path(meta["namespace"], meta["name"])
+        change = Change("ServiceAccount", meta["namespace"], meta["name"], "deleted", path, workload=workload)
+        change.before = _sa_view(sa)
+        if (meta.get("labels") or {}).get(MANAGED_BY) == MANAGER:
+            return change
+        # Someone else's account that this collection only annotated: take back what it added.
+        patch = {
+            "metadata": {
+                "labels": {CLUSTER_LABEL: None, WORKLOAD_LABEL: None},
+                "annotations": {CLIENT_ID: None, TENANT_ID: None, TOKEN_EXPIRATION: None},
+            }
+        }
+        change.action = "updated"
+        return self._patch(change, sa, patch, _sa_view)
+
+    # -- controllers --------------------------------------------------------------------------------
+    def _bind_controller(self, spec: WorkloadSpec, kind: str, current: dict[str, Any]) -> Change:
+        meta = current["metadata"]
+        path = self.api.controller_path(kind, meta["namespace"], meta["name"])
+        change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=spec.name)
+        template_path = CONTROLLERS[kind][2]
+        template_spec: dict[str, Any] = {"serviceAccountName": spec.service_account}
+        if dig(current, *template_path, "spec", "serviceAccount"):
+            template_spec["serviceAccount"] = spec.service_account  # the deprecated alias must agree
+        annotations = {}
+        if PREVIOUS_ACCOUNT not in (meta.get("annotations") or {}):
+            annotations[PREVIOUS_ACCOUNT] = dig(current, *template_path, "spec", "serviceAccountName") or ""
+        patch = merge_patch(
+            {"metadata": {"labels": {CLUSTER_LABEL: self.cluster, WORKLOAD_LABEL: spec.name}}},
+            nest(template_path, {"metadata": {"labels": {USE_LABEL: "true"}}, "spec": template_spec}),
+        )
+        if annotations:
+            patch["metadata"]["annotations"] = annotations
+        change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
+        if change.action == "updated":
+            change.action = "bound"
+            if kind == "Job" and change.before != change.after:
+                # A Job's pod template is immutable once created; the API server would refuse the patch.
+                change.note = "immutable"
+        return change
+
+    def _unbind_controller(self, kind: str, current: dict[str, Any]) -> Change:
+        meta = current["metadata"]
+        path = self.api.controller_path(kind, meta["namespace"], meta["name"])
+        workload = (meta.get("labels") or {}).get(WORKLOAD_LABEL)
+        change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=workload)
+        template_path = CONTROLLERS[kind][2]
+        previous = (meta.get("annotations") or {}).get(PREVIOUS_ACCOUNT) or None
+        template_spec: dict[str, Any] = {"serviceAccountName": previous}
+        if dig(current, *template_path, "spec", "serviceAccount"):
+            template_spec["serviceAccount"] = previous
+        patch: dict[str, Any] = {
+            "metadata": {
+                "labels": {CLUSTER_LABEL: None, WORKLOAD_LABEL: None},
+                "annotations": {PREVIOUS_ACCOUNT: None},
+            }
+        }
+        if kind == "Job":
+            # Its pod template is immutable: only this collection's marks on the Job itself can go.
+            change.note = "pod template is immutable; left as it is"
+        else:
+            patch = merge_patch(
+                patch, nest(template_path, {"metadata": {"labels": {USE_LABEL: None}}, "spec": template_spec})
+            )
+        change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
+        if change.action == "updated":
+            change.action = "unbound"
+        return change
+
+    @staticmethod
+    def _patch(change: Change, current: dict[str, Any], patch: dict[str, Any], view: Any) -> Change:
+        """Plan a merge patch: the prediction is the patch applied to what was read."""
+        predicted = merge_patch(current, patch)
+        change.before, change.after = view(current), view(predicted)
+        change.action = "updated" if predicted != current else "unchanged"
+        change.body = patch if predicted != current else None
+        return change
+
+    # -- planning -----------------------------------------------------------------------------------
+    def plan_present(
+        self, specs: list[WorkloadSpec], client_ids: dict[str, str | None], prune: bool, missing: str
+    ) -> Plan:
+        plan = Plan()
+        namespaces = sorted({s.namespace for s in specs})
+        for namespace in namespaces:
+            current = self.api.get(f"/api/v1/namespaces/{namespace}", f"read namespace {namespace}")
+            if current is None:
+                labels = {MANAGED_BY: MANAGER, CLUSTER_LABEL: self.cluster}
+                body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
+                change = Change("Namespace", None, namespace, "created", "/api/v1/namespaces", body)
+                change.after = {"labels": labels}
+                plan.namespaces.append(change)
+            else:
+                plan.namespaces.append(Change("Namespace", None, namespace, "unchanged", ""))
+        created = {c.name for c in plan.namespaces if c.action == "created"}
+        accounts: dict[str, dict[str, dict[str, Any]]] = {}
+        for namespace in namespaces:
+            listed = [] if namespace in created else self.api.list(self._sa_path(namespace), "list service accounts")
+            accounts[namespace] = {sa["metadata"]["name"]: sa for sa in listed}
+        bound: set[tuple[str, str, str]] = set()
+        for spec in specs:
+            current_sa = accounts[spec.namespace].get(spec.service_account)
+            plan.service_accounts.append(self._bind_account(spec, client_ids.get(spec.name), current_sa))
+            for kind, name in spec.controllers:
+                bound.add((kind, spec.namespace, name))
+                path = self.api.controller_path(kind, spec.namespace, name)
+                current = None if spec.namespace in created else self.api.get(path, f"read {kind} {name}")
+                if current is None:
+                    message = (
+                        f"cluster {self.cluster}: workload '{spec.name}': workloads: {kind} "
+                        f"{spec.namespace}/{name} does not exist"
+                    )
+                    (plan.warnings if missing == "warn" else plan.problems).append(message)
+                    plan.controllers.append(Change(kind, spec.namespace, name, "missing", path, workload=spec.name))
+                    continue
+                change = self._bind_controller(spec, kind, current)
+                if change.note == "immutable":
+                    plan.problems.append(
+                        f"cluster {self.cluster}: workload '{spec.name}': workloads: Job {spec.namespace}/{name} "
+                        "has an immutable pod template; set serviceAccountName "
+                        f"'{spec.service_account}' and the label {USE_LABEL}: \"true\" in its manifest, or delete it "
+                        "so it is recreated from one that has them"
+                    )
+                plan.controllers.append(change)
+        if prune:
+            declared = {(s.namespace, s.service_account) for s in specs}
+            self._plan_release(
+                plan, lambda ns, name: (ns, name) not in declared, lambda key, _workload=None: key not in bound
+            )
+        return plan
+
+    def plan_absent(self, specs: list[WorkloadSpec], everything: bool) -> Plan:
+        """Undo what this collection did for the listed workloads (or, with ``everything``, for the cluster)."""
+        plan = Plan()
+        names = {s.name for s in specs}
+        accounts = {(s.namespace, s.service_account) for s in specs}
+        listed = {(kind, s.namespace, name) for s in specs for kind, name in s.controllers}
+
+        def account_wanted(namespace: str, name: str) -> bool:
+            return everything or (namespace, name) in accounts
+
+        def controller_wanted(key: tuple[str, str, str], workload: str | None = None) -> bool:
+            return everything or key in listed or workload in names
+
+        self._plan_release(plan, account_wanted, controller_wanted)
+        # Controllers listed but not labelled (bound by hand, or the label was removed) are left alone: only
+        # what this collection marked is undone.
+        removed_accounts = {(str(c.namespace), c.name) for c in plan.service_accounts if c.action == "deleted"}
+        removed_controllers = {(c.kind, str(c.namespace), c.name) for c in plan.controllers}
+        selector = f"{MANAGED_BY}={MANAGER},{CLUSTER_LABEL}={self.cluster}"
+        for namespace in self.api.list("/api/v1/namespaces", "list namespaces", selector):
+            name = namespace["metadata"]["name"]
+            if namespace["metadata"].get("deletionTimestamp"):
+                continue  # already going
+            if not everything and name not in {s.namespace for s in specs}:
+                continue
+            others = self._remaining(name, removed_accounts, removed_controllers)
+            path = f"/api/v1/namespaces/{name}"
+            if others:
+                note = "still holds " + ", ".join(others[:3]) + (" and more" if len(others) > 3 else "")
+                plan.namespaces.append(Change("Namespace", None, name, "kept", path, note=note))
+            else:
+                plan.namespaces.append(Change("Namespace", None, name, "deleted", path, before={"name": name}))
+        return plan
+
+    def _remaining(
+        self, namespace: str, accounts: set[tuple[str, str]], controllers: set[tuple[str, str, str]]
+    ) -> list[str]:
+        """What would still be in a namespace this collection created, after the planned removals."""
+        left = [
+            f"ServiceAccount {sa['metadata']['name']}"
+            for sa in self.api.list(self._sa_path(namespace), "list service accounts")
+            if sa["metadata"]["name"] != "default" and (namespace, sa["metadata"]["name"]) not in accounts
+        ]
+        for kind in CONTROLLERS:
+            for obj in self.api.list(self.api.controller_path(kind, namespace), f"list {kind}s"):
+                if (kind, namespace, obj["metadata"]["name"]) not in controllers:
+                    left.append(f"{kind} {obj['metadata']['name']}")
+        pods = self.api.list(f"/api/v1/namespaces/{namespace}/pods", "list pods")
+        left.extend(f"Pod {p['metadata']['name']}" for p in pods)
+        return left
+
+    def _plan_release(self, plan: Plan, account_wanted: Any, controller_wanted: Any) -> None:
+        """Unbind the labelled controllers and release the labelled accounts that the callers pick."""
+        selector = f"{CLUSTER_LABEL}={self.cluster}"
+        for kind in CONTROLLERS:
+            for obj in self.api.list(self.api.controller_path(kind, None), f"list {kind}s", selector):
+                meta = obj["metadata"]
+                key = (kind, meta["namespace"], meta["name"])
+                if controller_wanted(key, (meta.get("labels") or {}).get(WORKLOAD_LABEL)):
+                    change = self._unbind_controller(kind, obj)
+                    if change.changed:
+                        plan.controllers.append(change)
+        for sa in self.api.list("/api/v1/serviceaccounts", "list service accounts", selector):
+            meta = sa["metadata"]
+            if account_wanted(meta["namespace"], meta["name"]):
+                plan.service_accounts.append(self._release_account(sa, (meta.get("labels") or {}).get(WORKLOAD_LABEL)))
+
+    # -- applying -----------------------------------------------------------------------------------
+    def apply(self, plan: Plan, state: str) -> None:
+        for change in plan.ordered(state):
+            if not change.changed:
+                continue
+            what = f"{change.action} {change.label}"
+            if change.action == "deleted":
+                self.api.delete(change.path, what)
+            elif change.action == "created":
+                self.api.create(change.path, change.body or {}, what)
+            else:
+                self.api.patch(change.path, change.body or {}, what)
+
+
+def report(plan: Plan) -> dict[str, Any]:
+    """The module's result: per object what was done, and a before/after diff of the fields it owns."""
+
+    def rows(changes: list[Change]) -> list[dict[str, Any]]:
+        out = []
+        for c in changes:
+            row = {"kind": c.kind, "namespace": c.namespace, "name": c.name, "action": c.action}
+            if c.workload:
+                row["workload"] = c.workload
+            if c.note:
+                row["note"] = c.note
+            out.append(row)
+        return out
+
+    steps = [*plan.namespaces, *plan.service_accounts, *plan.controllers]
+    changed = [c for c in steps if c.changed]
+    return {
+        "changed": bool(changed),
+        "namespaces": rows(plan.namespaces),
+        "service_accounts": rows(plan.service_accounts),
+        "controllers": rows(plan.controllers),
+        "diff": {
+            "before": {c.label: c.before for c in changed},
+            "after": {c.label: c.after if c.action != "deleted" else None for c in changed},
+        },
+    }

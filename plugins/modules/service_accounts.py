@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: service_accounts
+short_description: Bind every workload of a cluster to its identity on the Kubernetes side, in one task
+version_added: 0.1.0
+description:
+  - For each workload, ensures its namespace, its ServiceAccount annotated with C(azure.workload.identity/client-id)
+    and C(azure.workload.identity/tenant-id) (and C(azure.workload.identity/service-account-token-expiration) when
+    C(token_expiration) is set), and binds the pod controllers it lists (Deployments, StatefulSets, DaemonSets, Jobs,
+    CronJobs) so their pod templates use that ServiceAccount and carry the label
+    C(azure.workload.identity/use=true).
+  - Reads everything first and plans every change before the first write, so a listed controller that does not
+    exist fails the task before anything is changed (or, with O(missing_workloads=warn), is skipped with a warning).
+  - Writes JSON merge patches of only the fields it owns; nothing else in a pod template is touched. Check mode
+    applies the same patches to what it read, so its plan is exactly what a real run does.
+  - What it touches is labelled C(workload-identity.aks/cluster) and C(workload-identity.aks/workload); what it
+    creates is also labelled C(app.kubernetes.io/managed-by=workload_identity.aks). A bound controller remembers its
+    previous service account in the annotation C(workload-identity.aks/previous-service-account).
+  - With O(prune=true), service accounts and controllers it bound for workloads no longer listed are released:
+    controllers get their previous service account back and lose the label, ServiceAccounts it created are deleted,
+    and ServiceAccounts it only annotated lose its annotations and labels.
+  - With O(state=absent), the same release for the listed workloads (or, with O(prune=true), for everything it did
+    on the cluster), controllers first; then namespaces it created are deleted when nothing else is left in them.
+  - A Job's pod template is immutable; a Job that is not already bound fails the task with what to do instead.
+options:
+  cluster_name:
+    description: The cluster's name, as in M(workload_identity.aks.workload_identities); used in the labels.
+    type: str
+    required: true
+  tenant_id:
+    description:
+      - The tenant of the identities, for the C(azure.workload.identity/tenant-id) annotation.
+      - Defaults to the C(tenant_id) of the identities in O(identities).
+    type: str
+  workloads:
+    description:
+      - The workloads, in the same form as M(workload_identity.aks.workload_identities) takes them (the whole list is
+        validated the same way). This module uses C(name), C(namespace), C(service_account), C(token_expiration) and
+        C(workloads) (the pod controllers, each a mapping of C(kind) and C(name)).
+    type: list
+    elements: dict
+    required: true
+  identities:
+    description:
+      - The C(workloads) result of M(workload_identity.aks.workload_identities) for the same list, from which each
+        workload's identity client id is taken.
+      - In check mode, before an identity exists, its client id is shown as a placeholder.
+    type: list
+    elements: dict
+    default: []
+  state:
+    description: V(present) binds the listed workloads; V(absent) releases them.
+    type: str
+    choices: [present, absent]
+    default: present
+  prune:
+    description:
+      - With O(state=present), release what this module bound for workloads no longer listed.
+      - With O(state=absent), release everything this module did on the cluster, whatever is listed.
+    type: bool
+    default: false
+  missing_workloads:
+    description: What to do when a listed pod controller does not exist.
+    type: str
+    choices: [fail, warn]
+    default: fail
+extends_documentation_fragment:
+  - workload_identity.aks.kube
+  - workload_identity.aks.azure.ATTRIBUTES
+requirements:
+  - kubernetes (the Python client)
+author:
+  - workload_identity.aks maintainers (@workload-identity)
+"""
+
+EXAMPLES = r"""
+- name: Every workload of aks-prod, on the Azure side
+  workload_identity.aks.workload_identities:
+    cluster_name: aks-prod
+    issuer_url: "{{ issuer.issuer_url }}"
+    location: westeurope
+    identity_resource_group: rg-identities-prod
+    workloads: "{{ workload_identity_workloads }}"
+  register: azure_side
+
+- name: And on the Kubernetes side
+  workload_identity.aks.service_accounts:
+    cluster_name: aks-prod
+    context: aks-prod
+    workloads: "{{ workload_identity_workloads }}"
+    identities: "{{ azure_side.workloads }}"
+    prune: true
+
+- name: Release everything bound on aks-old (controllers get their previous service account back)
+  workload_identity.aks.service_accounts:
+    cluster_name: aks-old
+    context: aks-old
+    workloads: []
+    state: absent
+    prune: true
+"""
+
+RETURN = r"""
+namespaces:
+  description: Each namespace and what was done to it (C(created), C(unchanged), C(deleted), C(kept)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "Namespace", "name": "orders", "action": "unchanged", "namespace": null}]
+service_accounts:
+  description: Each service account, its workload and what was done (C(created), C(updated), C(unchanged),
+    C(deleted)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "ServiceAccount", "namespace": "orders", "name": "orders-api", "workload": "orders-api",
+            "action": "created"}]
+controllers:
+  description: Each pod controller, its workload and what was done (C(bound), C(unchanged), C(missing),
+    C(unbound)), with a C(note) where there is more to say.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"kind": "Deployment", "namespace": "orders", "name": "orders-api", "workload": "orders-api",
+            "action": "bound"}]
+problems:
+  description: Every problem found (when it fails before changing anything).
+  returned: on failure
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube import (
+    Bindings,
+    KubeApi,
+    KubeError,
+    kube_client,
+    report,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import validate
+
+try:
+    import kubernetes  # noqa: F401  (only to say clearly when it is missing)
+
+    HAS_KUBERNETES = True
+except ImportError:
+    HAS_KUBERNETES = False
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "cluster_name": {"type": "str", "required": True},
+            "tenant_id": {"type": "str"},
+            "workloads": {"type": "list", "elements": "dict", "required": True},
+            "identities": {"type": "list", "elements": "dict", "default": []},
+            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+            "prune": {"type": "bool", "default": False},
+            "missing_workloads": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+            "kubeconfig": {"type": "path"},
+            "context": {"type": "str"},
+            "host": {"type": "str"},
+            "api_key": {"type": "str", "no_log": True},
+            "ca_cert": {"type": "path"},
+            "validate_certs": {"type": "bool"},
+        },
+        supports_check_mode=True,
+    )
+    if not HAS_KUBERNETES:
+        module.fail_json(msg=missing_required_lib("kubernetes"))
+    p = module.params
+    cluster = p["cluster_name"]
+    workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
+    # The same validation as the Azure side, so both read one inventory alike. Which resource group holds the
+    # identities does not matter here.
+    specs, problems = validate(
+        cluster,
+        None,
+        workloads,
+        subscription_id="",
+        identity_resource_group="(not used here)",
+        allow_privileged_roles=True,
+        issuer_required=False,
+    )
+    identities = {w.get("name"): (w.get("identity") or {}) for w in p["identities"]}
+    client_ids = {spec.name: identities.get(spec.name, {}).get("client_id") for spec in specs}
+    tenant_id = p["tenant_id"] or next((i["tenant_id"] for i in identities.values() if i.get("tenant_id")), None)
+    if p["state"] == "present" and not module.check_mode:
+        problems.extend(
+            f"cluster {cluster}: workload '{name}': identities: no client id (pass the workloads result of "
+            "workload_identity.aks.workload_identities)"
+            for name, client_id in client_ids.items()
+            if not client_id
+        )
+        if specs and not tenant_id:
+            problems.append(f"cluster {cluster}: tenant_id: required (or identities that carry it)")
+    if problems:
+        module.fail_json(
+            msg=f"{len(problems)} problem(s) in the workloads of {cluster}: " + "; ".join(problems), problems=problems
+        )
+    try:
+        engine = Bindings(KubeApi(kube_client(p)), cluster, tenant_id)
+        if p["state"] == "present":
+            plan = engine.plan_present(specs, client_ids, p["prune"], p["missing_workloads"])
+        else:
+            plan = engine.plan_absent(specs, everything=p["prune"])
+        if plan.problems:
+            module.fail_json(
+                msg=f"{len(plan.problems)} problem(s) on cluster {cluster}, nothing changed: "
+                + "; ".join(plan.problems),
+                problems=plan.problems,
+            )
+        for warning in plan.warnings:
+            module.warn(warning + " (skipped: missing_workloads is warn)")
+        if not module.check_mode:
+            engine.apply(plan, p["state"])
+    except KubeError as exc:
+        module.fail_json(msg=f"cluster {cluster}: {exc}", status=exc.status, reason=exc.reason)
+        return
+    except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
+        if type(exc).__module__.startswith("kubernetes.config"):
+            module.fail_json(msg=f"cluster {cluster}: cannot load the Kubernetes configuration: {exc}")
+        raise
+    result = report(plan)
+    if not module._diff:
+        result.pop("diff")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
