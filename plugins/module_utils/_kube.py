@@ -194,6 +194,17 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def combine(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Two patches as one; unlike applying one to the other, the nulls (deletions) of both are kept."""
+    result = dict(first)
+    for key, value in second.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = combine(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
 def dig(obj: Any, *path: str) -> Any:
     for key in path:
         if not isinstance(obj, dict):
@@ -334,7 +345,7 @@ class Bindings:
         annotations = {}
         if PREVIOUS_ACCOUNT not in (meta.get("annotations") or {}):
             annotations[PREVIOUS_ACCOUNT] = dig(current, *template_path, "spec", "serviceAccountName") or ""
-        patch = merge_patch(
+        patch = combine(
             {"metadata": {"labels": {CLUSTER_LABEL: self.cluster, WORKLOAD_LABEL: spec.name}}},
             nest(template_path, {"metadata": {"labels": {USE_LABEL: "true"}}, "spec": template_spec}),
         )
@@ -368,7 +379,7 @@ class Bindings:
             # Its pod template is immutable: only this collection's marks on the Job itself can go.
             change.note = "pod template is immutable; left as it is"
         else:
-            patch = merge_patch(
+            patch = combine(
                 patch, nest(template_path, {"metadata": {"labels": {USE_LABEL: None}}, "spec": template_spec})
             )
         change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))

@@ -21,7 +21,7 @@ description:
   - What it touches is labelled C(workload-identity.aks/cluster) and C(workload-identity.aks/workload); what it
     creates is also labelled C(app.kubernetes.io/managed-by=workload_identity.aks). A bound controller remembers its
     previous service account in the annotation C(workload-identity.aks/previous-service-account).
-  - With O(prune=true), service accounts and controllers it bound for workloads no longer listed are released:
+  - With O(prune=true), service accounts and controllers it bound for workloads no longer listed are released;
     controllers get their previous service account back and lose the label, ServiceAccounts it created are deleted,
     and ServiceAccounts it only annotated lose its annotations and labels.
   - With O(state=absent), the same release for the listed workloads (or, with O(prune=true), for everything it did
@@ -135,6 +135,8 @@ problems:
   elements: str
 """
 
+from importlib.util import find_spec
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube import (
     Bindings,
@@ -145,12 +147,8 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._kube import
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import validate
 
-try:
-    import kubernetes  # noqa: F401  (only to say clearly when it is missing)
-
-    HAS_KUBERNETES = True
-except ImportError:
-    HAS_KUBERNETES = False
+# The client is imported where it is used; here only to say clearly when it is missing.
+HAS_KUBERNETES = find_spec("kubernetes") is not None
 
 
 def main() -> None:

@@ -261,7 +261,7 @@ def bound_account(state: Path, cluster: str, namespace: str, workload: dict[str,
     for controller in workload["controllers"]:
         if controller["kind"] == "Deployment":
             deployment = apps.read_namespaced_deployment(controller["name"], namespace)
-            return str(deployment.spec.template.spec.service_account_name)
+            return str(deployment.spec.template.spec.service_account_name)  # type: ignore[union-attr]
     return str(workload["service_account"])
 
 
@@ -280,6 +280,8 @@ def service_account_token(state: Path, cluster: str, namespace: str, name: str) 
                 raise
     spec = k8s.V1TokenRequestSpec(audiences=["api://AzureADTokenExchange"], expiration_seconds=3600)
     issued = core.create_namespaced_service_account_token(name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec))
+    if issued.status is None:
+        raise RuntimeError(f"the API server issued no token for {namespace}/{name}")
     return str(issued.status.token)
 
 

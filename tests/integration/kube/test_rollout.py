@@ -1,0 +1,535 @@
+"""The whole rollout (playbooks/site.yml, playbooks/teardown.yml, the roles) against a kube-backed sandbox cluster.
+
+The scenarios run in order on one cluster, as an operator would change an inventory over time: fresh rollout
+(its check-mode plan first), add a workload, change roles, remove one with prune, tear everything down. Every
+run is followed by a second one that must report changed=0. Azure is asserted through the SDKs, Kubernetes
+through its API, and the token chain by signing in as each workload.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox.demo import deploy_apps, ensure_resource_chain, service_account_token, sign_in
+
+CLUSTER, CLUSTER_RG, IDENTITY_RG, DATA_RG = "aks-rollout", "rg-aks-rollout", "rg-identities-rollout", "rg-data-rollout"
+APPS = [
+    ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
+    ("CronJob", "orders", "orders-reconcile", "ghcr.io/contoso/orders-api:2.4.1"),
+    ("StatefulSet", "ledger", "ledger", "ghcr.io/contoso/ledger:3.1.0"),
+    ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
+]
+WEBHOOK_CHART = PROJECT / "tests" / "integration" / "kube" / "charts" / "webhook-lookalike"
+OWNED = {"managed-by": "workload_identity.aks", "wi-cluster": CLUSTER}
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    report_dir: Path
+
+    @property
+    def changed(self) -> int:
+        found = re.search(rf"^{CLUSTER}\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)
+        assert found, self.output[-3000:]
+        return int(found.group(1))
+
+    def report(self, plan: bool = False) -> dict[str, Any]:
+        return dict(json.loads((self.report_dir / f"{CLUSTER}{'.plan' if plan else ''}.json").read_text()))
+
+
+@dataclass
+class Estate:
+    box: Sandbox
+    scopes: dict[str, str]
+    env: dict[str, str]
+    root: Path
+    runs: int = 0
+
+    def scope(self, name: str) -> str:
+        return self.scopes[name]
+
+    def run(
+        self,
+        workloads: list[dict[str, Any]],
+        playbook: str | Path = "site.yml",
+        options: tuple[str, ...] = (),
+        expect_ok: bool = True,
+        **host_vars: Any,
+    ) -> Run:
+        self.runs += 1
+        folder = self.root / f"run-{self.runs}"
+        folder.mkdir()
+        inventory = {
+            "all": {
+                "hosts": {
+                    CLUSTER: {
+                        "ansible_connection": "local",
+                        "workload_identity_cluster_resource_group": CLUSTER_RG,
+                        "workload_identity_identity_resource_group": IDENTITY_RG,
+                        "workload_identity_location": "westeurope",
+                        "workload_identity_webhook_mode": "addon",
+                        "workload_identity_kube_context": CLUSTER,
+                        "workload_identity_prune": True,
+                        "workload_identity_report_dir": str(folder / "reports"),
+                        "workload_identity_workloads": workloads,
+                        **host_vars,
+                    }
+                }
+            }
+        }
+        (folder / "hosts.yml").write_text(yaml.safe_dump(inventory))
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(folder / "hosts.yml"),
+                str(playbook if isinstance(playbook, Path) else PROJECT / "playbooks" / playbook),
+                *options,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        (folder / "output.txt").write_text(output)
+        if expect_ok:
+            assert done.returncode == 0, output[-8000:]
+        return Run(done.returncode, output, folder / "reports")
+
+    def converge(self, workloads: list[dict[str, Any]]) -> Run:
+        """Plan (check mode), run, and run again: the plan must equal the run, the second run change nothing."""
+        plan = self.run(workloads, options=("--check", "--diff"))
+        real = self.run(workloads, options=("--diff",))
+        assert outcome(plan.report(plan=True)) == outcome(real.report())
+        again = self.run(workloads)
+        assert again.changed == 0, again.output[-6000:]
+        assert all(w["status"] == "unchanged" for w in again.report()["workloads"])
+        return real
+
+    # -- what is there -----------------------------------------------------------------------------
+    def kube(self) -> Any:
+        return k8s_config.new_client_from_config(str(self.box.state_dir / "kubeconfig"), context=CLUSTER)
+
+    def account(self, namespace: str, name: str) -> Any | None:
+        try:
+            return k8s.CoreV1Api(self.kube()).read_namespaced_service_account(name, namespace)
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def controller(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        from kubernetes.dynamic import DynamicClient
+
+        api_version = "batch/v1beta1" if kind == "CronJob" else "apps/v1"
+        resource = DynamicClient(self.kube()).resources.get(api_version=api_version, kind=kind)
+        return dict(resource.get(name=name, namespace=namespace).to_dict())
+
+    def identities(self) -> dict[str, Any]:
+        return {i.name: i for i in self.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG)}
+
+    def assignments(self, principal_id: str) -> set[tuple[str, str]]:
+        authz = self.box.authz()
+        names = {
+            d.id.rsplit("/", 1)[1]: d.role_name
+            for d in authz.role_definitions.list(f"/subscriptions/{self.box.subscription_id}")
+        }
+        return {
+            (names[a.role_definition_id.rsplit("/", 1)[1]], a.scope.lower())
+            for a in authz.role_assignments.list_for_subscription(filter=f"principalId eq '{principal_id}'")
+        }
+
+
+def outcome(report: dict[str, Any]) -> dict[str, Any]:
+    """What a report says was (or would be) done, without the ids Azure assigns on creation."""
+    return {
+        "workloads": [
+            {
+                "name": w["name"],
+                "status": w["status"],
+                "identity": (w["identity"], w["identity_action"]),
+                "federated_credentials": [(f["name"], f["action"]) for f in w["federated_credentials"]],
+                "roles": [(r["role"], r["scope"], r["action"]) for r in w["roles"]],
+                "service_account": w["service_account_action"],
+                "controllers": [(c["kind"], c["name"], c["action"]) for c in w["controllers"]],
+            }
+            for w in report["workloads"]
+        ],
+        "pruned": report["pruned"],
+    }
+
+
+@pytest.fixture(scope="module")
+def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    box = kube_sandbox
+    box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True)
+    box.resource_group(IDENTITY_RG)
+    box.resource_group(DATA_RG)
+    data = f"{box.rg_id(DATA_RG)}/providers"
+    scopes = {
+        "orders": f"{data}/Microsoft.Storage/storageAccounts/strolloutorders/blobServices/default/containers/orders",
+        "vault": f"{data}/Microsoft.KeyVault/vaults/kv-rollout",
+        "registry": f"{data}/Microsoft.ContainerRegistry/registries/acrrollout",
+        "ledger": f"{data}/Microsoft.Storage/storageAccounts/strolloutledger",
+    }
+    token = box.token()
+    for scope in scopes.values():
+        ensure_resource_chain(box.url, box.ca, token, scope)
+    deploy_apps(box.state_dir, CLUSTER, APPS)
+    root = tmp_path_factory.mktemp("rollout")
+    collections = root / "collections"
+    (collections / "ansible_collections" / "workload_identity").mkdir(parents=True)
+    (collections / "ansible_collections" / "workload_identity" / "aks").symlink_to(PROJECT)
+    sandbox_env = json.loads((box.state_dir / "sandbox.json").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "K8S_AUTH_", "REQUESTS_CA"))}
+    env.update({k: v for k, v in sandbox_env.items() if not k.startswith("K8S_AUTH_")})
+    env.update(
+        {
+            "KUBECONFIG": str(box.state_dir / "kubeconfig"),
+            "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{PROJECT / '.tools' / 'collections'}",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_LOCAL_TEMP": str(root / "ansible-tmp"),
+            "ANSIBLE_HOME": str(root / "ansible-home"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_STDOUT_CALLBACK": "default",
+            "TMPDIR": str(root),
+            "HELM_CACHE_HOME": str(root / "helm-cache"),
+            "HELM_CONFIG_HOME": str(root / "helm-config"),
+            "HELM_DATA_HOME": str(root / "helm-data"),
+            "PATH": f"{PROJECT / '.tools' / 'bin'}:{os.environ['PATH']}",
+        }
+    )
+    yield Estate(box, scopes, env, root)
+
+
+def workloads(estate: Estate) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "orders-api",
+            "namespace": "orders",
+            "service_account": "orders-api",
+            "token_expiration": 7200,
+            "roles": [
+                {"role": "Storage Blob Data Contributor", "scope": estate.scope("orders")},
+                {"role": "Key Vault Secrets User", "scope": estate.scope("vault")},
+            ],
+            "workloads": [
+                {"kind": "Deployment", "name": "orders-api"},
+                {"kind": "CronJob", "name": "orders-reconcile"},
+            ],
+        },
+        {
+            "name": "web-frontend",
+            "namespace": "web",
+            "service_account": "web-frontend",
+            "roles": [{"role": "AcrPull", "scope": estate.scope("registry")}],
+            "workloads": [{"kind": "Deployment", "name": "web-frontend"}],
+        },
+    ]
+
+
+def without_binding(template: dict[str, Any]) -> dict[str, Any]:
+    """A pod template without the two fields the rollout owns: everything else must stay as the team wrote it."""
+    template = copy.deepcopy(template)
+    template["spec"].pop("serviceAccountName", None)
+    template["spec"].pop("serviceAccount", None)
+    template["metadata"].get("labels", {}).pop("azure.workload.identity/use", None)
+    return template
+
+
+def test_fresh_rollout_plans_exactly_then_changes_nothing_the_second_time(estate: Estate) -> None:
+    before = {name: estate.controller(kind, ns, name) for kind, ns, name, _image in APPS}
+    run = estate.converge(workloads(estate))
+    report = run.report()
+    assert [w["status"] for w in report["workloads"]] == ["created", "created"]
+    assert "orders-api [created] -> identity id-aks-rollout-orders-orders-api" in run.output  # the printed summary
+    assert (run.report_dir / f"{CLUSTER}.md").read_text().startswith(f"# Rollout: {CLUSTER}")
+
+    # Azure, through the SDK: one identity per workload, tagged, trusting exactly its service account, with
+    # exactly the roles it declares.
+    identities = estate.identities()
+    issuer = estate.box.aks().managed_clusters.get(CLUSTER_RG, CLUSTER).oidc_issuer_profile.issuer_url
+    for spec in workloads(estate):
+        identity = identities[f"id-{CLUSTER}-{spec['namespace']}-{spec['name']}"]
+        assert OWNED.items() <= identity.tags.items()
+        fics = list(estate.box.msi().federated_identity_credentials.list(IDENTITY_RG, identity.name))
+        assert [(f.issuer, f.subject) for f in fics] == [
+            (issuer, f"system:serviceaccount:{spec['namespace']}:{spec['service_account']}")
+        ]
+        assert estate.assignments(identity.principal_id) == {(r["role"], r["scope"].lower()) for r in spec["roles"]}
+
+        # Kubernetes, through its API: the account is annotated; pod templates are bound and otherwise untouched.
+        account = estate.account(spec["namespace"], spec["service_account"])
+        assert account is not None
+        assert account.metadata.annotations["azure.workload.identity/client-id"] == identity.client_id
+        assert account.metadata.annotations["azure.workload.identity/tenant-id"] == estate.box.tenant_id
+        assert account.metadata.labels["app.kubernetes.io/managed-by"] == "workload_identity.aks"
+        for controller in spec["workloads"]:
+            now = estate.controller(controller["kind"], spec["namespace"], controller["name"])
+            path = (
+                ("spec", "jobTemplate", "spec", "template") if controller["kind"] == "CronJob" else ("spec", "template")
+            )
+            template_now, template_before = now, before[controller["name"]]
+            for key in path:
+                template_now, template_before = template_now[key], template_before[key]
+            assert template_now["spec"]["serviceAccountName"] == spec["service_account"]
+            assert template_now["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+            assert without_binding(template_now) == without_binding(template_before)
+            assert now["metadata"]["annotations"]["workload-identity.aks/previous-service-account"] == ""
+    orders = estate.account("orders", "orders-api")
+    assert orders is not None
+    assert orders.metadata.annotations["azure.workload.identity/service-account-token-expiration"] == "7200"
+    # The StatefulSet no workload lists is untouched.
+    assert "serviceAccountName" not in estate.controller("StatefulSet", "ledger", "ledger")["spec"]["template"]["spec"]
+
+
+def test_token_chain_works_for_bound_workloads_and_not_for_an_unbound_one(estate: Estate) -> None:
+    box = estate.box
+    report = json.loads(sorted(estate.root.glob("run-*/reports/aks-rollout.json"))[-1].read_text())
+    for workload in report["workloads"]:
+        assertion = service_account_token(box.state_dir, CLUSTER, workload["namespace"], workload["service_account"])
+        allowed, elsewhere = sign_in(
+            box.env, assertion, workload["client_id"], workload["roles"][0]["scope"], box.subscription_id
+        )
+        assert not allowed.startswith("refused"), allowed
+        assert elsewhere == "403"
+    orders = report["workloads"][0]
+    assertion = service_account_token(box.state_dir, CLUSTER, "orders", "default")
+    refused, _elsewhere = sign_in(
+        box.env, assertion, orders["client_id"], orders["roles"][0]["scope"], box.subscription_id
+    )
+    assert refused == "refused by Entra ID (AADSTS70021)"
+
+
+def test_add_a_workload_change_roles_and_remove_one_with_prune(estate: Estate) -> None:
+    old_web = estate.identities()[f"id-{CLUSTER}-web-web-frontend"]
+    changed = workloads(estate)
+    # orders-api: the vault role goes, a reader role on the ledger account comes.
+    changed[0]["roles"] = [
+        {"role": "Storage Blob Data Contributor", "scope": estate.scope("orders")},
+        {"role": "Storage Blob Data Reader", "scope": estate.scope("ledger")},
+    ]
+    # web-frontend is removed; ledger is added, on its own new service account.
+    changed[1] = {
+        "name": "ledger",
+        "namespace": "ledger",
+        "service_account": "ledger-sa",
+        "roles": [{"role": "Storage Blob Data Contributor", "scope": estate.scope("ledger")}],
+        "workloads": [{"kind": "StatefulSet", "name": "ledger"}],
+    }
+    # reporter runs nowhere yet: its namespace does not exist, so the rollout makes it (and teardown removes it).
+    changed.append(
+        {
+            "name": "reporter",
+            "namespace": "reports",
+            "service_account": "reporter",
+            "roles": [{"role": "Reader", "scope": estate.scope("ledger")}],
+        }
+    )
+    run = estate.converge(changed)
+    report = run.report()
+    assert [(w["name"], w["status"]) for w in report["workloads"]] == [
+        ("orders-api", "changed"),
+        ("ledger", "created"),
+        ("reporter", "created"),
+    ]
+    assert [r["action"] for r in report["workloads"][0]["roles"]] == ["unchanged", "created"]
+    assert {i["name"] for i in report["pruned"]["identities"]} == {f"id-{CLUSTER}-web-web-frontend"}
+
+    identities = estate.identities()
+    assert f"id-{CLUSTER}-web-web-frontend" not in identities
+    assert estate.assignments(old_web.principal_id) == set()  # not left behind, orphaned
+    orders = identities[f"id-{CLUSTER}-orders-orders-api"]
+    assert estate.assignments(orders.principal_id) == {
+        ("Storage Blob Data Contributor", estate.scope("orders").lower()),
+        ("Storage Blob Data Reader", estate.scope("ledger").lower()),
+    }
+    # web-frontend's account (made by the rollout) is gone and its Deployment is back as its team left it.
+    assert estate.account("web", "web-frontend") is None
+    web = estate.controller("Deployment", "web", "web-frontend")
+    assert "serviceAccountName" not in web["spec"]["template"]["spec"]
+    assert "azure.workload.identity/use" not in web["spec"]["template"]["metadata"]["labels"]
+    assert "workload-identity.aks/previous-service-account" not in web["metadata"].get("annotations", {})
+    ledger = estate.controller("StatefulSet", "ledger", "ledger")
+    assert ledger["spec"]["template"]["spec"]["serviceAccountName"] == "ledger-sa"
+
+
+def test_a_missing_controller_fails_before_any_change_or_warns(estate: Estate) -> None:
+    listed = workloads(estate)[:1] + [
+        {
+            "name": "ghost",
+            "namespace": "orders",
+            "service_account": "ghost",
+            "roles": [{"role": "Reader", "scope": estate.scope("orders")}],
+            "workloads": [{"kind": "Deployment", "name": "ghost-api"}],
+        }
+    ]
+    failed = estate.run(listed, expect_ok=False)
+    assert failed.returncode != 0
+    assert (
+        "cluster aks-rollout: workload 'ghost': workloads: Deployment orders/ghost-api does not exist" in failed.output
+    )
+    assert f"id-{CLUSTER}-orders-ghost" not in estate.identities()
+    warned = estate.run(listed, workload_identity_missing_workloads="warn")
+    assert "Deployment orders/ghost-api does not exist" in warned.output
+    assert f"id-{CLUSTER}-orders-ghost" in estate.identities()
+    assert estate.account("orders", "ghost") is not None
+
+
+def test_invalid_inventory_fails_before_any_change_naming_cluster_workload_and_field(estate: Estate) -> None:
+    orders, sub = estate.scope("orders"), estate.box.subscription_id
+    ok = {"namespace": "orders", "roles": [{"role": "Reader", "scope": orders}]}
+    mistakes = [
+        ({"name": "Orders_API", "service_account": "a1", **ok}, "workload 'Orders_API': name:"),
+        ({"name": "no-namespace", "service_account": "a2", "roles": []}, "workload 'no-namespace': namespace:"),
+        ({"name": "bad-account", "service_account": "Bad SA!", **ok}, "workload 'bad-account': service_account:"),
+        ({"name": "twice", "service_account": "a3", **ok}, None),
+        ({"name": "twice", "service_account": "a4", **ok}, "workload 'twice': name: declared twice"),
+        ({"name": "shared-sa", "service_account": "a3", **ok}, "workload 'shared-sa': service_account: orders/a3"),
+        (
+            {"name": "roles-text", "service_account": "a5", "namespace": "orders", "roles": "Reader"},
+            "workload 'roles-text': roles:",
+        ),
+        (
+            {"name": "no-role", "service_account": "a6", "namespace": "orders", "roles": [{"scope": orders}]},
+            "workload 'no-role': roles[0]: role:",
+        ),
+        (
+            {
+                "name": "bad-scope",
+                "service_account": "a7",
+                "namespace": "orders",
+                "roles": [{"role": "Reader", "scope": "/subscriptions/nope"}],
+            },
+            "workload 'bad-scope': roles[0]: scope:",
+        ),
+        (
+            {
+                "name": "owner",
+                "service_account": "a8",
+                "namespace": "orders",
+                "roles": [{"role": "Owner", "scope": f"/subscriptions/{sub}"}],
+            },
+            "workload 'owner': roles[0]: role: Owner at subscription scope",
+        ),
+        (
+            {"name": "typo", "servce_account": "a9", "service_account": "a9", **ok},
+            "workload 'typo': servce_account: unknown field",
+        ),
+        (
+            {"name": "pod-kind", "service_account": "b1", **ok, "workloads": [{"kind": "Pod", "name": "x"}]},
+            "workload 'pod-kind': workloads[0]: kind:",
+        ),
+        (
+            {"name": "short-token", "service_account": "b2", **ok, "token_expiration": 60},
+            "workload 'short-token': token_expiration:",
+        ),
+        (
+            {
+                "name": "steals-orders",
+                "service_account": "b3",
+                **ok,
+                "workloads": [
+                    {"kind": "Deployment", "name": "orders-api"},
+                    {"kind": "Deployment", "name": "orders-api"},
+                ],
+            },
+            "workload 'steals-orders': workloads[1]: name: Deployment orders/orders-api is listed twice",
+        ),
+        (
+            {"name": "subjects", "service_account": "b4", **ok, "extra_subjects": "system:serviceaccount:x:y"},
+            "workload 'subjects': extra_subjects:",
+        ),
+    ]
+    estate.box.control.reset_stats()
+    failed = estate.run([m for m, _expected in mistakes], expect_ok=False)
+    assert failed.returncode != 0
+    problems = [p for _m, p in mistakes if p]
+    for expected in problems:
+        assert f"cluster aks-rollout: {expected}" in failed.output, expected
+    # All at once, in one message (the repeated name also makes a second problem: the identity it would share).
+    assert f"{len(problems) + 1} problem(s) in the workloads of aks-rollout" in failed.output
+    # Nothing was asked of Azure, let alone changed; the run stopped before the issuer role.
+    assert estate.box.control.stats()["totals"].get("arm", 0) == 0
+    assert "Enable the OIDC issuer" not in failed.output
+
+
+def test_webhook_role_installs_a_chart_twice_and_refuses_next_to_the_add_on(estate: Estate) -> None:
+    chart = {"webhook_chart": str(WEBHOOK_CHART), "webhook_chart_repo_url": "", "webhook_chart_version": ""}
+    book = estate.root / "webhook.yml"
+    book.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Webhook only",
+                    "hosts": "all",
+                    "gather_facts": False,
+                    "roles": [{"role": "workload_identity.aks.webhook", **chart}],
+                }
+            ]
+        )
+    )
+    mode = {"workload_identity_webhook_mode": "helm", "workload_identity_tenant_id": estate.box.tenant_id}
+    first = estate.run([], playbook=book, **mode)
+    assert first.changed == 1, first.output[-4000:]
+    second = estate.run([], playbook=book, **mode)
+    assert second.changed == 0, second.output[-4000:]
+    config = k8s.CoreV1Api(estate.kube()).read_namespaced_config_map(
+        "azure-wi-webhook-config", "azure-workload-identity-system"
+    )
+    assert config.data["AZURE_TENANT_ID"] == estate.box.tenant_id
+    # With AKS's add-on on (as the oidc_issuer role reports it), helm mode refuses to add a second webhook.
+    refused = estate.run([], playbook=book, expect_ok=False, oidc_issuer_addon_enabled=True, **mode)
+    assert "two webhooks would both mutate every pod" in refused.output
+
+
+def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
+    listed = workloads(estate)[:1]
+    plan = estate.run(
+        listed, playbook="teardown.yml", options=("--check", "-e", "workload_identity_teardown_everything=true")
+    )
+    assert plan.changed >= 1
+    assert f"id-{CLUSTER}-orders-orders-api" in estate.identities()  # check mode changed nothing
+    first = estate.run(listed, playbook="teardown.yml", options=("-e", "workload_identity_teardown_everything=true"))
+    assert first.changed >= 1
+    again = estate.run(listed, playbook="teardown.yml", options=("-e", "workload_identity_teardown_everything=true"))
+    assert again.changed == 0, again.output[-4000:]
+
+    assert not [i for i in estate.identities().values() if (i.tags or {}).get("wi-cluster") == CLUSTER]
+    for namespace, name in (("orders", "orders-api"), ("orders", "ghost"), ("ledger", "ledger-sa")):
+        assert estate.account(namespace, name) is None
+    for kind, namespace, name, _image in APPS:
+        obj = estate.controller(kind, namespace, name)
+        labels = obj["metadata"].get("labels") or {}
+        assert not [k for k in labels if k.startswith("workload-identity.aks/")]
+        path = ("spec", "jobTemplate", "spec", "template") if kind == "CronJob" else ("spec", "template")
+        template = obj
+        for key in path:
+            template = template[key]
+        assert "serviceAccountName" not in template["spec"], (kind, name)
+        assert "azure.workload.identity/use" not in (template["metadata"].get("labels") or {})
+    # The namespace the rollout made is deleted (a sandbox without controllers leaves it Terminating); those the
+    # teams made stay.
+    core = k8s.CoreV1Api(estate.kube())
+    namespaces = {n.metadata.name: n for n in core.list_namespace().items}
+    assert "reports" not in namespaces or namespaces["reports"].metadata.deletion_timestamp is not None
+    assert namespaces["orders"].metadata.deletion_timestamp is None
