@@ -121,9 +121,26 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         lines.extend(f"      role  {role}" for role in _roles(w, short=True))
         lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']})")
         lines.append(f"      pods  {_controllers(w)}")
-    for kind, rows in report["pruned"].items():
-        for row in rows:
-            lines.append(f"  pruned {kind}: " + ", ".join(f"{k}={v}" for k, v in row.items() if v))
+    lines.extend(f"  {line}" for line in _pruned(report["pruned"], short=True))
+    return lines
+
+
+def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> list[str]:
+    """What was removed (or released, on the Kubernetes side) because the list no longer declares it."""
+    scope = _short if short else str
+    lines = [f"pruned identity {row['name']} ({row['resource_group']})" for row in pruned.get("identities", [])]
+    lines += [
+        f"pruned federated credential {row['identity']}/{row['name']} ({row['subject']})"
+        for row in pruned.get("federated_credentials", [])
+    ]
+    lines += [
+        f"pruned role assignment of {row['identity']}: role {row['role_definition_guid']} @ {scope(row['scope'])}"
+        for row in pruned.get("role_assignments", [])
+    ]
+    lines += [
+        f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"
+        for row in pruned.get("kubernetes", [])
+    ]
     return lines
 
 
@@ -148,8 +165,7 @@ def rollout_markdown(report: dict[str, Any]) -> str:
         )
     if report["pruned"]:
         out += ["", "## Pruned", ""]
-        for kind, rows in report["pruned"].items():
-            out.extend(f"- {kind}: " + ", ".join(f"{k}={v}" for k, v in row.items() if v) for row in rows)
+        out.extend(f"- {line}" for line in _pruned(report["pruned"]))
     return "\n".join(out) + "\n"
 
 
