@@ -67,7 +67,8 @@ $(AZ_CLI):
 	@.tools/azcli/bin/pip install "azure-cli==$(AZ_CLI_VERSION)" >.tools/azcli-install.log 2>&1 \
 		|| (tail -30 .tools/azcli-install.log; exit 1)
 
-## demo: the main job: start the sandbox with two AKS clusters and walk a workload through the token chain
+## demo: the main job: the sandbox with two AKS clusters running apps; playbooks/site.yml on examples/inventories/sandbox, twice
+## (WEBHOOK_CHART=<path> runs the clusters in helm mode with that chart)
 demo: setup tools kube
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
