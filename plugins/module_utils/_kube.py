@@ -236,7 +236,7 @@ class Change:
 
     @property
     def changed(self) -> bool:
-        return self.action not in ("unchanged", "missing", "kept", "absent")
+        return self.action not in ("unchanged", "missing", "kept")
 
     @property
     def label(self) -> str:
@@ -330,7 +330,6 @@ class Bindings:
                 "annotations": {CLIENT_ID: None, TENANT_ID: None, TOKEN_EXPIRATION: None},
             }
         }
-        change.action = "updated"
         return self._patch(change, sa, patch, _sa_view)
 
     # -- controllers --------------------------------------------------------------------------------

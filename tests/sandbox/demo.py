@@ -84,14 +84,13 @@ def main() -> None:
         command += ["-e", "workload_identity_webhook_mode=helm", "-e", f"webhook_chart={os.environ['WEBHOOK_CHART']}"]
         command += ["-e", "webhook_chart_repo_url=", "-e", "webhook_chart_version="]
     print(f"\n==> {' '.join(command[1:])}")
-    first = run_playbook(command, playbook_env, stream=True)
+    run_playbook(command, playbook_env, stream=True)
     print(f"\n==> the same again: nothing may change ({' '.join(command[1:])})")
     second = run_playbook(command, playbook_env, stream=False)
     print("\n".join(line for line in second.splitlines() if re.match(r"^\S+\s+: ok=", line)))
     changed = [line for line in second.splitlines() if re.match(r"^\S+\s+: ok=", line) and " changed=0 " not in line]
     if changed:
         sys.exit(f"the second run changed something:\n{second[-4000:]}")
-    del first
 
     print("\n==> each workload signs in as itself (its pod's service-account token, exchanged at Entra ID)")
     reports = Path(playbook_env["WORKLOAD_IDENTITY_REPORT_DIR"])
