@@ -502,6 +502,46 @@ def test_webhook_role_installs_a_chart_twice_and_refuses_next_to_the_add_on(esta
     assert "two webhooks would both mutate every pod" in refused.output
 
 
+def test_teardown_of_listed_workloads_keeps_the_rest_and_identities_made_elsewhere(estate: Estate) -> None:
+    """An identity the platform team made is only used: teardown removes this cluster's trust and roles on it."""
+    msi = estate.box.msi()
+    shared = msi.user_assigned_identities.create_or_update(
+        IDENTITY_RG, "id-platform-shared", {"location": "westeurope"}
+    )
+    ghost = {
+        "name": "ghost",
+        "namespace": "orders",
+        "service_account": "ghost",
+        "roles": [{"role": "Reader", "scope": estate.scope("orders")}],
+    }
+    byo = {
+        "name": "batch",
+        "namespace": "orders",
+        "service_account": "batch",
+        "identity_name": "id-platform-shared",
+        "roles": [{"role": "Reader", "scope": estate.scope("vault")}],
+    }
+    estate.converge([*workloads(estate)[:1], ghost, byo])
+    assert len(list(msi.federated_identity_credentials.list(IDENTITY_RG, shared.name))) == 1
+    assert estate.assignments(shared.principal_id) == {("Reader", estate.scope("vault").lower())}
+
+    removed = estate.run([ghost, byo], playbook="teardown.yml")
+    assert removed.changed >= 1
+    again = estate.run([ghost, byo], playbook="teardown.yml")
+    assert again.changed == 0, again.output[-4000:]
+    identities = estate.identities()
+    assert "id-platform-shared" in identities and f"id-{CLUSTER}-orders-ghost" not in identities
+    assert list(msi.federated_identity_credentials.list(IDENTITY_RG, shared.name)) == []
+    assert estate.assignments(shared.principal_id) == set()
+    assert estate.account("orders", "batch") is None and estate.account("orders", "ghost") is None
+    # What was not listed stays as it was.
+    assert f"id-{CLUSTER}-orders-orders-api" in identities
+    orders = estate.account("orders", "orders-api")
+    assert orders is not None and "azure.workload.identity/client-id" in orders.metadata.annotations
+    deployment = estate.controller("Deployment", "orders", "orders-api")
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "orders-api"
+
+
 def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
     listed = workloads(estate)[:1]
     plan = estate.run(
