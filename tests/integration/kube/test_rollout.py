@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
-from tests.sandbox.demo import deploy_apps, ensure_resource_chain, service_account_token, sign_in
+from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 
 CLUSTER, CLUSTER_RG, IDENTITY_RG, DATA_RG = "aks-rollout", "rg-aks-rollout", "rg-identities-rollout", "rg-data-rollout"
 APPS = [
@@ -196,28 +195,10 @@ def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> I
         ensure_resource_chain(box.url, box.ca, token, scope)
     deploy_apps(box.state_dir, CLUSTER, APPS)
     root = tmp_path_factory.mktemp("rollout")
-    collections = root / "collections"
-    (collections / "ansible_collections" / "workload_identity").mkdir(parents=True)
-    (collections / "ansible_collections" / "workload_identity" / "aks").symlink_to(PROJECT)
+    # The demo's environment for ansible-playbook (this checkout as the collection, one context per cluster, no
+    # single-cluster K8S_AUTH_*), with this session's temp dirs.
     sandbox_env = json.loads((box.state_dir / "sandbox.json").read_text())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "K8S_AUTH_", "REQUESTS_CA"))}
-    env.update({k: v for k, v in sandbox_env.items() if not k.startswith("K8S_AUTH_")})
-    env.update(
-        {
-            "KUBECONFIG": str(box.state_dir / "kubeconfig"),
-            "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{PROJECT / '.tools' / 'collections'}",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-            "ANSIBLE_LOCAL_TEMP": str(root / "ansible-tmp"),
-            "ANSIBLE_HOME": str(root / "ansible-home"),
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_STDOUT_CALLBACK": "default",
-            "TMPDIR": str(root),
-            "HELM_CACHE_HOME": str(root / "helm-cache"),
-            "HELM_CONFIG_HOME": str(root / "helm-config"),
-            "HELM_DATA_HOME": str(root / "helm-data"),
-            "PATH": f"{PROJECT / '.tools' / 'bin'}:{os.environ['PATH']}",
-        }
-    )
+    env = {**ansible_env(sandbox_env, box.state_dir), "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(root)}
     yield Estate(box, scopes, env, root)
 
 
