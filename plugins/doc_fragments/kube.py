@@ -16,8 +16,9 @@ options:
   context:
     description:
       - The kubeconfig context to use; the way to name one cluster per inventory host.
-      - A context is used whole, never mixed with O(host) or O(api_key) from the environment, so that one
-        cluster's token is never sent to another.
+      - A context is used whole, never mixed with O(host) or O(api_key) (whether given or injected as
+        E(K8S_AUTH_HOST) and E(K8S_AUTH_API_KEY)), so that one cluster's token is never sent to another; when both
+        are present the module warns that they were ignored.
       - Falls back to E(K8S_AUTH_CONTEXT).
     type: str
   host:
@@ -33,15 +34,21 @@ options:
     type: str
   ca_cert:
     description:
-      - The CA bundle that signed the API server's certificate.
-      - Falls back to E(K8S_AUTH_SSL_CA_CERT) when O(host) is used.
+      - The CA bundle that signed the API server's certificate, with O(host) (a context carries its own).
+      - Falls back to E(K8S_AUTH_SSL_CA_CERT).
     type: path
+    aliases: [ssl_ca_cert]
   validate_certs:
     description:
       - Whether to verify the API server's certificate.
       - Falls back to E(K8S_AUTH_VERIFY_SSL).
     type: bool
+    aliases: [verify_ssl]
 notes:
+  - Which cluster, in this order, the first that applies - a named O(context); O(host) (with O(api_key)); the
+    kubeconfig's current context; the in-cluster service account.
+  - Calls are retried on throttling (429, honouring C(Retry-After)), server errors (5xx), connection errors and
+    optimistic-concurrency conflicts (409 C(Conflict)), with the same policy as the Azure modules.
   - Without a kubeconfig, context or host, the in-cluster service account is used (the collection running in a pod,
     as an AWX container group does).
 """

@@ -1,15 +1,24 @@
 # Copyright: workload_identity.aks contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The rollout's report: what each workload of a cluster got, as data, as Markdown and as lines to print."""
+"""The rollout's report: what each workload of a cluster got, as data, as Markdown and as lines to print.
+
+It joins the two batch results, whose shapes are the TypedDicts of module_utils/_results.py.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.workload_identity.aks.plugins.module_utils._results import (
+    AzureBatchResult,
+    KubeBatchResult,
+    KubeRow,
+    WorkloadResult,
+)
 
 
-def _status(azure: dict[str, Any], kube: list[dict[str, Any]]) -> str:
+def _status(azure: WorkloadResult, kube: list[KubeRow]) -> str:
     if (azure.get("identity") or {}).get("action") == "created":
         return "created"
     if azure.get("changed") or any(row.get("action") not in ("unchanged", "missing") for row in kube):
@@ -18,8 +27,8 @@ def _status(azure: dict[str, Any], kube: list[dict[str, Any]]) -> str:
 
 
 def rollout_report(
-    azure: dict[str, Any],
-    kube: dict[str, Any] | None = None,
+    azure: AzureBatchResult,
+    kube: KubeBatchResult | None = None,
     cluster: str = "",
     webhook_mode: str = "",
     issuer_url: str | None = None,
@@ -30,7 +39,7 @@ def rollout_report(
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
     kube = kube or {}
     accounts = {row.get("workload"): row for row in kube.get("service_accounts") or []}
-    controllers: dict[str, list[dict[str, Any]]] = {}
+    controllers: dict[str, list[KubeRow]] = {}
     for row in kube.get("controllers") or []:
         controllers.setdefault(str(row.get("workload")), []).append(row)
     workloads = []
@@ -134,7 +143,8 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         for row in pruned.get("federated_credentials", [])
     ]
     lines += [
-        f"pruned role assignment of {row['identity']}: role {row['role_definition_guid']} @ {scope(row['scope'])}"
+        f"pruned role assignment of {row['identity']}: role {row.get('role') or row['role_definition_guid']} "
+        f"@ {scope(row['scope'])}"
         for row in pruned.get("role_assignments", [])
     ]
     lines += [

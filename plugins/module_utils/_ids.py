@@ -1,9 +1,10 @@
 # Copyright: workload_identity.aks contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Internal to workload_identity.aks (not a public API): ARM resource ids and RBAC scopes.
+"""Internal to workload_identity.aks (not a public API): ARM resource ids, RBAC scopes, role references.
 
 Parse, build, normalise (no trailing slash, case-insensitive comparison) and validate. A scope is a
-management group, a subscription, a resource group or a resource id; nothing else is accepted.
+management group, a subscription, a resource group or a resource id; nothing else is accepted. A
+role reference (a name, a GUID or a role definition id) is parsed here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
+DEFINITION_MARKER = "/providers/microsoft.authorization/roledefinitions/"
 # Fixed forever: role-assignment names derived from it must stay stable across releases.
 ASSIGNMENT_NAMESPACE = uuid.UUID("0b9a5f36-5f7e-4d0c-9f59-6d2f1f3c9a11")
 
@@ -144,3 +146,24 @@ def assignment_name(scope: str, role_definition_guid: str, principal_id: str) ->
     """A deterministic role-assignment name: two runs (or two operators) can never make duplicates."""
     key = f"{normalise(scope).lower()}|{role_definition_guid.lower()}|{principal_id.lower()}"
     return str(uuid.uuid5(ASSIGNMENT_NAMESPACE, key))
+
+
+@dataclass(frozen=True)
+class RoleRef:
+    """A role as the user wrote it: by ``guid`` (a GUID or a role definition id) or else by ``name``."""
+
+    text: str
+    guid: str | None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.guid else self.text
+
+
+def parse_role(text: str) -> RoleRef:
+    """'Reader', 'acdd72a7-...' or '/subscriptions/.../roleDefinitions/acdd72a7-...' (any scope, any case)."""
+    if DEFINITION_MARKER in text.lower():
+        return RoleRef(text, role_guid(text))
+    if is_guid(text):
+        return RoleRef(text, text.lower())
+    return RoleRef(text, None)

@@ -99,8 +99,8 @@ action:
   sample: updated
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._cluster import ClusterApi, ensure_issuer
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import ClusterApi, ensure_issuer
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 
 
@@ -128,7 +128,6 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-        return
     module.exit_outcome(outcome, "cluster", issuer_url=(outcome.after or {}).get("issuer_url"))
 
 

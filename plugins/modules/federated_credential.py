@@ -96,13 +96,13 @@ action:
   sample: created
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._federated_credential import (
-    DEFAULT_AUDIENCE,
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
     ensure_federated_credential,
 )
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._limits import DEFAULT_AUDIENCE
 
 
 def main() -> None:
@@ -135,7 +135,6 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-        return
     module.exit_outcome(outcome, "federated_credential")
 
 

@@ -64,11 +64,11 @@ federated_credentials:
       elements: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
-from ansible_collections.workload_identity.aks.plugins.module_utils._federated_credential import (
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
 )
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
 
 
 def main() -> None:
@@ -91,7 +91,6 @@ def main() -> None:
             found = api.list_all(ref)
     except AzureApiError as exc:
         module.fail_error(exc)
-        return
     module.exit_json(changed=False, federated_credentials=found)
 
 

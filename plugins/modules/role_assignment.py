@@ -126,14 +126,14 @@ notes:
   elements: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._ids import InvalidScope, is_guid, parse_scope
-from ansible_collections.workload_identity.aks.plugins.module_utils._role_assignment import (
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
     PRINCIPAL_TYPES,
     RoleAssignmentApi,
     ensure_role_assignment,
 )
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import InvalidScope, is_guid, parse_scope
 
 
 def main() -> None:
@@ -182,7 +182,6 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-        return
     module.exit_outcome(outcome, "assignment", notes=outcome.notes)
 
 

@@ -82,18 +82,17 @@ assignments:
       type: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
+    RoleAssignmentApi,
+    assignment_state,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import (
     InvalidScope,
     is_guid,
     parse_scope,
     same_scope,
-)
-from ansible_collections.workload_identity.aks.plugins.module_utils._retry import call
-from ansible_collections.workload_identity.aks.plugins.module_utils._role_assignment import (
-    RoleAssignmentApi,
-    assignment_state,
 )
 
 
@@ -121,14 +120,9 @@ def main() -> None:
         if p["principal_id"]:
             models = api.at_scope_for(scope, p["principal_id"])
         else:
-            models = call(
-                f"list role assignments at {scope}",
-                lambda: list(api.assignments.list_for_scope(scope, filter="atScope()")),
-                api.policy,
-            )
+            models = api.list_at(scope, filter="atScope()")
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-        return
     found = [assignment_state(m, role.name if role else None) for m in models]
     if role:
         found = [a for a in found if a["role_definition_guid"] == role.guid]

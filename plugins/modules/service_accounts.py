@@ -37,14 +37,6 @@ options:
       - The tenant of the identities, for the C(azure.workload.identity/tenant-id) annotation.
       - Defaults to the C(tenant_id) of the identities in O(identities).
     type: str
-  workloads:
-    description:
-      - The workloads, in the same form as M(workload_identity.aks.workload_identities) takes them (the whole list is
-        validated the same way). This module uses C(name), C(namespace), C(service_account), C(token_expiration) and
-        C(workloads) (the pod controllers, each a mapping of C(kind) and C(name)).
-    type: list
-    elements: dict
-    required: true
   identities:
     description:
       - The C(workloads) result of M(workload_identity.aks.workload_identities) for the same list, from which each
@@ -70,6 +62,7 @@ options:
     choices: [fail, warn]
     default: fail
 extends_documentation_fragment:
+  - workload_identity.aks.workloads
   - workload_identity.aks.kube
   - workload_identity.aks.azure.ATTRIBUTES
 requirements:
@@ -137,22 +130,20 @@ problems:
 
 from importlib.util import find_spec
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube import (
-    Bindings,
-    KubeApi,
-    KubeError,
-    kube_client,
-    report,
-)
-from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import validate
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
+
+# The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings, report
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeModule
 
 # The client is imported where it is used; here only to say clearly when it is missing.
 HAS_KUBERNETES = find_spec("kubernetes") is not None
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = KubeModule(
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "tenant_id": {"type": "str"},
@@ -161,12 +152,6 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
             "missing_workloads": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
-            "kubeconfig": {"type": "path"},
-            "context": {"type": "str"},
-            "host": {"type": "str"},
-            "api_key": {"type": "str", "no_log": True},
-            "ca_cert": {"type": "path"},
-            "validate_certs": {"type": "bool"},
         },
         supports_check_mode=True,
     )
@@ -175,17 +160,14 @@ def main() -> None:
     p = module.params
     cluster = p["cluster_name"]
     workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
-    # The same validation as the Azure side, so both read one inventory alike. Which resource group holds the
-    # identities does not matter here.
-    specs, problems = validate(
-        cluster,
-        None,
-        workloads,
-        subscription_id="",
-        identity_resource_group="(not used here)",
-        allow_privileged_roles=True,
-        issuer_required=False,
+    # The same schema and validation as the Azure side, so both read one inventory alike; where the identities
+    # live and which roles they hold is the Azure side's business.
+    validated = validate_workloads(
+        cluster, workloads, identity_resource_group=None, allow_privileged_roles=True, identity_group_required=False
     )
+    for message in validated.deprecations:
+        module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
+    specs, problems = validated.specs, validated.problems
     identities = {w.get("name"): (w.get("identity") or {}) for w in p["identities"]}
     client_ids = {spec.name: identities.get(spec.name, {}).get("client_id") for spec in specs}
     tenant_id = p["tenant_id"] or next((i["tenant_id"] for i in identities.values() if i.get("tenant_id")), None)
@@ -199,32 +181,21 @@ def main() -> None:
         if specs and not tenant_id:
             problems.append(f"cluster {cluster}: tenant_id: required (or identities that carry it)")
     if problems:
-        module.fail_json(
-            msg=f"{len(problems)} problem(s) in the workloads of {cluster}: " + "; ".join(problems), problems=problems
-        )
+        module.fail_problems(problems, f"in the workloads of {cluster}")
+    engine = Bindings(module.client(f"cluster {cluster}"), cluster, tenant_id)
     try:
-        engine = Bindings(KubeApi(kube_client(p)), cluster, tenant_id)
         if p["state"] == "present":
             plan = engine.plan_present(specs, client_ids, p["prune"], p["missing_workloads"])
         else:
             plan = engine.plan_absent(specs, everything=p["prune"])
         if plan.problems:
-            module.fail_json(
-                msg=f"{len(plan.problems)} problem(s) on cluster {cluster}, nothing changed: "
-                + "; ".join(plan.problems),
-                problems=plan.problems,
-            )
+            module.fail_problems(plan.problems, f"on cluster {cluster}, nothing changed")
         for warning in plan.warnings:
             module.warn(warning + " (skipped: missing_workloads is warn)")
         if not module.check_mode:
             engine.apply(plan, p["state"])
-    except KubeError as exc:
-        module.fail_json(msg=f"cluster {cluster}: {exc}", status=exc.status, reason=exc.reason)
-        return
-    except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
-        if type(exc).__module__.startswith("kubernetes.config"):
-            module.fail_json(msg=f"cluster {cluster}: cannot load the Kubernetes configuration: {exc}")
-        raise
+    except KubeApiError as exc:
+        module.fail_error(exc, f"cluster {cluster}")
     result = report(plan)
     if not module._diff:
         result.pop("diff")

@@ -112,14 +112,11 @@ action:
   sample: created
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi, ensure_identity
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._identity import (
-    NAME_PATTERN,
-    IdentityApi,
-    ensure_identity,
-)
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
+from ansible_collections.workload_identity.aks.plugins.module_utils._limits import IDENTITY_NAME
 
 
 def main() -> None:
@@ -135,9 +132,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    import re
-
-    if not re.match(NAME_PATTERN, p["name"]):
+    if not IDENTITY_NAME.match(p["name"]):
         module.fail_json(
             msg=f"name: '{p['name']}' is not a valid identity name (3-128 letters, digits, '-' and '_', "
             "starting with a letter or digit)"
@@ -157,7 +152,6 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-        return
     module.exit_outcome(outcome, "identity")
 
 

@@ -75,9 +75,9 @@ identities:
       type: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
-from ansible_collections.workload_identity.aks.plugins.module_utils._identity import IdentityApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 
 
@@ -101,7 +101,6 @@ def main() -> None:
             found = api.list_all(p["resource_group"])
     except AzureApiError as exc:
         module.fail_error(exc)
-        return
     wanted = {str(k): str(v) for k, v in (p["tags"] or {}).items()}
     found = [i for i in found if all(i["tags"].get(k) == v for k, v in wanted.items())]
     module.exit_json(changed=False, identities=found)

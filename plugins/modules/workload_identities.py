@@ -55,21 +55,6 @@ options:
       - Resource group for the identities (a workload's own C(identity_resource_group) wins).
       - Always searched by O(prune), so identities of workloads no longer listed are found there.
     type: str
-  workloads:
-    description:
-      - The workloads, each a mapping with C(name) (a DNS label), C(namespace), C(service_account), C(roles) (a list
-        of mappings of C(role) as a name, GUID or role definition id, C(scope), and optionally C(condition),
-        C(condition_version), C(description)), and optionally C(identity_name) (default
-        C(id-<cluster_name>-<namespace>-<name>)), C(identity_resource_group), C(extra_subjects) (more subjects to
-        trust from the same issuer), C(tags) (extra tags for an identity this collection makes).
-      - C(workloads) (pod controllers, each a mapping of C(kind) and C(name)) and C(token_expiration) (seconds,
-        3600-86400) are for M(workload_identity.aks.service_accounts); they are validated here, so one task finds
-        every mistake in an inventory, but not used. Any other field is an error, so typos are caught.
-      - Checked by this module rather than by Ansible's option validation, so that every problem in the list is
-        reported at once, naming the workload and the field.
-    type: list
-    elements: dict
-    required: true
   prune:
     description: Remove what this collection made for this cluster and the list no longer declares.
     type: bool
@@ -87,6 +72,7 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
+  - workload_identity.aks.workloads
   - workload_identity.aks.azure
   - workload_identity.aks.azure.ATTRIBUTES
 author:
@@ -164,9 +150,13 @@ problems:
   elements: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads, issuer_problems
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._workloads import Batch, Workloads, validate
+
+# The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 
 
 def main() -> None:
@@ -186,37 +176,37 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
+    cluster = p["cluster_name"]
     workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
     present = p["state"] == "present"
-    specs, problems = validate(
-        p["cluster_name"],
-        p["issuer_url"],
+    # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
+    problems = issuer_problems(cluster, p["issuer_url"]) if present and not p["validate_only"] else []
+    validated = validate_workloads(
+        cluster,
         workloads,
-        subscription_id=module.connection.subscription_id or "",
         identity_resource_group=p["identity_resource_group"],
         allow_privileged_roles=p["allow_privileged_roles"],
-        # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
-        issuer_required=present and not p["validate_only"],
     )
+    for message in validated.deprecations:
+        module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
+    problems += validated.problems
     if problems:
-        module.fail_json(
-            msg=f"{len(problems)} problem(s) in the workloads of {p['cluster_name']}: " + "; ".join(problems),
-            problems=problems,
-        )
+        module.fail_problems(problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
     batch = Batch(
-        p["cluster_name"],
+        cluster,
+        module.connection.subscription_id or "",
         p["issuer_url"],
         p["location"],
-        specs,
+        validated.specs,
         p["prune"],
         p["allow_privileged_roles"],
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
         state=p["state"],
     )
     try:
-        engine = Workloads(
+        engine = Workloads.from_clients(
             module.client("msi"),
             module.client("authorization"),
             module.retry_policy,
@@ -227,17 +217,12 @@ def main() -> None:
             result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"])
         else:
             result = engine.remove(batch, reads, module.check_mode)
-        if not module._diff:
-            result.pop("diff")
     except ValidationError as exc:
-        module.fail_json(
-            msg=f"{len(exc.problems)} problem(s) in the workloads of {p['cluster_name']}: " + "; ".join(exc.problems),
-            problems=exc.problems,
-        )
-        return
+        module.fail_problems(exc.problems, f"in the workloads of {cluster}")
     except AzureApiError as exc:
         module.fail_error(exc)
-        return
+    if not module._diff:
+        result.pop("diff")
     module.exit_json(**result)
 
 

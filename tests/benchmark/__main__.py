@@ -25,7 +25,7 @@ SIZES = (10, 50)
 def module_start(sdk: str) -> float:
     code = (
         "import sys; sys.path.insert(0, '.build/unit-collections')\n"
-        "from ansible_collections.workload_identity.aks.plugins.module_utils._azure import Connection\n"
+        "from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import Connection\n"
         "Connection({'auth_source': 'env', 'subscription_id': '0b1f6471-1bf0-4dda-aec3-cb9272f09590', "
         f"'tenant': 't', 'client_id': 'c', 'secret': 's', 'cloud_environment': 'AzureCloud'}}).client('{sdk}')"
     )

@@ -260,7 +260,7 @@ def bound_account(state: Path, cluster: str, namespace: str, workload: dict[str,
     for controller in workload["controllers"]:
         if controller["kind"] == "Deployment":
             deployment = apps.read_namespaced_deployment(controller["name"], namespace)
-            return str(deployment.spec.template.spec.service_account_name)  # type: ignore[union-attr]
+            return str(deployment.spec.template.spec.service_account_name)
     return str(workload["service_account"])
 
 

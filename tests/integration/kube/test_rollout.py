@@ -213,7 +213,7 @@ def workloads(estate: Estate) -> list[dict[str, Any]]:
                 {"role": "Storage Blob Data Contributor", "scope": estate.scope("orders")},
                 {"role": "Key Vault Secrets User", "scope": estate.scope("vault")},
             ],
-            "workloads": [
+            "controllers": [
                 {"kind": "Deployment", "name": "orders-api"},
                 {"kind": "CronJob", "name": "orders-reconcile"},
             ],
@@ -223,7 +223,7 @@ def workloads(estate: Estate) -> list[dict[str, Any]]:
             "namespace": "web",
             "service_account": "web-frontend",
             "roles": [{"role": "AcrPull", "scope": estate.scope("registry")}],
-            "workloads": [{"kind": "Deployment", "name": "web-frontend"}],
+            "controllers": [{"kind": "Deployment", "name": "web-frontend"}],
         },
     ]
 
@@ -264,7 +264,7 @@ def test_fresh_rollout_plans_exactly_then_changes_nothing_the_second_time(estate
         assert account.metadata.annotations["azure.workload.identity/client-id"] == identity.client_id
         assert account.metadata.annotations["azure.workload.identity/tenant-id"] == estate.box.tenant_id
         assert account.metadata.labels["app.kubernetes.io/managed-by"] == "workload_identity.aks"
-        for controller in spec["workloads"]:
+        for controller in spec["controllers"]:
             now = estate.controller(controller["kind"], spec["namespace"], controller["name"])
             path = (
                 ("spec", "jobTemplate", "spec", "template") if controller["kind"] == "CronJob" else ("spec", "template")
@@ -315,7 +315,7 @@ def test_add_a_workload_change_roles_and_remove_one_with_prune(estate: Estate) -
         "namespace": "ledger",
         "service_account": "ledger-sa",
         "roles": [{"role": "Storage Blob Data Contributor", "scope": estate.scope("ledger")}],
-        "workloads": [{"kind": "StatefulSet", "name": "ledger"}],
+        "controllers": [{"kind": "StatefulSet", "name": "ledger"}],
     }
     # reporter runs nowhere yet: its namespace does not exist, so the rollout makes it (and teardown removes it).
     changed.append(
@@ -361,14 +361,13 @@ def test_a_missing_controller_fails_before_any_change_or_warns(estate: Estate) -
             "namespace": "orders",
             "service_account": "ghost",
             "roles": [{"role": "Reader", "scope": estate.scope("orders")}],
-            "workloads": [{"kind": "Deployment", "name": "ghost-api"}],
+            "controllers": [{"kind": "Deployment", "name": "ghost-api"}],
         }
     ]
     failed = estate.run(listed, expect_ok=False)
     assert failed.returncode != 0
-    assert (
-        "cluster aks-rollout: workload 'ghost': workloads: Deployment orders/ghost-api does not exist" in failed.output
-    )
+    missing = "cluster aks-rollout: workload 'ghost': controllers: Deployment orders/ghost-api does not exist"
+    assert missing in failed.output
     assert f"id-{CLUSTER}-orders-ghost" not in estate.identities()
     warned = estate.run(listed, workload_identity_missing_workloads="warn")
     assert "Deployment orders/ghost-api does not exist" in warned.output
@@ -419,6 +418,10 @@ def test_invalid_inventory_fails_before_any_change_naming_cluster_workload_and_f
         (
             {"name": "pod-kind", "service_account": "b1", **ok, "workloads": [{"kind": "Pod", "name": "x"}]},
             "workload 'pod-kind': workloads[0]: kind:",
+        ),
+        (
+            {"name": "job-kind", "service_account": "b5", **ok, "controllers": [{"kind": "ReplicaSet", "name": "x"}]},
+            "workload 'job-kind': controllers[0]: kind:",
         ),
         (
             {"name": "short-token", "service_account": "b2", **ok, "token_expiration": 60},

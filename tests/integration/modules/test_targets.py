@@ -26,7 +26,15 @@ from .conftest import RESOURCE_GROUP, TARGETS, auth, play
 REAL_AZURE = os.environ.get("WORKLOAD_IDENTITY_AZURE_CONFIG")
 
 
-@pytest.mark.parametrize("target", sorted(p.name for p in TARGETS.iterdir() if (p / "tasks" / "main.yml").exists()))
+# Targets that need a Kubernetes API server (the needs/kube alias) run from tests/integration/kube/test_targets.py.
+AZURE_TARGETS = sorted(
+    p.name
+    for p in TARGETS.iterdir()
+    if (p / "tasks" / "main.yml").exists() and "needs/kube" not in (p / "aliases").read_text()
+)
+
+
+@pytest.mark.parametrize("target", AZURE_TARGETS)
 def test_target(target: str, collections: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     prefix = f"t{secrets.token_hex(3)}"
     if REAL_AZURE:
@@ -135,7 +143,7 @@ def test_bad_credentials_fail_fast_and_clearly(sandbox: Sandbox, collections: st
             }
         ]
     }
-    started = time.monotonic()
+    sandbox.control.reset_stats()
     # -vvv prints every module argument: no_log must still hide the secret.
     done = play(
         sandbox,
@@ -150,4 +158,6 @@ def test_bad_credentials_fail_fast_and_clearly(sandbox: Sandbox, collections: st
     assert "AADSTS7000215" in done.stdout
     assert "wrong-secret" not in done.stdout + done.stderr
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in done.stdout  # the argument was there, masked
-    assert time.monotonic() - started < 30
+    # A refused secret is not retried (it will not become right), and nothing reached ARM without a token.
+    totals = sandbox.control.stats()["totals"]
+    assert totals.get("entra", 0) <= 2 and totals.get("arm", 0) == 0, totals

@@ -10,8 +10,10 @@ import statistics
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -136,32 +138,45 @@ def test_scale_500_identities_500_fics_2000_assignments(sandbox: Sandbox) -> Non
         principals = list(pool.map(make, range(500)))
     build_seconds = time.monotonic() - started
 
-    def timed(path: str) -> float:
+    def timed(path: str, count: Callable[[dict[str, Any]], int], expected: int) -> float:
+        """The median time of 15 answers (printed, never asserted: time is make bench's), each checked for content."""
         times = []
         for _attempt in range(15):
             begin = time.perf_counter()
             response = session().get(sandbox.url + path)
             times.append((time.perf_counter() - begin) * 1000)
             assert response.status_code == 200, response.text
+            assert count(response.json()) == expected, path
         return statistics.median(times)
+
+    def items(body: dict[str, Any]) -> int:
+        return len(body["value"])
 
     ident = f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/app-250"
     measured = {
-        "get identity": timed(f"{ident}?api-version=2024-11-30"),
+        "get identity": timed(f"{ident}?api-version=2024-11-30", lambda body: int(body["name"] == "app-250"), 1),
         "list identities (page of 100)": timed(
-            f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30"
+            f"{rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities?api-version=2024-11-30", items, 100
         ),
-        "list FICs of an identity": timed(f"{ident}/federatedIdentityCredentials?api-version=2024-11-30"),
+        "list FICs of an identity": timed(f"{ident}/federatedIdentityCredentials?api-version=2024-11-30", items, 1),
+        # Not paged at a scope: all in one answer, as ARM does: the 2000 made here, and the automation
+        # principal's one at the subscription (atScope() includes the scopes above).
         "list assignments atScope() at the RG": timed(
-            f"{rg}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01&$filter=atScope()"
+            f"{rg}/providers/Microsoft.Authorization/roleAssignments?api-version=2022-04-01&$filter=atScope()",
+            items,
+            2001,
         ),
         "list assignments of one principal": timed(
             f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.Authorization/roleAssignments"
-            f"?api-version=2022-04-01&$filter=principalId eq '{principals[10]}'"
+            f"?api-version=2022-04-01&$filter=principalId eq '{principals[10]}'",
+            items,
+            4,
         ),
         "get role definition by name": timed(
             f"{rg}/providers/Microsoft.Authorization/roleDefinitions"
-            "?api-version=2022-04-01&$filter=roleName eq 'AcrPull'"
+            "?api-version=2022-04-01&$filter=roleName eq 'AcrPull'",
+            items,
+            1,
         ),
     }
     report = {
@@ -172,4 +187,3 @@ def test_scale_500_identities_500_fics_2000_assignments(sandbox: Sandbox) -> Non
     output = Path(__file__).resolve().parents[2] / "output"
     output.mkdir(exist_ok=True)
     (output / "sandbox-scale.json").write_text(json.dumps(report, indent=2))
-    assert all(value < 50 for value in measured.values()), report

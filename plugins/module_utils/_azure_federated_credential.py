@@ -9,18 +9,14 @@ the write; concurrent-write 409s retried by the shared policy.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
-from ._identity import Outcome
 from ._ids import IdentityRef, canonical
-from ._retry import RetryPolicy, call
-
-NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
-FIELD_MAX = 600
-LIMIT_PER_IDENTITY = 20
-DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX, FIC_NAME, FICS_PER_IDENTITY
+from ._results import FederatedCredentialState, Outcome
+from ._retry import RetryPolicy
 
 
 def validation_problems(
@@ -29,25 +25,25 @@ def validation_problems(
     """Every problem with one FIC's fields, each naming the field."""
     prefix = f"{where}: " if where else ""
     problems = []
-    if not NAME_PATTERN.match(name or ""):
+    if not FIC_NAME.match(name or ""):
         problems.append(
             f"{prefix}name: '{name}' is not a valid federated credential name (3-120 letters, digits, "
             "'-' and '_', starting with a letter or digit)"
         )
     if not issuer:
         problems.append(f"{prefix}issuer: required")
-    elif not issuer.startswith("https://") or len(issuer) > FIELD_MAX:
-        problems.append(f"{prefix}issuer: must be an https URL of at most {FIELD_MAX} characters")
+    elif not issuer.startswith("https://") or len(issuer) > FIC_FIELD_MAX:
+        problems.append(f"{prefix}issuer: must be an https URL of at most {FIC_FIELD_MAX} characters")
     if not subject:
         problems.append(f"{prefix}subject: required")
-    elif len(subject) > FIELD_MAX:
-        problems.append(f"{prefix}subject: at most {FIELD_MAX} characters")
-    if audiences is not None and (len(audiences) != 1 or not audiences[0] or len(audiences[0]) > FIELD_MAX):
-        problems.append(f"{prefix}audiences: exactly one audience of at most {FIELD_MAX} characters is supported")
+    elif len(subject) > FIC_FIELD_MAX:
+        problems.append(f"{prefix}subject: at most {FIC_FIELD_MAX} characters")
+    if audiences is not None and (len(audiences) != 1 or not audiences[0] or len(audiences[0]) > FIC_FIELD_MAX):
+        problems.append(f"{prefix}audiences: exactly one audience of at most {FIC_FIELD_MAX} characters is supported")
     return problems
 
 
-def fic_state(model: Any, ref: IdentityRef) -> dict[str, Any]:
+def fic_state(model: Any, ref: IdentityRef) -> FederatedCredentialState:
     return {
         "id": canonical(model.id),
         "name": model.name,
@@ -63,9 +59,9 @@ class FederatedCredentialApi:
         self.ops = client.federated_identity_credentials
         self.policy = policy or RetryPolicy()
 
-    def get(self, ref: IdentityRef, name: str) -> dict[str, Any] | None:
+    def get(self, ref: IdentityRef, name: str) -> FederatedCredentialState | None:
         try:
-            model = call(
+            model = azure_call(
                 f"get federated credential {ref.name}/{name}",
                 lambda: self.ops.get(ref.resource_group, ref.name, name),
                 self.policy,
@@ -76,17 +72,19 @@ class FederatedCredentialApi:
             raise
         return fic_state(model, ref)
 
-    def list_all(self, ref: IdentityRef) -> list[dict[str, Any]]:
-        models = call(
+    def list_all(self, ref: IdentityRef) -> list[FederatedCredentialState]:
+        models = azure_call(
             f"list federated credentials of {ref.name}",
             lambda: list(self.ops.list(ref.resource_group, ref.name)),
             self.policy,
         )
         return [fic_state(m, ref) for m in models]
 
-    def put(self, ref: IdentityRef, name: str, issuer: str, subject: str, audiences: list[str]) -> dict[str, Any]:
+    def put(
+        self, ref: IdentityRef, name: str, issuer: str, subject: str, audiences: list[str]
+    ) -> FederatedCredentialState:
         body = {"issuer": issuer, "subject": subject, "audiences": audiences}
-        model = call(
+        model = azure_call(
             f"create or update federated credential {ref.name}/{name}",
             lambda: self.ops.create_or_update(ref.resource_group, ref.name, name, body),
             self.policy,
@@ -94,14 +92,14 @@ class FederatedCredentialApi:
         return fic_state(model, ref)
 
     def delete(self, ref: IdentityRef, name: str) -> None:
-        call(
+        azure_call(
             f"delete federated credential {ref.name}/{name}",
             lambda: self.ops.delete(ref.resource_group, ref.name, name),
             self.policy,
         )
 
 
-def same_fic(current: dict[str, Any], issuer: str, subject: str, audiences: list[str]) -> bool:
+def same_fic(current: FederatedCredentialState, issuer: str, subject: str, audiences: list[str]) -> bool:
     # Issuer and subject are matched exactly by Entra (trailing slash and case count); audiences as a set.
     return (
         current["issuer"] == issuer
@@ -120,8 +118,8 @@ def ensure_federated_credential(
     subject: str | None,
     audiences: list[str] | None,
     check_mode: bool,
-    siblings: list[dict[str, Any]] | None = None,
-) -> Outcome:
+    siblings: list[FederatedCredentialState] | None = None,
+) -> Outcome[FederatedCredentialState]:
     """``siblings``: the identity's FICs when the caller already listed them (the batch path)."""
     if state == "present":
         # Everything checkable without Azure is checked before the first request.
@@ -153,14 +151,14 @@ def ensure_federated_credential(
                 f"already trusts issuer {issuer} and subject {subject}"
             ]
         )
-    if before is None and len(others) >= LIMIT_PER_IDENTITY:
+    if before is None and len(others) >= FICS_PER_IDENTITY:
         raise ValidationError(
             [
                 f"federated credential {ref.name}/{name}: identity {ref.name} already has "
-                f"{len(others)} federated credentials, the most Azure allows ({LIMIT_PER_IDENTITY})"
+                f"{len(others)} federated credentials, the most Azure allows ({FICS_PER_IDENTITY})"
             ]
         )
-    after = {
+    after: FederatedCredentialState = {
         "id": f"{ref.id}/federatedIdentityCredentials/{name}",
         "name": name,
         "identity": ref.name,

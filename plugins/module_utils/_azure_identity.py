@@ -8,14 +8,13 @@ write only on a difference, and in check mode predict the same result without wr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
+from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, canonical
-from ._retry import RetryPolicy, call
-
-NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$"
+from ._results import IdentityState, Outcome
+from ._retry import RetryPolicy
 
 
 class Unread:
@@ -25,21 +24,7 @@ class Unread:
 UNREAD = Unread()
 
 
-@dataclass
-class Outcome:
-    """What ensuring one object did (or, in check mode, would do)."""
-
-    changed: bool
-    action: str  # created | updated | deleted | unchanged | absent
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    notes: list[str] = field(default_factory=list)
-
-    def diff(self) -> dict[str, Any]:
-        return {"before": self.before or {}, "after": self.after or {}}
-
-
-def identity_state(model: Any) -> dict[str, Any]:
+def identity_state(model: Any) -> IdentityState:
     """The fields this collection reports for an identity, from an SDK model."""
     ref = IdentityRef.parse(model.id)
     return {
@@ -61,9 +46,9 @@ class IdentityApi:
         self.client = client
         self.policy = policy or RetryPolicy()
 
-    def get(self, ref: IdentityRef) -> dict[str, Any] | None:
+    def get(self, ref: IdentityRef) -> IdentityState | None:
         try:
-            model = call(
+            model = azure_call(
                 f"get identity {ref.name}",
                 lambda: self.client.user_assigned_identities.get(ref.resource_group, ref.name),
                 self.policy,
@@ -74,8 +59,8 @@ class IdentityApi:
             raise
         return identity_state(model)
 
-    def put(self, ref: IdentityRef, location: str, tags: dict[str, str]) -> dict[str, Any]:
-        model = call(
+    def put(self, ref: IdentityRef, location: str, tags: dict[str, str]) -> IdentityState:
+        model = azure_call(
             f"create or update identity {ref.name}",
             lambda: self.client.user_assigned_identities.create_or_update(
                 ref.resource_group, ref.name, {"location": location, "tags": tags}
@@ -85,19 +70,19 @@ class IdentityApi:
         return identity_state(model)
 
     def delete(self, ref: IdentityRef) -> None:
-        call(
+        azure_call(
             f"delete identity {ref.name}",
             lambda: self.client.user_assigned_identities.delete(ref.resource_group, ref.name),
             self.policy,
         )
 
-    def list_all(self, resource_group: str | None) -> list[dict[str, Any]]:
+    def list_all(self, resource_group: str | None) -> list[IdentityState]:
         def fetch() -> list[Any]:
             ops = self.client.user_assigned_identities
             pager = ops.list_by_resource_group(resource_group) if resource_group else ops.list_by_subscription()
             return list(pager)
 
-        return [identity_state(m) for m in call("list identities", fetch, self.policy)]
+        return [identity_state(m) for m in azure_call("list identities", fetch, self.policy)]
 
 
 def desired_tags(current: dict[str, str] | None, tags: dict[str, str] | None, purge_tags: bool) -> dict[str, str]:
@@ -117,8 +102,8 @@ def ensure_identity(
     tags: dict[str, str] | None,
     purge_tags: bool,
     check_mode: bool,
-    known: dict[str, Any] | None | Unread = UNREAD,
-) -> Outcome:
+    known: IdentityState | None | Unread = UNREAD,
+) -> Outcome[IdentityState]:
     """``known``: the identity as the caller already read it (None: known not to exist)."""
     before = api.get(ref) if isinstance(known, Unread) else known
     if state == "absent":
@@ -131,7 +116,7 @@ def ensure_identity(
         if not location:
             raise ValidationError([f"identity {ref.name}: location is required to create it"])
         region, new_tags = normalise_location(location), desired_tags(None, tags, purge_tags)
-        after = {
+        after: IdentityState = {
             "id": ref.id,
             "name": ref.name,
             "resource_group": ref.resource_group,
@@ -154,7 +139,7 @@ def ensure_identity(
     wanted = desired_tags(before["tags"], tags, purge_tags)
     if wanted == before["tags"]:
         return Outcome(False, "unchanged", before, before)
-    after = {**before, "tags": wanted}
+    after = IdentityState(**{**before, "tags": wanted})
     if not check_mode:
         after = api.put(ref, before["location"], wanted)
     return Outcome(True, "updated", before, after)

@@ -5,33 +5,39 @@
 One engine for namespaces, service accounts and pod controllers, so a whole cluster is one task:
 read everything first, plan every change (and find every missing controller) before the first
 write, then write with JSON merge patches that touch only the fields this collection owns. The
-plan is computed by applying those same patches to what was read, so check mode predicts exactly.
+plan is computed by applying those same patches to what was read (``_kube_patch``), so check mode
+predicts exactly. :meth:`Bindings.apply` is the only code that writes to a cluster.
 
-What this collection touches carries labels (the cluster and the workload) so that prune and
-teardown find it again; what it creates also carries ``app.kubernetes.io/managed-by``, and only
-that is ever deleted. A controller remembers the service account it had before it was bound, so
-unbinding puts it back.
+What this collection touches carries the marks of ``_ownership``, so that prune and teardown find it
+again; only what it created is ever deleted. A controller remembers the service account it had
+before it was bound, so unbinding puts it back.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._workloads import WorkloadSpec
+from ._inventory import WorkloadSpec
+from ._kube_client import KubeClient
+from ._kube_patch import combine, dig, merge_patch, nest
+from ._ownership import (
+    PREVIOUS_ACCOUNT_ANNOTATION,
+    kube_cluster_selector,
+    kube_created_by_collection,
+    kube_created_marks,
+    kube_marks,
+    kube_marks_removed,
+    kube_workload,
+)
+from ._results import KubeBatchResult, KubeRow
 
+# The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
 CLIENT_ID = "azure.workload.identity/client-id"
 TENANT_ID = "azure.workload.identity/tenant-id"
 TOKEN_EXPIRATION = "azure.workload.identity/service-account-token-expiration"
 USE_LABEL = "azure.workload.identity/use"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "workload_identity.aks"
-CLUSTER_LABEL = "workload-identity.aks/cluster"
-WORKLOAD_LABEL = "workload-identity.aks/workload"
-PREVIOUS_ACCOUNT = "workload-identity.aks/previous-service-account"
 UNKNOWN_CLIENT_ID = "(known once the identity exists)"  # check mode, before the identity is created
 
 # kind -> (API group path, plural, path from the object to its pod template)
@@ -44,179 +50,32 @@ CONTROLLERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 
-class KubeError(Exception):
-    """An answer from the API server that is not the one needed, with what a person needs to act on it."""
+class Paths:
+    """Where each kind lives on this API server; CronJob's group version is asked once."""
 
-    def __init__(self, status: int, reason: str, message: str, operation: str) -> None:
-        super().__init__(f"{operation}: {status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+        self._cronjobs: str | None = None
 
-
-def kube_client(params: dict[str, Any]) -> Any:
-    """An ApiClient from the module's options, in the order documented in the ``kube`` doc fragment."""
-    from kubernetes import client, config  # imported here: only the Kubernetes modules pay for it
-
-    env = os.environ
-    context = params.get("context") or env.get("K8S_AUTH_CONTEXT")
-    kubeconfig = params.get("kubeconfig") or env.get("K8S_AUTH_KUBECONFIG") or env.get("KUBECONFIG")
-    host = params.get("host") or env.get("K8S_AUTH_HOST")
-    configuration = client.Configuration()
-    if context or (not host and (kubeconfig or os.path.exists(os.path.expanduser("~/.kube/config")))):
-        # A named context is a whole answer: the environment's host and token (AWX's, one cluster) must not
-        # be mixed into it, or one host's token would be sent to another cluster.
-        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-    elif host:
-        configuration.host = host
-        api_key = params.get("api_key") or env.get("K8S_AUTH_API_KEY")
-        if api_key:
-            configuration.api_key = {"authorization": f"Bearer {api_key}"}
-        configuration.ssl_ca_cert = params.get("ca_cert") or env.get("K8S_AUTH_SSL_CA_CERT")
-    elif env.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
-    else:
-        raise KubeError(0, "NoCredentials", "no kubeconfig, context, host or in-cluster service account", "connect")
-    if params.get("ca_cert"):
-        configuration.ssl_ca_cert = params["ca_cert"]
-    verify = params.get("validate_certs")
-    if verify is None and env.get("K8S_AUTH_VERIFY_SSL"):
-        verify = env["K8S_AUTH_VERIFY_SSL"].lower() in ("1", "true", "yes", "on")
-    if verify is not None:
-        configuration.verify_ssl = verify
-    return client.ApiClient(configuration)
-
-
-class KubeApi:
-    """The few REST calls the engine makes; errors translated once, 404 on a read becomes None."""
-
-    def __init__(self, api_client: Any) -> None:
-        self.api = api_client
-        self.requests = 0
-        self._paths: dict[str, str] = {}
-
-    def _call(self, method: str, path: str, operation: str, body: Any = None, query: Any = None) -> Any:
-        from kubernetes.client.exceptions import ApiException
-
-        headers = {"Accept": "application/json"}
-        if method == "PATCH":
-            headers["Content-Type"] = "application/merge-patch+json"
-        elif body is not None:
-            headers["Content-Type"] = "application/json"
-        self.requests += 1
-        try:
-            if hasattr(self.api, "param_serialize"):  # kubernetes >= 35 (the newer generator)
-                request = self.api.param_serialize(
-                    method,
-                    path,
-                    query_params=query or [],
-                    header_params=headers,
-                    body=body,
-                    auth_settings=["BearerToken"],
-                )
-                response = self.api.call_api(*request)
-                status, raw = int(response.status), response.read()
-                if status >= 400:
-                    raise ApiException(status=status, reason=response.reason, body=raw)
-            else:
-                response = self.api.call_api(
-                    path,
-                    method,
-                    query_params=query or [],
-                    header_params=headers,
-                    body=body,
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _preload_content=False,
-                )
-                raw = response.data
-        except ApiException as exc:
-            try:
-                detail = json.loads(exc.body or "{}")
-            except ValueError:
-                detail = {}
-            raise KubeError(
-                int(exc.status or 0), detail.get("reason") or str(exc.reason), detail.get("message") or "", operation
-            ) from None
-        return json.loads(raw) if raw else None
-
-    def get(self, path: str, operation: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._call("GET", path, operation))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
-        query = [("labelSelector", selector)] if selector else []
-        return list(self._call("GET", path, operation, query=query).get("items") or [])
-
-    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
-        self._call("POST", path, operation, body=body)
-
-    def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
-        self._call("PATCH", path, operation, body=body)
-
-    def delete(self, path: str, operation: str) -> None:
-        try:
-            self._call("DELETE", path, operation)
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-
-    def group_path(self, kind: str) -> str:
-        """CronJob is batch/v1 from Kubernetes 1.21 and batch/v1beta1 before; ask the server once."""
+    def group(self, kind: str) -> str:
+        """CronJob is batch/v1 from Kubernetes 1.21 and batch/v1beta1 before."""
         if kind != "CronJob":
             return CONTROLLERS[kind][0]
-        if "CronJob" not in self._paths:
-            served = self.get("/apis/batch/v1", "discover batch/v1") or {}
+        if self._cronjobs is None:
+            served = self.client.get("/apis/batch/v1", "discover batch/v1") or {}
             names = {r.get("name") for r in served.get("resources") or []}
-            self._paths["CronJob"] = "/apis/batch/v1" if "cronjobs" in names else "/apis/batch/v1beta1"
-        return self._paths["CronJob"]
+            self._cronjobs = "/apis/batch/v1" if "cronjobs" in names else "/apis/batch/v1beta1"
+        return self._cronjobs
 
-    def controller_path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
-        base = self.group_path(kind)
-        plural = CONTROLLERS[kind][1]
+    def controller(self, kind: str, namespace: str | None, name: str | None = None) -> str:
+        base, plural = self.group(kind), CONTROLLERS[kind][1]
         where = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
         return f"{where}/{name}" if name else where
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies it: the plan is this applied to what was read."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def combine(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """Two patches as one; unlike applying one to the other, the nulls (deletions) of both are kept."""
-    result = dict(first)
-    for key, value in second.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = combine(result[key], value)
-        else:
-            result[key] = value
-    return result
-
-
-def dig(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
-def nest(path: tuple[str, ...], value: Any) -> dict[str, Any]:
-    for key in reversed(path):
-        value = {key: value}
-    return dict(value)
+    @staticmethod
+    def service_account(namespace: str, name: str | None = None) -> str:
+        base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
+        return f"{base}/{name}" if name else base
 
 
 @dataclass
@@ -278,19 +137,18 @@ def _template_view(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | No
 class Bindings:
     """Plans and applies the Kubernetes side for one cluster."""
 
-    def __init__(self, api: KubeApi, cluster: str, tenant_id: str | None) -> None:
-        self.api = api
+    def __init__(self, client: KubeClient, cluster: str, tenant_id: str | None) -> None:
+        self.api = client
+        self.paths = Paths(client)
         self.cluster = cluster
         self.tenant_id = tenant_id
 
     # -- service accounts ---------------------------------------------------------------------------
-    def _sa_path(self, namespace: str, name: str | None = None) -> str:
-        base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
-        return f"{base}/{name}" if name else base
+    _sa_path = staticmethod(Paths.service_account)
 
     def _bind_account(self, spec: WorkloadSpec, client_id: str | None, current: dict[str, Any] | None) -> Change:
         annotations: dict[str, Any] = {CLIENT_ID: client_id or UNKNOWN_CLIENT_ID, TENANT_ID: self.tenant_id}
-        labels = {CLUSTER_LABEL: self.cluster, WORKLOAD_LABEL: spec.name}
+        labels = kube_marks(self.cluster, spec.name)
         path = self._sa_path(spec.namespace, spec.service_account)
         change = Change("ServiceAccount", spec.namespace, spec.service_account, "unchanged", path, workload=spec.name)
         if spec.token_expiration is not None:
@@ -302,7 +160,7 @@ class Bindings:
                 "metadata": {
                     "name": spec.service_account,
                     "namespace": spec.namespace,
-                    "labels": {**labels, MANAGED_BY: MANAGER},
+                    "labels": kube_created_marks(self.cluster, spec.name),
                     "annotations": annotations,
                 },
             }
@@ -310,7 +168,7 @@ class Bindings:
             change.after = _sa_view(body)
             return change
         old_annotations = dig(current, "metadata", "annotations") or {}
-        ours_before = dig(current, "metadata", "labels", WORKLOAD_LABEL) is not None
+        ours_before = kube_workload(dig(current, "metadata", "labels")) is not None
         if spec.token_expiration is None and TOKEN_EXPIRATION in old_annotations and ours_before:
             # Set by this collection before (the account carries our label): the inventory no longer asks for it.
             annotations[TOKEN_EXPIRATION] = None
@@ -321,12 +179,12 @@ class Bindings:
         path = self._sa_path(meta["namespace"], meta["name"])
         change = Change("ServiceAccount", meta["namespace"], meta["name"], "deleted", path, workload=workload)
         change.before = _sa_view(sa)
-        if (meta.get("labels") or {}).get(MANAGED_BY) == MANAGER:
+        if kube_created_by_collection(meta.get("labels")):
             return change
         # Someone else's account that this collection only annotated: take back what it added.
         patch = {
             "metadata": {
-                "labels": {CLUSTER_LABEL: None, WORKLOAD_LABEL: None},
+                "labels": kube_marks_removed(),
                 "annotations": {CLIENT_ID: None, TENANT_ID: None, TOKEN_EXPIRATION: None},
             }
         }
@@ -335,17 +193,17 @@ class Bindings:
     # -- controllers --------------------------------------------------------------------------------
     def _bind_controller(self, spec: WorkloadSpec, kind: str, current: dict[str, Any]) -> Change:
         meta = current["metadata"]
-        path = self.api.controller_path(kind, meta["namespace"], meta["name"])
+        path = self.paths.controller(kind, meta["namespace"], meta["name"])
         change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=spec.name)
         template_path = CONTROLLERS[kind][2]
         template_spec: dict[str, Any] = {"serviceAccountName": spec.service_account}
         if dig(current, *template_path, "spec", "serviceAccount"):
             template_spec["serviceAccount"] = spec.service_account  # the deprecated alias must agree
         annotations = {}
-        if PREVIOUS_ACCOUNT not in (meta.get("annotations") or {}):
-            annotations[PREVIOUS_ACCOUNT] = dig(current, *template_path, "spec", "serviceAccountName") or ""
+        if PREVIOUS_ACCOUNT_ANNOTATION not in (meta.get("annotations") or {}):
+            annotations[PREVIOUS_ACCOUNT_ANNOTATION] = dig(current, *template_path, "spec", "serviceAccountName") or ""
         patch = combine(
-            {"metadata": {"labels": {CLUSTER_LABEL: self.cluster, WORKLOAD_LABEL: spec.name}}},
+            {"metadata": {"labels": kube_marks(self.cluster, spec.name)}},
             nest(template_path, {"metadata": {"labels": {USE_LABEL: "true"}}, "spec": template_spec}),
         )
         if annotations:
@@ -360,18 +218,18 @@ class Bindings:
 
     def _unbind_controller(self, kind: str, current: dict[str, Any]) -> Change:
         meta = current["metadata"]
-        path = self.api.controller_path(kind, meta["namespace"], meta["name"])
-        workload = (meta.get("labels") or {}).get(WORKLOAD_LABEL)
+        path = self.paths.controller(kind, meta["namespace"], meta["name"])
+        workload = kube_workload(meta.get("labels"))
         change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=workload)
         template_path = CONTROLLERS[kind][2]
-        previous = (meta.get("annotations") or {}).get(PREVIOUS_ACCOUNT) or None
+        previous = (meta.get("annotations") or {}).get(PREVIOUS_ACCOUNT_ANNOTATION) or None
         template_spec: dict[str, Any] = {"serviceAccountName": previous}
         if dig(current, *template_path, "spec", "serviceAccount"):
             template_spec["serviceAccount"] = previous
         patch: dict[str, Any] = {
             "metadata": {
-                "labels": {CLUSTER_LABEL: None, WORKLOAD_LABEL: None},
-                "annotations": {PREVIOUS_ACCOUNT: None},
+                "labels": kube_marks_removed(),
+                "annotations": {PREVIOUS_ACCOUNT_ANNOTATION: None},
             }
         }
         if kind == "Job":
@@ -404,7 +262,7 @@ class Bindings:
         for namespace in namespaces:
             current = self.api.get(f"/api/v1/namespaces/{namespace}", f"read namespace {namespace}")
             if current is None:
-                labels = {MANAGED_BY: MANAGER, CLUSTER_LABEL: self.cluster}
+                labels = kube_created_marks(self.cluster)
                 body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}
                 change = Change("Namespace", None, namespace, "created", "/api/v1/namespaces", body)
                 change.after = {"labels": labels}
@@ -420,13 +278,14 @@ class Bindings:
         for spec in specs:
             current_sa = accounts[spec.namespace].get(spec.service_account)
             plan.service_accounts.append(self._bind_account(spec, client_ids.get(spec.name), current_sa))
-            for kind, name in spec.controllers:
+            for ref in spec.controllers:
+                kind, name = ref.kind, ref.name
                 bound.add((kind, spec.namespace, name))
-                path = self.api.controller_path(kind, spec.namespace, name)
+                path = self.paths.controller(kind, spec.namespace, name)
                 current = None if spec.namespace in created else self.api.get(path, f"read {kind} {name}")
                 if current is None:
                     message = (
-                        f"cluster {self.cluster}: workload '{spec.name}': workloads: {kind} "
+                        f"cluster {self.cluster}: workload '{spec.name}': controllers: {kind} "
                         f"{spec.namespace}/{name} does not exist"
                     )
                     (plan.warnings if missing == "warn" else plan.problems).append(message)
@@ -435,7 +294,7 @@ class Bindings:
                 change = self._bind_controller(spec, kind, current)
                 if change.note == "immutable":
                     plan.problems.append(
-                        f"cluster {self.cluster}: workload '{spec.name}': workloads: Job {spec.namespace}/{name} "
+                        f"cluster {self.cluster}: workload '{spec.name}': controllers: Job {spec.namespace}/{name} "
                         "has an immutable pod template; set serviceAccountName "
                         f"'{spec.service_account}' and the label {USE_LABEL}: \"true\" in its manifest, or delete it "
                         "so it is recreated from one that has them"
@@ -443,9 +302,14 @@ class Bindings:
                 plan.controllers.append(change)
         if prune:
             declared = {(s.namespace, s.service_account) for s in specs}
-            self._plan_release(
-                plan, lambda ns, name: (ns, name) not in declared, lambda key, _workload=None: key not in bound
-            )
+
+            def account_released(namespace: str, name: str) -> bool:
+                return (namespace, name) not in declared
+
+            def controller_released(key: tuple[str, str, str], _workload: str | None) -> bool:
+                return key not in bound
+
+            self._plan_release(plan, account_released, controller_released)
         return plan
 
     def plan_absent(self, specs: list[WorkloadSpec], everything: bool) -> Plan:
@@ -453,7 +317,7 @@ class Bindings:
         plan = Plan()
         names = {s.name for s in specs}
         accounts = {(s.namespace, s.service_account) for s in specs}
-        listed = {(kind, s.namespace, name) for s in specs for kind, name in s.controllers}
+        listed = {(c.kind, s.namespace, c.name) for s in specs for c in s.controllers}
 
         def account_wanted(namespace: str, name: str) -> bool:
             return everything or (namespace, name) in accounts
@@ -466,7 +330,7 @@ class Bindings:
         # what this collection marked is undone.
         removed_accounts = {(str(c.namespace), c.name) for c in plan.service_accounts if c.action == "deleted"}
         removed_controllers = {(c.kind, str(c.namespace), c.name) for c in plan.controllers}
-        selector = f"{MANAGED_BY}={MANAGER},{CLUSTER_LABEL}={self.cluster}"
+        selector = kube_cluster_selector(self.cluster, created_only=True)
         for namespace in self.api.list("/api/v1/namespaces", "list namespaces", selector):
             name = namespace["metadata"]["name"]
             if namespace["metadata"].get("deletionTimestamp"):
@@ -492,28 +356,33 @@ class Bindings:
             if sa["metadata"]["name"] != "default" and (namespace, sa["metadata"]["name"]) not in accounts
         ]
         for kind in CONTROLLERS:
-            for obj in self.api.list(self.api.controller_path(kind, namespace), f"list {kind}s"):
+            for obj in self.api.list(self.paths.controller(kind, namespace), f"list {kind}s"):
                 if (kind, namespace, obj["metadata"]["name"]) not in controllers:
                     left.append(f"{kind} {obj['metadata']['name']}")
         pods = self.api.list(f"/api/v1/namespaces/{namespace}/pods", "list pods")
         left.extend(f"Pod {p['metadata']['name']}" for p in pods)
         return left
 
-    def _plan_release(self, plan: Plan, account_wanted: Any, controller_wanted: Any) -> None:
+    def _plan_release(
+        self,
+        plan: Plan,
+        account_wanted: Callable[[str, str], bool],
+        controller_wanted: Callable[[tuple[str, str, str], str | None], bool],
+    ) -> None:
         """Unbind the labelled controllers and release the labelled accounts that the callers pick."""
-        selector = f"{CLUSTER_LABEL}={self.cluster}"
+        selector = kube_cluster_selector(self.cluster)
         for kind in CONTROLLERS:
-            for obj in self.api.list(self.api.controller_path(kind, None), f"list {kind}s", selector):
+            for obj in self.api.list(self.paths.controller(kind, None), f"list {kind}s", selector):
                 meta = obj["metadata"]
                 key = (kind, meta["namespace"], meta["name"])
-                if controller_wanted(key, (meta.get("labels") or {}).get(WORKLOAD_LABEL)):
+                if controller_wanted(key, kube_workload(meta.get("labels"))):
                     change = self._unbind_controller(kind, obj)
                     if change.changed:
                         plan.controllers.append(change)
         for sa in self.api.list("/api/v1/serviceaccounts", "list service accounts", selector):
             meta = sa["metadata"]
             if account_wanted(meta["namespace"], meta["name"]):
-                plan.service_accounts.append(self._release_account(sa, (meta.get("labels") or {}).get(WORKLOAD_LABEL)))
+                plan.service_accounts.append(self._release_account(sa, kube_workload(meta.get("labels"))))
 
     # -- applying -----------------------------------------------------------------------------------
     def apply(self, plan: Plan, state: str) -> None:
@@ -529,13 +398,13 @@ class Bindings:
                 self.api.patch(change.path, change.body or {}, what)
 
 
-def report(plan: Plan) -> dict[str, Any]:
+def report(plan: Plan) -> KubeBatchResult:
     """The module's result: per object what was done, and a before/after diff of the fields it owns."""
 
-    def rows(changes: list[Change]) -> list[dict[str, Any]]:
-        out = []
+    def rows(changes: list[Change]) -> list[KubeRow]:
+        out: list[KubeRow] = []
         for c in changes:
-            row = {"kind": c.kind, "namespace": c.namespace, "name": c.name, "action": c.action}
+            row: KubeRow = {"kind": c.kind, "namespace": c.namespace, "name": c.name, "action": c.action}
             if c.workload:
                 row["workload"] = c.workload
             if c.note:

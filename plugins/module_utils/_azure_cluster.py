@@ -12,16 +12,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
-from ._identity import Outcome
-from ._retry import RetryPolicy, call
+from ._results import IssuerState, Outcome
+from ._retry import RetryPolicy
 
 
 def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     return pipeline_response.http_response.json()
 
 
-def issuer_state(body: dict[str, Any]) -> dict[str, Any]:
+def issuer_state(body: dict[str, Any]) -> IssuerState:
     props = body.get("properties") or {}
     oidc = props.get("oidcIssuerProfile") or {}
     workload = (props.get("securityProfile") or {}).get("workloadIdentity") or {}
@@ -44,7 +45,9 @@ class ClusterApi:
 
     def get(self, resource_group: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(call(f"get cluster {name}", lambda: self.ops.get(resource_group, name, cls=_raw), self.policy))
+            return dict(
+                azure_call(f"get cluster {name}", lambda: self.ops.get(resource_group, name, cls=_raw), self.policy)
+            )
         except AzureApiError as exc:
             if exc.status == 404:
                 return None
@@ -56,7 +59,7 @@ class ClusterApi:
         def update() -> None:
             self.ops.begin_create_or_update(resource_group, name, body, polling_interval=self.polling_interval).result()
 
-        call(f"update cluster {name}", update, self.policy)
+        azure_call(f"update cluster {name}", update, self.policy)
         after = self.get(resource_group, name)
         if after is None:
             raise AzureApiError(f"cluster {name} disappeared during the update", operation=f"update cluster {name}")
@@ -71,7 +74,7 @@ def ensure_issuer(
     oidc_issuer: bool,
     workload_identity: bool | None,
     check_mode: bool,
-) -> Outcome:
+) -> Outcome[IssuerState]:
     body = api.get(resource_group, name)
     if body is None:
         raise ValidationError([f"cluster: no AKS cluster {name} in resource group {resource_group}"])
@@ -97,7 +100,7 @@ def ensure_issuer(
         security = props.get("securityProfile") or {}
         security.setdefault("workloadIdentity", {})["enabled"] = want_workload
         props["securityProfile"] = security
-    predicted = {**before, "oidc_issuer_enabled": want_oidc, "workload_identity_enabled": want_workload}
+    predicted = IssuerState(**{**before, "oidc_issuer_enabled": want_oidc, "workload_identity_enabled": want_workload})
     if check_mode:
         notes = [] if before["oidc_issuer_enabled"] else ["AKS assigns the issuer URL when the issuer is enabled"]
         return Outcome(True, "updated", before, predicted, notes)

@@ -9,12 +9,16 @@ is imported on first use only, with the SDK's own retries off (see ``_retry``).
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import env_fallback
 
-from ._errors import AzureApiError, ValidationError
+from ._errors import ValidationError
+from ._ids import IdentityRef, InvalidScope
+from ._module import CollectionModule
+from ._results import Outcome
 from ._retry import RetryPolicy
 
 COLLECTION_VERSION = "0.1.0"
@@ -173,8 +177,6 @@ class Connection:
         module_name, class_name = _CLIENTS[name]
         if not self.subscription_id:
             raise ValidationError(["subscription_id is required (or AZURE_SUBSCRIPTION_ID)"])
-        import importlib
-
         cls = getattr(importlib.import_module(module_name), class_name)
         return cls(
             self.credential(),
@@ -187,8 +189,8 @@ class Connection:
         )
 
 
-class AzureModule(AnsibleModule):
-    """AnsibleModule plus the shared auth options, a client factory and one way to fail."""
+class AzureModule(CollectionModule):
+    """The collection's module base plus the shared Azure auth options and a client factory."""
 
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC}, **kwargs)
@@ -201,20 +203,18 @@ class AzureModule(AnsibleModule):
             try:
                 self._clients[name] = self.connection.client(name)
             except ValidationError as exc:
-                self.fail_json(msg="; ".join(exc.problems))
+                self.fail_problems(exc.problems)
         return self._clients[name]
 
-    def exit_outcome(self, outcome: Any, key: str, **extra: Any) -> None:
+    def exit_outcome(self, outcome: Outcome[Any], key: str, **extra: Any) -> None:
         """Exit with what an ensure_* engine did: changed, action, the object after, and a diff when asked."""
         result = {"changed": outcome.changed, "action": outcome.action, key: outcome.after or {}, **extra}
         if self._diff:
             result["diff"] = outcome.diff()
         self.exit_json(**result)
 
-    def identity_ref(self, identity: str, resource_group: str | None) -> Any:
+    def identity_ref(self, identity: str, resource_group: str | None) -> IdentityRef:
         """An identity given by name (with its resource group) or by resource id; fails naming the option."""
-        from ._ids import IdentityRef, InvalidScope
-
         if identity.startswith("/"):
             try:
                 return IdentityRef.parse(identity)
@@ -223,11 +223,3 @@ class AzureModule(AnsibleModule):
         if not resource_group:
             self.fail_json(msg="resource_group is required when identity is a name, not a resource id")
         return IdentityRef(self.connection.subscription_id or "", str(resource_group), identity)
-
-    def fail_error(self, error: BaseException, **result: Any) -> None:
-        """Fail once, with what a human needs: what failed, status, code, message, request id."""
-        if isinstance(error, ValidationError):
-            self.fail_json(msg="; ".join(error.problems), problems=error.problems, **result)
-        if isinstance(error, AzureApiError):
-            self.fail_json(msg=str(error), error=error.to_dict(), **result)
-        self.fail_json(msg=f"{type(error).__name__}: {error}", **result)

@@ -15,30 +15,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
-from ._identity import Outcome
-from ._ids import assignment_name, canonical, is_guid, parse_scope, role_guid, same_scope
-from ._retry import RetryPolicy, call
+from ._ids import assignment_name, canonical, parse_role, parse_scope, role_guid, same_scope
+from ._results import Outcome, RoleAssignmentState
+from ._retry import RetryPolicy
 
-DEFINITION_MARKER = "/providers/microsoft.authorization/roledefinitions/"
 PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group", "ForeignGroup", "Device")
-# Roles that can grant access or change anything; refused at broad scopes unless allowed (batch path).
-PRIVILEGED_ROLES = {
-    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
-    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
-    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
-    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
-}
 
 
 @dataclass(frozen=True)
 class Role:
     id: str  # as read at the scope
     guid: str
-    name: str
+    name: str | None  # None when only the GUID is known (an assignment listed, its role not looked up)
+
+    @classmethod
+    def of(cls, model: Any) -> Role:
+        """From a role definition as the SDK returns it."""
+        return cls(model.id, role_guid(model.id), model.role_name)
 
 
-def assignment_state(model: Any, role_name: str | None = None) -> dict[str, Any]:
+def assignment_state(model: Any, role_name: str | None = None) -> RoleAssignmentState:
     return {
         "id": canonical(model.id),
         "name": model.name,
@@ -62,17 +60,19 @@ class RoleAssignmentApi:
 
     def resolve_role(self, scope: str, role: str) -> Role:
         """A role name, GUID or full definition id -> the one definition assignable at ``scope``."""
-        guid = role_guid(role) if DEFINITION_MARKER in role.lower() else role if is_guid(role) else None
+        guid = parse_role(role).guid
         if guid is not None:
             try:
-                model = call(f"get role definition {guid}", lambda: self.definitions.get(scope, guid), self.policy)
+                model = azure_call(
+                    f"get role definition {guid}", lambda: self.definitions.get(scope, guid), self.policy
+                )
             except AzureApiError as exc:
                 if exc.status in (400, 404):
                     raise ValidationError([f"role: no role definition {guid} is assignable at {scope}"]) from exc
                 raise
-            return Role(model.id, role_guid(model.id), model.role_name)
+            return Role.of(model)
         escaped = role.replace("'", "''")
-        found = call(
+        found = azure_call(
             f"find role '{role}'",
             lambda: list(self.definitions.list(scope, filter=f"roleName eq '{escaped}'")),
             self.policy,
@@ -86,12 +86,26 @@ class RoleAssignmentApi:
                     f"found {len(found)}: {listed}. Give the role's GUID to choose."
                 ]
             )
-        model = exact[0]
-        return Role(model.id, role_guid(model.id), model.role_name)
+        return Role.of(exact[0])
+
+    def list_definitions(self, scope: str) -> list[Role]:
+        """Every role definition visible at the scope (at a subscription: all built-in and custom roles)."""
+        models = azure_call(
+            f"list role definitions at {scope}", lambda: list(self.definitions.list(scope)), self.policy
+        )
+        return [Role.of(m) for m in models]
+
+    def list_at(self, scope: str, filter: str | None = None) -> list[Any]:
+        """A scope's role assignments, whole (ARM answers them in one response), or as ``filter`` narrows."""
+        return azure_call(
+            f"list role assignments at {scope}",
+            lambda: list(self.assignments.list_for_scope(scope, filter=filter)),
+            self.policy,
+        )
 
     def at_scope_for(self, scope: str, principal_id: str) -> list[Any]:
         """The principal's assignments at the scope and above it: one request, however big the subscription."""
-        return call(
+        return azure_call(
             f"list role assignments of {principal_id} at {scope}",
             lambda: list(self.assignments.list_for_scope(scope, filter=f"atScope() and assignedTo('{principal_id}')")),
             self.policy,
@@ -109,12 +123,14 @@ class RoleAssignmentApi:
         return None
 
     def create(self, scope: str, name: str, body: dict[str, Any]) -> Any:
-        return call(
+        return azure_call(
             f"create role assignment {name} at {scope}", lambda: self.assignments.create(scope, name, body), self.policy
         )
 
     def delete(self, scope: str, name: str) -> None:
-        call(f"delete role assignment {name} at {scope}", lambda: self.assignments.delete(scope, name), self.policy)
+        azure_call(
+            f"delete role assignment {name} at {scope}", lambda: self.assignments.delete(scope, name), self.policy
+        )
 
 
 def ensure_role_assignment(
@@ -131,7 +147,7 @@ def ensure_role_assignment(
     condition_version: str | None = None,
     description: str | None = None,
     listed: list[Any] | None = None,
-) -> Outcome:
+) -> Outcome[RoleAssignmentState]:
     """``listed``: the principal's assignments at the scope when the caller already has them (batch path)."""
     scope = parse_scope(scope).path
     resolved = role if isinstance(role, Role) else api.resolve_role(scope, role)
@@ -147,39 +163,30 @@ def ensure_role_assignment(
         condition_version = "2.0"
     if before is not None:
         # Compare only what the user set; an adopted assignment keeps its own name.
-        wanted = {
-            k: v
-            for k, v in (
-                ("condition", condition),
-                ("condition_version", condition_version),
-                ("description", description),
-            )
-            if v is not None
-        }
-        if all(before[k] == v for k, v in wanted.items()):
+        updated = before.copy()
+        if condition is not None:
+            updated["condition"] = condition
+        if condition_version is not None:
+            updated["condition_version"] = condition_version
+        if description is not None:
+            updated["description"] = description
+        if updated == before:
             notes = [f"adopted existing assignment {before['name']}"] if name and before["name"] != name else []
             return Outcome(False, "unchanged", before, before, notes)
-        after = {**before, **wanted}
         if not check_mode:
-            after = assignment_state(
-                api.create(
-                    scope,
-                    before["name"],
-                    _body(
-                        resolved,
-                        principal_id,
-                        before["principal_type"],
-                        after["condition"],
-                        after["condition_version"],
-                        after["description"],
-                    ),
-                ),
-                resolved.name,
+            body = _body(
+                resolved,
+                principal_id,
+                before["principal_type"] or principal_type,
+                updated["condition"],
+                updated["condition_version"],
+                updated["description"],
             )
-        return Outcome(True, "updated", before, after)
+            updated = assignment_state(api.create(scope, before["name"], body), resolved.name)
+        return Outcome(True, "updated", before, updated)
     name = name or assignment_name(scope, resolved.guid, principal_id)
     body = _body(resolved, principal_id, principal_type, condition, condition_version, description)
-    after = {
+    after: RoleAssignmentState = {
         "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
         "name": name,
         "scope": scope,

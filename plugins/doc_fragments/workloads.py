@@ -1,0 +1,96 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared documentation: the workload list, as module_utils/_inventory.py declares it (a unit test keeps them equal)."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  workloads:
+    description:
+      - The cluster's workloads. Both M(workload_identity.aks.workload_identities) (the Azure side) and
+        M(workload_identity.aks.service_accounts) (the Kubernetes side) take the same list and validate all of it, so
+        one task finds every mistake in an inventory.
+      - Checked by the module rather than by Ansible's option validation, so that every problem in the list is
+        reported at once, each naming the cluster, the workload and the field; any field not listed here is an error,
+        so typos are caught.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: The workload's name, a DNS label (1-63 lower-case letters, digits and C(-)), unique in the cluster.
+        type: str
+        required: true
+      namespace:
+        description: Its Kubernetes namespace (created if missing).
+        type: str
+        required: true
+      service_account:
+        description: Its ServiceAccount (created if missing, else annotated); one workload per ServiceAccount.
+        type: str
+        required: true
+      roles:
+        description:
+          - Exactly the role assignments its identity holds; with prune, any other assignment this collection made
+            for it is removed.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          role:
+            description: A role name, GUID or role definition id.
+            type: str
+            required: true
+          scope:
+            description: A management group, subscription, resource group or resource id.
+            type: str
+            required: true
+          condition:
+            description: An ABAC condition.
+            type: str
+          condition_version:
+            description: The condition's version (V(2.0) when a condition is given without one).
+            type: str
+          description:
+            description: The assignment's description.
+            type: str
+      identity_name:
+        description: The identity's name (default C(id-<cluster_name>-<namespace>-<name>)).
+        type: str
+      identity_resource_group:
+        description:
+          - Where its identity lives.
+          - Default the C(identity_resource_group) option of M(workload_identity.aks.workload_identities).
+        type: str
+      extra_subjects:
+        description: More subjects its identity trusts from the same issuer (at most 20 credentials per identity).
+        type: list
+        elements: str
+      tags:
+        description: Extra tags for an identity this collection makes.
+        type: dict
+      controllers:
+        description:
+          - The pod controllers to bind to its ServiceAccount (their pod templates get C(serviceAccountName) and the
+            label C(azure.workload.identity/use=true)).
+          - C(workloads) is its former name, still read with a deprecation warning until 2.0.0.
+        type: list
+        elements: dict
+        aliases: [workloads]
+        suboptions:
+          kind:
+            description: The controller's kind.
+            type: str
+            required: true
+            choices: [Deployment, StatefulSet, DaemonSet, Job, CronJob]
+          name:
+            description: The controller's name, in the workload's namespace.
+            type: str
+            required: true
+      token_expiration:
+        description: Lifetime of the projected service account token, in seconds (3600-86400).
+        type: int
+"""

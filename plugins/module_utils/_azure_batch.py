@@ -1,0 +1,441 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): every workload of a cluster, on Azure, in one task.
+
+1. The list is validated by ``_inventory`` before this module is reached.
+2. ``_azure_batch_reads`` reads in bulk.
+3. Plan with the engines the single-object modules use, in check mode, on those reads: runtime
+   problems (unknown roles, full identities, foreign identities) surface before any write, and the
+   plan is what check mode reports.
+4. Unless in check mode, converge: a bounded pool of workloads at a time; a workload's writes run in
+   order (so FIC writes on one identity never overlap). Creates, updates, removals and prune all go
+   through the same ``ensure_*`` engines: this module never writes to Azure itself.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypedDict, cast
+
+from ._azure_batch_reads import AzureApis, Batch, BatchReader, Reads
+from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
+from ._azure_identity import IdentityApi, ensure_identity
+from ._azure_role_assignment import Role, RoleAssignmentApi, assignment_state, ensure_role_assignment
+from ._errors import ValidationError
+from ._ids import IdentityRef, parse_scope
+from ._inventory import WorkloadSpec, privileged_problem
+from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
+from ._ownership import fic_name, identity_marks, made_by_collection, owned_by, owner_cluster
+from ._results import (
+    AzureBatchResult,
+    FederatedCredentialRow,
+    IdentityResult,
+    IdentityState,
+    Pruned,
+    PrunedAssignment,
+    RoleAssignmentRow,
+    WorkloadResult,
+    empty_pruned,
+)
+from ._retry import RetryPolicy
+
+PENDING = "00000000-0000-0000-0000-000000000000"  # a new identity's principal, until Azure assigns it
+Resolved = dict[tuple[str, str], Role]  # (workload, role|scope) -> the role definition
+
+
+def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
+    if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIC_FIELD_MAX:
+        return [f"cluster {cluster}: issuer_url: must be the cluster's https OIDC issuer URL (got {issuer_url!r})"]
+    return []
+
+
+def _role_key(workload: WorkloadSpec, role: str, scope: str) -> tuple[str, str]:
+    return (workload.name, f"{role}|{scope}")
+
+
+class Workloads(BatchReader):
+    """Reads (as its BatchReader base), plans and converges one cluster's workloads."""
+
+    @classmethod
+    def from_clients(cls, msi: Any, authorization: Any, policy: RetryPolicy, subscription_id: str) -> Workloads:
+        return cls(
+            AzureApis(
+                IdentityApi(msi, policy),
+                FederatedCredentialApi(msi, policy),
+                RoleAssignmentApi(authorization, policy),
+                subscription_id,
+            )
+        )
+
+    # -- planning and converging ------------------------------------------------------------------
+    def converge(self, batch: Batch, reads: Reads, check_mode: bool, workers: int) -> AzureBatchResult:
+        resolved = self._check(batch, reads)
+        # Plan first, with no writes: surfaces the rest of the problems, and is check mode's answer.
+        plans = [self._workload(batch, w, reads, resolved, True) for w in batch.workloads]
+        pruned = self._prune(batch, reads, resolved, True)
+        if check_mode:
+            return _report(plans, pruned)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
+        return _report(done, self._prune(batch, reads, resolved, False))
+
+    def _check(self, batch: Batch, reads: Reads) -> Resolved:
+        """What only Azure can tell, for every workload, before any write: every problem at once."""
+        problems: list[str] = []
+        resolved: Resolved = {}
+        for workload in batch.workloads:
+            identity = reads.identity(batch.ref(workload))
+            where = f"cluster {batch.cluster}: workload '{workload.name}'"
+            if identity is None and not batch.location:
+                problems.append(
+                    f"{where}: location: identity {workload.identity_name} does not exist and no "
+                    "location was given to create it in"
+                )
+            owner = owner_cluster(identity["tags"]) if identity else None
+            if owner not in (None, batch.cluster):
+                problems.append(f"{where}: identity_name: identity {workload.identity_name} belongs to cluster {owner}")
+            for position, spec in enumerate(workload.roles):
+                at = f"{where}: roles[{position}]"
+                try:
+                    role = self.resolve(spec, reads)
+                except ValidationError as exc:
+                    problems.extend(f"{at}: {p}" for p in exc.problems)
+                    continue
+                if not batch.allow_privileged_roles:
+                    problem = privileged_problem(role.guid, parse_scope(spec.scope).kind, spec.scope, at)
+                    if problem:
+                        problems.append(problem)
+                resolved[_role_key(workload, spec.role, spec.scope)] = role
+        if problems:
+            raise ValidationError(problems)
+        return resolved
+
+    def _workload(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
+    ) -> tuple[WorkloadResult, dict[str, Any]]:
+        ref = batch.ref(workload)
+        known = reads.identity(ref)
+        # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
+        ours = known is None or made_by_collection(known["tags"])
+        marks = identity_marks(batch.cluster, workload.namespace, workload.service_account, workload.name)
+        tags = {**workload.tags, **marks} if ours else (workload.tags or None)
+        identity = ensure_identity(
+            self.identities,
+            ref,
+            state="present",
+            location=batch.location,
+            tags=tags,
+            purge_tags=False,
+            check_mode=check_mode,
+            known=known,
+        )
+        after = identity.after
+        principal = (after["principal_id"] if after else None) or PENDING
+        seen: dict[str, Any] = {
+            "identity": _brief(identity.before),
+            "federated_credentials": {},
+            "role_assignments": [],
+        }
+        planned: dict[str, Any] = {"identity": _brief(after), "federated_credentials": {}, "role_assignments": []}
+        fics: list[FederatedCredentialRow] = []
+        for subject in workload.subjects:
+            name = fic_name(batch.cluster, subject)
+            fic = ensure_federated_credential(
+                self.fics,
+                ref,
+                name,
+                state="present",
+                issuer=batch.issuer_url,
+                subject=subject,
+                audiences=[DEFAULT_AUDIENCE],
+                check_mode=check_mode,
+                siblings=reads.fics.get(_key(ref), []),
+            )
+            fics.append({"name": name, "subject": subject, "action": fic.action})
+            for side, state in ((seen, fic.before), (planned, fic.after)):
+                if state:
+                    side["federated_credentials"][state["name"]] = {
+                        "issuer": state["issuer"],
+                        "subject": state["subject"],
+                    }
+        listed = reads.assignments.get(principal.lower(), []) if known else []
+        roles: list[RoleAssignmentRow] = []
+        for spec in workload.roles:
+            role = resolved[_role_key(workload, spec.role, spec.scope)]
+            outcome = ensure_role_assignment(
+                self.roles,
+                scope=spec.scope,
+                role=role,
+                principal_id=principal,
+                principal_type="ServicePrincipal",
+                state="present",
+                check_mode=check_mode,
+                condition=spec.condition,
+                condition_version=spec.condition_version,
+                description=spec.description,
+                listed=listed,
+            )
+            if outcome.before:
+                seen["role_assignments"].append(f"{role.name} @ {spec.scope}")
+            planned["role_assignments"].append(f"{role.name} @ {spec.scope}")
+            roles.append(
+                {
+                    "role": role.name,
+                    "role_definition_guid": role.guid,
+                    "scope": spec.scope,
+                    # A new identity's assignments are named after its principal, which Azure assigns on creation.
+                    "name": None if principal == PENDING or not outcome.after else outcome.after["name"],
+                    "action": outcome.action,
+                    "notes": outcome.notes,
+                }
+            )
+        changed = (
+            identity.changed
+            or any(f["action"] != "unchanged" for f in fics)
+            or any(r["action"] != "unchanged" for r in roles)
+        )
+        result: WorkloadResult = {
+            **_names(workload),
+            "identity": _identity_result(after, workload.identity_name, identity.action, owned=ours),
+            "federated_credentials": fics,
+            "role_assignments": roles,
+            "changed": changed,
+        }
+        return result, {"before": seen, "after": planned}
+
+    # -- removing ---------------------------------------------------------------------------------
+    def remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
+        """state=absent for the listed workloads (and, with prune, everything else made for this cluster).
+
+        An identity this collection made for this cluster goes whole: its role assignments first (Azure would
+        leave them behind, orphaned), then the identity, which takes its federated credentials with it. An
+        identity made elsewhere stays: only this cluster's credentials on it and the declared assignments go.
+        """
+        done = []
+        for workload in batch.workloads:
+            ref = batch.ref(workload)
+            identity = reads.identity(ref)
+            fics: list[FederatedCredentialRow] = []
+            roles: list[PrunedAssignment] = []
+            before: dict[str, Any] | None = None
+            if identity is None:
+                action = "absent"
+            elif owned_by(identity["tags"], batch.cluster):
+                before = {"identity": _brief(identity)}
+                roles = self._remove_assignments(batch, identity, reads, check_mode)
+                action = self._remove_identity(batch, identity, check_mode)
+            else:
+                # Made by this collection for another cluster (that cluster's to remove), or made elsewhere.
+                action = "kept"
+                if not made_by_collection(identity["tags"]):
+                    names = [fic_name(batch.cluster, subject) for subject in workload.subjects]
+                    fics = self._remove_credentials(batch, identity, reads, names, check_mode)
+                    declared = {
+                        (parse_scope(spec.scope).key, self._resolve(batch, workload, reads, position).guid)
+                        for position, spec in enumerate(workload.roles)
+                    }
+                    roles = self._remove_assignments(batch, identity, reads, check_mode, only=declared)
+                    if fics or roles:
+                        before = {"federated_credentials": [f["name"] for f in fics]}
+            if before is not None:
+                before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
+            result: WorkloadResult = {
+                **_names(workload),
+                "identity": _identity_result(identity, workload.identity_name, action),
+                "federated_credentials": fics,
+                "role_assignments": [
+                    {
+                        "role": r["role"],
+                        "role_definition_guid": r["role_definition_guid"],
+                        "scope": r["scope"],
+                        "name": r["name"],
+                        "action": "deleted",
+                        "notes": [],
+                    }
+                    for r in roles
+                ],
+                "changed": action == "deleted" or bool(fics or roles),
+            }
+            done.append((result, {"before": before, "after": None}))
+        return _report(done, self._prune(batch, reads, {}, check_mode))
+
+    def _resolve(self, batch: Batch, workload: WorkloadSpec, reads: Reads, position: int) -> Role:
+        try:
+            return self.resolve(workload.roles[position], reads)
+        except ValidationError as exc:
+            where = f"cluster {batch.cluster}: workload '{workload.name}': roles[{position}]"
+            raise ValidationError([f"{where}: {p}" for p in exc.problems]) from exc
+
+    def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
+        outcome = ensure_identity(
+            self.identities,
+            batch.ref_of(identity),
+            state="absent",
+            location=None,
+            tags=None,
+            purge_tags=False,
+            check_mode=check_mode,
+            known=identity,
+        )
+        return outcome.action
+
+    def _remove_credentials(
+        self, batch: Batch, identity: IdentityState, reads: Reads, names: list[str], check_mode: bool
+    ) -> list[FederatedCredentialRow]:
+        """The named credentials on the identity, through the engine; returns what was (or would be) deleted."""
+        ref = batch.ref_of(identity)
+        listed = reads.fics.get(_key(ref), [])
+        removed: list[FederatedCredentialRow] = []
+        for name in names:
+            outcome = ensure_federated_credential(
+                self.fics,
+                ref,
+                name,
+                state="absent",
+                issuer=None,
+                subject=None,
+                audiences=None,
+                check_mode=check_mode,
+                siblings=listed,
+            )
+            if outcome.before is not None and outcome.action == "deleted":
+                removed.append(
+                    {"name": outcome.before["name"], "subject": outcome.before["subject"], "action": "deleted"}
+                )
+        return removed
+
+    def _remove_assignments(
+        self,
+        batch: Batch,
+        identity: IdentityState,
+        reads: Reads,
+        check_mode: bool,
+        only: set[tuple[str, str]] | None = None,
+        keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> list[PrunedAssignment]:
+        """Delete the identity's assignments (those in ``only``, if given) that are not in ``keep``.
+
+        Both sets hold (scope key, role definition GUID) pairs; returns what was (or would be) deleted.
+        """
+        removed: list[PrunedAssignment] = []
+        for model in reads.assignments.get(str(identity["principal_id"]).lower(), []):
+            state = assignment_state(model)
+            pair = (parse_scope(state["scope"]).key, state["role_definition_guid"])
+            if (only is not None and pair not in only) or pair in keep:
+                continue
+            role = reads.role_of(batch.subscription_id, model)
+            outcome = ensure_role_assignment(
+                self.roles,
+                scope=state["scope"],
+                role=role,
+                principal_id=state["principal_id"],
+                principal_type=state["principal_type"] or "ServicePrincipal",
+                state="absent",
+                check_mode=check_mode,
+                listed=[model],
+            )
+            if outcome.action == "deleted":
+                removed.append(
+                    {
+                        "identity": identity["name"],
+                        "role": role.name,
+                        "role_definition_guid": state["role_definition_guid"],
+                        "scope": state["scope"],
+                        "name": state["name"],
+                    }
+                )
+        return removed
+
+    def _prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool) -> Pruned:
+        """What this collection made for this cluster and the list no longer declares (only with prune)."""
+        pruned = empty_pruned()
+        if not batch.prune:
+            return pruned
+        absent = batch.state == "absent"
+        listed = {_key(batch.ref(w)): w for w in batch.workloads}
+        declared = {} if absent else listed
+        handled = set(listed) if absent else set()
+        for key, identity in sorted(reads.identities.items()):
+            if key in handled or not owned_by(identity["tags"], batch.cluster):
+                continue  # never touch what this collection (for this cluster) did not make
+            workload = declared.get(key)
+            wanted_roles = (
+                {
+                    (parse_scope(r.scope).key, resolved[_role_key(workload, r.role, r.scope)].guid)
+                    for r in workload.roles
+                }
+                if workload
+                else set()
+            )
+            pruned["role_assignments"].extend(
+                self._remove_assignments(batch, identity, reads, check_mode, keep=wanted_roles)
+            )
+            if workload is None:
+                self._remove_identity(batch, identity, check_mode)
+                pruned["identities"].append({"name": identity["name"], "resource_group": identity["resource_group"]})
+                continue
+            wanted = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
+            # Only credentials trusting this cluster's issuer are this cluster's to prune.
+            stale = [
+                f["name"]
+                for f in reads.fics.get(key, [])
+                if f["issuer"] == batch.issuer_url and f["name"].lower() not in wanted
+            ]
+            for row in self._remove_credentials(batch, identity, reads, stale, check_mode):
+                pruned["federated_credentials"].append(
+                    {"identity": identity["name"], "name": row["name"], "subject": row["subject"]}
+                )
+        return pruned
+
+
+def _key(ref: IdentityRef) -> str:
+    return f"{ref.resource_group}/{ref.name}".lower()
+
+
+class _Names(TypedDict):
+    name: str
+    namespace: str
+    service_account: str
+    subject: str
+
+
+def _names(workload: WorkloadSpec) -> _Names:
+    return {
+        "name": workload.name,
+        "namespace": workload.namespace,
+        "service_account": workload.service_account,
+        "subject": workload.subject,
+    }
+
+
+def _identity_result(state: IdentityState | None, name: str, action: str, owned: bool | None = None) -> IdentityResult:
+    """The identity as reported per workload: its state (when it exists or will), what was done, whether ours."""
+    # IdentityResult is IdentityState with every key optional (an absent identity has only a name) plus two.
+    result = cast(IdentityResult, {**state} if state is not None else {"name": name})
+    result["action"] = action
+    if owned is not None:
+        result["owned"] = owned
+    return result
+
+
+def _report(done: list[tuple[WorkloadResult, dict[str, Any]]], pruned: Pruned) -> AzureBatchResult:
+    """The result, and a before/after diff per workload (pruned objects appear only before)."""
+    workloads = [result for result, _diff in done]
+    changed = any(w["changed"] for w in workloads) or any(pruned.values())
+    before: dict[str, Any] = {w["name"]: diff["before"] for w, diff in done}
+    after = {w["name"]: diff["after"] for w, diff in done}
+    if any(pruned.values()):
+        before["(pruned)"] = pruned
+    return {"changed": changed, "workloads": workloads, "pruned": pruned, "diff": {"before": before, "after": after}}
+
+
+def _brief(identity: IdentityState | None) -> dict[str, Any] | None:
+    """The identity as a diff shows it: what the user can change, not the ids Azure assigns."""
+    if identity is None:
+        return None
+    return {
+        "name": identity["name"],
+        "resource_group": identity["resource_group"],
+        "location": identity["location"],
+        "tags": identity["tags"],
+    }

@@ -1,0 +1,154 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): what the Azure batch reads, in bulk, before planning.
+
+The identity resource groups' identities (one list each), the role definitions and role
+assignments of each subscription involved (one request each: ARM answers them whole), and each
+existing identity's federated credentials. A no-op run costs N + 3 requests for N workloads. Role
+references resolve against these reads; only a custom role not visible at the subscription costs
+a request, once per (scope, role) however many workloads name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._azure_federated_credential import FederatedCredentialApi
+from ._azure_identity import IdentityApi
+from ._azure_role_assignment import Role, RoleAssignmentApi
+from ._errors import AzureApiError
+from ._ids import IdentityRef, parse_role, parse_scope
+from ._inventory import RoleSpec, WorkloadSpec
+from ._ownership import owned_by
+from ._results import FederatedCredentialState, IdentityState
+
+
+@dataclass
+class Batch:
+    """One cluster's workloads, as the Azure side sees them."""
+
+    cluster: str
+    subscription_id: str
+    issuer_url: str | None
+    location: str | None
+    workloads: list[WorkloadSpec]
+    prune: bool
+    allow_privileged_roles: bool
+    # Resource groups scanned for identities besides the workloads' own: the default one, so that pruning
+    # (or tearing down) still finds this cluster's identities when the list no longer names any.
+    resource_groups: tuple[str, ...] = ()
+    state: str = "present"
+
+    def ref(self, workload: WorkloadSpec) -> IdentityRef:
+        group = workload.identity_resource_group or (self.resource_groups[0] if self.resource_groups else "")
+        return IdentityRef(self.subscription_id, group, workload.identity_name)
+
+    def ref_of(self, identity: IdentityState) -> IdentityRef:
+        return IdentityRef(self.subscription_id, identity["resource_group"], identity["name"])
+
+
+def identity_key(resource_group: str, name: str) -> str:
+    """Identities are looked up case-insensitively, as ARM names them."""
+    return f"{resource_group}/{name}".lower()
+
+
+@dataclass
+class Reads:
+    identities: dict[str, IdentityState] = field(default_factory=dict)  # identity_key -> identity
+    roles_by_name: dict[str, dict[str, list[Role]]] = field(default_factory=dict)  # sub -> lower name -> roles
+    roles_by_guid: dict[str, dict[str, Role]] = field(default_factory=dict)
+    assignments: dict[str, list[Any]] = field(default_factory=dict)  # principal lower -> SDK models
+    fics: dict[str, list[FederatedCredentialState]] = field(default_factory=dict)  # identity_key -> its FICs
+    roles_at_scope: dict[tuple[str, str], Role] = field(default_factory=dict)  # (scope key, role) -> role
+
+    def identity(self, ref: IdentityRef) -> IdentityState | None:
+        return self.identities.get(identity_key(ref.resource_group, ref.name))
+
+    def role_of(self, subscription: str, model: Any) -> Role:
+        """A listed assignment's role, named when the subscription's definitions know it."""
+        guid = parse_role(model.role_definition_id).guid or ""
+        known = self.roles_by_guid.get(subscription, {}).get(guid)
+        return Role(model.role_definition_id, guid, known.name if known else None)
+
+
+@dataclass(frozen=True)
+class AzureApis:
+    """The I/O layer the batch reads and writes through (fakes of it in the unit tests)."""
+
+    identities: IdentityApi
+    fics: FederatedCredentialApi
+    roles: RoleAssignmentApi
+    subscription_id: str
+
+
+class BatchReader:
+    def __init__(self, apis: AzureApis) -> None:
+        self.identities = apis.identities
+        self.fics = apis.fics
+        self.roles = apis.roles
+        self.subscription_id = apis.subscription_id
+
+    def read(self, batch: Batch) -> Reads:
+        reads = Reads()
+        groups = {g.lower(): g for g in batch.resource_groups}
+        groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in batch.workloads})
+        for group in groups.values():
+            for identity in self._identities_in(group):
+                reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
+        subscriptions = {
+            parse_scope(r.scope).subscription or self.subscription_id for w in batch.workloads for r in w.roles
+        } | {self.subscription_id}
+        for sub in sorted(subscriptions):
+            self._read_subscription(sub, reads)
+        wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in batch.workloads}
+        owned = {k for k, i in reads.identities.items() if owned_by(i["tags"], batch.cluster)} if batch.prune else set()
+        if batch.state == "absent":
+            # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
+            owned = set()
+            wanted = {
+                k for k in wanted if k in reads.identities and not owned_by(reads.identities[k]["tags"], batch.cluster)
+            }
+        for key in sorted(wanted | owned):
+            existing = reads.identities.get(key)
+            if existing is not None:
+                reads.fics[key] = self.fics.list_all(batch.ref_of(existing))
+        return reads
+
+    def _identities_in(self, group: str) -> list[IdentityState]:
+        try:
+            return self.identities.list_all(group)
+        except AzureApiError as exc:
+            if exc.status == 404 and exc.code == "ResourceGroupNotFound":
+                return []
+            raise
+
+    def _read_subscription(self, sub: str, reads: Reads) -> None:
+        scope = f"/subscriptions/{sub}"
+        by_name: dict[str, list[Role]] = {}
+        by_guid: dict[str, Role] = {}
+        for role in self.roles.list_definitions(scope):
+            by_name.setdefault((role.name or "").lower(), []).append(role)
+            by_guid[role.guid] = role
+        reads.roles_by_name[sub] = by_name
+        reads.roles_by_guid[sub] = by_guid
+        # ARM answers a scope's role assignments whole: one request for every principal at once.
+        for model in self.roles.list_at(scope):
+            reads.assignments.setdefault(model.principal_id.lower(), []).append(model)
+
+    def resolve(self, spec: RoleSpec, reads: Reads) -> Role:
+        scope = parse_scope(spec.scope)
+        sub = scope.subscription or self.subscription_id
+        ref = parse_role(spec.role)
+        if ref.guid is not None and ref.guid in reads.roles_by_guid.get(sub, {}):
+            return reads.roles_by_guid[sub][ref.guid]
+        matches = reads.roles_by_name.get(sub, {}).get(spec.role.lower(), []) if ref.guid is None else []
+        exact = [r for r in matches if r.name == spec.role] or matches
+        if len(exact) == 1:
+            return exact[0]
+        # Not visible at the subscription (a custom role assignable lower down): ask at the scope itself,
+        # once per scope and role however many workloads name them.
+        key = (scope.key, spec.role)
+        if key not in reads.roles_at_scope:
+            reads.roles_at_scope[key] = self.roles.resolve_role(spec.scope, spec.role)
+        return reads.roles_at_scope[key]

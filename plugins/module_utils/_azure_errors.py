@@ -1,0 +1,91 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): Azure failures, translated once.
+
+Every call to Azure goes through :func:`azure_call`: the shared retry policy decides, and whatever
+azure-core or azure-identity raised leaves as one :class:`AzureApiError`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ._errors import AzureApiError
+from ._retry import RetryPolicy, call
+
+T = TypeVar("T")
+_AADSTS = re.compile(r"AADSTS(\d+)")
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", None) or {}
+    try:
+        value = headers.get(name)
+    except AttributeError:
+        return None
+    return str(value) if value is not None else None
+
+
+def translate(exc: BaseException, operation: str) -> AzureApiError | None:
+    """An azure-core / azure-identity exception as an AzureApiError; None for anything else (a bug)."""
+    if isinstance(exc, AzureApiError):
+        return exc
+    from azure.core.exceptions import (
+        AzureError,
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if not isinstance(exc, AzureError):
+        return None
+    if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
+        # Raised by azure-identity before any ARM call: a credential problem, not an HTTP status.
+        text = str(exc.message if hasattr(exc, "message") else exc)
+        match = _AADSTS.search(text)
+        return AzureApiError(
+            _first_line(text),
+            status=401,
+            code=f"AADSTS{match.group(1)}" if match else "AuthenticationFailed",
+            operation=operation,
+        )
+    if isinstance(exc, HttpResponseError):
+        response = exc.response
+        error = getattr(exc, "error", None)
+        code = getattr(error, "code", None)
+        message = getattr(error, "message", None) or _first_line(str(exc.message or exc))
+        retry_after = _header(response, "Retry-After")
+        return AzureApiError(
+            str(message),
+            status=exc.status_code,
+            code=str(code) if code else None,
+            request_id=_header(response, "x-ms-request-id"),
+            operation=operation,
+            retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+        )
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return AzureApiError(
+            f"could not reach Azure: {_first_line(str(exc))}", code="ConnectionError", operation=operation
+        )
+    return AzureApiError(_first_line(str(exc)) or type(exc).__name__, code=type(exc).__name__, operation=operation)
+
+
+def azure_call(
+    operation: str,
+    fn: Callable[[], T],
+    policy: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """One Azure call under the shared retry policy; failures leave as AzureApiError."""
+    return call(operation, fn, translate, policy, sleep=sleep)
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""

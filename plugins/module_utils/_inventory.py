@@ -1,0 +1,368 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the inventory's workload list, declared once.
+
+:data:`WORKLOAD_FIELDS` (and :data:`ROLE_FIELDS`, :data:`CONTROLLER_FIELDS`) is the schema: the
+modules validate with :func:`validate_workloads`, and the ``workloads`` doc fragment and the
+``workloads`` role's argument_specs are checked against it by the unit tests. Both sides read the
+same :class:`WorkloadSpec`: the Azure side its identity and roles, the Kubernetes side its
+namespace, service account and pod controllers. Nothing here talks to a service: every problem is
+found before the first request, each naming the cluster, the workload and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._ids import InvalidScope, parse_role, parse_scope
+from ._limits import (
+    FIC_FIELD_MAX,
+    FICS_PER_IDENTITY,
+    IDENTITY_NAME,
+    PRIVILEGED_ROLES,
+    PRIVILEGED_SCOPE_KINDS,
+    TOKEN_EXPIRATION,
+)
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Pod controllers a workload can bind to its service account; CronJob's pod template sits one level deeper.
+CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+# `workloads` was the first name of `controllers` (a workload listing "workloads" read badly).
+DEPRECATED_ALIASES = {"workloads": "controllers"}
+ALIAS_REMOVED_IN = "2.0.0"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the schema: what the docs say and the validator enforces."""
+
+    name: str
+    type: str  # str, int, list, dict
+    required: bool
+    description: str
+    aliases: tuple[str, ...] = ()
+
+
+WORKLOAD_FIELDS = (
+    Field("name", "str", True, "The workload's name, a DNS label unique in the cluster."),
+    Field("namespace", "str", True, "Its Kubernetes namespace (created if missing)."),
+    Field("service_account", "str", True, "Its ServiceAccount (created if missing, else annotated)."),
+    Field("roles", "list", False, "Exactly the role assignments it holds, each a role and a scope."),
+    Field("identity_name", "str", False, "The identity's name; default id-<cluster>-<namespace>-<name>."),
+    Field("identity_resource_group", "str", False, "Where its identity lives; default the cluster's."),
+    Field("extra_subjects", "list", False, "More subjects its identity trusts from the same issuer."),
+    Field("tags", "dict", False, "Extra tags for an identity this collection makes."),
+    Field("controllers", "list", False, "Pod controllers to bind, each a kind and a name.", ("workloads",)),
+    Field("token_expiration", "int", False, "Lifetime of the projected token, 3600-86400 seconds."),
+)
+ROLE_FIELDS = (
+    Field("role", "str", True, "A role name, GUID or role definition id."),
+    Field("scope", "str", True, "A management group, subscription, resource group or resource id."),
+    Field("condition", "str", False, "An ABAC condition."),
+    Field("condition_version", "str", False, "The condition's version (default 2.0)."),
+    Field("description", "str", False, "The assignment's description."),
+)
+CONTROLLER_FIELDS = (
+    Field("kind", "str", True, f"One of {', '.join(CONTROLLER_KINDS)}."),
+    Field("name", "str", True, "The controller's name, in the workload's namespace."),
+)
+
+
+def _keys(fields: tuple[Field, ...]) -> set[str]:
+    return {f.name for f in fields} | {a for f in fields for a in f.aliases}
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: str
+    scope: str
+    condition: str | None = None
+    condition_version: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ControllerRef:
+    kind: str
+    name: str
+
+
+@dataclass
+class WorkloadSpec:
+    name: str
+    namespace: str
+    service_account: str
+    identity_name: str
+    identity_resource_group: str | None
+    roles: list[RoleSpec]
+    subjects: list[str]  # the service account's subject first, then extra_subjects
+    tags: dict[str, str] = field(default_factory=dict)
+    controllers: list[ControllerRef] = field(default_factory=list)
+    token_expiration: int | None = None
+
+    @property
+    def subject(self) -> str:
+        return self.subjects[0]
+
+
+@dataclass
+class Validated:
+    """The valid workloads, every problem found, and deprecations the module should announce."""
+
+    specs: list[WorkloadSpec]
+    problems: list[str]
+    deprecations: list[str] = field(default_factory=list)
+
+
+def subject_for(namespace: str, service_account: str) -> str:
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+def default_identity_name(cluster: str, namespace: str, name: str) -> str:
+    return f"id-{cluster}-{namespace}-{name}"
+
+
+def privileged_problem(role: str, scope_kind: str, scope: str, at: str) -> str | None:
+    """Owner and the like at management-group or subscription scope: a workload could grant itself anything."""
+    ref = parse_role(role)
+    name = PRIVILEGED_ROLES.get(ref.guid) if ref.guid else None
+    name = name or next((n for n in PRIVILEGED_ROLES.values() if n.lower() == role.lower()), None)
+    if name and scope_kind in PRIVILEGED_SCOPE_KINDS:
+        return (
+            f"{at}: role: {name} at {scope_kind} scope {scope} is refused for a workload identity "
+            "(set allow_privileged_roles to allow it)"
+        )
+    return None
+
+
+def validate_workloads(
+    cluster: str,
+    workloads: Any,
+    *,
+    identity_resource_group: str | None,
+    allow_privileged_roles: bool,
+    identity_group_required: bool = True,
+) -> Validated:
+    """Everything checkable without a service; every problem names the cluster, the workload and the field.
+
+    ``identity_group_required``: False where only the Kubernetes side is read (the identity's place is
+    the Azure side's business).
+    """
+    where = f"cluster {cluster}"
+    result = Validated([], [])
+    if not isinstance(workloads, list):
+        result.problems.append(f"{where}: workloads: must be a list, got {type(workloads).__name__}")
+        return result
+    seen = _Seen()
+    for index, raw in enumerate(workloads):
+        spec = _workload(
+            cluster, index, raw, identity_resource_group, identity_group_required, allow_privileged_roles, seen, result
+        )
+        if spec is not None:
+            result.specs.append(spec)
+    return result
+
+
+@dataclass
+class _Seen:
+    names: dict[str, int] = field(default_factory=dict)
+    accounts: dict[tuple[str, str], str] = field(default_factory=dict)
+    identities: dict[str, str] = field(default_factory=dict)
+    controllers: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+
+def _workload(
+    cluster: str,
+    index: int,
+    raw: Any,
+    default_group: str | None,
+    group_required: bool,
+    allow_privileged: bool,
+    seen: _Seen,
+    result: Validated,
+) -> WorkloadSpec | None:
+    problems = result.problems
+    label = f"cluster {cluster}: workload #{index + 1}"
+    if not isinstance(raw, dict):
+        problems.append(f"{label}: must be a mapping with name, namespace, service_account and roles")
+        return None
+    name = raw.get("name")
+    if isinstance(name, str) and name:
+        label = f"cluster {cluster}: workload '{name}'"
+    before = len(problems)
+    known = _keys(WORKLOAD_FIELDS)
+    for key in sorted(set(raw) - known):
+        expected = ", ".join(f.name for f in sorted(WORKLOAD_FIELDS, key=lambda f: f.name))
+        problems.append(f"{label}: {key}: unknown field (expected one of {expected})")
+    if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > 63:
+        problems.append(f"{label}: name: must be 1-63 lower-case letters, digits and '-' (got {name!r})")
+    elif name in seen.names:
+        problems.append(f"{label}: name: declared twice (also workload #{seen.names[name] + 1})")
+    else:
+        seen.names[name] = index
+    namespace, account = raw.get("namespace"), raw.get("service_account")
+    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace) or len(namespace) > 63:
+        problems.append(f"{label}: namespace: must be a Kubernetes namespace name (DNS label), got {namespace!r}")
+    if not isinstance(account, str) or not DNS_SUBDOMAIN.match(account) or len(account) > 253:
+        problems.append(
+            f"{label}: service_account: must be a Kubernetes service account name (DNS subdomain), got {account!r}"
+        )
+    if isinstance(namespace, str) and isinstance(account, str):
+        other = seen.accounts.get((namespace, account))
+        if other:
+            problems.append(
+                f"{label}: service_account: {namespace}/{account} is already bound to workload "
+                f"'{other}' (a service account carries one client id)"
+            )
+        seen.accounts[(namespace, account)] = str(name)
+    resource_group = raw.get("identity_resource_group") or default_group
+    if group_required and not resource_group:
+        problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
+    identity_name = raw.get("identity_name") or default_identity_name(cluster, str(namespace), str(name))
+    if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
+        hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
+        problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
+    key = f"{resource_group}/{identity_name}".lower()
+    if key in seen.identities:
+        problems.append(
+            f"{label}: identity_name: identity {identity_name} is already used by workload "
+            f"'{seen.identities[key]}' (one identity per workload)"
+        )
+    seen.identities[key] = str(name)
+    roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
+    subjects = _subjects(raw.get("extra_subjects"), subject_for(str(namespace), str(account)), label, problems)
+    tags = raw.get("tags") or {}
+    if not isinstance(tags, dict):
+        problems.append(f"{label}: tags: must be a mapping")
+        tags = {}
+    controllers_raw, controllers_field = raw.get("controllers"), "controllers"
+    if "workloads" in raw:
+        if "controllers" in raw:
+            problems.append(f"{label}: workloads: is the old name of controllers; give only controllers")
+        else:
+            controllers_raw, controllers_field = raw["workloads"], "workloads"
+            result.deprecations.append(
+                f"{label}: workloads: the pod controllers' field is now called controllers; "
+                f"workloads is still read, until {ALIAS_REMOVED_IN}"
+            )
+    controllers = _controllers(
+        controllers_raw, f"{label}: {controllers_field}", str(name), str(namespace), seen, problems
+    )
+    expiration = _token_expiration(raw.get("token_expiration"), label, problems)
+    if len(problems) != before:
+        return None
+    return WorkloadSpec(
+        str(name),
+        str(namespace),
+        str(account),
+        str(identity_name),
+        str(resource_group) if resource_group else None,
+        roles,
+        subjects,
+        {str(k): str(v) for k, v in tags.items()},
+        controllers,
+        expiration,
+    )
+
+
+def _subjects(raw: Any, subject: str, label: str, problems: list[str]) -> list[str]:
+    extra = raw or []
+    if not isinstance(extra, list) or not all(isinstance(s, str) and 0 < len(s) <= FIC_FIELD_MAX for s in extra):
+        problems.append(f"{label}: extra_subjects: must be a list of subjects of 1-{FIC_FIELD_MAX} characters")
+        extra = []
+    subjects = [subject, *extra]
+    if len(set(subjects)) != len(subjects):
+        problems.append(f"{label}: extra_subjects: repeats a subject")
+    if len(subjects) > FICS_PER_IDENTITY:
+        problems.append(
+            f"{label}: extra_subjects: {len(subjects)} federated credentials on one identity; "
+            f"Azure allows {FICS_PER_IDENTITY}"
+        )
+    return subjects
+
+
+def _token_expiration(raw: Any, label: str, problems: list[str]) -> int | None:
+    if raw is None:
+        return None
+    low, high = TOKEN_EXPIRATION
+    if isinstance(raw, bool) or not str(raw).isdigit() or not low <= int(raw) <= high:
+        problems.append(f"{label}: token_expiration: must be seconds between {low} and {high} (got {raw!r})")
+        return None
+    return int(raw)
+
+
+def _controllers(
+    raw: Any, where: str, workload: str, namespace: str, seen: _Seen, problems: list[str]
+) -> list[ControllerRef]:
+    """The pod controllers to bind: known kinds, valid names, each bound to one workload only.
+
+    ``where`` ends with the field as the user wrote it (controllers, or its old name workloads).
+    """
+    controllers: list[ControllerRef] = []
+    if raw is None:
+        return controllers
+    if not isinstance(raw, list):
+        problems.append(f"{where}: must be a list of {{kind, name}} (the pod controllers to bind)")
+        return controllers
+    for position, item in enumerate(raw):
+        at = f"{where}[{position}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: must be a mapping with kind and name")
+            continue
+        for key in sorted(set(item) - _keys(CONTROLLER_FIELDS)):
+            problems.append(f"{at}: {key}: unknown field (expected kind and name)")
+        kind, name = item.get("kind"), item.get("name")
+        if kind not in CONTROLLER_KINDS:
+            problems.append(f"{at}: kind: must be one of {', '.join(CONTROLLER_KINDS)} (got {kind!r})")
+        if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+            problems.append(f"{at}: name: must be a Kubernetes object name (DNS subdomain), got {name!r}")
+            continue
+        key = (namespace, str(kind), name)
+        if key in seen.controllers:
+            other = seen.controllers[key]
+            also = "listed twice" if other == workload else f"already bound to workload '{other}'"
+            problems.append(f"{at}: name: {kind} {namespace}/{name} is {also} (a pod has one service account)")
+        seen.controllers[key] = workload
+        controllers.append(ControllerRef(str(kind), name))
+    return controllers
+
+
+def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) -> list[RoleSpec]:
+    if not isinstance(raw, list):
+        problems.append(f"{label}: roles: must be a list of {{role, scope}}")
+        return []
+    roles: list[RoleSpec] = []
+    seen: set[tuple[str, str]] = set()
+    for position, item in enumerate(raw):
+        at = f"{label}: roles[{position}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: must be a mapping with role and scope")
+            continue
+        for key in sorted(set(item) - _keys(ROLE_FIELDS)):
+            expected = ", ".join(sorted(_keys(ROLE_FIELDS)))
+            problems.append(f"{at}: {key}: unknown field (expected one of {expected})")
+        role, scope_text = item.get("role"), item.get("scope")
+        if not isinstance(role, str) or not role.strip():
+            problems.append(f"{at}: role: required (a role name, GUID or role definition id)")
+            continue
+        try:
+            scope = parse_scope(str(scope_text))
+        except InvalidScope as exc:
+            problems.append(f"{at}: scope: {exc}")
+            continue
+        if item.get("condition_version") and not item.get("condition"):
+            problems.append(f"{at}: condition_version: given without a condition")
+        key = (role.lower(), scope.key)
+        if key in seen:
+            problems.append(f"{at}: role: {role} at {scope.path} is declared twice")
+        seen.add(key)
+        problem = None if allow_privileged else privileged_problem(role, scope.kind, scope.path, at)
+        if problem:
+            problems.append(problem)
+        roles.append(
+            RoleSpec(role, scope.path, item.get("condition"), item.get("condition_version"), item.get("description"))
+        )
+    return roles

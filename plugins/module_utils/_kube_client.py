@@ -1,0 +1,228 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): how the Kubernetes modules reach a cluster.
+
+The Kubernetes counterpart of ``_azure_client`` + ``_azure_errors``: one auth argument spec (with
+the ``K8S_AUTH_*`` names AWX injects as fallbacks, documented in the ``kube`` doc fragment), one
+client whose calls are retried under the shared policy (``_retry``) and whose failures leave as one
+:class:`KubeApiError` naming the object, and the module base that builds it.
+
+A named context is a whole answer: a host and token from the environment (AWX's bearer-token
+credential, which is one cluster) are never mixed into it, so one cluster's token is never sent to
+another cluster's API server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ansible.module_utils.basic import env_fallback
+
+from ._errors import KubeApiError
+from ._module import CollectionModule
+from ._retry import RetryPolicy, call
+
+KUBE_AUTH_ARGSPEC: dict[str, Any] = {
+    "kubeconfig": {"type": "path", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])},
+    "context": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_CONTEXT"])},
+    "host": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_HOST"])},
+    "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["K8S_AUTH_API_KEY"])},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"], "fallback": (env_fallback, ["K8S_AUTH_SSL_CA_CERT"])},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"], "fallback": (env_fallback, ["K8S_AUTH_VERIFY_SSL"])},
+}
+DEFAULT_KUBECONFIG = "~/.kube/config"
+
+
+class KubeConnection:
+    """Which API server and which credentials, from the auth options, decided before any request."""
+
+    def __init__(self, params: dict[str, Any], environ: dict[str, str] | None = None) -> None:
+        env = os.environ if environ is None else environ
+        self.context: str | None = params.get("context")
+        self.kubeconfig: str | None = params.get("kubeconfig")
+        self.host: str | None = params.get("host")
+        self.api_key: str | None = params.get("api_key")
+        self.ca_cert: str | None = params.get("ca_cert")
+        self.validate_certs: bool | None = params.get("validate_certs")
+        self.warnings: list[str] = []
+        if self.context:
+            self.source = "context"
+            ignored = [n for n, v in (("host", self.host), ("api_key", self.api_key)) if v]
+            if ignored:
+                # Whether set here or injected as K8S_AUTH_*: the named context wins, whole (its own CA too).
+                self.warnings.append(
+                    f"context {self.context} is used as the kubeconfig defines it; {' and '.join(ignored)} "
+                    "(or K8S_AUTH_HOST/K8S_AUTH_API_KEY) ignored"
+                )
+            self.host = self.api_key = self.ca_cert = None
+        elif self.host:
+            self.source = "host"
+        elif self.kubeconfig or os.path.exists(os.path.expanduser(DEFAULT_KUBECONFIG)):
+            self.source = "kubeconfig"
+        elif env.get("KUBERNETES_SERVICE_HOST"):
+            self.source = "in-cluster"
+        else:
+            self.source = "none"
+
+    def api_client(self) -> Any:
+        """A kubernetes ApiClient with its own retries off: ``_retry`` decides, once."""
+        from kubernetes import client, config  # imported here: only the Kubernetes modules pay for it
+
+        configuration = client.Configuration()
+        if self.source in ("context", "kubeconfig"):
+            config.load_kube_config(
+                config_file=self.kubeconfig, context=self.context, client_configuration=configuration
+            )
+        elif self.source == "host":
+            configuration.host = str(self.host)
+            if self.api_key:
+                configuration.api_key = {"authorization": f"Bearer {self.api_key}"}
+            configuration.ssl_ca_cert = self.ca_cert
+        elif self.source == "in-cluster":
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            raise KubeApiError(
+                "no kubeconfig, context, host or in-cluster service account (see the kube options)",
+                code="NoCredentials",
+                operation="connect",
+            )
+        if self.validate_certs is not None:
+            configuration.verify_ssl = self.validate_certs
+        configuration.retries = False
+        return client.ApiClient(configuration)
+
+
+_HINTS = {
+    401: "the API server did not accept the credentials (an expired or revoked token?)",
+    403: "the credentials lack the Kubernetes RBAC permission for this",
+}
+
+
+def translate(exc: BaseException, operation: str) -> KubeApiError | None:
+    """The Kubernetes client's exception as a KubeApiError naming the object; None for anything else (a bug)."""
+    if isinstance(exc, KubeApiError):
+        return exc
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        try:
+            detail = json.loads(exc.body or "{}")
+        except (TypeError, ValueError):
+            detail = {}
+        detail = detail if isinstance(detail, dict) else {}
+        status = int(exc.status or 0)
+        message = str(detail.get("message") or exc.reason or "")
+        if "admission webhook" in message:
+            message = f"refused by an admission webhook: {message}"
+        elif status in _HINTS:
+            message = f"{_HINTS[status]}: {message}" if message else _HINTS[status]
+        headers = exc.headers or {}
+        retry_after = headers.get("Retry-After")
+        return KubeApiError(
+            message,
+            status=status,
+            code=str(detail.get("reason") or exc.reason or "") or None,
+            request_id=headers.get("Audit-Id"),
+            operation=operation,
+            retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
+        )
+    if isinstance(exc, HTTPError):
+        return KubeApiError(f"could not reach the API server: {exc}", code="ConnectionError", operation=operation)
+    return None
+
+
+class KubeClient:
+    """The few REST calls the Kubernetes engine makes: retried, translated, 404 on a read becomes None."""
+
+    def __init__(
+        self, api_client: Any, policy: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.api = api_client
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+        self.requests = 0
+
+    def _send(self, method: str, path: str, body: Any, query: list[tuple[str, str]]) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if method == "PATCH":
+            headers["Content-Type"] = "application/merge-patch+json"
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        self.requests += 1
+        if hasattr(self.api, "param_serialize"):  # kubernetes >= 35 (the newer generator)
+            request = self.api.param_serialize(
+                method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+            )
+            response = self.api.call_api(*request)
+            status, raw = int(response.status), response.read()
+            if status >= 400:
+                raise ApiException(status=status, reason=response.reason, body=raw)
+        else:
+            raw = self.api.call_api(
+                path,
+                method,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+            ).data
+        return json.loads(raw) if raw else None
+
+    def _call(self, method: str, path: str, operation: str, body: Any = None, query: Any = None) -> Any:
+        return call(operation, lambda: self._send(method, path, body, query or []), translate, self.policy, self.sleep)
+
+    def get(self, path: str, operation: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("GET", path, operation))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", selector)] if selector else []
+        return list(self._call("GET", path, operation, query=query).get("items") or [])
+
+    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self._call("POST", path, operation, body=body)
+
+    def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self._call("PATCH", path, operation, body=body)
+
+    def delete(self, path: str, operation: str) -> None:
+        try:
+            self._call("DELETE", path, operation)
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+
+
+class KubeModule(CollectionModule):
+    """The collection's module base plus the shared Kubernetes auth options and a client factory."""
+
+    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(argument_spec={**argument_spec, **KUBE_AUTH_ARGSPEC}, **kwargs)
+        self.connection = KubeConnection(self.params)
+        self.retry_policy = RetryPolicy()
+        for warning in self.connection.warnings:
+            self.warn(warning)
+
+    def client(self, where: str) -> KubeClient:
+        """``where`` names the cluster in a failure (a kubeconfig that does not load, say)."""
+        try:
+            return KubeClient(self.connection.api_client(), self.retry_policy)
+        except KubeApiError as exc:
+            self.fail_error(exc, where)
+        except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
+            if type(exc).__module__.startswith("kubernetes.config"):
+                self.fail_json(msg=f"{where}: cannot load the Kubernetes configuration: {exc}")
+            raise

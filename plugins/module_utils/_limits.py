@@ -1,0 +1,29 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): what Azure and the webhook accept.
+
+The names, lengths and counts the services enforce, in one place, so that the inventory validator
+and the engines refuse the same input before anything is sent (see ../shared/AZURE-FACTS.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+# User-assigned identity names.
+IDENTITY_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
+# Federated identity credentials: name, issuer/subject/audience length, per identity.
+FIC_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
+FIC_FIELD_MAX = 600
+FICS_PER_IDENTITY = 20
+DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+# The webhook projects service-account tokens of 1-24 hours (azure.workload.identity/service-account-token-expiration).
+TOKEN_EXPIRATION = (3600, 86400)
+# Roles that can grant access or change anything: refused at broad scopes unless explicitly allowed.
+PRIVILEGED_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+}
+PRIVILEGED_SCOPE_KINDS = ("managementGroup", "subscription")

@@ -1,0 +1,103 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the marks that say what this collection owns.
+
+Prune and teardown act only on what carries these marks, so every tag, label, annotation and name
+the collection writes to recognise its own objects again is defined here, and read back here:
+
+- Azure identities it creates: the tag ``managed-by: workload_identity.aks`` and ``wi-cluster``,
+  ``wi-namespace``, ``wi-service-account``, ``wi-workload``.
+- Federated credentials: named after the cluster and subject (:func:`fic_name`), so a cluster's
+  own credentials on a shared identity are told apart from others'.
+- Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
+  ``workload-identity.aks/workload``; those it creates also ``app.kubernetes.io/managed-by``; a bound
+  controller keeps its previous service account in ``workload-identity.aks/previous-service-account``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+
+COLLECTION = "workload_identity.aks"
+
+# -- Azure ------------------------------------------------------------------------------------------
+OWNER_TAG = "managed-by"
+CLUSTER_TAG = "wi-cluster"
+NAMESPACE_TAG = "wi-namespace"
+SERVICE_ACCOUNT_TAG = "wi-service-account"
+WORKLOAD_TAG = "wi-workload"
+
+
+def identity_marks(cluster: str, namespace: str, service_account: str, workload: str) -> dict[str, str]:
+    """The tags an identity made by this collection for one workload of one cluster carries."""
+    return {
+        OWNER_TAG: COLLECTION,
+        CLUSTER_TAG: cluster,
+        NAMESPACE_TAG: namespace,
+        SERVICE_ACCOUNT_TAG: service_account,
+        WORKLOAD_TAG: workload,
+    }
+
+
+def made_by_collection(tags: Mapping[str, str] | None) -> bool:
+    """Made by this collection (for any cluster)."""
+    return (tags or {}).get(OWNER_TAG) == COLLECTION
+
+
+def owner_cluster(tags: Mapping[str, str] | None) -> str | None:
+    """The cluster this collection made the identity for, or None if it did not make it."""
+    return (tags or {}).get(CLUSTER_TAG) if made_by_collection(tags) else None
+
+
+def owned_by(tags: Mapping[str, str] | None, cluster: str) -> bool:
+    """Made by this collection for this cluster: only such identities are ever deleted by it."""
+    return made_by_collection(tags) and owner_cluster(tags) == cluster
+
+
+def fic_name(cluster: str, subject: str) -> str:
+    """One credential per cluster and subject, named so a person (and prune) can tell which is which."""
+    readable = re.sub(r"[^a-zA-Z0-9-_]", "-", f"{cluster}-{subject.removeprefix('system:serviceaccount:')}")
+    readable = readable.strip("-_")
+    if len(readable) <= 120 and re.match(r"^[a-zA-Z0-9]", readable):
+        return readable
+    digest = hashlib.sha256(f"{cluster}|{subject}".encode()).hexdigest()[:10]
+    return f"{readable[:109].rstrip('-_')}-{digest}"
+
+
+# -- Kubernetes -------------------------------------------------------------------------------------
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+CLUSTER_LABEL = "workload-identity.aks/cluster"
+WORKLOAD_LABEL = "workload-identity.aks/workload"
+PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
+
+
+def kube_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
+    """The labels of an object this collection touched (for a workload, when given)."""
+    return {CLUSTER_LABEL: cluster, **({WORKLOAD_LABEL: workload} if workload else {})}
+
+
+def kube_created_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
+    """The labels of an object this collection created (and so may delete)."""
+    return {**kube_marks(cluster, workload), MANAGED_BY_LABEL: COLLECTION}
+
+
+def kube_marks_removed() -> dict[str, None]:
+    """A merge patch's labels that take this collection's marks off an object it only touched."""
+    return {CLUSTER_LABEL: None, WORKLOAD_LABEL: None}
+
+
+def kube_created_by_collection(labels: Mapping[str, str] | None) -> bool:
+    return (labels or {}).get(MANAGED_BY_LABEL) == COLLECTION
+
+
+def kube_workload(labels: Mapping[str, str] | None) -> str | None:
+    """The workload this collection bound the object for, if it did."""
+    return (labels or {}).get(WORKLOAD_LABEL)
+
+
+def kube_cluster_selector(cluster: str, created_only: bool = False) -> str:
+    """A label selector for what this collection touched (or created) on a cluster."""
+    selector = f"{CLUSTER_LABEL}={cluster}"
+    return f"{MANAGED_BY_LABEL}={COLLECTION},{selector}" if created_only else selector

@@ -1,0 +1,166 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): what the engines return, typed.
+
+The ``*State`` dicts are one object as the modules report it; :class:`Outcome` is what one
+``ensure_*`` call did (or would do, in check mode). The batch results (``AzureBatchResult``,
+``KubeBatchResult``) are the contracts between the two batch modules, the roles that register them
+and ``plugins/filter/rollout.py``, which joins them into the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypedDict, TypeVar
+
+
+class IdentityState(TypedDict):
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    tags: dict[str, str]
+    client_id: str | None
+    principal_id: str | None
+    tenant_id: str | None
+
+
+class FederatedCredentialState(TypedDict):
+    id: str
+    name: str
+    identity: str
+    issuer: str
+    subject: str
+    audiences: list[str]
+
+
+class RoleAssignmentState(TypedDict):
+    id: str
+    name: str
+    scope: str
+    role_definition_id: str
+    role_definition_guid: str
+    role: str | None
+    principal_id: str
+    principal_type: str | None
+    condition: str | None
+    condition_version: str | None
+    description: str | None
+
+
+class IssuerState(TypedDict):
+    id: str | None
+    name: str | None
+    oidc_issuer_enabled: bool
+    issuer_url: str | None
+    workload_identity_enabled: bool
+    provisioning_state: str | None
+    kubernetes_version: str | None
+
+
+S = TypeVar("S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState)
+
+
+@dataclass
+class Outcome(Generic[S]):
+    """What ensuring one object did (or, in check mode, would do)."""
+
+    changed: bool
+    action: str  # created | updated | deleted | unchanged | absent
+    before: S | None
+    after: S | None
+    notes: list[str] = field(default_factory=list)
+
+    def diff(self) -> dict[str, Any]:
+        return {"before": self.before or {}, "after": self.after or {}}
+
+
+# -- the Azure batch (workload_identities) ----------------------------------------------------------
+class IdentityResult(IdentityState, total=False):
+    """The identity as IdentityState, plus what was done and whether this collection made it.
+
+    For an identity that does not exist (nothing to remove) only ``name`` and ``action`` are reported.
+    """
+
+    action: str
+    owned: bool
+
+
+class FederatedCredentialRow(TypedDict):
+    name: str
+    subject: str
+    action: str
+
+
+class RoleAssignmentRow(TypedDict):
+    role: str | None
+    role_definition_guid: str
+    scope: str
+    name: str | None
+    action: str
+    notes: list[str]
+
+
+class WorkloadResult(TypedDict):
+    name: str
+    namespace: str
+    service_account: str
+    subject: str
+    identity: IdentityResult
+    federated_credentials: list[FederatedCredentialRow]
+    role_assignments: list[RoleAssignmentRow]
+    changed: bool
+
+
+class PrunedIdentity(TypedDict):
+    name: str
+    resource_group: str
+
+
+class PrunedCredential(TypedDict):
+    identity: str
+    name: str
+    subject: str
+
+
+class PrunedAssignment(TypedDict):
+    identity: str
+    role: str | None
+    role_definition_guid: str
+    scope: str
+    name: str
+
+
+class Pruned(TypedDict):
+    identities: list[PrunedIdentity]
+    federated_credentials: list[PrunedCredential]
+    role_assignments: list[PrunedAssignment]
+
+
+class AzureBatchResult(TypedDict, total=False):
+    changed: bool
+    workloads: list[WorkloadResult]
+    pruned: Pruned
+    diff: dict[str, Any]
+
+
+def empty_pruned() -> Pruned:
+    return {"identities": [], "federated_credentials": [], "role_assignments": []}
+
+
+# -- the Kubernetes batch (service_accounts) --------------------------------------------------------
+class KubeRow(TypedDict, total=False):
+    kind: str
+    namespace: str | None
+    name: str
+    action: str  # created, updated, unchanged, deleted, bound, unbound, missing, kept
+    workload: str
+    note: str
+
+
+class KubeBatchResult(TypedDict, total=False):
+    changed: bool
+    namespaces: list[KubeRow]
+    service_accounts: list[KubeRow]
+    controllers: list[KubeRow]
+    diff: dict[str, Any]

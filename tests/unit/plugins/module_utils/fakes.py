@@ -1,0 +1,177 @@
+"""In-memory stand-ins for the Api classes (the I/O layer under the engines): no HTTP, every write recorded.
+
+They answer as Azure does for what the engines ask (ids, case, 409s), so the engines' decisions can be
+tested alone; the real Api classes are exercised against the sandbox by the integration tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
+    FederatedCredentialApi,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
+    Role,
+    RoleAssignmentApi,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, parse_role, same_scope
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+READER = Role(
+    f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+    "Reader",
+)
+OWNER = Role(
+    f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Owner",
+)
+BLOB = Role(
+    f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Contributor",
+)
+
+
+class Writes(list[tuple[str, ...]]):
+    """Every write, in order, as (api, verb, what)."""
+
+
+class FakeIdentities(IdentityApi):
+    def __init__(self, writes: Writes) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.writes = writes
+
+    def get(self, ref: IdentityRef) -> Any:
+        return self.items.get(ref.id.lower())
+
+    def put(self, ref: IdentityRef, location: str, tags: dict[str, str]) -> Any:
+        self.writes.append(("identity", "put", ref.name))
+        current = self.items.get(ref.id.lower())
+        state = {
+            "id": ref.id,
+            "name": ref.name,
+            "resource_group": ref.resource_group,
+            "location": location,
+            "tags": dict(tags),
+            "client_id": current["client_id"] if current else str(uuid.uuid4()),
+            "principal_id": current["principal_id"] if current else str(uuid.uuid4()),
+            "tenant_id": TENANT,
+        }
+        self.items[ref.id.lower()] = state
+        return dict(state)
+
+    def delete(self, ref: IdentityRef) -> None:
+        self.writes.append(("identity", "delete", ref.name))
+        self.items.pop(ref.id.lower(), None)
+
+    def list_all(self, resource_group: str | None) -> list[Any]:
+        return [
+            dict(i)
+            for i in self.items.values()
+            if resource_group is None or i["resource_group"].lower() == resource_group.lower()
+        ]
+
+
+class FakeFics(FederatedCredentialApi):
+    def __init__(self, writes: Writes) -> None:
+        self.items: dict[str, dict[str, dict[str, Any]]] = {}  # identity id -> name lower -> fic
+        self.writes = writes
+
+    def get(self, ref: IdentityRef, name: str) -> Any:
+        return self.items.get(ref.id.lower(), {}).get(name.lower())
+
+    def list_all(self, ref: IdentityRef) -> list[Any]:
+        return [dict(f) for f in self.items.get(ref.id.lower(), {}).values()]
+
+    def put(self, ref: IdentityRef, name: str, issuer: str, subject: str, audiences: list[str]) -> Any:
+        self.writes.append(("fic", "put", f"{ref.name}/{name}"))
+        state = {
+            "id": f"{ref.id}/federatedIdentityCredentials/{name}",
+            "name": name,
+            "identity": ref.name,
+            "issuer": issuer,
+            "subject": subject,
+            "audiences": list(audiences),
+        }
+        self.items.setdefault(ref.id.lower(), {})[name.lower()] = state
+        return dict(state)
+
+    def delete(self, ref: IdentityRef, name: str) -> None:
+        self.writes.append(("fic", "delete", f"{ref.name}/{name}"))
+        self.items.get(ref.id.lower(), {}).pop(name.lower(), None)
+
+
+def assignment(scope: str, role: Role, principal: str, name: str | None = None, **extra: Any) -> SimpleNamespace:
+    """A role assignment as the SDK models it."""
+    name = name or str(uuid.uuid4())
+    return SimpleNamespace(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        name=name,
+        scope=scope,
+        role_definition_id=role.id,
+        principal_id=principal,
+        principal_type=extra.get("principal_type", "ServicePrincipal"),
+        condition=extra.get("condition"),
+        condition_version=extra.get("condition_version"),
+        description=extra.get("description"),
+    )
+
+
+class FakeRoles(RoleAssignmentApi):
+    def __init__(self, writes: Writes, roles: tuple[Role, ...] = (READER, OWNER, BLOB)) -> None:
+        self.roles = list(roles)
+        self.items: list[SimpleNamespace] = []
+        self.writes = writes
+        self.race: SimpleNamespace | None = None  # made "by someone else" just before our next create
+
+    def resolve_role(self, scope: str, role: str) -> Role:
+        ref = parse_role(role)
+        found = [r for r in self.roles if (r.guid == ref.guid if ref.guid else r.name == role)]
+        if len(found) != 1:
+            raise ValidationError([f"role: '{role}' must name exactly one role definition assignable at {scope}"])
+        return found[0]
+
+    def list_definitions(self, scope: str) -> list[Role]:
+        return list(self.roles)
+
+    def list_at(self, scope: str, filter: str | None = None) -> list[Any]:
+        return [a for a in self.items if a.scope.lower().startswith(scope.lower())]
+
+    def at_scope_for(self, scope: str, principal_id: str) -> list[Any]:
+        return [a for a in self.items if a.principal_id == principal_id and scope.lower().startswith(a.scope.lower())]
+
+    def create(self, scope: str, name: str, body: dict[str, Any]) -> Any:
+        if self.race is not None:
+            self.items.append(self.race)
+            self.race = None
+        for existing in self.items:
+            if (
+                same_scope(existing.scope, scope)
+                and existing.role_definition_id == body["role_definition_id"]
+                and existing.principal_id == body["principal_id"]
+                and existing.name != name
+            ):
+                raise AzureApiError("The role assignment already exists.", status=409, code="RoleAssignmentExists")
+        self.writes.append(("role", "put", name))
+        role = next(r for r in self.roles if r.id == body["role_definition_id"])
+        model = assignment(
+            scope,
+            role,
+            body["principal_id"],
+            name,
+            **{k: body.get(k) for k in ("principal_type", "condition", "condition_version", "description")},
+        )
+        self.items = [a for a in self.items if a.name != name] + [model]
+        return model
+
+    def delete(self, scope: str, name: str) -> None:
+        self.writes.append(("role", "delete", name))
+        self.items = [a for a in self.items if a.name != name]

@@ -1,0 +1,194 @@
+"""_azure_batch and _azure_batch_reads: the whole-cluster plan, its convergence, prune and removal, on fake Apis.
+
+What is asserted is the decisions and the writes they lead to (all through the engines, counted here), never time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import fic_name, identity_marks
+
+from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
+
+CLUSTER = "aks-dev"
+ISSUER = "https://oidc.example/tenant/aks-dev/"
+DATA = f"/subscriptions/{SUB}/resourceGroups/rg-data"
+
+
+class Estate:
+    def __init__(self) -> None:
+        self.writes = Writes()
+        self.identities = FakeIdentities(self.writes)
+        self.fics = FakeFics(self.writes)
+        self.roles = FakeRoles(self.writes)
+        self.engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB))
+
+    def batch(self, workloads: list[dict[str, Any]], prune: bool = False, state: str = "present") -> Batch:
+        validated = validate_workloads(
+            CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
+        )
+        assert validated.problems == []
+        return Batch(CLUSTER, SUB, ISSUER, "westeurope", validated.specs, prune, False, ("rg-ids",), state)
+
+    def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **kwargs: Any) -> dict[str, Any]:
+        batch = self.batch(workloads, **kwargs)
+        reads = self.engine.read(batch)
+        if batch.state == "absent":
+            return dict(self.engine.remove(batch, reads, check_mode))
+        return dict(self.engine.converge(batch, reads, check_mode, workers=2))
+
+
+def orders(*roles: dict[str, str]) -> dict[str, Any]:
+    return {"name": "orders", "namespace": "shop", "service_account": "orders", "roles": list(roles)}
+
+
+def test_plan_equals_run_and_the_second_run_changes_nothing() -> None:
+    estate = Estate()
+    listed = [orders({"role": "Reader", "scope": DATA})]
+    plan = estate.run(listed, check_mode=True)
+    assert estate.writes == [] and plan["changed"]
+    done = estate.run(listed)
+    assert [w[:2] for w in estate.writes] == [("identity", "put"), ("fic", "put"), ("role", "put")]
+
+    def actions(result: dict[str, Any]) -> list[Any]:
+        w = result["workloads"][0]
+        return [
+            w["identity"]["action"],
+            [f["action"] for f in w["federated_credentials"]],
+            [r["action"] for r in w["role_assignments"]],
+        ]
+
+    assert actions(plan) == actions(done) == ["created", ["created"], ["created"]]
+    again = estate.run(listed)
+    assert not again["changed"] and len(estate.writes) == 3
+    identity = next(iter(estate.identities.items.values()))
+    assert identity["tags"] == identity_marks(CLUSTER, "shop", "orders", "orders")
+
+
+def test_runtime_problems_of_every_workload_surface_before_any_write() -> None:
+    estate = Estate()
+    theirs = IdentityRef(SUB, "rg-ids", "id-aks-dev-shop-orders")
+    estate.identities.put(theirs, "westeurope", identity_marks("aks-prod", "shop", "orders", "orders"))
+    estate.writes.clear()
+    listed = [
+        orders({"role": "Reader", "scope": DATA}),
+        {
+            "name": "cart",
+            "namespace": "shop",
+            "service_account": "cart",
+            "roles": [{"role": "No Such Role", "scope": DATA}],
+        },
+    ]
+    with pytest.raises(ValidationError) as raised:
+        estate.run(listed)
+    assert raised.value.problems[0] == (
+        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders belongs to cluster aks-prod"
+    )
+    assert "cluster aks-dev: workload 'cart': roles[0]: role: 'No Such Role'" in raised.value.problems[1]
+    assert estate.writes == []
+
+
+def test_prune_removes_only_ours_assignments_before_identities_through_the_engines() -> None:
+    estate = Estate()
+    cart = {**orders({"role": "Reader", "scope": f"{DATA}/providers/Microsoft.Storage/storageAccounts/cart"})}
+    estate.run([orders({"role": "Reader", "scope": DATA}), {**cart, "name": "cart", "service_account": "cart"}])
+    mine = estate.identities.items[IdentityRef(SUB, "rg-ids", "id-aks-dev-shop-orders").id.lower()]
+    # Someone grants the orders identity a second role by hand, and someone else owns an untagged identity.
+    estate.roles.items.append(assignment(DATA, BLOB, mine["principal_id"], "by-hand"))
+    estate.identities.put(IdentityRef(SUB, "rg-ids", "id-theirs"), "westeurope", {})
+    estate.writes.clear()
+    # orders keeps Reader only; cart is no longer listed.
+    plan = estate.run([orders({"role": "Reader", "scope": DATA})], check_mode=True, prune=True)
+    assert estate.writes == []
+    done = estate.run([orders({"role": "Reader", "scope": DATA})], prune=True)
+    assert plan["pruned"] == done["pruned"]
+    assert [(r["identity"], r["role"]) for r in done["pruned"]["role_assignments"]] == [
+        ("id-aks-dev-shop-cart", "Reader"),
+        ("id-aks-dev-shop-orders", "Storage Blob Data Contributor"),
+    ]
+    assert done["pruned"]["identities"] == [{"name": "id-aks-dev-shop-cart", "resource_group": "rg-ids"}]
+    # Per identity, its assignments go first (Azure would leave them behind, orphaned).
+    assert [w[:2] for w in estate.writes] == [("role", "delete"), ("identity", "delete"), ("role", "delete")]
+    assert estate.writes[1:] == [("identity", "delete", "id-aks-dev-shop-cart"), ("role", "delete", "by-hand")]
+    assert IdentityRef(SUB, "rg-ids", "id-theirs").id.lower() in estate.identities.items
+
+
+def test_prune_leaves_other_issuers_credentials_on_our_identity() -> None:
+    estate = Estate()
+    estate.run([orders()])
+    ref = IdentityRef(SUB, "rg-ids", "id-aks-dev-shop-orders")
+    estate.fics.put(ref, "stale-subject", ISSUER, "system:serviceaccount:shop:old", ["api://AzureADTokenExchange"])
+    estate.fics.put(
+        ref, "other-issuer", "https://elsewhere/", "system:serviceaccount:shop:x", ["api://AzureADTokenExchange"]
+    )
+    estate.writes.clear()
+    done = estate.run([orders()], prune=True)
+    assert done["pruned"]["federated_credentials"] == [
+        {"identity": "id-aks-dev-shop-orders", "name": "stale-subject", "subject": "system:serviceaccount:shop:old"}
+    ]
+    assert estate.writes == [("fic", "delete", "id-aks-dev-shop-orders/stale-subject")]
+
+
+def test_removal_of_an_identity_made_elsewhere_takes_only_this_clusters_trust_and_declared_roles() -> None:
+    estate = Estate()
+    theirs = IdentityRef(SUB, "rg-ids", "id-shared")
+    made = estate.identities.put(theirs, "westeurope", {"team": "shop"})
+    estate.fics.put(
+        theirs, "their-own", "https://elsewhere/", "system:serviceaccount:shop:orders", ["api://AzureADTokenExchange"]
+    )
+    estate.roles.items.append(assignment(DATA, BLOB, made["principal_id"], "their-role"))
+    listed = [{**orders({"role": "Reader", "scope": DATA}), "identity_name": "id-shared"}]
+    estate.run(listed)
+    estate.writes.clear()
+    plan = estate.run(listed, check_mode=True, state="absent")
+    assert estate.writes == []
+    done = estate.run(listed, state="absent")
+    assert plan["workloads"] == done["workloads"]
+    row = done["workloads"][0]
+    assert row["identity"]["action"] == "kept"
+    assert [f["name"] for f in row["federated_credentials"]] == [fic_name(CLUSTER, "system:serviceaccount:shop:orders")]
+    assert [r["role"] for r in row["role_assignments"]] == ["Reader"]
+    assert [w[:2] for w in estate.writes] == [("fic", "delete"), ("role", "delete")]
+    assert theirs.id.lower() in estate.identities.items and [a.name for a in estate.roles.items] == ["their-role"]
+
+
+def test_removal_of_ours_deletes_roles_first_then_the_identity() -> None:
+    estate = Estate()
+    listed = [orders({"role": "Reader", "scope": DATA})]
+    estate.run(listed)
+    estate.writes.clear()
+    done = estate.run(listed, state="absent")
+    assert done["workloads"][0]["identity"]["action"] == "deleted"
+    assert [w[:2] for w in estate.writes] == [("role", "delete"), ("identity", "delete")]
+    assert estate.run(listed, state="absent")["changed"] is False
+
+
+def test_no_op_reads_are_n_plus_three() -> None:
+    """Requests kept to the minimum: one identity list, one definitions list, one assignments list, N FIC lists."""
+    estate = Estate()
+    listed = [{**orders(), "name": f"w{i}", "service_account": f"w{i}"} for i in range(5)]
+    estate.run(listed)
+    calls: list[str] = []
+    for api, names in (
+        (estate.identities, ("list_all", "get")),
+        (estate.fics, ("list_all", "get")),
+        (estate.roles, ("list_definitions", "list_at", "at_scope_for", "resolve_role")),
+    ):
+        for name in names:
+            original = getattr(api, name)
+
+            def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+                calls.append(_name)
+                return _original(*args, **kwargs)
+
+            setattr(api, name, counted)
+    assert estate.run(listed)["changed"] is False
+    assert len(calls) == 5 + 3 and calls.count("list_all") == 6
+    assert READER.name == "Reader"

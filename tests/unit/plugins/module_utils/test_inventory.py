@@ -1,0 +1,86 @@
+"""_inventory: the workload schema, validated whole before any request; each problem names cluster, workload, field."""
+
+from __future__ import annotations
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import ControllerRef, validate_workloads
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg-App"
+SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults/kv"
+
+
+def test_batch_validation_reports_every_problem_with_workload_and_field() -> None:
+    validated = validate_workloads(
+        "aks-dev",
+        [
+            {"name": "ok", "namespace": "orders", "service_account": "api", "roles": [{"role": "Reader", "scope": RG}]},
+            {"name": "bad", "namespace": "Orders", "service_account": "api", "roles": "Reader"},
+            "not a mapping",
+        ],
+        identity_resource_group="rg-ids",
+        allow_privileged_roles=False,
+    )
+    specs, problems = validated.specs, validated.problems
+    assert [s.name for s in specs] == ["ok"]
+    assert specs[0].identity_name == "id-aks-dev-orders-ok" and specs[0].identity_resource_group == "rg-ids"
+    assert specs[0].subjects == ["system:serviceaccount:orders:api"]
+    assert problems == [
+        "cluster aks-dev: workload 'bad': namespace: must be a Kubernetes namespace name (DNS label), got 'Orders'",
+        "cluster aks-dev: workload 'bad': roles: must be a list of {role, scope}",
+        "cluster aks-dev: workload #3: must be a mapping with name, namespace, service_account and roles",
+    ]
+    privileged = validate_workloads(
+        "aks-dev",
+        [
+            {
+                "name": "x",
+                "namespace": "n",
+                "service_account": "s",
+                "roles": [{"role": "Owner", "scope": f"/subscriptions/{SUB}"}, {"role": "Owner", "scope": RG}],
+            }
+        ],
+        identity_resource_group="rg",
+        allow_privileged_roles=False,
+    ).problems
+    assert len(privileged) == 1 and "Owner at subscription scope" in privileged[0]
+
+
+def test_controllers_and_token_expiration_are_validated_with_the_rest() -> None:
+    roles = [{"role": "Reader", "scope": SCOPE}]
+    validated = validate_workloads(
+        "aks-dev",
+        [
+            {
+                "name": "a",
+                "namespace": "n",
+                "service_account": "a",
+                "roles": roles,
+                "token_expiration": 7200,
+                "workloads": [{"kind": "Deployment", "name": "api"}, {"kind": "CronJob", "name": "nightly"}],
+            },
+            {
+                "name": "b",
+                "namespace": "n",
+                "service_account": "b",
+                "roles": roles,
+                "token_expiration": 60,
+                "workloads": [{"kind": "Deployment", "name": "api"}, {"kind": "Pod", "name": "p", "replicas": 1}],
+            },
+        ],
+        identity_resource_group="rg",
+        allow_privileged_roles=False,
+    )
+    specs, problems = validated.specs, validated.problems
+    assert [(s.name, s.controllers, s.token_expiration) for s in specs] == [
+        ("a", [ControllerRef("Deployment", "api"), ControllerRef("CronJob", "nightly")], 7200)
+    ]
+    # Written under the field's old name: read, and announced as deprecated once per workload.
+    assert len(validated.deprecations) == 2 and "now called controllers" in validated.deprecations[0]
+    assert problems == [
+        "cluster aks-dev: workload 'b': workloads[0]: name: Deployment n/api is already bound to workload 'a' "
+        "(a pod has one service account)",
+        "cluster aks-dev: workload 'b': workloads[1]: replicas: unknown field (expected kind and name)",
+        "cluster aks-dev: workload 'b': workloads[1]: kind: must be one of Deployment, StatefulSet, DaemonSet, Job, "
+        "CronJob (got 'Pod')",
+        "cluster aks-dev: workload 'b': token_expiration: must be seconds between 3600 and 86400 (got 60)",
+    ]

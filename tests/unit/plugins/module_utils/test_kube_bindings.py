@@ -1,0 +1,203 @@
+"""_kube_bindings: the Kubernetes side's plan and its application, on a fake client (no API server).
+
+The fake keeps objects by path and applies merge patches as the API server does, so what check mode
+predicts and what a real run leaves can be compared; the real API server is the integration tests'.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from typing import Any
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import (
+    CLIENT_ID,
+    USE_LABEL,
+    Bindings,
+    report,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_patch import merge_patch
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+    MANAGED_BY_LABEL,
+    PREVIOUS_ACCOUNT_ANNOTATION,
+    WORKLOAD_LABEL,
+)
+
+CLUSTER = "aks-dev"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+class FakeCluster(KubeClient):
+    def __init__(self) -> None:
+        super().__init__(api_client=None)
+        self.objects: dict[str, dict[str, Any]] = {"/apis/batch/v1": {"resources": [{"name": "cronjobs"}]}}
+        self.writes: list[tuple[str, str]] = []
+
+    def get(self, path: str, operation: str) -> dict[str, Any] | None:
+        self.requests += 1
+        found = self.objects.get(path)
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
+        self.requests += 1
+        wanted = dict(pair.split("=", 1) for pair in selector.split(",")) if selector else {}
+        if "/namespaces/" not in path and not path.endswith("/namespaces"):  # all namespaces: /apis/apps/v1/deployments
+            prefix, plural = path.rsplit("/", 1)
+            pattern = f"{prefix}/namespaces/*/{plural}/*"
+        else:
+            pattern = f"{path}/*"
+        items = [
+            o for p, o in self.objects.items() if fnmatch.fnmatch(p, pattern) and p.count("/") == pattern.count("/")
+        ]
+
+        def labels(obj: dict[str, Any]) -> dict[str, str]:
+            return obj["metadata"].get("labels") or {}
+
+        return [copy.deepcopy(o) for o in items if all(labels(o).get(k) == v for k, v in wanted.items())]
+
+    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self.writes.append(("create", operation))
+        self.objects[f"{path}/{body['metadata']['name']}"] = copy.deepcopy(body)
+
+    def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self.writes.append(("patch", operation))
+        self.objects[path] = merge_patch(self.objects[path], body)
+
+    def delete(self, path: str, operation: str) -> None:
+        self.writes.append(("delete", operation))
+        self.objects.pop(path, None)
+
+    def add(self, path: str, obj: dict[str, Any]) -> None:
+        self.objects[path] = obj
+
+
+def deployment(namespace: str, name: str, account: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "app:1"}]}
+    if account:
+        spec["serviceAccountName"] = account
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+    }
+
+
+def cluster_with_shop() -> FakeCluster:
+    cluster = FakeCluster()
+    cluster.add("/api/v1/namespaces/shop", {"metadata": {"name": "shop"}})
+    cluster.add("/apis/apps/v1/namespaces/shop/deployments/orders", deployment("shop", "orders", "legacy"))
+    cluster.add(
+        "/api/v1/namespaces/shop/serviceaccounts/orders",
+        {"metadata": {"name": "orders", "namespace": "shop", "annotations": {"team": "shop"}}},
+    )
+    return cluster
+
+
+def specs(*workloads: dict[str, Any]) -> Any:
+    validated = validate_workloads(
+        CLUSTER,
+        list(workloads),
+        identity_resource_group=None,
+        allow_privileged_roles=True,
+        identity_group_required=False,
+    )
+    assert validated.problems == []
+    return validated.specs
+
+
+ORDERS = {
+    "name": "orders",
+    "namespace": "shop",
+    "service_account": "orders",
+    "controllers": [{"kind": "Deployment", "name": "orders"}],
+}
+CART = {"name": "cart", "namespace": "cart", "service_account": "cart"}
+
+
+def test_plan_is_exactly_what_the_apply_leaves_and_only_owned_fields_change() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    before = copy.deepcopy(cluster.objects)
+    plan = engine.plan_present(
+        specs(ORDERS, CART), {"orders": "c-orders", "cart": "c-cart"}, prune=False, missing="fail"
+    )
+    assert cluster.writes == [] and plan.problems == []
+    engine.apply(plan, "present")
+    # Namespace first, then accounts, then controllers.
+    assert [w[1] for w in cluster.writes] == [
+        "created Namespace cart",
+        "updated ServiceAccount shop/orders",
+        "created ServiceAccount cart/cart",
+        "bound Deployment shop/orders",
+    ]
+    bound = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
+    for change in plan.controllers:
+        assert change.after == {"serviceAccountName": "orders", "labels": {"app": "orders", USE_LABEL: "true"}}
+    assert (
+        bound["spec"]["replicas"] == 2
+        and bound["spec"]["template"]["spec"]["containers"]
+        == before["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]["spec"]["containers"]
+    )
+    assert bound["metadata"]["annotations"][PREVIOUS_ACCOUNT_ANNOTATION] == "legacy"
+    account = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]
+    assert account["annotations"] == {
+        "team": "shop",
+        CLIENT_ID: "c-orders",
+        "azure.workload.identity/tenant-id": TENANT,
+    }
+    assert MANAGED_BY_LABEL not in account["labels"]  # annotated, not created: never ours to delete
+    again = engine.plan_present(
+        specs(ORDERS, CART), {"orders": "c-orders", "cart": "c-cart"}, prune=False, missing="fail"
+    )
+    assert not report(again)["changed"]
+
+
+def test_every_missing_controller_is_found_before_any_write() -> None:
+    cluster = cluster_with_shop()
+    ghost = {**CART, "controllers": [{"kind": "Deployment", "name": "ghost"}, {"kind": "CronJob", "name": "nightly"}]}
+    plan = Bindings(cluster, CLUSTER, TENANT).plan_present(specs(ORDERS, ghost), {}, prune=False, missing="fail")
+    assert plan.problems == [
+        "cluster aks-dev: workload 'cart': controllers: Deployment cart/ghost does not exist",
+        "cluster aks-dev: workload 'cart': controllers: CronJob cart/nightly does not exist",
+    ]
+    assert cluster.writes == []
+    warned = Bindings(cluster, CLUSTER, TENANT).plan_present(specs(ORDERS, ghost), {}, prune=False, missing="warn")
+    assert warned.problems == [] and len(warned.warnings) == 2
+
+
+def test_release_restores_what_was_there_and_deletes_only_what_it_created() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS, CART), {"orders": "c1", "cart": "c2"}, False, "fail"), "present")
+    cluster.writes.clear()
+    plan = engine.plan_absent(specs(ORDERS, CART), everything=False)
+    engine.apply(plan, "absent")
+    deployment_now = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
+    # Exactly as its team wrote it (the API server drops the emptied annotations map; the fake keeps {}).
+    assert not deployment_now["metadata"].pop("annotations")
+    assert deployment_now == deployment("shop", "orders", "legacy")
+    assert cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"] == {
+        "name": "orders",
+        "namespace": "shop",
+        "annotations": {"team": "shop"},
+        "labels": {},
+    }
+    assert "/api/v1/namespaces/cart/serviceaccounts/cart" not in cluster.objects  # created by us: deleted
+    assert "/api/v1/namespaces/cart" not in cluster.objects  # created by us and now empty
+    assert [w[1] for w in cluster.writes][0] == "unbound Deployment shop/orders"  # controllers first
+
+
+def test_prune_releases_workloads_no_longer_listed() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS, CART), {"orders": "c1", "cart": "c2"}, False, "fail"), "present")
+    plan = engine.plan_present(specs(CART), {"cart": "c2"}, prune=True, missing="fail")
+    released = {
+        (c.kind, c.name, c.action) for c in [*plan.service_accounts, *plan.controllers] if c.workload == "orders"
+    }
+    # The ServiceAccount existed before (it was only annotated): it loses our marks instead of being deleted.
+    assert released == {("Deployment", "orders", "unbound"), ("ServiceAccount", "orders", "updated")}
+    engine.apply(plan, "present")
+    labels = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["metadata"]["labels"]
+    assert WORKLOAD_LABEL not in labels

@@ -1,0 +1,95 @@
+"""_kube_client: which cluster and which credentials, errors translated naming the object, the shared retries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import (
+    KubeClient,
+    KubeConnection,
+    translate,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
+
+
+@pytest.fixture(autouse=True)
+def no_home_kubeconfig(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/nonexistent-home-for-tests")
+
+
+def test_a_named_context_is_never_mixed_with_an_injected_host_and_token() -> None:
+    both = KubeConnection({"context": "aks-prod", "host": "https://aks-dev:443", "api_key": "dev-token"}, {})
+    assert (both.source, both.host, both.api_key) == ("context", None, None)
+    assert "context aks-prod is used as the kubeconfig defines it" in both.warnings[0]
+    assert KubeConnection({"host": "https://h", "api_key": "t"}, {}).source == "host"
+    assert KubeConnection({"kubeconfig": "/k"}, {}).source == "kubeconfig"
+    assert KubeConnection({}, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}).source == "in-cluster"
+    with pytest.raises(KubeApiError, match="no kubeconfig, context, host"):
+        KubeConnection({}, {}).api_client()
+
+
+def status(code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> ApiException:
+    exc = ApiException(status=code, reason=reason)
+    exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message})
+    exc.headers = headers or {}
+    return exc
+
+
+def test_translation_names_the_operation_and_says_what_went_wrong() -> None:
+    denied = translate(
+        status(400, "BadRequest", 'admission webhook "policy.example" denied the request: no'), "bound Deployment a/b"
+    )
+    assert denied is not None and str(denied).startswith(
+        "bound Deployment a/b: 400 BadRequest: refused by an admission"
+    )
+    expired = translate(status(401, "Unauthorized", "Unauthorized", {"Audit-Id": "a1"}), "list service accounts")
+    assert expired is not None and "expired or revoked token" in expired.message and expired.request_id == "a1"
+    throttled = translate(status(429, "TooManyRequests", "slow down", {"Retry-After": "3"}), "x")
+    assert throttled is not None and throttled.retry_after == 3
+    unreachable = translate(MaxRetryError(None, "/api", "refused"), "x")  # type: ignore[arg-type]
+    assert unreachable is not None and unreachable.code == "ConnectionError"
+    assert translate(KeyError("bug"), "x") is None
+
+
+class Response:
+    def __init__(self, code: int, body: dict[str, Any]) -> None:
+        self.status, self.reason, self.body = code, "r", json.dumps(body).encode()
+
+    def read(self) -> bytes:
+        return self.body
+
+
+class ScriptedApiClient:
+    """Answers from a script, as the kubernetes ApiClient's newer generator does."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, Any]]]) -> None:
+        self.answers = answers
+        self.sent: list[tuple[str, str]] = []
+
+    def param_serialize(self, method: str, path: str, **kwargs: Any) -> tuple[str, str]:
+        return (method, path)
+
+    def call_api(self, method: str, path: str) -> Response:
+        self.sent.append((method, path))
+        return Response(*self.answers.pop(0))
+
+
+def test_conflicts_and_throttling_are_retried_then_given_up() -> None:
+    conflict = (409, {"kind": "Status", "reason": "Conflict", "message": "the object has been modified"})
+    api = ScriptedApiClient([conflict, (429, {"reason": "TooManyRequests", "message": "slow"}), (200, {"ok": 1})])
+    sleeps: list[float] = []
+    client = KubeClient(api, RetryPolicy(), sleep=sleeps.append)
+    client.patch("/apis/apps/v1/namespaces/a/deployments/b", {"spec": {}}, "bound Deployment a/b")
+    assert len(api.sent) == 3 and len(sleeps) == 2 and client.requests == 3
+    exists = ScriptedApiClient([(409, {"reason": "AlreadyExists", "message": 'serviceaccounts "x" already exists'})])
+    with pytest.raises(KubeApiError) as raised:
+        KubeClient(exists, RetryPolicy(), sleep=sleeps.append).create(
+            "/api/v1/namespaces/a/serviceaccounts", {}, "created x"
+        )
+    assert raised.value.code == "AlreadyExists" and len(exists.sent) == 1  # a lost race needs a decision, not a retry
+    assert KubeClient(ScriptedApiClient([(404, {"reason": "NotFound"})]), sleep=sleeps.append).get("/x", "read") is None

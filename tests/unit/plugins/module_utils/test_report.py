@@ -1,0 +1,61 @@
+"""plugins/filter/rollout.py: the two batch results joined into one report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUB = "04028a0b-9308-4196-891c-eecf0e43500d"
+SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults/kv"
+
+
+def _azure(action: str, role_action: str = "unchanged") -> dict[str, Any]:
+    return {
+        "changed": action != "unchanged" or role_action != "unchanged",
+        "workloads": [
+            {
+                "name": "api",
+                "namespace": "n",
+                "service_account": "api",
+                "subject": "system:serviceaccount:n:api",
+                "identity": {"name": "id-api", "client_id": "c1", "action": action},
+                "federated_credentials": [{"name": "f", "subject": "system:serviceaccount:n:api", "action": action}],
+                "role_assignments": [{"role": "Reader", "scope": SCOPE, "action": role_action}],
+                "changed": action != "unchanged" or role_action != "unchanged",
+            }
+        ],
+        "pruned": {"identities": [], "federated_credentials": [], "role_assignments": []},
+    }
+
+
+def test_report_status_joins_both_sides() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import (
+        rollout_lines,
+        rollout_markdown,
+        rollout_report,
+    )
+
+    kube = {
+        "changed": True,
+        "service_accounts": [
+            {"kind": "ServiceAccount", "namespace": "n", "name": "api", "workload": "api", "action": "unchanged"}
+        ],
+        "controllers": [
+            {"kind": "Deployment", "namespace": "n", "name": "api", "workload": "api", "action": "bound"},
+            {"kind": "Deployment", "namespace": "n", "name": "old", "workload": "gone", "action": "unbound"},
+        ],
+    }
+    assert rollout_report(_azure("created"), kube, cluster="c")["workloads"][0]["status"] == "created"
+    report = rollout_report(_azure("unchanged"), kube, cluster="c")
+    assert report["workloads"][0]["status"] == "changed"  # only its Deployment was bound
+    assert report["pruned"] == {
+        "kubernetes": [{"kind": "Deployment", "namespace": "n", "name": "old", "action": "unbound"}]
+    }
+    quiet = {**kube, "changed": False, "controllers": [{**kube["controllers"][0], "action": "unchanged"}]}
+    assert rollout_report(_azure("unchanged"), quiet, cluster="c")["counts"] == {
+        "created": 0,
+        "changed": 0,
+        "unchanged": 1,
+    }
+    lines = rollout_lines(report)
+    assert "      role  Reader @ rg-data: Microsoft.KeyVault/vaults/kv (unchanged)" in lines
+    assert "| api | changed | id-api (`c1`) |" in rollout_markdown(report)

@@ -1,0 +1,118 @@
+"""_retry and _azure_errors: one policy, decisions by status and code, Azure's exceptions translated once."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_errors import azure_call, translate
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, KubeApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy, call, decide
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.core.pipeline.transport import RequestsTransportResponse
+from azure.core.rest import HttpRequest
+
+
+def error(status: int | None, code: str | None = None, retry_after: float | None = None) -> AzureApiError:
+    return AzureApiError("m", status=status, code=code, retry_after=retry_after)
+
+
+def test_retry_decisions() -> None:
+    policy = RetryPolicy(attempts=3, base_delay=1, max_delay=30, principal_wait=20, conflict_attempts=4)
+    assert decide(error(429, retry_after=7), 1, 0, policy) == 7
+    assert decide(error(503), 1, 0, policy) == 1 and decide(error(503), 2, 0, policy) == 2
+    assert decide(error(503), 3, 0, policy) is None  # attempts spent
+    assert decide(error(None, "ConnectionError"), 1, 0, policy) == 1
+    assert decide(error(400, "BadRequest"), 1, 0, policy) is None
+    assert decide(error(409, "RoleAssignmentExists"), 1, 0, policy) is None
+    assert decide(error(400, "PrincipalNotFound"), 9, 10, policy) == 5
+    assert decide(error(400, "PrincipalNotFound"), 9, 18, policy) == 2
+    assert decide(error(400, "PrincipalNotFound"), 9, 20, policy) is None
+    fic_conflict = error(409, "ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity")
+    delay = decide(fic_conflict, 2, 0, policy)
+    assert delay is not None and 0.75 <= delay <= 1.5
+    assert decide(fic_conflict, 4, 0, policy) is None
+
+
+def sdk_error(status: int, body: str, headers: dict[str, str] | None = None) -> HttpResponseError:
+    """A real azure-core HttpResponseError around a real HTTP response."""
+    raw = requests.Response()
+    raw.status_code = status
+    raw._content = body.encode()
+    raw.headers.update({"Content-Type": "application/json", **(headers or {})})
+    response = RequestsTransportResponse(HttpRequest("GET", "https://management.azure.com/x"), raw)
+    return HttpResponseError(response=response)
+
+
+def test_translate_keeps_status_code_message_request_id() -> None:
+    translated = translate(
+        sdk_error(
+            409,
+            '{"error": {"code": "RoleAssignmentExists", "message": "exists"}}',
+            {"x-ms-request-id": "rid-1", "Retry-After": "3"},
+        ),
+        "create",
+    )
+    assert translated is not None and auth_ok(translated)
+    assert (translated.status, translated.code, translated.message) == (409, "RoleAssignmentExists", "exists")
+    assert translated.request_id == "rid-1" and translated.retry_after == 3
+    assert str(translated) == "create: 409 RoleAssignmentExists: exists (x-ms-request-id rid-1)"
+    auth = translate(ClientAuthenticationError(message="AADSTS7000215: Invalid client secret provided."), "token")
+    assert auth is not None and (auth.status, auth.code) == (401, "AADSTS7000215")
+    connection = translate(ServiceRequestError("boom"), "get")
+    assert connection is not None and connection.code == "ConnectionError"
+    assert translate(KeyError("x"), "get") is None  # not Azure's: a bug, left to raise
+
+
+def test_call_retries_then_raises_the_translated_error() -> None:
+    sleeps: list[float] = []
+    attempts = iter(
+        [sdk_error(429, '{"error": {"code": "TooManyRequests", "message": "slow"}}', {"Retry-After": "2"}), None]
+    )
+
+    def flaky() -> str:
+        failure = next(attempts)
+        if failure is not None:
+            raise failure
+        return "ok"
+
+    assert azure_call("op", flaky, RetryPolicy(), sleep=sleeps.append) == "ok" and sleeps == [2.0]
+    forbidden = sdk_error(403, '{"error": {"code": "AuthorizationFailed", "message": "no"}}')
+
+    def denied() -> str:
+        raise forbidden
+
+    with pytest.raises(AzureApiError) as raised:
+        azure_call("op", denied, sleep=sleeps.append)
+    assert raised.value.code == "AuthorizationFailed" and sleeps == [2.0]
+
+    def buggy() -> str:
+        raise KeyError("a bug, not an Azure failure")
+
+    with pytest.raises(KeyError):
+        azure_call("op", buggy, sleep=sleeps.append)
+
+
+def auth_ok(error: AzureApiError) -> bool:
+    return isinstance(error, AzureApiError)
+
+
+def test_kubernetes_conflicts_are_retried_but_not_azure_ones_of_the_same_name() -> None:
+    policy = RetryPolicy(conflict_attempts=3)
+    conflict = KubeApiError("the object has been modified", status=409, code="Conflict")
+    delay = decide(conflict, 1, 0, policy)
+    assert delay is not None and 0.5 <= delay <= 1.0
+    assert decide(conflict, 3, 0, policy) is None
+    assert decide(KubeApiError("exists", status=409, code="AlreadyExists"), 1, 0, policy) is None
+    assert decide(AzureApiError("busy", status=409, code="Conflict"), 1, 0, policy) is None
+    assert decide(KubeApiError("slow down", status=429, code="TooManyRequests", retry_after=4), 1, 0, policy) == 4
+
+
+def test_call_leaves_unrecognised_exceptions_alone() -> None:
+    def never(_exc: BaseException, _operation: str) -> None:
+        return None
+
+    def buggy() -> None:
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        call("op", buggy, never, sleep=lambda _s: None)
