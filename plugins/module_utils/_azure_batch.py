@@ -15,9 +15,10 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypedDict, cast
+from typing import Any
 
 from ._azure_batch_reads import AzureApis, Batch, BatchReader, Reads
+from ._azure_batch_report import batch_report, brief, identity_result, workload_names
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
 from ._azure_role_assignment import Role, RoleAssignmentApi, assignment_state, ensure_role_assignment
@@ -29,7 +30,6 @@ from ._ownership import fic_name, identity_marks, made_by_collection, owned_by, 
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
-    IdentityResult,
     IdentityState,
     Pruned,
     PrunedAssignment,
@@ -74,10 +74,10 @@ class Workloads(BatchReader):
         plans = [self._workload(batch, w, reads, resolved, True) for w in batch.workloads]
         pruned = self._prune(batch, reads, resolved, True)
         if check_mode:
-            return _report(plans, pruned)
+            return batch_report(plans, pruned)
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
-        return _report(done, self._prune(batch, reads, resolved, False))
+        return batch_report(done, self._prune(batch, reads, resolved, False))
 
     def _check(self, batch: Batch, reads: Reads) -> Resolved:
         """What only Azure can tell, for every workload, before any write: every problem at once."""
@@ -132,11 +132,11 @@ class Workloads(BatchReader):
         after = identity.after
         principal = (after["principal_id"] if after else None) or PENDING
         seen: dict[str, Any] = {
-            "identity": _brief(identity.before),
+            "identity": brief(identity.before),
             "federated_credentials": {},
             "role_assignments": [],
         }
-        planned: dict[str, Any] = {"identity": _brief(after), "federated_credentials": {}, "role_assignments": []}
+        planned: dict[str, Any] = {"identity": brief(after), "federated_credentials": {}, "role_assignments": []}
         fics: list[FederatedCredentialRow] = []
         for subject in workload.subjects:
             name = fic_name(batch.cluster, subject)
@@ -195,8 +195,8 @@ class Workloads(BatchReader):
             or any(r["action"] != "unchanged" for r in roles)
         )
         result: WorkloadResult = {
-            **_names(workload),
-            "identity": _identity_result(after, workload.identity_name, identity.action, owned=ours),
+            **workload_names(workload),
+            "identity": identity_result(after, workload.identity_name, identity.action, owned=ours),
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
@@ -221,15 +221,15 @@ class Workloads(BatchReader):
             if identity is None:
                 action = "absent"
             elif owned_by(identity["tags"], batch.cluster):
-                before = {"identity": _brief(identity)}
+                before = {"identity": brief(identity)}
                 roles = self._remove_assignments(batch, identity, reads, check_mode)
                 action = self._remove_identity(batch, identity, check_mode)
             else:
                 # Made by this collection for another cluster (that cluster's to remove), or made elsewhere.
                 action = "kept"
                 if not made_by_collection(identity["tags"]):
-                    names = [fic_name(batch.cluster, subject) for subject in workload.subjects]
-                    fics = self._remove_credentials(batch, identity, reads, names, check_mode)
+                    ours = [fic_name(batch.cluster, subject) for subject in workload.subjects]
+                    fics = self._remove_credentials(batch, identity, reads, ours, check_mode)
                     declared = {
                         (parse_scope(spec.scope).key, self._resolve(batch, workload, reads, position).guid)
                         for position, spec in enumerate(workload.roles)
@@ -240,8 +240,8 @@ class Workloads(BatchReader):
             if before is not None:
                 before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
             result: WorkloadResult = {
-                **_names(workload),
-                "identity": _identity_result(identity, workload.identity_name, action),
+                **workload_names(workload),
+                "identity": identity_result(identity, workload.identity_name, action),
                 "federated_credentials": fics,
                 "role_assignments": [
                     {
@@ -257,7 +257,7 @@ class Workloads(BatchReader):
                 "changed": action == "deleted" or bool(fics or roles),
             }
             done.append((result, {"before": before, "after": None}))
-        return _report(done, self._prune(batch, reads, {}, check_mode))
+        return batch_report(done, self._prune(batch, reads, {}, check_mode))
 
     def _resolve(self, batch: Batch, workload: WorkloadSpec, reads: Reads, position: int) -> Role:
         try:
@@ -390,52 +390,3 @@ class Workloads(BatchReader):
 
 def _key(ref: IdentityRef) -> str:
     return f"{ref.resource_group}/{ref.name}".lower()
-
-
-class _Names(TypedDict):
-    name: str
-    namespace: str
-    service_account: str
-    subject: str
-
-
-def _names(workload: WorkloadSpec) -> _Names:
-    return {
-        "name": workload.name,
-        "namespace": workload.namespace,
-        "service_account": workload.service_account,
-        "subject": workload.subject,
-    }
-
-
-def _identity_result(state: IdentityState | None, name: str, action: str, owned: bool | None = None) -> IdentityResult:
-    """The identity as reported per workload: its state (when it exists or will), what was done, whether ours."""
-    # IdentityResult is IdentityState with every key optional (an absent identity has only a name) plus two.
-    result = cast(IdentityResult, {**state} if state is not None else {"name": name})
-    result["action"] = action
-    if owned is not None:
-        result["owned"] = owned
-    return result
-
-
-def _report(done: list[tuple[WorkloadResult, dict[str, Any]]], pruned: Pruned) -> AzureBatchResult:
-    """The result, and a before/after diff per workload (pruned objects appear only before)."""
-    workloads = [result for result, _diff in done]
-    changed = any(w["changed"] for w in workloads) or any(pruned.values())
-    before: dict[str, Any] = {w["name"]: diff["before"] for w, diff in done}
-    after = {w["name"]: diff["after"] for w, diff in done}
-    if any(pruned.values()):
-        before["(pruned)"] = pruned
-    return {"changed": changed, "workloads": workloads, "pruned": pruned, "diff": {"before": before, "after": after}}
-
-
-def _brief(identity: IdentityState | None) -> dict[str, Any] | None:
-    """The identity as a diff shows it: what the user can change, not the ids Azure assigns."""
-    if identity is None:
-        return None
-    return {
-        "name": identity["name"],
-        "resource_group": identity["resource_group"],
-        "location": identity["location"],
-        "tags": identity["tags"],
-    }

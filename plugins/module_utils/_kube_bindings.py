@@ -16,12 +16,12 @@ before it was bound, so unbinding puts it back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._inventory import WorkloadSpec
 from ._kube_client import KubeClient
 from ._kube_patch import combine, dig, merge_patch, nest
+from ._kube_plan import Change, Plan
 from ._ownership import (
     PREVIOUS_ACCOUNT_ANNOTATION,
     kube_cluster_selector,
@@ -31,7 +31,6 @@ from ._ownership import (
     kube_marks_removed,
     kube_workload,
 )
-from ._results import KubeBatchResult, KubeRow
 
 # The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
 CLIENT_ID = "azure.workload.identity/client-id"
@@ -76,45 +75,6 @@ class Paths:
     def service_account(namespace: str, name: str | None = None) -> str:
         base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
         return f"{base}/{name}" if name else base
-
-
-@dataclass
-class Change:
-    """One object's planned change: a create, a merge patch or a delete, and what a diff shows of it."""
-
-    kind: str
-    namespace: str | None
-    name: str
-    action: str  # created, updated, unchanged, deleted, bound, unbound, missing, kept
-    path: str
-    body: dict[str, Any] | None = None
-    before: Any = None
-    after: Any = None
-    workload: str | None = None
-    note: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.action not in ("unchanged", "missing", "kept")
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
-
-
-@dataclass
-class Plan:
-    namespaces: list[Change] = field(default_factory=list)
-    service_accounts: list[Change] = field(default_factory=list)
-    controllers: list[Change] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def ordered(self, state: str) -> list[Change]:
-        """Creates: namespaces, then accounts, then controllers. Removals: controllers first (a pod template
-        must not name a deleted account), then accounts, then namespaces."""
-        steps = [*self.namespaces, *self.service_accounts, *self.controllers]
-        return steps if state == "present" else [*self.controllers, *self.service_accounts, *self.namespaces]
 
 
 def _sa_view(sa: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -396,31 +356,3 @@ class Bindings:
                 self.api.create(change.path, change.body or {}, what)
             else:
                 self.api.patch(change.path, change.body or {}, what)
-
-
-def report(plan: Plan) -> KubeBatchResult:
-    """The module's result: per object what was done, and a before/after diff of the fields it owns."""
-
-    def rows(changes: list[Change]) -> list[KubeRow]:
-        out: list[KubeRow] = []
-        for c in changes:
-            row: KubeRow = {"kind": c.kind, "namespace": c.namespace, "name": c.name, "action": c.action}
-            if c.workload:
-                row["workload"] = c.workload
-            if c.note:
-                row["note"] = c.note
-            out.append(row)
-        return out
-
-    steps = [*plan.namespaces, *plan.service_accounts, *plan.controllers]
-    changed = [c for c in steps if c.changed]
-    return {
-        "changed": bool(changed),
-        "namespaces": rows(plan.namespaces),
-        "service_accounts": rows(plan.service_accounts),
-        "controllers": rows(plan.controllers),
-        "diff": {
-            "before": {c.label: c.before for c in changed},
-            "after": {c.label: c.after if c.action != "deleted" else None for c in changed},
-        },
-    }

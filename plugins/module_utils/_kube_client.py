@@ -123,11 +123,12 @@ def translate(exc: BaseException, operation: str) -> KubeApiError | None:
             message = f"{_HINTS[status]}: {message}" if message else _HINTS[status]
         headers = exc.headers or {}
         retry_after = headers.get("Retry-After")
+        audit_id = headers.get("Audit-Id")
         return KubeApiError(
             message,
             status=status,
             code=str(detail.get("reason") or exc.reason or "") or None,
-            request_id=headers.get("Audit-Id"),
+            request_id=str(audit_id) if audit_id else None,
             operation=operation,
             retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
         )
@@ -163,7 +164,9 @@ class KubeClient:
             response = self.api.call_api(*request)
             status, raw = int(response.status), response.read()
             if status >= 400:
-                raise ApiException(status=status, reason=response.reason, body=raw)
+                error = ApiException(status=status, reason=response.reason, body=raw)
+                error.headers = getattr(response, "headers", None)  # Retry-After, Audit-Id
+                raise error
         else:
             raw = self.api.call_api(
                 path,

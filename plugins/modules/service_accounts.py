@@ -135,8 +135,9 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings, report
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 
 # The client is imported where it is used; here only to say clearly when it is missing.
 HAS_KUBERNETES = find_spec("kubernetes") is not None

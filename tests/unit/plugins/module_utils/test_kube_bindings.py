@@ -15,10 +15,10 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindin
     CLIENT_ID,
     USE_LABEL,
     Bindings,
-    report,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_patch import merge_patch
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
     MANAGED_BY_LABEL,
     PREVIOUS_ACCOUNT_ANNOTATION,

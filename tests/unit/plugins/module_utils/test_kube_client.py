@@ -57,8 +57,9 @@ def test_translation_names_the_operation_and_says_what_went_wrong() -> None:
 
 
 class Response:
-    def __init__(self, code: int, body: dict[str, Any]) -> None:
+    def __init__(self, code: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self.status, self.reason, self.body = code, "r", json.dumps(body).encode()
+        self.headers = headers or {}
 
     def read(self) -> bytes:
         return self.body
@@ -67,7 +68,7 @@ class Response:
 class ScriptedApiClient:
     """Answers from a script, as the kubernetes ApiClient's newer generator does."""
 
-    def __init__(self, answers: list[tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, answers: list[Any]) -> None:
         self.answers = answers
         self.sent: list[tuple[str, str]] = []
 
@@ -81,11 +82,13 @@ class ScriptedApiClient:
 
 def test_conflicts_and_throttling_are_retried_then_given_up() -> None:
     conflict = (409, {"kind": "Status", "reason": "Conflict", "message": "the object has been modified"})
-    api = ScriptedApiClient([conflict, (429, {"reason": "TooManyRequests", "message": "slow"}), (200, {"ok": 1})])
+    throttled = (429, {"reason": "TooManyRequests", "message": "slow"}, {"Retry-After": "7"})
+    api = ScriptedApiClient([conflict, throttled, (200, {"ok": 1})])
     sleeps: list[float] = []
     client = KubeClient(api, RetryPolicy(), sleep=sleeps.append)
     client.patch("/apis/apps/v1/namespaces/a/deployments/b", {"spec": {}}, "bound Deployment a/b")
-    assert len(api.sent) == 3 and len(sleeps) == 2 and client.requests == 3
+    assert len(api.sent) == 3 and client.requests == 3
+    assert len(sleeps) == 2 and sleeps[1] == 7  # the API server's Retry-After, honoured
     exists = ScriptedApiClient([(409, {"reason": "AlreadyExists", "message": 'serviceaccounts "x" already exists'})])
     with pytest.raises(KubeApiError) as raised:
         KubeClient(exists, RetryPolicy(), sleep=sleeps.append).create(

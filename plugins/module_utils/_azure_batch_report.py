@@ -1,0 +1,63 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the Azure batch's result, shaped once.
+
+Per workload what was done (``WorkloadResult``), what prune removed, and a before/after diff of what a
+user can change (not the ids Azure assigns), for the module's result and ``--diff``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+from ._inventory import WorkloadSpec
+from ._results import AzureBatchResult, IdentityResult, IdentityState, Pruned, WorkloadResult
+
+
+class _Names(TypedDict):
+    name: str
+    namespace: str
+    service_account: str
+    subject: str
+
+
+def workload_names(workload: WorkloadSpec) -> _Names:
+    return {
+        "name": workload.name,
+        "namespace": workload.namespace,
+        "service_account": workload.service_account,
+        "subject": workload.subject,
+    }
+
+
+def identity_result(state: IdentityState | None, name: str, action: str, owned: bool | None = None) -> IdentityResult:
+    """The identity as reported per workload: its state (when it exists or will), what was done, whether ours."""
+    # IdentityResult is IdentityState with every key optional (an absent identity has only a name) plus two.
+    result = cast(IdentityResult, {**state} if state is not None else {"name": name})
+    result["action"] = action
+    if owned is not None:
+        result["owned"] = owned
+    return result
+
+
+def batch_report(done: list[tuple[WorkloadResult, dict[str, Any]]], pruned: Pruned) -> AzureBatchResult:
+    """The result, and a before/after diff per workload (pruned objects appear only before)."""
+    workloads = [result for result, _diff in done]
+    changed = any(w["changed"] for w in workloads) or any(pruned.values())
+    before: dict[str, Any] = {w["name"]: diff["before"] for w, diff in done}
+    after = {w["name"]: diff["after"] for w, diff in done}
+    if any(pruned.values()):
+        before["(pruned)"] = pruned
+    return {"changed": changed, "workloads": workloads, "pruned": pruned, "diff": {"before": before, "after": after}}
+
+
+def brief(identity: IdentityState | None) -> dict[str, Any] | None:
+    """The identity as a diff shows it: what the user can change, not the ids Azure assigns."""
+    if identity is None:
+        return None
+    return {
+        "name": identity["name"],
+        "resource_group": identity["resource_group"],
+        "location": identity["location"],
+        "tags": identity["tags"],
+    }
