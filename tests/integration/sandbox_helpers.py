@@ -36,7 +36,9 @@ TEST_SETTINGS = {
     "page_size": 100,
     "token_lifetime_seconds": 3599,
     "kube_clusters": False,
-    "buckets": {"reads": [250, 25], "writes": [200, 10], "deletes": [200, 10]},
+    "buckets": {"reads": [250, 25], "writes": [200, 10], "deletes": [200, 10], "graph": [3500, 350]},
+    "graph_replication_seconds": 0.0,
+    "graph_page_size": 100,
 }
 
 
@@ -120,6 +122,30 @@ class Sandbox:
         all_headers.update(headers or {})
         if token == "":
             all_headers.pop("Authorization")
+        return requests.request(method, url, json=body, headers=all_headers, verify=self.ca, timeout=30)
+
+    @property
+    def graph_url(self) -> str:
+        """Microsoft Graph's base, as the cloud metadata publishes it (microsoftGraphResourceId, less the slash)."""
+        return self.url + "/graph"
+
+    def graph_token(self, client_id: str | None = None, secret: str | None = None) -> str:
+        return str(self.credential(client_id, secret).get_token(self.graph_url + "/.default").token)
+
+    def graph(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        """A plain requests call to Graph v1.0 (``path`` from the collection on, or a full URL)."""
+        import requests
+
+        url = path if path.startswith("https://") else f"{self.graph_url}/v1.0{path}"
+        all_headers = {"Authorization": f"Bearer {token if token is not None else self.graph_token()}"}
+        all_headers.update(headers or {})
         return requests.request(method, url, json=body, headers=all_headers, verify=self.ca, timeout=30)
 
     def resource_group(self, name: str, location: str = "westeurope") -> str:

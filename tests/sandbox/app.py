@@ -13,7 +13,9 @@ from typing import Any
 
 from . import ids, jwt, rbac
 from .config import Settings
-from .core import ApiError, Caller, Context, EntraError, Request, Response, Route
+from .core import ApiError, Caller, Context, EntraError, GraphError, Request, Response, Route
+from .directory import ALL as GRAPH_ALL
+from .directory import Directory
 from .faults import Faults
 from .kube import KubeControlPlane, kubeconfig
 from .store import Store
@@ -46,14 +48,17 @@ class Sandbox:
         self.kube = KubeControlPlane(state_dir)
         # Set once the API servers of kube-backed clusters are back after a start (or there are none).
         self.kube_ready = threading.Event()
+        self.directory = Directory(self)
         self._seed()
         self._entra_key = jwt.load_private(self.store.meta("entra_key"))
         # Imported here: the API modules import this one for typing.
         from .arm import ArmApi
         from .control import ControlApi
         from .entra import EntraApi
+        from .graph import GraphApi
 
         self.arm = ArmApi(self)
+        self.graph = GraphApi(self)
         self.entra = EntraApi(self)
         self.control = ControlApi(self)
 
@@ -119,6 +124,10 @@ class Sandbox:
                 "display_name": "sandbox-admin",
                 "secret": admin["secret"],
                 "created_at": LONG_AGO,
+                "sp_type": "Application",
+                "owners": [],
+                # The automation principal of the tests and the demo: may manage every application.
+                "graph_roles": [GRAPH_ALL],
             },
         )
         scope = f"/subscriptions/{sub}"
@@ -183,6 +192,7 @@ class Sandbox:
             "AZURE_CLIENT_SECRET": admin["secret"],
             "AZURE_AUTHORITY_HOST": self.base_url,
             "AZURE_RESOURCE_MANAGER_ENDPOINT": self.base_url,
+            "AZURE_GRAPH_ENDPOINT": self.base_url + "/graph/",
             "AZURE_CA_BUNDLE": str(ca_bundle),
             "REQUESTS_CA_BUNDLE": str(ca_bundle),
             "AZURE_DISABLE_INSTANCE_DISCOVERY": "true",
@@ -252,7 +262,7 @@ class Sandbox:
     def resolve(self, request: Request) -> Route:
         segs = ids.segments(request.path)
         low = [s.lower() for s in segs]
-        for api in (self.control, self.entra, self.arm):
+        for api in (self.control, self.graph, self.entra, self.arm):
             route = api.route(request, segs, low)
             if route is not None:
                 return route
@@ -264,6 +274,8 @@ class Sandbox:
         route = self.resolve(request)
         caller: Caller | None = None
         stale_for = 0.0
+        graph = route.service == "graph"
+        request_id = str(uuid.uuid4())
         try:
             if route.service != "control":
                 fault = self.faults.pick(route.operation, request.method, request.path)
@@ -280,7 +292,8 @@ class Sandbox:
                         503: "ServiceUnavailable",
                         504: "GatewayTimeout",
                     }.get(fault.status, "InjectedFault")
-                    raise ApiError(fault.status, code, fault.message or "Injected by the sandbox.", headers)
+                    error = GraphError if graph else ApiError
+                    raise error(fault.status, code, fault.message or "Injected by the sandbox.", headers)
                 if self.settings.latency_ms:
                     time.sleep(self.settings.latency_ms / 1000)
             extra: dict[str, str] = {}
@@ -291,8 +304,11 @@ class Sandbox:
                         "MissingApiVersionParameter",
                         "The api-version query parameter (?api-version=) is required for all requests.",
                     )
-                caller = self.authenticate(request, route)
-                extra = self._take_token(request, route, caller)
+                caller = self.arm.authenticate(request, route)
+                extra = self.arm.take_token(request, route, caller)
+            elif graph:
+                caller = self.graph.authenticate(request)
+                self.graph.take_token(caller)
             response = route.handler(Context(request, caller))
             response.headers.update(extra)
             if stale_for:
@@ -301,10 +317,18 @@ class Sandbox:
             response = exc.response()
         except EntraError as exc:
             response = exc.response()
+        except GraphError as exc:
+            response = exc.response(request_id, request.headers.get("client-request-id", ""))
         except ConnectionReset:
             self._record(request, route, None, caller, started)
             raise
-        response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        if graph:
+            # Graph's own headers: request-id (echoed in error bodies) and the client's client-request-id.
+            response.headers["request-id"] = request_id
+            response.headers["client-request-id"] = request.headers.get("client-request-id", request_id)
+            self._record(request, route, response, caller, started)
+            return response, route.operation, caller.principal_id if caller else None
+        response.headers.setdefault("x-ms-request-id", request_id)
         response.headers["x-ms-correlation-request-id"] = request.headers.get(
             "x-ms-correlation-request-id", response.headers["x-ms-request-id"]
         )
@@ -312,75 +336,6 @@ class Sandbox:
             response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
         self._record(request, route, response, caller, started)
         return response, route.operation, caller.principal_id if caller else None
-
-    def _take_token(self, request: Request, route: Route, caller: Caller) -> dict[str, str]:
-        kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(request.method, "writes")
-        header = f"x-ms-ratelimit-remaining-subscription-{kind}"
-        if not self.settings.throttling:
-            return {}
-        sub = route.subscription or self.tenant_id
-        allowed, remaining, retry_after = self.throttle.take(kind, sub, caller.principal_id)
-        if not allowed:
-            verb = {"reads": "read", "writes": "write", "deletes": "delete"}[kind]
-            raise ApiError(
-                429,
-                "SubscriptionRequestsThrottled",
-                f"Number of '{verb}' requests for subscription '{sub}' actor '{caller.principal_id}' "
-                f"exceeded. Please try again after '{retry_after}' seconds after additional tokens are "
-                "available. Refer to https://aka.ms/arm-throttling",
-                {"Retry-After": str(retry_after), header: "0"},
-            )
-        return {header: str(remaining)}
-
-    def authenticate(self, request: Request, route: Route) -> Caller:
-        challenge = {
-            "WWW-Authenticate": f'Bearer authorization_uri="{self.base_url}/{self.tenant_id}", '
-            'error="invalid_token", error_description="The authentication failed"'
-        }
-        header = request.headers.get("authorization", "")
-        if not header:
-            raise ApiError(
-                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.", challenge
-            )
-        scheme, _space, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(
-                401,
-                "AuthenticationFailed",
-                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
-                challenge,
-            )
-        try:
-            claims = jwt.verify(token.strip(), self._entra_key.public_key())
-        except jwt.InvalidToken as exc:
-            raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.", challenge) from exc
-        now = time.time()
-        if float(claims.get("exp", 0)) < now:
-            raise ApiError(
-                401,
-                "ExpiredAuthenticationToken",
-                "The access token expiry UTC time is earlier than current UTC time.",
-                challenge,
-            )
-        if str(claims.get("aud", "")).rstrip("/").lower() not in self.arm_audiences:
-            raise ApiError(
-                401,
-                "InvalidAuthenticationTokenAudience",
-                "The access token has been obtained for wrong audience or resource "
-                f"'{claims.get('aud')}'. It should exactly match with one of the allowed audiences "
-                f"'{self.base_url}/'.",
-                challenge,
-            )
-        if route.subscription and str(claims.get("tid")) != self.tenant_id:
-            raise ApiError(
-                401,
-                "InvalidAuthenticationTokenTenant",
-                f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
-                f"tenant '{self.base_url}/{self.tenant_id}/' associated with this subscription. "
-                "Please use the authority (URL) for this tenant to obtain the token.",
-                challenge,
-            )
-        return Caller(str(claims.get("oid")), str(claims.get("appid")), str(claims.get("tid")))
 
     # -- RBAC ----------------------------------------------------------------------------------------
     def role_definition(self, guid: str) -> dict[str, Any] | None:

@@ -67,17 +67,26 @@ class SandboxClient:
         roles: list[dict[str, str]] | None = None,
         replicated: bool = True,
         principal_type: str = "ServicePrincipal",
+        display_name: str = "sandbox-principal",
+        graph_roles: list[str] | None = None,
     ) -> dict[str, str]:
-        return dict(
-            self.call(
-                "POST", "/_sandbox/principals", {"roles": roles or [], "replicated": replicated, "type": principal_type}
-            )
-        )
+        """An app registration with a secret, ARM role assignments and Microsoft Graph app roles."""
+        spec = {
+            "roles": roles or [],
+            "replicated": replicated,
+            "type": principal_type,
+            "display_name": display_name,
+            "graph_roles": graph_roles or [],
+        }
+        return dict(self.call("POST", "/_sandbox/principals", spec))
 
     def seed_cluster(self, resource_group: str, name: str, **options: Any) -> dict[str, Any]:
         return dict(
             self.call("POST", "/_sandbox/clusters", {"resource_group": resource_group, "name": name, **options})
         )
+
+    def set_graph_roles(self, principal_id: str, roles: list[str]) -> dict[str, Any]:
+        return dict(self.call("PUT", f"/_sandbox/principals/{principal_id}/graph-roles", {"roles": roles}))
 
     def cluster(self, resource_group: str, name: str) -> dict[str, Any]:
         return dict(self.call("GET", f"/_sandbox/clusters/{resource_group}/{name}"))

@@ -14,6 +14,8 @@ class Buckets:
     reads: tuple[float, float] = (250, 25)
     writes: tuple[float, float] = (200, 10)
     deletes: tuple[float, float] = (200, 10)
+    # Microsoft Graph, per application and tenant (its own bucket, not ARM's).
+    graph: tuple[float, float] = (3500, 350)
 
 
 @dataclass
@@ -26,6 +28,11 @@ class Settings:
     # A new service principal is "not yet replicated" for this long: role assignments naming it
     # without principalType=ServicePrincipal get 400 PrincipalNotFound.
     principal_replication_seconds: float = 10.0
+    # Microsoft Graph is eventually consistent: an object created less than this long ago is answered
+    # 404 Request_ResourceNotFound when read back (by id, alternate key or filter). Off by default.
+    graph_replication_seconds: float = 0.0
+    # Entries per page of a Graph list without $top.
+    graph_page_size: int = 100
     # How long one federated-credential write holds its identity; a second write on the same
     # identity inside that window gets 409 ConcurrentFederatedIdentityCredentialsWritesForSingleManagedIdentity.
     fic_write_seconds: float = 0.25

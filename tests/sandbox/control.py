@@ -63,6 +63,8 @@ class ControlApi:
                 return Response(200, {"status": "reset"})
             if low == ["principals"] and m == "POST":
                 return Response(201, self.create_principal(ctx.request.json_object()))
+            if len(low) == 3 and low[0] == "principals" and low[2] == "graph-roles" and m == "PUT":
+                return Response(200, self.set_graph_roles(segs[1], ctx.request.json_object().get("roles") or []))
             if low == ["clusters"] and m == "POST":
                 return Response(201, self.seed_cluster(ctx.request.json_object()))
             if low == ["clusters"] and m == "GET":
@@ -81,23 +83,33 @@ class ControlApi:
         raise ApiError(404, "NotFound", f"No control endpoint {m} /_sandbox/{'/'.join(segs)}.")
 
     def create_principal(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """A service principal with a client secret and, optionally, role assignments."""
+        """An app registration with a client secret: its application, its service principal and, optionally,
+        role assignments and Microsoft Graph app roles (``graph_roles``)."""
         from .arm import assignment_record
+        from .directory import GRAPH_ROLES
 
-        principal_id, client_id, secret = str(uuid.uuid4()), str(uuid.uuid4()), secrets.token_urlsafe(32)
+        secret = secrets.token_urlsafe(32)
+        roles = list(spec.get("graph_roles") or [])
+        unknown = sorted(set(roles) - set(GRAPH_ROLES))
+        if unknown:
+            raise ValueError(f"unknown Graph roles {unknown} (known: {', '.join(GRAPH_ROLES)})")
         store = self.app.store
+        display_name = spec.get("display_name", "sandbox-principal")
         with store.transaction():
-            store.put(
-                "principal",
-                "principal/" + principal_id,
+            application = self.app.directory.new_application({"displayName": display_name}, [])
+            principal_id, client_id = str(uuid.uuid4()), application["body"]["appId"]
+            self.app.directory.add_principal(
                 {
                     "principal_id": principal_id,
                     "app_id": client_id,
                     "type": spec.get("type", "ServicePrincipal"),
-                    "display_name": spec.get("display_name", "sandbox-principal"),
+                    "display_name": display_name,
                     "secret": secret,
                     "created_at": 0.0 if spec.get("replicated", True) else time.time(),
-                },
+                    "sp_type": "Application",
+                    "application_id": application["body"]["id"],
+                    "graph_roles": roles,
+                }
             )
             for grant in spec.get("roles", []):
                 scope = ids.parse_scope(grant["scope"])
@@ -120,6 +132,19 @@ class ControlApi:
                     ),
                 )
         return {"principal_id": principal_id, "client_id": client_id, "client_secret": secret}
+
+    def set_graph_roles(self, principal_id: str, roles: list[str]) -> dict[str, Any]:
+        """Grant exactly these Microsoft Graph application permissions (what an admin consents to)."""
+        from .directory import GRAPH_ROLES
+
+        unknown = sorted(set(roles) - set(GRAPH_ROLES))
+        if unknown:
+            raise ValueError(f"unknown Graph roles {unknown} (known: {', '.join(GRAPH_ROLES)})")
+        record = self.app.directory.principal(principal_id)
+        if record is None:
+            raise ApiError(404, "NotFound", f"No principal {principal_id}.")
+        self.app.directory.add_principal({**record, "graph_roles": list(roles)})
+        return {"principal_id": principal_id, "graph_roles": list(roles)}
 
     def _role_guid(self, role: str) -> str:
         if ids.is_guid(role):

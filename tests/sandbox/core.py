@@ -114,11 +114,32 @@ class EntraError(Exception):
         )
 
 
+class GraphError(Exception):
+    """A Microsoft Graph error: OData ``{"error": {"code", "message", "innerError": {...}}}``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+    def response(self, request_id: str = "", client_request_id: str = "") -> Response:
+        request_id = request_id or str(uuid.uuid4())
+        inner = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "request-id": request_id,
+            "client-request-id": client_request_id or request_id,
+        }
+        body = {"error": {"code": self.code, "message": self.message, "innerError": inner}}
+        return Response(self.status, body, dict(self.headers))
+
+
 @dataclass
 class Caller:
     principal_id: str
     app_id: str
     tenant_id: str
+    # Microsoft Graph application permissions (app roles) the token carries in its `roles` claim.
+    roles: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,7 +156,7 @@ class Route:
     """What a request is: its operation name (stats, faults), which service, and its handler."""
 
     operation: str
-    service: str  # arm | entra | oidc | control | metadata
+    service: str  # arm | graph | entra | oidc | control
     handler: Handler
     subscription: str | None = None
 

@@ -20,7 +20,7 @@ class EntraApi:
         self.app = app
 
     def route(self, request: Request, segs: list[str], low: list[str]) -> Route | None:
-        if not low or low[0] in ("subscriptions", "providers", "metadata", "tenants", "_sandbox"):
+        if not low or low[0] in ("subscriptions", "providers", "metadata", "tenants", "_sandbox", "graph"):
             return None
         if low[1:] == ["v2.0", ".well-known", "openid-configuration"]:
             return Route("entra.openid", "entra", lambda c: self.openid_configuration(c, segs[0]))
@@ -159,6 +159,9 @@ class EntraApi:
             "ver": "2.0",
             "uti": uuid.uuid4().hex,
         }
+        if resource.rstrip("/").lower() in self.app.graph.audiences:
+            # Graph authorizes app-only callers by the application permissions granted to them.
+            claims["roles"] = list(principal.get("graph_roles") or [])
         return Response(
             200,
             {
@@ -180,7 +183,7 @@ class EntraApi:
                 "a scope value with /.default suffixed to the resource identifier (application ID URI).",
             )
         resource = scopes[0][: -len("/.default")]
-        if resource.rstrip("/").lower() not in self.app.arm_audiences:
+        if resource.rstrip("/").lower() not in self.app.arm_audiences | self.app.graph.audiences:
             raise EntraError(
                 400,
                 "invalid_resource",
@@ -190,10 +193,7 @@ class EntraApi:
         return resource
 
     def _principal_by_app(self, client_id: str) -> dict[str, Any] | None:
-        for record in self.app.store.all("principal").values():
-            if record["app_id"].lower() == client_id.lower():
-                return record
-        return None
+        return self.app.directory.principal_by_app_id(client_id)
 
     def _check_assertion(self, principal: dict[str, Any], assertion: str) -> None:
         """A workload's federated token: checked against the identity's FICs and its issuer's JWKS."""
@@ -203,22 +203,15 @@ class EntraApi:
             raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from exc
         issuer, subject, audience = claims.get("iss"), claims.get("sub"), claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
-        identity_key = principal.get("identity_key")
-        prefix = f"{identity_key}/federatedidentitycredentials/"
         now = time.time()
-        matched = False
-        for key, record in self.app.store.all("fic").items():
-            props = record["body"]["properties"]
-            if (
-                identity_key
-                and key.startswith(prefix)
-                and props["issuer"] == issuer
-                and props["subject"] == subject
-                and any(a in props["audiences"] for a in audiences)
-                and now - record["created_at"] >= self.app.settings.fic_propagation_seconds
-            ):
-                matched = True
-                break
+        # A managed identity's credentials (ARM) or an application's (Graph): the directory knows which.
+        matched = any(
+            props["issuer"] == issuer
+            and props["subject"] == subject
+            and any(a in props["audiences"] for a in audiences)
+            and now - created_at >= self.app.settings.fic_propagation_seconds
+            for props, created_at in self.app.directory.fics_for_principal(principal)
+        )
         if not matched:
             raise EntraError(
                 400,

@@ -219,3 +219,37 @@ def test_the_collection_itself_can_run_as_a_workload(
         check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_an_app_registration_signs_in_with_a_real_service_account_token(
+    kube_sandbox: Sandbox, chain: dict[str, str], tmp_path: Path
+) -> None:
+    """The app-registration way end to end: application + service principal + federated credential in Graph,
+    a TokenRequest from the cluster's API server, Entra's exchange (oid = the service principal), ARM's RBAC."""
+    graph = kube_sandbox.graph
+    app = graph("POST", "/applications", {"displayName": "orders-api-app"}).json()
+    principal = graph("POST", "/servicePrincipals", {"appId": app["appId"]}).json()
+    trust = {
+        "name": "aks-chain",
+        "issuer": chain["issuer"],
+        "subject": "system:serviceaccount:orders:orders-api",
+        "audiences": [AUDIENCE],
+    }
+    assert graph("POST", f"/applications/{app['id']}/federatedIdentityCredentials", trust).status_code == 201
+    kube_sandbox.authz().role_assignments.create(
+        kube_sandbox.rg_id("rg-granted"),
+        "8d2e1f3b-6c5d-4d4f-9a0b-1c2d3e4f5a61",
+        {"role_definition_id": READER, "principal_id": principal["id"], "principal_type": "ServicePrincipal"},
+    )
+    signed_in = credential(kube_sandbox, tmp_path, app["appId"], service_account_token(kube_sandbox, "orders-api"))
+    _header, claims = jwt.unverified(signed_in.get_token(kube_sandbox.url + "/.default").token)
+    assert (claims["oid"], claims["appid"]) == (principal["id"], app["appId"])
+    msi = kube_sandbox.msi(signed_in)
+    assert "orders-api" in [i.name for i in msi.user_assigned_identities.list_by_resource_group("rg-granted")]
+    with pytest.raises(HttpResponseError) as denied:
+        list(msi.user_assigned_identities.list_by_resource_group("rg-sibling"))
+    assert denied.value.status_code == 403
+    # Another service account of the same cluster is not trusted by the application.
+    intruder = credential(kube_sandbox, tmp_path, app["appId"], service_account_token(kube_sandbox, "intruder"))
+    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+        intruder.get_token(kube_sandbox.url + "/.default")

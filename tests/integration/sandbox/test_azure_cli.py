@@ -142,3 +142,76 @@ def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: S
     assert discovery.json()["issuer"] == seeded["issuer_url"]
     shown = az.json("aks", "show", "-g", "rg-aks", "-n", "aks-cli")
     assert shown["oidcIssuerProfile"]["enabled"] is True
+
+
+def _login(az: Cli, sandbox: Sandbox) -> None:
+    az.run(
+        "login",
+        "--service-principal",
+        "-u",
+        sandbox.env["AZURE_CLIENT_ID"],
+        "-p",
+        sandbox.env["AZURE_CLIENT_SECRET"],
+        "--tenant",
+        sandbox.tenant_id,
+    )
+
+
+def test_app_registrations_through_microsoft_graph(az: Cli, sandbox: Sandbox) -> None:
+    """The app-registration way, unmodified az commands, and role assignments that resolve principals in Graph."""
+    assert az.json("cloud", "show", "-n", "Sandbox")["endpoints"]["microsoftGraphResourceId"] == sandbox.url + "/graph/"
+    _login(az, sandbox)
+    app = az.json("ad", "app", "create", "--display-name", "orders-api")
+    assert app["appId"] and app["displayName"] == "orders-api"
+    # Created again by display name: az finds it and patches it instead of duplicating.
+    assert az.json("ad", "app", "create", "--display-name", "orders-api")["id"] == app["id"]
+    assert [a["id"] for a in az.json("ad", "app", "list", "--display-name", "orders-api")] == [app["id"]]
+    assert az.json("ad", "app", "show", "--id", app["appId"])["id"] == app["id"]
+    sp = az.json("ad", "sp", "create", "--id", app["appId"])
+    assert sp["appId"] == app["appId"] and sp["servicePrincipalType"] == "Application"
+    assert az.json("ad", "sp", "show", "--id", app["appId"])["id"] == sp["id"]
+    parameters = {
+        "name": "aks-dev",
+        "issuer": "https://oidc.example/tenant/aks-dev/",
+        "subject": "system:serviceaccount:orders:orders-api",
+        "audiences": ["api://AzureADTokenExchange"],
+    }
+    az.run("ad", "app", "federated-credential", "create", "--id", app["appId"], "--parameters", json.dumps(parameters))
+    listed = az.json("ad", "app", "federated-credential", "list", "--id", app["appId"])
+    assert [(f["name"], f["subject"]) for f in listed] == [("aks-dev", parameters["subject"])]
+    shown = az.json(
+        "ad", "app", "federated-credential", "show", "--id", app["appId"], "--federated-credential-id", "aks-dev"
+    )
+    assert shown["issuer"] == parameters["issuer"]
+    az.run("ad", "app", "federated-credential", "delete", "--id", app["appId"], "--federated-credential-id", "aks-dev")
+    assert az.json("ad", "app", "federated-credential", "list", "--id", app["appId"]) == []
+    # --assignee <appId> and --assignee <managed identity client id>: az looks both up in Graph.
+    az.run("group", "create", "-n", "rg-graph", "-l", "westeurope")
+    by_app = az.json(
+        "role",
+        "assignment",
+        "create",
+        "--assignee",
+        app["appId"],
+        "--role",
+        "Reader",
+        "--scope",
+        sandbox.rg_id("rg-graph"),
+    )
+    assert by_app["principalId"] == sp["id"] and by_app["principalType"] == "ServicePrincipal"
+    identity = az.json("identity", "create", "-g", "rg-graph", "-n", "id-orders")
+    by_client_id = az.json(
+        "role",
+        "assignment",
+        "create",
+        "--assignee",
+        identity["clientId"],
+        "--role",
+        "Reader",
+        "--scope",
+        sandbox.rg_id("rg-graph"),
+    )
+    assert by_client_id["principalId"] == identity["principalId"]
+    az.run("ad", "app", "delete", "--id", app["appId"])
+    gone = az.run("ad", "app", "show", "--id", app["appId"], check=False)
+    assert gone.returncode != 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.sandbox import ids, jwt, rbac
-from tests.sandbox.arm import _parse_filter
+from tests.sandbox.arm.common import _parse_filter
 from tests.sandbox.config import Settings
 from tests.sandbox.core import ApiError, Request, paged
 from tests.sandbox.faults import Faults

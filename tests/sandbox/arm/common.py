@@ -1,0 +1,134 @@
+"""What every ARM provider of the sandbox shares: constants, scope parsing, existence checks, paging."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from .. import ids
+from ..core import ApiError, Context, Response, paged
+
+if TYPE_CHECKING:
+    from ..app import Sandbox
+    from ..store import Store
+
+MSI = "microsoft.managedidentity"
+AKS = "microsoft.containerservice"
+AUTHZ = "microsoft.authorization"
+IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
+FIC_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
+IDENTITY_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
+FIC_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
+RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup", "Device")
+FIC_FIELD_MAX = 600
+
+
+def _scope(path_segs: list[str]) -> ids.Scope:
+    try:
+        return ids.parse_scope("/" + "/".join(path_segs))
+    except ids.InvalidScope as exc:
+        raise ApiError(400, "InvalidScope", str(exc)) from exc
+
+
+def _parse_filter(text: str | None) -> dict[str, str | bool]:
+    """ARM's role-assignment/definition filters, joined with 'and'."""
+    result: dict[str, str | bool] = {}
+    if not text:
+        return result
+    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        clause = clause.strip()
+        if re.fullmatch(r"atScope\(\)", clause, re.IGNORECASE):
+            result["atScope"] = True
+        elif m := re.fullmatch(r"assignedTo\('([^']*)'\)", clause, re.IGNORECASE):
+            result["assignedTo"] = m.group(1)
+        elif m := re.fullmatch(r"(principalId|roleName|type|roleDefinitionId)\s+eq\s+'([^']*)'", clause, re.IGNORECASE):
+            result[m.group(1)[0].lower() + m.group(1)[1:]] = m.group(2)
+        else:
+            raise ApiError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
+    return result
+
+
+class ArmBase:
+    """State and checks every provider uses; ArmApi (arm/__init__.py) combines the providers."""
+
+    app: Sandbox
+    store: Store
+
+    def _require_subscription(self, sub: str) -> None:
+        if self.store.get("subscription", ids.norm(f"/subscriptions/{sub}")) is None:
+            raise ApiError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
+
+    def _require_rg(self, sub: str, rg: str) -> dict[str, Any]:
+        self._require_subscription(sub)
+        record = self.store.get("resourceGroup", ids.norm(f"/subscriptions/{sub}/resourceGroups/{rg}"))
+        if record is None:
+            raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+        return record
+
+    def _require_scope_exists(self, scope: ids.Scope) -> None:
+        if scope.kind == "subscription" and scope.subscription:
+            self._require_subscription(scope.subscription)
+        elif scope.kind == "resourceGroup" and scope.subscription and scope.resource_group:
+            self._require_rg(scope.subscription, scope.resource_group)
+        elif scope.kind == "resource" and scope.subscription and scope.resource_group:
+            self._require_rg(scope.subscription, scope.resource_group)
+            if self.find_resource(scope.key) is None:
+                raise ApiError(
+                    404,
+                    "ResourceNotFound",
+                    f"The Resource '{scope.resource_type}/{'/'.join(scope.names)}' under resource group "
+                    f"'{scope.resource_group}' was not found. For more details please go to "
+                    "https://aka.ms/ARMResourceNotFoundFix",
+                )
+        elif scope.kind == "managementGroup" and ids.norm(scope.raw) not in {
+            k for v in self.app.management_groups_of().values() for k in v
+        }:
+            raise ApiError(
+                404, "ManagementGroupNotFound", f"The management group '{scope.management_group}' was not found."
+            )
+
+    def find_resource(self, key: str) -> dict[str, Any] | None:
+        for kind in ("identity", "fic", "cluster", "generic"):
+            record = self.store.get(kind, key)
+            if record is not None:
+                return record
+        return None
+
+    def _drop_principal(self, identity: dict[str, Any]) -> None:
+        self.store.delete("principal", "principal/" + identity["body"]["properties"]["principalId"])
+
+    @staticmethod
+    def _not_found(rtype: str, name: str, rg: str) -> ApiError:
+        return ApiError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{rtype}/{name}' under resource group '{rg}' was not "
+            "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+        )
+
+    def _page(self, ctx: Context, items: list[dict[str, Any]]) -> Response:
+        return Response(200, paged(items, ctx.request, self.app.base_url, self.app.settings.page_size))
+
+
+def _validate_tags(tags: Any) -> dict[str, str]:
+    if not isinstance(tags, dict):
+        raise ApiError(400, "InvalidTag", "Tags must be an object of names to string values.")
+    if len(tags) > 50:
+        raise ApiError(400, "InvalidTag", "A resource can have at most 50 tags.")
+    for name, value in tags.items():
+        if len(name) > 512 or len(str(value)) > 256:
+            raise ApiError(
+                400,
+                "InvalidTagNameOrValue",
+                f"The tag name '{name[:40]}' or its value exceeds the allowed length (512 / 256).",
+            )
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def _unsupported(ctx: Context) -> Response:
+    raise ApiError(
+        400,
+        "NoRegisteredProviderFound",
+        f"No registered resource provider found for '{ctx.request.path}' in the sandbox.",
+    )
