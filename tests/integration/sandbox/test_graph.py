@@ -238,7 +238,7 @@ def test_least_privilege_owned_by(sandbox: Sandbox) -> None:
 def test_throttling_and_replication_lag(sandbox: Sandbox) -> None:
     sandbox.control.configure({"throttling": True, "buckets": {"graph": [3, 0.5]}})
     token = sandbox.graph_token()
-    answers = [sandbox.graph("GET", "/applications", token=token) for _ in range(5)]
+    answers = [sandbox.graph("GET", "/applications", token=token) for _attempt in range(5)]
     throttled = [a for a in answers if a.status_code == 429]
     assert throttled and int(throttled[0].headers["Retry-After"]) >= 1
     error(throttled[0], 429, "TooManyRequests")
