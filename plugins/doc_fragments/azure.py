@@ -51,7 +51,7 @@ options:
     type: path
   cloud_environment:
     description:
-      - The Azure cloud, which sets the default O(resource_manager_endpoint) and O(authority_host).
+      - The Azure cloud, which sets the default O(resource_manager_endpoint), O(graph_endpoint) and O(authority_host).
       - Falls back to E(AZURE_CLOUD_ENVIRONMENT).
     type: str
     default: AzureCloud
@@ -61,6 +61,11 @@ options:
       - Azure Resource Manager's base URL, for clouds not listed in O(cloud_environment)
         (Azure Stack, a local emulator).
       - Falls back to E(AZURE_RESOURCE_MANAGER_ENDPOINT).
+    type: str
+  graph_endpoint:
+    description:
+      - Microsoft Graph's base URL (used for app registrations), for clouds not listed in O(cloud_environment).
+      - Falls back to E(AZURE_GRAPH_ENDPOINT).
     type: str
   authority_host:
     description:

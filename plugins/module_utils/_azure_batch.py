@@ -19,7 +19,7 @@ from typing import Any
 
 from ._azure_batch_reads import AzureApis, Batch, BatchReader, Reads
 from ._azure_batch_report import batch_report, brief, identity_result, workload_names
-from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
+from ._azure_federated_credential import FederatedCredentialApi, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
 from ._azure_role_assignment import Role, RoleAssignmentApi, assignment_state, ensure_role_assignment
 from ._errors import ValidationError
@@ -141,8 +141,7 @@ class Workloads(BatchReader):
         for subject in workload.subjects:
             name = fic_name(batch.cluster, subject)
             fic = ensure_federated_credential(
-                self.fics,
-                ref,
+                IdentityFicApi(self.fics, ref),
                 name,
                 state="present",
                 issuer=batch.issuer_url,
@@ -288,8 +287,7 @@ class Workloads(BatchReader):
         removed: list[FederatedCredentialRow] = []
         for name in names:
             outcome = ensure_federated_credential(
-                self.fics,
-                ref,
+                IdentityFicApi(self.fics, ref),
                 name,
                 state="absent",
                 issuer=None,

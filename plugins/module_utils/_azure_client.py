@@ -27,14 +27,17 @@ CLOUDS: dict[str, dict[str, str]] = {
     "AzureCloud": {
         "resource_manager": "https://management.azure.com",
         "authority": "https://login.microsoftonline.com",
+        "graph": "https://graph.microsoft.com",
     },
     "AzureChinaCloud": {
         "resource_manager": "https://management.chinacloudapi.cn",
         "authority": "https://login.chinacloudapi.cn",
+        "graph": "https://microsoftgraph.chinacloudapi.cn",
     },
     "AzureUSGovernment": {
         "resource_manager": "https://management.usgovcloudapi.net",
         "authority": "https://login.microsoftonline.us",
+        "graph": "https://graph.microsoft.us",
     },
 }
 KNOWN_AUTHORITIES = {c["authority"].split("://", 1)[1] for c in CLOUDS.values()}
@@ -67,6 +70,7 @@ AUTH_ARGSPEC: dict[str, Any] = {
         "fallback": (env_fallback, ["AZURE_CLOUD_ENVIRONMENT"]),
     },
     "resource_manager_endpoint": {"type": "str", "fallback": (env_fallback, ["AZURE_RESOURCE_MANAGER_ENDPOINT"])},
+    "graph_endpoint": {"type": "str", "fallback": (env_fallback, ["AZURE_GRAPH_ENDPOINT"])},
     "authority_host": {"type": "str", "fallback": (env_fallback, ["AZURE_AUTHORITY_HOST"])},
     "ca_bundle": {"type": "path", "fallback": (env_fallback, ["AZURE_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])},
     "disable_instance_discovery": {"type": "bool", "fallback": (env_fallback, ["AZURE_DISABLE_INSTANCE_DISCOVERY"])},
@@ -87,6 +91,7 @@ class Connection:
         self.params = params
         self.resource_manager = (params.get("resource_manager_endpoint") or cloud["resource_manager"]).rstrip("/")
         self.authority = (params.get("authority_host") or cloud["authority"]).rstrip("/")
+        self.graph_endpoint = (params.get("graph_endpoint") or cloud["graph"]).rstrip("/")
         self.ca_bundle: str | None = params.get("ca_bundle")
         discovery_off = params.get("disable_instance_discovery")
         if discovery_off is None:
@@ -188,6 +193,18 @@ class Connection:
             **self._transport_kwargs(),
         )
 
+    def graph(self, policy: RetryPolicy) -> Any:
+        """A Microsoft Graph client with the same credential (imported on first use only)."""
+        from ._azure_graph import GraphClient
+
+        return GraphClient(
+            self.credential(),
+            self.graph_endpoint,
+            self.ca_bundle,
+            f"workload_identity.aks/{COLLECTION_VERSION}",
+            policy,
+        )
+
 
 class AzureModule(CollectionModule):
     """The collection's module base plus the shared Azure auth options and a client factory."""
@@ -199,9 +216,13 @@ class AzureModule(CollectionModule):
         self._clients: dict[str, Any] = {}
 
     def client(self, name: str) -> Any:
+        """An ARM SDK client ("msi", "authorization", "containerservice"), or "graph" (Microsoft Graph)."""
         if name not in self._clients:
             try:
-                self._clients[name] = self.connection.client(name)
+                if name == "graph":
+                    self._clients[name] = self.connection.graph(self.retry_policy)
+                else:
+                    self._clients[name] = self.connection.client(name)
             except ValidationError as exc:
                 self.fail_problems(exc.problems)
         return self._clients[name]

@@ -2,14 +2,17 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal to workload_identity.aks (not a public API): federated identity credentials (FICs).
 
-Validated before anything is sent (name pattern, field lengths, one audience); audiences compared
-without regard to order; the 20-per-identity limit and issuer+subject uniqueness refused before
-the write; concurrent-write 409s retried by the shared policy.
+One engine for both parents a credential can have: a user-assigned identity (through ARM,
+:class:`IdentityFicApi`) and an application (through Microsoft Graph, ``_azure_application``'s
+``ApplicationFicApi``); each is a :class:`FicParent`. Validated before anything is sent (name pattern,
+field lengths, one audience); audiences compared without regard to order; the 20-per-parent limit
+and issuer+subject uniqueness refused before the write; concurrent-write 409s retried by the
+shared policy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
@@ -99,6 +102,56 @@ class FederatedCredentialApi:
         )
 
 
+class FicParent(Protocol):
+    """Where credentials live: an identity (ARM) or an application (Graph), behind one interface."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def fic_id(self, name: str) -> str: ...
+
+    def get(self, name: str) -> FederatedCredentialState | None: ...
+
+    def list_all(self) -> list[FederatedCredentialState]: ...
+
+    def put(self, name: str, issuer: str, subject: str, audiences: list[str]) -> FederatedCredentialState: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class IdentityFicApi:
+    """A user-assigned identity's credentials, through ARM."""
+
+    def __init__(self, api: FederatedCredentialApi, ref: IdentityRef) -> None:
+        self.api, self.ref = api, ref
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def label(self) -> str:
+        return f"identity {self.ref.name}"
+
+    def fic_id(self, name: str) -> str:
+        return f"{self.ref.id}/federatedIdentityCredentials/{name}"
+
+    def get(self, name: str) -> FederatedCredentialState | None:
+        return self.api.get(self.ref, name)
+
+    def list_all(self) -> list[FederatedCredentialState]:
+        return self.api.list_all(self.ref)
+
+    def put(self, name: str, issuer: str, subject: str, audiences: list[str]) -> FederatedCredentialState:
+        return self.api.put(self.ref, name, issuer, subject, audiences)
+
+    def delete(self, name: str) -> None:
+        self.api.delete(self.ref, name)
+
+
 def same_fic(current: FederatedCredentialState, issuer: str, subject: str, audiences: list[str]) -> bool:
     # Issuer and subject are matched exactly by Entra (trailing slash and case count); audiences as a set.
     return (
@@ -109,8 +162,7 @@ def same_fic(current: FederatedCredentialState, issuer: str, subject: str, audie
 
 
 def ensure_federated_credential(
-    api: FederatedCredentialApi,
-    ref: IdentityRef,
+    parent: FicParent,
     name: str,
     *,
     state: str,
@@ -124,48 +176,48 @@ def ensure_federated_credential(
     if state == "present":
         # Everything checkable without Azure is checked before the first request.
         audiences = audiences or [DEFAULT_AUDIENCE]
-        problems = validation_problems(name, issuer, subject, audiences, f"federated credential {ref.name}/{name}")
+        problems = validation_problems(name, issuer, subject, audiences, f"federated credential {parent.name}/{name}")
         if problems:
             raise ValidationError(problems)
     if siblings is not None:
         before = next((f for f in siblings if f["name"].lower() == name.lower()), None)
     else:
-        before = api.get(ref, name)
+        before = parent.get(name)
     if state == "absent":
         if before is None:
             return Outcome(False, "absent", None, None)
         if not check_mode:
-            api.delete(ref, name)
+            parent.delete(name)
         return Outcome(True, "deleted", before, None)
     if not issuer or not subject or not audiences:  # validated above; this narrows the types
-        raise ValidationError([f"federated credential {ref.name}/{name}: issuer and subject are required"])
+        raise ValidationError([f"federated credential {parent.name}/{name}: issuer and subject are required"])
     if before is not None and same_fic(before, issuer, subject, audiences):
         return Outcome(False, "unchanged", before, before)
-    others = siblings if siblings is not None else api.list_all(ref)
+    others = siblings if siblings is not None else parent.list_all()
     others = [f for f in others if f["name"].lower() != name.lower()]
     clash = next((f for f in others if f["issuer"] == issuer and f["subject"] == subject), None)
     if clash:
         raise ValidationError(
             [
-                f"federated credential {ref.name}/{name}: '{clash['name']}' on the same identity "
+                f"federated credential {parent.name}/{name}: '{clash['name']}' on the same {parent.label.split()[0]} "
                 f"already trusts issuer {issuer} and subject {subject}"
             ]
         )
     if before is None and len(others) >= FICS_PER_IDENTITY:
         raise ValidationError(
             [
-                f"federated credential {ref.name}/{name}: identity {ref.name} already has "
+                f"federated credential {parent.name}/{name}: {parent.label} already has "
                 f"{len(others)} federated credentials, the most Azure allows ({FICS_PER_IDENTITY})"
             ]
         )
     after: FederatedCredentialState = {
-        "id": f"{ref.id}/federatedIdentityCredentials/{name}",
+        "id": parent.fic_id(name),
         "name": name,
-        "identity": ref.name,
+        "identity": parent.name,
         "issuer": issuer,
         "subject": subject,
         "audiences": audiences,
     }
     if not check_mode:
-        after = api.put(ref, name, issuer, subject, audiences)
+        after = parent.put(name, issuer, subject, audiences)
     return Outcome(True, "updated" if before else "created", before, after)

@@ -56,6 +56,33 @@ def owned_by(tags: Mapping[str, str] | None, cluster: str) -> bool:
     return made_by_collection(tags) and owner_cluster(tags) == cluster
 
 
+# Applications carry string tags (Graph has no key/value tags): the collection's and this cluster's.
+APP_CLUSTER_TAG_PREFIX = "wi-cluster:"
+APP_WORKLOAD_TAG_PREFIX = "wi-workload:"
+
+
+def application_marks(cluster: str, namespace: str, workload: str) -> list[str]:
+    """The tags of an application this collection made for one workload of one cluster."""
+    return [COLLECTION, f"{APP_CLUSTER_TAG_PREFIX}{cluster}", f"{APP_WORKLOAD_TAG_PREFIX}{namespace}/{workload}"]
+
+
+def application_cluster_tag(cluster: str) -> str:
+    return f"{APP_CLUSTER_TAG_PREFIX}{cluster}"
+
+
+def application_owner_cluster(tags: list[str] | None) -> str | None:
+    """The cluster this collection made the application for, or None if it did not make it."""
+    tags = tags or []
+    if COLLECTION not in tags:
+        return None
+    return next((t.removeprefix(APP_CLUSTER_TAG_PREFIX) for t in tags if t.startswith(APP_CLUSTER_TAG_PREFIX)), None)
+
+
+def default_application_unique_name(cluster: str, namespace: str, workload: str) -> str:
+    """Stable per cluster and workload: the key Graph's upsert finds the application by."""
+    return f"wi-{cluster}-{namespace}-{workload}"
+
+
 def fic_name(cluster: str, subject: str) -> str:
     """One credential per cluster and subject, named so a person (and prune) can tell which is which."""
     readable = re.sub(r"[^a-zA-Z0-9-_]", "-", f"{cluster}-{subject.removeprefix('system:serviceaccount:')}")

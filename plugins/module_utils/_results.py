@@ -48,6 +48,17 @@ class RoleAssignmentState(TypedDict):
     description: str | None
 
 
+class ApplicationState(TypedDict):
+    """An app registration and its service principal, as the modules report them."""
+
+    id: str | None  # the application's object id
+    app_id: str | None  # its client id (what a ServiceAccount's client-id annotation carries)
+    display_name: str
+    unique_name: str | None
+    tags: list[str]
+    service_principal_id: str | None  # the principal role assignments name
+
+
 class IssuerState(TypedDict):
     id: str | None
     name: str | None
@@ -58,7 +69,7 @@ class IssuerState(TypedDict):
     kubernetes_version: str | None
 
 
-S = TypeVar("S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState)
+S = TypeVar("S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState, ApplicationState)
 
 
 @dataclass

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: federated_credential
-short_description: Trust a Kubernetes service account (or any OIDC subject) from a user-assigned identity
+short_description: Trust a Kubernetes service account (or any OIDC subject) from an identity or an application
 version_added: 0.1.0
 description:
-  - Ensures a federated identity credential (FIC) on a user-assigned managed identity trusts exactly one
-    issuer + subject + audience, or is absent. Updates in place when the issuer or subject changes.
-  - Checks everything before writing, naming the field that is wrong
-    (name pattern, field lengths, a single audience, at most 20 FICs per identity, issuer + subject unique).
+  - Ensures a federated identity credential (FIC) on a user-assigned managed identity (through ARM) or on an Entra
+    application (through Microsoft Graph) trusts exactly one issuer + subject + audience, or is absent. Updates
+    in place when the issuer or subject changes.
+  - One engine for both parents: it checks everything before writing, naming the field that is wrong
+    (name pattern, field lengths, a single audience, at most 20 FICs per identity or application, issuer +
+    subject unique).
   - Writes that collide with another write on the same identity (409) are retried with backoff.
 options:
   name:
@@ -20,9 +22,15 @@ options:
     type: str
     required: true
   identity:
-    description: The identity's name (with O(resource_group)) or its full resource id.
+    description:
+      - The identity's name (with O(resource_group)) or its full resource id.
+      - Exactly one of O(identity) and O(application) is required.
     type: str
-    required: true
+  application:
+    description:
+      - The appId (client id) of the application whose credential this is (see M(workload_identity.aks.application)).
+      - Exactly one of O(identity) and O(application) is required.
+    type: str
   resource_group:
     description: The identity's resource group, when O(identity) is a name.
     type: str
@@ -62,6 +70,13 @@ EXAMPLES = r"""
     resource_group: rg-identities-prod
     issuer: "{{ oidc_issuer_url }}"
     subject: system:serviceaccount:orders:orders-api
+
+- name: The same trust on an app registration
+  workload_identity.aks.federated_credential:
+    name: aks-prod-orders-orders-api
+    application: "{{ orders_app.application.app_id }}"
+    issuer: "{{ oidc_issuer_url }}"
+    subject: system:serviceaccount:orders:orders-api
 """
 
 RETURN = r"""
@@ -96,9 +111,14 @@ action:
   sample: created
 """
 
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_application import (
+    ApplicationApi,
+    ApplicationFicApi,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
+    IdentityFicApi,
     ensure_federated_credential,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
@@ -109,7 +129,8 @@ def main() -> None:
     module = AzureModule(
         argument_spec={
             "name": {"type": "str", "required": True},
-            "identity": {"type": "str", "required": True},
+            "identity": {"type": "str"},
+            "application": {"type": "str"},
             "resource_group": {"type": "str"},
             "issuer": {"type": "str"},
             "subject": {"type": "str"},
@@ -117,15 +138,24 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
         },
         required_if=[("state", "present", ("issuer", "subject"))],
+        mutually_exclusive=[("identity", "application")],
+        required_one_of=[("identity", "application")],
         supports_check_mode=True,
     )
     p = module.params
-    ref = module.identity_ref(p["identity"], p["resource_group"])
     try:
-        api = FederatedCredentialApi(module.client("msi"), module.retry_policy)
+        parent: IdentityFicApi | ApplicationFicApi
+        if p["application"]:
+            api = ApplicationApi(module.client("graph"))
+            app = api.by_app_id(p["application"])
+            if app is None:
+                raise ValidationError([f"application: no application with appId {p['application']}"])
+            parent = ApplicationFicApi(api, str(app["id"]), str(app.get("displayName")))
+        else:
+            ref = module.identity_ref(p["identity"], p["resource_group"])
+            parent = IdentityFicApi(FederatedCredentialApi(module.client("msi"), module.retry_policy), ref)
         outcome = ensure_federated_credential(
-            api,
-            ref,
+            parent,
             p["name"],
             state=p["state"],
             issuer=p["issuer"],

@@ -45,6 +45,7 @@ def auth(sandbox: Sandbox, **override: str) -> dict[str, str]:
         "secret": sandbox.env["AZURE_CLIENT_SECRET"],
         "resource_manager_endpoint": sandbox.url,
         "authority_host": sandbox.url,
+        "graph_endpoint": sandbox.url + "/graph",
         "ca_bundle": sandbox.ca,
         **override,
     }

@@ -16,7 +16,32 @@ import pytest
 
 PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
 UTILS = PLUGINS / "module_utils"
-WRITES = {"put", "create", "patch", "delete", "create_or_update", "begin_create_or_update", "begin_delete"}
+WRITES = {
+    "put",
+    "create",
+    "patch",
+    "delete",
+    "create_or_update",
+    "begin_create_or_update",
+    "begin_delete",
+    "upsert",
+    "ensure_principal",
+    "put_fic",
+    "delete_fic",
+}
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def is_write(call: ast.Call) -> bool:
+    """A write method, or a raw request with a writing verb (Graph's client)."""
+    if not isinstance(call.func, ast.Attribute):
+        return False
+    if call.func.attr in WRITES:
+        return True
+    first = call.args[0] if call.args else None
+    return call.func.attr == "request" and isinstance(first, ast.Constant) and first.value in WRITE_VERBS
+
+
 KUBE_ONLY_MODULES = {"service_accounts"}
 
 
@@ -57,7 +82,8 @@ def writes_outside_engines(name: str, source: str) -> list[str]:
             if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit(child, [*where, child.name])
                 continue
-            if isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and child.func.attr in WRITES:
+            if isinstance(child, ast.Call) and is_write(child):
+                assert isinstance(child.func, ast.Attribute)
                 allowed = any(
                     part.endswith(("Api", "Client")) or part.startswith("ensure_") for part in where
                 ) or where[-2:] == ["Bindings", "apply"]

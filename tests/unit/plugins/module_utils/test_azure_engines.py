@@ -41,6 +41,7 @@ def test_tags_and_locations() -> None:
 
 # -- the engines' decisions, on fake Api objects --------------------------------------------------
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (  # noqa: E402
+    IdentityFicApi,
     ensure_federated_credential,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import ensure_identity  # noqa: E402
@@ -105,8 +106,7 @@ def test_fic_clash_and_limit_are_refused_before_any_write() -> None:
     writes = Writes()
     api = FakeFics(writes)
     ensure_federated_credential(
-        api,
-        REF,
+        IdentityFicApi(api, REF),
         "theirs",
         state="present",
         issuer=ISSUER,
@@ -116,8 +116,7 @@ def test_fic_clash_and_limit_are_refused_before_any_write() -> None:
     )
     with pytest.raises(ValidationError, match="'theirs' on the same identity already trusts"):
         ensure_federated_credential(
-            api,
-            REF,
+            IdentityFicApi(api, REF),
             "ours",
             state="present",
             issuer=ISSUER,
@@ -127,11 +126,23 @@ def test_fic_clash_and_limit_are_refused_before_any_write() -> None:
         )
     for i in range(19):
         ensure_federated_credential(
-            api, REF, f"fic-{i:02}", state="present", issuer=ISSUER, subject=f"s{i}", audiences=None, check_mode=False
+            IdentityFicApi(api, REF),
+            f"fic-{i:02}",
+            state="present",
+            issuer=ISSUER,
+            subject=f"s{i}",
+            audiences=None,
+            check_mode=False,
         )
     with pytest.raises(ValidationError, match="the most Azure allows"):
         ensure_federated_credential(
-            api, REF, "one-too-many", state="present", issuer=ISSUER, subject="s99", audiences=None, check_mode=False
+            IdentityFicApi(api, REF),
+            "one-too-many",
+            state="present",
+            issuer=ISSUER,
+            subject="s99",
+            audiences=None,
+            check_mode=False,
         )
     assert len(writes) == 20  # the two refusals wrote nothing
 
@@ -140,13 +151,19 @@ def test_fic_unchanged_is_free_but_an_issuer_slash_is_a_change() -> None:
     writes = Writes()
     api = FakeFics(writes)
     ensure_federated_credential(
-        api, REF, "fic-a", state="present", issuer=ISSUER, subject="s", audiences=None, check_mode=False
+        IdentityFicApi(api, REF), "fic-a", state="present", issuer=ISSUER, subject="s", audiences=None, check_mode=False
     )
     same = ensure_federated_credential(
-        api, REF, "fic-a", state="present", issuer=ISSUER, subject="s", audiences=None, check_mode=False
+        IdentityFicApi(api, REF), "fic-a", state="present", issuer=ISSUER, subject="s", audiences=None, check_mode=False
     )
     moved = ensure_federated_credential(
-        api, REF, "fic-a", state="present", issuer=ISSUER.rstrip("/"), subject="s", audiences=None, check_mode=True
+        IdentityFicApi(api, REF),
+        "fic-a",
+        state="present",
+        issuer=ISSUER.rstrip("/"),
+        subject="s",
+        audiences=None,
+        check_mode=True,
     )
     assert (same.action, moved.action, len(writes)) == ("unchanged", "updated", 1)
 
