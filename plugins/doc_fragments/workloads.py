@@ -57,6 +57,29 @@ options:
           description:
             description: The assignment's description.
             type: str
+      identity_type:
+        description:
+          - V(user_assigned) (default) gives the workload a user-assigned managed identity; V(application) an Entra
+            app registration (application + service principal), made through Microsoft Graph.
+          - An application needs the Graph application permission C(Application.ReadWrite.OwnedBy) (or
+            C(Application.ReadWrite.All)) for the automation principal; it is checked before any change.
+        type: str
+        choices: [user_assigned, application]
+        default: user_assigned
+      application_unique_name:
+        description:
+          - With O(workloads[].identity_type=application), the unique name the application is found and made by
+            (default C(wi-<cluster_name>-<namespace>-<name>)); never duplicated.
+        type: str
+      application_id:
+        description:
+          - With O(workloads[].identity_type=application), the appId of an existing application (made by hand) to use
+            as it is, never renamed, re-tagged or deleted; only this cluster's credentials and the declared role
+            assignments are added (and removed by teardown).
+        type: str
+      application_display_name:
+        description: The display name of an application this collection makes (default its unique name).
+        type: str
       identity_name:
         description: The identity's name (default C(id-<cluster_name>-<namespace>-<name>)).
         type: str

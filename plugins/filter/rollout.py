@@ -53,6 +53,8 @@ def rollout_report(
                 "namespace": item["namespace"],
                 "service_account": item["service_account"],
                 "identity": identity.get("name"),
+                "kind": identity.get("kind") or "user_assigned",
+                "principal_id": identity.get("principal_id"),
                 "identity_action": identity.get("action"),
                 "client_id": identity.get("client_id"),
                 "subject": item.get("subject"),
@@ -123,8 +125,9 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         f"changed, {counts['unchanged']} unchanged",
     ]
     for w in report["workloads"]:
+        what = "application" if w.get("kind") == "application" else "identity"
         lines.append(
-            f"  {w['name']} [{w['status']}] -> identity {w['identity']} (client id {w['client_id'] or 'pending'})"
+            f"  {w['name']} [{w['status']}] -> {what} {w['identity']} (client id {w['client_id'] or 'pending'})"
         )
         lines.append(f"      trusts {w['subject']}")
         lines.extend(f"      role  {role}" for role in _roles(w, short=True))
@@ -138,6 +141,11 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
     """What was removed (or released, on the Kubernetes side) because the list no longer declares it."""
     scope = _short if short else str
     lines = [f"pruned identity {row['name']} ({row['resource_group']})" for row in pruned.get("identities", [])]
+    lines += [
+        f"pruned application {row['name']} (appId {row['app_id']}"
+        + (", deleted for good)" if row.get("purged") else ", in Entra's deleted items for 30 days)")
+        for row in pruned.get("applications", [])
+    ]
     lines += [
         f"pruned federated credential {row['identity']}/{row['name']} ({row['subject']})"
         for row in pruned.get("federated_credentials", [])

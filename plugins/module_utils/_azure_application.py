@@ -35,6 +35,7 @@ def application_state(app: dict[str, Any], principal: dict[str, Any] | None) -> 
         "unique_name": app.get("uniqueName"),
         "tags": list(app.get("tags") or []),
         "service_principal_id": principal.get("id") if principal else None,
+        "tenant_id": principal.get("appOwnerOrganizationId") if principal else None,
     }
 
 
@@ -192,6 +193,7 @@ def ensure_application(
             "unique_name": unique_name,
             "tags": new_tags,
             "service_principal_id": None,
+            "tenant_id": None,
         }
         if check_mode:
             return Outcome(True, "created", None, predicted, ["ids are assigned by Entra on creation"])

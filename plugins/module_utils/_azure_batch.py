@@ -17,20 +17,24 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ._azure_batch_reads import AzureApis, Batch, BatchReader, Reads
-from ._azure_batch_report import batch_report, brief, identity_result, workload_names
-from ._azure_federated_credential import FederatedCredentialApi, IdentityFicApi, ensure_federated_credential
+from ._azure_application import ApplicationApi
+from ._azure_batch_apps import ApplicationSide
+from ._azure_batch_reads import AzureApis, Batch, Reads
+from ._azure_batch_removal import BatchRemoval
+from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
+from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
-from ._azure_role_assignment import Role, RoleAssignmentApi, assignment_state, ensure_role_assignment
+from ._azure_role_assignment import Role, RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
 from ._ids import IdentityRef, parse_scope
-from ._inventory import WorkloadSpec, privileged_problem
+from ._inventory import WorkloadSpec
+from ._inventory_fields import privileged_problem
 from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
 from ._ownership import fic_name, identity_marks, made_by_collection, owned_by, owner_cluster
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
-    IdentityState,
+    FederatedCredentialState,
     Pruned,
     PrunedAssignment,
     RoleAssignmentRow,
@@ -53,19 +57,28 @@ def _role_key(workload: WorkloadSpec, role: str, scope: str) -> tuple[str, str]:
     return (workload.name, f"{role}|{scope}")
 
 
-class Workloads(BatchReader):
-    """Reads (as its BatchReader base), plans and converges one cluster's workloads."""
+class Workloads(BatchRemoval):
+    """Reads (as its BatchReader base), plans and converges one cluster's workloads, of both kinds."""
+
+    def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
+        super().__init__(apis)
+        self.apps = ApplicationSide(self, applications) if applications is not None else None
 
     @classmethod
-    def from_clients(cls, msi: Any, authorization: Any, policy: RetryPolicy, subscription_id: str) -> Workloads:
-        return cls(
-            AzureApis(
-                IdentityApi(msi, policy),
-                FederatedCredentialApi(msi, policy),
-                RoleAssignmentApi(authorization, policy),
-                subscription_id,
-            )
-        )
+    def from_clients(
+        cls, msi: Any, authorization: Any, policy: RetryPolicy, subscription_id: str, graph: Any = None
+    ) -> Workloads:
+        identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
+        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id)
+        return cls(apis, ApplicationApi(graph) if graph is not None else None)
+
+    def read(self, batch: Batch) -> Reads:
+        if any(w.is_application for w in batch.workloads) and self.apps is None:
+            raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
+        reads = super().read(batch)
+        if self.apps is not None:
+            self.apps.read(batch, reads)
+        return reads
 
     # -- planning and converging ------------------------------------------------------------------
     def converge(self, batch: Batch, reads: Reads, check_mode: bool, workers: int) -> AzureBatchResult:
@@ -84,8 +97,13 @@ class Workloads(BatchReader):
         problems: list[str] = []
         resolved: Resolved = {}
         for workload in batch.workloads:
-            identity = reads.identity(batch.ref(workload))
             where = f"cluster {batch.cluster}: workload '{workload.name}'"
+            if workload.is_application:
+                if self.apps is not None:
+                    self.apps.check(batch, workload, reads, problems)
+                self._resolve_roles(batch, workload, reads, resolved, problems)
+                continue
+            identity = reads.identity(batch.ref(workload))
             if identity is None and not batch.location:
                 problems.append(
                     f"{where}: location: identity {workload.identity_name} does not exist and no "
@@ -94,25 +112,33 @@ class Workloads(BatchReader):
             owner = owner_cluster(identity["tags"]) if identity else None
             if owner not in (None, batch.cluster):
                 problems.append(f"{where}: identity_name: identity {workload.identity_name} belongs to cluster {owner}")
-            for position, spec in enumerate(workload.roles):
-                at = f"{where}: roles[{position}]"
-                try:
-                    role = self.resolve(spec, reads)
-                except ValidationError as exc:
-                    problems.extend(f"{at}: {p}" for p in exc.problems)
-                    continue
-                if not batch.allow_privileged_roles:
-                    problem = privileged_problem(role.guid, parse_scope(spec.scope).kind, spec.scope, at)
-                    if problem:
-                        problems.append(problem)
-                resolved[_role_key(workload, spec.role, spec.scope)] = role
+            self._resolve_roles(batch, workload, reads, resolved, problems)
         if problems:
             raise ValidationError(problems)
         return resolved
 
+    def _resolve_roles(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, problems: list[str]
+    ) -> None:
+        where = f"cluster {batch.cluster}: workload '{workload.name}'"
+        for position, spec in enumerate(workload.roles):
+            at = f"{where}: roles[{position}]"
+            try:
+                role = self.resolve(spec, reads)
+            except ValidationError as exc:
+                problems.extend(f"{at}: {p}" for p in exc.problems)
+                continue
+            if not batch.allow_privileged_roles:
+                problem = privileged_problem(role.guid, parse_scope(spec.scope).kind, spec.scope, at)
+                if problem:
+                    problems.append(problem)
+            resolved[_role_key(workload, spec.role, spec.scope)] = role
+
     def _workload(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
     ) -> tuple[WorkloadResult, dict[str, Any]]:
+        if workload.is_application and self.apps is not None:
+            return self.apps.converge(batch, workload, reads, resolved, check_mode)
         ref = batch.ref(workload)
         known = reads.identity(ref)
         # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
@@ -137,18 +163,48 @@ class Workloads(BatchReader):
             "role_assignments": [],
         }
         planned: dict[str, Any] = {"identity": brief(after), "federated_credentials": {}, "role_assignments": []}
+        fics = self.trust(
+            batch, workload, IdentityFicApi(self.fics, ref), reads.fics.get(_key(ref), []), check_mode, seen, planned
+        )
+        listed = reads.assignments.get(principal.lower(), []) if known else []
+        roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned)
+        changed = (
+            identity.changed
+            or any(f["action"] != "unchanged" for f in fics)
+            or any(r["action"] != "unchanged" for r in roles)
+        )
+        result: WorkloadResult = {
+            **workload_names(workload),
+            "identity": identity_result(after, workload.identity_name, identity.action, owned=ours),
+            "federated_credentials": fics,
+            "role_assignments": roles,
+            "changed": changed,
+        }
+        return result, {"before": seen, "after": planned}
+
+    def trust(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        parent: FicParent,
+        siblings: list[FederatedCredentialState],
+        check_mode: bool,
+        seen: dict[str, Any],
+        planned: dict[str, Any],
+    ) -> list[FederatedCredentialRow]:
+        """One credential per subject from this cluster's issuer, on an identity or an application."""
         fics: list[FederatedCredentialRow] = []
         for subject in workload.subjects:
             name = fic_name(batch.cluster, subject)
             fic = ensure_federated_credential(
-                IdentityFicApi(self.fics, ref),
+                parent,
                 name,
                 state="present",
                 issuer=batch.issuer_url,
                 subject=subject,
                 audiences=[DEFAULT_AUDIENCE],
                 check_mode=check_mode,
-                siblings=reads.fics.get(_key(ref), []),
+                siblings=siblings,
             )
             fics.append({"name": name, "subject": subject, "action": fic.action})
             for side, state in ((seen, fic.before), (planned, fic.after)):
@@ -157,7 +213,19 @@ class Workloads(BatchReader):
                         "issuer": state["issuer"],
                         "subject": state["subject"],
                     }
-        listed = reads.assignments.get(principal.lower(), []) if known else []
+        return fics
+
+    def grant(
+        self,
+        workload: WorkloadSpec,
+        principal: str,
+        listed: list[Any],
+        resolved: Resolved,
+        check_mode: bool,
+        seen: dict[str, Any],
+        planned: dict[str, Any],
+    ) -> list[RoleAssignmentRow]:
+        """Exactly the declared role assignments, for the principal of an identity or an application."""
         roles: list[RoleAssignmentRow] = []
         for spec in workload.roles:
             role = resolved[_role_key(workload, spec.role, spec.scope)]
@@ -182,25 +250,13 @@ class Workloads(BatchReader):
                     "role": role.name,
                     "role_definition_guid": role.guid,
                     "scope": spec.scope,
-                    # A new identity's assignments are named after its principal, which Azure assigns on creation.
+                    # A new principal's assignments are named after it, and Entra assigns it on creation.
                     "name": None if principal == PENDING or not outcome.after else outcome.after["name"],
                     "action": outcome.action,
                     "notes": outcome.notes,
                 }
             )
-        changed = (
-            identity.changed
-            or any(f["action"] != "unchanged" for f in fics)
-            or any(r["action"] != "unchanged" for r in roles)
-        )
-        result: WorkloadResult = {
-            **workload_names(workload),
-            "identity": identity_result(after, workload.identity_name, identity.action, owned=ours),
-            "federated_credentials": fics,
-            "role_assignments": roles,
-            "changed": changed,
-        }
-        return result, {"before": seen, "after": planned}
+        return roles
 
     # -- removing ---------------------------------------------------------------------------------
     def remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
@@ -212,6 +268,9 @@ class Workloads(BatchReader):
         """
         done = []
         for workload in batch.workloads:
+            if workload.is_application and self.apps is not None:
+                done.append(self.apps.remove(batch, workload, reads, check_mode))
+                continue
             ref = batch.ref(workload)
             identity = reads.identity(ref)
             fics: list[FederatedCredentialRow] = []
@@ -221,41 +280,29 @@ class Workloads(BatchReader):
                 action = "absent"
             elif owned_by(identity["tags"], batch.cluster):
                 before = {"identity": brief(identity)}
-                roles = self._remove_assignments(batch, identity, reads, check_mode)
+                roles = self.remove_assignments(batch, identity["principal_id"], identity["name"], reads, check_mode)
                 action = self._remove_identity(batch, identity, check_mode)
             else:
                 # Made by this collection for another cluster (that cluster's to remove), or made elsewhere.
                 action = "kept"
                 if not made_by_collection(identity["tags"]):
                     ours = [fic_name(batch.cluster, subject) for subject in workload.subjects]
-                    fics = self._remove_credentials(batch, identity, reads, ours, check_mode)
+                    ref = batch.ref_of(identity)
+                    fics = self.remove_credentials(
+                        IdentityFicApi(self.fics, ref), reads.fics.get(_key(ref), []), ours, check_mode
+                    )
                     declared = {
                         (parse_scope(spec.scope).key, self._resolve(batch, workload, reads, position).guid)
                         for position, spec in enumerate(workload.roles)
                     }
-                    roles = self._remove_assignments(batch, identity, reads, check_mode, only=declared)
+                    roles = self.remove_assignments(
+                        batch, identity["principal_id"], identity["name"], reads, check_mode, only=declared
+                    )
                     if fics or roles:
                         before = {"federated_credentials": [f["name"] for f in fics]}
-            if before is not None:
-                before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
-            result: WorkloadResult = {
-                **workload_names(workload),
-                "identity": identity_result(identity, workload.identity_name, action),
-                "federated_credentials": fics,
-                "role_assignments": [
-                    {
-                        "role": r["role"],
-                        "role_definition_guid": r["role_definition_guid"],
-                        "scope": r["scope"],
-                        "name": r["name"],
-                        "action": "deleted",
-                        "notes": [],
-                    }
-                    for r in roles
-                ],
-                "changed": action == "deleted" or bool(fics or roles),
-            }
-            done.append((result, {"before": before, "after": None}))
+            done.append(
+                removal_result(workload, identity_result(identity, workload.identity_name, action), fics, roles, before)
+            )
         return batch_report(done, self._prune(batch, reads, {}, check_mode))
 
     def _resolve(self, batch: Batch, workload: WorkloadSpec, reads: Reads, position: int) -> Role:
@@ -265,92 +312,13 @@ class Workloads(BatchReader):
             where = f"cluster {batch.cluster}: workload '{workload.name}': roles[{position}]"
             raise ValidationError([f"{where}: {p}" for p in exc.problems]) from exc
 
-    def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
-        outcome = ensure_identity(
-            self.identities,
-            batch.ref_of(identity),
-            state="absent",
-            location=None,
-            tags=None,
-            purge_tags=False,
-            check_mode=check_mode,
-            known=identity,
-        )
-        return outcome.action
-
-    def _remove_credentials(
-        self, batch: Batch, identity: IdentityState, reads: Reads, names: list[str], check_mode: bool
-    ) -> list[FederatedCredentialRow]:
-        """The named credentials on the identity, through the engine; returns what was (or would be) deleted."""
-        ref = batch.ref_of(identity)
-        listed = reads.fics.get(_key(ref), [])
-        removed: list[FederatedCredentialRow] = []
-        for name in names:
-            outcome = ensure_federated_credential(
-                IdentityFicApi(self.fics, ref),
-                name,
-                state="absent",
-                issuer=None,
-                subject=None,
-                audiences=None,
-                check_mode=check_mode,
-                siblings=listed,
-            )
-            if outcome.before is not None and outcome.action == "deleted":
-                removed.append(
-                    {"name": outcome.before["name"], "subject": outcome.before["subject"], "action": "deleted"}
-                )
-        return removed
-
-    def _remove_assignments(
-        self,
-        batch: Batch,
-        identity: IdentityState,
-        reads: Reads,
-        check_mode: bool,
-        only: set[tuple[str, str]] | None = None,
-        keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
-    ) -> list[PrunedAssignment]:
-        """Delete the identity's assignments (those in ``only``, if given) that are not in ``keep``.
-
-        Both sets hold (scope key, role definition GUID) pairs; returns what was (or would be) deleted.
-        """
-        removed: list[PrunedAssignment] = []
-        for model in reads.assignments.get(str(identity["principal_id"]).lower(), []):
-            state = assignment_state(model)
-            pair = (parse_scope(state["scope"]).key, state["role_definition_guid"])
-            if (only is not None and pair not in only) or pair in keep:
-                continue
-            role = reads.role_of(batch.subscription_id, model)
-            outcome = ensure_role_assignment(
-                self.roles,
-                scope=state["scope"],
-                role=role,
-                principal_id=state["principal_id"],
-                principal_type=state["principal_type"] or "ServicePrincipal",
-                state="absent",
-                check_mode=check_mode,
-                listed=[model],
-            )
-            if outcome.action == "deleted":
-                removed.append(
-                    {
-                        "identity": identity["name"],
-                        "role": role.name,
-                        "role_definition_guid": state["role_definition_guid"],
-                        "scope": state["scope"],
-                        "name": state["name"],
-                    }
-                )
-        return removed
-
     def _prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool) -> Pruned:
         """What this collection made for this cluster and the list no longer declares (only with prune)."""
         pruned = empty_pruned()
         if not batch.prune:
             return pruned
         absent = batch.state == "absent"
-        listed = {_key(batch.ref(w)): w for w in batch.workloads}
+        listed = {_key(batch.ref(w)): w for w in batch.identity_workloads}
         declared = {} if absent else listed
         handled = set(listed) if absent else set()
         for key, identity in sorted(reads.identities.items()):
@@ -366,7 +334,9 @@ class Workloads(BatchReader):
                 else set()
             )
             pruned["role_assignments"].extend(
-                self._remove_assignments(batch, identity, reads, check_mode, keep=wanted_roles)
+                self.remove_assignments(
+                    batch, identity["principal_id"], identity["name"], reads, check_mode, keep=wanted_roles
+                )
             )
             if workload is None:
                 self._remove_identity(batch, identity, check_mode)
@@ -379,10 +349,15 @@ class Workloads(BatchReader):
                 for f in reads.fics.get(key, [])
                 if f["issuer"] == batch.issuer_url and f["name"].lower() not in wanted
             ]
-            for row in self._remove_credentials(batch, identity, reads, stale, check_mode):
+            ref = batch.ref_of(identity)
+            for row in self.remove_credentials(
+                IdentityFicApi(self.fics, ref), reads.fics.get(key, []), stale, check_mode
+            ):
                 pruned["federated_credentials"].append(
                     {"identity": identity["name"], "name": row["name"], "subject": row["subject"]}
                 )
+        if self.apps is not None:
+            self.apps.prune(batch, reads, resolved, check_mode, pruned)
         return pruned
 
 

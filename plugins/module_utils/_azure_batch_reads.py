@@ -39,6 +39,12 @@ class Batch:
     # (or tearing down) still finds this cluster's identities when the list no longer names any.
     resource_groups: tuple[str, ...] = ()
     state: str = "present"
+    # Removed applications also leave Entra's deleted items (not restorable).
+    application_purge: bool = False
+
+    @property
+    def identity_workloads(self) -> list[WorkloadSpec]:
+        return [w for w in self.workloads if not w.is_application]
 
     def ref(self, workload: WorkloadSpec) -> IdentityRef:
         group = workload.identity_resource_group or (self.resource_groups[0] if self.resource_groups else "")
@@ -61,6 +67,11 @@ class Reads:
     assignments: dict[str, list[Any]] = field(default_factory=dict)  # principal lower -> SDK models
     fics: dict[str, list[FederatedCredentialState]] = field(default_factory=dict)  # identity_key -> its FICs
     roles_at_scope: dict[tuple[str, str], Role] = field(default_factory=dict)  # (scope key, role) -> role
+    # App registrations: per workload (application, service principal); credentials per application object id;
+    # applications made for this cluster that no listed workload names (prune and teardown only).
+    applications: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = field(default_factory=dict)
+    app_fics: dict[str, list[FederatedCredentialState]] = field(default_factory=dict)
+    marked_apps: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(identity_key(ref.resource_group, ref.name))
@@ -92,7 +103,8 @@ class BatchReader:
     def read(self, batch: Batch) -> Reads:
         reads = Reads()
         groups = {g.lower(): g for g in batch.resource_groups}
-        groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in batch.workloads})
+        identities = batch.identity_workloads
+        groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
         for group in groups.values():
             for identity in self._identities_in(group):
                 reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
@@ -101,7 +113,7 @@ class BatchReader:
         } | {self.subscription_id}
         for sub in sorted(subscriptions):
             self._read_subscription(sub, reads)
-        wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in batch.workloads}
+        wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in identities}
         owned = {k for k, i in reads.identities.items() if owned_by(i["tags"], batch.cluster)} if batch.prune else set()
         if batch.state == "absent":
             # An identity of ours goes whole, its credentials with it; only others' credentials need listing.

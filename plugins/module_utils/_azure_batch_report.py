@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any, TypedDict, cast
 
 from ._inventory import WorkloadSpec
-from ._results import AzureBatchResult, IdentityResult, IdentityState, Pruned, WorkloadResult
+from ._results import (
+    AzureBatchResult,
+    FederatedCredentialRow,
+    IdentityResult,
+    IdentityState,
+    Pruned,
+    PrunedAssignment,
+    WorkloadResult,
+)
 
 
 class _Names(TypedDict):
@@ -61,3 +69,33 @@ def brief(identity: IdentityState | None) -> dict[str, Any] | None:
         "location": identity["location"],
         "tags": identity["tags"],
     }
+
+
+def removal_result(
+    workload: WorkloadSpec,
+    identity: IdentityResult,
+    fics: list[FederatedCredentialRow],
+    roles: list[PrunedAssignment],
+    before: dict[str, Any] | None,
+) -> tuple[WorkloadResult, dict[str, Any]]:
+    """What removing one workload did (identity or application alike), and its diff (nothing after)."""
+    if before is not None:
+        before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
+    result: WorkloadResult = {
+        **workload_names(workload),
+        "identity": identity,
+        "federated_credentials": fics,
+        "role_assignments": [
+            {
+                "role": r["role"],
+                "role_definition_guid": r["role_definition_guid"],
+                "scope": r["scope"],
+                "name": r["name"],
+                "action": "deleted",
+                "notes": [],
+            }
+            for r in roles
+        ],
+        "changed": identity.get("action") == "deleted" or bool(fics or roles),
+    }
+    return result, {"before": before, "after": None}

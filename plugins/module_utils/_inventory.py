@@ -16,20 +16,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._ids import InvalidScope, parse_role, parse_scope
+from ._ids import InvalidScope, parse_scope
+from ._inventory_fields import Seen, _application, _once, _subjects, _token_expiration, privileged_problem
 from ._limits import (
-    FIC_FIELD_MAX,
-    FICS_PER_IDENTITY,
     IDENTITY_NAME,
-    PRIVILEGED_ROLES,
-    PRIVILEGED_SCOPE_KINDS,
-    TOKEN_EXPIRATION,
 )
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Pod controllers a workload can bind to its service account; CronJob's pod template sits one level deeper.
 CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
+USER_ASSIGNED, APPLICATION = "user_assigned", "application"
+IDENTITY_TYPES = (USER_ASSIGNED, APPLICATION)
 # `workloads` was the first name of `controllers` (a workload listing "workloads" read badly).
 DEPRECATED_ALIASES = {"workloads": "controllers"}
 ALIAS_REMOVED_IN = "2.0.0"
@@ -51,8 +49,12 @@ WORKLOAD_FIELDS = (
     Field("namespace", "str", True, "Its Kubernetes namespace (created if missing)."),
     Field("service_account", "str", True, "Its ServiceAccount (created if missing, else annotated)."),
     Field("roles", "list", False, "Exactly the role assignments it holds, each a role and a scope."),
+    Field("identity_type", "str", False, "user_assigned (a managed identity, the default) or application."),
     Field("identity_name", "str", False, "The identity's name; default id-<cluster>-<namespace>-<name>."),
     Field("identity_resource_group", "str", False, "Where its identity lives; default the cluster's."),
+    Field("application_unique_name", "str", False, "The app's unique name; default wi-<cluster>-<ns>-<name>."),
+    Field("application_id", "str", False, "The appId of an existing app registration to use as it is."),
+    Field("application_display_name", "str", False, "The display name of an app this collection makes."),
     Field("extra_subjects", "list", False, "More subjects its identity trusts from the same issuer."),
     Field("tags", "dict", False, "Extra tags for an identity this collection makes."),
     Field("controllers", "list", False, "Pod controllers to bind, each a kind and a name.", ("workloads",)),
@@ -102,6 +104,15 @@ class WorkloadSpec:
     tags: dict[str, str] = field(default_factory=dict)
     controllers: list[ControllerRef] = field(default_factory=list)
     token_expiration: int | None = None
+    identity_type: str = USER_ASSIGNED
+    # identity_type application: ours by unique name (made if missing), or an operator's by appId (used as is)
+    application_unique_name: str | None = None
+    application_id: str | None = None
+    application_display_name: str | None = None
+
+    @property
+    def is_application(self) -> bool:
+        return self.identity_type == APPLICATION
 
     @property
     def subject(self) -> str:
@@ -125,19 +136,6 @@ def default_identity_name(cluster: str, namespace: str, name: str) -> str:
     return f"id-{cluster}-{namespace}-{name}"
 
 
-def privileged_problem(role: str, scope_kind: str, scope: str, at: str) -> str | None:
-    """Owner and the like at management-group or subscription scope: a workload could grant itself anything."""
-    ref = parse_role(role)
-    name = PRIVILEGED_ROLES.get(ref.guid) if ref.guid else None
-    name = name or next((n for n in PRIVILEGED_ROLES.values() if n.lower() == role.lower()), None)
-    if name and scope_kind in PRIVILEGED_SCOPE_KINDS:
-        return (
-            f"{at}: role: {name} at {scope_kind} scope {scope} is refused for a workload identity "
-            "(set allow_privileged_roles to allow it)"
-        )
-    return None
-
-
 def validate_workloads(
     cluster: str,
     workloads: Any,
@@ -156,7 +154,7 @@ def validate_workloads(
     if not isinstance(workloads, list):
         result.problems.append(f"{where}: workloads: must be a list, got {type(workloads).__name__}")
         return result
-    seen = _Seen()
+    seen = Seen()
     for index, raw in enumerate(workloads):
         spec = _workload(
             cluster, index, raw, identity_resource_group, identity_group_required, allow_privileged_roles, seen, result
@@ -166,14 +164,6 @@ def validate_workloads(
     return result
 
 
-@dataclass
-class _Seen:
-    names: dict[str, int] = field(default_factory=dict)
-    accounts: dict[tuple[str, str], str] = field(default_factory=dict)
-    identities: dict[str, str] = field(default_factory=dict)
-    controllers: dict[tuple[str, str, str], str] = field(default_factory=dict)
-
-
 def _workload(
     cluster: str,
     index: int,
@@ -181,7 +171,7 @@ def _workload(
     default_group: str | None,
     group_required: bool,
     allow_privileged: bool,
-    seen: _Seen,
+    seen: Seen,
     result: Validated,
 ) -> WorkloadSpec | None:
     problems = result.problems
@@ -218,20 +208,31 @@ def _workload(
                 f"'{other}' (a service account carries one client id)"
             )
         seen.accounts[(namespace, account)] = str(name)
-    resource_group = raw.get("identity_resource_group") or default_group
-    if group_required and not resource_group:
-        problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
-    identity_name = raw.get("identity_name") or default_identity_name(cluster, str(namespace), str(name))
-    if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
-        hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
-        problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
-    key = f"{resource_group}/{identity_name}".lower()
-    if key in seen.identities:
-        problems.append(
-            f"{label}: identity_name: identity {identity_name} is already used by workload "
-            f"'{seen.identities[key]}' (one identity per workload)"
+    kind = raw.get("identity_type", USER_ASSIGNED)
+    if kind not in IDENTITY_TYPES:
+        problems.append(f"{label}: identity_type: must be one of {', '.join(IDENTITY_TYPES)} (got {kind!r})")
+    if kind == APPLICATION:
+        resource_group, identity_name = None, ""
+        app = _application(raw, label, cluster, str(namespace), str(name), seen, problems)
+    else:
+        app = (None, None, None)
+        for key in ("application_unique_name", "application_id", "application_display_name"):
+            if key in raw:
+                problems.append(f"{label}: {key}: only for identity_type application")
+        resource_group = raw.get("identity_resource_group") or default_group
+        if group_required and not resource_group:
+            problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
+        identity_name = raw.get("identity_name") or default_identity_name(cluster, str(namespace), str(name))
+        if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
+            hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
+            problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
+        _once(
+            seen,
+            f"{resource_group}/{identity_name}",
+            f"{label}: identity_name: identity {identity_name}",
+            str(name),
+            problems,
         )
-    seen.identities[key] = str(name)
     roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
     subjects = _subjects(raw.get("extra_subjects"), subject_for(str(namespace), str(account)), label, problems)
     tags = raw.get("tags") or {}
@@ -265,37 +266,13 @@ def _workload(
         {str(k): str(v) for k, v in tags.items()},
         controllers,
         expiration,
+        str(kind),
+        *app,
     )
 
 
-def _subjects(raw: Any, subject: str, label: str, problems: list[str]) -> list[str]:
-    extra = raw or []
-    if not isinstance(extra, list) or not all(isinstance(s, str) and 0 < len(s) <= FIC_FIELD_MAX for s in extra):
-        problems.append(f"{label}: extra_subjects: must be a list of subjects of 1-{FIC_FIELD_MAX} characters")
-        extra = []
-    subjects = [subject, *extra]
-    if len(set(subjects)) != len(subjects):
-        problems.append(f"{label}: extra_subjects: repeats a subject")
-    if len(subjects) > FICS_PER_IDENTITY:
-        problems.append(
-            f"{label}: extra_subjects: {len(subjects)} federated credentials on one identity; "
-            f"Azure allows {FICS_PER_IDENTITY}"
-        )
-    return subjects
-
-
-def _token_expiration(raw: Any, label: str, problems: list[str]) -> int | None:
-    if raw is None:
-        return None
-    low, high = TOKEN_EXPIRATION
-    if isinstance(raw, bool) or not str(raw).isdigit() or not low <= int(raw) <= high:
-        problems.append(f"{label}: token_expiration: must be seconds between {low} and {high} (got {raw!r})")
-        return None
-    return int(raw)
-
-
 def _controllers(
-    raw: Any, where: str, workload: str, namespace: str, seen: _Seen, problems: list[str]
+    raw: Any, where: str, workload: str, namespace: str, seen: Seen, problems: list[str]
 ) -> list[ControllerRef]:
     """The pod controllers to bind: known kinds, valid names, each bound to one workload only.
 

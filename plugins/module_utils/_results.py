@@ -57,6 +57,7 @@ class ApplicationState(TypedDict):
     unique_name: str | None
     tags: list[str]
     service_principal_id: str | None  # the principal role assignments name
+    tenant_id: str | None
 
 
 class IssuerState(TypedDict):
@@ -87,14 +88,23 @@ class Outcome(Generic[S]):
 
 
 # -- the Azure batch (workload_identities) ----------------------------------------------------------
-class IdentityResult(IdentityState, total=False):
-    """The identity as IdentityState, plus what was done and whether this collection made it.
+class IdentityResult(TypedDict, total=False):
+    """A workload's identity as the batch reports it: a user-assigned identity (IdentityState's fields) or an
+    application (``kind: application``, its appId as ``client_id``, its service principal as ``principal_id``),
+    plus what was done and whether this collection made it. An absent one has only a name and an action."""
 
-    For an identity that does not exist (nothing to remove) only ``name`` and ``action`` are reported.
-    """
-
+    id: str
+    name: str
+    resource_group: str
+    location: str
+    tags: dict[str, str]
+    client_id: str | None
+    principal_id: str | None
+    tenant_id: str | None
     action: str
     owned: bool
+    kind: str
+    unique_name: str | None
 
 
 class FederatedCredentialRow(TypedDict):
@@ -142,8 +152,15 @@ class PrunedAssignment(TypedDict):
     name: str
 
 
+class PrunedApplication(TypedDict):
+    name: str
+    app_id: str
+    purged: bool  # False: in Entra's deleted items for 30 days
+
+
 class Pruned(TypedDict):
     identities: list[PrunedIdentity]
+    applications: list[PrunedApplication]
     federated_credentials: list[PrunedCredential]
     role_assignments: list[PrunedAssignment]
 
@@ -156,7 +173,7 @@ class AzureBatchResult(TypedDict, total=False):
 
 
 def empty_pruned() -> Pruned:
-    return {"identities": [], "federated_credentials": [], "role_assignments": []}
+    return {"identities": [], "applications": [], "federated_credentials": [], "role_assignments": []}
 
 
 # -- the Kubernetes batch (service_accounts) --------------------------------------------------------

@@ -12,7 +12,7 @@ description:
   - Ensures a federated identity credential (FIC) on a user-assigned managed identity (through ARM) or on an Entra
     application (through Microsoft Graph) trusts exactly one issuer + subject + audience, or is absent. Updates
     in place when the issuer or subject changes.
-  - One engine for both parents: it checks everything before writing, naming the field that is wrong
+  - One engine for both parents, which checks everything before writing, naming the field that is wrong
     (name pattern, field lengths, a single audience, at most 20 FICs per identity or application, issuer +
     subject unique).
   - Writes that collide with another write on the same identity (409) are retried with backoff.

@@ -9,7 +9,8 @@ module: workload_identities
 short_description: Give every workload of an AKS cluster its own identity, trust and roles, in one task
 version_added: 0.1.0
 description:
-  - For each workload, ensures a user-assigned identity, a federated credential trusting
+  - For each workload, ensures a user-assigned identity (or, with C(identity_type=application), an Entra app
+    registration and its service principal, through Microsoft Graph), a federated credential trusting
     C(system:serviceaccount:<namespace>:<service_account>) from the cluster's issuer (plus any extra subjects
     it lists), and exactly the role assignments it declares.
   - Validates the whole list first and reports every problem at once, each naming the cluster, the workload
@@ -61,6 +62,12 @@ options:
     default: false
   allow_privileged_roles:
     description: Allow privileged roles at management-group or subscription scope.
+    type: bool
+    default: false
+  application_purge:
+    description:
+      - Applications this collection removes (prune, O(state=absent)) go to Entra's deleted items for 30 days, from
+        where an administrator can restore them. With V(true) they are also deleted from there, for good.
     type: bool
     default: false
   max_concurrency:
@@ -125,7 +132,8 @@ workloads:
       type: str
     identity:
       description: The identity (as M(workload_identity.aks.user_assigned_identity) returns it), with C(action)
-        and C(owned) (made by this collection).
+        and C(owned) (made by this collection); for an app registration C(kind=application), its appId as C(client_id),
+        its service principal as C(principal_id) and its C(unique_name).
       type: dict
     federated_credentials:
       description: Each credential's name, subject and action.
@@ -139,7 +147,8 @@ workloads:
       description: Whether anything changed for this workload.
       type: bool
 pruned:
-  description: What O(prune) removed (or would remove), by kind (C(identities), C(federated_credentials),
+  description: What O(prune) removed (or would remove), by kind (C(identities), C(applications),
+    C(federated_credentials),
     C(role_assignments)).
   returned: always
   type: dict
@@ -171,6 +180,7 @@ def main() -> None:
             "prune": {"type": "bool", "default": False},
             "allow_privileged_roles": {"type": "bool", "default": False},
             "max_concurrency": {"type": "int", "default": 8},
+            "application_purge": {"type": "bool", "default": False},
             "validate_only": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
@@ -204,13 +214,17 @@ def main() -> None:
         p["allow_privileged_roles"],
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
         state=p["state"],
+        application_purge=p["application_purge"],
     )
+    # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
+    uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"
     try:
         engine = Workloads.from_clients(
             module.client("msi"),
             module.client("authorization"),
             module.retry_policy,
             module.connection.subscription_id or "",
+            module.client("graph") if uses_graph else None,
         )
         reads = engine.read(batch)
         if present:

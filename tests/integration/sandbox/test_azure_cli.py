@@ -62,8 +62,7 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        "-p",
-        "not-the-secret",
+        "--password=not-the-secret",
         "--tenant",
         sandbox.tenant_id,
         check=False,
@@ -74,8 +73,8 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        "-p",
-        sandbox.env["AZURE_CLIENT_SECRET"],
+        # A secret may start with "-": az would read it as an option.
+        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
         "--tenant",
         sandbox.tenant_id,
     )
@@ -126,8 +125,8 @@ def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: S
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        "-p",
-        sandbox.env["AZURE_CLIENT_SECRET"],
+        # A secret may start with "-": az would read it as an option.
+        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
         "--tenant",
         sandbox.tenant_id,
     )
@@ -150,8 +149,8 @@ def _login(az: Cli, sandbox: Sandbox) -> None:
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        "-p",
-        sandbox.env["AZURE_CLIENT_SECRET"],
+        # A secret may start with "-": az would read it as an option.
+        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
         "--tenant",
         sandbox.tenant_id,
     )

@@ -24,6 +24,7 @@ def described(fields: tuple[Field, ...]) -> dict[str, tuple[str, bool, tuple[str
 
 
 def documented(options: dict[str, Any]) -> dict[str, tuple[str, bool, tuple[str, ...]]]:
+    """(type, required, aliases) per option; choices and defaults are checked where the schema has them."""
     return {
         name: (spec["type"], bool(spec.get("required")), tuple(spec.get("aliases") or ()))
         for name, spec in options.items()

@@ -1,0 +1,250 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the batch's app-registration workloads.
+
+The same steps as for managed identities, through the same engines: the application and its service
+principal (``ensure_application``), this cluster's credentials on it (``ensure_federated_credential``
+with an application parent), exactly the declared role assignments for its service principal. An
+application this collection made carries its marks (``_ownership``); one named by ``application_id`` is
+the operator's: never renamed, re-tagged or deleted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._azure_application import ApplicationApi, ApplicationFicApi, application_state, ensure_application
+from ._azure_batch_report import removal_result, workload_names
+from ._azure_graph import OWNED_BY, PERMISSION_HINT, WRITE_ALL
+from ._errors import AzureApiError, ValidationError
+from ._ids import parse_scope
+from ._inventory import WorkloadSpec
+from ._ownership import application_cluster_tag, application_marks, application_owner_cluster, fic_name
+from ._results import ApplicationState, FederatedCredentialRow, IdentityResult, Pruned, PrunedAssignment, WorkloadResult
+
+if TYPE_CHECKING:
+    from ._azure_batch import Resolved, Workloads
+    from ._azure_batch_reads import Batch, Reads
+
+PENDING = "00000000-0000-0000-0000-000000000000"
+
+
+def _identity(state: ApplicationState | None, workload: WorkloadSpec, action: str, owned: bool) -> IdentityResult:
+    """The application as the batch result reports a workload's identity (the Kubernetes side reads client_id)."""
+    fallback = workload.application_unique_name or workload.application_id or ""
+    if state is None:
+        return {"name": fallback, "action": action, "owned": owned, "kind": "application", "client_id": None}
+    return {
+        "name": state["display_name"] or fallback,
+        "id": str(state["id"] or ""),
+        "client_id": state["app_id"],
+        "principal_id": state["service_principal_id"],
+        "tenant_id": state["tenant_id"],
+        "tags": {},
+        "action": action,
+        "owned": owned,
+        "kind": "application",
+        "unique_name": state["unique_name"],
+    }
+
+
+class ApplicationSide:
+    def __init__(self, engine: Workloads, api: ApplicationApi) -> None:
+        self.engine = engine
+        self.api = api
+
+    # -- reading --------------------------------------------------------------------------------------
+    def read(self, batch: Batch, reads: Reads) -> None:
+        listed = [w for w in batch.workloads if w.is_application]
+        cleaning = batch.prune or batch.state == "absent"
+        if not listed and not cleaning:
+            return
+        try:
+            roles = set(self.api.graph.granted_roles())
+        except AzureApiError:
+            if listed:
+                raise
+            return  # no Graph at all: nothing of ours there to prune
+        writer = OWNED_BY in roles or bool(roles & set(WRITE_ALL))
+        if listed and not writer:
+            raise ValidationError([f"cluster {batch.cluster}: identity_type application: {PERMISSION_HINT}"])
+        for workload in listed:
+            app = (
+                self.api.by_app_id(str(workload.application_id))
+                if workload.application_id
+                else self.api.by_unique_name(str(workload.application_unique_name))
+            )
+            principal = self.api.principal(str(app["appId"])) if app else None
+            reads.applications[workload.name] = (app, principal)
+            if app:
+                reads.app_fics[str(app["id"])] = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
+        if cleaning and writer:
+            known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
+            for app in self.api.marked(application_cluster_tag(batch.cluster)):
+                if application_owner_cluster(app.get("tags")) != batch.cluster or str(app["id"]) in known:
+                    continue
+                reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
+
+    def check(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> None:
+        app, _principal = reads.applications.get(workload.name, (None, None))
+        where = f"cluster {batch.cluster}: workload '{workload.name}'"
+        if app is None and workload.application_id:
+            problems.append(
+                f"{where}: application_id: no application {workload.application_id} (or the automation "
+                "principal may not read it)"
+            )
+        owner = application_owner_cluster(app.get("tags")) if app else None
+        unique = app.get("uniqueName") if app else None
+        if owner not in (None, batch.cluster):
+            problems.append(f"{where}: application_unique_name: application {unique} belongs to cluster {owner}")
+
+    # -- converging -----------------------------------------------------------------------------------
+    def converge(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
+    ) -> tuple[WorkloadResult, dict[str, Any]]:
+        app, principal = reads.applications.get(workload.name, (None, None))
+        ours = workload.application_id is None
+        outcome = ensure_application(
+            self.api,
+            unique_name=workload.application_unique_name,
+            app_id=workload.application_id,
+            display_name=workload.application_display_name,
+            tags=application_marks(batch.cluster, workload.namespace, workload.name) if ours else None,
+            state="present",
+            check_mode=check_mode,
+            known=(app, principal),
+        )
+        after = outcome.after
+        seen: dict[str, Any] = {
+            "application": _brief(outcome.before),
+            "federated_credentials": {},
+            "role_assignments": [],
+        }
+        planned: dict[str, Any] = {"application": _brief(after), "federated_credentials": {}, "role_assignments": []}
+        # A new application's ids are Entra's to assign: check mode plans with placeholders.
+        object_id = str(after["id"] if after and after["id"] else "(pending)")
+        parent = ApplicationFicApi(self.api, object_id, after["display_name"] if after else "")
+        engine = self.engine
+        fics = engine.trust(batch, workload, parent, reads.app_fics.get(object_id, []), check_mode, seen, planned)
+        sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
+        listed = reads.assignments.get(sp.lower(), []) if principal else []
+        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned)
+        changed = (
+            outcome.changed
+            or any(f["action"] != "unchanged" for f in fics)
+            or any(r["action"] != "unchanged" for r in roles)
+        )
+        result: WorkloadResult = {
+            **workload_names(workload),
+            "identity": _identity(after, workload, outcome.action, ours),
+            "federated_credentials": fics,
+            "role_assignments": roles,
+            "changed": changed,
+        }
+        return result, {"before": seen, "after": planned}
+
+    # -- removing -------------------------------------------------------------------------------------
+    def remove(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool
+    ) -> tuple[WorkloadResult, dict[str, Any]]:
+        """Ours (made for this cluster) goes whole, role assignments first; someone else's keeps all but ours."""
+        app, principal = reads.applications.get(workload.name, (None, None))
+        state = application_state(app, principal) if app else None
+        fics: list[FederatedCredentialRow] = []
+        roles: list[PrunedAssignment] = []
+        before: dict[str, Any] | None = None
+        if app is None or state is None:
+            action = "absent"
+        elif workload.application_id is None and application_owner_cluster(app.get("tags")) == batch.cluster:
+            before = {"application": _brief(state)}
+            roles = self.engine.remove_assignments(
+                batch, state["service_principal_id"], state["display_name"], reads, check_mode
+            )
+            action = self._delete(batch, app, principal, check_mode)
+        else:
+            action = "kept"
+            if workload.application_id is not None:  # the operator's: only this cluster's trust and roles go
+                parent = ApplicationFicApi(self.api, str(app["id"]), state["display_name"])
+                names = [fic_name(batch.cluster, s) for s in workload.subjects]
+                fics = self.engine.remove_credentials(parent, reads.app_fics.get(str(app["id"]), []), names, check_mode)
+                declared = {
+                    (parse_scope(spec.scope).key, self.engine.resolve(spec, reads).guid) for spec in workload.roles
+                }
+                roles = self._unassign(batch, state, reads, check_mode, only=declared)
+                if fics or roles:
+                    before = {"federated_credentials": [f["name"] for f in fics]}
+        return removal_result(
+            workload, _identity(state, workload, action, workload.application_id is None), fics, roles, before
+        )
+
+    def _unassign(
+        self,
+        batch: Batch,
+        state: ApplicationState,
+        reads: Reads,
+        check_mode: bool,
+        only: set[tuple[str, str]] | None = None,
+        keep: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    ) -> list[PrunedAssignment]:
+        """Its service principal's role assignments (those in ``only``, if given, that are not in ``keep``)."""
+        principal, label = state["service_principal_id"], state["display_name"]
+        return self.engine.remove_assignments(batch, principal, label, reads, check_mode, only=only, keep=keep)
+
+    def _delete(self, batch: Batch, app: dict[str, Any], principal: dict[str, Any] | None, check_mode: bool) -> str:
+        outcome = ensure_application(
+            self.api,
+            unique_name=None,
+            app_id=str(app["appId"]),
+            display_name=None,
+            tags=None,
+            state="absent",
+            check_mode=check_mode,
+            purge=batch.application_purge,
+            known=(app, principal),
+        )
+        return outcome.action
+
+    def prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool, pruned: Pruned) -> None:
+        """Applications made for this cluster that the list no longer declares: role assignments, then the app."""
+        for app, principal in reads.marked_apps:
+            state = application_state(app, principal)
+            pruned["role_assignments"].extend(
+                self.engine.remove_assignments(
+                    batch, state["service_principal_id"], state["display_name"], reads, check_mode
+                )
+            )
+            self._delete(batch, app, principal, check_mode)
+            pruned["applications"].append(
+                {"name": state["display_name"], "app_id": str(state["app_id"]), "purged": batch.application_purge}
+            )
+        if batch.state == "absent":
+            return
+        for workload in batch.workloads:  # ours, still declared: this issuer's stale credentials and roles
+            found, its_principal = reads.applications.get(workload.name, (None, None))
+            if found is None or workload.application_id is not None:
+                continue
+            state = application_state(found, its_principal)
+            wanted = {
+                (parse_scope(r.scope).key, resolved[(workload.name, f"{r.role}|{r.scope}")].guid)
+                for r in workload.roles
+            }
+            pruned["role_assignments"].extend(
+                self.engine.remove_assignments(
+                    batch, state["service_principal_id"], state["display_name"], reads, check_mode, keep=wanted
+                )
+            )
+            names = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
+            listed = reads.app_fics.get(str(found["id"]), [])
+            stale = [f["name"] for f in listed if f["issuer"] == batch.issuer_url and f["name"].lower() not in names]
+            parent = ApplicationFicApi(self.api, str(found["id"]), state["display_name"])
+            for row in self.engine.remove_credentials(parent, listed, stale, check_mode):
+                pruned["federated_credentials"].append(
+                    {"identity": state["display_name"], "name": row["name"], "subject": row["subject"]}
+                )
+
+
+def _brief(state: ApplicationState | None) -> dict[str, Any] | None:
+    """The application as a diff shows it: what a user can change, not the ids Entra assigns."""
+    if state is None:
+        return None
+    return {"display_name": state["display_name"], "unique_name": state["unique_name"], "tags": state["tags"]}

@@ -1,0 +1,288 @@
+"""App registrations through the whole rollout: a mixed inventory (managed identities and applications), an
+application adopted from the az walkthrough, least privilege under Application.ReadWrite.OwnedBy, teardown.
+
+Azure is asserted through Graph and the SDKs, Kubernetes through its API, and each application's workload signs
+in through a real TokenRequest from the cluster's API server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
+
+READER = "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+CLUSTER, CLUSTER_RG, IDENTITY_RG, DATA_RG = "aks-apps", "rg-aks-apps", "rg-identities-apps", "rg-data-apps"
+APPS = [
+    ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
+    ("Deployment", "billing", "billing", "ghcr.io/contoso/billing:1.9.0"),
+    ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
+]
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    report_dir: Path
+
+    @property
+    def changed(self) -> int:
+        found = re.search(rf"^{CLUSTER}\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)
+        assert found, self.output[-3000:]
+        return int(found.group(1))
+
+    def report(self, plan: bool = False) -> dict[str, Any]:
+        return dict(json.loads((self.report_dir / f"{CLUSTER}{'.plan' if plan else ''}.json").read_text()))
+
+
+@dataclass
+class Estate:
+    box: Sandbox
+    env: dict[str, str]
+    root: Path
+    scope: str
+    runs: int = 0
+
+    def run(
+        self,
+        workloads: list[dict[str, Any]],
+        playbook: str = "site.yml",
+        expect_ok: bool = True,
+        options: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        **host_vars: Any,
+    ) -> Run:
+        self.runs += 1
+        folder = self.root / f"run-{self.runs}"
+        folder.mkdir()
+        host = {
+            "ansible_connection": "local",
+            "workload_identity_cluster_resource_group": CLUSTER_RG,
+            "workload_identity_identity_resource_group": IDENTITY_RG,
+            "workload_identity_location": "westeurope",
+            "workload_identity_webhook_mode": "addon",
+            "workload_identity_kube_context": CLUSTER,
+            "workload_identity_prune": True,
+            "workload_identity_report_dir": str(folder / "reports"),
+            "workload_identity_workloads": workloads,
+            **host_vars,
+        }
+        (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {CLUSTER: host}}}))
+        done = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(folder / "hosts.yml"),
+                str(PROJECT / "playbooks" / playbook),
+                *options,
+            ],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        (folder / "output.txt").write_text(output)
+        if expect_ok:
+            assert done.returncode == 0, output[-8000:]
+        return Run(done.returncode, output, folder / "reports")
+
+    def graph(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.box.graph(method, path, body)
+        assert response.status_code < 300, response.text
+        return response.json() if response.content else None
+
+    def account(self, namespace: str, name: str) -> Any:
+        config = k8s_config.new_client_from_config(str(self.box.state_dir / "kubeconfig"), context=CLUSTER)
+        return k8s.CoreV1Api(config).read_namespaced_service_account(name, namespace)
+
+
+@pytest.fixture(scope="module")
+def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    box = kube_sandbox
+    box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True)
+    box.resource_group(IDENTITY_RG)
+    box.resource_group(DATA_RG)
+    scope = f"{box.rg_id(DATA_RG)}/providers/Microsoft.Storage/storageAccounts/stappsorders"
+    ensure_resource_chain(box.url, box.ca, box.token(), scope)
+    deploy_apps(box.state_dir, CLUSTER, APPS)
+    root = tmp_path_factory.mktemp("apps")
+    sandbox_env = json.loads((box.state_dir / "sandbox.json").read_text())
+    yield Estate(
+        box, {**ansible_env(sandbox_env, box.state_dir), "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(root)}, root, scope
+    )
+
+
+def by_hand(estate: Estate) -> dict[str, Any]:
+    """The end state of the documented az walkthrough for billing: app, service principal, Reader."""
+    app = estate.graph("POST", "/applications", {"displayName": "billing (made by hand)"})
+    principal = estate.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
+    estate.box.authz().role_assignments.create(
+        estate.box.rg_id(DATA_RG),
+        "3d7e2f4a-9b8c-4d6e-a1f0-2b3c4d5e6f70",
+        {
+            "role_definition_id": READER,
+            "principal_id": principal["id"],
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    return {"app": app, "principal": principal}
+
+
+def mixed(estate: Estate, billing_app_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "orders-api",
+            "namespace": "orders",
+            "service_account": "orders-api",
+            "identity_type": "application",
+            "roles": [{"role": "Storage Blob Data Contributor", "scope": estate.scope}],
+            "controllers": [{"kind": "Deployment", "name": "orders-api"}],
+        },
+        {
+            "name": "billing",
+            "namespace": "billing",
+            "service_account": "billing",
+            "identity_type": "application",
+            "application_id": billing_app_id,
+            "roles": [{"role": "Reader", "scope": estate.box.rg_id(DATA_RG)}],
+            "controllers": [{"kind": "Deployment", "name": "billing"}],
+        },
+        {
+            "name": "web-frontend",
+            "namespace": "web",
+            "service_account": "web-frontend",
+            "roles": [{"role": "Reader", "scope": estate.scope}],
+            "controllers": [{"kind": "Deployment", "name": "web-frontend"}],
+        },
+    ]
+
+
+def outcome(report: dict[str, Any]) -> list[Any]:
+    return [
+        (
+            w["name"],
+            w["kind"],
+            w["identity"],
+            w["identity_action"],
+            [(f["name"], f["action"]) for f in w["federated_credentials"]],
+            [(r["role"], r["action"]) for r in w["roles"]],
+            w["service_account_action"],
+        )
+        for w in report["workloads"]
+    ]
+
+
+def test_a_mixed_inventory_converges_adopts_and_signs_in(estate: Estate) -> None:
+    hand = by_hand(estate)
+    listed = mixed(estate, hand["app"]["appId"])
+    plan = estate.run(listed, options=("--check", "--diff"))
+    real = estate.run(listed, options=("--diff",))
+    assert outcome(plan.report(plan=True)) == outcome(real.report())
+    again = estate.run(listed)
+    assert again.changed == 0, again.output[-6000:]
+    report = {w["name"]: w for w in real.report()["workloads"]}
+    assert [report[n]["kind"] for n in ("orders-api", "billing", "web-frontend")] == [
+        "application",
+        "application",
+        "user_assigned",
+    ]
+    # Ours: one application by its unique name, owned and tagged, with its service principal.
+    ours = estate.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-orders-orders-api')")
+    assert f"wi-cluster:{CLUSTER}" in ours["tags"]
+    assert estate.graph("GET", f"/applications?$filter=startswith(displayName,'wi-{CLUSTER}-orders')")["value"] == [
+        {k: v for k, v in ours.items() if k != "@odata.context"}
+    ]
+    # The operator's: used as it is, its Reader adopted (no duplicate), this cluster's credential added.
+    theirs = estate.graph("GET", f"/applications/{hand['app']['id']}")
+    assert theirs["displayName"] == "billing (made by hand)" and theirs["tags"] == []
+    assert report["billing"]["roles"] == [{"role": "Reader", "scope": estate.box.rg_id(DATA_RG), "action": "unchanged"}]
+    fics = estate.graph("GET", f"/applications/{hand['app']['id']}/federatedIdentityCredentials")["value"]
+    assert [f["subject"] for f in fics] == ["system:serviceaccount:billing:billing"]
+    # The ServiceAccounts carry the apps' appIds; each workload signs in as its app's service principal.
+    assert (
+        estate.account("orders", "orders-api").metadata.annotations["azure.workload.identity/client-id"]
+        == ours["appId"]
+    )
+    assert (
+        estate.account("billing", "billing").metadata.annotations["azure.workload.identity/client-id"]
+        == hand["app"]["appId"]
+    )
+    env = json.loads((estate.box.state_dir / "sandbox.json").read_text())
+    token = service_account_token(estate.box.state_dir, CLUSTER, "orders", "orders-api")
+    granted, elsewhere = sign_in(env, token, ours["appId"], estate.scope, estate.box.subscription_id)
+    assert "containers/read" in granted and elsewhere == "403"  # its storage account, and nothing else
+
+
+def test_least_privilege_owned_by_works_for_its_own_apps_and_refuses_a_foreign_one(estate: Estate) -> None:
+    sub = f"/subscriptions/{estate.box.subscription_id}"
+    automation = estate.box.control.create_principal(
+        display_name="automation-owned-by",
+        roles=[{"role": "Owner", "scope": sub}],
+        graph_roles=["Application.ReadWrite.OwnedBy"],
+    )
+    env = {
+        "AZURE_CLIENT_ID": automation["client_id"],
+        "AZURE_CLIENT_SECRET": automation["client_secret"],
+        "AZURE_SECRET": automation["client_secret"],
+    }
+    own = [
+        {
+            "name": "lp-api",
+            "namespace": "orders",
+            "service_account": "lp-api",
+            "identity_type": "application",
+            "application_unique_name": f"wi-{CLUSTER}-least-privilege",
+            "roles": [],
+        }
+    ]
+    estate.run(own, env=env, workload_identity_prune=False)
+    assert estate.run(own, env=env, workload_identity_prune=False).changed == 0
+    foreign = estate.graph("POST", "/applications", {"displayName": "not yours"})
+    refused = estate.run(
+        [
+            *own,
+            {
+                "name": "stranger",
+                "namespace": "orders",
+                "service_account": "stranger",
+                "identity_type": "application",
+                "application_id": foreign["appId"],
+                "roles": [],
+            },
+        ],
+        env=env,
+        workload_identity_prune=False,
+        expect_ok=False,
+    )
+    assert refused.returncode != 0
+    assert foreign["appId"] in refused.output and "Application.ReadWrite.OwnedBy" in refused.output
+
+
+def test_teardown_removes_ours_and_keeps_the_adopted_app(estate: Estate) -> None:
+    apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
+    listed = mixed(estate, apps[0]["appId"])
+    estate.run(listed, playbook="teardown.yml", workload_identity_teardown_everything=True)
+    ours = estate.box.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-orders-orders-api')")
+    assert ours.status_code == 404
+    deleted = estate.graph("GET", "/directory/deletedItems/microsoft.graph.application")["value"]
+    assert f"wi-{CLUSTER}-orders-orders-api" in [d["uniqueName"] for d in deleted]
+    kept = estate.graph("GET", f"/applications/{apps[0]['id']}")
+    assert kept["displayName"] == "billing (made by hand)"
+    assert estate.graph("GET", f"/applications/{apps[0]['id']}/federatedIdentityCredentials")["value"] == []
+    assert estate.graph("GET", f"/servicePrincipals(appId='{apps[0]['appId']}')")["appId"] == apps[0]["appId"]
