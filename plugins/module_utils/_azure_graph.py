@@ -113,7 +113,7 @@ def _error(response: Any, operation: str) -> AzureApiError:
     if response.status_code == 403:
         message = f"{message} ({PERMISSION_HINT})"
     retry_after = response.headers.get("Retry-After")
-    return AzureApiError(
+    error = AzureApiError(
         str(message),
         status=response.status_code,
         code=str(code),
@@ -121,3 +121,7 @@ def _error(response: Any, operation: str) -> AzureApiError:
         operation=operation,
         retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
     )
+    # A service principal asked for right after its application was made: Graph has not replicated the
+    # application yet. Waited out (bounded) by the retry policy, not reported as bad input.
+    error.replication = response.status_code == 400 and "does not reference a valid application object" in message
+    return error

@@ -36,6 +36,9 @@ class ApiError(Exception):
         self.request_id = request_id
         self.operation = operation
         self.retry_after = retry_after
+        # The directory has not caught up with a write yet (a principal or application just made): worth
+        # waiting for, for a bounded time, like PrincipalNotFound.
+        self.replication = False
 
     def __str__(self) -> str:
         where = f"{self.operation}: " if self.operation else ""

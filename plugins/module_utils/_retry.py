@@ -42,7 +42,7 @@ class RetryPolicy:
 
 def decide(error: ApiError, attempt: int, elapsed: float, policy: RetryPolicy) -> float | None:
     """Seconds to wait before the next attempt, or None to give up. ``attempt`` counts from 1."""
-    if error.code == PRINCIPAL_NOT_FOUND:
+    if error.code == PRINCIPAL_NOT_FOUND or error.replication:
         if elapsed >= policy.principal_wait:
             return None
         return min(5.0, policy.principal_wait - elapsed)

@@ -274,6 +274,26 @@ def test_least_privilege_owned_by_works_for_its_own_apps_and_refuses_a_foreign_o
     assert foreign["appId"] in refused.output and "Application.ReadWrite.OwnedBy" in refused.output
 
 
+def test_switching_a_workload_to_an_application_is_a_planned_change(estate: Estate) -> None:
+    apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
+    listed = mixed(estate, apps[0]["appId"])
+    listed[2]["identity_type"] = "application"  # web-frontend: from a managed identity to an app registration
+    plan = estate.run(listed, options=("--check", "--diff"))
+    planned = plan.report(plan=True)
+    web = next(w for w in planned["workloads"] if w["name"] == "web-frontend")
+    assert (web["kind"], web["identity_action"], web["service_account_action"]) == ("application", "created", "updated")
+    assert [p["name"] for p in planned["pruned"]["identities"]] == [f"id-{CLUSTER}-web-web-frontend"]
+    real = estate.run(listed)
+    assert outcome(real.report()) == outcome(planned)
+    app = estate.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-web-web-frontend')")
+    annotation = estate.account("web", "web-frontend").metadata.annotations["azure.workload.identity/client-id"]
+    assert annotation == app["appId"]
+    assert f"id-{CLUSTER}-web-web-frontend" not in [
+        i.name for i in estate.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG)
+    ]
+    assert estate.run(listed).changed == 0
+
+
 def test_teardown_removes_ours_and_keeps_the_adopted_app(estate: Estate) -> None:
     apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
     listed = mixed(estate, apps[0]["appId"])

@@ -161,3 +161,35 @@ def test_bad_credentials_fail_fast_and_clearly(sandbox: Sandbox, collections: st
     # A refused secret is not retried (it will not become right), and nothing reached ARM without a token.
     totals = sandbox.control.stats()["totals"]
     assert totals.get("entra", 0) <= 2 and totals.get("arm", 0) == 0, totals
+
+
+@sandbox_only
+def test_an_application_not_yet_replicated_is_waited_for(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    """Graph refuses a service principal for an application it has not replicated yet: the module waits it out."""
+    sandbox.control.configure({"graph_replication_seconds": 2.0})
+    try:
+        sandbox.control.reset_stats()
+        task = {
+            "module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"},
+            "tasks": [
+                {
+                    "name": "application",
+                    "register": "made",
+                    "workload_identity.aks.application": {"unique_name": f"t{secrets.token_hex(3)}-lagging"},
+                },
+                {
+                    "name": "made once, with its principal",
+                    "ansible.builtin.assert": {
+                        "that": [
+                            "made is changed",
+                            "made.application.service_principal_id | length > 0",
+                        ]
+                    },
+                },
+            ],
+        }
+        play(sandbox, collections, tmp_path, task, {"azure_auth": auth(sandbox)})
+        statuses = sandbox.control.stats()["operations"]["graph.servicePrincipals"]["by_status"]
+        assert statuses.get("400", 0) >= 1 and statuses.get("201") == 1  # refused while lagging, then made once
+    finally:
+        sandbox.control.configure({"graph_replication_seconds": 0.0})

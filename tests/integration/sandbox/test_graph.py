@@ -246,8 +246,12 @@ def test_throttling_and_replication_lag(sandbox: Sandbox) -> None:
     app = created(sandbox, "just-made")
     error(sandbox.graph("GET", f"/applications/{app['id']}"), 404, "Request_ResourceNotFound")
     assert sandbox.graph("GET", "/applications?$filter=displayName eq 'just-made'").json()["value"] == []
+    # Its service principal cannot be made yet either (Graph's own answer to this race).
+    early = sandbox.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
+    assert "does not reference a valid application object" in error(early, 400, "Request_BadRequest")
     time.sleep(1.6)
     assert sandbox.graph("GET", f"/applications/{app['id']}").status_code == 200
+    assert sandbox.graph("POST", "/servicePrincipals", {"appId": app["appId"]}).status_code == 201
 
 
 def test_a_new_service_principal_is_unknown_to_arm_until_replicated(sandbox: Sandbox) -> None:

@@ -110,7 +110,8 @@ class ServicePrincipals:
             )
         with self.store.lock:
             app = self.directory.application_by("appId", app_id)
-            if app is None:
+            # An application just made is not yet everywhere in the directory (replication, as in Entra).
+            if app is None or self.graph.fresh(app["created_at"]):
                 raise GraphError(
                     400,
                     "Request_BadRequest",

@@ -116,3 +116,11 @@ def test_call_leaves_unrecognised_exceptions_alone() -> None:
 
     with pytest.raises(ValueError):
         call("op", buggy, never, sleep=lambda _s: None)
+
+
+def test_replication_lag_is_waited_out_for_a_bounded_time() -> None:
+    policy = RetryPolicy(principal_wait=20)
+    lag = AzureApiError("does not reference a valid application object", status=400, code="Request_BadRequest")
+    assert decide(lag, 1, 0, policy) is None  # plain bad input is not retried ...
+    lag.replication = True
+    assert decide(lag, 1, 0, policy) == 5 and decide(lag, 9, 20, policy) is None  # ... replication is, bounded
