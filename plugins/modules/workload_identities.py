@@ -18,7 +18,9 @@ description:
     an identity that is full or belongs to another cluster) are also found before the first write.
   - Reads in bulk (the identities of the resource group, the role definitions and role assignments of the
     subscription, and each existing identity's federated credentials), so a run that changes nothing costs
-    N + 3 requests to ARM for N workloads.
+    N + 3 requests to ARM for N workloads. Each app registration adds three Microsoft Graph reads (the application,
+    its service principal, its credentials), and O(prune) or O(state=absent) one Graph list of the applications made
+    for the cluster; Graph is not asked at all for a list of managed identities without O(prune).
   - Writes with a bounded number of workloads at a time; one workload's writes run in order, so federated
     credential writes on one identity never overlap. The same code as the single-object modules does the work.
   - Identities it creates are tagged as made by this collection for this cluster, namespace and service account.
