@@ -205,8 +205,10 @@ class Workloads(BatchRemoval):
                 audiences=[DEFAULT_AUDIENCE],
                 check_mode=check_mode,
                 siblings=siblings,
+                adopt=True,
             )
-            fics.append({"name": name, "subject": subject, "action": fic.action})
+            # An adopted credential keeps its own name: report that one, so prune and teardown leave it alone.
+            fics.append({"name": fic.after["name"] if fic.after else name, "subject": subject, "action": fic.action})
             for side, state in ((seen, fic.before), (planned, fic.after)):
                 if state:
                     side["federated_credentials"][state["name"]] = {
@@ -344,10 +346,11 @@ class Workloads(BatchRemoval):
                 continue
             wanted = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
             # Only credentials trusting this cluster's issuer are this cluster's to prune.
+            subjects = set(workload.subjects)
             stale = [
                 f["name"]
                 for f in reads.fics.get(key, [])
-                if f["issuer"] == batch.issuer_url and f["name"].lower() not in wanted
+                if f["issuer"] == batch.issuer_url and f["name"].lower() not in wanted and f["subject"] not in subjects
             ]
             ref = batch.ref_of(identity)
             for row in self.remove_credentials(

@@ -235,7 +235,13 @@ class ApplicationSide:
             )
             names = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
             listed = reads.app_fics.get(str(found["id"]), [])
-            stale = [f["name"] for f in listed if f["issuer"] == batch.issuer_url and f["name"].lower() not in names]
+            stale = [
+                f["name"]
+                for f in listed
+                if f["issuer"] == batch.issuer_url
+                and f["name"].lower() not in names
+                and f["subject"] not in workload.subjects
+            ]
             parent = ApplicationFicApi(self.api, str(found["id"]), state["display_name"])
             for row in self.engine.remove_credentials(parent, listed, stale, check_mode):
                 pruned["federated_credentials"].append(

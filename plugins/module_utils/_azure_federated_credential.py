@@ -171,8 +171,14 @@ def ensure_federated_credential(
     audiences: list[str] | None,
     check_mode: bool,
     siblings: list[FederatedCredentialState] | None = None,
+    adopt: bool = False,
 ) -> Outcome[FederatedCredentialState]:
-    """``siblings``: the identity's FICs when the caller already listed them (the batch path)."""
+    """``siblings``: the parent's FICs when the caller already listed them (the batch path).
+
+    ``adopt``: a credential of another name that already trusts exactly this issuer, subject and audience
+    (made by hand, or by the az walkthrough) is used as it is instead of refused: no duplicate, and no
+    moment in which the workload cannot sign in. Only when this one does not exist yet.
+    """
     if state == "present":
         # Everything checkable without Azure is checked before the first request.
         audiences = audiences or [DEFAULT_AUDIENCE]
@@ -196,6 +202,8 @@ def ensure_federated_credential(
     others = siblings if siblings is not None else parent.list_all()
     others = [f for f in others if f["name"].lower() != name.lower()]
     clash = next((f for f in others if f["issuer"] == issuer and f["subject"] == subject), None)
+    if clash and adopt and before is None and same_fic(clash, issuer, subject, audiences):
+        return Outcome(False, "unchanged", clash, clash, [f"adopted existing credential {clash['name']}"])
     if clash:
         raise ValidationError(
             [

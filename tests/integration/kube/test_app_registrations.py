@@ -129,9 +129,23 @@ def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def by_hand(estate: Estate) -> dict[str, Any]:
-    """The end state of the documented az walkthrough for billing: app, service principal, Reader."""
+    """The end state of the documented az walkthrough for billing: app, service principal, a federated credential
+    for its service account (named by the operator), Reader."""
     app = estate.graph("POST", "/applications", {"displayName": "billing (made by hand)"})
     principal = estate.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
+    # The walkthrough starts with `az aks update --enable-oidc-issuer`: the plan then knows the issuer too.
+    clusters = estate.box.aks().managed_clusters
+    cluster = clusters.get(CLUSTER_RG, CLUSTER)
+    cluster.oidc_issuer_profile.enabled = True
+    issuer = clusters.begin_create_or_update(CLUSTER_RG, CLUSTER, cluster, polling_interval=0.2).result()
+    issuer = issuer.oidc_issuer_profile.issuer_url
+    trust = {
+        "name": "billing-by-hand",
+        "issuer": issuer,
+        "subject": "system:serviceaccount:billing:billing",
+        "audiences": ["api://AzureADTokenExchange"],
+    }
+    estate.graph("POST", f"/applications/{app['id']}/federatedIdentityCredentials", trust)
     estate.box.authz().role_assignments.create(
         estate.box.rg_id(DATA_RG),
         "3d7e2f4a-9b8c-4d6e-a1f0-2b3c4d5e6f70",
@@ -208,12 +222,15 @@ def test_a_mixed_inventory_converges_adopts_and_signs_in(estate: Estate) -> None
     assert estate.graph("GET", f"/applications?$filter=startswith(displayName,'wi-{CLUSTER}-orders')")["value"] == [
         {k: v for k, v in ours.items() if k != "@odata.context"}
     ]
-    # The operator's: used as it is, its Reader adopted (no duplicate), this cluster's credential added.
+    # The operator's: used as it is, its Reader and its credential adopted (no duplicate, no gap in sign-in).
     theirs = estate.graph("GET", f"/applications/{hand['app']['id']}")
     assert theirs["displayName"] == "billing (made by hand)" and theirs["tags"] == []
     assert report["billing"]["roles"] == [{"role": "Reader", "scope": estate.box.rg_id(DATA_RG), "action": "unchanged"}]
     fics = estate.graph("GET", f"/applications/{hand['app']['id']}/federatedIdentityCredentials")["value"]
-    assert [f["subject"] for f in fics] == ["system:serviceaccount:billing:billing"]
+    assert [(f["name"], f["subject"]) for f in fics] == [("billing-by-hand", "system:serviceaccount:billing:billing")]
+    assert report["billing"]["federated_credentials"] == [
+        {"name": "billing-by-hand", "subject": "system:serviceaccount:billing:billing", "action": "unchanged"}
+    ]
     # The ServiceAccounts carry the apps' appIds; each workload signs in as its app's service principal.
     assert (
         estate.account("orders", "orders-api").metadata.annotations["azure.workload.identity/client-id"]
@@ -304,5 +321,7 @@ def test_teardown_removes_ours_and_keeps_the_adopted_app(estate: Estate) -> None
     assert f"wi-{CLUSTER}-orders-orders-api" in [d["uniqueName"] for d in deleted]
     kept = estate.graph("GET", f"/applications/{apps[0]['id']}")
     assert kept["displayName"] == "billing (made by hand)"
-    assert estate.graph("GET", f"/applications/{apps[0]['id']}/federatedIdentityCredentials")["value"] == []
+    # Its credential was the operator's (adopted, never made here): it stays.
+    fics = estate.graph("GET", f"/applications/{apps[0]['id']}/federatedIdentityCredentials")["value"]
+    assert [f["name"] for f in fics] == ["billing-by-hand"]
     assert estate.graph("GET", f"/servicePrincipals(appId='{apps[0]['appId']}')")["appId"] == apps[0]["appId"]

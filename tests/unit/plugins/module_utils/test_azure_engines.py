@@ -223,3 +223,40 @@ def test_role_assignment_race_is_resolved_by_reading() -> None:
         check_mode=False,
     )
     assert gone.action == "deleted" and writes == [("role", "delete", "someone-else")]
+
+
+def test_the_batch_adopts_an_equivalent_credential_made_by_hand_instead_of_refusing_it() -> None:
+    writes = Writes()
+    api = FakeFics(writes)
+    subject = "system:serviceaccount:orders:orders-api"
+    ensure_federated_credential(
+        IdentityFicApi(api, REF),
+        "by-hand",
+        state="present",
+        issuer=ISSUER,
+        subject=subject,
+        audiences=None,
+        check_mode=False,
+    )
+    adopted = ensure_federated_credential(
+        IdentityFicApi(api, REF),
+        "aks-dev-orders-orders-api",
+        state="present",
+        issuer=ISSUER,
+        subject=subject,
+        audiences=None,
+        check_mode=False,
+        adopt=True,
+    )
+    assert (adopted.action, adopted.after and adopted.after["name"], len(writes)) == ("unchanged", "by-hand", 1)
+    assert adopted.notes == ["adopted existing credential by-hand"]
+    with pytest.raises(ValidationError, match="already trusts"):  # the single-object module names its credential
+        ensure_federated_credential(
+            IdentityFicApi(api, REF),
+            "aks-dev-orders-orders-api",
+            state="present",
+            issuer=ISSUER,
+            subject=subject,
+            audiences=None,
+            check_mode=False,
+        )
