@@ -8,20 +8,17 @@ in through a real TokenRequest from the cluster's API server.
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.integration.kube.rollout_runs import Run, run_playbook
+from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 
 READER = "/providers/Microsoft.Authorization/roleDefinitions/acdd72a7-3385-48ef-bd42-f606fba81ae7"
@@ -31,22 +28,6 @@ APPS = [
     ("Deployment", "billing", "billing", "ghcr.io/contoso/billing:1.9.0"),
     ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
 ]
-
-
-@dataclass
-class Run:
-    returncode: int
-    output: str
-    report_dir: Path
-
-    @property
-    def changed(self) -> int:
-        found = re.search(rf"^{CLUSTER}\s+: ok=\d+\s+changed=(\d+)", self.output, re.M)
-        assert found, self.output[-3000:]
-        return int(found.group(1))
-
-    def report(self, plan: bool = False) -> dict[str, Any]:
-        return dict(json.loads((self.report_dir / f"{CLUSTER}{'.plan' if plan else ''}.json").read_text()))
 
 
 @dataclass
@@ -67,40 +48,18 @@ class Estate:
         **host_vars: Any,
     ) -> Run:
         self.runs += 1
-        folder = self.root / f"run-{self.runs}"
-        folder.mkdir()
         host = {
-            "ansible_connection": "local",
             "workload_identity_cluster_resource_group": CLUSTER_RG,
             "workload_identity_identity_resource_group": IDENTITY_RG,
             "workload_identity_location": "westeurope",
             "workload_identity_webhook_mode": "addon",
             "workload_identity_kube_context": CLUSTER,
             "workload_identity_prune": True,
-            "workload_identity_report_dir": str(folder / "reports"),
             "workload_identity_workloads": workloads,
             **host_vars,
         }
-        (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {CLUSTER: host}}}))
-        done = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "ansible-playbook"),
-                "-i",
-                str(folder / "hosts.yml"),
-                str(PROJECT / "playbooks" / playbook),
-                *options,
-            ],
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        output = done.stdout + done.stderr
-        (folder / "output.txt").write_text(output)
-        if expect_ok:
-            assert done.returncode == 0, output[-8000:]
-        return Run(done.returncode, output, folder / "reports")
+        folder = self.root / f"run-{self.runs}"
+        return run_playbook(folder, CLUSTER, host, {**self.env, **(env or {})}, playbook, options, expect_ok)
 
     def graph(self, method: str, path: str, body: Any = None) -> Any:
         response = self.box.graph(method, path, body)

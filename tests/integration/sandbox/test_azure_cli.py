@@ -73,7 +73,6 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        # A secret may start with "-": az would read it as an option.
         "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
         "--tenant",
         sandbox.tenant_id,
@@ -120,16 +119,7 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
 
 
 def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: Sandbox) -> None:
-    az.run(
-        "login",
-        "--service-principal",
-        "-u",
-        sandbox.env["AZURE_CLIENT_ID"],
-        # A secret may start with "-": az would read it as an option.
-        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
-        "--tenant",
-        sandbox.tenant_id,
-    )
+    _login(az, sandbox)
     seeded = sandbox.control.seed_cluster("rg-aks", "aks-cli")
     cluster = az.json(
         "aks", "update", "-g", "rg-aks", "-n", "aks-cli", "--enable-oidc-issuer", "--enable-workload-identity"
@@ -149,7 +139,6 @@ def _login(az: Cli, sandbox: Sandbox) -> None:
         "--service-principal",
         "-u",
         sandbox.env["AZURE_CLIENT_ID"],
-        # A secret may start with "-": az would read it as an option.
         "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
         "--tenant",
         sandbox.tenant_id,

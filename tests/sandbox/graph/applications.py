@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 from ..core import Context, GraphError, Response
 from ..directory import DEFAULT_AUDIENCE
 from . import denied, not_found
+from .collection import GraphCollection
 from .odata import compile_filter, page, select, split_key
 
 if TYPE_CHECKING:
-    from . import GraphApi
+    pass
 
 # What POST and PATCH accept; the rest of an application (id, appId, dates, publisherDomain) is Graph's.
 WRITABLE = {
@@ -44,20 +45,16 @@ FIC_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
 FIC_FIELD_MAX = 600
 
 
-class Applications:
-    def __init__(self, graph: GraphApi) -> None:
-        self.graph = graph
-        self.directory = graph.directory
-        self.store = graph.app.store
+class Applications(GraphCollection):
+    name = "applications"
+
+    def create_new(self, ctx: Context) -> Response:
+        return self.create(ctx)
 
     def dispatch(self, ctx: Context, key: dict[str, str] | None, rest: list[str]) -> Response:
         method = ctx.request.method
         if key is None and not rest:
-            if method == "GET":
-                return self.list_all(ctx)
-            if method == "POST":
-                return self.create(ctx)
-            raise GraphError(405, "Request_BadRequest", f"The method '{method}' is not allowed on applications.")
+            return self.collection(ctx)
         if key is None:
             key, rest = {"id": rest[0]}, rest[1:]
         if not rest:

@@ -6,29 +6,26 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import Caller, Context, GraphError, Response
 from . import denied, not_found
+from .collection import GraphCollection
 from .odata import compile_filter, page, select
 
 if TYPE_CHECKING:
-    from . import GraphApi
+    pass
 
 FILTERABLE = {"id", "appId", "displayName", "servicePrincipalNames", "servicePrincipalType", "tags", "alternativeNames"}
 WRITABLE = {"tags", "displayName", "notes", "appRoleAssignmentRequired", "accountEnabled", "description"}
 
 
-class ServicePrincipals:
-    def __init__(self, graph: GraphApi) -> None:
-        self.graph = graph
-        self.directory = graph.directory
-        self.store = graph.app.store
+class ServicePrincipals(GraphCollection):
+    name = "servicePrincipals"
+
+    def create_new(self, ctx: Context) -> Response:
+        return self.create(ctx, ctx.request.json_object())
 
     def dispatch(self, ctx: Context, key: dict[str, str] | None, rest: list[str]) -> Response:
         method = ctx.request.method
         if key is None and not rest:
-            if method == "GET":
-                return self.list_all(ctx)
-            if method == "POST":
-                return self.create(ctx, ctx.request.json_object())
-            raise GraphError(405, "Request_BadRequest", f"The method '{method}' is not allowed on servicePrincipals.")
+            return self.collection(ctx)
         if key is None:
             key, rest = {"id": rest[0]}, rest[1:]
         if rest == ["owners"] and method == "GET":
