@@ -17,14 +17,7 @@ from typing import Any
 from ._azure_graph import UPSERT, GraphClient, quote
 from ._errors import ValidationError
 from ._ids import is_guid
-from ._results import ApplicationState, FederatedCredentialState, Outcome
-
-
-class Unread:
-    """Marks an application the caller did not read in advance (the engine reads it itself)."""
-
-
-UNREAD = Unread()
+from ._results import UNREAD, ApplicationState, FederatedCredentialState, Outcome, Unread
 
 
 def application_state(app: dict[str, Any], principal: dict[str, Any] | None) -> ApplicationState:

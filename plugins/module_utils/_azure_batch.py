@@ -19,14 +19,14 @@ from typing import Any
 
 from ._azure_application import ApplicationApi
 from ._azure_batch_apps import ApplicationSide
-from ._azure_batch_reads import AzureApis, Batch, Reads
+from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_removal import BatchRemoval
 from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
 from ._azure_role_assignment import Role, RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
-from ._ids import IdentityRef, parse_scope
+from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
@@ -43,18 +43,11 @@ from ._results import (
 )
 from ._retry import RetryPolicy
 
-PENDING = "00000000-0000-0000-0000-000000000000"  # a new identity's principal, until Azure assigns it
-Resolved = dict[tuple[str, str], Role]  # (workload, role|scope) -> the role definition
-
 
 def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIC_FIELD_MAX:
         return [f"cluster {cluster}: issuer_url: must be the cluster's https OIDC issuer URL (got {issuer_url!r})"]
     return []
-
-
-def _role_key(workload: WorkloadSpec, role: str, scope: str) -> tuple[str, str]:
-    return (workload.name, f"{role}|{scope}")
 
 
 class Workloads(BatchRemoval):
@@ -132,7 +125,7 @@ class Workloads(BatchRemoval):
                 problem = privileged_problem(role.guid, parse_scope(spec.scope).kind, spec.scope, at)
                 if problem:
                     problems.append(problem)
-            resolved[_role_key(workload, spec.role, spec.scope)] = role
+            resolved[role_key(workload, spec.role, spec.scope)] = role
 
     def _workload(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
@@ -164,7 +157,7 @@ class Workloads(BatchRemoval):
         }
         planned: dict[str, Any] = {"identity": brief(after), "federated_credentials": {}, "role_assignments": []}
         fics = self.trust(
-            batch, workload, IdentityFicApi(self.fics, ref), reads.fics.get(_key(ref), []), check_mode, seen, planned
+            batch, workload, IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), check_mode, seen, planned
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned)
@@ -230,7 +223,7 @@ class Workloads(BatchRemoval):
         """Exactly the declared role assignments, for the principal of an identity or an application."""
         roles: list[RoleAssignmentRow] = []
         for spec in workload.roles:
-            role = resolved[_role_key(workload, spec.role, spec.scope)]
+            role = resolved[role_key(workload, spec.role, spec.scope)]
             outcome = ensure_role_assignment(
                 self.roles,
                 scope=spec.scope,
@@ -291,7 +284,7 @@ class Workloads(BatchRemoval):
                     ours = [fic_name(batch.cluster, subject) for subject in workload.subjects]
                     ref = batch.ref_of(identity)
                     fics = self.remove_credentials(
-                        IdentityFicApi(self.fics, ref), reads.fics.get(_key(ref), []), ours, check_mode
+                        IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), ours, check_mode
                     )
                     declared = {
                         (parse_scope(spec.scope).key, self._resolve(batch, workload, reads, position).guid)
@@ -320,7 +313,7 @@ class Workloads(BatchRemoval):
         if not batch.prune:
             return pruned
         absent = batch.state == "absent"
-        listed = {_key(batch.ref(w)): w for w in batch.identity_workloads}
+        listed = {ref_key(batch.ref(w)): w for w in batch.identity_workloads}
         declared = {} if absent else listed
         handled = set(listed) if absent else set()
         for key, identity in sorted(reads.identities.items()):
@@ -328,10 +321,7 @@ class Workloads(BatchRemoval):
                 continue  # never touch what this collection (for this cluster) did not make
             workload = declared.get(key)
             wanted_roles = (
-                {
-                    (parse_scope(r.scope).key, resolved[_role_key(workload, r.role, r.scope)].guid)
-                    for r in workload.roles
-                }
+                {(parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles}
                 if workload
                 else set()
             )
@@ -362,7 +352,3 @@ class Workloads(BatchRemoval):
         if self.apps is not None:
             self.apps.prune(batch, reads, resolved, check_mode, pruned)
         return pruned
-
-
-def _key(ref: IdentityRef) -> str:
-    return f"{ref.resource_group}/{ref.name}".lower()

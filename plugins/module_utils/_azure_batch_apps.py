@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._azure_application import ApplicationApi, ApplicationFicApi, application_state, ensure_application
+from ._azure_batch_reads import PENDING, Batch, Reads, Resolved, role_key
 from ._azure_batch_report import removal_result, workload_names
 from ._azure_graph import OWNED_BY, PERMISSION_HINT, WRITE_ALL
 from ._errors import AzureApiError, ValidationError
@@ -23,10 +24,7 @@ from ._ownership import application_cluster_tag, application_marks, application_
 from ._results import ApplicationState, FederatedCredentialRow, IdentityResult, Pruned, PrunedAssignment, WorkloadResult
 
 if TYPE_CHECKING:
-    from ._azure_batch import Resolved, Workloads
-    from ._azure_batch_reads import Batch, Reads
-
-PENDING = "00000000-0000-0000-0000-000000000000"
+    from ._azure_batch import Workloads
 
 
 def _identity(state: ApplicationState | None, workload: WorkloadSpec, action: str, owned: bool) -> IdentityResult:
@@ -225,8 +223,7 @@ class ApplicationSide:
                 continue
             state = application_state(found, its_principal)
             wanted = {
-                (parse_scope(r.scope).key, resolved[(workload.name, f"{r.role}|{r.scope}")].guid)
-                for r in workload.roles
+                (parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles
             }
             pruned["role_assignments"].extend(
                 self.engine.remove_assignments(

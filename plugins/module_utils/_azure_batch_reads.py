@@ -59,6 +59,20 @@ def identity_key(resource_group: str, name: str) -> str:
     return f"{resource_group}/{name}".lower()
 
 
+def ref_key(ref: IdentityRef) -> str:
+    return identity_key(ref.resource_group, ref.name)
+
+
+# A new identity's or service principal's object id, until Entra assigns it (check mode plans with it).
+PENDING = "00000000-0000-0000-0000-000000000000"
+Resolved = dict[tuple[str, str], Role]  # role_key -> the role definition
+
+
+def role_key(workload: WorkloadSpec, role: str, scope: str) -> tuple[str, str]:
+    """A declared role of a workload, as resolved before any write."""
+    return (workload.name, f"{role}|{scope}")
+
+
 @dataclass
 class Reads:
     identities: dict[str, IdentityState] = field(default_factory=dict)  # identity_key -> identity
@@ -74,7 +88,7 @@ class Reads:
     marked_apps: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
-        return self.identities.get(identity_key(ref.resource_group, ref.name))
+        return self.identities.get(ref_key(ref))
 
     def role_of(self, subscription: str, model: Any) -> Role:
         """A listed assignment's role, named when the subscription's definitions know it."""

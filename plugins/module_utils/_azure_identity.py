@@ -13,15 +13,8 @@ from typing import Any
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, canonical
-from ._results import IdentityState, Outcome
+from ._results import UNREAD, IdentityState, Outcome, Unread
 from ._retry import RetryPolicy
-
-
-class Unread:
-    """Marks an object the caller did not read in advance (the engine reads it itself)."""
-
-
-UNREAD = Unread()
 
 
 def identity_state(model: Any) -> IdentityState:

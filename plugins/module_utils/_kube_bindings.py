@@ -104,12 +104,11 @@ class Bindings:
         self.tenant_id = tenant_id
 
     # -- service accounts ---------------------------------------------------------------------------
-    _sa_path = staticmethod(Paths.service_account)
 
     def _bind_account(self, spec: WorkloadSpec, client_id: str | None, current: dict[str, Any] | None) -> Change:
         annotations: dict[str, Any] = {CLIENT_ID: client_id or UNKNOWN_CLIENT_ID, TENANT_ID: self.tenant_id}
         labels = kube_marks(self.cluster, spec.name)
-        path = self._sa_path(spec.namespace, spec.service_account)
+        path = Paths.service_account(spec.namespace, spec.service_account)
         change = Change("ServiceAccount", spec.namespace, spec.service_account, "unchanged", path, workload=spec.name)
         if spec.token_expiration is not None:
             annotations[TOKEN_EXPIRATION] = str(spec.token_expiration)
@@ -124,7 +123,7 @@ class Bindings:
                     "annotations": annotations,
                 },
             }
-            change.action, change.path, change.body = "created", self._sa_path(spec.namespace), body
+            change.action, change.path, change.body = "created", Paths.service_account(spec.namespace), body
             change.after = _sa_view(body)
             return change
         old_annotations = dig(current, "metadata", "annotations") or {}
@@ -136,7 +135,7 @@ class Bindings:
 
     def _release_account(self, sa: dict[str, Any], workload: str | None) -> Change:
         meta = sa["metadata"]
-        path = self._sa_path(meta["namespace"], meta["name"])
+        path = Paths.service_account(meta["namespace"], meta["name"])
         change = Change("ServiceAccount", meta["namespace"], meta["name"], "deleted", path, workload=workload)
         change.before = _sa_view(sa)
         if kube_created_by_collection(meta.get("labels")):
@@ -232,7 +231,9 @@ class Bindings:
         created = {c.name for c in plan.namespaces if c.action == "created"}
         accounts: dict[str, dict[str, dict[str, Any]]] = {}
         for namespace in namespaces:
-            listed = [] if namespace in created else self.api.list(self._sa_path(namespace), "list service accounts")
+            listed = (
+                [] if namespace in created else self.api.list(Paths.service_account(namespace), "list service accounts")
+            )
             accounts[namespace] = {sa["metadata"]["name"]: sa for sa in listed}
         bound: set[tuple[str, str, str]] = set()
         for spec in specs:
@@ -312,7 +313,7 @@ class Bindings:
         """What would still be in a namespace this collection created, after the planned removals."""
         left = [
             f"ServiceAccount {sa['metadata']['name']}"
-            for sa in self.api.list(self._sa_path(namespace), "list service accounts")
+            for sa in self.api.list(Paths.service_account(namespace), "list service accounts")
             if sa["metadata"]["name"] != "default" and (namespace, sa["metadata"]["name"]) not in accounts
         ]
         for kind in CONTROLLERS:

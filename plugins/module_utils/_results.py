@@ -70,6 +70,13 @@ class IssuerState(TypedDict):
     kubernetes_version: str | None
 
 
+class Unread:
+    """Marks an object the caller of an engine did not read in advance (the engine reads it itself)."""
+
+
+UNREAD = Unread()
+
+
 S = TypeVar("S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState, ApplicationState)
 
 

@@ -41,9 +41,7 @@ class Directory:
 
     # -- service principals ---------------------------------------------------------------------------
     def principal(self, object_id: str) -> dict[str, Any] | None:
-        return self.store.get("principal", f"principal/{object_id.lower()}") or self.store.get(
-            "principal", f"principal/{object_id}"
-        )
+        return self.store.get("principal", f"principal/{object_id.lower()}")
 
     def principal_by_app_id(self, app_id: str) -> dict[str, Any] | None:
         for record in self.store.all("principal").values():

@@ -96,7 +96,7 @@ class ArmBase:
         return None
 
     def _drop_principal(self, identity: dict[str, Any]) -> None:
-        self.store.delete("principal", "principal/" + identity["body"]["properties"]["principalId"])
+        self.app.directory.drop_principal(identity["body"]["properties"]["principalId"])
 
     @staticmethod
     def _not_found(rtype: str, name: str, rg: str) -> ApiError:

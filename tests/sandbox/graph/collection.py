@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from ..core import Context, GraphError, Response
@@ -10,7 +11,7 @@ if TYPE_CHECKING:
     from . import GraphApi
 
 
-class GraphCollection:
+class GraphCollection(ABC):
     name = "objects"
 
     def __init__(self, graph: GraphApi) -> None:
@@ -27,8 +28,10 @@ class GraphCollection:
             return self.create_new(ctx)
         raise GraphError(405, "Request_BadRequest", f"The method '{method}' is not allowed on {self.name}.")
 
+    @abstractmethod
     def list_all(self, ctx: Context) -> Response:
-        raise NotImplementedError
+        """GET on the collection: what the caller may see, filtered, selected and paged."""
 
+    @abstractmethod
     def create_new(self, ctx: Context) -> Response:
-        raise NotImplementedError
+        """POST on the collection."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..core import Caller, Context, GraphError, Response
@@ -124,7 +125,7 @@ class ServicePrincipals(GraphCollection):
                 )
             record = self.directory.add_principal(
                 {
-                    "principal_id": _new_id(),
+                    "principal_id": str(uuid.uuid4()),
                     "app_id": app["body"]["appId"],
                     "display_name": app["body"]["displayName"],
                     "sp_type": "Application",
@@ -155,9 +156,3 @@ class ServicePrincipals(GraphCollection):
             updated["display_name"] = changes["displayName"]
         self.directory.add_principal(updated)
         return Response(204)
-
-
-def _new_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
