@@ -23,7 +23,8 @@ $(STAMP): requirements.txt test-requirements.txt
 tools: setup
 	@$(BIN)/python scripts/install_tools.py
 
-## kube: etcd and kube-apiserver from Debian's archive, built once and cached in ~/.cache
+## kube: kube-apiserver, kube-controller-manager, etcd and the workload-identity webhook, built from
+## upstream sources through the Go module proxy once (scripts/build-kube.sh), cached in ~/.cache
 kube:
 	@scripts/build-kube.sh >/dev/null
 

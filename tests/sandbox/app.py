@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ids, jwt, rbac
+from .addon import ManagedWebhooks
 from .config import Settings
 from .core import ApiError, Caller, Context, EntraError, GraphError, Request, Response, Route
 from .directory import ALL as GRAPH_ALL
@@ -46,6 +48,7 @@ class Sandbox:
         self._log_lock = threading.Lock()
         self._log = (state_dir / "requests.jsonl").open("a", encoding="utf-8")
         self.kube = KubeControlPlane(state_dir)
+        self.webhooks = ManagedWebhooks(self.kube, lambda: self.tenant_id, self.base_url)
         # Set once the API servers of kube-backed clusters are back after a start (or there are none).
         self.kube_ready = threading.Event()
         self.directory = Directory(self)
@@ -156,6 +159,7 @@ class Sandbox:
 
     def reset(self) -> None:
         """Wipe every resource (keep the tenant, subscription and admin principal)."""
+        self.webhooks.forget_all()
         self.kube.wipe()
         with self.store.transaction():
             for kind in list(self.store._by_kind):
@@ -243,19 +247,36 @@ class Sandbox:
             self.kube_ready.set()
 
     def attach_kube(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Start the cluster's API server; the record with its connection (and fqdn) filled in."""
+        """Start the cluster's control plane (and add-on webhook); the record with its connection filled in.
+
+        The cluster reports its API server's Kubernetes version, and its fqdn is the API server's address.
+        """
         issuer = f"{self.base_url}/{self.tenant_id}/{record['issuer_guid']}/"
         details = self.kube.ensure_cluster(
             key, record["body"]["name"], issuer, record["signing_key"], record.get("kube")
         )
-        body = dict(record["body"])
-        props = dict(body["properties"])
+        body = copy.deepcopy(record["body"])
+        props = body["properties"]
         props["fqdn"] = details["server"].split("://", 1)[1]
-        body["properties"] = props
-        return {**record, "body": body, "kube": details}
+        if details.get("version"):
+            version = str(details["version"]).lstrip("v")
+            props["kubernetesVersion"] = props["currentKubernetesVersion"] = version
+            for pool in props.get("agentPoolProfiles") or []:
+                pool["orchestratorVersion"] = pool["currentOrchestratorVersion"] = version
+        attached = {**record, "body": body, "kube": details}
+        self.sync_addon(key, attached)
+        return attached
+
+    def sync_addon(self, key: str, record: dict[str, Any]) -> None:
+        """Run AKS's workload-identity webhook for a kube-backed cluster whose add-on is on, and only then."""
+        if not record.get("kube"):
+            return
+        profile = (record["body"]["properties"].get("securityProfile") or {}).get("workloadIdentity") or {}
+        self.webhooks.sync(key, record["body"]["name"], record["kube"], bool(profile.get("enabled")))
 
     def release_kube(self, key: str, record: dict[str, Any] | None) -> None:
         if record and record.get("kube"):
+            self.webhooks.forget(key)
             self.kube.release_cluster(key)
 
     # -- the pipeline ----------------------------------------------------------------------------
@@ -423,6 +444,7 @@ class Sandbox:
             self._stats.clear()
 
     def close(self) -> None:
+        self.webhooks.forget_all()
         self.kube.stop_all()
         self._log.close()
         self.store.close()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ids, jwt
 from .core import ApiError, Context, Request, Response, Route
-from .kube import KubeUnavailable, kubeconfig
+from .kube import KUBE_VERSION, KubeUnavailable, kubeconfig
 
 if TYPE_CHECKING:
     from .app import Sandbox
@@ -185,7 +185,7 @@ class ControlApi:
                 "location": location,
                 "tags": spec.get("tags", {}),
                 "properties": {
-                    "kubernetesVersion": spec.get("kubernetes_version", "1.30.6"),
+                    "kubernetesVersion": spec.get("kubernetes_version", KUBE_VERSION),
                     "dnsPrefix": f"{name}-dns",
                     "enableRBAC": True,
                     "supportPlan": "KubernetesOfficial",
@@ -223,7 +223,10 @@ class ControlApi:
                         "ipFamilies": ["IPv4"],
                     },
                     "oidcIssuerProfile": {"enabled": enabled},
-                    "securityProfile": {},
+                    # AKS's managed workload-identity add-on (it needs the issuer: build_cluster checks).
+                    "securityProfile": (
+                        {"workloadIdentity": {"enabled": True}} if spec.get("workload_identity_enabled") else {}
+                    ),
                     "storageProfile": {
                         "diskCSIDriver": {"enabled": True},
                         "fileCSIDriver": {"enabled": True},

@@ -26,6 +26,7 @@ from azure.identity import ClientSecretCredential, CredentialUnavailableError, W
 
 from .__main__ import DEFAULT_STATE, PROJECT
 from .client import SandboxClient
+from .pods import injected, newest_pods, projected_token
 
 CLUSTERS = {"dev": ("rg-aks-dev", "aks-dev"), "prod": ("rg-aks-prod", "aks-prod")}
 INVENTORY = PROJECT / "examples" / "inventories" / "sandbox"
@@ -92,24 +93,26 @@ def main() -> None:
     if changed:
         sys.exit(f"the second run changed something:\n{second[-4000:]}")
 
-    print("\n==> each workload signs in as itself (its pod's service-account token, exchanged at Entra ID)")
+    helm = bool(os.environ.get("WEBHOOK_CHART"))
+    if helm:
+        print("\n==> helm mode: the webhook is installed but its pods cannot run here, so labelled pods are refused")
+        print("    (failurePolicy Fail); each workload signs in with its bound account's token instead")
+    else:
+        print("\n==> each workload signs in as itself: its pod, as the add-on's webhook mutated it, with the token")
+        print("    the kubelet would project into it (a pod-bound TokenRequest), exchanged at Entra ID")
     reports = Path(playbook_env["WORKLOAD_IDENTITY_REPORT_DIR"])
-    print(f"{'cluster':<9} {'workload':<26} {'client id':<37} {'may do on its own scope':<44} elsewhere")
+    print(f"{'cluster':<9} {'signed in as':<44} {'client id':<37} {'may do on its own scope':<44} elsewhere")
     for _env_name, (_rg, cluster) in CLUSTERS.items():
         report = json.loads((reports / f"{cluster}.json").read_text())
         for workload in report["workloads"]:
-            account = bound_account(state, cluster, workload["namespace"], workload)
-            assertion = service_account_token(state, cluster, workload["namespace"], account)
-            allowed, elsewhere = sign_in(env, assertion, workload["client_id"], workload["roles"][0]["scope"], sub)
-            print(
-                f"{cluster:<9} {workload['namespace'] + '/' + account:<26} {workload['client_id']:<37} "
-                f"{allowed[:43]:<44} {elsewhere}"
-            )
+            who, client_id, assertion, authority = workload_credentials(state, cluster, workload, from_pod=not helm)
+            allowed, elsewhere = sign_in(env, assertion, client_id, workload["roles"][0]["scope"], sub, authority)
+            print(f"{cluster:<9} {who[:43]:<44} {client_id:<37} {allowed[:43]:<44} {elsewhere}")
         # A pod left on the namespace's default account: same client id, but no federated credential trusts it.
         first_workload = report["workloads"][0]
         assertion = service_account_token(state, cluster, first_workload["namespace"], "default")
         refused = sign_in(env, assertion, first_workload["client_id"], first_workload["roles"][0]["scope"], sub)[0]
-        print(f"{cluster:<9} {first_workload['namespace'] + '/default':<26} {'(not bound)':<37} {refused[:60]}")
+        print(f"{cluster:<9} {first_workload['namespace'] + '/default':<44} {'(not bound)':<37} {refused[:60]}")
 
     print(f"\ndone in {time.monotonic() - started:.0f} s; webhook mode per cluster is in the summary above.")
     print(f"Reports:      {reports}/<cluster>.md and .json")
@@ -222,14 +225,14 @@ def app_manifest(kind: str, namespace: str, name: str, image: str) -> dict[str, 
         spec = {"serviceName": name, "replicas": 1, "selector": selector, "template": pod}
     else:
         spec = {"replicas": 2, "selector": selector, "template": pod}
-    api_version = "batch/v1beta1" if kind == "CronJob" else "apps/v1"
+    api_version = "batch/v1" if kind == "CronJob" else "apps/v1"
     meta = {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": name}}
     return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}
 
 
 def deploy_apps(state: Path, cluster: str, apps: list[tuple[str, str, str, str]]) -> None:
     from kubernetes.dynamic import DynamicClient
-    from kubernetes.dynamic.exceptions import ConflictError, ResourceNotFoundError
+    from kubernetes.dynamic.exceptions import ConflictError
 
     dynamic = DynamicClient(_kube(state, cluster))
     namespaces = dynamic.resources.get(api_version="v1", kind="Namespace")
@@ -239,13 +242,7 @@ def deploy_apps(state: Path, cluster: str, apps: list[tuple[str, str, str, str]]
         except ConflictError:
             pass
         manifest = app_manifest(kind, namespace, name, image)
-        try:
-            resource = dynamic.resources.get(api_version="batch/v1", kind=kind) if kind == "CronJob" else None
-        except ResourceNotFoundError:
-            resource = None
-        if resource is not None:
-            manifest["apiVersion"] = "batch/v1"
-        resource = resource or dynamic.resources.get(api_version=manifest["apiVersion"], kind=kind)
+        resource = dynamic.resources.get(api_version=manifest["apiVersion"], kind=kind)
         try:
             resource.create(manifest, namespace=namespace)
         except ConflictError:
@@ -264,19 +261,36 @@ def bound_account(state: Path, cluster: str, namespace: str, workload: dict[str,
     return str(workload["service_account"])
 
 
+def workload_credentials(
+    state: Path, cluster: str, workload: dict[str, Any], from_pod: bool
+) -> tuple[str, str, str, str | None]:
+    """(who, client id, assertion, authority host) as the workload's SDK would have them.
+
+    From a pod of its first Deployment: the client id and authority host the webhook injected, and the
+    token the kubelet would project. Otherwise, the account its Deployment runs as and the report's client id.
+    """
+    from kubernetes import client as k8s
+
+    api = _kube(state, cluster)
+    deployments = [c["name"] for c in workload["controllers"] if c["kind"] == "Deployment"]
+    if from_pod and deployments:
+        core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+        pod = newest_pods(core, apps, workload["namespace"], deployments[0])[0]
+        mark = injected(pod)
+        if mark.mutated:
+            who = f"pod {workload['namespace']}/{pod.metadata.name}"
+            client_id = mark.env.get("AZURE_CLIENT_ID", "(none injected)")
+            return who, client_id, projected_token(core, pod), mark.env.get("AZURE_AUTHORITY_HOST")
+    account = bound_account(state, cluster, workload["namespace"], workload)
+    who = f"account {workload['namespace']}/{account}"
+    return who, workload["client_id"], service_account_token(state, cluster, workload["namespace"], account), None
+
+
 def service_account_token(state: Path, cluster: str, namespace: str, name: str) -> str:
-    """A TokenRequest to the cluster's real API server, as the kubelet makes for a projected token."""
+    """A TokenRequest to the cluster's real API server for a service account (audience Entra's exchange)."""
     from kubernetes import client as k8s
 
     core = k8s.CoreV1Api(_kube(state, cluster))
-    if name == "default":  # no controller manager in the sandbox makes it
-        try:
-            core.create_namespaced_service_account(
-                namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
-            )
-        except k8s.ApiException as exc:
-            if exc.status != 409:
-                raise
     spec = k8s.V1TokenRequestSpec(audiences=["api://AzureADTokenExchange"], expiration_seconds=3600)
     issued = core.create_namespaced_service_account_token(name, namespace, k8s.AuthenticationV1TokenRequest(spec=spec))
     if issued.status is None:
@@ -284,7 +298,9 @@ def service_account_token(state: Path, cluster: str, namespace: str, name: str) 
     return str(issued.status.token)
 
 
-def sign_in(env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str) -> tuple[str, str]:
+def sign_in(
+    env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str, authority: str | None = None
+) -> tuple[str, str]:
     """What the pod's SDK does with its projected token; then what ARM lets that token do."""
     url, ca = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"]
     with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
@@ -294,7 +310,7 @@ def sign_in(env: dict[str, str], assertion: str, client_id: str, scope: str, sub
             tenant_id=env["AZURE_TENANT_ID"],
             client_id=client_id,
             token_file_path=handle.name,
-            authority=url,
+            authority=authority or url,
             connection_verify=ca,
         )
         token = credential.get_token(url + "/.default").token

@@ -1,18 +1,19 @@
-"""The sandbox's Kubernetes control plane: one etcd, one kube-apiserver per kube-backed AKS cluster.
+"""The sandbox's Kubernetes: one etcd, and per kube-backed AKS cluster its own control plane.
 
-Kubernetes 1.20 takes a single ``--service-account-issuer``, and every AKS cluster has its own
-issuer and signing key, so each cluster gets its own API server (its own etcd prefix in one etcd).
-The API server signs service-account tokens with the key whose public half the Azure emulator
+Every AKS cluster has its own service-account issuer and signing key, so each cluster gets its own
+kube-apiserver (its own etcd prefix in one etcd), with a kube-controller-manager running the
+workload controllers (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs, garbage
+collection, namespaces, service accounts), so that patching a pod template really creates pods. The
+API server signs service-account tokens with the key whose public half the Azure emulator
 publishes as that cluster's JWKS: the token chain is real end to end.
 
-The processes are children of the sandbox server and share its process group, so stopping the
-server (``down``, or a test session's teardown) stops all of them.
+The binaries are built from upstream sources by ``scripts/build-kube.sh``; their versions are in
+``scripts/kube-versions.env``. The processes are children of the sandbox server and share its
+process group, so stopping the server (``down``, or a test session's teardown) stops all of them.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -27,13 +28,40 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from .tls import issue_server_certificate
 
-KUBE_VERSION = "1.20.2"
 ADMIN_USER = "clusterAdmin"
+VERSIONS_FILE = Path(__file__).resolve().parents[2] / "scripts" / "kube-versions.env"
+
+
+def _versions() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in VERSIONS_FILE.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs if not k.lstrip().startswith("#")}
+
+
+VERSIONS = _versions()
+KUBE_VERSION = VERSIONS["KUBE_VERSION"]
+# The control plane every kube-backed cluster runs (the add-on's webhook is checked when it is turned on).
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
+# The controllers a workload's rollout needs, and the namespace and service-account housekeeping
+# every cluster has; nothing that needs a cloud provider, node IPAM or the legacy token secrets.
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "garbage-collector-controller",
+    "pod-garbage-collector-controller",
+    "clusterrole-aggregation-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "disruption-controller",
+    "endpointslice-controller",
+)
 
 
 class KubeUnavailable(RuntimeError):
@@ -41,10 +69,13 @@ class KubeUnavailable(RuntimeError):
 
 
 def default_bin_dir() -> Path:
+    """Where scripts/build-kube.sh caches this version set (SANDBOX_KUBE_BIN_DIR overrides)."""
+    if os.environ.get("SANDBOX_KUBE_BIN_DIR"):
+        return Path(os.environ["SANDBOX_KUBE_BIN_DIR"])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(
-        os.environ.get("SANDBOX_KUBE_BIN_DIR") or cache / "workload-identity-aks" / f"kube-{KUBE_VERSION}" / "bin"
-    )
+    v = VERSIONS
+    folder = f"kube-{v['KUBE_VERSION']}+etcd-{v['ETCD_VERSION']}+wi-{v['WEBHOOK_VERSION']}"
+    return cache / "workload-identity-aks" / folder / "bin"
 
 
 def free_port() -> int:
@@ -64,39 +95,49 @@ def _port_free(port: int) -> bool:
 
 class KubeControlPlane:
     def __init__(self, state_dir: Path, bin_dir: Path | None = None) -> None:
+        self.state_dir = state_dir
         self.dir = state_dir / "kube"
         self.ca_cert = state_dir / "ca.pem"
-        self.ca_key = state_dir / "ca-key.pem"
         self.bin_dir = bin_dir or default_bin_dir()
         self.external = os.environ.get("SANDBOX_KUBECONFIG")
         self._lock = threading.RLock()
         self._etcd: subprocess.Popen[bytes] | None = None
         self._etcd_port = 0
-        self._apiservers: dict[str, subprocess.Popen[bytes]] = {}
+        # cluster key -> {component name: process}
+        self._clusters: dict[str, dict[str, subprocess.Popen[bytes]]] = {}
 
     # -- what is there --------------------------------------------------------------------------
     @property
     def available(self) -> bool:
-        return bool(self.external) or all((self.bin_dir / b).exists() for b in ("kube-apiserver", "etcd"))
+        return bool(self.external) or all((self.bin_dir / b).exists() for b in CONTROL_PLANE_BINARIES)
 
     def why_unavailable(self) -> str:
         return (
-            f"no kube-apiserver/etcd in {self.bin_dir}: build them once with `make kube` "
+            f"no {'/'.join(CONTROL_PLANE_BINARIES)} in {self.bin_dir}: build them once with `make kube` "
             "(scripts/build-kube.sh), or set SANDBOX_KUBECONFIG to use an existing cluster"
         )
 
     def pids(self) -> dict[str, int]:
         with self._lock:
-            found = {key: p.pid for key, p in self._apiservers.items() if p.poll() is None}
+            found = {
+                f"{key}/{component}": p.pid
+                for key, processes in self._clusters.items()
+                for component, p in processes.items()
+                if p.poll() is None
+            }
             if self._etcd is not None and self._etcd.poll() is None:
                 found["etcd"] = self._etcd.pid
             return found
+
+    def folder(self, name: str) -> Path:
+        """The cluster's working folder: its keys, kubeconfig, logs."""
+        return self.dir / name
 
     # -- lifecycle --------------------------------------------------------------------------------
     def ensure_cluster(
         self, key: str, name: str, issuer_url: str, signing_key_pem: str, previous: dict[str, Any] | None
     ) -> dict[str, Any]:
-        """Start (or find running) the API server backing one AKS cluster; its connection details."""
+        """Start (or find running) the control plane backing one AKS cluster; its connection details."""
         if self.external:
             return self._external_details()
         if not self.available:
@@ -104,23 +145,21 @@ class KubeControlPlane:
         with self._lock:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._ensure_etcd()
-            running = self._apiservers.get(key)
+            running = self._clusters.get(key, {}).get("kube-apiserver")
             if running is not None and running.poll() is None and previous:
                 return previous
             token = (previous or {}).get("token") or secrets.token_urlsafe(32)
             port = (previous or {}).get("port") or 0
             if not port or not _port_free(port):
                 port = free_port()
-            folder = self.dir / name
+            folder = self.folder(name)
             folder.mkdir(exist_ok=True)
             (folder / "sa.key").write_text(signing_key_pem)
             (folder / "sa.key").chmod(0o600)
             (folder / "tokens.csv").write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
             (folder / "tokens.csv").chmod(0o600)
             cert, cert_key = self._serving_certificate()
-            log = (folder / "kube-apiserver.log").open("ab")
             args = [
-                str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self._etcd_port}",
                 f"--etcd-prefix=/registry/{name}-{issuer_url.rstrip('/').rsplit('/', 1)[-1]}",
                 "--bind-address=127.0.0.1",
@@ -139,36 +178,51 @@ class KubeControlPlane:
                 f"--api-audiences={issuer_url},https://kubernetes.default.svc.cluster.local",
                 f"--cert-dir={folder / 'certs'}",
                 "--profiling=false",
-                # Fair queuing only matters under load; without it a start is ~0.4 s faster.
+                # Fair queuing only matters under load; without it a start is faster.
                 "--enable-priority-and-fairness=false",
             ]
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            self._apiservers[key] = process
+            processes = self._clusters.setdefault(key, {})
+            _stop_all(processes)
+            apiserver = processes["kube-apiserver"] = self._start(folder, "kube-apiserver", args)
         details = {
             "server": f"https://127.0.0.1:{port}",
             "port": port,
             "token": token,
             "ca_file": str(self.ca_cert),
-            "pid": process.pid,
+            "pid": apiserver.pid,
         }
         started = time.monotonic()
-        self._wait_ready(details, process, folder / "kube-apiserver.log")
-        print(f"kube-apiserver for {name} ready in {time.monotonic() - started:.2f} s", flush=True)
+        self._wait_ready(details, apiserver, folder / "kube-apiserver.log")
+        details["version"] = str(self.request(details, "GET", "/version")["gitVersion"])
+        print(f"kube-apiserver {details['version']} for {name} ready in {time.monotonic() - started:.2f} s", flush=True)
+        admin = self.write_kubeconfig(folder / "admin.kubeconfig", name, details)
+        with self._lock:
+            processes["kube-controller-manager"] = self._start(
+                folder,
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={admin}",
+                    "--leader-elect=false",
+                    "--secure-port=0",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--root-ca-file={self.ca_cert}",
+                    "--profiling=false",
+                ],
+            )
         return details
 
     def release_cluster(self, key: str) -> None:
         with self._lock:
-            process = self._apiservers.pop(key, None)
-        if process is not None:
-            _stop(process)
+            processes = self._clusters.pop(key, {})
+        _stop_all(processes)
 
     def stop_all(self) -> None:
         with self._lock:
-            processes = list(self._apiservers.values())
-            self._apiservers.clear()
+            clusters = list(self._clusters.values())
+            self._clusters.clear()
             etcd, self._etcd = self._etcd, None
-        for process in processes:
-            _stop(process)
+        for processes in clusters:
+            _stop_all(processes)
         if etcd is not None:
             _stop(etcd)
 
@@ -177,7 +231,58 @@ class KubeControlPlane:
         self.stop_all()
         shutil.rmtree(self.dir / "etcd", ignore_errors=True)
 
+    # -- talking to a cluster's API server --------------------------------------------------------
+    def request(
+        self, details: dict[str, Any], method: str, path: str, body: Any = None, missing_ok: bool = False
+    ) -> Any:
+        """One call to the API server as its admin; the decoded answer (None for a 404 if missing_ok)."""
+        context = ssl.create_default_context(cafile=details.get("ca_file") or str(self.ca_cert))
+        request = urllib.request.Request(
+            details["server"] + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {details['token']}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404 and missing_ok:
+                return None
+            raise KubeUnavailable(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from exc
+
+    def write_kubeconfig(self, path: Path, name: str, details: dict[str, Any]) -> Path:
+        """A kubeconfig for one cluster's admin, for the components that are its clients."""
+        import yaml
+
+        path.write_text(yaml.safe_dump(kubeconfig([(name, details)], self.ca_cert.read_text()), sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    def start_process(self, key: str, folder: Path, component: str, args: list[str], **kwargs: Any) -> int:
+        """Run another component for a cluster (stopped with it); its pid."""
+        with self._lock:
+            processes = self._clusters.setdefault(key, {})
+            if component in processes:
+                _stop(processes.pop(component))
+            processes[component] = self._start(folder, component, args, **kwargs)
+            return processes[component].pid
+
+    def stop_process(self, key: str, component: str) -> None:
+        with self._lock:
+            process = self._clusters.get(key, {}).pop(component, None)
+        if process is not None:
+            _stop(process)
+
     # -- pieces -------------------------------------------------------------------------------------
+    def _start(self, folder: Path, component: str, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        """A component's process, logging to <folder>/<component>.log; `command` replaces the binary."""
+        command = kwargs.pop("command", None) or [str(self.bin_dir / component)]
+        log = (folder / f"{component}.log").open("ab")
+        return subprocess.Popen(
+            [*command, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kwargs
+        )
+
     def _ensure_etcd(self) -> None:
         if self._etcd is not None and self._etcd.poll() is None:
             return
@@ -243,46 +348,15 @@ class KubeControlPlane:
         raise KubeUnavailable(f"kube-apiserver did not become ready in 90 s; see {log}")
 
     def _serving_certificate(self) -> tuple[Path, Path]:
-        cert_path, key_path = self.dir / "apiserver.pem", self.dir / "apiserver-key.pem"
-        if cert_path.exists() and key_path.exists():
-            return cert_path, key_path
-        ca_cert = x509.load_pem_x509_certificate(self.ca_cert.read_bytes())
-        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        names = [
-            x509.DNSName(n)
-            for n in (
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            )
-        ]
-        ips = [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "10.0.0.1")]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=825))
-            .add_extension(x509.SubjectAlternativeName([*names, *ips]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
+        service = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+        return issue_server_certificate(
+            self.state_dir,
+            self.dir / "apiserver.pem",
+            self.dir / "apiserver-key.pem",
+            "kube-apiserver",
+            ["localhost", *service],
+            ["127.0.0.1", "10.0.0.1"],
         )
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        key_path.chmod(0o600)
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return cert_path, key_path
 
     def _external_details(self) -> dict[str, Any]:
         """An existing cluster named by SANDBOX_KUBECONFIG (its current context) backs every cluster."""
@@ -332,6 +406,12 @@ def kubeconfig(entries: list[tuple[str, dict[str, Any]]], ca_pem: str) -> dict[s
         ],
         "current-context": entries[0][0] if entries else "",
     }
+
+
+def _stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop a cluster's components, the API server last (the others are its clients)."""
+    for component in sorted(processes, key=lambda c: c == "kube-apiserver"):
+        _stop(processes.pop(component))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

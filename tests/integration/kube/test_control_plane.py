@@ -15,6 +15,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.integration.sandbox_helpers import PROJECT, Sandbox, run_cli, running
+from tests.sandbox.kube import KUBE_VERSION
 
 from .conftest import KUBE_SETTINGS
 
@@ -70,7 +71,9 @@ def test_cluster_body_and_credentials_point_at_the_api_server(kube_sandbox: Sand
     )
     assert config["clusters"][0]["cluster"]["server"] == server
     client = k8s_config.new_client_from_config_dict(config)
-    assert k8s.VersionApi(client).get_code().git_version == "v1.20.2"
+    assert k8s.VersionApi(client).get_code().git_version == f"v{KUBE_VERSION}"
+    # The cluster reports its API server's version, as AKS does.
+    assert body.kubernetes_version == body.current_kubernetes_version == KUBE_VERSION
 
 
 def test_env_file_carries_kubeconfig_and_k8s_auth(kube_sandbox: Sandbox, cluster: dict[str, str]) -> None:
@@ -145,7 +148,7 @@ def test_kubectl(kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path: Path)
     version = json.loads(
         subprocess.run([*base, "version", "-o", "json"], capture_output=True, text=True, check=True).stdout
     )
-    assert version["serverVersion"]["gitVersion"] == "v1.20.2"
+    assert version["serverVersion"]["gitVersion"] == f"v{KUBE_VERSION}"
     manifest = tmp_path / "cm.yaml"
     manifest.write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kubectl-cm, namespace: default}\ndata: {a: '1'}\n"
@@ -237,7 +240,8 @@ def test_down_stops_every_process_and_up_brings_the_cluster_back(tmp_path: Path)
         box.control.seed_cluster("rg-k", "aks-restart", kube=True)
         k8s.CoreV1Api(api(box, "aks-restart")).create_namespace({"metadata": {"name": "survives"}})
         pids = box.control.call("GET", "/_sandbox/health")["kube"]
-        assert set(pids) == {"etcd", next(iter(set(pids) - {"etcd"}))} and len(pids) == 2
+        components = sorted(p.rsplit("/", 1)[-1] for p in pids)
+        assert components == ["etcd", "kube-apiserver", "kube-controller-manager"], pids
         run_cli(state, "down")
         for pid in pids.values():
             assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
@@ -246,7 +250,7 @@ def test_down_stops_every_process_and_up_brings_the_cluster_back(tmp_path: Path)
             import time
 
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(box2.control.call("GET", "/_sandbox/health")["kube"]) < 2:
+            while time.monotonic() < deadline and len(box2.control.call("GET", "/_sandbox/health")["kube"]) < 3:
                 time.sleep(0.2)
             names = {n.metadata.name for n in k8s.CoreV1Api(api(box2, "aks-restart")).list_namespace().items}
             assert "survives" in names
@@ -264,3 +268,55 @@ def test_an_existing_cluster_named_by_sandbox_kubeconfig(
         k8s.CoreV1Api(api(kube_sandbox)).create_namespace({"metadata": {"name": "made-on-the-lender"}})
         names = {n.metadata.name for n in k8s.CoreV1Api(api(other, "aks-borrowed")).list_namespace().items}
         assert "made-on-the-lender" in names
+
+
+def test_current_apis_are_served(kube_sandbox: Sandbox, cluster: dict[str, str]) -> None:
+    """What AKS serves today and Kubernetes 1.20 did not: batch/v1 CronJob, policy/v1 PodDisruptionBudget."""
+    client = api(kube_sandbox)
+    batch = {r.kind for r in k8s.BatchV1Api(client).get_api_resources().resources}
+    policy = {r.kind for r in k8s.PolicyV1Api(client).get_api_resources().resources}
+    assert "CronJob" in batch and "PodDisruptionBudget" in policy
+    groups = {g.name: [v.version for v in g.versions] for g in k8s.ApisApi(client).get_api_versions().groups}
+    assert "v1beta1" not in groups["batch"]  # gone since 1.25: nothing may still depend on it
+
+
+def wait_for(what: str, probe: Any, timeout: float = 60) -> Any:
+    """Poll until probe() is truthy (controllers act asynchronously); its value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_controllers_create_replica_sets_and_pods_and_finish_namespaces(
+    kube_sandbox: Sandbox, cluster: dict[str, str]
+) -> None:
+    core, apps = k8s.CoreV1Api(api(kube_sandbox)), k8s.AppsV1Api(api(kube_sandbox))
+    core.create_namespace({"metadata": {"name": "controllers"}})
+    # The service-account controller gives every namespace its `default` account.
+    wait_for("the default service account", lambda: core.list_namespaced_service_account("controllers").items)
+    template: dict[str, Any] = {
+        "metadata": {"labels": {"app": "c"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.example/c:1"}]},
+    }
+    apps.create_namespaced_deployment(
+        "controllers",
+        {
+            "metadata": {"name": "c"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "c"}}, "template": template},
+        },
+    )
+    wait_for("two pods", lambda: len(core.list_namespaced_pod("controllers").items) == 2)
+    apps.patch_namespaced_deployment("c", "controllers", {"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}})
+    sets = wait_for("a second ReplicaSet", lambda: len(apps.list_namespaced_replica_set("controllers").items) == 2)
+    assert sets
+    # Without nodes nothing is scheduled: pods stay Pending, which is what the sandbox says it does.
+    assert {p.status.phase for p in core.list_namespaced_pod("controllers").items} == {"Pending"}
+    core.delete_namespace("controllers")
+    names = lambda: {n.metadata.name for n in core.list_namespace().items}  # noqa: E731
+    wait_for("the namespace to be gone", lambda: "controllers" not in names(), timeout=90)

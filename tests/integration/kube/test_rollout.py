@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from tests.integration.kube.rollout_runs import Run, run_playbook
-from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
+from tests.sandbox.pods import TOKEN_FILE, injected, newest_pods
 
 CLUSTER, CLUSTER_RG, IDENTITY_RG, DATA_RG = "aks-rollout", "rg-aks-rollout", "rg-identities-rollout", "rg-data-rollout"
 APPS = [
@@ -31,7 +31,6 @@ APPS = [
     ("StatefulSet", "ledger", "ledger", "ghcr.io/contoso/ledger:3.1.0"),
     ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
 ]
-WEBHOOK_CHART = PROJECT / "tests" / "integration" / "kube" / "charts" / "webhook-lookalike"
 OWNED = {"managed-by": "workload_identity.aks", "wi-cluster": CLUSTER}
 
 
@@ -93,7 +92,7 @@ class Estate:
     def controller(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         from kubernetes.dynamic import DynamicClient
 
-        api_version = "batch/v1beta1" if kind == "CronJob" else "apps/v1"
+        api_version = "batch/v1" if kind == "CronJob" else "apps/v1"
         resource = DynamicClient(self.kube()).resources.get(api_version=api_version, kind=kind)
         return dict(resource.get(name=name, namespace=namespace).to_dict())
 
@@ -255,6 +254,31 @@ def test_token_chain_works_for_bound_workloads_and_not_for_an_unbound_one(estate
     assert refused == "refused by Entra ID (AADSTS70021)"
 
 
+def test_bound_deployments_roll_out_pods_that_the_add_on_webhook_gives_the_identity(estate: Estate) -> None:
+    """The last link: the patched pod template makes a new ReplicaSet, whose pods the real webhook mutates."""
+    core, apps = k8s.CoreV1Api(estate.kube()), k8s.AppsV1Api(estate.kube())
+    identities = estate.identities()
+    for spec in workloads(estate):
+        identity = identities[f"id-{CLUSTER}-{spec['namespace']}-{spec['name']}"]
+        for controller in spec["controllers"]:
+            if controller["kind"] != "Deployment":
+                continue
+            sets = apps.list_namespaced_replica_set(spec["namespace"]).items
+            assert len([r for r in sets if r.metadata.owner_references[0].name == controller["name"]]) == 2
+            pods = newest_pods(core, apps, spec["namespace"], controller["name"])
+            for made in pods:
+                assert made.spec.service_account_name == spec["service_account"]
+                mark = injected(made)
+                assert mark.env["AZURE_CLIENT_ID"] == identity.client_id
+                assert mark.env["AZURE_TENANT_ID"] == estate.box.tenant_id
+                assert mark.env["AZURE_FEDERATED_TOKEN_FILE"] == TOKEN_FILE
+                assert mark.audience == "api://AzureADTokenExchange"
+                assert mark.expiration_seconds == spec.get("token_expiration", 3600)
+    # The unlisted StatefulSet's pod was never labelled: the webhook left it alone.
+    (ledger,) = core.list_namespaced_pod("ledger").items
+    assert not injected(ledger).mutated
+
+
 def test_add_a_workload_change_roles_and_remove_one_with_prune(estate: Estate) -> None:
     old_web = estate.identities()[f"id-{CLUSTER}-web-web-frontend"]
     changed = workloads(estate)
@@ -409,35 +433,6 @@ def test_invalid_inventory_fails_before_any_change_naming_cluster_workload_and_f
     # Nothing was asked of Azure, let alone changed; the run stopped before the issuer role.
     assert estate.box.control.stats()["totals"].get("arm", 0) == 0
     assert "Enable the OIDC issuer" not in failed.output
-
-
-def test_webhook_role_installs_a_chart_twice_and_refuses_next_to_the_add_on(estate: Estate) -> None:
-    chart = {"webhook_chart": str(WEBHOOK_CHART), "webhook_chart_repo_url": "", "webhook_chart_version": ""}
-    book = estate.root / "webhook.yml"
-    book.write_text(
-        yaml.safe_dump(
-            [
-                {
-                    "name": "Webhook only",
-                    "hosts": "all",
-                    "gather_facts": False,
-                    "roles": [{"role": "workload_identity.aks.webhook", **chart}],
-                }
-            ]
-        )
-    )
-    mode = {"workload_identity_webhook_mode": "helm", "workload_identity_tenant_id": estate.box.tenant_id}
-    first = estate.run([], playbook=book, **mode)
-    assert first.changed == 1, first.output[-4000:]
-    second = estate.run([], playbook=book, **mode)
-    assert second.changed == 0, second.output[-4000:]
-    config = k8s.CoreV1Api(estate.kube()).read_namespaced_config_map(
-        "azure-wi-webhook-config", "azure-workload-identity-system"
-    )
-    assert config.data["AZURE_TENANT_ID"] == estate.box.tenant_id
-    # With AKS's add-on on (as the oidc_issuer role reports it), helm mode refuses to add a second webhook.
-    refused = estate.run([], playbook=book, expect_ok=False, oidc_issuer_addon_enabled=True, **mode)
-    assert "two webhooks would both mutate every pod" in refused.output
 
 
 def test_teardown_of_listed_workloads_keeps_the_rest_and_identities_made_elsewhere(estate: Estate) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ids, jwt
 from ..core import ApiError, Context, Response, utc_now_iso
+from ..kube import KUBE_VERSION
 from .common import (
     IDENTITY_TYPE,
     ArmBase,
@@ -64,6 +65,8 @@ class ClustersProvider(ArmBase):
                     "published": bool(body["properties"].get("oidcIssuerProfile", {}).get("enabled")),
                 }
                 self.store.put("cluster", key, record)
+            # AKS deploys (or removes) the workload-identity add-on as part of the operation.
+            self.app.sync_addon(key, record)
             return record
 
     def operation_status(self, ctx: Context, op_id: str, kind: str) -> Response:
@@ -189,7 +192,7 @@ class ClustersProvider(ArmBase):
         signing_key = existing["signing_key"] if existing else jwt.private_pem(jwt.new_key())
         issuer_url = f"{self.app.base_url}/{self.app.tenant_id}/{issuer_guid}/"
         props["oidcIssuerProfile"] = {"enabled": enabled, **({"issuerURL": issuer_url} if enabled else {})}
-        version = props.get("kubernetesVersion") or "1.30.6"
+        version = props.get("kubernetesVersion") or KUBE_VERSION
         dns_prefix = props.get("dnsPrefix") or props.get("fqdnSubdomain")
         digest = hashlib.sha256(f"{sub}/{rg}/{name}".encode()).hexdigest()[:8]
         server = existing["body"]["properties"] if existing else {}
