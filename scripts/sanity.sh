@@ -9,7 +9,10 @@ build="$root/.build/ansible_collections/workload_identity/aks"
 rm -rf "$build"
 mkdir -p "$build"
 cd "$root"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$build"
+# The vendored webhook chart is an upstream artifact kept byte for byte; its Helm templates are YAML only
+# once rendered, so ansible-test's yamllint would reject every one of them: it is left out of the copy.
+git ls-files -co --exclude-standard -z -- . ':!tests/integration/kube/charts/workload-identity-webhook' \
+  | tar --null -T - -cf - | tar -xf - -C "$build"
 cd "$build"
 # ansible-test finds the files to test through git.
 git init -q && git add -A

@@ -52,7 +52,7 @@ def _serve(listener: socket.socket, connect: Connect) -> None:
     """Accept forever; each connection is joined to a new one made by ``connect``."""
     while True:
         try:
-            accepted, _ = listener.accept()
+            accepted = listener.accept()[0]
         except OSError:
             return  # the listener was closed
         try:
@@ -143,7 +143,7 @@ def _loopback_up() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="Run a command in this network namespace, bridged to the sandbox.")
     parser.add_argument("--hook-socket", type=Path, required=True)
     parser.add_argument("--hook-port", type=int, required=True, help="the port the program serves on")
     parser.add_argument("--api-socket", type=Path, required=True)

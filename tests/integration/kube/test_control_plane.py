@@ -318,5 +318,8 @@ def test_controllers_create_replica_sets_and_pods_and_finish_namespaces(
     # Without nodes nothing is scheduled: pods stay Pending, which is what the sandbox says it does.
     assert {p.status.phase for p in core.list_namespaced_pod("controllers").items} == {"Pending"}
     core.delete_namespace("controllers")
-    names = lambda: {n.metadata.name for n in core.list_namespace().items}  # noqa: E731
-    wait_for("the namespace to be gone", lambda: "controllers" not in names(), timeout=90)
+    wait_for(
+        "the namespace to be gone",
+        lambda: "controllers" not in {n.metadata.name for n in core.list_namespace().items},
+        timeout=90,
+    )
