@@ -19,10 +19,13 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._results imp
 
 
 def _status(azure: WorkloadResult, kube: list[KubeRow]) -> str:
+    """created, changed, adopted (what an operator had already made is now this collection's, as it was), unchanged."""
     if (azure.get("identity") or {}).get("action") == "created":
         return "created"
-    if azure.get("changed") or any(row.get("action") not in ("unchanged", "missing") for row in kube):
+    if azure.get("changed") or any(row.get("action") not in ("unchanged", "missing", "adopted") for row in kube):
         return "changed"
+    if any(row.get("action") == "adopted" for row in kube):
+        return "adopted"
     return "unchanged"
 
 
@@ -83,7 +86,7 @@ def rollout_report(
         ]
         if released:
             pruned["kubernetes"] = released
-    counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "unchanged")}
+    counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "adopted", "unchanged")}
     return {
         "cluster": cluster,
         "webhook_mode": webhook_mode,
@@ -122,7 +125,7 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"{report['cluster']}: webhook {report['webhook_mode']}, issuer {report['issuer_url'] or '(not yet enabled)'}",
         f"  {len(report['workloads'])} workload(s): {counts['created']} {verb} created, {counts['changed']} "
-        f"changed, {counts['unchanged']} unchanged",
+        f"changed, {counts.get('adopted', 0)} adopted, {counts['unchanged']} unchanged",
     ]
     for w in report["workloads"]:
         what = "application" if w.get("kind") == "application" else "identity"
@@ -171,7 +174,7 @@ def rollout_markdown(report: dict[str, Any]) -> str:
         f"- webhook: {report['webhook_mode']}",
         f"- issuer: `{report['issuer_url'] or '(not yet enabled)'}`",
         f"- workloads: {report['counts']['created']} created, {report['counts']['changed']} changed, "
-        f"{report['counts']['unchanged']} unchanged",
+        f"{report['counts'].get('adopted', 0)} adopted, {report['counts']['unchanged']} unchanged",
         "",
         "| workload | status | identity (client id) | federated subject | roles @ scopes | pod controllers |",
         "| --- | --- | --- | --- | --- | --- |",

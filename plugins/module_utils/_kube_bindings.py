@@ -10,7 +10,10 @@ predicts exactly. :meth:`Bindings.apply` is the only code that writes to a clust
 
 What this collection touches carries the marks of ``_ownership``, so that prune and teardown find it
 again; only what it created is ever deleted. A controller remembers the service account it had
-before it was bound, so unbinding puts it back.
+before it was bound, so unbinding puts it back. An object that existed before (a ServiceAccount an
+operator annotated by hand, a Deployment already labelled) is *adopted*: the first touch records the
+values the fields this collection sets already had, and releasing it restores them, so pods made from
+a template that was already right are never restarted by a teardown.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from ._kube_client import KubeClient
 from ._kube_patch import combine, dig, merge_patch, nest
 from ._kube_plan import Change, Plan
 from ._ownership import (
+    ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
+    adopted_record,
+    adopted_values,
     kube_cluster_selector,
     kube_created_by_collection,
     kube_created_marks,
@@ -37,6 +43,10 @@ CLIENT_ID = "azure.workload.identity/client-id"
 TENANT_ID = "azure.workload.identity/tenant-id"
 TOKEN_EXPIRATION = "azure.workload.identity/service-account-token-expiration"
 USE_LABEL = "azure.workload.identity/use"
+ACCOUNT_ANNOTATIONS = (CLIENT_ID, TENANT_ID, TOKEN_EXPIRATION)
+# Where an adoption record keeps each kind of field.
+RECORDED_ANNOTATIONS = "annotations"
+RECORDED_TEMPLATE_LABELS = "pod-template-labels"
 UNKNOWN_CLIENT_ID = "(known once the identity exists)"  # check mode, before the identity is created
 
 # kind -> (API group path, plural, path from the object to its pod template)
@@ -131,7 +141,15 @@ class Bindings:
         if spec.token_expiration is None and TOKEN_EXPIRATION in old_annotations and ours_before:
             # Set by this collection before (the account carries our label): the inventory no longer asks for it.
             annotations[TOKEN_EXPIRATION] = None
-        return self._patch(change, current, {"metadata": {"labels": labels, "annotations": annotations}}, _sa_view)
+        adopting = not ours_before and not kube_created_by_collection(dig(current, "metadata", "labels"))
+        if adopting:
+            record = adopted_record(RECORDED_ANNOTATIONS, {k: old_annotations.get(k) for k in ACCOUNT_ANNOTATIONS})
+            if record:
+                annotations[ADOPTED_ANNOTATION] = record
+        change = self._patch(change, current, {"metadata": {"labels": labels, "annotations": annotations}}, _sa_view)
+        if adopting and change.action == "updated":
+            change.action = "adopted"
+        return change
 
     def _release_account(self, sa: dict[str, Any], workload: str | None) -> Change:
         meta = sa["metadata"]
@@ -140,13 +158,12 @@ class Bindings:
         change.before = _sa_view(sa)
         if kube_created_by_collection(meta.get("labels")):
             return change
-        # Someone else's account that this collection only annotated: take back what it added.
-        patch = {
-            "metadata": {
-                "labels": kube_marks_removed(),
-                "annotations": {CLIENT_ID: None, TENANT_ID: None, TOKEN_EXPIRATION: None},
-            }
-        }
+        # Someone else's account that this collection only annotated: take back what it added, and put back
+        # what was there before it came (recorded when it adopted the account).
+        before = adopted_values(meta.get("annotations"), RECORDED_ANNOTATIONS)
+        annotations: dict[str, Any] = {key: before.get(key) for key in ACCOUNT_ANNOTATIONS}
+        annotations[ADOPTED_ANNOTATION] = None
+        patch = {"metadata": {"labels": kube_marks_removed(), "annotations": annotations}}
         return self._patch(change, sa, patch, _sa_view)
 
     # -- controllers --------------------------------------------------------------------------------
@@ -161,6 +178,12 @@ class Bindings:
         annotations = {}
         if PREVIOUS_ACCOUNT_ANNOTATION not in (meta.get("annotations") or {}):
             annotations[PREVIOUS_ACCOUNT_ANNOTATION] = dig(current, *template_path, "spec", "serviceAccountName") or ""
+        adopting = kube_workload(meta.get("labels")) is None
+        if adopting:
+            label = dig(current, *template_path, "metadata", "labels", USE_LABEL)
+            record = adopted_record(RECORDED_TEMPLATE_LABELS, {USE_LABEL: label})
+            if record:
+                annotations[ADOPTED_ANNOTATION] = record
         patch = combine(
             {"metadata": {"labels": kube_marks(self.cluster, spec.name)}},
             nest(template_path, {"metadata": {"labels": {USE_LABEL: "true"}}, "spec": template_spec}),
@@ -169,7 +192,8 @@ class Bindings:
             patch["metadata"]["annotations"] = annotations
         change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
         if change.action == "updated":
-            change.action = "bound"
+            # Adopted: already bound by hand, only this collection's marks are added (its pods are not restarted).
+            change.action = "adopted" if adopting and change.before == change.after else "bound"
             if kind == "Job" and change.before != change.after:
                 # A Job's pod template is immutable once created; the API server would refuse the patch.
                 change.note = "immutable"
@@ -185,10 +209,11 @@ class Bindings:
         template_spec: dict[str, Any] = {"serviceAccountName": previous}
         if dig(current, *template_path, "spec", "serviceAccount"):
             template_spec["serviceAccount"] = previous
+        label_before = adopted_values(meta.get("annotations"), RECORDED_TEMPLATE_LABELS).get(USE_LABEL)
         patch: dict[str, Any] = {
             "metadata": {
                 "labels": kube_marks_removed(),
-                "annotations": {PREVIOUS_ACCOUNT_ANNOTATION: None},
+                "annotations": {PREVIOUS_ACCOUNT_ANNOTATION: None, ADOPTED_ANNOTATION: None},
             }
         }
         if kind == "Job":
@@ -196,7 +221,7 @@ class Bindings:
             change.note = "pod template is immutable; left as it is"
         else:
             patch = combine(
-                patch, nest(template_path, {"metadata": {"labels": {USE_LABEL: None}}, "spec": template_spec})
+                patch, nest(template_path, {"metadata": {"labels": {USE_LABEL: label_before}}, "spec": template_spec})
             )
         change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
         if change.action == "updated":

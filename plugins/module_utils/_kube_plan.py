@@ -21,7 +21,7 @@ class Change:
     kind: str
     namespace: str | None
     name: str
-    action: str  # created, updated, unchanged, deleted, bound, unbound, missing, kept
+    action: str  # created, updated, adopted, unchanged, deleted, bound, unbound, missing, kept
     path: str
     body: dict[str, Any] | None = None
     before: Any = None

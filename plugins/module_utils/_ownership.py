@@ -12,11 +12,15 @@ the collection writes to recognise its own objects again is defined here, and re
 - Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
   ``workload-identity.aks/workload``; those it creates also ``app.kubernetes.io/managed-by``; a bound
   controller keeps its previous service account in ``workload-identity.aks/previous-service-account``.
+  An object it adopts (one it did not create) records, the first time it touches it, the values the
+  fields it sets already had, in ``workload-identity.aks/adopted`` (JSON), so that unbinding puts them
+  back instead of removing them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 
@@ -98,6 +102,24 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 CLUSTER_LABEL = "workload-identity.aks/cluster"
 WORKLOAD_LABEL = "workload-identity.aks/workload"
 PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
+ADOPTED_ANNOTATION = "workload-identity.aks/adopted"
+
+
+def adopted_record(place: str, before: Mapping[str, str | None]) -> str | None:
+    """The annotation value recording the values that were there before (None: nothing to record)."""
+    kept = {key: value for key, value in before.items() if value is not None}
+    return json.dumps({place: kept}, sort_keys=True, separators=(",", ":")) if kept else None
+
+
+def adopted_values(annotations: Mapping[str, str] | None, place: str) -> dict[str, str]:
+    """What an adopted object's fields held before this collection touched them (empty if nothing)."""
+    raw = (annotations or {}).get(ADOPTED_ANNOTATION)
+    try:
+        recorded = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}  # edited by hand into something else: restore nothing rather than guess
+    values = recorded.get(place) if isinstance(recorded, dict) else None
+    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
 
 
 def kube_marks(cluster: str, workload: str | None = None) -> dict[str, str]:

@@ -21,9 +21,14 @@ description:
   - What it touches is labelled C(workload-identity.aks/cluster) and C(workload-identity.aks/workload); what it
     creates is also labelled C(app.kubernetes.io/managed-by=workload_identity.aks). A bound controller remembers its
     previous service account in the annotation C(workload-identity.aks/previous-service-account).
-  - With O(prune=true), service accounts and controllers it bound for workloads no longer listed are released;
-    controllers get their previous service account back and lose the label, ServiceAccounts it created are deleted,
-    and ServiceAccounts it only annotated lose its annotations and labels.
+  - An object that existed before is adopted. The first time the module touches it, it records the values that
+    the fields it sets already had (client id, tenant id, token expiration, the pod template's
+    C(azure.workload.identity/use) label) in the annotation C(workload-identity.aks/adopted). A controller that
+    was already bound by hand only gets these marks; its pod template, and so its pods, stay as they are.
+  - With O(prune=true), service accounts and controllers it bound for workloads no longer listed are released.
+    Controllers get their previous service account back. ServiceAccounts it created are deleted. Adopted
+    ServiceAccounts and pod templates get back the values recorded when they were adopted, and lose the
+    rest of what it added.
   - With O(state=absent), the same release for the listed workloads (or, with O(prune=true), for everything it did
     on the cluster), controllers first; then namespaces it created are deleted when nothing else is left in them.
   - A Job's pod template is immutable; a Job that is not already bound fails the task with what to do instead.
@@ -106,16 +111,17 @@ namespaces:
   elements: dict
   sample: [{"kind": "Namespace", "name": "orders", "action": "unchanged", "namespace": null}]
 service_accounts:
-  description: Each service account, its workload and what was done (C(created), C(updated), C(unchanged),
-    C(deleted)).
+  description: Each service account, its workload and what was done (C(created), C(updated), C(adopted) for an
+    account that existed before and is now marked, with the values it had recorded, C(unchanged), C(deleted)).
   returned: always
   type: list
   elements: dict
   sample: [{"kind": "ServiceAccount", "namespace": "orders", "name": "orders-api", "workload": "orders-api",
             "action": "created"}]
 controllers:
-  description: Each pod controller, its workload and what was done (C(bound), C(unchanged), C(missing),
-    C(unbound)), with a C(note) where there is more to say.
+  description: Each pod controller, its workload and what was done (C(bound), C(adopted) for one already bound
+    by hand, whose pod template is left as it is, C(unchanged), C(missing), C(unbound)), with a C(note) where there
+    is more to say.
   returned: always
   type: list
   elements: dict

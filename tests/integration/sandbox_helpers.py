@@ -205,3 +205,51 @@ def running(state_dir: Path, settings: dict[str, Any] | None = None) -> Iterator
             os.environ.pop("REQUESTS_CA_BUNDLE", None)
         else:
             os.environ["REQUESTS_CA_BUNDLE"] = saved
+
+
+# The Azure CLI (make integration installs it into .tools/azcli): a client nobody here wrote.
+AZ = os.environ.get("SANDBOX_AZ_CLI")
+
+
+class Cli:
+    def __init__(self, sandbox: Sandbox, config_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "AZURE_CONFIG_DIR": str(config_dir),
+            "REQUESTS_CA_BUNDLE": sandbox.ca,
+            "AZURE_CORE_COLLECT_TELEMETRY": "false",
+            "AZURE_CORE_NO_COLOR": "true",
+            # MSAL's instance discovery lives on login.microsoftonline.com; the CLI's switch for
+            # Azure Stack turns it off, as for any private authority.
+            "AZURE_CORE_INSTANCE_DISCOVERY": "false",
+        }
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(AZ), *args], env=self.env, capture_output=True, text=True, timeout=180, check=False
+        )
+        if check:
+            assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    @classmethod
+    def for_sandbox(cls, sandbox: Sandbox, config_dir: Path) -> Cli:
+        """The CLI with the sandbox registered as its cloud (`az cloud register`, `az cloud set`)."""
+        cli = cls(sandbox, config_dir)
+        cli.run("cloud", "register", "-n", "Sandbox", "--endpoint-resource-manager", sandbox.url + "/")
+        cli.run("cloud", "set", "-n", "Sandbox")
+        return cli
+
+    def login(self, sandbox: Sandbox) -> None:
+        self.run(
+            "login",
+            "--service-principal",
+            "-u",
+            sandbox.env["AZURE_CLIENT_ID"],
+            "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
+            "--tenant",
+            sandbox.tenant_id,
+        )

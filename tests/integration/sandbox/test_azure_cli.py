@@ -3,51 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-from tests.integration.sandbox_helpers import Sandbox
+from tests.integration.sandbox_helpers import AZ, Cli, Sandbox
 
-AZ = os.environ.get("SANDBOX_AZ_CLI")
 pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")
-
-
-class Cli:
-    def __init__(self, sandbox: Sandbox, config_dir: Path) -> None:
-        self.env = {
-            **os.environ,
-            "AZURE_CONFIG_DIR": str(config_dir),
-            "REQUESTS_CA_BUNDLE": sandbox.ca,
-            "AZURE_CORE_COLLECT_TELEMETRY": "false",
-            "AZURE_CORE_NO_COLOR": "true",
-            # MSAL's instance discovery lives on login.microsoftonline.com; the CLI's switch for
-            # Azure Stack turns it off, as for any private authority.
-            "AZURE_CORE_INSTANCE_DISCOVERY": "false",
-        }
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(AZ), *args], env=self.env, capture_output=True, text=True, timeout=180, check=False
-        )
-        if check:
-            assert result.returncode == 0, result.stderr[-2000:]
-        return result
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.run(*args, "-o", "json").stdout)
 
 
 @pytest.fixture()
 def az(sandbox: Sandbox, tmp_path: Path) -> Cli:
-    cli = Cli(sandbox, tmp_path / "azure")
-    cli.run("cloud", "register", "-n", "Sandbox", "--endpoint-resource-manager", sandbox.url + "/")
-    cli.run("cloud", "set", "-n", "Sandbox")
-    return cli
+    return Cli.for_sandbox(sandbox, tmp_path / "azure")
 
 
 def test_cloud_registration_reads_the_metadata_endpoint(az: Cli, sandbox: Sandbox) -> None:
@@ -119,7 +87,7 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
 
 
 def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: Sandbox) -> None:
-    _login(az, sandbox)
+    az.login(sandbox)
     seeded = sandbox.control.seed_cluster("rg-aks", "aks-cli")
     cluster = az.json(
         "aks", "update", "-g", "rg-aks", "-n", "aks-cli", "--enable-oidc-issuer", "--enable-workload-identity"
@@ -133,22 +101,10 @@ def test_aks_update_enables_the_issuer_and_workload_identity(az: Cli, sandbox: S
     assert shown["oidcIssuerProfile"]["enabled"] is True
 
 
-def _login(az: Cli, sandbox: Sandbox) -> None:
-    az.run(
-        "login",
-        "--service-principal",
-        "-u",
-        sandbox.env["AZURE_CLIENT_ID"],
-        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
-        "--tenant",
-        sandbox.tenant_id,
-    )
-
-
 def test_app_registrations_through_microsoft_graph(az: Cli, sandbox: Sandbox) -> None:
     """The app-registration way, unmodified az commands, and role assignments that resolve principals in Graph."""
     assert az.json("cloud", "show", "-n", "Sandbox")["endpoints"]["microsoftGraphResourceId"] == sandbox.url + "/graph/"
-    _login(az, sandbox)
+    az.login(sandbox)
     app = az.json("ad", "app", "create", "--display-name", "orders-api")
     assert app["appId"] and app["displayName"] == "orders-api"
     # Created again by display name: az finds it and patches it instead of duplicating.

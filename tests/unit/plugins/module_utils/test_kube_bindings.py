@@ -13,6 +13,7 @@ from typing import Any
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import (
     CLIENT_ID,
+    TENANT_ID,
     USE_LABEL,
     Bindings,
 )
@@ -20,6 +21,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_patch import merge_patch
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+    ADOPTED_ANNOTATION,
     MANAGED_BY_LABEL,
     PREVIOUS_ACCOUNT_ANNOTATION,
     WORKLOAD_LABEL,
@@ -127,7 +129,7 @@ def test_plan_is_exactly_what_the_apply_leaves_and_only_owned_fields_change() ->
     # Namespace first, then accounts, then controllers.
     assert [w[1] for w in cluster.writes] == [
         "created Namespace cart",
-        "updated ServiceAccount shop/orders",
+        "adopted ServiceAccount shop/orders",  # it existed: adopted (nothing of ours on it to record)
         "created ServiceAccount cart/cart",
         "bound Deployment shop/orders",
     ]
@@ -201,3 +203,60 @@ def test_prune_releases_workloads_no_longer_listed() -> None:
     engine.apply(plan, "present")
     labels = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["metadata"]["labels"]
     assert WORKLOAD_LABEL not in labels
+
+
+def walkthrough_cluster() -> FakeCluster:
+    """What the managed-identity walkthrough leaves: an annotated account, a Deployment already bound to it."""
+    cluster = FakeCluster()
+    cluster.add("/api/v1/namespaces/shop", {"metadata": {"name": "shop"}})
+    bound = deployment("shop", "orders", "orders")
+    bound["spec"]["template"]["metadata"]["labels"][USE_LABEL] = "true"
+    cluster.add("/apis/apps/v1/namespaces/shop/deployments/orders", bound)
+    annotations = {"team": "shop", CLIENT_ID: "c-by-hand"}
+    cluster.add(
+        "/api/v1/namespaces/shop/serviceaccounts/orders",
+        {"metadata": {"name": "orders", "namespace": "shop", "annotations": annotations}},
+    )
+    return cluster
+
+
+def test_what_an_operator_bound_by_hand_is_adopted_recorded_and_given_back_as_it_was() -> None:
+    cluster = walkthrough_cluster()
+    before = copy.deepcopy(cluster.objects)
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    plan = engine.plan_present(specs(ORDERS), {"orders": "c-by-hand"}, prune=False, missing="fail")
+    assert [(c.kind, c.action) for c in [*plan.service_accounts, *plan.controllers]] == [
+        ("ServiceAccount", "adopted"),
+        ("Deployment", "adopted"),  # already bound: only our marks are added, its pods are not restarted
+    ]
+    engine.apply(plan, "present")
+    template = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    assert template == before["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    account = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"]
+    assert account[ADOPTED_ANNOTATION] == '{"annotations":{"azure.workload.identity/client-id":"c-by-hand"}}'
+    controller = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["metadata"]["annotations"]
+    assert controller[ADOPTED_ANNOTATION] == '{"pod-template-labels":{"azure.workload.identity/use":"true"}}'
+    # The record is written once: the next run changes nothing.
+    again = engine.plan_present(specs(ORDERS), {"orders": "c-by-hand"}, prune=False, missing="fail")
+    assert not report(again)["changed"]
+    # Teardown gives back exactly what was there: the client id and the label stay, the pod template is untouched.
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    now = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]
+    assert now["annotations"] == {"team": "shop", CLIENT_ID: "c-by-hand"} and TENANT_ID not in now["annotations"]
+    assert not now["labels"]
+    controller_now = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
+    assert (
+        controller_now["spec"]["template"]
+        == before["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    )
+    assert not controller_now["metadata"]["annotations"]
+
+
+def test_an_adoption_record_edited_into_nonsense_restores_nothing_rather_than_guessing() -> None:
+    cluster = walkthrough_cluster()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS), {"orders": "c-new"}, False, "fail"), "present")
+    path = "/api/v1/namespaces/shop/serviceaccounts/orders"
+    cluster.objects[path]["metadata"]["annotations"][ADOPTED_ANNOTATION] = "not json"
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    assert cluster.objects[path]["metadata"]["annotations"] == {"team": "shop"}

@@ -54,8 +54,14 @@ def test_report_status_joins_both_sides() -> None:
     assert rollout_report(_azure("unchanged"), quiet, cluster="c")["counts"] == {
         "created": 0,
         "changed": 0,
+        "adopted": 0,
         "unchanged": 1,
     }
+    # An account and a Deployment bound by hand, now marked as this collection's: "adopted", not "changed".
+    adopted = {**quiet, "changed": True, "controllers": [{**kube["controllers"][0], "action": "adopted"}]}
+    adopted_report = rollout_report(_azure("unchanged"), adopted, cluster="c")
+    assert adopted_report["workloads"][0]["status"] == "adopted"
+    assert "1 workload(s): 0 were created, 0 changed, 1 adopted, 0 unchanged" in rollout_lines(adopted_report)[1]
     lines = rollout_lines(report)
     assert "      role  Reader @ rg-data: Microsoft.KeyVault/vaults/kv (unchanged)" in lines
     assert "| api | changed | id-api (`c1`) |" in rollout_markdown(report)

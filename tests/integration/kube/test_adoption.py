@@ -1,0 +1,231 @@
+"""Adoption: an operator did the managed-identity walkthrough by hand, then declares the same workload in inventory.
+
+Made with the clients an operator uses (the Azure CLI, kubectl), under the operator's own names. The rollout
+must adopt all of it (no duplicate, no restart, no moment where the workload cannot sign in), and a teardown
+must give back every Kubernetes object exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import WorkloadIdentityCredential
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.integration.kube.rollout_runs import Run, run_playbook
+from tests.integration.sandbox_helpers import AZ, PROJECT, Cli, Sandbox
+from tests.sandbox.demo import ansible_env, ensure_resource_chain
+from tests.sandbox.pods import injected, newest_pods, projected_token
+
+pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")
+
+CLUSTER, CLUSTER_RG, IDENTITY_RG = "aks-adopt", "rg-aks-adopt", "rg-adopt-by-hand"
+KUBECTL = str(PROJECT / ".tools" / "bin" / "kubectl")
+MANIFEST = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: payments}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: payments-sa
+  namespace: payments
+  annotations:
+    azure.workload.identity/client-id: "%(client_id)s"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: payments, namespace: payments}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: payments}}
+  template:
+    metadata:
+      labels: {app: payments, azure.workload.identity/use: "true"}
+    spec:
+      serviceAccountName: payments-sa
+      containers:
+        - {name: app, image: "ghcr.io/contoso/payments:1.0.0"}
+"""
+
+
+class Estate:
+    def __init__(self, box: Sandbox, root: Path, scope: str, identity: dict[str, Any]) -> None:
+        self.box, self.root, self.scope, self.identity = box, root, scope, identity
+        sandbox_env = json.loads((box.state_dir / "sandbox.json").read_text())
+        self.env = {**ansible_env(sandbox_env, box.state_dir), "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(root)}
+        api = k8s_config.new_client_from_config(str(box.state_dir / "kubeconfig"), context=CLUSTER)
+        self.core, self.apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+        self.runs = 0
+        self.original: dict[str, Any] = {}  # the walkthrough's objects before the collection came
+
+    def workload(self) -> dict[str, Any]:
+        return {
+            "name": "payments",
+            "namespace": "payments",
+            "service_account": "payments-sa",
+            "identity_name": self.identity["name"],
+            "identity_resource_group": IDENTITY_RG,
+            "roles": [{"role": "Storage Blob Data Reader", "scope": self.scope}],
+            "controllers": [{"kind": "Deployment", "name": "payments"}],
+        }
+
+    def run(self, playbook: str = "site.yml", *options: str) -> Run:
+        self.runs += 1
+        host = {
+            "workload_identity_cluster_resource_group": CLUSTER_RG,
+            "workload_identity_identity_resource_group": IDENTITY_RG,
+            "workload_identity_location": "westeurope",
+            "workload_identity_webhook_mode": "addon",
+            "workload_identity_kube_context": CLUSTER,
+            "workload_identity_workloads": [self.workload()],
+        }
+        return run_playbook(self.root / f"run-{self.runs}", CLUSTER, host, self.env, playbook, options)
+
+    def kube_state(self) -> dict[str, Any]:
+        """The two objects the walkthrough made, as the API server holds them (without server-kept fields)."""
+        account = self.core.read_namespaced_service_account("payments-sa", "payments")
+        deployment = self.apps.read_namespaced_deployment("payments", "payments")
+        return {
+            "account_annotations": account.metadata.annotations,
+            "account_labels": account.metadata.labels,
+            "template": self.apps.api_client.sanitize_for_serialization(deployment.spec.template),
+            "replica_sets": len(self.apps.list_namespaced_replica_set("payments").items),
+        }
+
+    def sign_in(self) -> str:
+        """The pod signs in as itself: its projected token (requested as the kubelet would), exchanged at Entra."""
+        pod = newest_pods(self.core, self.apps, "payments", "payments")[0]
+        mark = injected(pod)
+        with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
+            handle.write(projected_token(self.core, pod))
+        try:
+            credential = WorkloadIdentityCredential(
+                tenant_id=mark.env["AZURE_TENANT_ID"],
+                client_id=mark.env["AZURE_CLIENT_ID"],
+                token_file_path=handle.name,
+                authority=mark.env["AZURE_AUTHORITY_HOST"],
+                connection_verify=self.box.ca,
+            )
+            credential.get_token(self.box.url + "/.default")
+            return "ok"
+        except ClientAuthenticationError as exc:
+            return str(exc)[:200]
+        finally:
+            os.unlink(handle.name)
+
+
+@pytest.fixture(scope="module")
+def estate(
+    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Estate]:
+    box = kube_sandbox
+    seeded = box.control.seed_cluster(
+        CLUSTER_RG, CLUSTER, kube=True, oidc_issuer_enabled=True, workload_identity_enabled=True
+    )
+    root = tmp_path_factory.mktemp("adoption")
+    data_rg = box.resource_group("rg-adopt-data")
+    scope = f"{data_rg}/providers/Microsoft.Storage/storageAccounts/stpayments"
+    ensure_resource_chain(box.url, box.ca, box.token(), scope)
+    # The walkthrough, step by step, as the operator typed it.
+    az = Cli.for_sandbox(box, root / "azure")
+    az.login(box)
+    az.run("group", "create", "-n", IDENTITY_RG, "-l", "westeurope")
+    identity = az.json("identity", "create", "-g", IDENTITY_RG, "-n", "payments-identity")
+    az.run(
+        "identity", "federated-credential", "create", "--name", "payments-federated", "--identity-name",
+        "payments-identity", "-g", IDENTITY_RG, "--issuer", seeded["issuer_url"], "--subject",
+        "system:serviceaccount:payments:payments-sa", "--audiences", "api://AzureADTokenExchange",
+    )  # fmt: skip
+    az.run(
+        "role", "assignment", "create", "--assignee-object-id", identity["principalId"],
+        "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Reader", "--scope", scope,
+    )  # fmt: skip
+    manifest = root / "payments.yaml"
+    manifest.write_text(MANIFEST % {"client_id": identity["clientId"]})
+    kubectl = [KUBECTL, "--kubeconfig", str(box.state_dir / "kubeconfig"), "--context", CLUSTER]
+    subprocess.run([*kubectl, "apply", "-f", str(manifest)], check=True, capture_output=True, timeout=60)
+    made = Estate(box, root, scope, identity)
+    newest_pods(made.core, made.apps, "payments", "payments")
+    made.original = made.kube_state()
+    yield made
+
+
+def fics(estate: Estate) -> list[tuple[str, str, str]]:
+    msi = estate.box.msi()
+    return [
+        (f.name, f.issuer, f.subject) for f in msi.federated_identity_credentials.list(IDENTITY_RG, "payments-identity")
+    ]
+
+
+def assignments(estate: Estate) -> list[tuple[str, str]]:
+    listed = estate.box.authz().role_assignments.list_for_subscription(
+        filter=f"principalId eq '{estate.identity['principalId']}'"
+    )
+    return [(a.role_definition_id.rsplit("/", 1)[1], a.scope.lower()) for a in listed]
+
+
+def test_the_rollout_adopts_the_walkthrough_without_a_duplicate_a_restart_or_a_sign_in_gap(estate: Estate) -> None:
+    assert estate.sign_in() == "ok"  # what the operator made works before the collection comes
+    before_fics, before_roles, before_kube = fics(estate), assignments(estate), estate.kube_state()
+
+    plan = estate.run("site.yml", "--check", "--diff")
+    planned = plan.report(plan=True)["workloads"][0]
+    assert planned["identity_action"] == "unchanged"
+    assert [f["name"] for f in planned["federated_credentials"]] == ["payments-federated"]
+    assert [r["action"] for r in planned["roles"]] == ["unchanged"]
+    assert (planned["service_account_action"], [c["action"] for c in planned["controllers"]]) == (
+        "adopted",
+        ["adopted"],
+    )
+
+    # Sign in all through the run: any refusal is an outage the operator would see.
+    results: list[str] = []
+    done = threading.Event()
+
+    def keep_signing_in() -> None:
+        while not done.is_set():
+            results.append(estate.sign_in())
+
+    signer = threading.Thread(target=keep_signing_in)
+    signer.start()
+    try:
+        real = estate.run("site.yml", "--diff")
+    finally:
+        done.set()
+        signer.join()
+    assert results and set(results) == {"ok"}, results[:3]
+    assert real.report()["workloads"][0]["status"] == "adopted"
+    assert fics(estate) == before_fics  # one credential for the subject, still the operator's
+    assert assignments(estate) == before_roles  # one assignment, still the CLI's
+    after = estate.kube_state()
+    assert after["template"] == before_kube["template"] and after["replica_sets"] == before_kube["replica_sets"]
+    assert after["account_annotations"]["azure.workload.identity/client-id"] == estate.identity["clientId"]
+    assert estate.run("site.yml").changed == 0
+    assert estate.sign_in() == "ok"
+
+
+def test_teardown_gives_every_kubernetes_object_back_as_the_operator_made_it(estate: Estate) -> None:
+    removed = estate.run("teardown.yml")
+    assert removed.changed >= 1
+    assert estate.run("teardown.yml").changed == 0
+    # Exactly as the operator left them: the client id and the label stay, the pods were never restarted.
+    assert estate.kube_state() == estate.original
+    deployment = estate.apps.read_namespaced_deployment("payments", "payments")
+    assert not [k for k in deployment.metadata.annotations or {} if k.startswith("workload-identity.aks/")]
+    # The operator's identity and credential stay (this collection did not make them).
+    assert [(name, subject) for name, _issuer, subject in fics(estate)] == [
+        ("payments-federated", "system:serviceaccount:payments:payments-sa")
+    ]
+    assert estate.sign_in() == "ok"
