@@ -229,3 +229,41 @@ def test_teardown_gives_every_kubernetes_object_back_as_the_operator_made_it(est
         ("payments-federated", "system:serviceaccount:payments:payments-sa")
     ]
     assert estate.sign_in() == "ok"
+
+
+def test_a_conflict_found_by_the_plan_leaves_the_cluster_untouched_issuer_included(
+    kube_sandbox: Sandbox, estate: Estate
+) -> None:
+    """The read-only plan runs for every cluster before the oidc_issuer role: nothing is written anywhere."""
+    box = kube_sandbox
+    box.control.seed_cluster("rg-aks-untouched", "aks-untouched", kube=True)  # issuer off
+    box.control.reset_stats()
+    workload = {
+        "name": "ghost",
+        "namespace": "default",
+        "service_account": "ghost",
+        "roles": [{"role": "Reader", "scope": estate.scope}],
+        "controllers": [{"kind": "Deployment", "name": "ghost-api"}],
+    }
+    host = {
+        "workload_identity_cluster_resource_group": "rg-aks-untouched",
+        "workload_identity_identity_resource_group": IDENTITY_RG,
+        "workload_identity_location": "westeurope",
+        "workload_identity_webhook_mode": "addon",
+        "workload_identity_kube_context": "aks-untouched",
+        "workload_identity_workloads": [workload],
+    }
+    failed = run_playbook(estate.root / "untouched", "aks-untouched", host, estate.env, "site.yml", (), False)
+    assert failed.returncode != 0
+    assert "cluster aks-untouched: workload 'ghost': controllers: Deployment default/ghost-api does not exist" in (
+        failed.output
+    )
+    assert "Start enabling the OIDC issuer" not in failed.output
+    cluster = box.aks().managed_clusters.get("rg-aks-untouched", "aks-untouched")
+    assert not cluster.oidc_issuer_profile.enabled
+    writes = {
+        op: counts
+        for op, counts in box.control.stats()["operations"].items()
+        if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
+    }
+    assert writes == {}, writes
