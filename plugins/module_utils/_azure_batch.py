@@ -20,17 +20,23 @@ from typing import Any
 from ._azure_application import ApplicationApi
 from ._azure_batch_apps import ApplicationSide
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
-from ._azure_batch_removal import BatchRemoval
 from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
+from ._azure_batch_roles_record import CreatedRolesRecord
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
-from ._azure_role_assignment import Role, RoleAssignmentApi, ensure_role_assignment
+from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
-from ._ownership import fic_name, identity_marks, made_by_collection, owned_by, owner_cluster
+from ._ownership import (
+    fic_name,
+    identity_marks,
+    made_by_collection,
+    owned_by,
+    owner_cluster,
+)
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
@@ -50,7 +56,7 @@ def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     return []
 
 
-class Workloads(BatchRemoval):
+class Workloads(CreatedRolesRecord):
     """Reads (as its BatchReader base), plans and converges one cluster's workloads, of both kinds."""
 
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
@@ -161,6 +167,10 @@ class Workloads(BatchRemoval):
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned)
+        if not ours and after is not None:
+            identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
+            after = identity.after
+            planned["identity"] = brief(after)
         changed = (
             identity.changed
             or any(f["action"] != "unchanged" for f in fics)
@@ -286,26 +296,13 @@ class Workloads(BatchRemoval):
                     fics = self.remove_credentials(
                         IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), ours, check_mode
                     )
-                    declared = {
-                        (parse_scope(spec.scope).key, self._resolve(batch, workload, reads, position).guid)
-                        for position, spec in enumerate(workload.roles)
-                    }
-                    roles = self.remove_assignments(
-                        batch, identity["principal_id"], identity["name"], reads, check_mode, only=declared
-                    )
-                    if fics or roles:
+                    roles, record = self.remove_created_assignments(batch, workload, identity, reads, check_mode)
+                    if fics or roles or record:
                         before = {"federated_credentials": [f["name"] for f in fics]}
             done.append(
                 removal_result(workload, identity_result(identity, workload.identity_name, action), fics, roles, before)
             )
         return batch_report(done, self._prune(batch, reads, {}, check_mode))
-
-    def _resolve(self, batch: Batch, workload: WorkloadSpec, reads: Reads, position: int) -> Role:
-        try:
-            return self.resolve(workload.roles[position], reads)
-        except ValidationError as exc:
-            where = f"cluster {batch.cluster}: workload '{workload.name}': roles[{position}]"
-            raise ValidationError([f"{where}: {p}" for p in exc.problems]) from exc
 
     def _prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool) -> Pruned:
         """What this collection made for this cluster and the list no longer declares (only with prune)."""

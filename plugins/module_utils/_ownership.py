@@ -60,6 +60,42 @@ def owned_by(tags: Mapping[str, str] | None, cluster: str) -> bool:
     return made_by_collection(tags) and owner_cluster(tags) == cluster
 
 
+# Role assignments this collection created on an identity it did not make, per cluster and workload: ARM cannot
+# tell them from the ones an operator made before (same principal, role and scope), so the identity records a
+# digest of each (scope, role) it created, and teardown removes only those. Tag values hold 256 characters: the
+# record spills into numbered keys (":2", ":3", ...).
+CREATED_ROLES_TAG = "wi-created-roles"
+_DIGESTS_PER_TAG = 23  # 10 hex characters and a comma each
+
+
+def role_digest(scope_key: str, role_guid: str) -> str:
+    """A short, stable name for one (scope, role definition) pair."""
+    return hashlib.sha256(f"{scope_key.lower()}|{role_guid.lower()}".encode()).hexdigest()[:10]
+
+
+def _created_roles_key(cluster: str, namespace: str, workload: str) -> str:
+    return f"{CREATED_ROLES_TAG}:{cluster}:{namespace}:{workload}"
+
+
+def created_roles_tags(cluster: str, namespace: str, workload: str, digests: set[str]) -> dict[str, str]:
+    """The identity tags recording these digests for one workload."""
+    key, ordered = _created_roles_key(cluster, namespace, workload), sorted(digests)
+    chunks = [ordered[i : i + _DIGESTS_PER_TAG] for i in range(0, len(ordered), _DIGESTS_PER_TAG)]
+    return {key if n == 0 else f"{key}:{n + 1}": ",".join(chunk) for n, chunk in enumerate(chunks)}
+
+
+def created_role_digests(tags: Mapping[str, str] | None, cluster: str, namespace: str, workload: str) -> set[str]:
+    """What the identity records as created by this collection for one workload."""
+    return {
+        d for key in created_roles_keys(tags, cluster, namespace, workload) for d in (tags or {})[key].split(",") if d
+    }
+
+
+def created_roles_keys(tags: Mapping[str, str] | None, cluster: str, namespace: str, workload: str) -> list[str]:
+    key = _created_roles_key(cluster, namespace, workload)
+    return [k for k in (tags or {}) if k == key or (k.startswith(key + ":") and k[len(key) + 1 :].isdigit())]
+
+
 # Applications carry string tags (Graph has no key/value tags): the collection's and this cluster's.
 APP_CLUSTER_TAG_PREFIX = "wi-cluster:"
 APP_WORKLOAD_TAG_PREFIX = "wi-workload:"

@@ -69,6 +69,7 @@ class Estate:
         self.core, self.apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
         self.runs = 0
         self.original: dict[str, Any] = {}  # the walkthrough's objects before the collection came
+        self.original_roles: list[tuple[str, str]] = []
 
     def workload(self) -> dict[str, Any]:
         return {
@@ -159,6 +160,7 @@ def estate(
     made = Estate(box, root, scope, identity)
     newest_pods(made.core, made.apps, "payments", "payments")
     made.original = made.kube_state()
+    made.original_roles = assignments(made)
     yield made
 
 
@@ -224,7 +226,11 @@ def test_teardown_gives_every_kubernetes_object_back_as_the_operator_made_it(est
     assert estate.kube_state() == estate.original
     deployment = estate.apps.read_namespaced_deployment("payments", "payments")
     assert not [k for k in deployment.metadata.annotations or {} if k.startswith("workload-identity.aks/")]
-    # The operator's identity and credential stay (this collection did not make them).
+    # The operator's identity, credential and role assignment stay (this collection did not make them), and the
+    # identity carries nothing of this collection's any more.
+    assert assignments(estate) == estate.original_roles
+    identity = estate.box.msi().user_assigned_identities.get(IDENTITY_RG, "payments-identity")
+    assert not [k for k in identity.tags or {} if k.startswith("wi-")]
     assert [(name, subject) for name, _issuer, subject in fics(estate)] == [
         ("payments-federated", "system:serviceaccount:payments:payments-sa")
     ]

@@ -155,8 +155,32 @@ def test_removal_of_an_identity_made_elsewhere_takes_only_this_clusters_trust_an
     assert row["identity"]["action"] == "kept"
     assert [f["name"] for f in row["federated_credentials"]] == [fic_name(CLUSTER, "system:serviceaccount:shop:orders")]
     assert [r["role"] for r in row["role_assignments"]] == ["Reader"]
-    assert [w[:2] for w in estate.writes] == [("fic", "delete"), ("role", "delete")]
+    # The credential and the assignment this collection made, then its record of that assignment on their identity.
+    assert [w[:2] for w in estate.writes] == [("fic", "delete"), ("role", "delete"), ("identity", "put")]
     assert theirs.id.lower() in estate.identities.items and [a.name for a in estate.roles.items] == ["their-role"]
+    assert estate.identities.items[theirs.id.lower()]["tags"] == {"team": "shop"}
+
+
+def test_an_assignment_that_was_there_before_is_adopted_and_outlives_the_teardown() -> None:
+    """The walkthrough's assignment (made by the operator) and one the collection adds, on the operator's identity."""
+    estate = Estate()
+    theirs = IdentityRef(SUB, "rg-ids", "id-by-hand")
+    made = estate.identities.put(theirs, "westeurope", {})
+    estate.roles.items.append(assignment(DATA, BLOB, made["principal_id"], "made-by-the-operator"))
+    listed = [
+        {
+            **orders({"role": "Storage Blob Data Contributor", "scope": DATA}, {"role": "Reader", "scope": DATA}),
+            "identity_name": "id-by-hand",
+        }
+    ]
+    first = estate.run(listed)["workloads"][0]
+    assert [r["action"] for r in first["role_assignments"]] == ["unchanged", "created"]
+    tags = estate.identities.items[theirs.id.lower()]["tags"]
+    assert list(tags) == [f"wi-created-roles:{CLUSTER}:shop:orders"] and len(tags[next(iter(tags))]) == 10
+    assert estate.run(listed)["changed"] is False  # recorded once
+    estate.run(listed, state="absent")
+    assert [a.name for a in estate.roles.items] == ["made-by-the-operator"]
+    assert estate.identities.items[theirs.id.lower()]["tags"] == {}
 
 
 def test_removal_of_ours_deletes_roles_first_then_the_identity() -> None:

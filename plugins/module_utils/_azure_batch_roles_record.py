@@ -1,0 +1,99 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): which role assignments on an identity made elsewhere are ours.
+
+An operator's identity (declared with ``identity_name``) may already hold the very assignment a workload declares:
+ARM shows it exactly as one this collection would have made (same principal, role and scope). So that a teardown
+removes only what the collection created, the identity records a digest of each (scope, role) the collection
+created for a workload (``_ownership.created_roles_tags``); an assignment that was there before is adopted and
+never recorded, and so stays. Identities this collection made go whole and need no record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ._azure_batch_reads import Batch, Reads
+from ._azure_batch_removal import BatchRemoval
+from ._azure_identity import ensure_identity
+from ._azure_role_assignment import Role
+from ._errors import ValidationError
+from ._ids import IdentityRef, parse_scope
+from ._inventory import WorkloadSpec
+from ._ownership import created_role_digests, created_roles_keys, created_roles_tags, role_digest
+from ._results import IdentityState, Outcome, PrunedAssignment, RoleAssignmentRow
+
+
+class CreatedRolesRecord(BatchRemoval):
+    def record_created_roles(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        ref: IdentityRef,
+        identity: Outcome[IdentityState],
+        roles: list[RoleAssignmentRow],
+        check_mode: bool,
+    ) -> Outcome[IdentityState]:
+        """Add the assignments this run created to the identity's record; the identity's outcome, recording included."""
+        after = identity.after
+        assert after is not None  # the caller passes an identity that exists
+        recorded = created_role_digests(after["tags"], batch.cluster, workload.namespace, workload.name)
+        created = {
+            role_digest(parse_scope(row["scope"]).key, row["role_definition_guid"])
+            for row in roles
+            if row["action"] == "created"
+        }
+        if created <= recorded:
+            return identity
+        recording = ensure_identity(
+            self.identities,
+            ref,
+            state="present",
+            location=None,
+            tags=created_roles_tags(batch.cluster, workload.namespace, workload.name, recorded | created),
+            purge_tags=False,
+            check_mode=check_mode,
+            known=after,
+        )
+        return recording if identity.action == "unchanged" else dataclasses.replace(identity, after=recording.after)
+
+    def remove_created_assignments(
+        self, batch: Batch, workload: WorkloadSpec, identity: IdentityState, reads: Reads, check_mode: bool
+    ) -> tuple[list[PrunedAssignment], list[str]]:
+        """Teardown on an identity made elsewhere: the declared assignments it records as created, then the record.
+
+        Returns the removed assignments and the record's tag keys that were (or would be) dropped.
+        """
+        created = created_role_digests(identity["tags"], batch.cluster, workload.namespace, workload.name)
+        declared = {
+            (parse_scope(spec.scope).key, self.resolve_declared(batch, workload, reads, position).guid)
+            for position, spec in enumerate(workload.roles)
+        }
+        removed = self.remove_assignments(
+            batch,
+            identity["principal_id"],
+            identity["name"],
+            reads,
+            check_mode,
+            only={pair for pair in declared if role_digest(*pair) in created},
+        )
+        record = created_roles_keys(identity["tags"], batch.cluster, workload.namespace, workload.name)
+        if record:
+            ensure_identity(
+                self.identities,
+                batch.ref_of(identity),
+                state="present",
+                location=None,
+                tags={k: v for k, v in identity["tags"].items() if k not in record},
+                purge_tags=True,
+                check_mode=check_mode,
+                known=identity,
+            )
+        return removed, record
+
+    def resolve_declared(self, batch: Batch, workload: WorkloadSpec, reads: Reads, position: int) -> Role:
+        try:
+            return self.resolve(workload.roles[position], reads)
+        except ValidationError as exc:
+            where = f"cluster {batch.cluster}: workload '{workload.name}': roles[{position}]"
+            raise ValidationError([f"{where}: {p}" for p in exc.problems]) from exc
