@@ -116,4 +116,12 @@ options:
       token_expiration:
         description: Lifetime of the projected service account token, in seconds (3600-86400).
         type: int
+      rebind:
+        description:
+          - An existing ServiceAccount that already names another client id (bound by hand to some other identity)
+            is refused by default, naming that client id, because moving it changes what its pods sign in as.
+          - V(true) moves it to this workload's identity (the client id it had is recorded, and put back by
+            teardown). To keep the identity it has instead, set O(workloads[].identity_name) to that identity.
+        type: bool
+        default: false
 """

@@ -38,7 +38,7 @@ class Field:
     """One field of the schema: what the docs say and the validator enforces."""
 
     name: str
-    type: str  # str, int, list, dict
+    type: str  # str, int, bool, list, dict
     required: bool
     description: str
     aliases: tuple[str, ...] = ()
@@ -59,6 +59,7 @@ WORKLOAD_FIELDS = (
     Field("tags", "dict", False, "Extra tags for an identity this collection makes."),
     Field("controllers", "list", False, "Pod controllers to bind, each a kind and a name.", ("workloads",)),
     Field("token_expiration", "int", False, "Lifetime of the projected token, 3600-86400 seconds."),
+    Field("rebind", "bool", False, "Move a ServiceAccount an operator bound to another client id to this identity."),
 )
 ROLE_FIELDS = (
     Field("role", "str", True, "A role name, GUID or role definition id."),
@@ -109,6 +110,8 @@ class WorkloadSpec:
     application_unique_name: str | None = None
     application_id: str | None = None
     application_display_name: str | None = None
+    # An existing ServiceAccount that names another client id is refused unless the inventory says to move it.
+    rebind: bool = False
 
     @property
     def is_application(self) -> bool:
@@ -253,6 +256,9 @@ def _workload(
         controllers_raw, f"{label}: {controllers_field}", str(name), str(namespace), seen, problems
     )
     expiration = _token_expiration(raw.get("token_expiration"), label, problems)
+    rebind = raw.get("rebind", False)
+    if not isinstance(rebind, bool):
+        problems.append(f"{label}: rebind: must be true or false (got {rebind!r})")
     if len(problems) != before:
         return None
     return WorkloadSpec(
@@ -268,6 +274,7 @@ def _workload(
         expiration,
         str(kind),
         *app,
+        rebind=bool(rebind),
     )
 
 

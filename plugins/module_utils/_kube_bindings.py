@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._inventory import WorkloadSpec
+from ._kube_adoption import CLIENT_ID, foreign_binding
 from ._kube_client import KubeClient
 from ._kube_patch import combine, dig, merge_patch, nest
 from ._kube_plan import Change, Plan
@@ -39,7 +40,6 @@ from ._ownership import (
 )
 
 # The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
-CLIENT_ID = "azure.workload.identity/client-id"
 TENANT_ID = "azure.workload.identity/tenant-id"
 TOKEN_EXPIRATION = "azure.workload.identity/service-account-token-expiration"
 USE_LABEL = "azure.workload.identity/use"
@@ -263,6 +263,9 @@ class Bindings:
         bound: set[tuple[str, str, str]] = set()
         for spec in specs:
             current_sa = accounts[spec.namespace].get(spec.service_account)
+            conflict = foreign_binding(self.cluster, spec, client_ids.get(spec.name), current_sa)
+            if conflict:
+                plan.problems.append(conflict)
             plan.service_accounts.append(self._bind_account(spec, client_ids.get(spec.name), current_sa))
             for ref in spec.controllers:
                 kind, name = ref.kind, ref.name

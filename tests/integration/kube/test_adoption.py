@@ -273,3 +273,32 @@ def test_a_conflict_found_by_the_plan_leaves_the_cluster_untouched_issuer_includ
         if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
     }
     assert writes == {}, writes
+
+
+def test_an_account_bound_by_hand_to_another_identity_is_refused_before_any_change(estate: Estate) -> None:
+    """A ServiceAccount that names another client id is not silently moved to a new identity: the plan says how."""
+    kubectl = [KUBECTL, "--kubeconfig", str(estate.box.state_dir / "kubeconfig"), "--context", CLUSTER]
+    subprocess.run([*kubectl, "create", "serviceaccount", "reports", "-n", "payments"], check=True, capture_output=True)
+    subprocess.run(
+        [*kubectl, "annotate", "serviceaccount", "reports", "-n", "payments", "azure.workload.identity/client-id=abc"],
+        check=True,
+        capture_output=True,
+    )
+    estate.box.control.reset_stats()
+    reports = {"name": "reports", "namespace": "payments", "service_account": "reports", "roles": []}
+    host = {
+        "workload_identity_cluster_resource_group": CLUSTER_RG,
+        "workload_identity_identity_resource_group": IDENTITY_RG,
+        "workload_identity_location": "westeurope",
+        "workload_identity_webhook_mode": "addon",
+        "workload_identity_kube_context": CLUSTER,
+        "workload_identity_workloads": [reports],
+    }
+    refused = run_playbook(estate.root / "rebind-refused", CLUSTER, host, estate.env, "site.yml", (), False)
+    assert refused.returncode != 0
+    assert "service_account: payments/reports is bound to client id abc, not the new identity" in refused.output
+    assert "set rebind: true" in refused.output
+    writes = [op for op in estate.box.control.stats()["operations"] if op.rsplit(".", 1)[-1] in ("put", "delete")]
+    assert writes == []
+    account = estate.core.read_namespaced_service_account("reports", "payments")
+    assert account.metadata.annotations == {"azure.workload.identity/client-id": "abc"}

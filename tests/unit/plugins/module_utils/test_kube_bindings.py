@@ -260,3 +260,28 @@ def test_an_adoption_record_edited_into_nonsense_restores_nothing_rather_than_gu
     cluster.objects[path]["metadata"]["annotations"][ADOPTED_ANNOTATION] = "not json"
     engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
     assert cluster.objects[path]["metadata"]["annotations"] == {"team": "shop"}
+
+
+def test_an_account_bound_by_hand_to_another_client_id_is_refused_unless_rebind() -> None:
+    cluster = walkthrough_cluster()  # the account names c-by-hand
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    refused = engine.plan_present(specs(ORDERS), {"orders": "c-new"}, prune=False, missing="fail")
+    assert refused.problems == [
+        "cluster aks-dev: workload 'orders': service_account: shop/orders is bound to client id c-by-hand, not client "
+        "id c-new; to keep that identity, set identity_name (and identity_resource_group) to it and it is adopted; to "
+        "move the account to this workload's identity, set rebind: true"
+    ]
+    # Before the identity exists (a plan in check mode) the same account is refused too.
+    assert (
+        "not the new identity id-aks-dev-shop-orders"
+        in engine.plan_present(specs(ORDERS), {}, False, "fail").problems[0]
+    )
+    moved = engine.plan_present(specs({**ORDERS, "rebind": True}), {"orders": "c-new"}, prune=False, missing="fail")
+    assert moved.problems == []
+    engine.apply(moved, "present")
+    path = "/api/v1/namespaces/shop/serviceaccounts/orders"
+    assert cluster.objects[path]["metadata"]["annotations"][CLIENT_ID] == "c-new"
+    # Once it is this collection's, later runs may change it without rebind (e.g. a new identity).
+    assert engine.plan_present(specs(ORDERS), {"orders": "c-newer"}, False, "fail").problems == []
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    assert cluster.objects[path]["metadata"]["annotations"][CLIENT_ID] == "c-by-hand"  # given back
