@@ -36,7 +36,8 @@ class CreatedRolesRecord(BatchRemoval):
     ) -> Outcome[IdentityState]:
         """Add the assignments this run created to the identity's record; the identity's outcome, recording included."""
         after = identity.after
-        assert after is not None  # the caller passes an identity that exists
+        if after is None:  # nothing to record on: the caller passes an identity that exists
+            return identity
         recorded = created_role_digests(after["tags"], batch.cluster, workload.namespace, workload.name)
         created = {
             role_digest(parse_scope(row["scope"]).key, row["role_definition_guid"])
