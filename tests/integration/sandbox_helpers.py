@@ -243,8 +243,9 @@ class Cli:
         cli.run("cloud", "set", "-n", "Sandbox")
         return cli
 
-    def login(self, sandbox: Sandbox) -> None:
-        self.run(
+    def login(self, sandbox: Sandbox) -> Any:
+        """`az login` as the sandbox's admin service principal; the accounts it lists."""
+        return self.json(
             "login",
             "--service-principal",
             "-u",

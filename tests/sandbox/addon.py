@@ -35,6 +35,7 @@ from .tls import issue_server_certificate
 WEBHOOK_BINARY = "azure-wi-webhook"
 # The names AKS's add-on (and the chart) use: a cluster holds at most one of them.
 CONFIGURATION_NAME = "azure-wi-webhook-mutating-webhook-configuration"
+CONFIGURATION_PATH = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{CONFIGURATION_NAME}"
 WEBHOOK_NAME = "mutation.azure-workload-identity.io"
 # controller-runtime's webhook server port; cmd/webhook has no flag to change it.
 WEBHOOK_PORT = 9443
@@ -170,19 +171,17 @@ class ManagedWebhooks:
         started = time.monotonic()
         self._wait_serving(url, folder / f"{WEBHOOK_BINARY}.log")
         configuration = mutating_webhook_configuration(url, (state / "ca.pem").read_bytes())
-        path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{CONFIGURATION_NAME}"
         current = self._registered(details)
         if current is None:
-            self.kube.request(details, "POST", path.rsplit("/", 1)[0], configuration)
+            self.kube.request(details, "POST", CONFIGURATION_PATH.rsplit("/", 1)[0], configuration)
         else:
             configuration["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            self.kube.request(details, "PUT", path, configuration)
+            self.kube.request(details, "PUT", CONFIGURATION_PATH, configuration)
         print(f"workload-identity webhook for {name} serving in {time.monotonic() - started:.2f} s", flush=True)
 
     def stop(self, key: str, details: dict[str, Any] | None) -> None:
         if details is not None:
-            path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{CONFIGURATION_NAME}"
-            self.kube.request(details, "DELETE", path, missing_ok=True)
+            self.kube.request(details, "DELETE", CONFIGURATION_PATH, missing_ok=True)
         self.kube.stop_process(key, WEBHOOK_BINARY)
         bridge = self._bridges.pop(key, None)
         if bridge is not None:
@@ -199,8 +198,7 @@ class ManagedWebhooks:
             self.forget(key)
 
     def _registered(self, details: dict[str, Any]) -> dict[str, Any] | None:
-        path = f"/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{CONFIGURATION_NAME}"
-        found: dict[str, Any] | None = self.kube.request(details, "GET", path, missing_ok=True)
+        found: dict[str, Any] | None = self.kube.request(details, "GET", CONFIGURATION_PATH, missing_ok=True)
         return found
 
     def _wait_serving(self, url: str, log: Path) -> None:

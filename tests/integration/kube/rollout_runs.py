@@ -32,6 +32,21 @@ class Run:
         return dict(json.loads((self.report_dir / f"{self.cluster}{'.plan' if plan else ''}.json").read_text()))
 
 
+def cluster_host(
+    cluster: str, cluster_rg: str, identity_rg: str, workloads: list[dict[str, Any]], **more: Any
+) -> dict[str, Any]:
+    """An inventory host for one sandbox cluster in addon mode (its kube context named as the cluster)."""
+    return {
+        "workload_identity_cluster_resource_group": cluster_rg,
+        "workload_identity_identity_resource_group": identity_rg,
+        "workload_identity_location": "westeurope",
+        "workload_identity_webhook_mode": "addon",
+        "workload_identity_kube_context": cluster,
+        "workload_identity_workloads": workloads,
+        **more,
+    }
+
+
 def run_playbook(
     folder: Path,
     cluster: str,

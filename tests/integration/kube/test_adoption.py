@@ -22,7 +22,7 @@ from azure.identity import WorkloadIdentityCredential
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, run_playbook
 from tests.integration.sandbox_helpers import AZ, PROJECT, Cli, Sandbox
 from tests.sandbox.demo import ansible_env, ensure_resource_chain
 from tests.sandbox.pods import injected, newest_pods, projected_token
@@ -84,14 +84,7 @@ class Estate:
 
     def run(self, playbook: str = "site.yml", *options: str) -> Run:
         self.runs += 1
-        host = {
-            "workload_identity_cluster_resource_group": CLUSTER_RG,
-            "workload_identity_identity_resource_group": IDENTITY_RG,
-            "workload_identity_location": "westeurope",
-            "workload_identity_webhook_mode": "addon",
-            "workload_identity_kube_context": CLUSTER,
-            "workload_identity_workloads": [self.workload()],
-        }
+        host = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, [self.workload()])
         return run_playbook(self.root / f"run-{self.runs}", CLUSTER, host, self.env, playbook, options)
 
     def kube_state(self) -> dict[str, Any]:
@@ -162,6 +155,15 @@ def estate(
     made.original = made.kube_state()
     made.original_roles = assignments(made)
     yield made
+
+
+def write_requests(box: Sandbox) -> list[str]:
+    """The ARM and Graph operations that wrote something since the stats were reset."""
+    return [
+        op
+        for op in box.control.stats()["operations"]
+        if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
+    ]
 
 
 def fics(estate: Estate) -> list[tuple[str, str, str]]:
@@ -251,14 +253,7 @@ def test_a_conflict_found_by_the_plan_leaves_the_cluster_untouched_issuer_includ
         "roles": [{"role": "Reader", "scope": estate.scope}],
         "controllers": [{"kind": "Deployment", "name": "ghost-api"}],
     }
-    host = {
-        "workload_identity_cluster_resource_group": "rg-aks-untouched",
-        "workload_identity_identity_resource_group": IDENTITY_RG,
-        "workload_identity_location": "westeurope",
-        "workload_identity_webhook_mode": "addon",
-        "workload_identity_kube_context": "aks-untouched",
-        "workload_identity_workloads": [workload],
-    }
+    host = cluster_host("aks-untouched", "rg-aks-untouched", IDENTITY_RG, [workload])
     failed = run_playbook(estate.root / "untouched", "aks-untouched", host, estate.env, "site.yml", (), False)
     assert failed.returncode != 0
     assert "cluster aks-untouched: workload 'ghost': controllers: Deployment default/ghost-api does not exist" in (
@@ -267,12 +262,7 @@ def test_a_conflict_found_by_the_plan_leaves_the_cluster_untouched_issuer_includ
     assert "Start enabling the OIDC issuer" not in failed.output
     cluster = box.aks().managed_clusters.get("rg-aks-untouched", "aks-untouched")
     assert not cluster.oidc_issuer_profile.enabled
-    writes = {
-        op: counts
-        for op, counts in box.control.stats()["operations"].items()
-        if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
-    }
-    assert writes == {}, writes
+    assert write_requests(box) == []
 
 
 def test_an_account_bound_by_hand_to_another_identity_is_refused_before_any_change(estate: Estate) -> None:
@@ -286,19 +276,11 @@ def test_an_account_bound_by_hand_to_another_identity_is_refused_before_any_chan
     )
     estate.box.control.reset_stats()
     reports = {"name": "reports", "namespace": "payments", "service_account": "reports", "roles": []}
-    host = {
-        "workload_identity_cluster_resource_group": CLUSTER_RG,
-        "workload_identity_identity_resource_group": IDENTITY_RG,
-        "workload_identity_location": "westeurope",
-        "workload_identity_webhook_mode": "addon",
-        "workload_identity_kube_context": CLUSTER,
-        "workload_identity_workloads": [reports],
-    }
+    host = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, [reports])
     refused = run_playbook(estate.root / "rebind-refused", CLUSTER, host, estate.env, "site.yml", (), False)
     assert refused.returncode != 0
     assert "service_account: payments/reports is bound to client id abc, not the new identity" in refused.output
     assert "set rebind: true" in refused.output
-    writes = [op for op in estate.box.control.stats()["operations"] if op.rsplit(".", 1)[-1] in ("put", "delete")]
-    assert writes == []
+    assert write_requests(estate.box) == []
     account = estate.core.read_namespaced_service_account("reports", "payments")
     assert account.metadata.annotations == {"azure.workload.identity/client-id": "abc"}

@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, run_playbook
 from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 
@@ -48,16 +48,8 @@ class Estate:
         **host_vars: Any,
     ) -> Run:
         self.runs += 1
-        host = {
-            "workload_identity_cluster_resource_group": CLUSTER_RG,
-            "workload_identity_identity_resource_group": IDENTITY_RG,
-            "workload_identity_location": "westeurope",
-            "workload_identity_webhook_mode": "addon",
-            "workload_identity_kube_context": CLUSTER,
-            "workload_identity_prune": True,
-            "workload_identity_workloads": workloads,
-            **host_vars,
-        }
+        more = {"workload_identity_prune": True, **host_vars}
+        host = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, workloads, **more)
         folder = self.root / f"run-{self.runs}"
         return run_playbook(folder, CLUSTER, host, {**self.env, **(env or {})}, playbook, options, expect_ok)
 

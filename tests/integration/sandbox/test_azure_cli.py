@@ -36,15 +36,7 @@ def test_login_and_the_workload_identity_objects(az: Cli, sandbox: Sandbox) -> N
         check=False,
     )
     assert wrong.returncode != 0 and "AADSTS7000215" in wrong.stderr
-    accounts = az.json(
-        "login",
-        "--service-principal",
-        "-u",
-        sandbox.env["AZURE_CLIENT_ID"],
-        "--password=" + sandbox.env["AZURE_CLIENT_SECRET"],  # a secret may start with '-'
-        "--tenant",
-        sandbox.tenant_id,
-    )
+    accounts = az.login(sandbox)
     assert [a["id"] for a in accounts] == [sandbox.subscription_id]
     az.run("group", "create", "-n", "rg-cli", "-l", "westeurope")
     identity = az.json("identity", "create", "-g", "rg-cli", "-n", "orders-api")
