@@ -124,4 +124,13 @@ options:
             teardown). To keep the identity it has instead, set O(workloads[].identity_name) to that identity.
         type: bool
         default: false
+      teardown_adopted:
+        description:
+          - An identity named by O(workloads[].identity_name) that this collection did not make, or an application
+            named by O(workloads[].application_id), is adopted. By default O(state=absent) keeps it, and removes only
+            this cluster's federated credentials and the role assignments this collection created on it.
+          - V(true) makes O(state=absent) delete it as if this collection had made it, every role assignment of its
+            principal first. The Kubernetes side still gets back what it had before.
+        type: bool
+        default: false
 """

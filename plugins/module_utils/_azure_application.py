@@ -209,3 +209,15 @@ def ensure_application(
             after = application_state({**app, **changes}, api.ensure_principal(str(app["appId"])))
     notes = [] if principal else ["its service principal is created"]
     return Outcome(True, "updated", before, after, notes)
+
+
+def ensure_application_tags(
+    api: ApplicationApi, app: dict[str, Any], principal: dict[str, Any] | None, tags: list[str], check_mode: bool
+) -> Outcome[ApplicationState]:
+    """Exactly these tags on an existing application (an operator's, for this collection's records on it)."""
+    before = application_state(app, principal)
+    if list(app.get("tags") or []) == tags:
+        return Outcome(False, "unchanged", before, before)
+    if not check_mode:
+        api.update(str(app["id"]), {"tags": tags})
+    return Outcome(True, "updated", before, application_state({**app, "tags": tags}, principal))

@@ -269,7 +269,8 @@ class Workloads(CreatedRolesRecord):
 
         An identity this collection made for this cluster goes whole: its role assignments first (Azure would
         leave them behind, orphaned), then the identity, which takes its federated credentials with it. An
-        identity made elsewhere stays: only this cluster's credentials on it and the declared assignments go.
+        identity made elsewhere stays (unless the workload says ``teardown_adopted``): only this cluster's
+        credentials on it and the declared assignments this collection created go.
         """
         done = []
         for workload in batch.workloads:
@@ -283,7 +284,10 @@ class Workloads(CreatedRolesRecord):
             before: dict[str, Any] | None = None
             if identity is None:
                 action = "absent"
-            elif owned_by(identity["tags"], batch.cluster):
+            elif owned_by(identity["tags"], batch.cluster) or (
+                workload.teardown_adopted and not made_by_collection(identity["tags"])
+            ):
+                # Ours, or adopted and the inventory says to remove it all the same.
                 before = {"identity": brief(identity)}
                 roles = self.remove_assignments(batch, identity["principal_id"], identity["name"], reads, check_mode)
                 action = self._remove_identity(batch, identity, check_mode)

@@ -11,17 +11,42 @@ the operator's: never renamed, re-tagged or deleted.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ._azure_application import ApplicationApi, ApplicationFicApi, application_state, ensure_application
+from ._azure_application import (
+    ApplicationApi,
+    ApplicationFicApi,
+    application_state,
+    ensure_application,
+    ensure_application_tags,
+)
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved, role_key
 from ._azure_batch_report import removal_result, workload_names
 from ._azure_graph import OWNED_BY, PERMISSION_HINT, WRITE_ALL
 from ._errors import AzureApiError, ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
-from ._ownership import application_cluster_tag, application_marks, application_owner_cluster, fic_name
-from ._results import ApplicationState, FederatedCredentialRow, IdentityResult, Pruned, PrunedAssignment, WorkloadResult
+from ._ownership import (
+    app_created_role_digests,
+    app_created_roles_entries,
+    app_created_roles_tags,
+    application_cluster_tag,
+    application_marks,
+    application_owner_cluster,
+    fic_name,
+    role_digest,
+)
+from ._results import (
+    ApplicationState,
+    FederatedCredentialRow,
+    IdentityResult,
+    Outcome,
+    Pruned,
+    PrunedAssignment,
+    RoleAssignmentRow,
+    WorkloadResult,
+)
 
 if TYPE_CHECKING:
     from ._azure_batch import Workloads
@@ -127,6 +152,9 @@ class ApplicationSide:
         sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
         listed = reads.assignments.get(sp.lower(), []) if principal else []
         roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned)
+        if not ours and app is not None:
+            outcome = self._record_created_roles(batch, workload, app, principal, outcome, roles, check_mode)
+            after = outcome.after
         changed = (
             outcome.changed
             or any(f["action"] != "unchanged" for f in fics)
@@ -141,6 +169,44 @@ class ApplicationSide:
         }
         return result, {"before": seen, "after": planned}
 
+    def _record_created_roles(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        app: dict[str, Any],
+        principal: dict[str, Any] | None,
+        outcome: Outcome[ApplicationState],
+        roles: list[RoleAssignmentRow],
+        check_mode: bool,
+    ) -> Outcome[ApplicationState]:
+        """An operator's application records the assignments this run created, so teardown removes only those.
+
+        Recording needs write access to that application; without it (Application.ReadWrite.OwnedBy and not an
+        owner), the assignments are kept on teardown, and the result says so.
+        """
+        tags = list(app.get("tags") or [])
+        args = (batch.cluster, workload.namespace, workload.name)
+        recorded = app_created_role_digests(tags, *args)
+        created = {
+            role_digest(parse_scope(row["scope"]).key, row["role_definition_guid"])
+            for row in roles
+            if row["action"] == "created"
+        }
+        if created <= recorded:
+            return outcome
+        old = set(app_created_roles_entries(tags, *args))
+        wanted = [t for t in tags if t not in old] + app_created_roles_tags(*args, recorded | created)
+        try:
+            recording = ensure_application_tags(self.api, app, principal, wanted, check_mode)
+        except AzureApiError as exc:
+            if exc.status != 403:
+                raise
+            for row in roles:
+                if row["action"] == "created":
+                    row["notes"].append("not recorded on the application (no write access to it): teardown keeps it")
+            return outcome
+        return recording if outcome.action == "unchanged" else dataclasses.replace(outcome, after=recording.after)
+
     # -- removing -------------------------------------------------------------------------------------
     def remove(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool
@@ -153,7 +219,9 @@ class ApplicationSide:
         before: dict[str, Any] | None = None
         if app is None or state is None:
             action = "absent"
-        elif workload.application_id is None and application_owner_cluster(app.get("tags")) == batch.cluster:
+        elif (workload.application_id is None and application_owner_cluster(app.get("tags")) == batch.cluster) or (
+            workload.application_id is not None and workload.teardown_adopted
+        ):
             before = {"application": _brief(state)}
             roles = self.engine.remove_assignments(
                 batch, state["service_principal_id"], state["display_name"], reads, check_mode
@@ -165,11 +233,19 @@ class ApplicationSide:
                 parent = ApplicationFicApi(self.api, str(app["id"]), state["display_name"])
                 names = [fic_name(batch.cluster, s) for s in workload.subjects]
                 fics = self.engine.remove_credentials(parent, reads.app_fics.get(str(app["id"]), []), names, check_mode)
+                args = (batch.cluster, workload.namespace, workload.name)
+                created = app_created_role_digests(state["tags"], *args)
                 declared = {
-                    (parse_scope(spec.scope).key, self.engine.resolve(spec, reads).guid) for spec in workload.roles
+                    (parse_scope(spec.scope).key, self.engine.resolve_declared(batch, workload, reads, n).guid)
+                    for n, spec in enumerate(workload.roles)
                 }
-                roles = self._unassign(batch, state, reads, check_mode, only=declared)
-                if fics or roles:
+                only = {pair for pair in declared if role_digest(*pair) in created}
+                roles = self._unassign(batch, state, reads, check_mode, only=only)
+                record = app_created_roles_entries(state["tags"], *args)
+                if record:
+                    kept = [t for t in state["tags"] if t not in record]
+                    ensure_application_tags(self.api, app, principal, kept, check_mode)
+                if fics or roles or record:
                     before = {"federated_credentials": [f["name"] for f in fics]}
         return removal_result(
             workload, _identity(state, workload, action, workload.application_id is None), fics, roles, before

@@ -60,6 +60,7 @@ WORKLOAD_FIELDS = (
     Field("controllers", "list", False, "Pod controllers to bind, each a kind and a name.", ("workloads",)),
     Field("token_expiration", "int", False, "Lifetime of the projected token, 3600-86400 seconds."),
     Field("rebind", "bool", False, "Move a ServiceAccount an operator bound to another client id to this identity."),
+    Field("teardown_adopted", "bool", False, "Teardown deletes its identity or app even if made elsewhere."),
 )
 ROLE_FIELDS = (
     Field("role", "str", True, "A role name, GUID or role definition id."),
@@ -112,6 +113,8 @@ class WorkloadSpec:
     application_display_name: str | None = None
     # An existing ServiceAccount that names another client id is refused unless the inventory says to move it.
     rebind: bool = False
+    # Teardown keeps an identity or application made elsewhere (adopted) unless the inventory says otherwise.
+    teardown_adopted: bool = False
 
     @property
     def is_application(self) -> bool:
@@ -256,9 +259,10 @@ def _workload(
         controllers_raw, f"{label}: {controllers_field}", str(name), str(namespace), seen, problems
     )
     expiration = _token_expiration(raw.get("token_expiration"), label, problems)
-    rebind = raw.get("rebind", False)
-    if not isinstance(rebind, bool):
-        problems.append(f"{label}: rebind: must be true or false (got {rebind!r})")
+    flags = {key: raw.get(key, False) for key in ("rebind", "teardown_adopted")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            problems.append(f"{label}: {key}: must be true or false (got {value!r})")
     if len(problems) != before:
         return None
     return WorkloadSpec(
@@ -274,7 +278,8 @@ def _workload(
         expiration,
         str(kind),
         *app,
-        rebind=bool(rebind),
+        rebind=bool(flags["rebind"]),
+        teardown_adopted=bool(flags["teardown_adopted"]),
     )
 
 

@@ -96,6 +96,31 @@ def created_roles_keys(tags: Mapping[str, str] | None, cluster: str, namespace: 
     return [k for k in (tags or {}) if k == key or (k.startswith(key + ":") and k[len(key) + 1 :].isdigit())]
 
 
+# An application made elsewhere (named by application_id) records the same digests in its string tags, as
+# "<key>=<digest>,<digest>..." with the key of created_roles_tags, each tag at most 256 characters.
+_APP_TAG_MAX = 256
+
+
+def app_created_roles_tags(cluster: str, namespace: str, workload: str, digests: set[str]) -> list[str]:
+    """The application tags recording these digests for one workload."""
+    key, ordered = _created_roles_key(cluster, namespace, workload), sorted(digests)
+    per_tag = max(1, (_APP_TAG_MAX - len(key) - 4) // 11)
+    chunks = [ordered[i : i + per_tag] for i in range(0, len(ordered), per_tag)]
+    return [f"{key if n == 0 else f'{key}:{n + 1}'}={','.join(chunk)}" for n, chunk in enumerate(chunks)]
+
+
+def app_created_roles_entries(tags: list[str] | None, cluster: str, namespace: str, workload: str) -> list[str]:
+    """The application's tags that are this workload's record."""
+    as_keys = {t.split("=", 1)[0]: t for t in tags or [] if "=" in t}
+    return [as_keys[k] for k in created_roles_keys(dict.fromkeys(as_keys, ""), cluster, namespace, workload)]
+
+
+def app_created_role_digests(tags: list[str] | None, cluster: str, namespace: str, workload: str) -> set[str]:
+    """What the application records as created by this collection for one workload."""
+    entries = app_created_roles_entries(tags, cluster, namespace, workload)
+    return {d for entry in entries for d in entry.split("=", 1)[1].split(",") if d}
+
+
 # Applications carry string tags (Graph has no key/value tags): the collection's and this cluster's.
 APP_CLUSTER_TAG_PREFIX = "wi-cluster:"
 APP_WORKLOAD_TAG_PREFIX = "wi-workload:"

@@ -199,3 +199,42 @@ class KubeBatchResult(TypedDict, total=False):
     service_accounts: list[KubeRow]
     controllers: list[KubeRow]
     diff: dict[str, Any]
+
+
+# -- discovery (service_accounts_info -> workload_identities_info) ----------------------------------
+class SeenController(TypedDict):
+    namespace: str
+    kind: str
+    name: str
+    service_account: str
+    use_label: bool  # its pod template already carries azure.workload.identity/use: "true"
+
+
+class BoundAccount(TypedDict):
+    namespace: str
+    service_account: str
+    client_id: str
+    tenant_id: str | None
+    token_expiration: str | None
+    workload: str | None  # the workload this collection bound it for, if it did
+    cluster: str | None  # the cluster this collection bound it on, if it did
+    controllers: list[SeenController]
+
+
+class PodIdentityBinding(TypedDict):
+    namespace: str
+    name: str
+    selector: str
+    identity: str  # the AzureIdentity's name, in the binding's namespace
+    identity_type: str | None  # user_assigned, service_principal, service_principal_certificate; None: not found
+    resource_id: str | None
+    client_id: str | None
+    controllers: list[SeenController]
+
+
+class KubeEstate(TypedDict):
+    service_accounts: list[BoundAccount]
+    pod_identity: list[PodIdentityBinding]
+    # Controllers labelled aadpodidbinding with a selector no binding has (they get no identity today).
+    unbound_pod_identity_controllers: list[SeenController]
+    requests: int

@@ -79,6 +79,12 @@ def _pid(folder: Path) -> int | None:
 def up(args: argparse.Namespace) -> int:
     folder = state_dir(args)
     port = _port(folder, args.port)
+    if _pid(folder) is not None:
+        lost = SandboxClient(f"https://127.0.0.1:{port}", folder / "ca.pem").call("GET", "/_sandbox/health")
+        if lost.get("kube_lost"):
+            # Its clusters' API servers are gone (killed from outside): a fresh sandbox rather than dead clusters.
+            print(f"sandbox running but lost {', '.join(lost['kube_lost'])}: restarting it", file=sys.stderr)
+            down(args)
     if _pid(folder) is None:
         log = (folder / "server.log").open("ab")
         process = subprocess.Popen(

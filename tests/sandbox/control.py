@@ -36,6 +36,7 @@ class ControlApi:
                         "status": "ok",
                         "tenant_id": app.tenant_id,
                         "kube": app.kube.pids(),
+                        "kube_lost": app.kube.lost(),
                         "kube_available": app.kube.available,
                         "kube_ready": app.kube_ready.is_set(),
                     },

@@ -129,6 +129,19 @@ class KubeControlPlane:
                 found["etcd"] = self._etcd.pid
             return found
 
+    def lost(self) -> list[str]:
+        """Components that were started and have exited since (killed from outside, or crashed)."""
+        with self._lock:
+            gone = [
+                f"{key}/{component}"
+                for key, processes in self._clusters.items()
+                for component, p in processes.items()
+                if p.poll() is not None
+            ]
+            if self._etcd is not None and self._etcd.poll() is not None:
+                gone.append("etcd")
+            return gone
+
     def folder(self, name: str) -> Path:
         """The cluster's working folder: its keys, kubeconfig, logs."""
         return self.dir / name
@@ -296,7 +309,9 @@ class KubeControlPlane:
             [
                 str(self.bin_dir / "etcd"),
                 "--name=sandbox",
-                f"--data-dir={self.dir / 'etcd'}",
+                # Per etcd version: 3.6 refuses data an older etcd wrote (its v2 WAL entries); an upgraded sandbox
+                # starts its clusters' objects afresh rather than failing to start.
+                f"--data-dir={self.dir / ('etcd-' + VERSIONS['ETCD_VERSION'])}",
                 f"--listen-client-urls=http://127.0.0.1:{client}",
                 f"--advertise-client-urls=http://127.0.0.1:{client}",
                 f"--listen-peer-urls=http://127.0.0.1:{peer}",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import WorkloadIdentityCredential
 
-from tests.integration.sandbox_helpers import PROJECT
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox.pods import injected, newest_pods, projected_token
 
 
 @dataclass
@@ -55,9 +60,16 @@ def run_playbook(
     playbook: str | Path = "site.yml",
     options: tuple[str, ...] = (),
     expect_ok: bool = True,
+    files: dict[str, str] | None = None,
 ) -> Run:
-    """One host (the cluster) with these variables, the playbook (a name under playbooks/ or a path), its output."""
+    """One host (the cluster) with these variables, the playbook (a name under playbooks/ or a path), its output.
+
+    ``files``: more of the inventory (``host_vars/<cluster>.yml``, say), by path under its folder.
+    """
     folder.mkdir()
+    for name, text in (files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
     host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **host_vars}
     (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {cluster: host}}}))
     done = subprocess.run(
@@ -79,3 +91,26 @@ def run_playbook(
     if expect_ok:
         assert done.returncode == 0, output[-8000:]
     return Run(cluster, done.returncode, output, folder / "reports")
+
+
+def pod_signs_in(box: Sandbox, core: Any, apps: Any, namespace: str, deployment: str) -> str:
+    """The deployment's newest pod signs in as itself: its projected token (requested as the kubelet would), as the
+    webhook injected it, exchanged at Entra. "ok", or what Entra said."""
+    pod = newest_pods(core, apps, namespace, deployment)[0]
+    mark = injected(pod)
+    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
+        handle.write(projected_token(core, pod))
+    try:
+        credential = WorkloadIdentityCredential(
+            tenant_id=mark.env["AZURE_TENANT_ID"],
+            client_id=mark.env["AZURE_CLIENT_ID"],
+            token_file_path=handle.name,
+            authority=mark.env["AZURE_AUTHORITY_HOST"],
+            connection_verify=box.ca,
+        )
+        credential.get_token(box.url + "/.default")
+        return "ok"
+    except ClientAuthenticationError as exc:
+        return str(exc)[:200]
+    finally:
+        os.unlink(handle.name)

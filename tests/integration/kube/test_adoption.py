@@ -8,24 +8,20 @@ must give back every Kubernetes object exactly as it was.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import WorkloadIdentityCredential
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook
 from tests.integration.sandbox_helpers import AZ, PROJECT, Cli, Sandbox
 from tests.sandbox.demo import ansible_env, ensure_resource_chain
-from tests.sandbox.pods import injected, newest_pods, projected_token
+from tests.sandbox.pods import newest_pods
 
 pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")
 
@@ -99,25 +95,7 @@ class Estate:
         }
 
     def sign_in(self) -> str:
-        """The pod signs in as itself: its projected token (requested as the kubelet would), exchanged at Entra."""
-        pod = newest_pods(self.core, self.apps, "payments", "payments")[0]
-        mark = injected(pod)
-        with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
-            handle.write(projected_token(self.core, pod))
-        try:
-            credential = WorkloadIdentityCredential(
-                tenant_id=mark.env["AZURE_TENANT_ID"],
-                client_id=mark.env["AZURE_CLIENT_ID"],
-                token_file_path=handle.name,
-                authority=mark.env["AZURE_AUTHORITY_HOST"],
-                connection_verify=self.box.ca,
-            )
-            credential.get_token(self.box.url + "/.default")
-            return "ok"
-        except ClientAuthenticationError as exc:
-            return str(exc)[:200]
-        finally:
-            os.unlink(handle.name)
+        return pod_signs_in(self.box, self.core, self.apps, "payments", "payments")
 
 
 @pytest.fixture(scope="module")

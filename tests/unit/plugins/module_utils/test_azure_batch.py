@@ -216,3 +216,18 @@ def test_no_op_reads_are_n_plus_three() -> None:
     assert estate.run(listed)["changed"] is False
     assert len(calls) == 5 + 3 and calls.count("list_all") == 6
     assert READER.name == "Reader"
+
+
+def test_teardown_adopted_deletes_an_identity_made_elsewhere_roles_first() -> None:
+    estate = Estate()
+    theirs = IdentityRef(SUB, "rg-ids", "id-by-hand")
+    made = estate.identities.put(theirs, "westeurope", {"team": "shop"})
+    estate.roles.items.append(assignment(DATA, BLOB, made["principal_id"], "made-by-the-operator"))
+    listed = [{**orders({"role": "Reader", "scope": DATA}), "identity_name": "id-by-hand", "teardown_adopted": True}]
+    estate.run(listed)
+    estate.writes.clear()
+    plan = estate.run(listed, check_mode=True, state="absent")
+    assert estate.writes == [] and plan["workloads"][0]["identity"]["action"] == "deleted"
+    estate.run(listed, state="absent")
+    assert [w[:2] for w in estate.writes] == [("role", "delete"), ("role", "delete"), ("identity", "delete")]
+    assert estate.identities.items == {} and estate.roles.items == []

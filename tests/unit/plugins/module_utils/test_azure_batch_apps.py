@@ -1,0 +1,127 @@
+"""_azure_batch_apps: an operator's app registration (application_id) is adopted, its record, and teardown_adopted."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+from typing import Any
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+
+from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
+from .test_azure_application import FakeApplications
+
+CLUSTER = "aks-dev"
+ISSUER = "https://oidc.example/tenant/aks-dev/"
+DATA = f"/subscriptions/{SUB}/resourceGroups/rg-data"
+SUBJECT = "system:serviceaccount:shop:orders"
+
+
+class GraphApps(FakeApplications):
+    """The fake applications, with the Graph permission the batch asks for first, and tag queries."""
+
+    def __init__(self, writable: bool = True) -> None:
+        super().__init__()
+        self.graph = SimpleNamespace(granted_roles=lambda: ["Application.ReadWrite.All"])
+        self.writable = writable
+
+    def marked(self, tag: str) -> list[dict[str, Any]]:
+        return [dict(a) for a in self.apps.values() if tag in (a.get("tags") or [])]
+
+    def update(self, object_id: str, body: dict[str, Any]) -> None:
+        if not self.writable:
+            raise AzureApiError("Insufficient privileges", 403, "Authorization_RequestDenied", operation="update")
+        super().update(object_id, body)
+
+
+class Estate:
+    def __init__(self, writable: bool = True) -> None:
+        self.writes = Writes()
+        self.roles = FakeRoles(self.writes)
+        self.apps = GraphApps(writable)
+        apis = AzureApis(FakeIdentities(self.writes), FakeFics(self.writes), self.roles, SUB)
+        self.engine = Workloads(apis, self.apps)
+
+    def operators_app(self) -> dict[str, Any]:
+        """Made by hand: an application, its service principal, a credential under the operator's name, a role."""
+        app = {"id": str(uuid.uuid4()), "appId": str(uuid.uuid4()), "displayName": "orders-by-hand", "tags": ["team"]}
+        self.apps.apps[app["id"]] = app
+        principal = {"id": str(uuid.uuid4()), "appId": app["appId"]}
+        self.apps.principals[app["appId"]] = principal
+        body = {"issuer": ISSUER, "subject": SUBJECT, "audiences": ["api://AzureADTokenExchange"]}
+        self.apps.fics[app["id"]] = {"orders-fic": {"name": "orders-fic", "id": "x", "identity": "orders", **body}}
+        self.roles.items.append(assignment(DATA, BLOB, principal["id"], "made-by-the-operator"))
+        return {**app, "principal": principal["id"]}
+
+    def run(self, workloads: list[dict[str, Any]], state: str = "present", check_mode: bool = False) -> dict[str, Any]:
+        validated = validate_workloads(
+            CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
+        )
+        assert validated.problems == []
+        batch = Batch(CLUSTER, SUB, ISSUER, "westeurope", validated.specs, False, False, ("rg-ids",), state)
+        reads = self.engine.read(batch)
+        if state == "absent":
+            return dict(self.engine.remove(batch, reads, check_mode))
+        return dict(self.engine.converge(batch, reads, check_mode, workers=1))
+
+
+def declared(app: dict[str, Any], **more: Any) -> list[dict[str, Any]]:
+    roles = [{"role": "Storage Blob Data Contributor", "scope": DATA}, {"role": "Reader", "scope": DATA}]
+    return [
+        {
+            "name": "orders",
+            "namespace": "shop",
+            "service_account": "orders",
+            "identity_type": "application",
+            "application_id": app["appId"],
+            "roles": roles,
+            **more,
+        }
+    ]
+
+
+def test_an_operators_app_keeps_its_credential_and_assignment_and_teardown_removes_only_what_was_added() -> None:
+    estate = Estate()
+    app = estate.operators_app()
+    first = estate.run(declared(app))["workloads"][0]
+    assert [f["name"] for f in first["federated_credentials"]] == ["orders-fic"]  # adopted under its own name
+    assert [r["action"] for r in first["role_assignments"]] == ["unchanged", "created"]
+    tags = estate.apps.apps[app["id"]]["tags"]
+    assert tags[0] == "team" and tags[1].startswith(f"wi-created-roles:{CLUSTER}:shop:orders=") and len(tags) == 2
+    assert estate.run(declared(app))["changed"] is False  # recorded once
+    plan = estate.run(declared(app), state="absent", check_mode=True)
+    estate.writes.clear()
+    done = estate.run(declared(app), state="absent")
+    assert plan["workloads"] == done["workloads"]
+    assert done["workloads"][0]["identity"]["action"] == "kept"
+    assert [r["role"] for r in done["workloads"][0]["role_assignments"]] == ["Reader"]
+    assert [a.name for a in estate.roles.items] == ["made-by-the-operator"]
+    assert estate.apps.apps[app["id"]]["tags"] == ["team"]
+    assert list(estate.apps.fics[app["id"]]) == ["orders-fic"]
+
+
+def test_without_write_access_to_the_app_the_new_assignment_is_kept_on_teardown_and_the_result_says_so() -> None:
+    estate = Estate(writable=False)
+    app = estate.operators_app()
+    first = estate.run(declared(app))["workloads"][0]
+    created = [r for r in first["role_assignments"] if r["action"] == "created"]
+    assert created and "teardown keeps it" in created[0]["notes"][-1]
+    estate.run(declared(app), state="absent")
+    assert sorted(a.role_definition_id.rsplit("/", 1)[1] for a in estate.roles.items) == sorted(
+        [BLOB.guid, READER.guid]
+    )
+
+
+def test_teardown_adopted_deletes_the_operators_app_after_every_assignment_of_its_principal() -> None:
+    estate = Estate()
+    app = estate.operators_app()
+    estate.run(declared(app, teardown_adopted=True))
+    estate.writes.clear()
+    done = estate.run(declared(app, teardown_adopted=True), state="absent")
+    assert done["workloads"][0]["identity"]["action"] == "deleted"
+    assert estate.roles.items == [] and app["id"] not in estate.apps.apps
+    assert [w[:2] for w in estate.writes] == [("role", "delete"), ("role", "delete")]  # the app's own list follows
+    assert estate.apps.writes[-1] == ("delete", app["id"])
