@@ -82,8 +82,16 @@ class Workloads(CreatedRolesRecord):
     # -- planning and converging ------------------------------------------------------------------
     def converge(self, batch: Batch, reads: Reads, check_mode: bool, workers: int) -> AzureBatchResult:
         resolved = self._check(batch, reads)
-        # Plan first, with no writes: surfaces the rest of the problems, and is check mode's answer.
-        plans = [self._workload(batch, w, reads, resolved, True) for w in batch.workloads]
+        # Plan first, with no writes: surfaces the rest of the problems (all of them), and is check mode's answer.
+        plans: list[tuple[WorkloadResult, dict[str, Any]]] = []
+        problems: list[str] = []
+        for workload in batch.workloads:
+            try:
+                plans.append(self._workload(batch, workload, reads, resolved, True))
+            except ValidationError as exc:
+                problems.extend(f"cluster {batch.cluster}: workload '{workload.name}': {p}" for p in exc.problems)
+        if problems:
+            raise ValidationError(problems)
         pruned = self._prune(batch, reads, resolved, True)
         if check_mode:
             return batch_report(plans, pruned)

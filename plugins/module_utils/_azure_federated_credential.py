@@ -175,9 +175,10 @@ def ensure_federated_credential(
 ) -> Outcome[FederatedCredentialState]:
     """``siblings``: the parent's FICs when the caller already listed them (the batch path).
 
-    ``adopt``: a credential of another name that already trusts exactly this issuer, subject and audience
-    (made by hand, or by the az walkthrough) is used as it is instead of refused: no duplicate, and no
-    moment in which the workload cannot sign in. Only when this one does not exist yet.
+    ``adopt``: a credential of another name that already trusts this issuer and subject (made by hand, or by
+    the az walkthrough) is used instead of refused, under its own name (its audience updated in place if it
+    differs): no duplicate, and no moment in which the workload cannot sign in. Only when this one does not
+    exist yet.
     """
     if state == "present":
         # Everything checkable without Azure is checked before the first request.
@@ -202,8 +203,16 @@ def ensure_federated_credential(
     others = siblings if siblings is not None else parent.list_all()
     others = [f for f in others if f["name"].lower() != name.lower()]
     clash = next((f for f in others if f["issuer"] == issuer and f["subject"] == subject), None)
-    if clash and adopt and before is None and same_fic(clash, issuer, subject, audiences):
-        return Outcome(False, "unchanged", clash, clash, [f"adopted existing credential {clash['name']}"])
+    if clash and adopt and before is None:
+        note = f"adopted existing credential {clash['name']}"
+        if same_fic(clash, issuer, subject, audiences):
+            return Outcome(False, "unchanged", clash, clash, [note])
+        # Its audience differs: updated in place under its own name; deleting and re-creating it would leave the
+        # workload unable to sign in for as long as Entra takes to see the new one.
+        updated: FederatedCredentialState = {**clash, "audiences": audiences}
+        if not check_mode:
+            updated = parent.put(clash["name"], issuer, subject, audiences)
+        return Outcome(True, "updated", clash, updated, [f"{note}, audience updated in place"])
     if clash:
         raise ValidationError(
             [

@@ -231,12 +231,16 @@ def test_a_conflict_found_by_the_plan_leaves_the_cluster_untouched_issuer_includ
         "roles": [{"role": "Reader", "scope": estate.scope}],
         "controllers": [{"kind": "Deployment", "name": "ghost-api"}],
     }
-    host = cluster_host("aks-untouched", "rg-aks-untouched", IDENTITY_RG, [workload])
+    typo = {"name": "typo", "namespace": "default", "service_account": "typo"}
+    typo["roles"] = [{"role": "Storage Blob Data Raeder", "scope": estate.scope}]
+    host = cluster_host("aks-untouched", "rg-aks-untouched", IDENTITY_RG, [workload, typo])
     failed = run_playbook(estate.root / "untouched", "aks-untouched", host, estate.env, "site.yml", (), False)
     assert failed.returncode != 0
+    # Azure's problems and Kubernetes' together, in one failure.
     assert "cluster aks-untouched: workload 'ghost': controllers: Deployment default/ghost-api does not exist" in (
         failed.output
     )
+    assert "cluster aks-untouched: workload 'typo': roles[0]: role: 'Storage Blob Data Raeder'" in failed.output
     assert "Start enabling the OIDC issuer" not in failed.output
     cluster = box.aks().managed_clusters.get("rg-aks-untouched", "aks-untouched")
     assert not cluster.oidc_issuer_profile.enabled
@@ -262,3 +266,16 @@ def test_an_account_bound_by_hand_to_another_identity_is_refused_before_any_chan
     assert write_requests(estate.box) == []
     account = estate.core.read_namespaced_service_account("reports", "payments")
     assert account.metadata.annotations == {"azure.workload.identity/client-id": "abc"}
+
+
+def test_teardown_adopted_deletes_the_operators_identity_with_every_assignment_it_holds(estate: Estate) -> None:
+    """Asked for explicitly: the adopted identity goes as if the collection had made it, assignments first."""
+    estate.run("site.yml")  # adopted again after the teardown above
+    workload = {**estate.workload(), "teardown_adopted": True}
+    host = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, [workload])
+    plan = run_playbook(estate.root / "teardown-adopted-plan", CLUSTER, host, estate.env, "teardown.yml", ("--check",))
+    assert plan.changed >= 1 and assignments(estate) == estate.original_roles
+    run_playbook(estate.root / "teardown-adopted", CLUSTER, host, estate.env, "teardown.yml")
+    assert assignments(estate) == []
+    assert [i.name for i in estate.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG)] == []
+    assert estate.kube_state() == estate.original  # Kubernetes still gets back what the operator had

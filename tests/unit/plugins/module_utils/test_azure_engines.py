@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils import _azure_federated_credential as fic
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import (
@@ -260,3 +262,22 @@ def test_the_batch_adopts_an_equivalent_credential_made_by_hand_instead_of_refus
             audiences=None,
             check_mode=False,
         )
+
+
+def test_an_adopted_credential_with_another_audience_is_updated_in_place_under_its_own_name() -> None:
+    writes = Writes()
+    api = FakeFics(writes)
+    subject = "system:serviceaccount:orders:orders-api"
+    parent = IdentityFicApi(api, REF)
+    args: dict[str, Any] = {"state": "present", "issuer": ISSUER, "subject": subject}
+    ensure_federated_credential(parent, "by-hand", audiences=["api://custom"], check_mode=False, **args)
+    writes.clear()
+    plan = ensure_federated_credential(parent, "ours", audiences=None, check_mode=True, adopt=True, **args)
+    assert writes == [] and plan.action == "updated"
+    done = ensure_federated_credential(parent, "ours", audiences=None, check_mode=False, adopt=True, **args)
+    assert (done.action, done.after and done.after["name"]) == ("updated", "by-hand")
+    assert done.after and done.after["audiences"] == ["api://AzureADTokenExchange"] and plan.after == done.after
+    assert [w[:2] for w in writes] == [("fic", "put")]  # one write, never a delete
+    assert "audience updated in place" in done.notes[0]
+    again = ensure_federated_credential(parent, "ours", audiences=None, check_mode=False, adopt=True, **args)
+    assert again.action == "unchanged"
