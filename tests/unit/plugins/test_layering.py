@@ -42,7 +42,7 @@ def is_write(call: ast.Call) -> bool:
     return call.func.attr == "request" and isinstance(first, ast.Constant) and first.value in WRITE_VERBS
 
 
-KUBE_ONLY_MODULES = {"service_accounts"}
+KUBE_ONLY_MODULES = {"service_accounts", "service_accounts_info"}
 
 
 def side(name: str) -> str:
