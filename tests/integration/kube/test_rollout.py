@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -226,6 +227,23 @@ def test_fresh_rollout_plans_exactly_then_changes_nothing_the_second_time(estate
     assert orders.metadata.annotations["azure.workload.identity/service-account-token-expiration"] == "7200"
     # The StatefulSet no workload lists is untouched.
     assert "serviceAccountName" not in estate.controller("StatefulSet", "ledger", "ledger")["spec"]["template"]["spec"]
+
+
+def test_discovery_of_a_rolled_out_cluster_declares_the_same_workloads_and_site_changes_nothing(estate: Estate) -> None:
+    written = estate.root / "discovered"
+    estate.run([], "discover.yml", ("-e", f"workload_identity_discover_dir={written}"))
+    discovered = yaml.safe_load((written / f"{CLUSTER}.yml").read_text())["workload_identity_workloads"]
+
+    def comparable(spec: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **spec,
+            "identity_resource_group": IDENTITY_RG,
+            "roles": sorted((r["role"], r["scope"].lower()) for r in spec["roles"]),
+            "controllers": sorted((c["kind"], c["name"]) for c in spec["controllers"]),
+        }
+
+    assert [comparable(w) for w in discovered] == [comparable(w) for w in workloads(estate)]
+    assert estate.run(discovered).changed == 0
 
 
 def test_token_chain_works_for_bound_workloads_and_not_for_an_unbound_one(estate: Estate) -> None:
