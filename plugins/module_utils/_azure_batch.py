@@ -119,6 +119,13 @@ class Workloads(CreatedRolesRecord):
             owner = owner_cluster(identity["tags"]) if identity else None
             if owner not in (None, batch.cluster):
                 problems.append(f"{where}: identity_name: identity {workload.identity_name} belongs to cluster {owner}")
+            elif identity is not None and workload.named_by_default and not made_by_collection(identity["tags"]):
+                problems.append(
+                    f"{where}: identity_name: the default name {workload.identity_name} is taken in "
+                    f"{identity['resource_group']} by an identity this collection did not make; to adopt it, set "
+                    f"identity_name: {workload.identity_name} (and identity_resource_group: "
+                    f"{identity['resource_group']}); else set another identity_name"
+                )
             self._resolve_roles(batch, workload, reads, resolved, problems)
         if problems:
             raise ValidationError(problems)

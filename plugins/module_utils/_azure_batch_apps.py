@@ -120,6 +120,12 @@ class ApplicationSide:
         unique = app.get("uniqueName") if app else None
         if owner not in (None, batch.cluster):
             problems.append(f"{where}: application_unique_name: application {unique} belongs to cluster {owner}")
+        elif app is not None and owner is None and workload.named_by_default:
+            problems.append(
+                f"{where}: application_unique_name: the default name {unique} is taken by an app registration this "
+                f"collection did not make; to adopt it, set application_id: {app.get('appId')}; else set another "
+                "application_unique_name"
+            )
 
     # -- converging -----------------------------------------------------------------------------------
     def converge(

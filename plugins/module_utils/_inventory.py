@@ -115,6 +115,9 @@ class WorkloadSpec:
     rebind: bool = False
     # Teardown keeps an identity or application made elsewhere (adopted) unless the inventory says otherwise.
     teardown_adopted: bool = False
+    # Its identity (or application) goes by the default name: one found there that this collection did not make
+    # is a name collision to report, not something to adopt silently.
+    named_by_default: bool = False
 
     @property
     def is_application(self) -> bool:
@@ -280,6 +283,8 @@ def _workload(
         *app,
         rebind=bool(flags["rebind"]),
         teardown_adopted=bool(flags["teardown_adopted"]),
+        named_by_default=not raw.get("identity_name" if kind != APPLICATION else "application_unique_name")
+        and not raw.get("application_id"),
     )
 
 

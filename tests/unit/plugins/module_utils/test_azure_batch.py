@@ -231,3 +231,19 @@ def test_teardown_adopted_deletes_an_identity_made_elsewhere_roles_first() -> No
     estate.run(listed, state="absent")
     assert [w[:2] for w in estate.writes] == [("role", "delete"), ("role", "delete"), ("identity", "delete")]
     assert estate.identities.items == {} and estate.roles.items == []
+
+
+def test_a_default_name_taken_by_an_identity_made_elsewhere_is_refused_with_how_to_adopt_it() -> None:
+    estate = Estate()
+    estate.identities.put(IdentityRef(SUB, "rg-ids", f"id-{CLUSTER}-shop-orders"), "westeurope", {"team": "shop"})
+    estate.writes.clear()
+    with pytest.raises(ValidationError) as refused:
+        estate.run([orders()])
+    assert refused.value.problems == [
+        f"cluster {CLUSTER}: workload 'orders': identity_name: the default name id-{CLUSTER}-shop-orders is taken in "
+        f"rg-ids by an identity this collection did not make; to adopt it, set identity_name: id-{CLUSTER}-shop-orders "
+        "(and identity_resource_group: rg-ids); else set another identity_name"
+    ]
+    assert estate.writes == []
+    adopted = estate.run([{**orders(), "identity_name": f"id-{CLUSTER}-shop-orders"}])  # named: adopted
+    assert adopted["workloads"][0]["identity"]["action"] == "unchanged"

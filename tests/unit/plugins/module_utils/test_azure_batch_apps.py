@@ -6,9 +6,10 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 
 from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
@@ -125,3 +126,13 @@ def test_teardown_adopted_deletes_the_operators_app_after_every_assignment_of_it
     assert estate.roles.items == [] and app["id"] not in estate.apps.apps
     assert [w[:2] for w in estate.writes] == [("role", "delete"), ("role", "delete")]  # the app's own list follows
     assert estate.apps.writes[-1] == ("delete", app["id"])
+
+
+def test_a_default_unique_name_taken_by_an_app_made_elsewhere_is_refused_with_its_app_id() -> None:
+    estate = Estate()
+    app = estate.operators_app()
+    estate.apps.apps[app["id"]]["uniqueName"] = f"wi-{CLUSTER}-shop-orders"
+    listed = [{"name": "orders", "namespace": "shop", "service_account": "orders", "identity_type": "application"}]
+    with pytest.raises(ValidationError, match=f"to adopt it, set application_id: {app['appId']}"):
+        estate.run(listed)
+    assert estate.apps.writes == []
