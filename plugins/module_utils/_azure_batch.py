@@ -29,7 +29,7 @@ from ._errors import ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
-from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
+from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX, GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
 from ._ownership import (
     fic_name,
     identity_marks,
@@ -62,6 +62,7 @@ class Workloads(CreatedRolesRecord):
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         super().__init__(apis)
         self.apps = ApplicationSide(self, applications) if applications is not None else None
+        self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
     @classmethod
     def from_clients(
@@ -142,10 +143,22 @@ class Workloads(CreatedRolesRecord):
             except ValidationError as exc:
                 problems.extend(f"{at}: {p}" for p in exc.problems)
                 continue
+            kind = parse_scope(spec.scope).kind
             if not batch.allow_privileged_roles:
-                problem = privileged_problem(role.guid, parse_scope(spec.scope).kind, spec.scope, at)
+                problem = privileged_problem(role.guid, kind, spec.scope, at)
+                if problem is None and role.allows(GRANT_ACTION):
+                    problem = (
+                        f"{at}: role: {role.name or role.guid} allows {GRANT_ACTION}, so the workload could grant "
+                        f"roles, itself included: refused for a workload identity at any scope ({spec.scope}) "
+                        "(set allow_privileged_roles to allow it)"
+                    )
                 if problem:
                     problems.append(problem)
+            if role.data_actions and kind in PRIVILEGED_SCOPE_KINDS:
+                self.warnings.append(
+                    f"{at}: role: {role.name or role.guid} at {kind} scope reads or changes the data of every "
+                    f"resource it covers in {spec.scope}; a narrower scope is safer"
+                )
             resolved[role_key(workload, spec.role, spec.scope)] = role
 
     def _workload(

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +30,34 @@ class Role:
     id: str  # as read at the scope
     guid: str
     name: str | None  # None when only the GUID is known (an assignment listed, its role not looked up)
+    # Its permission blocks, as (actions, notActions, dataActions): empty when not read.
+    permissions: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = ()
 
     @classmethod
     def of(cls, model: Any) -> Role:
         """From a role definition as the SDK returns it."""
-        return cls(model.id, role_guid(model.id), model.role_name)
+        blocks = tuple(
+            (tuple(p.actions or ()), tuple(p.not_actions or ()), tuple(p.data_actions or ()))
+            for p in getattr(model, "permissions", None) or ()
+        )
+        return cls(model.id, role_guid(model.id), model.role_name, blocks)
+
+    def allows(self, action: str) -> bool:
+        """Whether a permission block allows a control-plane action (its actions, less its notActions)."""
+        return any(
+            any(action_matches(g, action) for g in actions) and not any(action_matches(g, action) for g in denied)
+            for actions, denied, _data in self.permissions
+        )
+
+    @property
+    def data_actions(self) -> tuple[str, ...]:
+        return tuple(a for _actions, _denied, data in self.permissions for a in data)
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Azure's action wildcards: '*' matches any run of characters; case does not matter."""
+    regex = ".*".join(re.escape(part) for part in pattern.lower().split("*"))
+    return re.fullmatch(regex, action.lower()) is not None
 
 
 def assignment_state(model: Any, role_name: str | None = None) -> RoleAssignmentState:

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._ids import is_guid, parse_role
-from ._limits import FIC_FIELD_MAX, FICS_PER_IDENTITY, PRIVILEGED_ROLES, PRIVILEGED_SCOPE_KINDS, TOKEN_EXPIRATION
+from ._limits import (
+    ACCESS_ADMIN_ROLES,
+    BROAD_ROLES,
+    FIC_FIELD_MAX,
+    FICS_PER_IDENTITY,
+    PRIVILEGED_SCOPE_KINDS,
+    TOKEN_EXPIRATION,
+)
 from ._ownership import default_application_unique_name
 
 UNIQUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
@@ -28,13 +35,23 @@ class Seen:
 
 
 def privileged_problem(role: str, scope_kind: str, scope: str, at: str) -> str | None:
-    """Owner and the like at management-group or subscription scope: a workload could grant itself anything."""
+    """Owner and the like anywhere (a workload could grant itself anything), Contributor at broad scopes."""
     ref = parse_role(role)
-    name = PRIVILEGED_ROLES.get(ref.guid) if ref.guid else None
-    name = name or next((n for n in PRIVILEGED_ROLES.values() if n.lower() == role.lower()), None)
-    if name and scope_kind in PRIVILEGED_SCOPE_KINDS:
+
+    def named(table: dict[str, str]) -> str | None:
+        found = table.get(ref.guid) if ref.guid else None
+        return found or next((n for n in table.values() if n.lower() == role.lower()), None)
+
+    admin = named(ACCESS_ADMIN_ROLES)
+    if admin:
         return (
-            f"{at}: role: {name} at {scope_kind} scope {scope} is refused for a workload identity "
+            f"{at}: role: {admin} lets the workload grant roles, itself included: refused for a workload identity at "
+            f"any scope ({scope}) (set allow_privileged_roles to allow it)"
+        )
+    broad = named(BROAD_ROLES)
+    if broad and scope_kind in PRIVILEGED_SCOPE_KINDS:
+        return (
+            f"{at}: role: {broad} at {scope_kind} scope {scope} is refused for a workload identity "
             "(set allow_privileged_roles to allow it)"
         )
     return None

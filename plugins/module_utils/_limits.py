@@ -19,11 +19,16 @@ FICS_PER_IDENTITY = 20
 DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
 # The webhook projects service-account tokens of 1-24 hours (azure.workload.identity/service-account-token-expiration).
 TOKEN_EXPIRATION = (3600, 86400)
-# Roles that can grant access or change anything: refused at broad scopes unless explicitly allowed.
-PRIVILEGED_ROLES = {
+# Roles that let a workload grant access (write role assignments): refused at any scope unless explicitly allowed.
+# By name here, so the offline validation catches them; custom roles with the same capability are caught by their
+# permissions once read (_azure_role_assignment.grants_access).
+ACCESS_ADMIN_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
     "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
-    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
 }
+# Roles that change anything they reach: refused at broad scopes unless explicitly allowed.
+BROAD_ROLES = {"b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor"}
 PRIVILEGED_SCOPE_KINDS = ("managementGroup", "subscription")
+# The action that lets a principal grant roles (to itself included).
+GRANT_ACTION = "Microsoft.Authorization/roleAssignments/write"

@@ -27,8 +27,10 @@ description:
     With O(prune=true) it removes, from identities it made for this cluster only, the federated credentials
     (of this cluster's issuer) and role assignments the list no longer declares, and the identities of workloads
     no longer listed (their role assignments first, which Azure would otherwise leave behind).
-  - Refuses privileged roles (Owner, Contributor, User Access Administrator, Role Based Access Control
-    Administrator) at management-group or subscription scope unless O(allow_privileged_roles=true).
+  - Refuses, unless O(allow_privileged_roles=true), any role that lets the workload grant roles (one whose permissions
+    allow C(Microsoft.Authorization/roleAssignments/write), so Owner, User Access Administrator, Role Based Access
+    Control Administrator and custom roles alike) at any scope, and Contributor at management-group or
+    subscription scope. A role with data actions at management-group or subscription scope is warned about.
 options:
   cluster_name:
     description: The cluster's name; used in federated credential names and ownership tags.
@@ -63,7 +65,8 @@ options:
     type: bool
     default: false
   allow_privileged_roles:
-    description: Allow privileged roles at management-group or subscription scope.
+    description: Allow roles that can grant roles (at any scope), and Contributor at management-group or subscription
+      scope.
     type: bool
     default: false
   application_purge:
@@ -237,6 +240,8 @@ def main() -> None:
         module.fail_problems(exc.problems, f"in the workloads of {cluster}")
     except AzureApiError as exc:
         module.fail_error(exc)
+    for warning in dict.fromkeys(engine.warnings):
+        module.warn(warning)
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)

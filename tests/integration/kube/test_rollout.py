@@ -397,7 +397,7 @@ def test_invalid_inventory_fails_before_any_change_naming_cluster_workload_and_f
                 "namespace": "orders",
                 "roles": [{"role": "Owner", "scope": f"/subscriptions/{sub}"}],
             },
-            "workload 'owner': roles[0]: role: Owner at subscription scope",
+            "workload 'owner': roles[0]: role: Owner lets the workload grant roles",
         ),
         (
             {"name": "typo", "servce_account": "a9", "service_account": "a9", **ok},

@@ -139,7 +139,24 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
             "roles": [{"role": "Storage Blob Data Reeder", "scope": rg}],
         },
         {"name": "taken", "namespace": "ns", "service_account": "t", "identity_name": "id-other-cluster", "roles": []},
+        {
+            "name": "granter",
+            "namespace": "ns",
+            "service_account": "g",
+            "roles": [{"role": "Deployment Operator (grants roles)", "scope": rg}],
+        },
     ]
+    # A custom role that can write role assignments: as privileged as Owner, whatever its name.
+    sandbox.authz().role_definitions.create_or_update(
+        f"/subscriptions/{sandbox.subscription_id}",
+        "5d3c1b2a-6e7f-4a8b-9c0d-1e2f3a4b5c6d",
+        {
+            "role_name": "Deployment Operator (grants roles)",
+            "role_type": "CustomRole",
+            "assignable_scopes": [f"/subscriptions/{sandbox.subscription_id}"],
+            "permissions": [{"actions": ["Microsoft.Resources/deployments/*", "Microsoft.Authorization/*/write"]}],
+        },
+    )
     sandbox.control.reset_stats()
     done = play(
         sandbox,
@@ -151,6 +168,10 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
     )
     assert "workload 'unknown-role': roles[0]: role: 'Storage Blob Data Reeder' must name exactly one" in done.stdout
     assert "workload 'taken': identity_name: identity id-other-cluster belongs to cluster aks-elsewhere" in done.stdout
+    assert (
+        "workload 'granter': roles[0]: role: Deployment Operator (grants roles) allows "
+        "Microsoft.Authorization/roleAssignments/write"
+    ) in done.stdout
     operations = sandbox.control.stats()["operations"]
     assert not [op for op in operations if op.endswith((".put", ".delete", ".patch"))]
 

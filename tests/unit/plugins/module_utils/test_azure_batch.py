@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
@@ -247,3 +248,23 @@ def test_a_default_name_taken_by_an_identity_made_elsewhere_is_refused_with_how_
     assert estate.writes == []
     adopted = estate.run([{**orders(), "identity_name": f"id-{CLUSTER}-shop-orders"}])  # named: adopted
     assert adopted["workloads"][0]["identity"]["action"] == "unchanged"
+
+
+def test_a_role_that_can_grant_roles_is_refused_by_its_permissions_at_any_scope_custom_roles_included() -> None:
+    base = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions"
+    granter = Role(f"{base}/11111111-1111-1111-1111-111111111111", "11111111-1111-1111-1111-111111111111",
+                   "Deployer", ((("Microsoft.Resources/*", "Microsoft.Authorization/*/write"), (), ()),))  # fmt: skip
+    contributor_like = Role(f"{base}/22222222-2222-2222-2222-222222222222", "22222222-2222-2222-2222-222222222222",
+                            "Operator", ((("*",), ("Microsoft.Authorization/*/Write",), ()),))  # fmt: skip
+    reader_of_data = Role(f"{base}/33333333-3333-3333-3333-333333333333", "33333333-3333-3333-3333-333333333333",
+                          "Blob Peeker", ((("*/read",), (), ("Microsoft.Storage/*/read",)),))  # fmt: skip
+    estate = Estate()
+    estate.roles.roles += [granter, contributor_like, reader_of_data]
+    with pytest.raises(ValidationError) as refused:
+        estate.run([orders({"role": "Deployer", "scope": DATA})])
+    assert "role: Deployer allows Microsoft.Authorization/roleAssignments/write" in refused.value.problems[0]
+    assert estate.writes == []
+    broad = {"role": "Blob Peeker", "scope": f"/subscriptions/{SUB}"}
+    done = estate.run([orders({"role": "Operator", "scope": DATA}, broad)])
+    assert [r["action"] for r in done["workloads"][0]["role_assignments"]] == ["created", "created"]
+    assert any("Blob Peeker at subscription scope reads or changes the data" in w for w in estate.engine.warnings)

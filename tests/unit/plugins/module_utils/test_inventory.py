@@ -36,13 +36,23 @@ def test_batch_validation_reports_every_problem_with_workload_and_field() -> Non
                 "name": "x",
                 "namespace": "n",
                 "service_account": "s",
-                "roles": [{"role": "Owner", "scope": f"/subscriptions/{SUB}"}, {"role": "Owner", "scope": RG}],
+                "roles": [
+                    {"role": "Owner", "scope": f"/subscriptions/{SUB}"},
+                    {"role": "User Access Administrator", "scope": RG},
+                    {"role": "Contributor", "scope": f"/subscriptions/{SUB}"},
+                    {"role": "Contributor", "scope": RG},
+                ],
             }
         ],
         identity_resource_group="rg",
         allow_privileged_roles=False,
     ).problems
-    assert len(privileged) == 1 and "Owner at subscription scope" in privileged[0]
+    # Those that can grant roles at any scope; Contributor only at a broad one.
+    assert [p.split(": role: ")[1].split(" ")[0:2] for p in privileged] == [
+        ["Owner", "lets"],
+        ["User", "Access"],
+        ["Contributor", "at"],
+    ]
 
 
 def test_controllers_and_token_expiration_are_validated_with_the_rest() -> None:
