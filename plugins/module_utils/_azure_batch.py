@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -49,6 +50,8 @@ from ._results import (
 )
 from ._retry import RetryPolicy
 
+Guard = Callable[[AzureBatchResult], None]
+
 
 def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIC_FIELD_MAX:
@@ -81,7 +84,10 @@ class Workloads(CreatedRolesRecord):
         return reads
 
     # -- planning and converging ------------------------------------------------------------------
-    def converge(self, batch: Batch, reads: Reads, check_mode: bool, workers: int) -> AzureBatchResult:
+    def converge(
+        self, batch: Batch, reads: Reads, check_mode: bool, workers: int, guard: Guard | None = None
+    ) -> AzureBatchResult:
+        """``guard`` sees the plan before any write and may refuse it (raising ValidationError)."""
         resolved = self._check(batch, reads)
         # Plan first, with no writes: surfaces the rest of the problems (all of them), and is check mode's answer.
         plans: list[tuple[WorkloadResult, dict[str, Any]]] = []
@@ -93,9 +99,11 @@ class Workloads(CreatedRolesRecord):
                 problems.extend(f"cluster {batch.cluster}: workload '{workload.name}': {p}" for p in exc.problems)
         if problems:
             raise ValidationError(problems)
-        pruned = self._prune(batch, reads, resolved, True)
+        planned = batch_report(plans, self._prune(batch, reads, resolved, True))
+        if guard is not None:
+            guard(planned)
         if check_mode:
-            return batch_report(plans, pruned)
+            return planned
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
         return batch_report(done, self._prune(batch, reads, resolved, False))
@@ -292,7 +300,15 @@ class Workloads(CreatedRolesRecord):
         return roles
 
     # -- removing ---------------------------------------------------------------------------------
-    def remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
+    def remove(self, batch: Batch, reads: Reads, check_mode: bool, guard: Guard | None = None) -> AzureBatchResult:
+        """state=absent; ``guard`` sees the plan (the same removal in check mode) before any write."""
+        if guard is None:
+            return self._remove(batch, reads, check_mode)
+        planned = self._remove(batch, reads, True)
+        guard(planned)
+        return planned if check_mode else self._remove(batch, reads, False)
+
+    def _remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
         """state=absent for the listed workloads (and, with prune, everything else made for this cluster).
 
         An identity this collection made for this cluster goes whole: its role assignments first (Azure would

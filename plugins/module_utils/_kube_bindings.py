@@ -164,7 +164,10 @@ class Bindings:
         annotations: dict[str, Any] = {key: before.get(key) for key in ACCOUNT_ANNOTATIONS}
         annotations[ADOPTED_ANNOTATION] = None
         patch = {"metadata": {"labels": kube_marks_removed(), "annotations": annotations}}
-        return self._patch(change, sa, patch, _sa_view)
+        change = self._patch(change, sa, patch, _sa_view)
+        if change.action == "updated":
+            change.action = "released"
+        return change
 
     # -- controllers --------------------------------------------------------------------------------
     def _bind_controller(self, spec: WorkloadSpec, kind: str, current: dict[str, Any]) -> Change:

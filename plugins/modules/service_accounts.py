@@ -61,6 +61,18 @@ options:
       - With O(state=absent), release everything this module did on the cluster, whatever is listed.
     type: bool
     default: false
+  prune_max:
+    description:
+      - With O(prune=true), a plan that releases more than this many workloads (their ServiceAccounts and
+        controllers) and namespaces is refused before any change, every object listed, unless O(prune_confirm)
+        names the cluster.
+      - So is a plan that releases everything this collection bound on the cluster (O(prune=true) with no workload
+        listed, or with O(state=absent)), whatever its size.
+    type: int
+    default: 5
+  prune_confirm:
+    description: The cluster's name, to confirm a release O(prune_max) would refuse (for this run only).
+    type: str
   missing_workloads:
     description: What to do when a listed pod controller does not exist.
     type: str
@@ -112,7 +124,8 @@ namespaces:
   sample: [{"kind": "Namespace", "name": "orders", "action": "unchanged", "namespace": null}]
 service_accounts:
   description: Each service account, its workload and what was done (C(created), C(updated), C(adopted) for an
-    account that existed before and is now marked, with the values it had recorded, C(unchanged), C(deleted)).
+    account that existed before and is now marked, with the values it had recorded, C(unchanged), C(deleted),
+    C(released) for an adopted one given back as it was).
   returned: always
   type: list
   elements: dict
@@ -137,7 +150,12 @@ problems:
 from importlib.util import find_spec
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
+    DEFAULT_PRUNE_MAX,
+    check_deletions,
+    kube_deletions,
+)
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
@@ -159,6 +177,8 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
             "missing_workloads": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+            "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
+            "prune_confirm": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -199,10 +219,16 @@ def main() -> None:
             module.fail_problems(plan.problems, f"on cluster {cluster}, nothing changed")
         for warning in plan.warnings:
             module.warn(warning + " (skipped: missing_workloads is warn)")
+        if p["prune"]:
+            units, deletions = kube_deletions(report(plan))
+            everything = not specs or p["state"] == "absent"
+            check_deletions(cluster, units, deletions, everything, p["prune_max"], p["prune_confirm"])
         if not module.check_mode:
             engine.apply(plan, p["state"])
     except KubeApiError as exc:
         module.fail_error(exc, f"cluster {cluster}")
+    except ValidationError as exc:
+        module.fail_problems(exc.problems, f"on cluster {cluster}, nothing changed")
     result = report(plan)
     if not module._diff:
         result.pop("diff")

@@ -83,6 +83,32 @@ options:
     description: Only validate O(workloads) (no request to Azure) and report the problems.
     type: bool
     default: false
+  prune_max:
+    description:
+      - With O(prune=true), a plan that deletes more than this many identities or applications (each with what is
+        on it), or credentials and role assignments on identities that stay, is refused before any change, every
+        deletion listed, unless O(prune_confirm) names the cluster.
+      - So is a plan that removes everything this collection made on the cluster (O(prune=true) with no workload
+        listed, or with O(state=absent)), whatever its size.
+    type: int
+    default: 5
+  prune_confirm:
+    description: The cluster's name, to confirm a deletion O(prune_max) would refuse (for this run only).
+    type: str
+  inventory_variables:
+    description:
+      - The names of the inventory's C(workload_identity_*) variables (the roles pass them). A name under that
+        prefix that this collection does not read (a misspelling, most often) is refused, naming the closest one.
+    type: list
+    elements: str
+    default: []
+  workloads_kind:
+    description:
+      - What the inventory variable behind O(workloads) held (the roles pass this, and an empty O(workloads) when it
+        is not a list) - V(list), or V(none) when undefined or null, which is refused rather than read as an empty
+        list, or another type, refused as not a list.
+    type: str
+    default: list
 extends_documentation_fragment:
   - workload_identity.aks.workloads
   - workload_identity.aks.azure
@@ -168,9 +194,16 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
+    DEFAULT_PRUNE_MAX,
+    azure_deletions,
+    check_deletions,
+)
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
+from ansible_collections.workload_identity.aks.plugins.module_utils._variables import variable_problems
 
 
 def main() -> None:
@@ -187,6 +220,10 @@ def main() -> None:
             "max_concurrency": {"type": "int", "default": 8},
             "application_purge": {"type": "bool", "default": False},
             "validate_only": {"type": "bool", "default": False},
+            "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
+            "prune_confirm": {"type": "str"},
+            "inventory_variables": {"type": "list", "elements": "str", "default": []},
+            "workloads_kind": {"type": "str", "default": "list"},
         },
         supports_check_mode=True,
     )
@@ -205,6 +242,17 @@ def main() -> None:
     for message in validated.deprecations:
         module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
     problems += validated.problems
+    problems += variable_problems(cluster, p["inventory_variables"])
+    if p["workloads_kind"] == "none":
+        problems.append(
+            f"cluster {cluster}: workload_identity_workloads: not defined, or null; declare the cluster's workloads "
+            "(an empty list declares none, and with prune removes everything: that also needs "
+            f"workload_identity_prune_confirm: {cluster})"
+        )
+    elif p["workloads_kind"] != "list":
+        problems.append(
+            f"cluster {cluster}: workload_identity_workloads: must be a list of workloads (got a {p['workloads_kind']})"
+        )
     if problems:
         module.fail_problems(problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
@@ -232,10 +280,17 @@ def main() -> None:
             module.client("graph") if uses_graph else None,
         )
         reads = engine.read(batch)
+
+        def guard(planned: AzureBatchResult) -> None:
+            units, deletions = azure_deletions(planned)
+            everything = not validated.specs or not present
+            check_deletions(cluster, units, deletions, everything, p["prune_max"], p["prune_confirm"])
+
+        checked = guard if p["prune"] else None
         if present:
-            result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"])
+            result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"], checked)
         else:
-            result = engine.remove(batch, reads, module.check_mode)
+            result = engine.remove(batch, reads, module.check_mode, checked)
     except ValidationError as exc:
         module.fail_problems(exc.problems, f"in the workloads of {cluster}")
     except AzureApiError as exc:

@@ -270,7 +270,8 @@ def test_switching_a_workload_to_an_application_is_a_planned_change(estate: Esta
 def test_teardown_removes_ours_and_keeps_the_adopted_app(estate: Estate) -> None:
     apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
     listed = mixed(estate, apps[0]["appId"])
-    estate.run(listed, playbook="teardown.yml", workload_identity_teardown_everything=True)
+    confirm = {"workload_identity_prune_confirm": CLUSTER}
+    estate.run(listed, playbook="teardown.yml", workload_identity_teardown_everything=True, **confirm)
     ours = estate.box.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-orders-orders-api')")
     assert ours.status_code == 404
     deleted = estate.graph("GET", "/directory/deletedItems/microsoft.graph.application")["value"]

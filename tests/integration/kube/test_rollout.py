@@ -487,14 +487,23 @@ def test_teardown_of_listed_workloads_keeps_the_rest_and_identities_made_elsewhe
 
 def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
     listed = workloads(estate)[:1]
-    plan = estate.run(
-        listed, playbook="teardown.yml", options=("--check", "-e", "workload_identity_teardown_everything=true")
-    )
+    everything = ("-e", "workload_identity_teardown_everything=true")
+    confirmed = (*everything, "-e", f"workload_identity_prune_confirm={CLUSTER}")
+    # Deletion is deliberate: without the cluster's name it is refused, each deletion listed, nothing changed.
+    estate.box.control.reset_stats()
+    refused = estate.run(listed, playbook="teardown.yml", options=everything, expect_ok=False)
+    assert refused.returncode != 0
+    assert f"cluster {CLUSTER}: prune would delete everything this collection made on the cluster" in refused.output
+    assert "ServiceAccount orders/orders-api (deleted)" in refused.output
+    assert f"workload_identity_prune_confirm: {CLUSTER}" in refused.output
+    writes = [op for op in estate.box.control.stats()["operations"] if op.rsplit(".", 1)[-1] in ("put", "delete")]
+    assert writes == []
+    plan = estate.run(listed, playbook="teardown.yml", options=("--check", *confirmed))
     assert plan.changed >= 1
     assert f"id-{CLUSTER}-orders-orders-api" in estate.identities()  # check mode changed nothing
-    first = estate.run(listed, playbook="teardown.yml", options=("-e", "workload_identity_teardown_everything=true"))
+    first = estate.run(listed, playbook="teardown.yml", options=confirmed)
     assert first.changed >= 1
-    again = estate.run(listed, playbook="teardown.yml", options=("-e", "workload_identity_teardown_everything=true"))
+    again = estate.run(listed, playbook="teardown.yml", options=confirmed)
     assert again.changed == 0, again.output[-4000:]
 
     assert not [i for i in estate.identities().values() if (i.tags or {}).get("wi-cluster") == CLUSTER]

@@ -209,9 +209,8 @@ def test_request_budget_cold_and_no_op(sandbox: Sandbox, collections: str, tmp_p
     output.mkdir(exist_ok=True)
     (output / "workload-identities-requests.json").write_text(json.dumps(report, indent=2))
     assert counts["no-op"] <= n + 5, report
-    play(
-        sandbox, collections, tmp_path, batch_task(sandbox, "aks-budget", [], prune=True), {"azure_auth": auth(sandbox)}
-    )
+    cleanup = batch_task(sandbox, "aks-budget", [], prune=True, prune_confirm="aks-budget")
+    play(sandbox, collections, tmp_path, cleanup, {"azure_auth": auth(sandbox)})
 
 
 def test_a_custom_role_below_the_subscription_is_looked_up_once(
@@ -248,6 +247,5 @@ def test_a_custom_role_below_the_subscription_is_looked_up_once(
     assert [r["role_assignments"][0]["action"] for r in result_of(done.stdout)["workloads"]] == ["created"] * 3
     # Not visible at the subscription, so resolved at the scope: once, not once per workload.
     assert sandbox.control.stats()["operations"]["roleDefinitions.list"]["total"] == 2  # subscription + scope
-    play(
-        sandbox, collections, tmp_path, batch_task(sandbox, "aks-custom", [], prune=True), {"azure_auth": auth(sandbox)}
-    )
+    cleanup = batch_task(sandbox, "aks-custom", [], prune=True, prune_confirm="aks-custom")
+    play(sandbox, collections, tmp_path, cleanup, {"azure_auth": auth(sandbox)})

@@ -199,7 +199,7 @@ def test_prune_releases_workloads_no_longer_listed() -> None:
         (c.kind, c.name, c.action) for c in [*plan.service_accounts, *plan.controllers] if c.workload == "orders"
     }
     # The ServiceAccount existed before (it was only annotated): it loses our marks instead of being deleted.
-    assert released == {("Deployment", "orders", "unbound"), ("ServiceAccount", "orders", "updated")}
+    assert released == {("Deployment", "orders", "unbound"), ("ServiceAccount", "orders", "released")}
     engine.apply(plan, "present")
     labels = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["metadata"]["labels"]
     assert WORKLOAD_LABEL not in labels
