@@ -20,23 +20,21 @@ from typing import Any
 
 from ._azure_application import ApplicationApi
 from ._azure_batch_apps import ApplicationSide
+from ._azure_batch_checks import BatchChecks
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
-from ._azure_batch_roles_record import CreatedRolesRecord
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity
 from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
-from ._inventory_fields import privileged_problem
-from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX, GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
+from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
 from ._ownership import (
     fic_name,
     identity_marks,
     made_by_collection,
     owned_by,
-    owner_cluster,
 )
 from ._results import (
     AzureBatchResult,
@@ -59,13 +57,12 @@ def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     return []
 
 
-class Workloads(CreatedRolesRecord):
+class Workloads(BatchChecks):
     """Reads (as its BatchReader base), plans and converges one cluster's workloads, of both kinds."""
 
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         super().__init__(apis)
         self.apps = ApplicationSide(self, applications) if applications is not None else None
-        self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
     @classmethod
     def from_clients(
@@ -107,67 +104,6 @@ class Workloads(CreatedRolesRecord):
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
         return batch_report(done, self._prune(batch, reads, resolved, False))
-
-    def _check(self, batch: Batch, reads: Reads) -> Resolved:
-        """What only Azure can tell, for every workload, before any write: every problem at once."""
-        problems: list[str] = []
-        resolved: Resolved = {}
-        for workload in batch.workloads:
-            where = f"cluster {batch.cluster}: workload '{workload.name}'"
-            if workload.is_application:
-                if self.apps is not None:
-                    self.apps.check(batch, workload, reads, problems)
-                self._resolve_roles(batch, workload, reads, resolved, problems)
-                continue
-            identity = reads.identity(batch.ref(workload))
-            if identity is None and not batch.location:
-                problems.append(
-                    f"{where}: location: identity {workload.identity_name} does not exist and no "
-                    "location was given to create it in"
-                )
-            owner = owner_cluster(identity["tags"]) if identity else None
-            if owner not in (None, batch.cluster):
-                problems.append(f"{where}: identity_name: identity {workload.identity_name} belongs to cluster {owner}")
-            elif identity is not None and workload.named_by_default and not made_by_collection(identity["tags"]):
-                problems.append(
-                    f"{where}: identity_name: the default name {workload.identity_name} is taken in "
-                    f"{identity['resource_group']} by an identity this collection did not make; to adopt it, set "
-                    f"identity_name: {workload.identity_name} (and identity_resource_group: "
-                    f"{identity['resource_group']}); else set another identity_name"
-                )
-            self._resolve_roles(batch, workload, reads, resolved, problems)
-        if problems:
-            raise ValidationError(problems)
-        return resolved
-
-    def _resolve_roles(
-        self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, problems: list[str]
-    ) -> None:
-        where = f"cluster {batch.cluster}: workload '{workload.name}'"
-        for position, spec in enumerate(workload.roles):
-            at = f"{where}: roles[{position}]"
-            try:
-                role = self.resolve(spec, reads)
-            except ValidationError as exc:
-                problems.extend(f"{at}: {p}" for p in exc.problems)
-                continue
-            kind = parse_scope(spec.scope).kind
-            if not batch.allow_privileged_roles:
-                problem = privileged_problem(role.guid, kind, spec.scope, at)
-                if problem is None and role.allows(GRANT_ACTION):
-                    problem = (
-                        f"{at}: role: {role.name or role.guid} allows {GRANT_ACTION}, so the workload could grant "
-                        f"roles, itself included: refused for a workload identity at any scope ({spec.scope}) "
-                        "(set allow_privileged_roles to allow it)"
-                    )
-                if problem:
-                    problems.append(problem)
-            if role.data_actions and kind in PRIVILEGED_SCOPE_KINDS:
-                self.warnings.append(
-                    f"{at}: role: {role.name or role.guid} at {kind} scope reads or changes the data of every "
-                    f"resource it covers in {spec.scope}; a narrower scope is safer"
-                )
-            resolved[role_key(workload, spec.role, spec.scope)] = role
 
     def _workload(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool

@@ -86,6 +86,9 @@ class Reads:
     applications: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = field(default_factory=dict)
     app_fics: dict[str, list[FederatedCredentialState]] = field(default_factory=dict)
     marked_apps: list[tuple[dict[str, Any], dict[str, Any] | None]] = field(default_factory=list)
+    # Identity resource groups that do not exist; per scope key, why an assignment cannot be made there (None: it can).
+    missing_groups: set[str] = field(default_factory=set)
+    scope_problems: dict[str, str | None] = field(default_factory=dict)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -120,7 +123,7 @@ class BatchReader:
         identities = batch.identity_workloads
         groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
         for group in groups.values():
-            for identity in self._identities_in(group):
+            for identity in self._identities_in(group, reads):
                 reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
         subscriptions = {
             parse_scope(r.scope).subscription or self.subscription_id for w in batch.workloads for r in w.roles
@@ -141,11 +144,12 @@ class BatchReader:
                 reads.fics[key] = self.fics.list_all(batch.ref_of(existing))
         return reads
 
-    def _identities_in(self, group: str) -> list[IdentityState]:
+    def _identities_in(self, group: str, reads: Reads) -> list[IdentityState]:
         try:
             return self.identities.list_all(group)
         except AzureApiError as exc:
             if exc.status == 404 and exc.code == "ResourceGroupNotFound":
+                reads.missing_groups.add(group.lower())
                 return []
             raise
 

@@ -140,6 +140,13 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
         },
         {"name": "taken", "namespace": "ns", "service_account": "t", "identity_name": "id-other-cluster", "roles": []},
         {
+            "name": "nowhere",
+            "namespace": "ns",
+            "service_account": "n",
+            "roles": [{"role": "Reader", "scope": f"{rg}/providers/Microsoft.Storage/storageAccounts/stnothere"}],
+        },
+        {"name": "homeless", "namespace": "ns", "service_account": "h", "identity_resource_group": "rg-not-there"},
+        {
             "name": "granter",
             "namespace": "ns",
             "service_account": "g",
@@ -168,6 +175,8 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
     )
     assert "workload 'unknown-role': roles[0]: role: 'Storage Blob Data Reeder' must name exactly one" in done.stdout
     assert "workload 'taken': identity_name: identity id-other-cluster belongs to cluster aks-elsewhere" in done.stdout
+    assert "workload 'nowhere': roles[0]: scope: " in done.stdout and "stnothere does not exist" in done.stdout
+    assert "workload 'homeless': identity_resource_group: resource group rg-not-there does not exist" in done.stdout
     assert (
         "workload 'granter': roles[0]: role: Deployment Operator (grants roles) allows "
         "Microsoft.Authorization/roleAssignments/write"

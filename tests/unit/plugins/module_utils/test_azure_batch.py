@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import fic_name, identity_marks
@@ -268,3 +268,47 @@ def test_a_role_that_can_grant_roles_is_refused_by_its_permissions_at_any_scope_
     done = estate.run([orders({"role": "Operator", "scope": DATA}, broad)])
     assert [r["action"] for r in done["workloads"][0]["role_assignments"]] == ["created", "created"]
     assert any("Blob Peeker at subscription scope reads or changes the data" in w for w in estate.engine.warnings)
+
+
+def test_a_missing_scope_or_resource_group_is_found_by_reading_before_any_write_once_per_scope() -> None:
+    missing = f"{DATA}/providers/Microsoft.Storage/storageAccounts/stgone"
+    asked: list[str] = []
+
+    class Roles(FakeRoles):
+        def list_at(self, scope: str, filter: str | None = None) -> list[Any]:
+            if filter == "atScope()":
+                asked.append(scope)
+                if scope == missing:
+                    raise AzureApiError("not found", status=404, code="ResourceNotFound")
+            return super().list_at(scope, filter)
+
+    class Identities(FakeIdentities):
+        def list_all(self, resource_group: str | None) -> list[Any]:
+            if resource_group == "rg-gone":
+                raise AzureApiError("no group", status=404, code="ResourceGroupNotFound")
+            return super().list_all(resource_group)
+
+    estate = Estate()
+    estate.roles = Roles(estate.writes)
+    estate.identities = Identities(estate.writes)
+    estate.engine = Workloads(AzureApis(estate.identities, estate.fics, estate.roles, SUB))
+    listed = [
+        orders({"role": "Reader", "scope": missing}, {"role": "Reader", "scope": DATA}),
+        {**orders({"role": "Reader", "scope": missing}), "name": "cart", "service_account": "cart"},
+        {**orders(), "name": "lost", "service_account": "lost", "identity_resource_group": "rg-gone"},
+    ]
+    with pytest.raises(ValidationError) as refused:
+        estate.run(listed)
+    assert refused.value.problems == [
+        f"cluster {CLUSTER}: workload 'orders': roles[0]: scope: {missing} does not exist (ResourceNotFound)",
+        f"cluster {CLUSTER}: workload 'cart': roles[0]: scope: {missing} does not exist (ResourceNotFound)",
+        f"cluster {CLUSTER}: workload 'lost': identity_resource_group: resource group rg-gone does not exist "
+        f"(identity id-{CLUSTER}-shop-lost would be made there)",
+    ]
+    assert estate.writes == [] and sorted(asked) == sorted([missing, DATA])  # one read per distinct scope
+    asked.clear()
+    ok = [orders({"role": "Reader", "scope": DATA})]
+    estate.run(ok)
+    asked.clear()
+    estate.run(ok)
+    assert asked == []  # the assignment exists: its scope needs no read
