@@ -83,6 +83,12 @@ options:
       - By default it is skipped when O(authority_host) is not a public cloud's, because it cannot succeed there.
       - Falls back to E(AZURE_DISABLE_INSTANCE_DISCOVERY).
     type: bool
+  retry_budget:
+    description:
+      - Seconds one call may spend waiting out throttling (429, with its C(Retry-After) honoured), transient server
+        errors and lost connections, however many attempts that takes; then it fails, naming the operation.
+      - Falls back to E(WORKLOAD_IDENTITY_RETRY_BUDGET); default 300.
+    type: float
 requirements:
   - azure-identity >= 1.19
 notes:

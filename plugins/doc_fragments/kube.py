@@ -44,6 +44,12 @@ options:
       - Falls back to E(K8S_AUTH_VERIFY_SSL).
     type: bool
     aliases: [verify_ssl]
+  retry_budget:
+    description:
+      - Seconds one call may spend waiting out throttling (429, with its C(Retry-After) honoured), transient server
+        errors and lost connections, however many attempts that takes; then it fails, naming the operation.
+      - Falls back to E(WORKLOAD_IDENTITY_RETRY_BUDGET); default 300.
+    type: float
 notes:
   - Which cluster, in this order, the first that applies - a named O(context); O(host) (with O(api_key)); the
     kubeconfig's current context; the in-cluster service account.

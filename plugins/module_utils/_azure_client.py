@@ -19,7 +19,7 @@ from ._errors import ValidationError
 from ._ids import IdentityRef, InvalidScope
 from ._module import CollectionModule
 from ._results import Outcome
-from ._retry import RetryPolicy
+from ._retry import DEFAULT_BUDGET, RetryPolicy
 
 COLLECTION_VERSION = "0.1.0"
 
@@ -74,6 +74,7 @@ AUTH_ARGSPEC: dict[str, Any] = {
     "authority_host": {"type": "str", "fallback": (env_fallback, ["AZURE_AUTHORITY_HOST"])},
     "ca_bundle": {"type": "path", "fallback": (env_fallback, ["AZURE_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])},
     "disable_instance_discovery": {"type": "bool", "fallback": (env_fallback, ["AZURE_DISABLE_INSTANCE_DISCOVERY"])},
+    "retry_budget": {"type": "float", "fallback": (env_fallback, ["WORKLOAD_IDENTITY_RETRY_BUDGET"])},
 }
 
 _CLIENTS = {
@@ -212,7 +213,7 @@ class AzureModule(CollectionModule):
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC}, **kwargs)
         self.connection = Connection(self.params)
-        self.retry_policy = RetryPolicy()
+        self.retry_policy = RetryPolicy(budget=self.params.get("retry_budget") or DEFAULT_BUDGET)
         self._clients: dict[str, Any] = {}
 
     def client(self, name: str) -> Any:

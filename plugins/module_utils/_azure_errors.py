@@ -14,10 +14,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ._errors import AzureApiError
-from ._retry import RetryPolicy, call
+from ._retry import TRANSIENT_STATUS, RetryPolicy, call
 
 T = TypeVar("T")
 _AADSTS = re.compile(r"AADSTS(\d+)")
+_ENTRA_STATUS = re.compile(
+    r"(?:HTTP Error:?|[Ss]tatus code:?)\s*(\d{3})"
+    r"|\b(\d{3}) (?:Too Many|Internal Server|Bad Gateway|Service Unavailable)"
+)
 
 
 def _header(response: Any, name: str) -> str | None:
@@ -44,8 +48,19 @@ def translate(exc: BaseException, operation: str) -> AzureApiError | None:
     if not isinstance(exc, AzureError):
         return None
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
-        # Raised by azure-identity before any ARM call: a credential problem, not an HTTP status.
+        # Raised by azure-identity before any ARM call: a credential problem, or Entra throttling or failing (its
+        # token endpoint or its metadata), which azure-identity reports the same way, with the HTTP status in the
+        # text: that is retried like any other 429 or 5xx, and reported as what it is.
         text = str(exc.message if hasattr(exc, "message") else exc)
+        status = _ENTRA_STATUS.search(text)
+        entra_status = int(status.group(1) or status.group(2)) if status else 0
+        if entra_status in TRANSIENT_STATUS:
+            return AzureApiError(
+                f"Entra ID answered {entra_status} while signing in: {_first_line(text)}",
+                status=entra_status,
+                code="EntraThrottled" if entra_status == 429 else "EntraUnavailable",
+                operation=operation,
+            )
         match = _AADSTS.search(text)
         return AzureApiError(
             _first_line(text),

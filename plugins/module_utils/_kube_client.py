@@ -24,7 +24,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ._errors import KubeApiError
 from ._module import CollectionModule
-from ._retry import RetryPolicy, call
+from ._retry import DEFAULT_BUDGET, RetryPolicy, call
 
 KUBE_AUTH_ARGSPEC: dict[str, Any] = {
     "kubeconfig": {"type": "path", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])},
@@ -33,6 +33,7 @@ KUBE_AUTH_ARGSPEC: dict[str, Any] = {
     "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["K8S_AUTH_API_KEY"])},
     "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"], "fallback": (env_fallback, ["K8S_AUTH_SSL_CA_CERT"])},
     "validate_certs": {"type": "bool", "aliases": ["verify_ssl"], "fallback": (env_fallback, ["K8S_AUTH_VERIFY_SSL"])},
+    "retry_budget": {"type": "float", "fallback": (env_fallback, ["WORKLOAD_IDENTITY_RETRY_BUDGET"])},
 }
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
@@ -215,7 +216,7 @@ class KubeModule(CollectionModule):
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(argument_spec={**argument_spec, **KUBE_AUTH_ARGSPEC}, **kwargs)
         self.connection = KubeConnection(self.params)
-        self.retry_policy = RetryPolicy()
+        self.retry_policy = RetryPolicy(budget=self.params.get("retry_budget") or DEFAULT_BUDGET)
         for warning in self.connection.warnings:
             self.warn(warning)
 

@@ -31,9 +31,14 @@ CONNECTION_ERROR = "ConnectionError"
 PRINCIPAL_NOT_FOUND = "PrincipalNotFound"
 
 
+DEFAULT_BUDGET = 300.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 6  # for throttling, transient and connection errors
+    # Seconds a call may spend waiting out throttling, transient and connection errors, however many attempts that
+    # takes: sustained throttling is waited out for as long as the operator allows, not a fixed count of tries.
+    budget: float = DEFAULT_BUDGET
     base_delay: float = 1.0
     max_delay: float = 30.0
     principal_wait: float = 120.0  # total seconds to wait for a new principal to replicate
@@ -52,11 +57,13 @@ def decide(error: ApiError, attempt: int, elapsed: float, policy: RetryPolicy) -
         # Another write on the same object is in flight: back off with jitter so writers interleave.
         return min(policy.max_delay, policy.base_delay * (1.5 ** (attempt - 1))) * random.uniform(0.5, 1.0)
     transient = error.status in TRANSIENT_STATUS or error.code == CONNECTION_ERROR
-    if not transient or attempt >= policy.attempts:
+    if not transient:
         return None
     if error.retry_after is not None:
-        return float(min(max(error.retry_after, 0.0), policy.max_delay * 2))
-    return min(policy.max_delay, policy.base_delay * float(2 ** (attempt - 1)))
+        delay = float(min(max(error.retry_after, 0.0), policy.max_delay * 2))
+    else:
+        delay = min(policy.max_delay, policy.base_delay * float(2 ** min(attempt - 1, 16)))
+    return delay if elapsed + delay <= policy.budget else None
 
 
 def call(

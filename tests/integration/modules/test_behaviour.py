@@ -198,3 +198,26 @@ def test_a_racing_creation_is_resolved_by_reading(sandbox: Sandbox, collections:
     assert "failed=0" in done.stdout
     puts = sandbox.control.stats()["operations"]["roleAssignments.put"]["by_status"]
     assert puts.get("409") == 1  # the race really happened
+
+
+def test_entra_throttling_and_errors_on_sign_in_are_retried(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
+    """The token endpoint and its metadata throttle and fail like any Azure endpoint: retried, not a sign-in error."""
+    sandbox.control.clear_faults()
+    sandbox.control.reset_stats()
+    for operation, status in (("entra.openid", 429), ("entra.token", 429), ("entra.token", 500)):
+        sandbox.control.add_fault(operation=operation, status=status, retry_after=1, count=2)
+    try:
+        done = play(
+            sandbox,
+            collections,
+            tmp_path,
+            tasks(sandbox, {"workload_identity.aks.user_assigned_identity_info": {"resource_group": RESOURCE_GROUP}}),
+            {"azure_auth": auth(sandbox)},
+            expect_ok=False,
+        )
+        assert "failed=0" in done.stdout, done.stdout[-3000:]
+        ops = sandbox.control.stats()["operations"]
+        assert ops["entra.openid"]["by_status"]["429"] == 2
+        assert (ops["entra.token"]["by_status"]["429"], ops["entra.token"]["by_status"]["500"]) == (2, 2)
+    finally:
+        sandbox.control.clear_faults()

@@ -17,10 +17,10 @@ def error(status: int | None, code: str | None = None, retry_after: float | None
 
 
 def test_retry_decisions() -> None:
-    policy = RetryPolicy(attempts=3, base_delay=1, max_delay=30, principal_wait=20, conflict_attempts=4)
+    policy = RetryPolicy(budget=10, base_delay=1, max_delay=30, principal_wait=20, conflict_attempts=4)
     assert decide(error(429, retry_after=7), 1, 0, policy) == 7
     assert decide(error(503), 1, 0, policy) == 1 and decide(error(503), 2, 0, policy) == 2
-    assert decide(error(503), 3, 0, policy) is None  # attempts spent
+    assert decide(error(503), 3, 7, policy) is None  # 4 more seconds would overrun the budget
     assert decide(error(None, "ConnectionError"), 1, 0, policy) == 1
     assert decide(error(400, "BadRequest"), 1, 0, policy) is None
     assert decide(error(409, "RoleAssignmentExists"), 1, 0, policy) is None
@@ -58,6 +58,15 @@ def test_translate_keeps_status_code_message_request_id() -> None:
     assert str(translated) == "create: 409 RoleAssignmentExists: exists (x-ms-request-id rid-1)"
     auth = translate(ClientAuthenticationError(message="AADSTS7000215: Invalid client secret provided."), "token")
     assert auth is not None and (auth.status, auth.code) == (401, "AADSTS7000215")
+    # Entra throttling or failing while signing in is what it is (retried), not a credential problem.
+    for text, status, code in (
+        ("Authentication failed: HTTP Error: 500", 500, "EntraUnavailable"),
+        ("ClientSecretCredential.get_token failed: 429 Too Many Requests", 429, "EntraThrottled"),
+    ):
+        busy = translate(ClientAuthenticationError(message=text), "token")
+        assert busy is not None and (busy.status, busy.code) == (status, code)
+    refused = translate(ClientAuthenticationError(message="Authentication failed: HTTP Error: 400"), "token")
+    assert refused is not None and (refused.status, refused.code) == (401, "AuthenticationFailed")
     connection = translate(ServiceRequestError("boom"), "get")
     assert connection is not None and connection.code == "ConnectionError"
     assert translate(KeyError("x"), "get") is None  # not Azure's: a bug, left to raise
@@ -124,3 +133,12 @@ def test_replication_lag_is_waited_out_for_a_bounded_time() -> None:
     assert decide(lag, 1, 0, policy) is None  # plain bad input is not retried ...
     lag.replication = True
     assert decide(lag, 1, 0, policy) == 5 and decide(lag, 9, 20, policy) is None  # ... replication is, bounded
+
+
+def test_throttling_is_waited_out_within_a_time_budget_not_a_count() -> None:
+    policy = RetryPolicy(budget=60)
+    throttled = AzureApiError("slow down", status=429, code="TooManyRequests", retry_after=10)
+    assert decide(throttled, 25, 40, policy) == 10  # attempt 25: still inside the budget
+    assert decide(throttled, 2, 55, policy) is None  # 10 more seconds would overrun it
+    reset = AzureApiError("connection reset", code="ConnectionError")
+    assert decide(reset, 30, 0, policy) == policy.max_delay  # backs off to the cap, never gives up by count
