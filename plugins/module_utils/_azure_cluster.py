@@ -10,6 +10,8 @@ gave it (no SDK model in between to drop fields it does not know) and changes on
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ._azure_errors import azure_call
@@ -37,11 +39,32 @@ def issuer_state(body: dict[str, Any]) -> IssuerState:
     }
 
 
+# provisioningState values after which an AKS operation is over.
+TERMINAL_STATES = ("Succeeded", "Failed", "Canceled")
+OPERATION_IN_PROGRESS = "OperationNotAllowed"  # AKS's 409 while another operation runs on the cluster
+
+
 class ClusterApi:
-    def __init__(self, client: Any, policy: RetryPolicy | None = None, polling_interval: float = 5) -> None:
+    """Reads, and one long-running update: sent once, then followed by reading the cluster until it settles.
+
+    Polling reads the cluster (each read retried on its own): a failed poll is polled again, never re-sent, so
+    an update is not started twice. A cluster busy with another operation (an upgrade, a scale) is waited for,
+    read again and only then changed, so the update never carries back a stale copy over what that operation did.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        policy: RetryPolicy | None = None,
+        polling_interval: float = 5,
+        sleep: Callable[[float], None] = time.sleep,
+        max_wait: float = 3600,
+    ) -> None:
         self.ops = client.managed_clusters
         self.policy = policy or RetryPolicy()
         self.polling_interval = polling_interval
+        self.sleep = sleep
+        self.max_wait = max_wait
 
     def get(self, resource_group: str, name: str) -> dict[str, Any] | None:
         try:
@@ -53,17 +76,42 @@ class ClusterApi:
                 return None
             raise
 
-    def put(self, resource_group: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Start the long-running update, wait for it, read the result."""
+    def settled(self, resource_group: str, name: str) -> dict[str, Any]:
+        """The cluster once no operation is running on it (read every polling_interval, up to max_wait)."""
+        waited = 0.0
+        while True:
+            body = self.get(resource_group, name)
+            if body is None:
+                raise AzureApiError(f"cluster {name} disappeared", status=404, operation=f"wait for cluster {name}")
+            if issuer_state(body)["provisioning_state"] in TERMINAL_STATES + (None,):
+                return body
+            if waited >= self.max_wait:
+                state = issuer_state(body)["provisioning_state"]
+                raise AzureApiError(
+                    f"cluster {name} is still {state} after {int(waited)} s", operation=f"wait for cluster {name}"
+                )
+            self.sleep(self.polling_interval)
+            waited += self.polling_interval
 
-        def update() -> None:
-            self.ops.begin_create_or_update(resource_group, name, body, polling_interval=self.polling_interval).result()
+    def send(self, resource_group: str, name: str, body: dict[str, Any]) -> None:
+        """Start the update (the PUT alone, no SDK polling): retried only while AKS has not accepted it."""
+        operation = f"update cluster {name}"
+        azure_call(
+            operation,
+            lambda: self.ops.begin_create_or_update(resource_group, name, body, polling=False).result(),
+            self.policy,
+        )
 
-        azure_call(f"update cluster {name}", update, self.policy)
-        after = self.get(resource_group, name)
-        if after is None:
-            raise AzureApiError(f"cluster {name} disappeared during the update", operation=f"update cluster {name}")
-        return after
+
+def _changed(body: dict[str, Any], oidc: bool, workload_identity: bool | None) -> dict[str, Any]:
+    new = copy.deepcopy(body)
+    props = new.setdefault("properties", {})
+    props.setdefault("oidcIssuerProfile", {})["enabled"] = oidc
+    if workload_identity is not None:
+        security = props.get("securityProfile") or {}
+        security.setdefault("workloadIdentity", {})["enabled"] = workload_identity
+        props["securityProfile"] = security
+    return new
 
 
 def ensure_issuer(
@@ -93,16 +141,27 @@ def ensure_issuer(
     want_workload = before["workload_identity_enabled"] if workload_identity is None else workload_identity
     if (want_oidc, want_workload) == (before["oidc_issuer_enabled"], before["workload_identity_enabled"]):
         return Outcome(False, "unchanged", before, before)
-    new = copy.deepcopy(body)
-    props = new.setdefault("properties", {})
-    props.setdefault("oidcIssuerProfile", {})["enabled"] = want_oidc
-    if workload_identity is not None:
-        security = props.get("securityProfile") or {}
-        security.setdefault("workloadIdentity", {})["enabled"] = want_workload
-        props["securityProfile"] = security
     predicted = IssuerState(**{**before, "oidc_issuer_enabled": want_oidc, "workload_identity_enabled": want_workload})
     if check_mode:
         notes = [] if before["oidc_issuer_enabled"] else ["AKS assigns the issuer URL when the issuer is enabled"]
+        if before["provisioning_state"] not in TERMINAL_STATES + (None,):
+            notes.append(f"the cluster is {before['provisioning_state']}: the run waits for that operation first")
         return Outcome(True, "updated", before, predicted, notes)
-    after = issuer_state(api.put(resource_group, name, new))
+    while True:
+        current = api.settled(resource_group, name)
+        try:
+            api.send(resource_group, name, _changed(current, want_oidc, workload_identity))
+            break
+        except AzureApiError as exc:
+            if exc.status != 409 or exc.code != OPERATION_IN_PROGRESS:
+                raise
+            # Another operation started between the read and the update: wait for it, read again, change that.
+    after = issuer_state(api.settled(resource_group, name))
+    if after["provisioning_state"] != "Succeeded":
+        raise AzureApiError(
+            f"the update of cluster {name} ended {after['provisioning_state']} (its provisioningState); AKS keeps the "
+            "cluster as the operation left it: see the cluster's activity log, then run again",
+            code=f"Operation{after['provisioning_state']}",
+            operation=f"update cluster {name}",
+        )
     return Outcome(True, "updated", before, after)

@@ -221,3 +221,39 @@ def test_entra_throttling_and_errors_on_sign_in_are_retried(sandbox: Sandbox, co
         assert (ops["entra.token"]["by_status"]["429"], ops["entra.token"]["by_status"]["500"]) == (2, 2)
     finally:
         sandbox.control.clear_faults()
+
+
+def test_a_cluster_busy_with_another_operation_is_waited_for_and_the_update_sent_once(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    """An upgrade (here: another client's update) is running: AKS answers 409 to any new one until it ends."""
+    sandbox.control.seed_cluster("rg-busy", "aks-busy", kube=False)
+    sandbox.control.configure({"lro_seconds": 4})
+    try:
+        aks = sandbox.aks()
+        cluster = aks.managed_clusters.get("rg-busy", "aks-busy")
+        cluster.tags = {"team": "platform"}
+        aks.managed_clusters.begin_create_or_update("rg-busy", "aks-busy", cluster)  # not waited for
+        sandbox.control.reset_stats()
+        play(
+            sandbox,
+            collections,
+            tmp_path,
+            tasks(
+                sandbox,
+                {
+                    "workload_identity.aks.cluster_oidc_issuer": {
+                        "name": "aks-busy",
+                        "resource_group": "rg-busy",
+                        "polling_interval": 1,
+                    }
+                },
+            ),
+            {"azure_auth": auth(sandbox)},
+        )
+        puts = sandbox.control.stats()["operations"]["managedClusters.put"]["by_status"]
+        assert puts == {"200": 1}  # waited for the other operation: never a 409, sent once
+        after = aks.managed_clusters.get("rg-busy", "aks-busy")
+        assert after.oidc_issuer_profile.enabled and after.tags == {"team": "platform"}  # its change kept
+    finally:
+        sandbox.control.configure({"lro_seconds": 0.5})

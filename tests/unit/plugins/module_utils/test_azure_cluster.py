@@ -1,0 +1,111 @@
+"""_azure_cluster: the issuer update is sent once, waits out a busy cluster, re-polls failed polls, reports failure."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import ClusterApi, ensure_issuer
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy
+from azure.core.exceptions import HttpResponseError
+
+
+class FakeClusters:
+    """managed_clusters as AKS answers: a PUT starts an operation that reads as Updating for a few polls."""
+
+    def __init__(self, state: str = "Succeeded", polls_per_operation: int = 2) -> None:
+        self.body = {
+            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks",
+            "name": "aks",
+            "properties": {"provisioningState": state, "kubernetesVersion": "1.36.3", "oidcIssuerProfile": {}},
+        }
+        self.busy_polls = 0 if state == "Succeeded" else polls_per_operation
+        self.polls_per_operation = polls_per_operation
+        self.sent: list[dict[str, Any]] = []
+        self.put_errors: list[Exception] = []
+        self.get_errors: list[Exception] = []
+        self.outcome = "Succeeded"
+
+    def get(self, resource_group: str, name: str, cls: Any = None) -> Any:
+        if self.get_errors:
+            raise self.get_errors.pop(0)
+        if self.busy_polls:
+            self.busy_polls -= 1
+            if not self.busy_polls:
+                self.body["properties"]["provisioningState"] = self.outcome
+        response = type("R", (), {"json": lambda _self: copy.deepcopy(self.body)})()
+        return cls(type("P", (), {"http_response": response})(), None, None)
+
+    def begin_create_or_update(self, resource_group: str, name: str, body: dict[str, Any], polling: Any) -> Any:
+        assert polling is False  # the SDK does not poll (and so never re-sends): ensure_issuer reads until settled
+        if self.put_errors:
+            raise self.put_errors.pop(0)
+        self.sent.append(copy.deepcopy(body))
+        self.body = copy.deepcopy(body)
+        self.body["properties"]["provisioningState"] = "Updating"
+        self.busy_polls = self.polls_per_operation
+        return type("Poller", (), {"result": lambda _self: None})()
+
+
+def api_over(clusters: FakeClusters) -> tuple[ClusterApi, list[float]]:
+    sleeps: list[float] = []
+    client = type("Client", (), {"managed_clusters": clusters})()
+    return ClusterApi(client, RetryPolicy(base_delay=0), polling_interval=2, sleep=sleeps.append), sleeps
+
+
+def http_error(status: int, code: str) -> HttpResponseError:
+    error = HttpResponseError(message=code)
+    error.status_code = status
+    error.error = type("E", (), {"code": code, "message": code})()  # type: ignore[assignment]
+    return error
+
+
+def enable(api: ClusterApi) -> Any:
+    return ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=False)
+
+
+def test_a_busy_cluster_is_waited_for_then_updated_once() -> None:
+    clusters = FakeClusters(state="Upgrading", polls_per_operation=3)
+    api, sleeps = api_over(clusters)
+    done = enable(api)
+    assert done.action == "updated" and done.after and done.after["oidc_issuer_enabled"]
+    assert len(clusters.sent) == 1 and sleeps == [2, 2, 2]  # one for the upgrade, two for the update
+
+
+def test_another_operation_started_in_between_is_waited_for_and_the_change_made_on_a_fresh_read() -> None:
+    clusters = FakeClusters()
+    clusters.put_errors = [http_error(409, "OperationNotAllowed")]
+    api, _sleeps = api_over(clusters)
+    enable(api)
+    assert len(clusters.sent) == 1 and clusters.sent[0]["properties"]["oidcIssuerProfile"] == {"enabled": True}
+
+
+def test_a_failed_poll_is_polled_again_never_re_sent() -> None:
+    clusters = FakeClusters()
+    api, _sleeps = api_over(clusters)
+    original_put = clusters.begin_create_or_update
+
+    def put_then_fail_a_poll(*args: Any, **kwargs: Any) -> Any:
+        poller = original_put(*args, **kwargs)
+        clusters.get_errors = [http_error(500, "InternalServerError")]
+        return poller
+
+    clusters.begin_create_or_update = put_then_fail_a_poll  # type: ignore[method-assign]
+    assert enable(api).changed and len(clusters.sent) == 1
+
+
+def test_an_operation_that_failed_on_the_server_is_reported_with_the_provisioning_state() -> None:
+    clusters = FakeClusters()
+    clusters.outcome = "Failed"
+    api, _sleeps = api_over(clusters)
+    with pytest.raises(AzureApiError, match="ended Failed") as failed:
+        enable(api)
+    assert failed.value.code == "OperationFailed" and len(clusters.sent) == 1
+
+
+def test_check_mode_says_it_will_wait_for_a_busy_cluster() -> None:
+    api, _sleeps = api_over(FakeClusters(state="Updating"))
+    plan = ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=True)
+    assert plan.changed and "the run waits for that operation first" in plan.notes[-1]
