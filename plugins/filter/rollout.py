@@ -69,6 +69,8 @@ def rollout_report(
                     {"role": r.get("role") or r.get("role_definition_guid"), "scope": r["scope"], "action": r["action"]}
                     for r in item.get("role_assignments") or []
                 ],
+                # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
+                "access": "none" if not item.get("role_assignments") else "declared",
                 "service_account_action": account.get("action"),
                 "controllers": [
                     {"kind": c["kind"], "name": c["name"], "action": c["action"], "note": c.get("note")}
@@ -87,6 +89,7 @@ def rollout_report(
         if released:
             pruned["kubernetes"] = released
     counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "adopted", "unchanged")}
+    counts["no_access"] = sum(1 for w in workloads if w["access"] == "none")
     return {
         "cluster": cluster,
         "webhook_mode": webhook_mode,
@@ -110,7 +113,7 @@ def _short(scope: str) -> str:
 
 def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
     rows = [f"{r['role']} @ {_short(r['scope']) if short else r['scope']} ({r['action']})" for r in workload["roles"]]
-    return rows or ["(no roles)"]
+    return rows or ["no access (no roles declared)"]
 
 
 def _controllers(workload: dict[str, Any]) -> str:
@@ -125,7 +128,8 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
     lines = [
         f"{report['cluster']}: webhook {report['webhook_mode']}, issuer {report['issuer_url'] or '(not yet enabled)'}",
         f"  {len(report['workloads'])} workload(s): {counts['created']} {verb} created, {counts['changed']} "
-        f"changed, {counts.get('adopted', 0)} adopted, {counts['unchanged']} unchanged",
+        f"changed, {counts.get('adopted', 0)} adopted, {counts['unchanged']} unchanged"
+        + (f"; {counts['no_access']} with no access (no roles)" if counts.get("no_access") else ""),
     ]
     for w in report["workloads"]:
         what = "application" if w.get("kind") == "application" else "identity"

@@ -56,6 +56,7 @@ def test_report_status_joins_both_sides() -> None:
         "changed": 0,
         "adopted": 0,
         "unchanged": 1,
+        "no_access": 0,
     }
     # An account and a Deployment bound by hand, now marked as this collection's: "adopted", not "changed".
     adopted = {**quiet, "changed": True, "controllers": [{**kube["controllers"][0], "action": "adopted"}]}
@@ -65,3 +66,12 @@ def test_report_status_joins_both_sides() -> None:
     lines = rollout_lines(report)
     assert "      role  Reader @ rg-data: Microsoft.KeyVault/vaults/kv (unchanged)" in lines
     assert "| api | changed | id-api (`c1`) |" in rollout_markdown(report)
+
+    # A workload without roles signs in and may do nothing: the plan and the summary say so.
+    bare = _azure("unchanged")
+    bare["workloads"][0]["role_assignments"] = []
+    bare_report = rollout_report(bare, quiet, cluster="c", check_mode=True)
+    assert bare_report["workloads"][0]["access"] == "none" and bare_report["counts"]["no_access"] == 1
+    bare_lines = rollout_lines(bare_report)
+    assert bare_lines[1].endswith("; 1 with no access (no roles)")
+    assert "      role  no access (no roles declared)" in bare_lines
