@@ -66,7 +66,7 @@ ROLE_FIELDS = (
     Field("role", "str", True, "A role name, GUID or role definition id."),
     Field("scope", "str", True, "A management group, subscription, resource group or resource id."),
     Field("condition", "str", False, "An ABAC condition."),
-    Field("condition_version", "str", False, "The condition's version (default 2.0)."),
+    Field("condition_version", "str", False, "The condition's version: 2.0 (the default, and the only one)."),
     Field("description", "str", False, "The assignment's description."),
 )
 CONTROLLER_FIELDS = (
@@ -349,6 +349,9 @@ def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) ->
             continue
         if item.get("condition_version") and not item.get("condition"):
             problems.append(f"{at}: condition_version: given without a condition")
+        elif item.get("condition_version") not in (None, "2.0"):
+            # ARM refuses any other version for a new or updated assignment (InvalidConditionVersion).
+            problems.append(f"{at}: condition_version: must be 2.0, the only version Azure accepts")
         key = (role.lower(), scope.key)
         if key in seen:
             problems.append(f"{at}: role: {role} at {scope.path} is declared twice")

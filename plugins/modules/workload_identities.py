@@ -104,9 +104,10 @@ options:
     default: []
   workloads_kind:
     description:
-      - What the inventory variable behind O(workloads) held (the roles pass this, and an empty O(workloads) when it
-        is not a list) - V(list), or V(none) when undefined or null, which is refused rather than read as an empty
-        list, or another type, refused as not a list.
+      - What the inventory variable behind O(workloads) held (the roles pass this, and O(workloads) without what is
+        not a workload), one of V(list); V(list) followed by the positions of entries that are not mappings;
+        V(none) when undefined or null, which is refused rather than read as an empty list; or another type,
+        refused as not a list.
     type: str
     default: list
 extends_documentation_fragment:
@@ -248,6 +249,12 @@ def main() -> None:
             f"cluster {cluster}: workload_identity_workloads: not defined, or null; declare the cluster's workloads "
             "(an empty list declares none, and with prune removes everything: that also needs "
             f"workload_identity_prune_confirm: {cluster})"
+        )
+    elif p["workloads_kind"].startswith("list #"):
+        entries = ", ".join(p["workloads_kind"].split()[1:])
+        problems.append(
+            f"cluster {cluster}: workload_identity_workloads: entries {entries} are not workloads (each is a mapping "
+            "with name, namespace, service_account and roles)"
         )
     elif p["workloads_kind"] != "list":
         problems.append(

@@ -1,0 +1,339 @@
+"""The bad-input matrix: every kind of inventory mistake an operator makes, rejected before any write, named.
+
+Each case is one workload list (with a valid workload beside the mistake, so "nothing written" means something)
+given to the batch module as site.yml gives it. A rejected case must fail naming the cluster, the workload (where
+there is one) and the field, and the sandbox must have answered no write for it; the accepted-by-design cases
+run in check mode and must pass. All cases run in one ansible-playbook (a loop), so the matrix costs seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from tests.integration.sandbox_helpers import Sandbox
+
+from .conftest import RESOURCE_GROUP, auth, play
+
+CLUSTER = "aks-matrix"
+SUB = "{sub}"
+RG = f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}"
+STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stmatrix"
+
+
+def ok(name: str = "fine", **more: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": "ns",
+        "service_account": name,
+        "roles": [{"role": "Reader", "scope": RG}],
+        **more,
+    }
+
+
+def bad(name: str, **fields: Any) -> dict[str, Any]:
+    return {**ok(name), **fields}
+
+
+# (case, workloads, extra module options, expected fragment of the message); fragment None: accepted by design.
+CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
+    ("name missing", [{"namespace": "ns", "service_account": "x", "roles": []}], {}, "workload #2: name"),
+    ("name uppercase", [bad("Orders")], {}, "workload 'Orders': name"),
+    ("name too long", [bad("n" * 64)], {}, "name"),
+    ("name repeated", [ok(), ok()], {}, "workload 'fine': name: declared twice"),
+    ("namespace missing", [{"name": "a", "service_account": "a", "roles": []}], {}, "workload 'a': namespace"),
+    ("namespace invalid", [bad("a", namespace="Bad_NS")], {}, "workload 'a': namespace"),
+    ("namespace too long", [bad("a", namespace="n" * 64)], {}, "workload 'a': namespace"),
+    ("service account missing", [{"name": "a", "namespace": "ns", "roles": []}], {}, "workload 'a': service_account"),
+    ("service account invalid", [bad("a", service_account="a/b")], {}, "workload 'a': service_account"),
+    ("service account twice", [bad("a", service_account="fine")], {}, "workload 'a': service_account"),
+    ("roles not a list", [bad("a", roles="Reader")], {}, "workload 'a': roles"),
+    ("role not a mapping", [bad("a", roles=["Reader"])], {}, "workload 'a': roles[0]"),
+    ("role without role", [bad("a", roles=[{"scope": RG}])], {}, "workload 'a': roles[0]: role"),
+    ("role without scope", [bad("a", roles=[{"role": "Reader"}])], {}, "workload 'a': roles[0]: scope"),
+    ("scope relative", [bad("a", roles=[{"role": "Reader", "scope": "resourceGroups/x"}])], {}, "roles[0]: scope"),
+    ("scope bad subscription", [bad("a", roles=[{"role": "Reader", "scope": "/subscriptions/x"}])], {}, "scope"),
+    ("scope bad segment", [bad("a", roles=[{"role": "Reader", "scope": f"/subscriptions/{SUB}/x/y"}])], {}, "scope"),
+    (
+        "management group malformed",
+        [bad("a", roles=[{"role": "Reader", "scope": "/providers/Microsoft.Management/x"}])],
+        {},
+        "workload 'a': roles[0]: scope",
+    ),
+    ("role field typo", [bad("a", roles=[{"rol": "Reader", "scope": RG}])], {}, "workload 'a': roles[0]"),
+    (
+        "role declared twice",
+        [bad("a", roles=[{"role": "Reader", "scope": RG}, {"role": "Reader", "scope": RG + "/"}])],
+        {},
+        "workload 'a': roles[1]",
+    ),
+    (
+        "condition version alone",
+        [bad("a", roles=[{"role": "Reader", "scope": RG, "condition_version": "2.0"}])],
+        {},
+        "workload 'a': roles[0]: condition_version",
+    ),
+    (
+        "condition version 1.0",
+        [bad("a", roles=[{"role": "Reader", "scope": RG, "condition": "true", "condition_version": "1.0"}])],
+        {},
+        "workload 'a': roles[0]: condition_version",
+    ),
+    ("owner at a resource group", [bad("a", roles=[{"role": "Owner", "scope": RG}])], {}, "roles[0]: role: Owner"),
+    (
+        "user access administrator at a resource",
+        [bad("a", roles=[{"role": "User Access Administrator", "scope": STORAGE}])],
+        {},
+        "workload 'a': roles[0]: role: User Access Administrator",
+    ),
+    (
+        "contributor at the subscription",
+        [bad("a", roles=[{"role": "Contributor", "scope": f"/subscriptions/{SUB}"}])],
+        {},
+        "workload 'a': roles[0]: role: Contributor at subscription scope",
+    ),
+    (
+        "custom role that grants roles",
+        [bad("a", roles=[{"role": "Matrix Deployer", "scope": RG}])],
+        {},
+        "workload 'a': roles[0]: role: Matrix Deployer allows Microsoft.Authorization/roleAssignments/write",
+    ),
+    ("unknown role", [bad("a", roles=[{"role": "Storage Blob Data Raeder", "scope": RG}])], {}, "roles[0]: role"),
+    (
+        "unknown role GUID",
+        [bad("a", roles=[{"role": "00000000-0000-0000-0000-0000000000aa", "scope": RG}])],
+        {},
+        "workload 'a': roles[0]: role",
+    ),
+    (
+        "scope that does not exist",
+        [bad("a", roles=[{"role": "Reader", "scope": f"{RG}/providers/Microsoft.Storage/storageAccounts/stnone"}])],
+        {},
+        "workload 'a': roles[0]: scope:",
+    ),
+    (
+        "identity resource group that does not exist",
+        [bad("a", identity_resource_group="rg-matrix-none")],
+        {},
+        "workload 'a': identity_resource_group: resource group rg-matrix-none does not exist",
+    ),
+    ("identity type unknown", [bad("a", identity_type="system")], {}, "workload 'a': identity_type"),
+    ("identity name invalid", [bad("a", identity_name="id with spaces")], {}, "workload 'a': identity_name"),
+    ("identity name too short", [bad("a", identity_name="id")], {}, "workload 'a': identity_name"),
+    ("identity name shared", [bad("a", identity_name="id-x"), bad("b", identity_name="id-x")], {}, "identity_name"),
+    (
+        "identity of another cluster",
+        [bad("a", identity_name="id-matrix-elsewhere")],
+        {},
+        "workload 'a': identity_name: identity id-matrix-elsewhere belongs to cluster aks-other",
+    ),
+    (
+        "default name taken by an identity made by hand",
+        [ok("byhand")],
+        {},
+        "workload 'byhand': identity_name: the default name id-aks-matrix-ns-byhand is taken",
+    ),
+    ("application field on an identity", [bad("a", application_id="x")], {}, "workload 'a': application_id"),
+    (
+        "identity name on an application",
+        [bad("a", identity_type="application", identity_name="id-x")],
+        {},
+        "workload 'a': identity_name: only for identity_type user_assigned",
+    ),
+    (
+        "application id not a GUID",
+        [bad("a", identity_type="application", application_id="my-app")],
+        {},
+        "workload 'a': application_id",
+    ),
+    (
+        "application id and unique name",
+        [
+            bad(
+                "a",
+                identity_type="application",
+                application_id="6f1c2d3e-4a5b-4c6d-8e7f-8091a2b3c4d5",
+                application_unique_name="x",
+            )
+        ],
+        {},
+        "workload 'a': application_id",
+    ),
+    (
+        "application unique name invalid",
+        [bad("a", identity_type="application", application_unique_name="bad name!")],
+        {},
+        "workload 'a': application_unique_name",
+    ),
+    (
+        "application display name too long",
+        [bad("a", identity_type="application", application_display_name="d" * 257)],
+        {},
+        "workload 'a': application_display_name",
+    ),
+    (
+        "application that does not exist",
+        [bad("a", identity_type="application", application_id="6f1c2d3e-4a5b-4c6d-8e7f-8091a2b3c4d5")],
+        {},
+        "workload 'a': application_id: no application",
+    ),
+    ("extra subjects not a list", [bad("a", extra_subjects="system:serviceaccount:x:y")], {}, "extra_subjects"),
+    (
+        "extra subject repeated",
+        [bad("a", extra_subjects=["system:serviceaccount:ns:a"])],
+        {},
+        "workload 'a': extra_subjects: repeats",
+    ),
+    (
+        "more than twenty credentials",
+        [bad("a", extra_subjects=[f"system:serviceaccount:ns:s{i}" for i in range(20)])],
+        {},
+        "workload 'a': extra_subjects: 21 federated credentials",
+    ),
+    ("extra subject too long", [bad("a", extra_subjects=["s" * 601])], {}, "workload 'a': extra_subjects"),
+    ("tags not a mapping", [bad("a", tags=["team"])], {}, "workload 'a': tags"),
+    ("controllers not a list", [bad("a", controllers="Deployment/a")], {}, "workload 'a': controllers"),
+    ("controller kind unknown", [bad("a", controllers=[{"kind": "Pod", "name": "a"}])], {}, "controllers[0]: kind"),
+    ("controller without name", [bad("a", controllers=[{"kind": "Deployment"}])], {}, "controllers[0]: name"),
+    ("controller name invalid", [bad("a", controllers=[{"kind": "Deployment", "name": "A_b"}])], {}, "controllers"),
+    (
+        "controller bound twice",
+        [
+            bad("a", controllers=[{"kind": "Deployment", "name": "api"}]),
+            bad("b", controllers=[{"kind": "Deployment", "name": "api"}]),
+        ],
+        {},
+        "workload 'b': controllers[0]",
+    ),
+    ("token lifetime too short", [bad("a", token_expiration=60)], {}, "workload 'a': token_expiration"),
+    ("token lifetime too long", [bad("a", token_expiration=86401)], {}, "workload 'a': token_expiration"),
+    ("token lifetime not a number", [bad("a", token_expiration="1h")], {}, "workload 'a': token_expiration"),
+    ("rebind not a boolean", [bad("a", rebind="yes please")], {}, "workload 'a': rebind"),
+    ("teardown_adopted not a boolean", [bad("a", teardown_adopted="sure")], {}, "workload 'a': teardown_adopted"),
+    ("unknown field", [bad("a", servce_account="a")], {}, "workload 'a': servce_account: unknown field"),
+    # As the workloads role passes a list with an entry that is not a mapping (the module's own argument spec
+    # would refuse it in Ansible's words, without the cluster).
+    ("workload not a mapping", [], {"workloads_kind": "list #2"}, "workload_identity_workloads: entries #2 are not"),
+    ("list given as a mapping", [], {"workloads_kind": "mapping"}, "workload_identity_workloads: must be a list"),
+    ("list undefined", [], {"workloads_kind": "none"}, "workload_identity_workloads: not defined, or null"),
+    (
+        "misspelled variable",
+        [],
+        {"inventory_variables": ["workload_identity_workload", "workload_identity_prune"]},
+        "workload_identity_workload: not a variable of workload_identity.aks (did you mean "
+        "workload_identity_workloads?)",
+    ),
+    ("issuer not https", [], {"issuer_url": "http://issuer.example/x/"}, "issuer_url"),
+    ("no location for a new identity", [bad("a")], {"location": None}, "workload 'a': location"),
+    # Accepted by design (run in check mode).
+    ("no roles: no access", [bad("a", roles=[])], {}, None),
+    ("contributor at a resource group", [bad("a", roles=[{"role": "Contributor", "scope": RG}])], {}, None),
+    ("token lifetime at its bounds", [bad("a", token_expiration=3600), bad("b", token_expiration=86400)], {}, None),
+    ("twenty credentials", [bad("a", extra_subjects=[f"system:serviceaccount:ns:s{i}" for i in range(19)])], {}, None),
+    ("deprecated controllers alias", [bad("a", workloads=[{"kind": "Deployment", "name": "a"}])], {}, None),
+]
+
+
+def fill(value: Any, sub: str) -> Any:
+    return json.loads(json.dumps(value).replace(SUB, sub))
+
+
+@pytest.fixture(scope="module")
+def matrix(sandbox: Sandbox, collections: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every case run once, in one playbook; what each answered, and the writes the sandbox saw during it all."""
+    sub = sandbox.subscription_id
+    msi = sandbox.msi()
+    owned = {"managed-by": "workload_identity.aks", "wi-cluster": "aks-other"}
+    msi.user_assigned_identities.create_or_update(
+        RESOURCE_GROUP, "id-matrix-elsewhere", {"location": "westeurope", "tags": owned}
+    )
+    msi.user_assigned_identities.create_or_update(RESOURCE_GROUP, "id-aks-matrix-ns-byhand", {"location": "westeurope"})
+    sandbox.authz().role_definitions.create_or_update(
+        f"/subscriptions/{sub}",
+        "7e8f9a0b-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+        {
+            "role_name": "Matrix Deployer",
+            "role_type": "CustomRole",
+            "assignable_scopes": [f"/subscriptions/{sub}"],
+            "permissions": [{"actions": ["Microsoft.Resources/deployments/*", "Microsoft.Authorization/*"]}],
+        },
+    )
+    cases = []
+    for name, workloads, options, expected in CASES:
+        listed = list(workloads)
+        if expected is not None and not any(isinstance(w, dict) and w.get("name") == "fine" for w in workloads):
+            listed = [ok(), *workloads]  # a valid workload beside the mistake: it must not be written either
+        cases.append(
+            {
+                "case": name,
+                "check": expected is None,
+                "args": fill(
+                    {
+                        "cluster_name": CLUSTER,
+                        "issuer_url": f"https://issuer.example/{CLUSTER}/",
+                        "location": "westeurope",
+                        "identity_resource_group": RESOURCE_GROUP,
+                        "workloads": listed,
+                        **options,
+                    },
+                    sub,
+                ),
+            }
+        )
+    body = {
+        "module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"},
+        "tasks": [
+            {
+                "name": "every case",
+                "workload_identity.aks.workload_identities": "{{ item.args }}",
+                "check_mode": "{{ item.check }}",
+                "loop": "{{ cases }}",
+                "loop_control": {"label": "{{ item.case }}"},
+                "register": "answered",
+                "ignore_errors": True,
+            },
+            {
+                "name": "show",
+                "ansible.builtin.debug": {
+                    "msg": "MATRIX={{ answered.results | map(attribute='msg', default='') | list | to_json }}"
+                },
+            },
+        ],
+    }
+    sandbox.control.reset_stats()
+    tmp = tmp_path_factory.mktemp("matrix")
+    done = play(sandbox, collections, tmp, body, {"azure_auth": auth(sandbox), "cases": cases}, expect_ok=False)
+    found = re.search(r'"msg": "MATRIX=(.*)"\n', done.stdout)
+    assert found, done.stdout[-4000:]
+    messages = json.loads(json.loads(f'"{found.group(1)}"'))
+    writes = [
+        op
+        for op in sandbox.control.stats()["operations"]
+        if op.rsplit(".", 1)[-1] in ("put", "delete", "patch", "post") and not op.startswith(("sandbox.", "entra."))
+    ]
+    return {"messages": dict(zip([c[0] for c in CASES], messages, strict=True)), "writes": writes}
+
+
+def test_the_matrix_has_the_kinds_of_mistake_an_operator_makes() -> None:
+    rejected = [c for c in CASES if c[3] is not None]
+    assert len({c[0] for c in CASES}) == len(CASES) and len(rejected) >= 60
+
+
+@pytest.mark.parametrize(("case", "expected"), [(c[0], c[3]) for c in CASES], ids=[c[0] for c in CASES])
+def test_each_mistake_is_rejected_naming_cluster_workload_and_field(
+    matrix: dict[str, Any], case: str, expected: str | None
+) -> None:
+    message = matrix["messages"][case]
+    if expected is None:
+        assert message == "", message  # accepted by design
+        return
+    assert f"cluster {CLUSTER}: " in message, message
+    assert expected in message, message
+
+
+def test_no_case_wrote_anything(matrix: dict[str, Any]) -> None:
+    """Every rejection came before any write; the accepted cases ran in check mode."""
+    assert matrix["writes"] == []
