@@ -63,6 +63,7 @@ class Workloads(BatchChecks):
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         super().__init__(apis)
         self.apps = ApplicationSide(self, applications) if applications is not None else None
+        self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
     @classmethod
     def from_clients(

@@ -31,10 +31,11 @@ if TYPE_CHECKING:
 
 class BatchChecks(CreatedRolesRecord):
     apps: ApplicationSide | None
+    warnings: list[str]
 
     def _check(self, batch: Batch, reads: Reads) -> Resolved:
         """What only Azure can tell, for every workload, before any write: every problem at once."""
-        self.warnings: list[str] = []  # to show the operator; not reasons to stop
+        self.warnings.clear()
         problems: list[str] = []
         resolved: Resolved = {}
         for workload in batch.workloads:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,27 @@ def test_discovery_of_a_rolled_out_cluster_declares_the_same_workloads_and_site_
 
     assert [comparable(w) for w in discovered] == [comparable(w) for w in workloads(estate)]
     assert estate.run(discovered).changed == 0
+
+
+def test_no_secret_or_token_in_any_output_or_file_even_with_vvv(estate: Estate) -> None:
+    """-vvv runs of site.yml, discover.yml and teardown.yml (check mode): the client secret, bearer and service-account
+    tokens (JWTs) and the kubeconfig's tokens appear in no output, report or file the runs write."""
+    kubeconfig = yaml.safe_load((estate.box.state_dir / "kubeconfig").read_text())
+    secrets = {estate.box.env["AZURE_CLIENT_SECRET"], *(u["user"]["token"] for u in kubeconfig["users"])}
+    jwt = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
+    runs = [
+        estate.run(workloads(estate), options=("-vvv",)),
+        estate.run([], "discover.yml", ("-vvv", "-e", f"workload_identity_discover_dir={estate.root / 'leak-scan'}")),
+        estate.run(workloads(estate), "teardown.yml", ("--check", "-vvv")),
+    ]
+    assert runs[0].changed == 0
+    texts = [run.output for run in runs]
+    folders = {run.report_dir.parent for run in runs} | {estate.root / "leak-scan"}
+    texts += [f.read_text(errors="replace") for folder in folders for f in folder.rglob("*") if f.is_file()]
+    assert len(texts) > 6
+    for text in texts:
+        assert not [s for s in secrets if s in text]
+        assert not jwt.search(text), jwt.search(text)
 
 
 def test_token_chain_works_for_bound_workloads_and_not_for_an_unbound_one(estate: Estate) -> None:

@@ -312,3 +312,10 @@ def test_a_missing_scope_or_resource_group_is_found_by_reading_before_any_write_
     asked.clear()
     estate.run(ok)
     assert asked == []  # the assignment exists: its scope needs no read
+
+
+def test_removal_alone_has_no_warnings_to_show() -> None:
+    """The module reads the engine's warnings after a teardown too, where no plan check ran."""
+    estate = Estate()
+    estate.run([orders({"role": "Reader", "scope": DATA})], state="absent")
+    assert estate.engine.warnings == []
