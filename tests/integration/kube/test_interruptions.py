@@ -1,0 +1,175 @@
+"""The kill matrix: a rollout killed at any point converges on the next run, with no duplicate and no orphan.
+
+Each point kills ``ansible-playbook`` (SIGKILL to its process group, as a lost AWX node would) at one moment of a
+real run on a sandbox cluster: while Azure holds its answer to a write it has already applied (the worst case:
+done, but the client never heard), or right after a Kubernetes write or the report. The next run must succeed, and
+the estate then holds exactly what the inventory declares: one identity per workload (no orphan), one credential per
+subject, one assignment per principal, role and scope, each ServiceAccount bound to its identity. A final run
+reports ``changed=0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.integration.kube.rollout_runs import cluster_host, run_playbook
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain
+
+CLUSTER, CLUSTER_RG, IDENTITY_RG = "aks-kill", "rg-aks-kill", "rg-kill-ids"
+NAMESPACE = "kill"
+
+
+class Estate:
+    def __init__(self, box: Sandbox, root: Path, scope: str) -> None:
+        self.box, self.root, self.scope = box, root, scope
+        sandbox_env = json.loads((box.state_dir / "sandbox.json").read_text())
+        self.env = {**ansible_env(sandbox_env, box.state_dir), "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(root)}
+        api = k8s_config.new_client_from_config(str(box.state_dir / "kubeconfig"), context=CLUSTER)
+        self.core, self.apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+        self.declared: list[dict[str, Any]] = []
+        self.runs = 0
+
+    def add_workload(self) -> str:
+        name = f"w{len(self.declared)}"
+        deploy_apps(self.box.state_dir, CLUSTER, [("Deployment", NAMESPACE, name, "ghcr.io/contoso/app:1.0.0")])
+        self.declared.append(
+            {
+                "name": name,
+                "namespace": NAMESPACE,
+                "service_account": name,
+                "roles": [{"role": "Reader", "scope": self.scope}],
+                "controllers": [{"kind": "Deployment", "name": name}],
+            }
+        )
+        return name
+
+    def folder(self) -> Path:
+        self.runs += 1
+        return self.root / f"run-{self.runs}"
+
+    def host(self) -> dict[str, Any]:
+        return cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, self.declared, workload_identity_prune=True)
+
+    def killed_run(self, when: Callable[[], bool]) -> None:
+        """A site.yml run, killed (its whole process group) as soon as ``when`` holds; it must not finish first."""
+        folder = self.folder()
+        folder.mkdir()
+        host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **self.host()}
+        (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {CLUSTER: host}}}))
+        command = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(folder / "hosts.yml"),
+            str(PROJECT / "playbooks" / "site.yml"),
+        ]
+        with (folder / "output.txt").open("w") as out:
+            process = subprocess.Popen(
+                command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            deadline = time.monotonic() + 300
+            try:
+                while not when():
+                    assert process.poll() is None, (folder / "output.txt").read_text()[-3000:]
+                    assert time.monotonic() < deadline, "the kill point was never reached"
+                    time.sleep(0.05)
+            finally:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def recover(self) -> int:
+        """The next run, as an operator would start it: it must succeed; how many tasks changed."""
+        return run_playbook(self.folder(), CLUSTER, self.host(), self.env).changed
+
+    # -- what is there -----------------------------------------------------------------------------
+    def audit(self) -> None:
+        msi, authz = self.box.msi(), self.box.authz()
+        ours = {
+            i.name: i
+            for i in msi.user_assigned_identities.list_by_resource_group(IDENTITY_RG)
+            if (i.tags or {}).get("wi-cluster") == CLUSTER
+        }
+        assert sorted(ours) == sorted(f"id-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in self.declared)  # no orphan
+        for workload in self.declared:
+            identity = ours[f"id-{CLUSTER}-{NAMESPACE}-{workload['name']}"]
+            fics = list(msi.federated_identity_credentials.list(IDENTITY_RG, identity.name))
+            assert [f.subject for f in fics] == [f"system:serviceaccount:{NAMESPACE}:{workload['name']}"]
+            listed = authz.role_assignments.list_for_subscription(filter=f"principalId eq '{identity.principal_id}'")
+            pairs = sorted((a.role_definition_id.rsplit("/", 1)[1], a.scope.lower()) for a in listed)
+            assert len(pairs) == len(set(pairs)) == len(workload["roles"]), pairs  # no duplicate, none left over
+            account = self.core.read_namespaced_service_account(workload["name"], NAMESPACE)
+            assert account.metadata.annotations["azure.workload.identity/client-id"] == identity.client_id
+
+    def wrote(self, operation: str) -> Callable[[], bool]:
+        """True once the sandbox has applied (and is holding its answer to) this write."""
+        self.box.control.add_fault(operation=operation, status=None, delay_after=3, count=1)
+        self.box.control.reset_stats()
+        return lambda: self.box.control.stats()["operations"].get(operation, {}).get("total", 0) >= 1
+
+    def account_exists(self, name: str) -> Callable[[], bool]:
+        def check() -> bool:
+            return any(a.metadata.name == name for a in self.core.list_namespaced_service_account(NAMESPACE).items)
+
+        return check
+
+    def deployment_bound(self, name: str) -> Callable[[], bool]:
+        def check() -> bool:
+            labels = self.apps.read_namespaced_deployment(name, NAMESPACE).spec.template.metadata.labels or {}
+            return labels.get("azure.workload.identity/use") == "true"
+
+        return check
+
+
+@pytest.fixture(scope="module")
+def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    box = kube_sandbox
+    box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True)
+    box.resource_group(IDENTITY_RG)
+    scope = f"{box.resource_group('rg-kill-data')}/providers/Microsoft.Storage/storageAccounts/stkill"
+    ensure_resource_chain(box.url, box.ca, box.token(), scope)
+    made = Estate(box, tmp_path_factory.mktemp("kill"), scope)
+    yield made
+    box.control.clear_faults()
+
+
+def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_no_orphan(estate: Estate) -> None:
+    points: list[tuple[str, Callable[[], Callable[[], bool]]]] = [
+        ("the issuer update sent", lambda: estate.wrote("managedClusters.put")),
+        ("an identity created", lambda: estate.wrote("userAssignedIdentities.put")),
+        ("a federated credential written", lambda: estate.wrote("federatedIdentityCredentials.put")),
+        ("a role assignment written", lambda: estate.wrote("roleAssignments.put")),
+        ("a ServiceAccount created", lambda: estate.account_exists(estate.declared[-1]["name"])),
+        ("a controller bound", lambda: estate.deployment_bound(estate.declared[-1]["name"])),
+        ("the report written", lambda: lambda: any((estate.root / f"run-{estate.runs}").rglob(f"{CLUSTER}.json"))),
+    ]
+    converged = []
+    for label, point in points:
+        estate.add_workload()  # something left to do at that point
+        when = point()
+        estate.killed_run(when)
+        estate.box.control.clear_faults()
+        estate.recover()
+        estate.audit()
+        converged.append(label)
+    # A prune interrupted while it removes an assignment no longer declared.
+    estate.declared[0]["roles"] = []
+    estate.killed_run(estate.wrote("roleAssignments.delete"))
+    estate.box.control.clear_faults()
+    estate.recover()
+    estate.audit()
+    converged.append("a pruned assignment deleted")
+    assert len(converged) >= 8
+    assert estate.recover() == 0
