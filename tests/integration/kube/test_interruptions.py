@@ -173,3 +173,28 @@ def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_n
     converged.append("a pruned assignment deleted")
     assert len(converged) >= 8
     assert estate.recover() == 0
+
+
+def test_two_runs_at_once_on_one_inventory_leave_no_duplicate(estate: Estate) -> None:
+    """Two operators (or two AWX jobs) start the same rollout at the same moment: no duplicate, nothing torn."""
+    for _ in range(3):
+        estate.add_workload()
+    folders = [estate.folder(), estate.folder()]
+    processes = []
+    for folder in folders:
+        folder.mkdir()
+        host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **estate.host()}
+        (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {CLUSTER: host}}}))
+        command = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(folder / "hosts.yml"),
+            str(PROJECT / "playbooks" / "site.yml"),
+        ]
+        out = (folder / "output.txt").open("w")
+        processes.append(subprocess.Popen(command, env=estate.env, stdout=out, stderr=subprocess.STDOUT))
+    codes = [p.wait(timeout=600) for p in processes]
+    outputs = [(f / "output.txt").read_text() for f in folders]
+    assert codes == [0, 0], [o[-3000:] for o in outputs]
+    estate.audit()
+    assert estate.recover() == 0
