@@ -177,7 +177,7 @@ def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_n
 
 def test_two_runs_at_once_on_one_inventory_leave_no_duplicate(estate: Estate) -> None:
     """Two operators (or two AWX jobs) start the same rollout at the same moment: no duplicate, nothing torn."""
-    for _ in range(3):
+    for _count in range(3):
         estate.add_workload()
     folders = [estate.folder(), estate.folder()]
     processes = []
