@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube bench test lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube bench test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,10 @@ kube:
 
 ## test: everything CI runs: lint, sanity, unit and integration tests
 test: lint sanity unit integration
+
+## test-full: the same with every point of the slow matrices (kill points, faults); CI runs their extremes
+test-full:
+	@WORKLOAD_IDENTITY_FULL_MATRICES=1 $(MAKE) test
 
 # ansible-lint resolves this collection's roles and modules, and kubernetes.core, through this path.
 LINT_COLLECTIONS := $(CURDIR)/.build/collections
@@ -59,7 +63,7 @@ unit: setup
 
 integration: setup tools kube $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
-	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q tests/integration
+	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q --durations=15 tests/integration
 
 # The Azure CLI, an independent client pointed at the sandbox by the tests (its own venv: it pins
 # its own azure-* packages).

@@ -5,7 +5,8 @@ real run on a sandbox cluster: while Azure holds its answer to a write it has al
 done, but the client never heard), or right after a Kubernetes write or the report. The next run must succeed, and
 the estate then holds exactly what the inventory declares: one identity per workload (no orphan), one credential per
 subject, one assignment per principal, role and scope, each ServiceAccount bound to its identity. A final run
-reports ``changed=0``.
+reports ``changed=0``. CI runs the extremes (5 points); ``WORKLOAD_IDENTITY_FULL_MATRICES=1`` (``make test-full``)
+runs all 8.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain
 
 CLUSTER, CLUSTER_RG, IDENTITY_RG = "aks-kill", "rg-aks-kill", "rg-kill-ids"
+# Every kill point (make test-full); CI runs the extremes of the matrix, which takes minutes whole.
+FULL = os.environ.get("WORKLOAD_IDENTITY_FULL_MATRICES") == "1"
 NAMESPACE = "kill"
 
 
@@ -155,6 +158,8 @@ def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_n
         ("a controller bound", lambda: estate.deployment_bound(estate.declared[-1]["name"])),
         ("the report written", lambda: lambda: any((estate.root / f"run-{estate.runs}").rglob(f"{CLUSTER}.json"))),
     ]
+    if not FULL:  # CI runs the extremes: the first Azure write, the last Kubernetes one, the report
+        points = [points[0], points[3], points[5], points[6]]
     converged = []
     for label, point in points:
         estate.add_workload()  # something left to do at that point
@@ -171,7 +176,7 @@ def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_n
     estate.recover()
     estate.audit()
     converged.append("a pruned assignment deleted")
-    assert len(converged) >= 8
+    assert len(converged) >= (8 if FULL else 5)
     assert estate.recover() == 0
 
 
