@@ -67,8 +67,8 @@ class Estate:
     def host(self) -> dict[str, Any]:
         return cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, self.declared, workload_identity_prune=True)
 
-    def killed_run(self, when: Callable[[], bool]) -> None:
-        """A site.yml run, killed (its whole process group) as soon as ``when`` holds; it must not finish first."""
+    def start(self) -> tuple[subprocess.Popen[bytes], Path]:
+        """A site.yml run in the background, in a process group of its own; its folder (output.txt, reports)."""
         folder = self.folder()
         folder.mkdir()
         host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **self.host()}
@@ -79,19 +79,24 @@ class Estate:
             str(folder / "hosts.yml"),
             str(PROJECT / "playbooks" / "site.yml"),
         ]
-        with (folder / "output.txt").open("w") as out:
+        with (folder / "output.txt").open("w") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
                 command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-            deadline = time.monotonic() + 300
-            try:
-                while not when():
-                    assert process.poll() is None, (folder / "output.txt").read_text()[-3000:]
-                    assert time.monotonic() < deadline, "the kill point was never reached"
-                    time.sleep(0.05)
-            finally:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        return process, folder
+
+    def killed_run(self, when: Callable[[], bool]) -> None:
+        """A site.yml run, killed (its whole process group) as soon as ``when`` holds; it must not finish first."""
+        process, folder = self.start()
+        deadline = time.monotonic() + 300
+        try:
+            while not when():
+                assert process.poll() is None, (folder / "output.txt").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the kill point was never reached"
+                time.sleep(0.05)
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def recover(self) -> int:
         """The next run, as an operator would start it: it must succeed; how many tasks changed."""
@@ -184,20 +189,8 @@ def test_two_runs_at_once_on_one_inventory_leave_no_duplicate(estate: Estate) ->
     """Two operators (or two AWX jobs) start the same rollout at the same moment: no duplicate, nothing torn."""
     for _count in range(3):
         estate.add_workload()
-    folders = [estate.folder(), estate.folder()]
-    processes = []
-    for folder in folders:
-        folder.mkdir()
-        host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **estate.host()}
-        (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {CLUSTER: host}}}))
-        command = [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(folder / "hosts.yml"),
-            str(PROJECT / "playbooks" / "site.yml"),
-        ]
-        out = (folder / "output.txt").open("w")
-        processes.append(subprocess.Popen(command, env=estate.env, stdout=out, stderr=subprocess.STDOUT))
+    started = [estate.start(), estate.start()]
+    processes, folders = [p for p, _f in started], [f for _p, f in started]
     codes = [p.wait(timeout=600) for p in processes]
     outputs = [(f / "output.txt").read_text() for f in folders]
     assert codes == [0, 0], [o[-3000:] for o in outputs]
