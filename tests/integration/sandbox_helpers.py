@@ -191,6 +191,13 @@ def start(state_dir: Path, settings: dict[str, Any] | None = None) -> Sandbox:
     return Sandbox(state_dir, env, SandboxClient(env["SANDBOX_URL"], Path(env["AZURE_CA_BUNDLE"])))
 
 
+def assert_no_internal_error(box: Sandbox, before: int = 0) -> None:
+    """A crashed handler is a sandbox bug: fail with its traceback rather than let a client's retry hide it."""
+    crashes = box.control.internal_errors() - before
+    log = box.state_dir / "server.log"
+    assert crashes == 0, f"{crashes} sandbox handler crash(es); from {log}:\n" + log.read_text()[-4000:]
+
+
 @contextlib.contextmanager
 def running(state_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[Sandbox]:
     """A sandbox for the duration of a block; stopped (with every process it started) afterwards."""
@@ -199,6 +206,7 @@ def running(state_dir: Path, settings: dict[str, Any] | None = None) -> Iterator
         box = start(state_dir, settings)
         os.environ["REQUESTS_CA_BUNDLE"] = box.ca
         yield box
+        assert_no_internal_error(box)
     finally:
         run_cli(state_dir, "down")
         if saved is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -44,6 +46,9 @@ class Sandbox:
         self.faults = Faults()
         self.builtin_roles = rbac.built_in_roles()
         self._stats_lock = threading.Lock()
+        # Handler crashes (sandbox bugs): answered as Azure's 500, counted here, and asserted to be zero
+        # by the tests' fixtures, so a bug fails the test that hit it instead of a client's retry hiding it.
+        self.internal_errors = 0
         self._stats: dict[str, Counter[str]] = defaultdict(Counter)
         self._log_lock = threading.Lock()
         self._log = (state_dir / "requests.jsonl").open("a", encoding="utf-8")
@@ -343,6 +348,18 @@ class Sandbox:
         except ConnectionReset:
             self._record(request, route, None, caller, started)
             raise
+        except Exception:
+            with self._stats_lock:
+                self.internal_errors += 1
+            print(f"internal error in {route.operation} {request.method} {request.path}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            message = "The server encountered an internal error. Please retry the request."
+            if graph:
+                client_request_id = request.headers.get("client-request-id", "")
+                response = GraphError(500, "InternalServerError", message).response(request_id, client_request_id)
+            else:
+                response = ApiError(500, "InternalServerError", message).response()
         if graph:
             # Graph's own headers: request-id (echoed in error bodies) and the client's client-request-id.
             response.headers["request-id"] = request_id

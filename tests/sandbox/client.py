@@ -41,6 +41,10 @@ class SandboxClient:
         except (OSError, RuntimeError, ssl.SSLError):
             return False
 
+    def internal_errors(self) -> int:
+        """How many requests crashed a handler (a sandbox bug, answered as a 500) since the sandbox started."""
+        return int(self.call("GET", "/_sandbox/health")["internal_errors"])
+
     def env(self) -> dict[str, str]:
         return dict(self.call("GET", "/_sandbox/env"))
 

@@ -39,6 +39,7 @@ class ControlApi:
                         "kube_lost": app.kube.lost(),
                         "kube_available": app.kube.available,
                         "kube_ready": app.kube_ready.is_set(),
+                        "internal_errors": app.internal_errors,
                     },
                 )
             if low == ["env"]:

@@ -70,7 +70,9 @@ class Store:
         return self._by_kind.get(kind, {}).get(key)
 
     def all(self, kind: str) -> dict[str, Record]:
-        return self._by_kind.get(kind, {})
+        """A snapshot: handlers iterate it while other threads write (a live dict would raise mid-loop)."""
+        with self.lock:
+            return dict(self._by_kind.get(kind, {}))
 
     def put(self, kind: str, key: str, record: Record) -> None:
         with self.transaction():

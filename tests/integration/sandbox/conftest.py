@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.sandbox_helpers import TEST_SETTINGS, Sandbox, running
+from tests.integration.sandbox_helpers import TEST_SETTINGS, Sandbox, assert_no_internal_error, running
 
 
 @pytest.fixture(scope="session")
@@ -19,5 +19,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 def clean(sandbox: Sandbox) -> Iterator[None]:
     sandbox.control.reset()
     sandbox.control.configure(TEST_SETTINGS)
+    crashes_before = sandbox.control.internal_errors()
     yield
     sandbox.control.clear_faults()
+    assert_no_internal_error(sandbox, crashes_before)

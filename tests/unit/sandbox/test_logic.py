@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from tests.sandbox import ids, jwt, rbac
+from tests.sandbox.app import Sandbox
 from tests.sandbox.arm.common import _parse_filter
 from tests.sandbox.config import Settings
-from tests.sandbox.core import ApiError, Request, paged
+from tests.sandbox.core import ApiError, Request, Route, paged
 from tests.sandbox.faults import Faults
+from tests.sandbox.store import Store
 from tests.sandbox.throttle import Throttle
 
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000001"
@@ -148,3 +153,27 @@ def test_faults_match_and_run_out() -> None:
     assert faults.pick("roleAssignments.put", "PUT", "/") is not None
     assert faults.pick("roleAssignments.put", "PUT", "/") is not None
     assert faults.pick("roleAssignments.put", "PUT", "/") is None
+
+
+def test_store_lists_are_snapshots_a_concurrent_write_cannot_break(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    store.put("roleAssignment", "a", {"n": 1})
+    # Another thread's write landing mid-loop; a live dict would raise "changed size during iteration".
+    for key in store.all("roleAssignment"):
+        store.put("roleAssignment", key + "-next", {"n": 2})
+    assert sorted(store.all("roleAssignment")) == ["a", "a-next"]
+    store.close()
+
+
+def test_a_crashed_handler_answers_500_and_is_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    app = Sandbox(tmp_path, "https://127.0.0.1:1")
+
+    def broken(_ctx: Any) -> Any:
+        raise KeyError("missing")
+
+    app.resolve = lambda _request: Route("sandbox.broken", "control", broken)  # type: ignore[method-assign]
+    response, operation, _principal = app.handle(Request.build("GET", "/_sandbox/broken", {}, b""))
+    assert (response.status, operation, app.internal_errors) == (500, "sandbox.broken", 1)
+    assert response.body["error"]["code"] == "InternalServerError"
+    assert "KeyError: 'missing'" in capsys.readouterr().err
+    app.close()
