@@ -139,11 +139,19 @@ def ensure_issuer(
             raise ValidationError(["workload_identity: the managed add-on needs the OIDC issuer (oidc_issuer: true)"])
     want_oidc = oidc_issuer or before["oidc_issuer_enabled"]
     want_workload = before["workload_identity_enabled"] if workload_identity is None else workload_identity
-    if (want_oidc, want_workload) == (before["oidc_issuer_enabled"], before["workload_identity_enabled"]):
+    # A Failed cluster records the state its last operation was asked for, not what it carried out (an issuer it was
+    # to enable may not be served): the update is sent again, as `az aks update` reconciles a failed cluster.
+    failed = before["provisioning_state"] == "Failed"
+    if (want_oidc, want_workload) == (
+        before["oidc_issuer_enabled"],
+        before["workload_identity_enabled"],
+    ) and not failed:
         return Outcome(False, "unchanged", before, before)
     predicted = IssuerState(**{**before, "oidc_issuer_enabled": want_oidc, "workload_identity_enabled": want_workload})
+    reconcile = [f"cluster {name} is Failed (its last operation failed): the update is sent again to reconcile it"]
     if check_mode:
         notes = [] if before["oidc_issuer_enabled"] else ["AKS assigns the issuer URL when the issuer is enabled"]
+        notes += reconcile if failed else []
         if before["provisioning_state"] not in TERMINAL_STATES + (None,):
             notes.append(f"the cluster is {before['provisioning_state']}: the run waits for that operation first")
         return Outcome(True, "updated", before, predicted, notes)
@@ -164,4 +172,4 @@ def ensure_issuer(
             code=f"Operation{after['provisioning_state']}",
             operation=f"update cluster {name}",
         )
-    return Outcome(True, "updated", before, after)
+    return Outcome(True, "updated", before, after, reconcile if failed else [])

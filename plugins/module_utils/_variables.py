@@ -11,33 +11,95 @@ prune, remove every workload of the cluster), so it is an error naming the close
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
+
+from ansible.module_utils.common.validation import check_type_bool, check_type_int
 
 PREFIX = "workload_identity_"
-KNOWN_VARIABLES = (
-    "workload_identity_allow_privileged_roles",
-    "workload_identity_application_purge",
-    "workload_identity_azure_auth",
-    "workload_identity_cluster_name",
-    "workload_identity_cluster_resource_group",
-    "workload_identity_discover_dir",
-    "workload_identity_discover_overwrite",
-    "workload_identity_discover_resource_groups",
-    "workload_identity_hosts",
-    "workload_identity_identity_resource_group",
-    "workload_identity_issuer_url",
-    "workload_identity_kube_context",
-    "workload_identity_kubeconfig",
-    "workload_identity_location",
-    "workload_identity_missing_workloads",
-    "workload_identity_prune",
-    "workload_identity_prune_confirm",
-    "workload_identity_prune_max",
-    "workload_identity_report_dir",
-    "workload_identity_teardown_everything",
-    "workload_identity_tenant_id",
-    "workload_identity_webhook_mode",
-    "workload_identity_workloads",
-)
+WORKLOADS = "workload_identity_workloads"  # checked entry by entry by _inventory, and for its kind by the module
+# What each variable holds: a type the roles' argument specs would convert to, or the choices. Checked here so a
+# mistake names the inventory's variable and the cluster (an argument spec would name a role's internal variable).
+VARIABLE_TYPES: dict[str, str | tuple[str, ...]] = {
+    "workload_identity_allow_privileged_roles": "bool",
+    "workload_identity_application_purge": "bool",
+    "workload_identity_azure_auth": "dict",
+    "workload_identity_cluster_name": "str",
+    "workload_identity_cluster_resource_group": "str",
+    "workload_identity_discover_dir": "str",
+    "workload_identity_discover_overwrite": "bool",
+    "workload_identity_discover_resource_groups": "list",
+    "workload_identity_hosts": "pattern",
+    "workload_identity_identity_resource_group": "str",
+    "workload_identity_issuer_url": "str",
+    "workload_identity_kube_context": "str",
+    "workload_identity_kubeconfig": "str",
+    "workload_identity_location": "str",
+    "workload_identity_missing_workloads": ("fail", "warn"),
+    "workload_identity_prune": "bool",
+    "workload_identity_prune_confirm": "str",
+    "workload_identity_prune_max": "count",
+    "workload_identity_report_dir": "str",
+    "workload_identity_teardown_everything": "bool",
+    "workload_identity_tenant_id": "str",
+    "workload_identity_webhook_mode": ("helm", "addon"),
+    WORKLOADS: "list",
+}
+KNOWN_VARIABLES = tuple(VARIABLE_TYPES)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    return "boolean" if isinstance(value, bool) else type(value).__name__
+
+
+def _type_problem(expected: str | tuple[str, ...], value: object) -> str | None:
+    """Why ``value`` is not what a variable of type ``expected`` holds, or None; accepts what Ansible converts."""
+    if isinstance(expected, tuple):
+        if isinstance(value, str) and value in expected:
+            return None
+        return f"{value!r} is not one of {', '.join(expected)}"
+    if expected == "bool":
+        try:
+            check_type_bool(value)
+        except TypeError:
+            return f"{value!r} is not a boolean (true or false)"
+        return None
+    if expected == "count":
+        try:
+            count = None if isinstance(value, bool) else check_type_int(value)
+        except TypeError:
+            count = None
+        if count is None or count < 0:
+            return f"{value!r} is not a count (a whole number, 0 or more)"
+        return None
+    if expected == "dict":
+        return None if isinstance(value, Mapping) else f"must be a mapping (got a {_kind(value)})"
+    if expected == "list":
+        if isinstance(value, (list, tuple, str)) and not isinstance(value, Mapping):
+            return None
+        return f"must be a list (got a {_kind(value)})"
+    if expected == "pattern" and isinstance(value, (list, tuple)):
+        return None
+    # A string: numbers convert silently, as in Ansible; a boolean is a YAML surprise (yes, on) worth quoting.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"must be a string (got a {_kind(value)}{'; quote it' if isinstance(value, bool) else ''})"
+    return None
+
+
+def value_problems(cluster: str, values: Mapping[str, object]) -> list[str]:
+    """Every inventory variable whose value is not of its type; null counts as not set, as for the roles."""
+    problems = []
+    for name in sorted(values):
+        expected, value = VARIABLE_TYPES.get(name), values[name]
+        if expected is None or value is None or name == WORKLOADS:
+            continue
+        problem = _type_problem(expected, value)
+        if problem:
+            problems.append(f"cluster {cluster}: {name}: {problem}")
+    return problems
 
 
 def variable_problems(cluster: str, names: list[str]) -> list[str]:

@@ -97,6 +97,15 @@ action:
   returned: always
   type: str
   sample: updated
+notes:
+  description:
+    - What the update involves beyond the issuer, for the operator. A cluster whose last operation failed
+      (C(provisioningState) V(Failed)) records what that operation was asked for, not what it did, so the update is
+      sent again to reconcile it (as C(az aks update) does), and this says so.
+  returned: always
+  type: list
+  elements: str
+  sample: ["cluster aks-dev is Failed (its last operation failed): the update is sent again to reconcile it"]
 """
 
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
@@ -128,7 +137,9 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-    module.exit_outcome(outcome, "cluster", issuer_url=(outcome.after or {}).get("issuer_url"))
+    for note in outcome.notes if not module.check_mode else []:  # a real run's notes: a reconciled failed cluster
+        module.warn(note)
+    module.exit_outcome(outcome, "cluster", issuer_url=(outcome.after or {}).get("issuer_url"), notes=outcome.notes)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,14 @@ options:
     type: list
     elements: str
     default: []
+  inventory_values:
+    description:
+      - The values of the inventory's C(workload_identity_*) variables, as the
+        P(workload_identity.aks.checkable_values#filter) filter leaves them (a mapping's content left out; the roles
+        pass them). A value of the wrong type, or not one of a variable's choices, is refused naming the variable and
+        the cluster; null counts as not set.
+    type: dict
+    default: {}
   workloads_kind:
     description:
       - What the inventory variable behind O(workloads) held (the roles pass this, and O(workloads) without what is
@@ -204,7 +212,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
-from ansible_collections.workload_identity.aks.plugins.module_utils._variables import variable_problems
+from ansible_collections.workload_identity.aks.plugins.module_utils._variables import value_problems, variable_problems
 
 
 def main() -> None:
@@ -224,6 +232,7 @@ def main() -> None:
             "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
             "prune_confirm": {"type": "str"},
             "inventory_variables": {"type": "list", "elements": "str", "default": []},
+            "inventory_values": {"type": "dict", "default": {}},
             "workloads_kind": {"type": "str", "default": "list"},
         },
         supports_check_mode=True,
@@ -244,6 +253,7 @@ def main() -> None:
         module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
     problems += validated.problems
     problems += variable_problems(cluster, p["inventory_variables"])
+    problems += value_problems(cluster, p["inventory_values"])
     if p["workloads_kind"] == "none":
         problems.append(
             f"cluster {cluster}: workload_identity_workloads: not defined, or null; declare the cluster's workloads "

@@ -5,8 +5,8 @@ real run on a sandbox cluster: while Azure holds its answer to a write it has al
 done, but the client never heard), or right after a Kubernetes write or the report. The next run must succeed, and
 the estate then holds exactly what the inventory declares: one identity per workload (no orphan), one credential per
 subject, one assignment per principal, role and scope, each ServiceAccount bound to its identity. A final run
-reports ``changed=0``. CI runs the extremes (5 points); ``WORKLOAD_IDENTITY_FULL_MATRICES=1`` (``make test-full``)
-runs all 8.
+reports ``changed=0``. Graph's writes (an app registration, its service principal, its credential) are points too.
+CI runs the extremes (6 points); ``WORKLOAD_IDENTITY_FULL_MATRICES=1`` (``make test-full``) runs all 11.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Estate:
         self.declared: list[dict[str, Any]] = []
         self.runs = 0
 
-    def add_workload(self) -> str:
+    def add_workload(self, application: bool = False) -> str:
+        """One more workload (a managed identity, or an app registration) with its Deployment."""
         name = f"w{len(self.declared)}"
         deploy_apps(self.box.state_dir, CLUSTER, [("Deployment", NAMESPACE, name, "ghcr.io/contoso/app:1.0.0")])
         self.declared.append(
@@ -56,6 +57,7 @@ class Estate:
                 "service_account": name,
                 "roles": [{"role": "Reader", "scope": self.scope}],
                 "controllers": [{"kind": "Deployment", "name": name}],
+                **({"identity_type": "application"} if application else {}),
             }
         )
         return name
@@ -110,22 +112,45 @@ class Estate:
             for i in msi.user_assigned_identities.list_by_resource_group(IDENTITY_RG)
             if (i.tags or {}).get("wi-cluster") == CLUSTER
         }
-        assert sorted(ours) == sorted(f"id-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in self.declared)  # no orphan
+        applications = [w for w in self.declared if w.get("identity_type") == "application"]
+        identities = [w for w in self.declared if w not in applications]
+        assert sorted(ours) == sorted(f"id-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in identities)  # no orphan
+        apps = self.box.graph("GET", f"/applications?$filter=startswith(displayName,'wi-{CLUSTER}-')")["value"]
+        assert sorted(a["uniqueName"] for a in apps) == sorted(  # no orphan, no duplicate application
+            f"wi-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in applications
+        )
+        by_unique_name = {a["uniqueName"]: a for a in apps}
         for workload in self.declared:
-            identity = ours[f"id-{CLUSTER}-{NAMESPACE}-{workload['name']}"]
-            fics = list(msi.federated_identity_credentials.list(IDENTITY_RG, identity.name))
-            assert [f.subject for f in fics] == [f"system:serviceaccount:{NAMESPACE}:{workload['name']}"]
-            listed = authz.role_assignments.list_for_subscription(filter=f"principalId eq '{identity.principal_id}'")
+            subject = f"system:serviceaccount:{NAMESPACE}:{workload['name']}"
+            if workload in applications:
+                app = by_unique_name[f"wi-{CLUSTER}-{NAMESPACE}-{workload['name']}"]
+                principals = self.box.graph("GET", f"/servicePrincipals?$filter=appId eq '{app['appId']}'")["value"]
+                assert len(principals) == 1, principals
+                fics = self.box.graph("GET", f"/applications/{app['id']}/federatedIdentityCredentials")["value"]
+                assert [f["subject"] for f in fics] == [subject]
+                client_id, principal_id = app["appId"], principals[0]["id"]
+            else:
+                identity = ours[f"id-{CLUSTER}-{NAMESPACE}-{workload['name']}"]
+                fics = list(msi.federated_identity_credentials.list(IDENTITY_RG, identity.name))
+                assert [f.subject for f in fics] == [subject]
+                client_id, principal_id = identity.client_id, identity.principal_id
+            listed = authz.role_assignments.list_for_subscription(filter=f"principalId eq '{principal_id}'")
             pairs = sorted((a.role_definition_id.rsplit("/", 1)[1], a.scope.lower()) for a in listed)
             assert len(pairs) == len(set(pairs)) == len(workload["roles"]), pairs  # no duplicate, none left over
             account = self.core.read_namespaced_service_account(workload["name"], NAMESPACE)
-            assert account.metadata.annotations["azure.workload.identity/client-id"] == identity.client_id
+            assert account.metadata.annotations["azure.workload.identity/client-id"] == client_id
 
     def wrote(self, operation: str) -> Callable[[], bool]:
         """True once the sandbox has applied (and is holding its answer to) this write."""
         self.box.control.add_fault(operation=operation, status=None, delay_after=3, count=1)
         self.box.control.reset_stats()
         return lambda: self.box.control.stats()["operations"].get(operation, {}).get("total", 0) >= 1
+
+    def wrote_graph(self, operation: str, path: str) -> Callable[[], bool]:
+        """True once Graph has this PATCH (an upsert) in hand: it applies it, then holds its answer 3 s."""
+        fault = {"operation": operation, "method": "PATCH", "path": path, "status": None, "delay_after": 3}
+        self.box.control.add_fault(**fault, count=1)
+        return lambda: not self.box.control.call("GET", "/_sandbox/faults")["faults"]
 
     def account_exists(self, name: str) -> Callable[[], bool]:
         def check() -> bool:
@@ -154,20 +179,32 @@ def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_no_orphan(estate: Estate) -> None:
-    points: list[tuple[str, Callable[[], Callable[[], bool]]]] = [
-        ("the issuer update sent", lambda: estate.wrote("managedClusters.put")),
-        ("an identity created", lambda: estate.wrote("userAssignedIdentities.put")),
-        ("a federated credential written", lambda: estate.wrote("federatedIdentityCredentials.put")),
-        ("a role assignment written", lambda: estate.wrote("roleAssignments.put")),
-        ("a ServiceAccount created", lambda: estate.account_exists(estate.declared[-1]["name"])),
-        ("a controller bound", lambda: estate.deployment_bound(estate.declared[-1]["name"])),
-        ("the report written", lambda: lambda: any((estate.root / f"run-{estate.runs}").rglob(f"{CLUSTER}.json"))),
+    # (what was written when the run was killed, whether the workload left to do is an app registration, when)
+    points: list[tuple[str, bool, Callable[[], Callable[[], bool]]]] = [
+        ("the issuer update sent", False, lambda: estate.wrote("managedClusters.put")),
+        ("an identity created", False, lambda: estate.wrote("userAssignedIdentities.put")),
+        ("a federated credential written", False, lambda: estate.wrote("federatedIdentityCredentials.put")),
+        ("a role assignment written", False, lambda: estate.wrote("roleAssignments.put")),
+        ("an application created", True, lambda: estate.wrote_graph("graph.applications", r"\(uniqueName=")),
+        ("a service principal created", True, lambda: estate.wrote_graph("graph.servicePrincipals", r"\(appId=")),
+        (
+            "an application's credential written",
+            True,
+            lambda: estate.wrote_graph("graph.applications", "federatedIdentityCredentials"),
+        ),
+        ("a ServiceAccount created", False, lambda: estate.account_exists(estate.declared[-1]["name"])),
+        ("a controller bound", False, lambda: estate.deployment_bound(estate.declared[-1]["name"])),
+        (
+            "the report written",
+            False,
+            lambda: lambda: any((estate.root / f"run-{estate.runs}").rglob(f"{CLUSTER}.json")),
+        ),
     ]
-    if not FULL:  # CI runs the extremes: the first Azure write, the last Kubernetes one, the report
-        points = [points[0], points[3], points[5], points[6]]
+    if not FULL:  # CI runs the extremes: the first Azure and Graph writes, the last Kubernetes one, the report
+        points = [points[0], points[3], points[4], points[8], points[9]]
     converged = []
-    for label, point in points:
-        estate.add_workload()  # something left to do at that point
+    for label, application, point in points:
+        estate.add_workload(application)  # something left to do at that point
         when = point()
         estate.killed_run(when)
         estate.box.control.clear_faults()
@@ -181,7 +218,7 @@ def test_a_run_killed_at_any_point_converges_on_the_next_with_no_duplicate_and_n
     estate.recover()
     estate.audit()
     converged.append("a pruned assignment deleted")
-    assert len(converged) >= (8 if FULL else 5)
+    assert len(converged) >= (11 if FULL else 6)
     assert estate.recover() == 0
 
 

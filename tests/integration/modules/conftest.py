@@ -16,12 +16,13 @@ from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, r
 
 TARGETS = PROJECT / "tests" / "integration" / "targets"
 RESOURCE_GROUP = "rg-targets"
+# Throttling on, as in Azure: the modules must live with it.
+SETTINGS = {**TEST_SETTINGS, "throttling": True}
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    # Throttling on, as in Azure: the modules must live with it.
-    with running(tmp_path_factory.mktemp("targets-sandbox"), {**TEST_SETTINGS, "throttling": True}) as box:
+    with running(tmp_path_factory.mktemp("targets-sandbox"), SETTINGS) as box:
         box.resource_group(RESOURCE_GROUP)
         yield box
 
@@ -51,15 +52,15 @@ def auth(sandbox: Sandbox, **override: str) -> dict[str, str]:
     }
 
 
-def play(
+def play_command(
     sandbox: Sandbox,
     collections: str,
     tmp_path: Path,
     body: dict[str, Any],
     extra_vars: dict[str, Any],
-    expect_ok: bool = True,
     options: tuple[str, ...] = (),
-) -> subprocess.CompletedProcess[str]:
+) -> tuple[list[str], dict[str, str]]:
+    """The ansible-playbook command line and environment for one play on localhost (written under tmp_path)."""
     book = tmp_path / "play.yml"
     book.write_text(yaml.safe_dump([{"hosts": "localhost", "connection": "local", "gather_facts": False, **body}]))
     config = tmp_path / "integration_config.yml"
@@ -76,16 +77,30 @@ def play(
             "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         }
     )
+    command = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        "localhost,",
+        str(book),
+        "-e",
+        f"@{config}",
+        *options,
+    ]
+    return command, env
+
+
+def play(
+    sandbox: Sandbox,
+    collections: str,
+    tmp_path: Path,
+    body: dict[str, Any],
+    extra_vars: dict[str, Any],
+    expect_ok: bool = True,
+    options: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess[str]:
+    command, env = play_command(sandbox, collections, tmp_path, body, extra_vars, options)
     done = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            "localhost,",
-            str(book),
-            "-e",
-            f"@{config}",
-            *options,
-        ],
+        command,
         env=env,
         capture_output=True,
         text=True,

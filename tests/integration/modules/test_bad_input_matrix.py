@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +37,11 @@ def ok(name: str = "fine", **more: Any) -> dict[str, Any]:
 
 def bad(name: str, **fields: Any) -> dict[str, Any]:
     return {**ok(name), **fields}
+
+
+def values(**variables: Any) -> dict[str, Any]:
+    """The inventory_values option as the roles pass it, for workload_identity_<name> variables."""
+    return {"inventory_values": {f"workload_identity_{name}": value for name, value in variables.items()}}
 
 
 # (case, workloads, extra module options, expected fragment of the message); fragment None: accepted by design.
@@ -226,6 +232,17 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         "workload_identity_workload: not a variable of workload_identity.aks (did you mean "
         "workload_identity_workloads?)",
     ),
+    # The roles' other variables, as they pass them (values of the inventory's workload_identity_* variables).
+    ("prune not a boolean", [], values(prune="maybe"), "workload_identity_prune: 'maybe' is not a boolean"),
+    ("prune_max negative", [], values(prune_max=-1), "workload_identity_prune_max: -1 is not a count"),
+    ("prune_max a word", [], values(prune_max="five"), "workload_identity_prune_max: 'five' is not a count"),
+    ("prune_max a boolean", [], values(prune_max=True), "workload_identity_prune_max: True is not a count"),
+    ("webhook mode capitalised", [], values(webhook_mode="Helm"), "webhook_mode: 'Helm' is not one of helm, addon"),
+    ("missing_workloads choice", [], values(missing_workloads="skip"), "missing_workloads: 'skip' is not one of"),
+    ("location a list", [], values(location=["westeurope"]), "workload_identity_location: must be a string (got a"),
+    ("cluster name a boolean", [], values(cluster_name=True), "workload_identity_cluster_name: must be a string"),
+    ("azure_auth not a mapping", [], values(azure_auth="secret"), "workload_identity_azure_auth: must be a mapping"),
+    ("teardown flag a word", [], values(teardown_everything="all"), "teardown_everything: 'all' is not a boolean"),
     ("issuer not https", [], {"issuer_url": "http://issuer.example/x/"}, "issuer_url"),
     ("no location for a new identity", [bad("a")], {"location": None}, "workload 'a': location"),
     # Accepted by design (run in check mode).
@@ -233,6 +250,7 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
     ("contributor at a resource group", [bad("a", roles=[{"role": "Contributor", "scope": RG}])], {}, None),
     ("token lifetime at its bounds", [bad("a", token_expiration=3600), bad("b", token_expiration=86400)], {}, None),
     ("twenty credentials", [bad("a", extra_subjects=[f"system:serviceaccount:ns:s{i}" for i in range(19)])], {}, None),
+    ("variables as Ansible converts them", [ok()], values(prune="yes", prune_max="10", location=None), None),
     ("deprecated controllers alias", [bad("a", workloads=[{"kind": "Deployment", "name": "a"}])], {}, None),
 ]
 
@@ -337,3 +355,43 @@ def test_each_mistake_is_rejected_naming_cluster_workload_and_field(
 def test_no_case_wrote_anything(matrix: dict[str, Any]) -> None:
     """Every rejection came before any write; the accepted cases ran in check mode."""
     assert matrix["writes"] == []
+
+
+def test_the_roles_name_the_inventorys_variables_and_never_show_a_mappings_content(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    """Through the workloads role as site.yml runs it: every wrong type at once, in the inventory's names, even with
+    -vvv no mapping's content in the output (a kubeconfig's token), and nothing asked of Azure."""
+    inventory = {
+        "workload_identity_identity_resource_group": RESOURCE_GROUP,
+        "workload_identity_workloads": [ok()],
+        "workload_identity_prune": "maybe",
+        "workload_identity_prune_max": -1,
+        "workload_identity_allow_privileged_roles": "perhaps",
+        "workload_identity_webhook_mode": "Helm",
+        "workload_identity_kubeconfig": {"users": [{"user": {"token": "kube-token-never-shown"}}]},
+    }
+    body = {
+        "vars": inventory,
+        "tasks": [
+            {
+                "name": "validate",
+                "ansible.builtin.include_role": {"name": "workload_identity.aks.workloads", "tasks_from": "validate"},
+            }
+        ],
+    }
+    sandbox.control.reset_stats()
+    done = play(sandbox, collections, tmp_path, body, {}, expect_ok=False, options=("-vvv",))
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    for expected in (
+        "cluster localhost: workload_identity_prune: 'maybe' is not a boolean",
+        "cluster localhost: workload_identity_prune_max: -1 is not a count",
+        "cluster localhost: workload_identity_allow_privileged_roles: 'perhaps' is not a boolean",
+        "cluster localhost: workload_identity_webhook_mode: 'Helm' is not one of helm, addon",
+        "cluster localhost: workload_identity_kubeconfig: must be a string (got a mapping)",
+    ):
+        assert expected in output, output[-4000:]
+    assert "workloads_prune" not in output and "workloads_allow_privileged_roles" not in output
+    assert "kube-token-never-shown" not in output
+    assert sandbox.control.stats()["totals"].get("arm", 0) == 0

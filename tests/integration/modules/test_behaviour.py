@@ -257,3 +257,39 @@ def test_a_cluster_busy_with_another_operation_is_waited_for_and_the_update_sent
         assert after.oidc_issuer_profile.enabled and after.tags == {"team": "platform"}  # its change kept
     finally:
         sandbox.control.configure({"lro_seconds": 0.5})
+
+
+def test_an_update_that_fails_on_the_server_is_reported_then_reconciled_by_the_next_run(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    """AKS accepts the update, then the operation fails: the run fails naming the cluster's provisioning state; the
+    cluster records the issuer as asked for but does not serve it, so the next run sends the update again."""
+    sandbox.control.seed_cluster("rg-failing", "aks-failing", kube=False)
+    task = tasks(
+        sandbox,
+        {
+            "workload_identity.aks.cluster_oidc_issuer": {
+                "name": "aks-failing",
+                "resource_group": "rg-failing",
+                "polling_interval": 1,
+            }
+        },
+    )
+    sandbox.control.add_fault(operation="managedClusters.operation", status=500, count=1)
+    (tmp_path / "failed").mkdir()
+    failed = play(sandbox, collections, tmp_path / "failed", task, {"azure_auth": auth(sandbox)}, expect_ok=False)
+    assert failed.returncode != 0
+    assert "the update of cluster aks-failing ended Failed (its provisioningState)" in failed.stdout, failed.stdout
+    info = sandbox.control.cluster("rg-failing", "aks-failing")
+    recorded = sandbox.aks().managed_clusters.get("rg-failing", "aks-failing")
+    assert recorded.provisioning_state == "Failed" and recorded.oidc_issuer_profile.enabled
+    assert info["issuer_published"] is False  # asked for, not carried out
+    sandbox.control.reset_stats()
+    (tmp_path / "reconciled").mkdir()
+    reconciled = play(sandbox, collections, tmp_path / "reconciled", task, {"azure_auth": auth(sandbox)})
+    assert "aks-failing is Failed (its last operation failed): the update is sent again" in reconciled.stderr
+    assert sandbox.control.stats()["operations"]["managedClusters.put"]["by_status"] == {"200": 1}
+    assert sandbox.control.cluster("rg-failing", "aks-failing")["issuer_published"] is True
+    (tmp_path / "again").mkdir()
+    again = play(sandbox, collections, tmp_path / "again", task, {"azure_auth": auth(sandbox)})
+    assert "changed=0" in again.stdout

@@ -1,22 +1,25 @@
 """The fault matrix: what Azure and Entra do under load and trouble, during a real batch run.
 
-Each fault is injected into the sandbox for one run of the batch module over a fresh cluster's workloads (managed
-identities and an app registration, two roles each). The run must succeed, a clean run after it must change
-nothing, and an audit must find exactly what is declared: one identity or app per workload (no orphan), one
-credential per subject, one assignment per principal, role and scope (no duplicate), nothing else touched.
+Each fault (and a restart of the sandbox mid-run) is injected into the sandbox for one run of the batch module over
+a fresh cluster's workloads (managed identities and an app registration, two roles each). The run must succeed, a
+clean run after it must change nothing, and an audit must find exactly what is declared: one identity or app per
+workload (no orphan), one credential per subject, one assignment per principal, role and scope (no duplicate),
+nothing else touched.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.sandbox_helpers import Sandbox
+from tests.integration.sandbox_helpers import Sandbox, run_cli, start
 
-from .conftest import RESOURCE_GROUP, auth, play
+from .conftest import RESOURCE_GROUP, SETTINGS, auth, play, play_command
 from .test_workload_identities import batch_task, result_of
 
 # (case, faults, settings for the run)
@@ -117,6 +120,41 @@ def test_a_run_under_the_fault_succeeds_and_the_next_changes_nothing(
     finally:
         sandbox.control.clear_faults()
         sandbox.control.configure({k: DEFAULTS[k] for k in settings})
+    (tmp_path / "clean").mkdir()
+    again = play(sandbox, collections, tmp_path / "clean", task, {"azure_auth": auth(sandbox)})
+    assert result_of(again.stdout)["changed"] is False
+    audit(sandbox, cluster, expected_roles=2)
+    (tmp_path / "cleanup").mkdir()
+    cleanup = batch_task(sandbox, cluster, [], prune=True, prune_confirm=cluster)
+    play(sandbox, collections, tmp_path / "cleanup", cleanup, {"azure_auth": auth(sandbox)})
+
+
+def test_a_sandbox_restart_mid_run_is_waited_out_and_the_next_run_changes_nothing(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    """Azure goes away for seconds (the sandbox stopped while it holds the answer to a role assignment it applied,
+    then started again on the same state): the run retries through the dropped connection and the refused ones."""
+    cluster = "aks-fault-restart"
+    task = batch_task(sandbox, cluster, workloads(sandbox), prune=True)
+    sandbox.control.reset_stats()
+    sandbox.control.add_fault(operation="roleAssignments.put", status=None, delay_after=5, count=1)
+    (tmp_path / "restarted").mkdir()
+    command, env = play_command(sandbox, collections, tmp_path / "restarted", task, {"azure_auth": auth(sandbox)})
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while sandbox.control.stats()["operations"].get("roleAssignments.put", {}).get("total", 0) < 1:
+            assert process.poll() is None and time.monotonic() < deadline, "the run never wrote a role assignment"
+            time.sleep(0.05)
+        assert run_cli(sandbox.state_dir, "down").returncode == 0
+        time.sleep(2)  # Azure unreachable for a while: connections refused
+        assert start(sandbox.state_dir, SETTINGS).url == sandbox.url
+        output = process.communicate(timeout=600)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output[-6000:]
+    assert result_of(output)["changed"] is True
     (tmp_path / "clean").mkdir()
     again = play(sandbox, collections, tmp_path / "clean", task, {"azure_auth": auth(sandbox)})
     assert result_of(again.stdout)["changed"] is False

@@ -50,23 +50,30 @@ class ClustersProvider(ArmBase):
             op = self.store.get("operation", record["operation"])
             if op is None or op["completes_at"] > time.time():
                 return record
+            failure = op.get("fails_with")
             with self.store.transaction():
-                op = {**op, "status": "Succeeded", "endTime": utc_now_iso()}
+                op = {**op, "status": "Failed" if failure else "Succeeded", "endTime": utc_now_iso()}
+                if failure:
+                    op["error"] = failure
                 self.store.put("operation", op["name"], op)
-                if op["action"] == "delete":
+                if op["action"] == "delete" and not failure:
                     self.app.release_kube(key, self.store.delete("cluster", key))
                     return None
                 body = copy.deepcopy(record["body"])
-                body["properties"]["provisioningState"] = "Succeeded"
+                # A failed operation leaves the cluster Failed with the requested (goal) state recorded, as AKS
+                # does, but nothing of it carried out: an issuer it was to enable is not served.
+                body["properties"]["provisioningState"] = "Failed" if failure else "Succeeded"
+                enabled = bool(body["properties"].get("oidcIssuerProfile", {}).get("enabled"))
                 record = {
                     **record,
                     "body": body,
                     "operation": None,
-                    "published": bool(body["properties"].get("oidcIssuerProfile", {}).get("enabled")),
+                    "published": bool(record.get("published")) if failure else enabled,
                 }
                 self.store.put("cluster", key, record)
-            # AKS deploys (or removes) the workload-identity add-on as part of the operation.
-            self.app.sync_addon(key, record)
+            # AKS deploys (or removes) the workload-identity add-on as part of the operation (a failed one: not).
+            if not failure:
+                self.app.sync_addon(key, record)
             return record
 
     def operation_status(self, ctx: Context, op_id: str, kind: str) -> Response:
@@ -80,12 +87,22 @@ class ClustersProvider(ArmBase):
         body = {"name": op["name"], "status": op["status"], "startTime": op["startTime"]}
         if op.get("endTime"):
             body["endTime"] = op["endTime"]
+        if op.get("error"):
+            body["error"] = op["error"]
         return Response(200, body, {"Retry-After": "1"} if op["status"] == "InProgress" else {})
 
     def _start_operation(
         self, ctx: Context, sub: str, location: str, cluster_key: str, action: str
     ) -> tuple[str, dict[str, str]]:
         op_id = str(uuid.uuid4())
+        # An injected fault on "managedClusters.operation" makes the operation fail server-side once accepted.
+        fault = self.app.faults.pick("managedClusters.operation", ctx.request.method, ctx.request.path)
+        failure = None
+        if fault is not None:
+            failure = {
+                "code": fault.code or "InternalOperationError",
+                "message": fault.message or "Reconcile managed cluster failed. Please retry the operation.",
+            }
         self.store.put(
             "operation",
             op_id,
@@ -96,6 +113,7 @@ class ClustersProvider(ArmBase):
                 "action": action,
                 "completes_at": time.time() + self.app.settings.lro_seconds,
                 "cluster_key": cluster_key,
+                "fails_with": failure,
             },
         )
         base = f"{self.app.base_url}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}"

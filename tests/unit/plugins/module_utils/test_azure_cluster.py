@@ -109,3 +109,15 @@ def test_check_mode_says_it_will_wait_for_a_busy_cluster() -> None:
     api, _sleeps = api_over(FakeClusters(state="Updating"))
     plan = ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=True)
     assert plan.changed and "the run waits for that operation first" in plan.notes[-1]
+
+
+def test_a_failed_cluster_is_reconciled_by_sending_the_update_again_then_left_alone() -> None:
+    clusters = FakeClusters(state="Failed")
+    clusters.busy_polls = 0  # Failed is where the last operation ended, not one still running
+    clusters.body["properties"]["oidcIssuerProfile"] = {"enabled": True}  # asked for, not carried out
+    api, _sleeps = api_over(clusters)
+    plan = ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=True)
+    assert plan.changed and "sent again to reconcile" in plan.notes[-1] and clusters.sent == []
+    done = enable(api)
+    assert done.changed and done.after and done.after["provisioning_state"] == "Succeeded"
+    assert len(clusters.sent) == 1 and not enable(api).changed
