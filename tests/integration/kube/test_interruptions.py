@@ -115,7 +115,7 @@ class Estate:
         applications = [w for w in self.declared if w.get("identity_type") == "application"]
         identities = [w for w in self.declared if w not in applications]
         assert sorted(ours) == sorted(f"id-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in identities)  # no orphan
-        apps = self.box.graph("GET", f"/applications?$filter=startswith(displayName,'wi-{CLUSTER}-')")["value"]
+        apps = self.box.graph("GET", f"/applications?$filter=startswith(displayName,'wi-{CLUSTER}-')").json()["value"]
         assert sorted(a["uniqueName"] for a in apps) == sorted(  # no orphan, no duplicate application
             f"wi-{CLUSTER}-{NAMESPACE}-{w['name']}" for w in applications
         )
@@ -124,9 +124,11 @@ class Estate:
             subject = f"system:serviceaccount:{NAMESPACE}:{workload['name']}"
             if workload in applications:
                 app = by_unique_name[f"wi-{CLUSTER}-{NAMESPACE}-{workload['name']}"]
-                principals = self.box.graph("GET", f"/servicePrincipals?$filter=appId eq '{app['appId']}'")["value"]
+                principals = self.box.graph("GET", f"/servicePrincipals?$filter=appId eq '{app['appId']}'").json()[
+                    "value"
+                ]
                 assert len(principals) == 1, principals
-                fics = self.box.graph("GET", f"/applications/{app['id']}/federatedIdentityCredentials")["value"]
+                fics = self.box.graph("GET", f"/applications/{app['id']}/federatedIdentityCredentials").json()["value"]
                 assert [f["subject"] for f in fics] == [subject]
                 client_id, principal_id = app["appId"], principals[0]["id"]
             else:
