@@ -24,6 +24,7 @@ from typing import Any
 from ._inventory import WorkloadSpec
 from ._kube_adoption import CLIENT_ID, foreign_binding
 from ._kube_client import KubeClient
+from ._kube_namespaces import NamespaceContents
 from ._kube_patch import combine, dig, merge_patch, nest
 from ._kube_plan import Change, Plan
 from ._ownership import (
@@ -110,6 +111,7 @@ class Bindings:
     def __init__(self, client: KubeClient, cluster: str, tenant_id: str | None) -> None:
         self.api = client
         self.paths = Paths(client)
+        self.contents = NamespaceContents(client)
         self.cluster = cluster
         self.tenant_id = tenant_id
 
@@ -256,6 +258,15 @@ class Bindings:
                 plan.namespaces.append(change)
             else:
                 plan.namespaces.append(Change("Namespace", None, namespace, "unchanged", ""))
+                if current["metadata"].get("deletionTimestamp"):
+                    # The API server refuses anything new in it (403), after Azure would have been changed.
+                    plan.problems.extend(
+                        f"cluster {self.cluster}: workload '{s.name}': namespace: {namespace} is being deleted "
+                        "(Terminating); wait until it is gone (the next run creates it again) or move the workload "
+                        "to another namespace"
+                        for s in specs
+                        if s.namespace == namespace
+                    )
         created = {c.name for c in plan.namespaces if c.action == "created"}
         accounts: dict[str, dict[str, dict[str, Any]]] = {}
         for namespace in namespaces:
@@ -319,9 +330,9 @@ class Bindings:
 
         self._plan_release(plan, account_wanted, controller_wanted)
         # Controllers listed but not labelled (bound by hand, or the label was removed) are left alone: only
-        # what this collection marked is undone.
-        removed_accounts = {(str(c.namespace), c.name) for c in plan.service_accounts if c.action == "deleted"}
-        removed_controllers = {(c.kind, str(c.namespace), c.name) for c in plan.controllers}
+        # what this collection marked is undone. A namespace it created goes only when nothing else is in it:
+        # controllers are only unbound (never deleted), so one of them keeps the namespace, as does anything else.
+        deleted = [c for c in plan.service_accounts if c.action == "deleted"]
         selector = kube_cluster_selector(self.cluster, created_only=True)
         for namespace in self.api.list("/api/v1/namespaces", "list namespaces", selector):
             name = namespace["metadata"]["name"]
@@ -329,7 +340,9 @@ class Bindings:
                 continue  # already going
             if not everything and name not in {s.namespace for s in specs}:
                 continue
-            others = self._remaining(name, removed_accounts, removed_controllers)
+            others = self.contents.remaining(
+                name, {("", "serviceaccounts", c.name) for c in deleted if c.namespace == name}
+            )
             path = f"/api/v1/namespaces/{name}"
             if others:
                 note = "still holds " + ", ".join(others[:3]) + (" and more" if len(others) > 3 else "")
@@ -337,23 +350,6 @@ class Bindings:
             else:
                 plan.namespaces.append(Change("Namespace", None, name, "deleted", path, before={"name": name}))
         return plan
-
-    def _remaining(
-        self, namespace: str, accounts: set[tuple[str, str]], controllers: set[tuple[str, str, str]]
-    ) -> list[str]:
-        """What would still be in a namespace this collection created, after the planned removals."""
-        left = [
-            f"ServiceAccount {sa['metadata']['name']}"
-            for sa in self.api.list(Paths.service_account(namespace), "list service accounts")
-            if sa["metadata"]["name"] != "default" and (namespace, sa["metadata"]["name"]) not in accounts
-        ]
-        for kind in CONTROLLERS:
-            for obj in self.api.list(self.paths.controller(kind, namespace), f"list {kind}s"):
-                if (kind, namespace, obj["metadata"]["name"]) not in controllers:
-                    left.append(f"{kind} {obj['metadata']['name']}")
-        pods = self.api.list(f"/api/v1/namespaces/{namespace}/pods", "list pods")
-        left.extend(f"Pod {p['metadata']['name']}" for p in pods)
-        return left
 
     def _plan_release(
         self,

@@ -192,8 +192,12 @@ class KubeClient:
                 return None
             raise
 
-    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, path: str, operation: str, selector: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The items (``limit``: at most that many, the first page only)."""
         query = [("labelSelector", selector)] if selector else []
+        query += [("limit", str(limit))] if limit else []
         return list(self._call("GET", path, operation, query=query).get("items") or [])
 
     def create(self, path: str, body: dict[str, Any], operation: str) -> None:

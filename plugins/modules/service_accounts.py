@@ -31,6 +31,11 @@ description:
     rest of what it added.
   - With O(state=absent), the same release for the listed workloads (or, with O(prune=true), for everything it did
     on the cluster), controllers first; then namespaces it created are deleted when nothing else is left in them.
+    "Nothing else" is checked across every namespaced kind the API server serves, found by discovery (custom
+    resources and aggregated APIs included). Controllers are only unbound, never deleted, so one keeps its namespace;
+    a kind the credentials may not list keeps the namespace too (the result's note says which).
+  - A namespace being deleted (Terminating) that a listed workload is in is a problem found by the plan, before any
+    change.
   - A Job's pod template is immutable; a Job that is not already bound fails the task with what to do instead.
 options:
   cluster_name:
@@ -117,7 +122,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 namespaces:
-  description: Each namespace and what was done to it (C(created), C(unchanged), C(deleted), C(kept)).
+  description: Each namespace and what was done to it (C(created), C(unchanged), C(deleted), C(kept)); one kept has a
+    C(note) saying what still holds it.
   returned: always
   type: list
   elements: dict

@@ -507,6 +507,66 @@ def test_teardown_of_listed_workloads_keeps_the_rest_and_identities_made_elsewhe
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "orders-api"
 
 
+def test_teardown_keeps_a_namespace_it_made_that_now_holds_a_teams_objects(estate: Estate) -> None:
+    """The team put a PVC, a Secret and a Deployment scaled to 0 in the namespace the rollout created: teardown of
+    the workload removes what the collection made and keeps the namespace, with all of that in it."""
+    archive = {
+        "name": "archive",
+        "namespace": "archive",
+        "service_account": "archive",
+        "roles": [{"role": "Reader", "scope": estate.scope("orders")}],
+    }
+    estate.converge([*workloads(estate)[:1], archive])
+    core, apps = k8s.CoreV1Api(estate.kube()), k8s.AppsV1Api(estate.kube())
+    assert core.read_namespace("archive").metadata.labels["app.kubernetes.io/managed-by"] == "workload_identity.aks"
+    claim = {
+        "metadata": {"name": "ledger"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core.create_namespaced_persistent_volume_claim("archive", claim)
+    core.create_namespaced_secret("archive", {"metadata": {"name": "db"}, "stringData": {"password": "kept"}})
+    pod = {"metadata": {"labels": {"app": "archiver"}}, "spec": {"containers": [{"name": "a", "image": "archiver:1"}]}}
+    spec = {"replicas": 0, "selector": {"matchLabels": {"app": "archiver"}}, "template": pod}
+    apps.create_namespaced_deployment("archive", {"metadata": {"name": "archiver"}, "spec": spec})
+
+    plan = estate.run([archive], playbook="teardown.yml", options=("--check", "--diff"))
+    assert "still holds" in plan.output, plan.output[-4000:]
+    estate.run([archive], playbook="teardown.yml")
+    again = estate.run([archive], playbook="teardown.yml")
+    assert again.changed == 0, again.output[-4000:]
+    assert estate.account("archive", "archive") is None  # what the collection made is gone
+    assert core.read_namespace("archive").metadata.deletion_timestamp is None
+    assert core.read_namespaced_persistent_volume_claim("ledger", "archive").metadata.name == "ledger"
+    assert core.read_namespaced_secret("db", "archive").metadata.name == "db"
+    assert apps.read_namespaced_deployment("archiver", "archive").spec.replicas == 0
+
+
+def test_a_namespace_being_deleted_stops_the_plan_before_azure_is_touched(estate: Estate) -> None:
+    """Terminating (here held by a finalizer): the API server would refuse the ServiceAccount with a 403 after the
+    identity was made; the plan finds it first."""
+    core = k8s.CoreV1Api(estate.kube())
+    core.create_namespace({"metadata": {"name": "closing"}})
+    held = {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    core.create_namespaced_config_map("closing", held)
+    core.delete_namespace("closing")
+    try:
+        closing = {
+            "name": "closing",
+            "namespace": "closing",
+            "service_account": "closing",
+            "roles": [{"role": "Reader", "scope": estate.scope("orders")}],
+        }
+        estate.box.control.reset_stats()
+        failed = estate.run([*workloads(estate)[:1], closing], expect_ok=False)
+        assert failed.returncode != 0
+        expected = f"cluster {CLUSTER}: workload 'closing': namespace: closing is being deleted (Terminating)"
+        assert expected in failed.output, failed.output[-4000:]
+        writes = [op for op in estate.box.control.stats()["operations"] if op.rsplit(".", 1)[-1] in ("put", "delete")]
+        assert writes == [] and f"id-{CLUSTER}-closing-closing" not in estate.identities()
+    finally:
+        core.patch_namespaced_config_map("held", "closing", {"metadata": {"finalizers": None}})
+
+
 def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
     listed = workloads(estate)[:1]
     everything = ("-e", "workload_identity_teardown_everything=true")

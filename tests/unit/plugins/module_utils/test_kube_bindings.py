@@ -31,19 +31,59 @@ CLUSTER = "aks-dev"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
+def served(*resources: tuple[str, str, bool]) -> dict[str, Any]:
+    """A discovery document: (plural, kind, namespaced) each, with the verbs a built-in kind has."""
+    verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+    return {
+        "resources": [
+            {"name": n, "kind": k, "namespaced": ns, "verbs": ["get", "patch"] if "/" in n else verbs}
+            for n, k, ns in resources
+        ]
+    }
+
+
 class FakeCluster(KubeClient):
     def __init__(self) -> None:
         super().__init__(api_client=None)
-        self.objects: dict[str, dict[str, Any]] = {"/apis/batch/v1": {"resources": [{"name": "cronjobs"}]}}
+        self.objects: dict[str, dict[str, Any]] = {
+            # Discovery, as an API server serves it (subresources and cluster-scoped kinds included).
+            "/api/v1": served(
+                ("namespaces", "Namespace", False),
+                ("serviceaccounts", "ServiceAccount", True),
+                ("serviceaccounts/token", "TokenRequest", True),
+                ("configmaps", "ConfigMap", True),
+                ("secrets", "Secret", True),
+                ("persistentvolumeclaims", "PersistentVolumeClaim", True),
+                ("pods", "Pod", True),
+                ("events", "Event", True),
+            ),
+            "/apis": {
+                "groups": [
+                    {"name": "apps", "preferredVersion": {"groupVersion": "apps/v1"}},
+                    {"name": "batch", "preferredVersion": {"groupVersion": "batch/v1"}},
+                ]
+            },
+            "/apis/apps/v1": served(
+                ("deployments", "Deployment", True),
+                ("deployments/scale", "Scale", True),
+                ("statefulsets", "StatefulSet", True),
+                ("daemonsets", "DaemonSet", True),
+            ),
+            "/apis/batch/v1": served(("jobs", "Job", True), ("cronjobs", "CronJob", True)),
+        }
         self.writes: list[tuple[str, str]] = []
+        self.limits: list[int | None] = []
 
     def get(self, path: str, operation: str) -> dict[str, Any] | None:
         self.requests += 1
         found = self.objects.get(path)
         return copy.deepcopy(found) if found is not None else None
 
-    def list(self, path: str, operation: str, selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, path: str, operation: str, selector: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         self.requests += 1
+        self.limits.append(limit)
         wanted = dict(pair.split("=", 1) for pair in selector.split(",")) if selector else {}
         if "/namespaces/" not in path and not path.endswith("/namespaces"):  # all namespaces: /apis/apps/v1/deployments
             prefix, plural = path.rsplit("/", 1)
@@ -57,7 +97,11 @@ class FakeCluster(KubeClient):
         def labels(obj: dict[str, Any]) -> dict[str, str]:
             return obj["metadata"].get("labels") or {}
 
-        return [copy.deepcopy(o) for o in items if all(labels(o).get(k) == v for k, v in wanted.items())]
+        found = sorted(
+            (copy.deepcopy(o) for o in items if all(labels(o).get(k) == v for k, v in wanted.items())),
+            key=lambda o: str(o["metadata"]["name"]),
+        )
+        return found[:limit] if limit else found
 
     def create(self, path: str, body: dict[str, Any], operation: str) -> None:
         self.writes.append(("create", operation))
@@ -285,3 +329,45 @@ def test_an_account_bound_by_hand_to_another_client_id_is_refused_unless_rebind(
     assert engine.plan_present(specs(ORDERS), {"orders": "c-newer"}, False, "fail").problems == []
     engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
     assert cluster.objects[path]["metadata"]["annotations"][CLIENT_ID] == "c-by-hand"  # given back
+
+
+def test_a_namespace_it_created_goes_only_when_nothing_but_its_own_is_left_in_it() -> None:
+    """Every namespaced kind discovery serves is looked at: a team's PVC, Secret or a Deployment scaled to 0 (only
+    unbound by teardown, never deleted) keeps the namespace; what Kubernetes puts in every namespace does not."""
+    cluster = FakeCluster()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    billing = {
+        "name": "billing",
+        "namespace": "billing",
+        "service_account": "billing",
+        "controllers": [{"kind": "Deployment", "name": "billing"}],
+    }
+    engine.apply(engine.plan_present(specs(CART, billing), {"cart": "c1", "billing": "c2"}, False, "warn"), "present")
+    for namespace in ("cart", "billing"):  # what the API server makes in every namespace
+        cluster.add(f"/api/v1/namespaces/{namespace}/serviceaccounts/default", {"metadata": {"name": "default"}})
+        cluster.add(
+            f"/api/v1/namespaces/{namespace}/configmaps/kube-root-ca.crt", {"metadata": {"name": "kube-root-ca.crt"}}
+        )
+        cluster.add(f"/api/v1/namespaces/{namespace}/events/e1", {"metadata": {"name": "e1"}})
+    scaled_to_zero = {**deployment("billing", "billing", "billing"), "spec": {"replicas": 0, "template": {"spec": {}}}}
+    cluster.add("/apis/apps/v1/namespaces/billing/deployments/billing", scaled_to_zero)
+    cluster.add("/api/v1/namespaces/billing/persistentvolumeclaims/ledger", {"metadata": {"name": "ledger"}})
+    cluster.add("/api/v1/namespaces/billing/secrets/db", {"metadata": {"name": "db"}})
+    plan = engine.plan_absent(specs(CART, billing), everything=False)
+    by_name = {c.name: c for c in plan.namespaces}
+    assert by_name["cart"].action == "deleted"
+    assert by_name["billing"].action == "kept"
+    assert by_name["billing"].note == "still holds Secret db, PersistentVolumeClaim ledger, Deployment billing"
+    # Each kind listed with a limit: one more than the names it may skip (the automatic ones, the deleted account).
+    assert max(limit or 0 for limit in cluster.limits) == 3
+
+
+def test_a_namespace_being_deleted_is_a_problem_found_by_the_plan() -> None:
+    cluster = FakeCluster()
+    cluster.add("/api/v1/namespaces/cart", {"metadata": {"name": "cart", "deletionTimestamp": "2026-12-01T10:00:00Z"}})
+    plan = Bindings(cluster, CLUSTER, TENANT).plan_present(specs(CART), {"cart": "c1"}, False, "fail")
+    assert plan.problems == [
+        f"cluster {CLUSTER}: workload 'cart': namespace: cart is being deleted (Terminating); wait until it is gone "
+        "(the next run creates it again) or move the workload to another namespace"
+    ]
+    assert cluster.writes == []
