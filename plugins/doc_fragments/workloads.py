@@ -49,7 +49,9 @@ options:
             type: str
             required: true
           condition:
-            description: An ABAC condition.
+            description:
+              - An ABAC condition. On an assignment this collection made, one not declared (dropped from here, or
+                added by hand) is removed, as is a description; on an assignment made elsewhere it is left as it is.
             type: str
           condition_version:
             description: The condition's version (V(2.0) when a condition is given without one).
@@ -93,7 +95,9 @@ options:
         type: list
         elements: str
       tags:
-        description: Extra tags for an identity this collection makes.
+        description:
+          - Extra tags for an identity this collection makes. One dropped from here is removed from it (the keys set
+            are recorded in its C(wi-tags) tag); tags set by anyone else are left alone.
         type: dict
       controllers:
         description:

@@ -35,6 +35,7 @@ from ._ownership import (
     identity_marks,
     made_by_collection,
     owned_by,
+    tags_with_record,
 )
 from ._results import (
     AzureBatchResult,
@@ -116,14 +117,15 @@ class Workloads(BatchChecks):
         # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
         ours = known is None or made_by_collection(known["tags"])
         marks = identity_marks(batch.cluster, workload.namespace, workload.service_account, workload.name)
-        tags = {**workload.tags, **marks} if ours else (workload.tags or None)
+        # On its own identity, unset means none: a tag it set that the inventory dropped goes (others' stay).
+        tags = tags_with_record(known["tags"] if known else None, workload.tags, marks) if ours else workload.tags
         identity = ensure_identity(
             self.identities,
             ref,
             state="present",
             location=batch.location,
-            tags=tags,
-            purge_tags=False,
+            tags=tags or None,
+            purge_tags=ours,
             check_mode=check_mode,
             known=known,
         )
@@ -139,7 +141,7 @@ class Workloads(BatchChecks):
             batch, workload, IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), check_mode, seen, planned
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
-        roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned)
+        roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
         if not ours and after is not None:
             identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
             after = identity.after
@@ -202,8 +204,13 @@ class Workloads(BatchChecks):
         check_mode: bool,
         seen: dict[str, Any],
         planned: dict[str, Any],
+        exact: bool,
     ) -> list[RoleAssignmentRow]:
-        """Exactly the declared role assignments, for the principal of an identity or an application."""
+        """Exactly the declared role assignments, for the principal of an identity or an application.
+
+        ``exact`` for this collection's own identity or application: on its assignments, unset means none (a
+        condition or description dropped from the inventory, or added by hand, is removed).
+        """
         roles: list[RoleAssignmentRow] = []
         for spec in workload.roles:
             role = resolved[role_key(workload, spec.role, spec.scope)]
@@ -219,6 +226,7 @@ class Workloads(BatchChecks):
                 condition_version=spec.condition_version,
                 description=spec.description,
                 listed=listed,
+                exact=exact,
             )
             if outcome.before:
                 seen["role_assignments"].append(f"{role.name} @ {spec.scope}")

@@ -157,7 +157,7 @@ class ApplicationSide:
         fics = engine.trust(batch, workload, parent, reads.app_fics.get(object_id, []), check_mode, seen, planned)
         sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
         listed = reads.assignments.get(sp.lower(), []) if principal else []
-        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned)
+        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours)
         if not ours and app is not None:
             outcome = self._record_created_roles(batch, workload, app, principal, outcome, roles, check_mode)
             after = outcome.after

@@ -171,8 +171,13 @@ def ensure_role_assignment(
     condition_version: str | None = None,
     description: str | None = None,
     listed: list[Any] | None = None,
+    exact: bool = False,
 ) -> Outcome[RoleAssignmentState]:
-    """``listed``: the principal's assignments at the scope when the caller already has them (batch path)."""
+    """``listed``: the principal's assignments at the scope when the caller already has them (batch path).
+
+    ``exact``: the assignment is the caller's own (made by this collection), so a condition or description it does not
+    declare is removed (a dropped one, or one added by hand); otherwise only what is declared is compared.
+    """
     scope = parse_scope(scope).path
     resolved = role if isinstance(role, Role) else api.resolve_role(scope, role)
     existing = api.find(scope, principal_id, resolved.guid, listed)
@@ -188,11 +193,11 @@ def ensure_role_assignment(
     if before is not None:
         # Compare only what the user set; an adopted assignment keeps its own name.
         updated = before.copy()
-        if condition is not None:
+        if condition is not None or exact:
             updated["condition"] = condition
-        if condition_version is not None:
+        if condition_version is not None or exact:
             updated["condition_version"] = condition_version
-        if description is not None:
+        if description is not None or exact:
             updated["description"] = description
         if updated == before:
             notes = [f"adopted existing assignment {before['name']}"] if name and before["name"] != name else []

@@ -56,7 +56,7 @@ WORKLOAD_FIELDS = (
     Field("application_id", "str", False, "The appId of an existing app registration to use as it is."),
     Field("application_display_name", "str", False, "The display name of an app this collection makes."),
     Field("extra_subjects", "list", False, "More subjects its identity trusts from the same issuer."),
-    Field("tags", "dict", False, "Extra tags for an identity this collection makes."),
+    Field("tags", "dict", False, "Extra tags for an identity this collection makes (one dropped is removed)."),
     Field("controllers", "list", False, "Pod controllers to bind, each a kind and a name.", ("workloads",)),
     Field("token_expiration", "int", False, "Lifetime of the projected token, 3600-86400 seconds."),
     Field("rebind", "bool", False, "Move a ServiceAccount an operator bound to another client id to this identity."),
@@ -248,6 +248,9 @@ def _workload(
     if not isinstance(tags, dict):
         problems.append(f"{label}: tags: must be a mapping")
         tags = {}
+    elif len(",".join(str(k) for k in tags)) > 256:
+        # Their names are recorded in one tag on the identity (so that a dropped one is removed): 256 characters.
+        problems.append(f"{label}: tags: the names of the tags, together, exceed 256 characters")
     controllers_raw, controllers_field = raw.get("controllers"), "controllers"
     if "workloads" in raw:
         if "controllers" in raw:

@@ -6,7 +6,7 @@ Prune and teardown act only on what carries these marks, so every tag, label, an
 the collection writes to recognise its own objects again is defined here, and read back here:
 
 - Azure identities it creates: the tag ``managed-by: workload_identity.aks`` and ``wi-cluster``,
-  ``wi-namespace``, ``wi-service-account``, ``wi-workload``.
+  ``wi-namespace``, ``wi-service-account``, ``wi-workload``; ``wi-tags`` names the inventory's tags it set.
 - Federated credentials: named after the cluster and subject (:func:`fic_name`), so a cluster's
   own credentials on a shared identity are told apart from others'.
 - Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
@@ -43,6 +43,23 @@ def identity_marks(cluster: str, namespace: str, service_account: str, workload:
         SERVICE_ACCOUNT_TAG: service_account,
         WORKLOAD_TAG: workload,
     }
+
+
+# The keys of the inventory's own tags (a workload's ``tags``) this collection set on its identity, so that a tag
+# dropped from the inventory is removed, and one somebody else added is left alone.
+TAGS_RECORD_TAG = "wi-tags"
+
+
+def tags_with_record(
+    current: Mapping[str, str] | None, declared: Mapping[str, str], marks: Mapping[str, str]
+) -> dict[str, str]:
+    """An identity's tags after declaring ``declared`` on it: the tags this collection set before and the inventory
+    no longer declares are dropped, everything else it did not set is kept, and the record names the keys it set."""
+    current = dict(current or {})
+    before = {k for k in current.pop(TAGS_RECORD_TAG, "").split(",") if k}
+    kept = {k: v for k, v in current.items() if k not in before - set(declared)}
+    record = {TAGS_RECORD_TAG: ",".join(sorted(declared))} if declared else {}
+    return {**kept, **declared, **marks, **record}
 
 
 def made_by_collection(tags: Mapping[str, str] | None) -> bool:

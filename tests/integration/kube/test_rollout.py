@@ -364,6 +364,49 @@ def test_add_a_workload_change_roles_and_remove_one_with_prune(estate: Estate) -
     assert ledger["spec"]["template"]["spec"]["serviceAccountName"] == "ledger-sa"
 
 
+def test_on_its_own_objects_what_the_inventory_dropped_goes_and_hand_made_drift_is_repaired(estate: Estate) -> None:
+    """Unset means none on what the collection made: a condition, a description and a tag dropped from the inventory
+    are removed (a tag somebody else put on the identity stays), and a condition added by hand is shown by the plan
+    and repaired."""
+    blob = "Microsoft.Storage/storageAccounts/blobServices/containers"
+    condition = f"@Resource[{blob}:name] StringEquals 'orders'"
+    conditioned = workloads(estate)[:1]
+    first = conditioned[0]["roles"][0]
+    conditioned[0]["roles"][0] = {**first, "condition": condition, "description": "the orders container only"}
+    conditioned[0]["tags"] = {"cost-center": "42"}
+    estate.run(conditioned)
+    msi, name = estate.box.msi(), f"id-{CLUSTER}-orders-orders-api"
+    tags = msi.user_assigned_identities.get(IDENTITY_RG, name).tags
+    assert (tags["cost-center"], tags["wi-tags"]) == ("42", "cost-center")
+    msi.user_assigned_identities.update(IDENTITY_RG, name, {"tags": {**tags, "owner": "platform"}})  # by hand
+    authz = estate.box.authz()
+    principal = estate.identities()[f"id-{CLUSTER}-orders-orders-api"].principal_id
+    scope = first["scope"].lower()
+
+    def on_orders() -> Any:
+        listed = authz.role_assignments.list_for_subscription(filter=f"principalId eq '{principal}'")
+        return next(a for a in listed if a.scope.lower() == scope)
+
+    assert (on_orders().condition, on_orders().description) == (condition, "the orders container only")
+    dropped = estate.converge(workloads(estate)[:1])
+    assert [r["action"] for r in dropped.report()["workloads"][0]["roles"]] == ["updated", "unchanged"]
+    assert (on_orders().condition, on_orders().description) == (None, None)
+    tags = msi.user_assigned_identities.get(IDENTITY_RG, name).tags
+    assert "cost-center" not in tags and "wi-tags" not in tags and tags["owner"] == "platform"
+    # Someone narrows it by hand: drift on the collection's own assignment.
+    ours = on_orders()
+    body = {
+        "role_definition_id": ours.role_definition_id,
+        "principal_id": principal,
+        "principal_type": "ServicePrincipal",
+    }
+    authz.role_assignments.create(ours.scope, ours.name, {**body, "condition": condition, "condition_version": "2.0"})
+    plan = estate.run(workloads(estate)[:1], options=("--check", "--diff"))
+    assert [r["action"] for r in plan.report(plan=True)["workloads"][0]["roles"]] == ["updated", "unchanged"]
+    assert estate.run(workloads(estate)[:1]).changed >= 1
+    assert on_orders().condition is None
+
+
 def test_a_missing_controller_fails_before_any_change_or_warns(estate: Estate) -> None:
     listed = workloads(estate)[:1] + [
         {

@@ -281,3 +281,30 @@ def test_an_adopted_credential_with_another_audience_is_updated_in_place_under_i
     assert "audience updated in place" in done.notes[0]
     again = ensure_federated_credential(parent, "ours", audiences=None, check_mode=False, adopt=True, **args)
     assert again.action == "unchanged"
+
+
+def test_on_its_own_assignment_unset_means_none_elsewhere_only_what_is_declared_is_compared() -> None:
+    """A condition dropped from the inventory (or added by hand) goes from an assignment this collection owns; an
+    operator's assignment keeps what the inventory does not mention."""
+    writes = Writes()
+    api = FakeRoles(writes)
+    principal = "26fc24dc-33de-4c60-8ae9-0ac87fdbe06c"
+    condition = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'"
+    api.items.append(assignment(SCOPE, READER, principal, "ours", condition=condition, condition_version="2.0"))
+
+    def ensure(exact: bool, check_mode: bool) -> Any:
+        return ensure_role_assignment(
+            api,
+            scope=SCOPE,
+            role="Reader",
+            principal_id=principal,
+            principal_type="ServicePrincipal",
+            state="present",
+            check_mode=check_mode,
+            exact=exact,
+        )
+
+    assert ensure(exact=False, check_mode=False).action == "unchanged" and writes == []
+    plan = ensure(exact=True, check_mode=True)
+    assert plan.action == "updated" and plan.after and plan.after["condition"] is None and writes == []
+    assert ensure(exact=True, check_mode=False).action == "updated" and writes == [("role", "put", "ours")]
