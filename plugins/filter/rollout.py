@@ -117,7 +117,11 @@ def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
 
 
 def _controllers(workload: dict[str, Any]) -> str:
-    rows = [f"{c['kind']} {c['name']} ({c['action']})" for c in workload["controllers"]]
+    """Each controller and what the change does to its pods (a restart, or one an operator must do)."""
+    rows = [
+        f"{c['kind']} {c['name']} ({c['action']}{': ' + c['note'] if c.get('note') else ''})"
+        for c in workload["controllers"]
+    ]
     return ", ".join(rows) or "(none listed)"
 
 

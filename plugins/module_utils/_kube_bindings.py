@@ -26,7 +26,7 @@ from ._kube_adoption import CLIENT_ID, foreign_binding
 from ._kube_client import KubeClient
 from ._kube_namespaces import NamespaceContents
 from ._kube_patch import combine, dig, merge_patch, nest
-from ._kube_plan import Change, Plan
+from ._kube_plan import Change, Plan, rollout_consequence
 from ._ownership import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
@@ -202,6 +202,8 @@ class Bindings:
             if kind == "Job" and change.before != change.after:
                 # A Job's pod template is immutable once created; the API server would refuse the patch.
                 change.note = "immutable"
+            elif change.before != change.after:
+                change.note = rollout_consequence(kind, current)
         return change
 
     def _unbind_controller(self, kind: str, current: dict[str, Any]) -> Change:
@@ -231,6 +233,8 @@ class Bindings:
         change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
         if change.action == "updated":
             change.action = "unbound"
+            if kind != "Job" and change.before != change.after:
+                change.note = rollout_consequence(kind, current)
         return change
 
     @staticmethod

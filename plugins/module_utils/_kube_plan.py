@@ -79,3 +79,16 @@ def report(plan: Plan) -> KubeBatchResult:
             "after": {c.label: c.after if c.action != "deleted" else None for c in changed},
         },
     }
+
+
+def rollout_consequence(kind: str, current: dict[str, Any]) -> str:
+    """What a change to a controller's pod template does to its pods, for the plan and the summary."""
+    spec = current.get("spec") or {}
+    if kind == "CronJob":
+        return "the next runs use it; running jobs keep theirs"
+    strategy = (spec.get("updateStrategy") or {}).get("type")
+    if kind in ("StatefulSet", "DaemonSet") and strategy == "OnDelete":
+        return "updateStrategy OnDelete: its pods keep the old template until deleted; restart them"
+    if kind in ("Deployment", "StatefulSet") and spec.get("replicas") == 0:
+        return "scaled to 0: pods get it when scaled up"
+    return "its pods restart (rolling update)"

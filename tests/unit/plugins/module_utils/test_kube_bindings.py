@@ -371,3 +371,24 @@ def test_a_namespace_being_deleted_is_a_problem_found_by_the_plan() -> None:
         "(the next run creates it again) or move the workload to another namespace"
     ]
     assert cluster.writes == []
+
+
+def test_the_plan_says_what_binding_does_to_the_pods() -> None:
+    cluster = cluster_with_shop()
+    on_delete = {
+        "metadata": {"name": "ledger", "namespace": "shop", "labels": {"app": "ledger"}},
+        "spec": {"updateStrategy": {"type": "OnDelete"}, "template": {"metadata": {}, "spec": {"containers": []}}},
+    }
+    cluster.add("/apis/apps/v1/namespaces/shop/statefulsets/ledger", on_delete)
+    ledger = {
+        "name": "ledger",
+        "namespace": "shop",
+        "service_account": "ledger",
+        "controllers": [{"kind": "StatefulSet", "name": "ledger"}],
+    }
+    plan = Bindings(cluster, CLUSTER, TENANT).plan_present(specs(ORDERS, ledger), {}, False, "fail")
+    notes = {c.name: (c.action, c.note) for c in plan.controllers}
+    assert notes == {
+        "orders": ("bound", "its pods restart (rolling update)"),
+        "ledger": ("bound", "updateStrategy OnDelete: its pods keep the old template until deleted; restart them"),
+    }

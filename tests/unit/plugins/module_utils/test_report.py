@@ -40,7 +40,14 @@ def test_report_status_joins_both_sides() -> None:
             {"kind": "ServiceAccount", "namespace": "n", "name": "api", "workload": "api", "action": "unchanged"}
         ],
         "controllers": [
-            {"kind": "Deployment", "namespace": "n", "name": "api", "workload": "api", "action": "bound"},
+            {
+                "kind": "Deployment",
+                "namespace": "n",
+                "name": "api",
+                "workload": "api",
+                "action": "bound",
+                "note": "its pods restart (rolling update)",
+            },
             {"kind": "Deployment", "namespace": "n", "name": "old", "workload": "gone", "action": "unbound"},
         ],
     }
@@ -65,6 +72,7 @@ def test_report_status_joins_both_sides() -> None:
     assert "1 workload(s): 0 were created, 0 changed, 1 adopted, 0 unchanged" in rollout_lines(adopted_report)[1]
     lines = rollout_lines(report)
     assert "      role  Reader @ rg-data: Microsoft.KeyVault/vaults/kv (unchanged)" in lines
+    assert "      pods  Deployment api (bound: its pods restart (rolling update))" in lines
     assert "| api | changed | id-api (`c1`) |" in rollout_markdown(report)
 
     # A workload without roles signs in and may do nothing: the plan and the summary say so.
