@@ -204,6 +204,10 @@ class Bindings:
                 change.note = "immutable"
             elif change.before != change.after:
                 change.note = rollout_consequence(kind, current)
+                # Bound to another account before (by its team, or another tool): the plan says whose place it takes.
+                previous = dig(current, *template_path, "spec", "serviceAccountName")
+                if previous and previous not in ("default", spec.service_account):
+                    change.note = f"replaces ServiceAccount {previous}; {change.note}"
         return change
 
     def _unbind_controller(self, kind: str, current: dict[str, Any]) -> Change:

@@ -141,7 +141,8 @@ controllers:
   description: Each pod controller, its workload and what was done (C(bound), C(adopted) for one already bound
     by hand, whose pod template is left as it is, C(unchanged), C(missing), C(unbound)), with a C(note) where there
     is more to say; a bound or unbound one says what happens to its pods (they restart; with C(updateStrategy)
-    C(OnDelete) they keep the old template until deleted; a CronJob's next runs use it).
+    C(OnDelete) they keep the old template until deleted; a CronJob's next runs use it), and a bound one that ran as
+    another ServiceAccount names it.
   returned: always
   type: list
   elements: dict

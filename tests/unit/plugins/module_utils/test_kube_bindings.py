@@ -389,6 +389,7 @@ def test_the_plan_says_what_binding_does_to_the_pods() -> None:
     plan = Bindings(cluster, CLUSTER, TENANT).plan_present(specs(ORDERS, ledger), {}, False, "fail")
     notes = {c.name: (c.action, c.note) for c in plan.controllers}
     assert notes == {
-        "orders": ("bound", "its pods restart (rolling update)"),
+        # Its team had it run as "legacy": the plan says whose place the workload's account takes.
+        "orders": ("bound", "replaces ServiceAccount legacy; its pods restart (rolling update)"),
         "ledger": ("bound", "updateStrategy OnDelete: its pods keep the old template until deleted; restart them"),
     }
