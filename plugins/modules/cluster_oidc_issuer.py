@@ -137,8 +137,9 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-    for note in outcome.notes if not module.check_mode else []:  # a real run's notes: a reconciled failed cluster
-        module.warn(note)
+    if not module.check_mode:  # a real run's notes (a failed cluster reconciled) are worth a warning
+        for note in outcome.notes:
+            module.warn(note)
     module.exit_outcome(outcome, "cluster", issuer_url=(outcome.after or {}).get("issuer_url"), notes=outcome.notes)
 
 

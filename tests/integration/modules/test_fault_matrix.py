@@ -96,6 +96,20 @@ def audit(sandbox: Sandbox, cluster: str, expected_roles: int) -> None:
         assert len(pairs) == len(set(pairs)) == expected_roles, pairs
 
 
+def clean_run_audit_and_cleanup(
+    sandbox: Sandbox, collections: str, tmp_path: Path, task: dict[str, Any], cluster: str
+) -> None:
+    """After a faulted run: a clean one changes nothing, the audit finds exactly what is declared; then the cluster's
+    workloads go, so the next case starts from nothing."""
+    (tmp_path / "clean").mkdir()
+    again = play(sandbox, collections, tmp_path / "clean", task, {"azure_auth": auth(sandbox)})
+    assert result_of(again.stdout)["changed"] is False
+    audit(sandbox, cluster, expected_roles=2)
+    (tmp_path / "cleanup").mkdir()
+    cleanup = batch_task(sandbox, cluster, [], prune=True, prune_confirm=cluster)
+    play(sandbox, collections, tmp_path / "cleanup", cleanup, {"azure_auth": auth(sandbox)})
+
+
 @pytest.mark.parametrize(("number", "case"), SELECTED, ids=[case for _n, case in SELECTED])
 def test_a_run_under_the_fault_succeeds_and_the_next_changes_nothing(
     sandbox: Sandbox, collections: str, tmp_path: Path, number: int, case: str
@@ -120,13 +134,7 @@ def test_a_run_under_the_fault_succeeds_and_the_next_changes_nothing(
     finally:
         sandbox.control.clear_faults()
         sandbox.control.configure({k: DEFAULTS[k] for k in settings})
-    (tmp_path / "clean").mkdir()
-    again = play(sandbox, collections, tmp_path / "clean", task, {"azure_auth": auth(sandbox)})
-    assert result_of(again.stdout)["changed"] is False
-    audit(sandbox, cluster, expected_roles=2)
-    (tmp_path / "cleanup").mkdir()
-    cleanup = batch_task(sandbox, cluster, [], prune=True, prune_confirm=cluster)
-    play(sandbox, collections, tmp_path / "cleanup", cleanup, {"azure_auth": auth(sandbox)})
+    clean_run_audit_and_cleanup(sandbox, collections, tmp_path, task, cluster)
 
 
 def test_a_sandbox_restart_mid_run_is_waited_out_and_the_next_run_changes_nothing(
@@ -155,10 +163,4 @@ def test_a_sandbox_restart_mid_run_is_waited_out_and_the_next_run_changes_nothin
             process.kill()
     assert process.returncode == 0, output[-6000:]
     assert result_of(output)["changed"] is True
-    (tmp_path / "clean").mkdir()
-    again = play(sandbox, collections, tmp_path / "clean", task, {"azure_auth": auth(sandbox)})
-    assert result_of(again.stdout)["changed"] is False
-    audit(sandbox, cluster, expected_roles=2)
-    (tmp_path / "cleanup").mkdir()
-    cleanup = batch_task(sandbox, cluster, [], prune=True, prune_confirm=cluster)
-    play(sandbox, collections, tmp_path / "cleanup", cleanup, {"azure_auth": auth(sandbox)})
+    clean_run_audit_and_cleanup(sandbox, collections, tmp_path, task, cluster)
