@@ -77,6 +77,7 @@ def rollout_report(
                     for c in own_controllers
                 ],
                 "status": _status(item, own_controllers + ([account] if account else [])),
+                "notes": list(item.get("notes") or []),
             }
         )
     pruned = dict(azure.get("pruned") or {})
@@ -144,6 +145,7 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         lines.extend(f"      role  {role}" for role in _roles(w, short=True))
         lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']})")
         lines.append(f"      pods  {_controllers(w)}")
+        lines.extend(f"      note  {note}" for note in w.get("notes") or [])
     lines.extend(f"  {line}" for line in _pruned(report["pruned"], short=True))
     return lines
 
@@ -192,6 +194,10 @@ def rollout_markdown(report: dict[str, Any]) -> str:
             f"| {w['name']} | {w['status']} | {w['identity']} (`{w['client_id'] or 'pending'}`) | `{w['subject']}` "
             f"| {'<br>'.join(_roles(w))} | {_controllers(w)} |"
         )
+    noted = [(w["name"], note) for w in report["workloads"] for note in w.get("notes") or []]
+    if noted:
+        out += ["", "## Notes", ""]
+        out.extend(f"- {name}: {note}" for name, note in noted)
     if report["pruned"]:
         out += ["", "## Pruned", ""]
         out.extend(f"- {line}" for line in _pruned(report["pruned"]))

@@ -34,7 +34,7 @@ from ._ownership import (
     fic_name,
     identity_marks,
     made_by_collection,
-    owned_by,
+    own_credential_names,
     tags_with_record,
 )
 from ._results import (
@@ -116,7 +116,9 @@ class Workloads(BatchChecks):
         known = reads.identity(ref)
         # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
         ours = known is None or made_by_collection(known["tags"])
-        marks = identity_marks(batch.cluster, workload.namespace, workload.service_account, workload.name)
+        marks = identity_marks(
+            batch.cluster, workload.namespace, workload.service_account, workload.name, batch.cluster_scope
+        )
         # On its own identity, unset means none: a tag it set that the inventory dropped goes (others' stay).
         tags = tags_with_record(known["tags"] if known else None, workload.tags, marks) if ours else workload.tags
         identity = ensure_identity(
@@ -137,8 +139,15 @@ class Workloads(BatchChecks):
             "role_assignments": [],
         }
         planned: dict[str, Any] = {"identity": brief(after), "federated_credentials": {}, "role_assignments": []}
+        notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
         fics = self.trust(
-            batch, workload, IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), check_mode, seen, planned
+            batch,
+            workload,
+            IdentityFicApi(self.fics, ref),
+            reads.fics.get(ref_key(ref), []),
+            check_mode,
+            (seen, planned, notes),
+            exactly_ours=known is None or batch.owns(known["tags"]),
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
@@ -157,6 +166,7 @@ class Workloads(BatchChecks):
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
+            "notes": notes,
         }
         return result, {"before": seen, "after": planned}
 
@@ -167,13 +177,35 @@ class Workloads(BatchChecks):
         parent: FicParent,
         siblings: list[FederatedCredentialState],
         check_mode: bool,
-        seen: dict[str, Any],
-        planned: dict[str, Any],
+        sides: tuple[dict[str, Any], dict[str, Any], list[str]],
+        exactly_ours: bool,
     ) -> list[FederatedCredentialRow]:
-        """One credential per subject from this cluster's issuer, on an identity or an application."""
+        """One credential per subject from this cluster's issuer, on an identity or an application.
+
+        ``sides``: the diff's before and after, and the workload's notes, filled in. ``exactly_ours``: the parent was
+        made by this collection for this very cluster (name and place), so a credential of this cluster's name that
+        trusts another issuer is this cluster's from before it was re-created, and is moved to the new issuer. On a
+        parent shared with others, that credential may be another cluster's of the same name: it is left alone, and
+        this cluster's gets a name of its own.
+        """
+        seen, planned, notes = sides
         fics: list[FederatedCredentialRow] = []
         for subject in workload.subjects:
             name = fic_name(batch.cluster, subject)
+            taken = next((f for f in siblings if f["name"].lower() == name.lower()), None)
+            if taken is not None and taken["issuer"] != batch.issuer_url:
+                if exactly_ours:
+                    notes.append(
+                        f"federated credential {taken['name']}: issuer changes from {taken['issuer']} to "
+                        f"{batch.issuer_url} (the cluster's issuer is not the one it trusted)"
+                    )
+                else:
+                    notes.append(
+                        f"federated credential {taken['name']} on {parent.label} trusts another issuer "
+                        f"({taken['issuer']}): another cluster named {batch.cluster}, or this one before it was "
+                        "re-created; left as it is"
+                    )
+                    name = fic_name(batch.cluster, subject, batch.issuer_url)
             fic = ensure_federated_credential(
                 parent,
                 name,
@@ -273,7 +305,7 @@ class Workloads(BatchChecks):
             before: dict[str, Any] | None = None
             if identity is None:
                 action = "absent"
-            elif owned_by(identity["tags"], batch.cluster) or (
+            elif batch.owns(identity["tags"]) or (
                 workload.teardown_adopted and not made_by_collection(identity["tags"])
             ):
                 # Ours, or adopted and the inventory says to remove it all the same.
@@ -284,11 +316,10 @@ class Workloads(BatchChecks):
                 # Made by this collection for another cluster (that cluster's to remove), or made elsewhere.
                 action = "kept"
                 if not made_by_collection(identity["tags"]):
-                    ours = [fic_name(batch.cluster, subject) for subject in workload.subjects]
                     ref = batch.ref_of(identity)
-                    fics = self.remove_credentials(
-                        IdentityFicApi(self.fics, ref), reads.fics.get(ref_key(ref), []), ours, check_mode
-                    )
+                    listed = reads.fics.get(ref_key(ref), [])
+                    ours = own_credential_names(batch.cluster, workload.subjects, batch.issuer_url, listed)
+                    fics = self.remove_credentials(IdentityFicApi(self.fics, ref), listed, ours, check_mode)
                     roles, record = self.remove_created_assignments(batch, workload, identity, reads, check_mode)
                     if fics or roles or record:
                         before = {"federated_credentials": [f["name"] for f in fics]}
@@ -307,7 +338,7 @@ class Workloads(BatchChecks):
         declared = {} if absent else listed
         handled = set(listed) if absent else set()
         for key, identity in sorted(reads.identities.items()):
-            if key in handled or not owned_by(identity["tags"], batch.cluster):
+            if key in handled or not batch.owns(identity["tags"]):
                 continue  # never touch what this collection (for this cluster) did not make
             workload = declared.get(key)
             wanted_roles = (

@@ -32,9 +32,12 @@ from ._ownership import (
     app_created_roles_entries,
     app_created_roles_tags,
     application_cluster_tag,
+    application_foreign_owner,
     application_marks,
+    application_owned_by,
     application_owner_cluster,
     fic_name,
+    own_credential_names,
     role_digest,
 )
 from ._results import (
@@ -104,7 +107,10 @@ class ApplicationSide:
         if cleaning and writer:
             known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
             for app in self.api.marked(application_cluster_tag(batch.cluster)):
-                if application_owner_cluster(app.get("tags")) != batch.cluster or str(app["id"]) in known:
+                if (
+                    not application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
+                    or str(app["id"]) in known
+                ):
                     continue
                 reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
 
@@ -116,11 +122,14 @@ class ApplicationSide:
                 f"{where}: application_id: no application {workload.application_id} (or the automation "
                 "principal may not read it)"
             )
-        owner = application_owner_cluster(app.get("tags")) if app else None
+        other = application_foreign_owner(app.get("tags"), batch.cluster, batch.cluster_scope) if app else None
         unique = app.get("uniqueName") if app else None
-        if owner not in (None, batch.cluster):
-            problems.append(f"{where}: application_unique_name: application {unique} belongs to cluster {owner}")
-        elif app is not None and owner is None and workload.named_by_default:
+        if other is not None:
+            problems.append(
+                f"{where}: application_unique_name: application {unique} was made by this collection for {other}, "
+                "not for this cluster; set application_unique_name so that each cluster has its own"
+            )
+        elif app is not None and application_owner_cluster(app.get("tags")) is None and workload.named_by_default:
             problems.append(
                 f"{where}: application_unique_name: the default name {unique} is taken by an app registration this "
                 f"collection did not make; to adopt it, set application_id: {app.get('appId')}; else set another "
@@ -138,7 +147,9 @@ class ApplicationSide:
             unique_name=workload.application_unique_name,
             app_id=workload.application_id,
             display_name=workload.application_display_name,
-            tags=application_marks(batch.cluster, workload.namespace, workload.name) if ours else None,
+            tags=application_marks(batch.cluster, workload.namespace, workload.name, batch.cluster_scope)
+            if ours
+            else None,
             state="present",
             check_mode=check_mode,
             known=(app, principal),
@@ -154,7 +165,12 @@ class ApplicationSide:
         object_id = str(after["id"] if after and after["id"] else "(pending)")
         parent = ApplicationFicApi(self.api, object_id, after["display_name"] if after else "")
         engine = self.engine
-        fics = engine.trust(batch, workload, parent, reads.app_fics.get(object_id, []), check_mode, seen, planned)
+        notes: list[str] = []
+        exactly_ours = ours and (
+            app is None or application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
+        )
+        siblings = reads.app_fics.get(object_id, [])
+        fics = engine.trust(batch, workload, parent, siblings, check_mode, (seen, planned, notes), exactly_ours)
         sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
         listed = reads.assignments.get(sp.lower(), []) if principal else []
         roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours)
@@ -172,6 +188,7 @@ class ApplicationSide:
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
+            "notes": notes,
         }
         return result, {"before": seen, "after": planned}
 
@@ -225,9 +242,10 @@ class ApplicationSide:
         before: dict[str, Any] | None = None
         if app is None or state is None:
             action = "absent"
-        elif (workload.application_id is None and application_owner_cluster(app.get("tags")) == batch.cluster) or (
-            workload.application_id is not None and workload.teardown_adopted
-        ):
+        elif (
+            workload.application_id is None
+            and application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
+        ) or (workload.application_id is not None and workload.teardown_adopted):
             before = {"application": _brief(state)}
             roles = self.engine.remove_assignments(
                 batch, state["service_principal_id"], state["display_name"], reads, check_mode
@@ -237,8 +255,9 @@ class ApplicationSide:
             action = "kept"
             if workload.application_id is not None:  # the operator's: only this cluster's trust and roles go
                 parent = ApplicationFicApi(self.api, str(app["id"]), state["display_name"])
-                names = [fic_name(batch.cluster, s) for s in workload.subjects]
-                fics = self.engine.remove_credentials(parent, reads.app_fics.get(str(app["id"]), []), names, check_mode)
+                listed = reads.app_fics.get(str(app["id"]), [])
+                names = own_credential_names(batch.cluster, workload.subjects, batch.issuer_url, listed)
+                fics = self.engine.remove_credentials(parent, listed, names, check_mode)
                 args = (batch.cluster, workload.namespace, workload.name)
                 created = app_created_role_digests(state["tags"], *args)
                 declared = {

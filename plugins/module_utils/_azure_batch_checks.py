@@ -23,7 +23,7 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
-from ._ownership import made_by_collection, owner_cluster
+from ._ownership import foreign_owner, made_by_collection
 
 if TYPE_CHECKING:
     from ._azure_batch_apps import ApplicationSide
@@ -58,9 +58,13 @@ class BatchChecks(CreatedRolesRecord):
                     f"{where}: identity_resource_group: resource group {ref.resource_group} does not exist "
                     f"(identity {workload.identity_name} would be made there)"
                 )
-            owner = owner_cluster(identity["tags"]) if identity else None
-            if owner not in (None, batch.cluster):
-                problems.append(f"{where}: identity_name: identity {workload.identity_name} belongs to cluster {owner}")
+            owner = foreign_owner(identity["tags"], batch.cluster, batch.cluster_scope) if identity else None
+            if owner is not None:
+                problems.append(
+                    f"{where}: identity_name: identity {workload.identity_name} in {ref.resource_group} was made by "
+                    f"this collection for {owner}, not for this cluster{_this_place(batch)}; set identity_name "
+                    "(or identity_resource_group) so that each cluster has its own"
+                )
             elif identity is not None and workload.named_by_default and not made_by_collection(identity["tags"]):
                 problems.append(
                     f"{where}: identity_name: the default name {workload.identity_name} is taken in "
@@ -133,3 +137,11 @@ class BatchChecks(CreatedRolesRecord):
                 else:
                     raise
         return reads.scope_problems[key]
+
+
+def _this_place(batch: Batch) -> str:
+    """ " (<resource group> of subscription <id>)", when the cluster's place is known."""
+    if not batch.cluster_scope or "/" not in batch.cluster_scope:
+        return ""
+    subscription, group = batch.cluster_scope.split("/", 1)
+    return f" (resource group {group} of subscription {subscription})"

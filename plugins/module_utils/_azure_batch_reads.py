@@ -20,7 +20,7 @@ from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import AzureApiError
 from ._ids import IdentityRef, parse_role, parse_scope
 from ._inventory import RoleSpec, WorkloadSpec
-from ._ownership import owned_by
+from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, owned_by
 from ._results import FederatedCredentialState, IdentityState
 
 
@@ -41,6 +41,12 @@ class Batch:
     state: str = "present"
     # Removed applications also leave Entra's deleted items (not restorable).
     application_purge: bool = False
+    # Where the cluster is (``_ownership.cluster_scope``): what tells it from another cluster of the same name.
+    cluster_scope: str | None = None
+
+    def owns(self, tags: dict[str, str] | None) -> bool:
+        """Made by this collection for this very cluster (name and place)."""
+        return owned_by(tags, self.cluster, self.cluster_scope)
 
     @property
     def identity_workloads(self) -> list[WorkloadSpec]:
@@ -52,6 +58,57 @@ class Batch:
 
     def ref_of(self, identity: IdentityState) -> IdentityRef:
         return IdentityRef(self.subscription_id, identity["resource_group"], identity["name"])
+
+
+def continue_identities(batch: Batch, reads: Reads) -> None:
+    """A workload renamed, or moved to another namespace or service account, keeps the identity this collection made
+    for it, so its client id (what its running pods sign in as) and its role assignments: a new identity would cut
+    their sign-in until restarted. Found by the marks on it (the identity's name is recorded, not re-derived), when
+    the workload goes by the default name and no identity has that name yet; only an identity made for this very
+    cluster that no other listed workload uses, in the workload's resource group. Renamed (same namespace and service
+    account) is looked for first, then moved (same workload name); more than one match is no match: a new identity.
+    """
+    listed = batch.identity_workloads
+    names = {w.name for w in listed}
+    taken = {ref_key(batch.ref(w)) for w in listed}
+    for workload in listed:
+        ref = batch.ref(workload)
+        if not workload.named_by_default or reads.identity(ref) is not None:
+            continue
+        mine = [
+            (key, identity)
+            for key, identity in sorted(reads.identities.items())
+            if key not in taken
+            and identity["resource_group"].lower() == ref.resource_group.lower()
+            and batch.owns(identity["tags"])
+        ]
+        renamed = [
+            (k, i)
+            for k, i in mine
+            if i["tags"].get(NAMESPACE_TAG) == workload.namespace
+            and i["tags"].get(SERVICE_ACCOUNT_TAG) == workload.service_account
+            and i["tags"].get(WORKLOAD_TAG) not in names - {workload.name}
+        ]
+        moved = [(k, i) for k, i in mine if i["tags"].get(WORKLOAD_TAG) == workload.name]
+        for found, how in ((renamed, "renamed"), (moved, "moved")):
+            if len(found) != 1:
+                continue
+            key, identity = found[0]
+            tags = identity["tags"]
+            if how == "renamed":
+                why = f"workload {tags.get(WORKLOAD_TAG)} renamed {workload.name}"
+            else:
+                why = (
+                    f"moved from {tags.get(NAMESPACE_TAG)}/{tags.get(SERVICE_ACCOUNT_TAG)}: the new subject is trusted "
+                    "first; the old one goes with prune"
+                )
+            reads.continued[workload.name] = (
+                f"identity {identity['name']} kept (client id {identity['client_id']}, its pods' sign-in "
+                f"uninterrupted): {why}"
+            )
+            workload.identity_name = identity["name"]
+            taken.add(key)
+            break
 
 
 def identity_key(resource_group: str, name: str) -> str:
@@ -89,6 +146,8 @@ class Reads:
     # Identity resource groups that do not exist; per scope key, why an assignment cannot be made there (None: it can).
     missing_groups: set[str] = field(default_factory=set)
     scope_problems: dict[str, str | None] = field(default_factory=dict)
+    # Workloads that keep the identity made for them under another name or subject (renamed, moved): why, per workload.
+    continued: dict[str, str] = field(default_factory=dict)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -125,19 +184,18 @@ class BatchReader:
         for group in groups.values():
             for identity in self._identities_in(group, reads):
                 reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
+        continue_identities(batch, reads)
         subscriptions = {
             parse_scope(r.scope).subscription or self.subscription_id for w in batch.workloads for r in w.roles
         } | {self.subscription_id}
         for sub in sorted(subscriptions):
             self._read_subscription(sub, reads)
         wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in identities}
-        owned = {k for k, i in reads.identities.items() if owned_by(i["tags"], batch.cluster)} if batch.prune else set()
+        owned = {k for k, i in reads.identities.items() if batch.owns(i["tags"])} if batch.prune else set()
         if batch.state == "absent":
             # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
             owned = set()
-            wanted = {
-                k for k in wanted if k in reads.identities and not owned_by(reads.identities[k]["tags"], batch.cluster)
-            }
+            wanted = {k for k in wanted if k in reads.identities and not batch.owns(reads.identities[k]["tags"])}
         for key in sorted(wanted | owned):
             existing = reads.identities.get(key)
             if existing is not None:

@@ -97,5 +97,6 @@ def removal_result(
             for r in roles
         ],
         "changed": identity.get("action") == "deleted" or bool(fics or roles),
+        "notes": [],
     }
     return result, {"before": before, "after": None}

@@ -33,14 +33,15 @@ from ._inventory_fields import privileged_problem
 from ._ownership import (
     APP_WORKLOAD_TAG_PREFIX,
     CREATED_ROLES_TAG,
+    TAGS_RECORD_TAG,
     WORKLOAD_TAG,
     application_cluster_tag,
-    application_owner_cluster,
+    application_owned_by,
     default_application_unique_name,
+    foreign_owner,
     identity_marks,
     made_by_collection,
     owned_by,
-    owner_cluster,
 )
 from ._results import BoundAccount, FederatedCredentialState, IdentityState, KubeEstate, PodIdentityBinding
 
@@ -77,9 +78,10 @@ class Discovery:
         cluster: str,
         issuer_url: str | None,
         resource_groups: list[str],
+        cluster_scope: str | None = None,
     ) -> None:
         self.apis, self.applications = apis, applications
-        self.cluster, self.issuer_url = cluster, issuer_url
+        self.cluster, self.issuer_url, self.cluster_scope = cluster, issuer_url, cluster_scope
         self.subscription = apis.subscription_id
         self.resource_groups = resource_groups
         self.result: Discovered = {"workloads": [], "notes": {}, "findings": []}
@@ -272,17 +274,20 @@ class Discovery:
         if identity is not None:
             tags = identity["tags"]
             default = default_identity_name(self.cluster, declaration["namespace"], declaration["name"])
-            if not owned_by(tags, self.cluster) or identity["name"] != default:
+            if not owned_by(tags, self.cluster, self.cluster_scope) or identity["name"] != default:
                 declaration["identity_name"] = identity["name"]
             declaration["identity_resource_group"] = identity["resource_group"]
-            if owned_by(tags, self.cluster):
-                marks = set(identity_marks(self.cluster, "", "", ""))
+            if owned_by(tags, self.cluster, self.cluster_scope):
+                # Its own marks (every key, the place included) and its record of the inventory's tags are not tags
+                # to declare.
+                marks = set(identity_marks(self.cluster, "", "", "", "-")) | {TAGS_RECORD_TAG}
                 extra = {k: v for k, v in tags.items() if k not in marks and not k.startswith(CREATED_ROLES_TAG)}
                 if extra:
                     declaration["tags"] = extra
             elif made_by_collection(tags):
                 notes.append(
-                    f"identity {identity['name']} was made by this collection for cluster {owner_cluster(tags)}"
+                    f"identity {identity['name']} was made by this collection for "
+                    f"{foreign_owner(tags, self.cluster, self.cluster_scope)}"
                 )
             else:
                 notes.append(f"identity {identity['name']} was made elsewhere: adopted, kept on teardown")
@@ -291,7 +296,7 @@ class Discovery:
             return
         declaration["identity_type"] = "application"
         state = application_state(app, None)
-        if application_owner_cluster(state["tags"]) == self.cluster:
+        if application_owned_by(state["tags"], self.cluster, self.cluster_scope):
             default = default_application_unique_name(self.cluster, declaration["namespace"], declaration["name"])
             if state["unique_name"] != default:
                 declaration["application_unique_name"] = state["unique_name"]
@@ -334,7 +339,7 @@ class Discovery:
         """What this collection made for this cluster that no ServiceAccount is bound to any more."""
         used = {key for key, behind in self.behind.items() if behind is not None}
         for key, identity in sorted(self.identities.items(), key=lambda item: item[1]["name"]):
-            if owned_by(identity["tags"], self.cluster) and key not in used:
+            if owned_by(identity["tags"], self.cluster, self.cluster_scope) and key not in used:
                 self.result["findings"].append(
                     f"identity {identity['name']} was made by this collection for workload "
                     f"{identity['tags'].get(WORKLOAD_TAG)}, which no ServiceAccount is bound to: not declared, "
@@ -350,7 +355,8 @@ class Discovery:
             self._graph_denied(exc)
             return
         for app in marked:
-            if application_owner_cluster(app.get("tags")) == self.cluster and str(app["appId"]).lower() not in used:
+            ours = application_owned_by(app.get("tags"), self.cluster, self.cluster_scope)
+            if ours and str(app["appId"]).lower() not in used:
                 self.result["findings"].append(
                     f"app registration {app.get('displayName')} was made by this collection for this cluster, and "
                     "no ServiceAccount is bound to it: not declared, so a run with prune removes it"
@@ -365,10 +371,10 @@ class Discovery:
 
     def _tagged_name(self, behind: Behind) -> str | None:
         """The workload name this collection gave the identity or application, for this cluster."""
-        if behind.identity is not None and owned_by(behind.identity["tags"], self.cluster):
+        if behind.identity is not None and owned_by(behind.identity["tags"], self.cluster, self.cluster_scope):
             return behind.identity["tags"].get(WORKLOAD_TAG)
         tags = (behind.application or {}).get("tags") or []
-        if application_owner_cluster(tags) == self.cluster:
+        if application_owned_by(tags, self.cluster, self.cluster_scope):
             tagged = next((t for t in tags if t.startswith(APP_WORKLOAD_TAG_PREFIX)), None)
             return tagged.split("/", 1)[-1] if tagged else None
         return None

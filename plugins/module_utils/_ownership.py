@@ -6,7 +6,9 @@ Prune and teardown act only on what carries these marks, so every tag, label, an
 the collection writes to recognise its own objects again is defined here, and read back here:
 
 - Azure identities it creates: the tag ``managed-by: workload_identity.aks`` and ``wi-cluster``,
-  ``wi-namespace``, ``wi-service-account``, ``wi-workload``; ``wi-tags`` names the inventory's tags it set.
+  ``wi-cluster-scope``, ``wi-namespace``, ``wi-service-account``, ``wi-workload``; ``wi-tags`` names the
+  inventory's tags it set. A cluster is known by its name *and* where it is (``<subscription>/<resource group>``,
+  :func:`cluster_scope`): two clusters called ``aks-stg`` in two resource groups are two owners.
 - Federated credentials: named after the cluster and subject (:func:`fic_name`), so a cluster's
   own credentials on a shared identity are told apart from others'.
 - Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
@@ -22,7 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 COLLECTION = "workload_identity.aks"
 
@@ -32,13 +35,27 @@ CLUSTER_TAG = "wi-cluster"
 NAMESPACE_TAG = "wi-namespace"
 SERVICE_ACCOUNT_TAG = "wi-service-account"
 WORKLOAD_TAG = "wi-workload"
+# Where the cluster is: its name is unique only within its resource group. (Its ARM id would not fit a tag value's 256
+# characters; subscription and resource group do, and with the name they are the id.)
+CLUSTER_SCOPE_TAG = "wi-cluster-scope"
 
 
-def identity_marks(cluster: str, namespace: str, service_account: str, workload: str) -> dict[str, str]:
+def cluster_scope(subscription_id: str | None, resource_group: str | None) -> str | None:
+    """``<subscription>/<resource group>`` of a cluster, as recorded (lowercase: ARM ignores the case), or None when
+    the cluster's resource group is not known (then ownership is by name, as before this was recorded)."""
+    if not subscription_id or not resource_group:
+        return None
+    return f"{subscription_id}/{resource_group}".lower()
+
+
+def identity_marks(
+    cluster: str, namespace: str, service_account: str, workload: str, scope: str | None = None
+) -> dict[str, str]:
     """The tags an identity made by this collection for one workload of one cluster carries."""
     return {
         OWNER_TAG: COLLECTION,
         CLUSTER_TAG: cluster,
+        **({CLUSTER_SCOPE_TAG: scope} if scope else {}),
         NAMESPACE_TAG: namespace,
         SERVICE_ACCOUNT_TAG: service_account,
         WORKLOAD_TAG: workload,
@@ -72,9 +89,39 @@ def owner_cluster(tags: Mapping[str, str] | None) -> str | None:
     return (tags or {}).get(CLUSTER_TAG) if made_by_collection(tags) else None
 
 
-def owned_by(tags: Mapping[str, str] | None, cluster: str) -> bool:
+def _other_place(recorded: str | None, scope: str | None) -> bool:
+    # Unrecorded (made before the scope was recorded, or by a run that did not know it) is not evidence of another
+    # cluster: such an identity stays its name's, and gets the record on its next run.
+    return bool(recorded and scope and recorded.lower() != scope.lower())
+
+
+def owned_by(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
     """Made by this collection for this cluster: only such identities are ever deleted by it."""
-    return made_by_collection(tags) and owner_cluster(tags) == cluster
+    return (
+        made_by_collection(tags)
+        and owner_cluster(tags) == cluster
+        and not _other_place((tags or {}).get(CLUSTER_SCOPE_TAG), scope)
+    )
+
+
+def _owner_described(name: str | None, recorded: str | None) -> str:
+    where = (
+        f" in resource group {recorded.split('/', 1)[1]} of subscription {recorded.split('/', 1)[0]}"
+        if (recorded and "/" in recorded)
+        else ""
+    )
+    return f"cluster {name}{where}"
+
+
+def foreign_owner(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> str | None:
+    """Who else this collection made the identity for ("cluster aks-prod", or a same-named cluster elsewhere, with
+    where it is), or None when it is this cluster's or was not made by this collection."""
+    if not made_by_collection(tags):
+        return None
+    recorded = (tags or {}).get(CLUSTER_SCOPE_TAG)
+    if owner_cluster(tags) != cluster or _other_place(recorded, scope):
+        return _owner_described(owner_cluster(tags), recorded)
+    return None
 
 
 # Role assignments this collection created on an identity it did not make, per cluster and workload: ARM cannot
@@ -141,11 +188,44 @@ def app_created_role_digests(tags: list[str] | None, cluster: str, namespace: st
 # Applications carry string tags (Graph has no key/value tags): the collection's and this cluster's.
 APP_CLUSTER_TAG_PREFIX = "wi-cluster:"
 APP_WORKLOAD_TAG_PREFIX = "wi-workload:"
+APP_CLUSTER_SCOPE_TAG_PREFIX = "wi-cluster-scope:"
 
 
-def application_marks(cluster: str, namespace: str, workload: str) -> list[str]:
+def application_marks(cluster: str, namespace: str, workload: str, scope: str | None = None) -> list[str]:
     """The tags of an application this collection made for one workload of one cluster."""
-    return [COLLECTION, f"{APP_CLUSTER_TAG_PREFIX}{cluster}", f"{APP_WORKLOAD_TAG_PREFIX}{namespace}/{workload}"]
+    where = [f"{APP_CLUSTER_SCOPE_TAG_PREFIX}{scope}"] if scope else []
+    return [
+        COLLECTION,
+        f"{APP_CLUSTER_TAG_PREFIX}{cluster}",
+        *where,
+        f"{APP_WORKLOAD_TAG_PREFIX}{namespace}/{workload}",
+    ]
+
+
+def _app_scope(tags: list[str] | None) -> str | None:
+    return next(
+        (
+            t.removeprefix(APP_CLUSTER_SCOPE_TAG_PREFIX)
+            for t in tags or []
+            if t.startswith(APP_CLUSTER_SCOPE_TAG_PREFIX)
+        ),
+        None,
+    )
+
+
+def application_owned_by(tags: list[str] | None, cluster: str, scope: str | None = None) -> bool:
+    """An application this collection made for this cluster (the same name, and the same place when recorded)."""
+    return application_owner_cluster(tags) == cluster and not _other_place(_app_scope(tags), scope)
+
+
+def application_foreign_owner(tags: list[str] | None, cluster: str, scope: str | None = None) -> str | None:
+    """As :func:`foreign_owner`, for an application's string tags."""
+    owner = application_owner_cluster(tags)
+    if owner is None:
+        return None
+    if owner != cluster or _other_place(_app_scope(tags), scope):
+        return _owner_described(owner, _app_scope(tags))
+    return None
 
 
 def application_cluster_tag(cluster: str) -> str:
@@ -165,14 +245,31 @@ def default_application_unique_name(cluster: str, namespace: str, workload: str)
     return f"wi-{cluster}-{namespace}-{workload}"
 
 
-def fic_name(cluster: str, subject: str) -> str:
-    """One credential per cluster and subject, named so a person (and prune) can tell which is which."""
+def fic_name(cluster: str, subject: str, issuer: str | None = None) -> str:
+    """One credential per cluster and subject, named so a person (and prune) can tell which is which.
+
+    With ``issuer``: the name for when the plain one is taken, on an identity shared with another cluster of the
+    same name, by a credential trusting another issuer (the issuer's digest tells the two apart).
+    """
     readable = re.sub(r"[^a-zA-Z0-9-_]", "-", f"{cluster}-{subject.removeprefix('system:serviceaccount:')}")
     readable = readable.strip("-_")
-    if len(readable) <= 120 and re.match(r"^[a-zA-Z0-9]", readable):
+    if issuer is None and len(readable) <= 120 and re.match(r"^[a-zA-Z0-9]", readable):
         return readable
-    digest = hashlib.sha256(f"{cluster}|{subject}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{cluster}|{subject}|{issuer or ''}".encode()).hexdigest()[:10]
     return f"{readable[:109].rstrip('-_')}-{digest}"
+
+
+def own_credential_names(
+    cluster: str, subjects: list[str], issuer: str | None, credentials: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """This cluster's credentials for these subjects among a parent's: named by :func:`fic_name` (either form) and,
+    when the issuer is known, trusting it (a same-named cluster's credential of the plain name is not this one's)."""
+    names = {fic_name(cluster, s).lower() for s in subjects} | {fic_name(cluster, s, issuer).lower() for s in subjects}
+    return [
+        str(c["name"])
+        for c in credentials
+        if str(c["name"]).lower() in names and (issuer is None or c.get("issuer") == issuer)
+    ]
 
 
 # -- Kubernetes -------------------------------------------------------------------------------------

@@ -138,6 +138,9 @@ class WorkloadResult(TypedDict):
     federated_credentials: list[FederatedCredentialRow]
     role_assignments: list[RoleAssignmentRow]
     changed: bool
+    # What a person should know about the change: an issuer a credential no longer trusts, an identity kept through a
+    # rename or a move.
+    notes: list[str]
 
 
 class PrunedIdentity(TypedDict):

@@ -36,10 +36,20 @@ options:
     description: The cluster's name; used in federated credential names and ownership tags.
     type: str
     required: true
+  cluster_resource_group:
+    description:
+      - The cluster's resource group (in the subscription of the connection). What this collection makes is marked
+        with it (C(wi-cluster-scope)) besides the cluster's name, so that another cluster of the same name in
+        another resource group is another owner. An identity or app registration made for such a cluster is refused
+        in the plan, naming both, rather than taken over.
+      - Unset, ownership is by name alone (as before this was recorded). The roles always pass it.
+    type: str
   issuer_url:
     description:
       - The cluster's OIDC issuer URL, exactly (see M(workload_identity.aks.cluster_oidc_issuer)).
       - Required with O(state=present), unless O(validate_only=true).
+      - With O(state=absent), optional; given, only credentials trusting it are removed from identities made
+        elsewhere (another cluster of the same name may have one of the same name there).
     type: str
   state:
     description:
@@ -186,6 +196,12 @@ workloads:
     changed:
       description: Whether anything changed for this workload.
       type: bool
+    notes:
+      description:
+        - What to know about the change (a credential's issuer that changes, an identity kept through a rename or a
+          namespace move, a credential of another cluster of the same name left alone).
+      type: list
+      elements: str
 pruned:
   description: What O(prune) removed (or would remove), by kind (C(identities), C(applications),
     C(federated_credentials),
@@ -211,6 +227,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
 from ansible_collections.workload_identity.aks.plugins.module_utils._variables import value_problems, variable_problems
 
@@ -219,6 +236,7 @@ def main() -> None:
     module = AzureModule(
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
+            "cluster_resource_group": {"type": "str"},
             "issuer_url": {"type": "str"},
             "location": {"type": "str"},
             "identity_resource_group": {"type": "str"},
@@ -285,6 +303,7 @@ def main() -> None:
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
         state=p["state"],
         application_purge=p["application_purge"],
+        cluster_scope=cluster_scope(module.connection.subscription_id, p["cluster_resource_group"]),
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"

@@ -33,6 +33,11 @@ options:
   issuer_url:
     description: The cluster's OIDC issuer URL. Unset (issuer off), no credential is found trusting it.
     type: str
+  cluster_resource_group:
+    description:
+      - The cluster's resource group. With it, what this collection made for another cluster of the same name (in
+        another resource group) is told apart from this cluster's.
+    type: str
   identity_resource_groups:
     description: Where to look for identities. Empty, the whole subscription is listed (one request).
     type: list
@@ -109,6 +114,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_feder
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import RoleAssignmentApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 
 
 def main() -> None:
@@ -116,6 +122,7 @@ def main() -> None:
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "issuer_url": {"type": "str"},
+            "cluster_resource_group": {"type": "str"},
             "identity_resource_groups": {"type": "list", "elements": "str", "default": []},
             "service_accounts": {"type": "list", "elements": "dict", "default": []},
             "pod_identity": {"type": "list", "elements": "dict", "default": []},
@@ -133,7 +140,12 @@ def main() -> None:
         subscription,
     )
     discovery = Discovery(
-        apis, ApplicationApi(module.client("graph")), p["cluster_name"], p["issuer_url"], p["identity_resource_groups"]
+        apis,
+        ApplicationApi(module.client("graph")),
+        p["cluster_name"],
+        p["issuer_url"],
+        p["identity_resource_groups"],
+        cluster_scope(subscription, p["cluster_resource_group"]),
     )
     estate = {
         "service_accounts": p["service_accounts"],

@@ -21,6 +21,7 @@ from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Write
 CLUSTER = "aks-dev"
 ISSUER = "https://oidc.example/tenant/aks-dev/"
 DATA = f"/subscriptions/{SUB}/resourceGroups/rg-data"
+SUBJECT = "system:serviceaccount:shop:orders"
 
 
 class Estate:
@@ -31,12 +32,21 @@ class Estate:
         self.roles = FakeRoles(self.writes)
         self.engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB))
 
-    def batch(self, workloads: list[dict[str, Any]], prune: bool = False, state: str = "present") -> Batch:
+    def batch(
+        self,
+        workloads: list[dict[str, Any]],
+        prune: bool = False,
+        state: str = "present",
+        scope: str | None = None,
+        issuer: str = ISSUER,
+    ) -> Batch:
         validated = validate_workloads(
             CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
         )
         assert validated.problems == []
-        return Batch(CLUSTER, SUB, ISSUER, "westeurope", validated.specs, prune, False, ("rg-ids",), state)
+        return Batch(
+            CLUSTER, SUB, issuer, "westeurope", validated.specs, prune, False, ("rg-ids",), state, cluster_scope=scope
+        )
 
     def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **kwargs: Any) -> dict[str, Any]:
         batch = self.batch(workloads, **kwargs)
@@ -90,7 +100,9 @@ def test_runtime_problems_of_every_workload_surface_before_any_write() -> None:
     with pytest.raises(ValidationError) as raised:
         estate.run(listed)
     assert raised.value.problems[0] == (
-        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders belongs to cluster aks-prod"
+        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids was made by this "
+        "collection for cluster aks-prod, not for this cluster; set identity_name (or identity_resource_group) so that "
+        "each cluster has its own"
     )
     assert "cluster aks-dev: workload 'cart': roles[0]: role: 'No Such Role'" in raised.value.problems[1]
     assert estate.writes == []
@@ -319,3 +331,119 @@ def test_removal_alone_has_no_warnings_to_show() -> None:
     estate = Estate()
     estate.run([orders({"role": "Reader", "scope": DATA})], state="absent")
     assert estate.engine.warnings == []
+
+
+# -- day 2: same-named clusters, renames and moves ---------------------------------------------------------------------
+HERE, THERE = f"{SUB}/rg-aks-a", f"{SUB}/rg-aks-b"
+OTHER_ISSUER = "https://oidc.example/tenant/aks-dev-b/"
+
+
+def test_an_identity_made_for_a_same_named_cluster_elsewhere_is_refused_naming_both() -> None:
+    estate = Estate()
+    estate.run([orders()], scope=HERE)
+    estate.writes.clear()
+    with pytest.raises(ValidationError) as raised:
+        estate.run([orders()], scope=THERE, issuer=OTHER_ISSUER, prune=True)
+    assert raised.value.problems == [
+        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids was made by this "
+        f"collection for cluster aks-dev in resource group rg-aks-a of subscription {SUB}, not for this cluster "
+        f"(resource group rg-aks-b of subscription {SUB}); set identity_name (or identity_resource_group) so that "
+        "each cluster has its own"
+    ]
+    assert estate.writes == []
+    # Nor does the other cluster's prune or teardown of everything take it.
+    assert not estate.run([], scope=THERE, issuer=OTHER_ISSUER, prune=True)["changed"]
+    assert not estate.run([], scope=THERE, issuer=OTHER_ISSUER, prune=True, state="absent")["changed"]
+    assert estate.writes == [] and len(estate.identities.items) == 1
+
+
+def test_an_identity_made_before_the_place_was_recorded_stays_its_clusters_and_gets_the_record() -> None:
+    estate = Estate()
+    estate.run([orders()])  # no scope: as an older release made it
+    identity = next(iter(estate.identities.items.values()))
+    assert "wi-cluster-scope" not in identity["tags"]
+    first = estate.run([orders()], scope=HERE)
+    assert first["workloads"][0]["identity"]["action"] == "updated"
+    assert next(iter(estate.identities.items.values()))["tags"]["wi-cluster-scope"] == HERE.lower()
+    assert not estate.run([orders()], scope=HERE)["changed"]
+
+
+def test_on_an_identity_shared_with_a_same_named_cluster_each_keeps_its_own_credential() -> None:
+    estate = Estate()
+    shared = IdentityRef(SUB, "rg-ids", "shared")
+    estate.identities.put(shared, "westeurope", {})
+    declared = [{**orders(), "identity_name": "shared"}]
+    estate.run(declared, scope=HERE)
+    done = estate.run(declared, scope=THERE, issuer=OTHER_ISSUER)
+    assert done["workloads"][0]["notes"] == [
+        f"federated credential {fic_name(CLUSTER, SUBJECT)} on identity shared trusts another issuer ({ISSUER}): "
+        "another cluster named aks-dev, or this one before it was re-created; left as it is"
+    ]
+    trusted = sorted(f["issuer"] for f in estate.fics.list_all(shared))
+    assert trusted == sorted([ISSUER, OTHER_ISSUER])
+    assert not estate.run(declared, scope=THERE, issuer=OTHER_ISSUER)["changed"]
+    assert not estate.run(declared, scope=HERE)["changed"]
+    # Teardown of the second takes its own credential only (this cluster's are those trusting its issuer).
+    estate.run(declared, scope=THERE, issuer=OTHER_ISSUER, state="absent")
+    assert [f["issuer"] for f in estate.fics.list_all(shared)] == [ISSUER]
+
+
+def test_a_re_created_cluster_moves_its_own_credential_to_the_new_issuer_and_says_so() -> None:
+    estate = Estate()
+    estate.run([orders()], scope=HERE)
+    done = estate.run([orders()], scope=HERE, issuer=OTHER_ISSUER)
+    assert done["workloads"][0]["federated_credentials"][0]["action"] == "updated"
+    assert done["workloads"][0]["notes"] == [
+        f"federated credential {fic_name(CLUSTER, SUBJECT)}: issuer changes from {ISSUER} to {OTHER_ISSUER} (the "
+        "cluster's issuer is not the one it trusted)"
+    ]
+
+
+def test_a_renamed_workload_keeps_its_identity_and_client_id() -> None:
+    estate = Estate()
+    estate.run([orders({"role": "Reader", "scope": DATA})], scope=HERE)
+    before = next(iter(estate.identities.items.values()))
+    estate.writes.clear()
+    renamed = [{**orders({"role": "Reader", "scope": DATA}), "name": "checkout"}]
+    plan = estate.run(renamed, check_mode=True, scope=HERE, prune=True)
+    done = estate.run(renamed, scope=HERE, prune=True)
+    for result in (plan, done):
+        row = result["workloads"][0]
+        assert row["identity"]["name"] == before["name"] and row["identity"]["client_id"] == before["client_id"]
+        assert row["notes"] == [
+            f"identity {before['name']} kept (client id {before['client_id']}, its pods' sign-in uninterrupted): "
+            "workload orders renamed checkout"
+        ]
+        assert [f["action"] for f in row["federated_credentials"]] == ["unchanged"]
+        assert [r["action"] for r in row["role_assignments"]] == ["unchanged"]
+        assert not any(result["pruned"].values())
+    # Only the marks change: no identity made or deleted, no credential or assignment touched.
+    assert estate.writes == [("identity", "put", before["name"])]
+    assert next(iter(estate.identities.items.values()))["tags"]["wi-workload"] == "checkout"
+    assert not estate.run(renamed, scope=HERE, prune=True)["changed"]
+
+
+def test_a_workload_moved_to_another_namespace_keeps_its_identity_new_trust_first() -> None:
+    estate = Estate()
+    estate.run([orders()], scope=HERE)
+    before = next(iter(estate.identities.items.values()))
+    estate.writes.clear()
+    moved = [{**orders(), "namespace": "shop-v2"}]
+    done = estate.run(moved, scope=HERE, prune=True)
+    row = done["workloads"][0]
+    assert row["identity"]["client_id"] == before["client_id"]
+    assert "moved from shop/orders" in row["notes"][0]
+    new, old = fic_name(CLUSTER, "system:serviceaccount:shop-v2:orders"), fic_name(CLUSTER, SUBJECT)
+    fic_writes = [w for w in estate.writes if w[0] == "fic"]
+    assert fic_writes == [("fic", "put", f"{before['name']}/{new}"), ("fic", "delete", f"{before['name']}/{old}")]
+    assert [i for i in estate.identities.items.values()] and len(estate.identities.items) == 1
+    assert not estate.run(moved, scope=HERE, prune=True)["changed"]
+
+
+def test_an_identity_another_listed_workload_still_names_is_not_taken_by_a_rename() -> None:
+    estate = Estate()
+    estate.run([orders()], scope=HERE)
+    both = [orders(), {**orders(), "name": "checkout", "service_account": "checkout"}]
+    done = estate.run(both, scope=HERE)
+    assert [w["identity"]["action"] for w in done["workloads"]] == ["unchanged", "created"]
+    assert all(w["notes"] == [] for w in done["workloads"])
