@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azure.identity import ClientSecretCredential
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
@@ -263,3 +266,62 @@ class Cli:
             "--tenant",
             sandbox.tenant_id,
         )
+
+
+class SignInProbe:
+    """A workload signing in over and over while something changes: its service-account token (signed with the
+    cluster's key, as its API server would) exchanged at Entra for its client id, then that token used on ARM (the
+    resource group its role is on). Every attempt's outcome is kept: "ok", or what Entra or ARM said."""
+
+    def __init__(
+        self, box: Sandbox, cluster: dict[str, Any], subject: str, client_id: str, resource_group: str, workdir: Path
+    ) -> None:
+        self.box, self.cluster, self.subject, self.client_id = box, cluster, subject, client_id
+        self.resource_group, self.workdir = resource_group, workdir
+        self.outcomes: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def attempt(self) -> str:
+        token_file = self.workdir / f"probe-{uuid.uuid4().hex}.jwt"
+        token_file.write_text(
+            self.box.sign_assertion(self.cluster["signing_key_pem"], self.cluster["issuer_url"], self.subject)
+        )
+        try:
+            credential = WorkloadIdentityCredential(
+                tenant_id=self.box.tenant_id,
+                client_id=self.client_id,
+                token_file_path=str(token_file),
+                authority=self.box.url,
+                connection_verify=self.box.ca,
+            )
+            token = credential.get_token(self.box.url + "/.default").token
+            response = requests.get(
+                f"{self.box.url}{self.box.rg_id(self.resource_group)}",
+                params={"api-version": "2022-09-01"},
+                headers={"Authorization": f"Bearer {token}"},
+                verify=self.box.ca,
+                timeout=30,
+            )
+            return "ok" if response.status_code == 200 else f"ARM {response.status_code}: {response.text[:200]}"
+        except ClientAuthenticationError as exc:
+            return str(exc)[:300]
+        finally:
+            token_file.unlink()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.outcomes.append(self.attempt())
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> SignInProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def failures(self) -> list[str]:
+        return [o for o in self.outcomes if o != "ok"]

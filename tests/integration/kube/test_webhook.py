@@ -37,10 +37,10 @@ def clients(box: Sandbox, context: str) -> tuple[Any, Any, Any]:
     return k8s.CoreV1Api(api), k8s.AppsV1Api(api), k8s.AdmissionregistrationV1Api(api)
 
 
-def set_addon(box: Sandbox, enabled: bool) -> Any:
+def set_addon(box: Sandbox, enabled: bool, group: str = ADDON_RG, name: str = ADDON) -> Any:
     """What `az aks update --enable-workload-identity` does: a PUT of the cluster, then its long-running operation."""
     aks = box.aks().managed_clusters
-    cluster = aks.get(ADDON_RG, ADDON)
+    cluster = aks.get(group, name)
     cluster.oidc_issuer_profile.enabled = True
     from azure.mgmt.containerservice.models import (
         ManagedClusterSecurityProfile,
@@ -49,7 +49,7 @@ def set_addon(box: Sandbox, enabled: bool) -> Any:
 
     cluster.security_profile = cluster.security_profile or ManagedClusterSecurityProfile()
     cluster.security_profile.workload_identity = ManagedClusterSecurityProfileWorkloadIdentity(enabled=enabled)
-    return aks.begin_create_or_update(ADDON_RG, ADDON, cluster).result()
+    return aks.begin_create_or_update(group, name, cluster).result()
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +221,8 @@ def helm_cluster(kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factor
     }
     runs = iter(range(100))
 
-    def run(expect_ok: bool = True, **extra: Any) -> Any:
-        return run_playbook(root / f"run-{next(runs)}", HELM, {**host, **extra}, env, book, (), expect_ok)
+    def run(expect_ok: bool = True, options: tuple[str, ...] = (), playbook: str | Path = book, **extra: Any) -> Any:
+        return run_playbook(root / f"run-{next(runs)}", HELM, {**host, **extra}, env, playbook, options, expect_ok)
 
     return run
 
@@ -257,6 +257,59 @@ def test_helm_mode_installs_the_real_chart_once(kube_sandbox: Sandbox, helm_clus
 def test_helm_mode_refuses_a_second_webhook_next_to_the_add_on(helm_cluster: Any) -> None:
     refused = helm_cluster(expect_ok=False, oidc_issuer_addon_enabled=True)
     assert "two webhooks would both mutate every pod" in refused.output
+
+
+def test_the_plan_says_what_installing_the_chart_changes_without_helm_diff(helm_cluster: Any) -> None:
+    helm_cluster()  # installed (the first test may not have run alone)
+    planned = helm_cluster(
+        options=("--check",),
+        webhook_chart_version="1.7.0",
+        webhook_values={"logLevel": "debug"},
+        workload_identity_tenant_id="11111111-2222-3333-4444-555555555555",
+    )
+    assert "chart workload-identity-webhook-1.6.0 -> workload-identity-webhook-1.7.0" in planned.output
+    assert " -> 11111111-2222-3333-4444-555555555555" in planned.output
+    assert "values logLevel change" in planned.output
+    assert planned.changed <= 1  # check mode: the install is predicted, nothing is written
+    same = helm_cluster(options=("--check",))
+    assert '"msg": []' in same.output and same.changed == 0
+
+
+def test_switching_helm_to_addon_is_refused_before_the_add_on_is_on_then_ends_with_one_webhook(
+    kube_sandbox: Sandbox, helm_cluster: Any
+) -> None:
+    helm_cluster()  # the chart is installed (helm mode)
+    site = {
+        "workload_identity_webhook_mode": "addon",
+        "workload_identity_cluster_resource_group": HELM_RG,
+        "workload_identity_identity_resource_group": HELM_RG,
+        "workload_identity_location": "westeurope",
+        "workload_identity_workloads": [],
+        "webhook_chart": str(CHART),
+    }
+    refused = helm_cluster(expect_ok=False, playbook="site.yml", **site)
+    assert "the webhook chart is installed (Helm release workload-identity-webhook" in refused.output
+    assert "uninstall the chart first" in refused.output
+    # Refused in the plan, for every cluster: the add-on was not turned on.
+    profile = kube_sandbox.aks().managed_clusters.get(HELM_RG, HELM).security_profile
+    assert not (profile and profile.workload_identity and profile.workload_identity.enabled)
+    # Teardown of everything uninstalls the chart, though the cluster is now in addon mode.
+    torn = helm_cluster(
+        playbook="teardown.yml",
+        workload_identity_teardown_everything=True,
+        workload_identity_prune_confirm=HELM,
+        **site,
+    )
+    assert "webhook chart: uninstalled" in torn.output
+    switched = helm_cluster(playbook="site.yml", **site)
+    assert "release workload-identity-webhook is not installed (checked)" in switched.output
+    _core, _apps, admission = clients(kube_sandbox, HELM)
+    configurations = admission.list_mutating_webhook_configuration().items
+    hooks = [c for c in configurations if c.metadata.name == CONFIGURATION_NAME]
+    assert len(hooks) == 1 and (hooks[0].metadata.labels or {}).get("app.kubernetes.io/managed-by") != "Helm"
+    assert kube_sandbox.aks().managed_clusters.get(HELM_RG, HELM).security_profile.workload_identity.enabled
+    assert helm_cluster(playbook="site.yml", **site).changed == 0
+    set_addon(kube_sandbox, False, HELM_RG, HELM)  # as the fixture made it, for any test after this one
 
 
 def test_the_vendored_chart_is_the_upstream_artifact() -> None:

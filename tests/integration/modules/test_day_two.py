@@ -1,0 +1,165 @@
+"""Day-2 changes on Azure with a workload signing in throughout (its token exchanged at Entra, then used on ARM):
+two clusters of one name sharing an identity resource group, a workload renamed, a workload moved to another
+namespace. Unchanged workloads never fail one sign-in."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.sandbox_helpers import Sandbox, SignInProbe
+
+from .conftest import auth, play
+
+READER = "Reader"
+
+
+def converge(
+    sandbox: Sandbox,
+    collections: str,
+    tmp_path: Path,
+    cluster: dict[str, Any],
+    workloads: list[dict[str, Any]],
+    expect_ok: bool = True,
+    check: bool = False,
+    **options: Any,
+) -> tuple[dict[str, Any], str]:
+    """workload_identities for the seeded ``cluster`` (its name, resource group and issuer); its result and output."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    body = {
+        "module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"},
+        "tasks": [
+            {
+                "name": "converge",
+                "register": "result",
+                "check_mode": check,
+                "workload_identity.aks.workload_identities": {
+                    "cluster_name": cluster["name"],
+                    "cluster_resource_group": cluster["resource_group"],
+                    "issuer_url": cluster["issuer_url"],
+                    "location": "westeurope",
+                    "workloads": workloads,
+                    **options,
+                },
+            },
+            {"name": "show", "ansible.builtin.debug": {"msg": "RESULT={{ result | to_json }}"}},
+        ],
+    }
+    done = play(sandbox, collections, tmp_path, body, {"azure_auth": auth(sandbox)}, expect_ok=expect_ok)
+    match = re.search(r'"msg": "RESULT=(.*)"\n', done.stdout)
+    result = dict(json.loads(json.loads(f'"{match.group(1)}"'))) if match else {}
+    return result, done.stdout
+
+
+def workload(sandbox: Sandbox, data_group: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "name": "orders",
+        "namespace": "shop",
+        "service_account": "orders",
+        "roles": [{"role": READER, "scope": sandbox.rg_id(data_group)}],
+        **fields,
+    }
+
+
+def signing_in(probe: SignInProbe, within: float = 90.0) -> SignInProbe:
+    """The probe, once a first sign-in works (a new identity's principal replicates for a few seconds)."""
+    deadline = time.monotonic() + within
+    outcome = probe.attempt()
+    while outcome != "ok":
+        assert time.monotonic() < deadline, outcome
+        time.sleep(0.5)
+        outcome = probe.attempt()
+    return probe
+
+
+def identities_in(sandbox: Sandbox, group: str) -> dict[str, Any]:
+    return {i.name: i for i in sandbox.msi().user_assigned_identities.list_by_resource_group(group)}
+
+
+def test_two_clusters_of_one_name_never_take_each_others_identities(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    first = sandbox.control.seed_cluster("rg-stg-a", "aks-stg", oidc_issuer_enabled=True)
+    second = sandbox.control.seed_cluster("rg-stg-b", "aks-stg", oidc_issuer_enabled=True)
+    first["resource_group"], second["resource_group"] = "rg-stg-a", "rg-stg-b"
+    for group in ("rg-stg-ids", "rg-stg-data"):
+        sandbox.resource_group(group)
+    declared = [workload(sandbox, "rg-stg-data")]
+    options = {"identity_resource_group": "rg-stg-ids"}
+    made, _ = converge(sandbox, collections, tmp_path, first, declared, **options)
+    client_id = made["workloads"][0]["identity"]["client_id"]
+    probe = SignInProbe(sandbox, first, "system:serviceaccount:shop:orders", client_id, "rg-stg-data", tmp_path)
+    with signing_in(probe):
+        # The second cluster's rollout (prune on) stops in its plan, naming both clusters, and writes nothing.
+        sandbox.control.reset_stats()
+        _, out = converge(
+            sandbox, collections, tmp_path / "b", second, declared, expect_ok=False, prune=True, **options
+        )
+        assert "was made by this collection for cluster aks-stg in resource group rg-stg-a of subscription" in out
+        assert "not for this cluster (resource group rg-stg-b of subscription" in out
+        writes = {op for op in sandbox.control.stats()["operations"] if op.endswith((".put", ".delete", ".patch"))}
+        assert writes == set()
+        # Its teardown of everything removes nothing of the first's.
+        torn, _ = converge(
+            sandbox,
+            collections,
+            tmp_path / "c",
+            second,
+            [],
+            state="absent",
+            prune=True,
+            prune_confirm="aks-stg",
+            **options,
+        )
+        assert not torn["changed"]
+        # With a name of its own, it gets its own identity, beside the first's.
+        own = [workload(sandbox, "rg-stg-data", identity_name="id-aks-stg-b-shop-orders")]
+        converge(sandbox, collections, tmp_path / "d", second, own, prune=True, **options)
+    assert probe.failures == [] and len(probe.outcomes) >= 3, probe.failures[:3]
+    assert sorted(identities_in(sandbox, "rg-stg-ids")) == ["id-aks-stg-b-shop-orders", "id-aks-stg-shop-orders"]
+    again, _ = converge(sandbox, collections, tmp_path / "e", first, declared, **options)
+    assert not again["changed"]
+
+
+def test_a_renamed_then_moved_workload_keeps_its_identity_and_its_sign_in(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    cluster = sandbox.control.seed_cluster("rg-move", "aks-move", oidc_issuer_enabled=True)
+    cluster["resource_group"] = "rg-move"
+    for group in ("rg-move-ids", "rg-move-data"):
+        sandbox.resource_group(group)
+    options = {"identity_resource_group": "rg-move-ids", "prune": True}
+    made, _ = converge(sandbox, collections, tmp_path, cluster, [workload(sandbox, "rg-move-data")], **options)
+    identity = made["workloads"][0]["identity"]
+    old_subject = "system:serviceaccount:shop:orders"
+    probe = SignInProbe(sandbox, cluster, old_subject, identity["client_id"], "rg-move-data", tmp_path)
+    renamed = [workload(sandbox, "rg-move-data", name="checkout")]
+    with signing_in(probe):
+        plan, _ = converge(sandbox, collections, tmp_path / "plan", cluster, renamed, check=True, **options)
+        done, _ = converge(sandbox, collections, tmp_path / "run", cluster, renamed, **options)
+    assert probe.failures == [] and len(probe.outcomes) >= 3, probe.failures[:3]
+    for result in (plan, done):
+        row = result["workloads"][0]
+        assert row["identity"]["client_id"] == identity["client_id"]
+        assert row["notes"][0].endswith("workload orders renamed checkout")
+        assert result["pruned"] == {} or not any(result["pruned"].values())
+    assert list(identities_in(sandbox, "rg-move-ids")) == [identity["name"]]
+    again, _ = converge(sandbox, collections, tmp_path / "again", cluster, renamed, **options)
+    assert not again["changed"]
+
+    # Moved to another namespace: the same identity trusts the new subject (made before the old one goes).
+    moved = [workload(sandbox, "rg-move-data", name="checkout", namespace="shop-v2")]
+    done, _ = converge(sandbox, collections, tmp_path / "move", cluster, moved, **options)
+    row = done["workloads"][0]
+    assert row["identity"]["client_id"] == identity["client_id"]
+    assert "moved from shop/orders" in row["notes"][0]
+    new_subject = "system:serviceaccount:shop-v2:orders"
+    moved_probe = SignInProbe(sandbox, cluster, new_subject, identity["client_id"], "rg-move-data", tmp_path)
+    assert signing_in(moved_probe, within=30).attempt() == "ok"
+    assert "AADSTS70021" in probe.attempt()  # the old subject is no longer trusted (prune)
+    assert list(identities_in(sandbox, "rg-move-ids")) == [identity["name"]]
+    again, _ = converge(sandbox, collections, tmp_path / "move-again", cluster, moved, **options)
+    assert not again["changed"]
