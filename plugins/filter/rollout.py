@@ -36,8 +36,12 @@ def rollout_report(
     webhook_mode: str = "",
     issuer_url: str | None = None,
     check_mode: bool = False,
+    replaced_removed: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Join the Azure side (workload_identities) and the Kubernetes side (service_accounts) per workload."""
+    """Join the Azure side (workload_identities) and the Kubernetes side (service_accounts) per workload.
+
+    ``replaced_removed``: the replaced identities (``pruned.replaced``) that were removed after their pods restarted.
+    """
     if not isinstance(azure, dict) or "workloads" not in azure:
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
     kube = kube or {}
@@ -89,6 +93,10 @@ def rollout_report(
         ]
         if released:
             pruned["kubernetes"] = released
+    if pruned.get("replaced"):
+        # A plan predicts the removal (the run waits for the pods, then removes it).
+        names = [r["name"] for r in pruned["replaced"]] if check_mode else replaced_removed or []
+        pruned["replaced_removed"] = sorted(names)
     counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "adopted", "unchanged")}
     counts["no_access"] = sum(1 for w in workloads if w["access"] == "none")
     return {
@@ -171,6 +179,16 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
     lines += [
         f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"
         for row in pruned.get("kubernetes", [])
+    ]
+    removed = set(pruned.get("replaced_removed", []))
+    lines += [
+        f"replaced identity {row['name']} (workload {row['workload']}, client id {row['client_id']}): "
+        + (
+            "removed once no pod signs in as it any more"
+            if row["name"] in removed
+            else "kept: pods still sign in as it; a later run removes it once none does"
+        )
+        for row in pruned.get("replaced", [])
     ]
     return lines
 

@@ -35,6 +35,20 @@ def chart_changes(release: Any, chart: str, version: str | None, values: Any) ->
     return changes
 
 
+def pod_client_ids(pods: Any) -> list[str]:
+    """The client ids the webhook injected into these pods (``AZURE_CLIENT_ID`` of any container), each once."""
+    if not isinstance(pods, list):
+        raise AnsibleFilterError("pod_client_ids expects a list of pods (the resources of kubernetes.core.k8s_info)")
+    found: dict[str, None] = {}
+    for pod in pods:
+        spec = (pod or {}).get("spec") or {}
+        for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+            for env in container.get("env") or []:
+                if env.get("name") == "AZURE_CLIENT_ID" and env.get("value"):
+                    found[str(env["value"])] = None
+    return list(found)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"chart_changes": chart_changes}
+        return {"chart_changes": chart_changes, "pod_client_ids": pod_client_ids}

@@ -31,6 +31,8 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
 from ._ownership import (
+    NAMESPACE_TAG,
+    SERVICE_ACCOUNT_TAG,
     fic_name,
     identity_marks,
     made_by_collection,
@@ -41,6 +43,7 @@ from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
     FederatedCredentialState,
+    IdentityState,
     Pruned,
     PrunedAssignment,
     RoleAssignmentRow,
@@ -341,6 +344,17 @@ class Workloads(BatchChecks):
             if key in handled or not batch.owns(identity["tags"]):
                 continue  # never touch what this collection (for this cluster) did not make
             workload = declared.get(key)
+            successor = self._successor(batch, identity) if workload is None and batch.defer_replaced else None
+            if successor is not None:
+                pruned["replaced"].append(
+                    {
+                        "name": identity["name"],
+                        "resource_group": identity["resource_group"],
+                        "client_id": str(identity["client_id"]),
+                        "workload": successor.name,
+                    }
+                )
+                continue
             wanted_roles = (
                 {(parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles}
                 if workload
@@ -373,3 +387,16 @@ class Workloads(BatchChecks):
         if self.apps is not None:
             self.apps.prune(batch, reads, resolved, check_mode, pruned)
         return pruned
+
+    @staticmethod
+    def _successor(batch: Batch, identity: IdentityState) -> WorkloadSpec | None:
+        """The listed workload now on the ServiceAccount this identity of ours was made for (under another identity)."""
+        tags = identity["tags"]
+        return next(
+            (
+                w
+                for w in batch.identity_workloads
+                if (w.namespace, w.service_account) == (tags.get(NAMESPACE_TAG), tags.get(SERVICE_ACCOUNT_TAG))
+            ),
+            None,
+        )

@@ -43,6 +43,9 @@ class Batch:
     application_purge: bool = False
     # Where the cluster is (``_ownership.cluster_scope``): what tells it from another cluster of the same name.
     cluster_scope: str | None = None
+    # Prune keeps an identity a listed workload's ServiceAccount moves away from (its pods still sign in as it until
+    # they restart): reported as replaced, removed by a later call once no pod uses it.
+    defer_replaced: bool = False
 
     def owns(self, tags: dict[str, str] | None) -> bool:
         """Made by this collection for this very cluster (name and place)."""

@@ -46,6 +46,10 @@ def azure_deletions(result: AzureBatchResult) -> tuple[int, list[str]]:
         for fic in pruned["federated_credentials"]:
             found.append(f"federated credential {fic['identity']}/{fic['name']} (pruned)")
             units += fic["identity"] not in gone_names
+        for replaced in pruned.get("replaced", []):
+            # Kept until no pod signs in as it, then deleted by the same run: a deletion all the same.
+            found.append(f"identity {replaced['name']} (replaced for workload {replaced['workload']})")
+            units += 1
         for role in pruned["role_assignments"]:
             found.append(
                 f"role assignment {role['role'] or role['role_definition_guid']} @ {role['scope']} of "

@@ -14,9 +14,8 @@ from typing import Any
 
 from ._inventory import WorkloadSpec
 from ._kube_patch import dig
+from ._kube_paths import CLIENT_ID
 from ._ownership import kube_created_by_collection, kube_workload
-
-CLIENT_ID = "azure.workload.identity/client-id"
 
 
 def foreign_binding(

@@ -18,94 +18,45 @@ a template that was already right are never restarted by a teardown.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ._inventory import WorkloadSpec
-from ._kube_adoption import CLIENT_ID, foreign_binding
+from ._kube_adoption import foreign_binding
 from ._kube_client import KubeClient
 from ._kube_namespaces import NamespaceContents
-from ._kube_patch import combine, dig, merge_patch, nest
+from ._kube_patch import combine, dig, nest
+from ._kube_paths import (
+    ACCOUNT_ANNOTATIONS,
+    CLIENT_ID,
+    CONTROLLERS,
+    RECORDED_ANNOTATIONS,
+    RECORDED_TEMPLATE_LABELS,
+    TENANT_ID,
+    TOKEN_EXPIRATION,
+    UNKNOWN_CLIENT_ID,
+    USE_LABEL,
+    Paths,
+    patch_change,
+    sa_view,
+    template_view,
+)
 from ._kube_plan import Change, Plan, rollout_consequence
+from ._kube_release import Releases
 from ._ownership import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
+    TEMPLATE_CLIENT_ID_ANNOTATION,
     adopted_record,
-    adopted_values,
-    kube_cluster_selector,
     kube_created_by_collection,
     kube_created_marks,
     kube_marks,
-    kube_marks_removed,
     kube_workload,
 )
 
-# The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
-TENANT_ID = "azure.workload.identity/tenant-id"
-TOKEN_EXPIRATION = "azure.workload.identity/service-account-token-expiration"
-USE_LABEL = "azure.workload.identity/use"
-ACCOUNT_ANNOTATIONS = (CLIENT_ID, TENANT_ID, TOKEN_EXPIRATION)
-# Where an adoption record keeps each kind of field.
-RECORDED_ANNOTATIONS = "annotations"
-RECORDED_TEMPLATE_LABELS = "pod-template-labels"
-UNKNOWN_CLIENT_ID = "(known once the identity exists)"  # check mode, before the identity is created
-
-# kind -> (API group path, plural, path from the object to its pod template)
-CONTROLLERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "Deployment": ("/apis/apps/v1", "deployments", ("spec", "template")),
-    "StatefulSet": ("/apis/apps/v1", "statefulsets", ("spec", "template")),
-    "DaemonSet": ("/apis/apps/v1", "daemonsets", ("spec", "template")),
-    "Job": ("/apis/batch/v1", "jobs", ("spec", "template")),
-    "CronJob": ("/apis/batch/v1", "cronjobs", ("spec", "jobTemplate", "spec", "template")),
-}
+__all__ = ["CLIENT_ID", "CONTROLLERS", "TENANT_ID", "TOKEN_EXPIRATION", "USE_LABEL", "Bindings", "Paths"]
 
 
-class Paths:
-    """Where each kind lives on this API server; CronJob's group version is asked once."""
-
-    def __init__(self, client: KubeClient) -> None:
-        self.client = client
-        self._cronjobs: str | None = None
-
-    def group(self, kind: str) -> str:
-        """CronJob is batch/v1 from Kubernetes 1.21 and batch/v1beta1 before."""
-        if kind != "CronJob":
-            return CONTROLLERS[kind][0]
-        if self._cronjobs is None:
-            served = self.client.get("/apis/batch/v1", "discover batch/v1") or {}
-            names = {r.get("name") for r in served.get("resources") or []}
-            self._cronjobs = "/apis/batch/v1" if "cronjobs" in names else "/apis/batch/v1beta1"
-        return self._cronjobs
-
-    def controller(self, kind: str, namespace: str | None, name: str | None = None) -> str:
-        base, plural = self.group(kind), CONTROLLERS[kind][1]
-        where = f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
-        return f"{where}/{name}" if name else where
-
-    @staticmethod
-    def service_account(namespace: str, name: str | None = None) -> str:
-        base = f"/api/v1/namespaces/{namespace}/serviceaccounts"
-        return f"{base}/{name}" if name else base
-
-
-def _sa_view(sa: dict[str, Any] | None) -> dict[str, Any] | None:
-    if sa is None:
-        return None
-    meta = sa.get("metadata") or {}
-    return {"annotations": meta.get("annotations") or {}, "labels": meta.get("labels") or {}}
-
-
-def _template_view(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | None:
-    if obj is None:
-        return None
-    template = dig(obj, *CONTROLLERS[kind][2]) or {}
-    return {
-        "serviceAccountName": dig(template, "spec", "serviceAccountName"),
-        "labels": dig(template, "metadata", "labels") or {},
-    }
-
-
-class Bindings:
+class Bindings(Releases):
     """Plans and applies the Kubernetes side for one cluster."""
 
     def __init__(self, client: KubeClient, cluster: str, tenant_id: str | None) -> None:
@@ -136,7 +87,7 @@ class Bindings:
                 },
             }
             change.action, change.path, change.body = "created", Paths.service_account(spec.namespace), body
-            change.after = _sa_view(body)
+            change.after = sa_view(body)
             return change
         old_annotations = dig(current, "metadata", "annotations") or {}
         ours_before = kube_workload(dig(current, "metadata", "labels")) is not None
@@ -148,31 +99,17 @@ class Bindings:
             record = adopted_record(RECORDED_ANNOTATIONS, {k: old_annotations.get(k) for k in ACCOUNT_ANNOTATIONS})
             if record:
                 annotations[ADOPTED_ANNOTATION] = record
-        change = self._patch(change, current, {"metadata": {"labels": labels, "annotations": annotations}}, _sa_view)
+        change = patch_change(change, current, {"metadata": {"labels": labels, "annotations": annotations}}, sa_view)
         if adopting and change.action == "updated":
             change.action = "adopted"
         return change
 
-    def _release_account(self, sa: dict[str, Any], workload: str | None) -> Change:
-        meta = sa["metadata"]
-        path = Paths.service_account(meta["namespace"], meta["name"])
-        change = Change("ServiceAccount", meta["namespace"], meta["name"], "deleted", path, workload=workload)
-        change.before = _sa_view(sa)
-        if kube_created_by_collection(meta.get("labels")):
-            return change
-        # Someone else's account that this collection only annotated: take back what it added, and put back
-        # what was there before it came (recorded when it adopted the account).
-        before = adopted_values(meta.get("annotations"), RECORDED_ANNOTATIONS)
-        annotations: dict[str, Any] = {key: before.get(key) for key in ACCOUNT_ANNOTATIONS}
-        annotations[ADOPTED_ANNOTATION] = None
-        patch = {"metadata": {"labels": kube_marks_removed(), "annotations": annotations}}
-        change = self._patch(change, sa, patch, _sa_view)
-        if change.action == "updated":
-            change.action = "released"
-        return change
-
     # -- controllers --------------------------------------------------------------------------------
-    def _bind_controller(self, spec: WorkloadSpec, kind: str, current: dict[str, Any]) -> Change:
+    def _bind_controller(
+        self, spec: WorkloadSpec, kind: str, current: dict[str, Any], client_id: str | None, new_identity: bool
+    ) -> Change:
+        """``new_identity``: its ServiceAccount's client id changes in this run, so its pods must restart to sign in
+        as the new one (the webhook injects the client id when a pod is created, never after)."""
         meta = current["metadata"]
         path = self.paths.controller(kind, meta["namespace"], meta["name"])
         change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=spec.name)
@@ -189,13 +126,23 @@ class Bindings:
             record = adopted_record(RECORDED_TEMPLATE_LABELS, {USE_LABEL: label})
             if record:
                 annotations[ADOPTED_ANNOTATION] = record
+        template_meta: dict[str, Any] = {"labels": {USE_LABEL: "true"}}
+        stamped = TEMPLATE_CLIENT_ID_ANNOTATION in (dig(current, *template_path, "metadata", "annotations") or {})
+        binding = (
+            dig(current, *template_path, "spec", "serviceAccountName") != spec.service_account
+            or dig(current, *template_path, "metadata", "labels", USE_LABEL) != "true"
+        )
+        # The template records the client id its pods were made for: a new one changes the template, so they restart.
+        # Not on a template already bound by hand (adopting it must not restart its pods), nor on a Job's (immutable).
+        if kind != "Job" and (binding or stamped or new_identity):
+            template_meta["annotations"] = {TEMPLATE_CLIENT_ID_ANNOTATION: client_id or UNKNOWN_CLIENT_ID}
         patch = combine(
             {"metadata": {"labels": kube_marks(self.cluster, spec.name)}},
-            nest(template_path, {"metadata": {"labels": {USE_LABEL: "true"}}, "spec": template_spec}),
+            nest(template_path, {"metadata": template_meta, "spec": template_spec}),
         )
         if annotations:
             patch["metadata"]["annotations"] = annotations
-        change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
+        change = patch_change(change, current, patch, lambda obj: template_view(kind, obj))
         if change.action == "updated":
             # Adopted: already bound by hand, only this collection's marks are added (its pods are not restarted).
             change.action = "adopted" if adopting and change.before == change.after else "bound"
@@ -208,46 +155,10 @@ class Bindings:
                 previous = dig(current, *template_path, "spec", "serviceAccountName")
                 if previous and previous not in ("default", spec.service_account):
                     change.note = f"replaces ServiceAccount {previous}; {change.note}"
-        return change
-
-    def _unbind_controller(self, kind: str, current: dict[str, Any]) -> Change:
-        meta = current["metadata"]
-        path = self.paths.controller(kind, meta["namespace"], meta["name"])
-        workload = kube_workload(meta.get("labels"))
-        change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=workload)
-        template_path = CONTROLLERS[kind][2]
-        previous = (meta.get("annotations") or {}).get(PREVIOUS_ACCOUNT_ANNOTATION) or None
-        template_spec: dict[str, Any] = {"serviceAccountName": previous}
-        if dig(current, *template_path, "spec", "serviceAccount"):
-            template_spec["serviceAccount"] = previous
-        label_before = adopted_values(meta.get("annotations"), RECORDED_TEMPLATE_LABELS).get(USE_LABEL)
-        patch: dict[str, Any] = {
-            "metadata": {
-                "labels": kube_marks_removed(),
-                "annotations": {PREVIOUS_ACCOUNT_ANNOTATION: None, ADOPTED_ANNOTATION: None},
-            }
-        }
-        if kind == "Job":
-            # Its pod template is immutable: only this collection's marks on the Job itself can go.
-            change.note = "pod template is immutable; left as it is"
-        else:
-            patch = combine(
-                patch, nest(template_path, {"metadata": {"labels": {USE_LABEL: label_before}}, "spec": template_spec})
-            )
-        change = self._patch(change, current, patch, lambda obj: _template_view(kind, obj))
-        if change.action == "updated":
-            change.action = "unbound"
-            if kind != "Job" and change.before != change.after:
-                change.note = rollout_consequence(kind, current)
-        return change
-
-    @staticmethod
-    def _patch(change: Change, current: dict[str, Any], patch: dict[str, Any], view: Any) -> Change:
-        """Plan a merge patch: the prediction is the patch applied to what was read."""
-        predicted = merge_patch(current, patch)
-        change.before, change.after = view(current), view(predicted)
-        change.action = "updated" if predicted != current else "unchanged"
-        change.body = patch if predicted != current else None
+                elif new_identity:
+                    change.note = f"client id changes; {change.note}"
+            elif kind == "Job" and new_identity:
+                change.note = "client id changes; a Job's pods keep the old one (recreate it)"
         return change
 
     # -- planning -----------------------------------------------------------------------------------
@@ -288,7 +199,17 @@ class Bindings:
             conflict = foreign_binding(self.cluster, spec, client_ids.get(spec.name), current_sa)
             if conflict:
                 plan.problems.append(conflict)
-            plan.service_accounts.append(self._bind_account(spec, client_ids.get(spec.name), current_sa))
+            client_id = client_ids.get(spec.name)
+            account = self._bind_account(spec, client_id, current_sa)
+            was = (dig(current_sa, "metadata", "annotations") or {}).get(CLIENT_ID) if current_sa else None
+            new_identity = bool(was) and was != client_id
+            if new_identity:
+                whose = " (set by hand; teardown puts it back)" if account.action == "adopted" else ""
+                account.note = (
+                    f"client id changes from {was}{whose} to {client_id or 'the new identity'}: the pods of its "
+                    "controllers restart to sign in as it"
+                )
+            plan.service_accounts.append(account)
             for ref in spec.controllers:
                 kind, name = ref.kind, ref.name
                 bound.add((kind, spec.namespace, name))
@@ -302,7 +223,7 @@ class Bindings:
                     (plan.warnings if missing == "warn" else plan.problems).append(message)
                     plan.controllers.append(Change(kind, spec.namespace, name, "missing", path, workload=spec.name))
                     continue
-                change = self._bind_controller(spec, kind, current)
+                change = self._bind_controller(spec, kind, current, client_id, new_identity)
                 if change.note == "immutable":
                     plan.problems.append(
                         f"cluster {self.cluster}: workload '{spec.name}': controllers: Job {spec.namespace}/{name} "
@@ -322,63 +243,6 @@ class Bindings:
 
             self._plan_release(plan, account_released, controller_released)
         return plan
-
-    def plan_absent(self, specs: list[WorkloadSpec], everything: bool) -> Plan:
-        """Undo what this collection did for the listed workloads (or, with ``everything``, for the cluster)."""
-        plan = Plan()
-        names = {s.name for s in specs}
-        accounts = {(s.namespace, s.service_account) for s in specs}
-        listed = {(c.kind, s.namespace, c.name) for s in specs for c in s.controllers}
-
-        def account_wanted(namespace: str, name: str) -> bool:
-            return everything or (namespace, name) in accounts
-
-        def controller_wanted(key: tuple[str, str, str], workload: str | None = None) -> bool:
-            return everything or key in listed or workload in names
-
-        self._plan_release(plan, account_wanted, controller_wanted)
-        # Controllers listed but not labelled (bound by hand, or the label was removed) are left alone: only
-        # what this collection marked is undone. A namespace it created goes only when nothing else is in it:
-        # controllers are only unbound (never deleted), so one of them keeps the namespace, as does anything else.
-        deleted = [c for c in plan.service_accounts if c.action == "deleted"]
-        selector = kube_cluster_selector(self.cluster, created_only=True)
-        for namespace in self.api.list("/api/v1/namespaces", "list namespaces", selector):
-            name = namespace["metadata"]["name"]
-            if namespace["metadata"].get("deletionTimestamp"):
-                continue  # already going
-            if not everything and name not in {s.namespace for s in specs}:
-                continue
-            others = self.contents.remaining(
-                name, {("", "serviceaccounts", c.name) for c in deleted if c.namespace == name}
-            )
-            path = f"/api/v1/namespaces/{name}"
-            if others:
-                note = "still holds " + ", ".join(others[:3]) + (" and more" if len(others) > 3 else "")
-                plan.namespaces.append(Change("Namespace", None, name, "kept", path, note=note))
-            else:
-                plan.namespaces.append(Change("Namespace", None, name, "deleted", path, before={"name": name}))
-        return plan
-
-    def _plan_release(
-        self,
-        plan: Plan,
-        account_wanted: Callable[[str, str], bool],
-        controller_wanted: Callable[[tuple[str, str, str], str | None], bool],
-    ) -> None:
-        """Unbind the labelled controllers and release the labelled accounts that the callers pick."""
-        selector = kube_cluster_selector(self.cluster)
-        for kind in CONTROLLERS:
-            for obj in self.api.list(self.paths.controller(kind, None), f"list {kind}s", selector):
-                meta = obj["metadata"]
-                key = (kind, meta["namespace"], meta["name"])
-                if controller_wanted(key, kube_workload(meta.get("labels"))):
-                    change = self._unbind_controller(kind, obj)
-                    if change.changed:
-                        plan.controllers.append(change)
-        for sa in self.api.list("/api/v1/serviceaccounts", "list service accounts", selector):
-            meta = sa["metadata"]
-            if account_wanted(meta["namespace"], meta["name"]):
-                plan.service_accounts.append(self._release_account(sa, kube_workload(meta.get("labels"))))
 
     # -- applying -----------------------------------------------------------------------------------
     def apply(self, plan: Plan, state: str) -> None:

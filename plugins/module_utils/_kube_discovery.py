@@ -18,10 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._errors import KubeApiError
-from ._kube_adoption import CLIENT_ID
-from ._kube_bindings import CONTROLLERS, TENANT_ID, TOKEN_EXPIRATION, USE_LABEL, Paths
 from ._kube_client import KubeClient
 from ._kube_patch import dig
+from ._kube_paths import CLIENT_ID, CONTROLLERS, TENANT_ID, TOKEN_EXPIRATION, USE_LABEL, Paths
 from ._ownership import CLUSTER_LABEL, kube_workload
 from ._results import BoundAccount, KubeEstate, PodIdentityBinding, SeenController
 

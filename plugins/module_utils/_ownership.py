@@ -13,7 +13,8 @@ the collection writes to recognise its own objects again is defined here, and re
   own credentials on a shared identity are told apart from others'.
 - Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
   ``workload-identity.aks/workload``; those it creates also ``app.kubernetes.io/managed-by``; a bound
-  controller keeps its previous service account in ``workload-identity.aks/previous-service-account``.
+  controller keeps its previous service account in ``workload-identity.aks/previous-service-account``, and its pod
+  template the client id its pods were made for in ``workload-identity.aks/client-id``.
   An object it adopts (one it did not create) records, the first time it touches it, the values the
   fields it sets already had, in ``workload-identity.aks/adopted`` (JSON), so that unbinding puts them
   back instead of removing them.
@@ -277,6 +278,9 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 CLUSTER_LABEL = "workload-identity.aks/cluster"
 WORKLOAD_LABEL = "workload-identity.aks/workload"
 PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
+# On a bound controller's pod template: the client id its pods were made for. A new client id changes the template, so
+# the pods restart and sign in as the new identity (the webhook injects the client id only when a pod is created).
+TEMPLATE_CLIENT_ID_ANNOTATION = "workload-identity.aks/client-id"
 ADOPTED_ANNOTATION = "workload-identity.aks/adopted"
 
 

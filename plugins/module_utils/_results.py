@@ -168,11 +168,22 @@ class PrunedApplication(TypedDict):
     purged: bool  # False: in Entra's deleted items for 30 days
 
 
+class ReplacedIdentity(TypedDict):
+    """An identity of ours that a listed workload's ServiceAccount moves away from: kept (with its role assignments
+    and credentials) until no pod signs in as it, then removed."""
+
+    name: str
+    resource_group: str
+    client_id: str
+    workload: str  # the workload whose ServiceAccount it served
+
+
 class Pruned(TypedDict):
     identities: list[PrunedIdentity]
     applications: list[PrunedApplication]
     federated_credentials: list[PrunedCredential]
     role_assignments: list[PrunedAssignment]
+    replaced: list[ReplacedIdentity]
 
 
 class AzureBatchResult(TypedDict, total=False):
@@ -183,7 +194,7 @@ class AzureBatchResult(TypedDict, total=False):
 
 
 def empty_pruned() -> Pruned:
-    return {"identities": [], "applications": [], "federated_credentials": [], "role_assignments": []}
+    return {"identities": [], "applications": [], "federated_credentials": [], "role_assignments": [], "replaced": []}
 
 
 # -- the Kubernetes batch (service_accounts) --------------------------------------------------------

@@ -74,6 +74,16 @@ options:
     description: Remove what this collection made for this cluster and the list no longer declares.
     type: bool
     default: false
+  defer_replaced:
+    description:
+      - With O(prune=true), keep an identity this collection made for a ServiceAccount that a listed workload now
+        binds to another identity (a new O(workloads[].identity_name), say), with its credentials and role
+        assignments, and report it in RV(pruned.replaced) instead of deleting it. Its pods sign in as it until they
+        restart with the new client id.
+      - The C(workloads) role sets it, then removes those identities (by running again without it) once no pod signs
+        in as them.
+    type: bool
+    default: false
   allow_privileged_roles:
     description: Allow roles that can grant roles (at any scope), and Contributor at management-group or subscription
       scope.
@@ -205,7 +215,8 @@ workloads:
 pruned:
   description: What O(prune) removed (or would remove), by kind (C(identities), C(applications),
     C(federated_credentials),
-    C(role_assignments)).
+    C(role_assignments)), and, with O(defer_replaced=true), the identities kept until their pods restart
+    (C(replaced), each with C(name), C(resource_group), C(client_id) and C(workload)).
   returned: always
   type: dict
 problems:
@@ -237,6 +248,7 @@ def main() -> None:
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "cluster_resource_group": {"type": "str"},
+            "defer_replaced": {"type": "bool", "default": False},
             "issuer_url": {"type": "str"},
             "location": {"type": "str"},
             "identity_resource_group": {"type": "str"},
@@ -304,6 +316,7 @@ def main() -> None:
         state=p["state"],
         application_purge=p["application_purge"],
         cluster_scope=cluster_scope(module.connection.subscription_id, p["cluster_resource_group"]),
+        defer_replaced=p["defer_replaced"],
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.workload_identity.aks.plugins.filter.webhook import chart_changes
@@ -37,3 +39,23 @@ def test_an_unpinned_version_is_not_compared() -> None:
 def test_wrong_input_is_a_clear_error() -> None:
     with pytest.raises(AnsibleFilterError, match="helm_info status"):
         chart_changes("installed", "c", "1", {})
+
+
+def test_pod_client_ids_are_what_the_webhook_injected_into_any_container() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.webhook import pod_client_ids
+
+    def pod(*containers: list[dict[str, str]], init: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"containers": [{"name": f"c{n}", "env": env} for n, env in enumerate(containers)]}
+        if init is not None:
+            spec["initContainers"] = [{"name": "init", "env": init}]
+        return {"spec": spec}
+
+    pods = [
+        pod([{"name": "AZURE_CLIENT_ID", "value": "c1"}, {"name": "OTHER", "value": "x"}]),
+        pod([{"name": "AZURE_CLIENT_ID", "value": "c1"}], init=[{"name": "AZURE_CLIENT_ID", "value": "c0"}]),
+        pod([]),
+        {"spec": {"containers": [{"name": "bare"}]}},
+    ]
+    assert pod_client_ids(pods) == ["c1", "c0"]
+    with pytest.raises(AnsibleFilterError, match="list of pods"):
+        pod_client_ids({"resources": []})

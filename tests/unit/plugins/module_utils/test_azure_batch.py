@@ -447,3 +447,25 @@ def test_an_identity_another_listed_workload_still_names_is_not_taken_by_a_renam
     done = estate.run(both, scope=HERE)
     assert [w["identity"]["action"] for w in done["workloads"]] == ["unchanged", "created"]
     assert all(w["notes"] == [] for w in done["workloads"])
+
+
+def test_an_identity_replaced_under_a_listed_service_account_is_kept_until_a_call_without_defer() -> None:
+    estate = Estate()
+    estate.run([orders({"role": "Reader", "scope": DATA})], scope=HERE)
+    old = next(iter(estate.identities.items.values()))
+    estate.writes.clear()
+    renamed_identity = [{**orders({"role": "Reader", "scope": DATA}), "identity_name": "id-orders-v2"}]
+    batch = estate.batch(renamed_identity, prune=True, scope=HERE)
+    batch.defer_replaced = True
+    kept = dict(estate.engine.converge(batch, estate.engine.read(batch), False, workers=2))
+    assert kept["pruned"]["replaced"] == [
+        {"name": old["name"], "resource_group": "rg-ids", "client_id": old["client_id"], "workload": "orders"}
+    ]
+    # Nothing of the old one is touched yet: its pods still sign in as it, with its access.
+    assert not [w for w in estate.writes if w[1] == "delete"]
+    assert len(estate.identities.items) == 2
+    # The same converge without keeping it removes it, its assignment first.
+    done = estate.run(renamed_identity, prune=True, scope=HERE)
+    assert [i["name"] for i in done["pruned"]["identities"]] == [old["name"]]
+    assert len(done["pruned"]["role_assignments"]) == 1 and done["pruned"]["replaced"] == []
+    assert not estate.run(renamed_identity, prune=True, scope=HERE)["changed"]

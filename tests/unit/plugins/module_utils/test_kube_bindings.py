@@ -42,6 +42,17 @@ def served(*resources: tuple[str, str, bool]) -> dict[str, Any]:
     }
 
 
+def without_empty_maps(obj: Any) -> Any:
+    """As the API server answers: an object's labels and annotations emptied by a patch are left out (omitempty)."""
+    if not isinstance(obj, dict):
+        return obj
+    return {
+        k: without_empty_maps(v)
+        for k, v in obj.items()
+        if not (k in ("labels", "annotations") and isinstance(v, dict) and not v)
+    }
+
+
 class FakeCluster(KubeClient):
     def __init__(self) -> None:
         super().__init__(api_client=None)
@@ -109,7 +120,7 @@ class FakeCluster(KubeClient):
 
     def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
         self.writes.append(("patch", operation))
-        self.objects[path] = merge_patch(self.objects[path], body)
+        self.objects[path] = without_empty_maps(merge_patch(self.objects[path], body))
 
     def delete(self, path: str, operation: str) -> None:
         self.writes.append(("delete", operation))
@@ -179,7 +190,11 @@ def test_plan_is_exactly_what_the_apply_leaves_and_only_owned_fields_change() ->
     ]
     bound = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
     for change in plan.controllers:
-        assert change.after == {"serviceAccountName": "orders", "labels": {"app": "orders", USE_LABEL: "true"}}
+        assert change.after == {
+            "serviceAccountName": "orders",
+            "labels": {"app": "orders", USE_LABEL: "true"},
+            "client_id": "c-orders",  # what its pods are made for: a new one restarts them
+        }
     assert (
         bound["spec"]["replicas"] == 2
         and bound["spec"]["template"]["spec"]["containers"]
@@ -220,14 +235,12 @@ def test_release_restores_what_was_there_and_deletes_only_what_it_created() -> N
     plan = engine.plan_absent(specs(ORDERS, CART), everything=False)
     engine.apply(plan, "absent")
     deployment_now = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
-    # Exactly as its team wrote it (the API server drops the emptied annotations map; the fake keeps {}).
-    assert not deployment_now["metadata"].pop("annotations")
+    # Exactly as its team wrote it.
     assert deployment_now == deployment("shop", "orders", "legacy")
     assert cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"] == {
         "name": "orders",
         "namespace": "shop",
         "annotations": {"team": "shop"},
-        "labels": {},
     }
     assert "/api/v1/namespaces/cart/serviceaccounts/cart" not in cluster.objects  # created by us: deleted
     assert "/api/v1/namespaces/cart" not in cluster.objects  # created by us and now empty
@@ -287,13 +300,13 @@ def test_what_an_operator_bound_by_hand_is_adopted_recorded_and_given_back_as_it
     engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
     now = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]
     assert now["annotations"] == {"team": "shop", CLIENT_ID: "c-by-hand"} and TENANT_ID not in now["annotations"]
-    assert not now["labels"]
+    assert "labels" not in now
     controller_now = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]
     assert (
         controller_now["spec"]["template"]
         == before["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
     )
-    assert not controller_now["metadata"]["annotations"]
+    assert "annotations" not in controller_now["metadata"]
 
 
 def test_an_adoption_record_edited_into_nonsense_restores_nothing_rather_than_guessing() -> None:
@@ -393,3 +406,38 @@ def test_the_plan_says_what_binding_does_to_the_pods() -> None:
         "orders": ("bound", "replaces ServiceAccount legacy; its pods restart (rolling update)"),
         "ledger": ("bound", "updateStrategy OnDelete: its pods keep the old template until deleted; restart them"),
     }
+
+
+def test_a_new_client_id_restarts_the_bound_pods_and_the_plan_says_so() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"), "present")
+    assert not report(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"))["changed"]
+    plan = engine.plan_present(specs(ORDERS), {"orders": "c2"}, False, "fail")
+    (account,) = plan.service_accounts
+    assert account.note == "client id changes from c1 to c2: the pods of its controllers restart to sign in as it"
+    (controller,) = plan.controllers
+    assert controller.action == "bound" and controller.note == "client id changes; its pods restart (rolling update)"
+    assert (controller.before["client_id"], controller.after["client_id"]) == ("c1", "c2")
+    engine.apply(plan, "present")
+    template = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    assert template["metadata"]["annotations"]["workload-identity.aks/client-id"] == "c2"
+    assert not report(engine.plan_present(specs(ORDERS), {"orders": "c2"}, False, "fail"))["changed"]
+
+
+def test_a_hand_bound_account_moved_to_this_identity_says_whose_it_was_and_restarts_its_pods() -> None:
+    cluster = walkthrough_cluster()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    plan = engine.plan_present(specs({**ORDERS, "rebind": True}), {"orders": "c-new"}, prune=False, missing="fail")
+    (account,) = plan.service_accounts
+    assert account.action == "adopted" and account.note == (
+        "client id changes from c-by-hand (set by hand; teardown puts it back) to c-new: the pods of its controllers "
+        "restart to sign in as it"
+    )
+    (controller,) = plan.controllers
+    # Already bound by hand, but its pods were made for the old client id: they must restart.
+    assert controller.action == "bound" and controller.note.startswith("client id changes; ")
+    engine.apply(plan, "present")
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    annotations = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"]
+    assert annotations == {"team": "shop", CLIENT_ID: "c-by-hand"}

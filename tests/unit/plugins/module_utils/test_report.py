@@ -83,3 +83,30 @@ def test_report_status_joins_both_sides() -> None:
     bare_lines = rollout_lines(bare_report)
     assert bare_lines[1].endswith("; 1 with no access (no roles)")
     assert "      role  no access (no roles declared)" in bare_lines
+
+
+def test_notes_and_replaced_identities_are_in_the_summary_and_the_markdown() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import (
+        rollout_lines,
+        rollout_markdown,
+        rollout_report,
+    )
+
+    azure = _azure("updated")
+    azure["workloads"][0]["notes"] = ["identity id-api kept (client id c1, its pods' sign-in uninterrupted): moved"]
+    replaced = {"name": "id-api-old", "resource_group": "rg", "client_id": "c0", "workload": "api"}
+    azure["pruned"]["replaced"] = [replaced]
+    run = rollout_report(azure, {}, cluster="c", replaced_removed=["id-api-old"])
+    lines = rollout_lines(run)
+    assert "      note  identity id-api kept (client id c1, its pods' sign-in uninterrupted): moved" in lines
+    assert (
+        "  replaced identity id-api-old (workload api, client id c0): removed once no pod signs in as it any more"
+        in lines
+    )
+    assert "- api: identity id-api kept" in rollout_markdown(run)
+    waited_out = rollout_lines(rollout_report(azure, {}, cluster="c"))
+    assert any(
+        line.endswith("kept: pods still sign in as it; a later run removes it once none does") for line in waited_out
+    )
+    plan = rollout_lines(rollout_report(azure, {}, cluster="c", check_mode=True))
+    assert any(line.endswith("removed once no pod signs in as it any more") for line in plan)
