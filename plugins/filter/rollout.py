@@ -37,10 +37,13 @@ def rollout_report(
     issuer_url: str | None = None,
     check_mode: bool = False,
     replaced_removed: list[str] | None = None,
+    webhook_tenant: str | None = None,
 ) -> dict[str, Any]:
     """Join the Azure side (workload_identities) and the Kubernetes side (service_accounts) per workload.
 
     ``replaced_removed``: the replaced identities (``pruned.replaced``) that were removed after their pods restarted.
+    ``webhook_tenant``: the tenant the self-managed webhook injects by default (helm mode), to compare with the
+    identities'.
     """
     if not isinstance(azure, dict) or "workloads" not in azure:
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
@@ -97,6 +100,16 @@ def rollout_report(
         # A plan predicts the removal (the run waits for the pods, then removes it).
         names = [r["name"] for r in pruned["replaced"]] if check_mode else replaced_removed or []
         pruned["replaced_removed"] = sorted(names)
+    notes = []
+    tenants = sorted(
+        {str(i["identity"]["tenant_id"]) for i in azure["workloads"] if (i.get("identity") or {}).get("tenant_id")}
+    )
+    if webhook_tenant and tenants and webhook_tenant not in tenants:
+        notes.append(
+            f"the webhook's tenant (azureTenantID {webhook_tenant}) is not the identities' ({', '.join(tenants)}): "
+            "these workloads' pods get theirs from their ServiceAccount's tenant-id annotation, but any other "
+            f"labelled pod signs in to {webhook_tenant}"
+        )
     counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "adopted", "unchanged")}
     counts["no_access"] = sum(1 for w in workloads if w["access"] == "none")
     return {
@@ -108,6 +121,7 @@ def rollout_report(
         "counts": counts,
         "workloads": workloads,
         "pruned": {k: v for k, v in pruned.items() if v},
+        "notes": notes,
     }
 
 
@@ -143,6 +157,7 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         f"  {len(report['workloads'])} workload(s): {counts['created']} {verb} created, {counts['changed']} "
         f"changed, {counts.get('adopted', 0)} adopted, {counts['unchanged']} unchanged"
         + (f"; {counts['no_access']} with no access (no roles)" if counts.get("no_access") else ""),
+        *(f"  note: {note}" for note in report.get("notes") or []),
     ]
     for w in report["workloads"]:
         what = "application" if w.get("kind") == "application" else "identity"
@@ -212,7 +227,8 @@ def rollout_markdown(report: dict[str, Any]) -> str:
             f"| {w['name']} | {w['status']} | {w['identity']} (`{w['client_id'] or 'pending'}`) | `{w['subject']}` "
             f"| {'<br>'.join(_roles(w))} | {_controllers(w)} |"
         )
-    noted = [(w["name"], note) for w in report["workloads"] for note in w.get("notes") or []]
+    noted = [("cluster", note) for note in report.get("notes") or []]
+    noted += [(w["name"], note) for w in report["workloads"] for note in w.get("notes") or []]
     if noted:
         out += ["", "## Notes", ""]
         out.extend(f"- {name}: {note}" for name, note in noted)

@@ -24,7 +24,7 @@ from ._azure_batch_checks import BatchChecks
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
-from ._azure_identity import IdentityApi, ensure_identity
+from ._azure_identity import IdentityApi, ensure_identity, normalise_location
 from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
 from ._ids import parse_scope
@@ -67,7 +67,6 @@ class Workloads(BatchChecks):
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         super().__init__(apis)
         self.apps = ApplicationSide(self, applications) if applications is not None else None
-        self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
     @classmethod
     def from_clients(
@@ -124,11 +123,20 @@ class Workloads(BatchChecks):
         )
         # On its own identity, unset means none: a tag it set that the inventory dropped goes (others' stay).
         tags = tags_with_record(known["tags"] if known else None, workload.tags, marks) if ours else workload.tags
+        notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
+        location = batch.location
+        if known and location and normalise_location(location) != known["location"]:
+            # The batch's location is where new identities go; one cannot move, and needs not (sign-in is global).
+            notes.append(
+                f"identity {known['name']} stays in {known['location']} (new identities go to "
+                f"{normalise_location(location)}; an identity cannot move)"
+            )
+            location = None
         identity = ensure_identity(
             self.identities,
             ref,
             state="present",
-            location=batch.location,
+            location=location,
             tags=tags or None,
             purge_tags=ours,
             check_mode=check_mode,
@@ -142,7 +150,6 @@ class Workloads(BatchChecks):
             "role_assignments": [],
         }
         planned: dict[str, Any] = {"identity": brief(after), "federated_credentials": {}, "role_assignments": []}
-        notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
         fics = self.trust(
             batch,
             workload,

@@ -35,7 +35,6 @@ class BatchChecks(CreatedRolesRecord):
 
     def _check(self, batch: Batch, reads: Reads) -> Resolved:
         """What only Azure can tell, for every workload, before any write: every problem at once."""
-        self.warnings.clear()
         problems: list[str] = []
         resolved: Resolved = {}
         for workload in batch.workloads:

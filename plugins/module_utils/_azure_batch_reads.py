@@ -178,8 +178,10 @@ class BatchReader:
         self.fics = apis.fics
         self.roles = apis.roles
         self.subscription_id = apis.subscription_id
+        self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
     def read(self, batch: Batch) -> Reads:
+        self.warnings.clear()  # each read starts a plan: its warnings are this plan's
         reads = Reads()
         groups = {g.lower(): g for g in batch.resource_groups}
         identities = batch.identity_workloads
@@ -202,8 +204,34 @@ class BatchReader:
         for key in sorted(wanted | owned):
             existing = reads.identities.get(key)
             if existing is not None:
-                reads.fics[key] = self.fics.list_all(batch.ref_of(existing))
+                self._read_credentials(batch, reads, key, existing)
         return reads
+
+    def _read_credentials(self, batch: Batch, reads: Reads, key: str, identity: IdentityState) -> None:
+        """Its federated credentials. A 404 on an identity listed a moment ago means it changed while this run read
+        it (deleted, or deleted and made again, by someone else): read once more, plan on what is there, and say so,
+        rather than fail on a raw 404."""
+        ref = batch.ref_of(identity)
+        try:
+            reads.fics[key] = self.fics.list_all(ref)
+            return
+        except AzureApiError as exc:
+            if exc.status != 404:
+                raise
+        again = self.identities.get(ref)
+        if again is None:
+            del reads.identities[key]
+            self.warnings.append(
+                f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} was deleted "
+                "while this run read it (by someone else): planned as not there"
+            )
+            return
+        reads.identities[key] = again
+        reads.fics[key] = self.fics.list_all(ref)
+        self.warnings.append(
+            f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} changed while this "
+            f"run read it (client id {identity['client_id']} then, {again['client_id']} now): planned on what is there"
+        )
 
     def _identities_in(self, group: str, reads: Reads) -> list[IdentityState]:
         try:

@@ -78,8 +78,8 @@ options:
     description:
       - With O(prune=true), keep an identity this collection made for a ServiceAccount that a listed workload now
         binds to another identity (a new O(workloads[].identity_name), say), with its credentials and role
-        assignments, and report it in RV(pruned.replaced) instead of deleting it. Its pods sign in as it until they
-        restart with the new client id.
+        assignments, and report it in RV(pruned) (as C(replaced)) instead of deleting it. Its pods sign in as it until
+        they restart with the new client id.
       - The C(workloads) role sets it, then removes those identities (by running again without it) once no pod signs
         in as them.
     type: bool

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook
 from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 from tests.sandbox.pods import TOKEN_FILE, injected, newest_pods
@@ -181,6 +182,10 @@ def without_binding(template: dict[str, Any]) -> dict[str, Any]:
     template["spec"].pop("serviceAccountName", None)
     template["spec"].pop("serviceAccount", None)
     template["metadata"].get("labels", {}).pop("azure.workload.identity/use", None)
+    annotations = template["metadata"].get("annotations") or {}
+    annotations.pop("workload-identity.aks/client-id", None)  # the client id its pods were made for
+    if not annotations:
+        template["metadata"].pop("annotations", None)
     return template
 
 
@@ -610,6 +615,60 @@ def test_a_namespace_being_deleted_stops_the_plan_before_azure_is_touched(estate
         core.patch_namespaced_config_map("held", "closing", {"metadata": {"finalizers": None}})
 
 
+def test_a_workload_given_another_identity_signs_in_throughout_and_the_old_one_goes_after_its_pods(
+    estate: Estate,
+) -> None:
+    """A new identity_name: the new identity is made and trusted first, the ServiceAccount names it, the Deployment's
+    pods restart with it (its template records the client id), and the old identity goes only once no pod signs in
+    as it, in the same run. Its pods sign in at every moment a pod exists."""
+    core, apps = k8s.CoreV1Api(estate.kube()), k8s.AppsV1Api(estate.kube())
+    # One replica that must stop before another starts (a rolling update would wait for a ready pod: none here).
+    apps.patch_namespaced_deployment(
+        "orders-api", "orders", {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}}
+    )
+    estate.converge(workloads(estate)[:1])
+    old = estate.identities()[f"id-{CLUSTER}-orders-orders-api"]
+    moved = workloads(estate)[:1]
+    moved[0]["identity_name"] = "id-orders-api-v2"
+    plan = estate.run(moved, options=("--check", "--diff"))
+    assert f"client id changes from {old.client_id}" in plan.output, plan.output[-6000:]
+    assert f"replaced identity {old.name} (workload orders-api, client id {old.client_id})" in plan.output
+    assert old.name in estate.identities()
+
+    outcomes: list[str] = []
+    done = threading.Event()
+
+    def keep_signing_in() -> None:
+        while not done.is_set():
+            try:
+                outcomes.append(pod_signs_in(estate.box, core, apps, "orders", "orders-api"))
+            except (IndexError, k8s.ApiException):
+                pass  # between the old pod and the new one (Recreate): nobody to sign in
+            done.wait(0.3)
+
+    signer = threading.Thread(target=keep_signing_in)
+    signer.start()
+    try:
+        real = estate.run(moved, options=("--diff",))
+    finally:
+        done.set()
+        signer.join()
+    assert outcomes and all(o == "ok" for o in outcomes), [o for o in outcomes if o != "ok"][:3]
+    assert f"replaced identity {old.name} (workload orders-api, client id {old.client_id}): removed" in real.output
+    identities = estate.identities()
+    new = identities["id-orders-api-v2"]
+    assert old.name not in identities and estate.assignments(old.principal_id) == set()
+    assert estate.account("orders", "orders-api").metadata.annotations["azure.workload.identity/client-id"] == (
+        new.client_id
+    )
+    assert {injected(p).env["AZURE_CLIENT_ID"] for p in newest_pods(core, apps, "orders", "orders-api")} == {
+        new.client_id
+    }
+    assert pod_signs_in(estate.box, core, apps, "orders", "orders-api") == "ok"
+    again = estate.run(moved)
+    assert again.changed == 0, again.output[-6000:]
+
+
 def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
     listed = workloads(estate)[:1]
     everything = ("-e", "workload_identity_teardown_everything=true")
@@ -625,7 +684,8 @@ def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
     assert writes == []
     plan = estate.run(listed, playbook="teardown.yml", options=("--check", *confirmed))
     assert plan.changed >= 1
-    assert f"id-{CLUSTER}-orders-orders-api" in estate.identities()  # check mode changed nothing
+    # Check mode changed nothing.
+    assert [i for i in estate.identities().values() if (i.tags or {}).get("wi-cluster") == CLUSTER]
     first = estate.run(listed, playbook="teardown.yml", options=confirmed)
     assert first.changed >= 1
     again = estate.run(listed, playbook="teardown.yml", options=confirmed)
@@ -644,6 +704,7 @@ def test_teardown_leaves_nothing_this_collection_made(estate: Estate) -> None:
             template = template[key]
         assert "serviceAccountName" not in template["spec"], (kind, name)
         assert "azure.workload.identity/use" not in (template["metadata"].get("labels") or {})
+        assert "workload-identity.aks/client-id" not in (template["metadata"].get("annotations") or {})
     # The namespace the rollout made is deleted (a sandbox without controllers leaves it Terminating); those the
     # teams made stay.
     core = k8s.CoreV1Api(estate.kube())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,12 @@ from tests.integration.sandbox_helpers import Sandbox, SignInProbe
 from .conftest import auth, play
 
 READER = "Reader"
+
+
+@dataclass
+class Converged:
+    result: dict[str, Any]
+    output: str
 
 
 def converge(
@@ -26,7 +33,7 @@ def converge(
     expect_ok: bool = True,
     check: bool = False,
     **options: Any,
-) -> tuple[dict[str, Any], str]:
+) -> Converged:
     """workload_identities for the seeded ``cluster`` (its name, resource group and issuer); its result and output."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     body = {
@@ -51,7 +58,7 @@ def converge(
     done = play(sandbox, collections, tmp_path, body, {"azure_auth": auth(sandbox)}, expect_ok=expect_ok)
     match = re.search(r'"msg": "RESULT=(.*)"\n', done.stdout)
     result = dict(json.loads(json.loads(f'"{match.group(1)}"'))) if match else {}
-    return result, done.stdout
+    return Converged(result, done.stdout)
 
 
 def workload(sandbox: Sandbox, data_group: str, **fields: Any) -> dict[str, Any]:
@@ -89,21 +96,21 @@ def test_two_clusters_of_one_name_never_take_each_others_identities(
         sandbox.resource_group(group)
     declared = [workload(sandbox, "rg-stg-data")]
     options = {"identity_resource_group": "rg-stg-ids"}
-    made, _ = converge(sandbox, collections, tmp_path, first, declared, **options)
+    made = converge(sandbox, collections, tmp_path, first, declared, **options).result
     client_id = made["workloads"][0]["identity"]["client_id"]
     probe = SignInProbe(sandbox, first, "system:serviceaccount:shop:orders", client_id, "rg-stg-data", tmp_path)
     with signing_in(probe):
         # The second cluster's rollout (prune on) stops in its plan, naming both clusters, and writes nothing.
         sandbox.control.reset_stats()
-        _, out = converge(
+        out = converge(
             sandbox, collections, tmp_path / "b", second, declared, expect_ok=False, prune=True, **options
-        )
+        ).output
         assert "was made by this collection for cluster aks-stg in resource group rg-stg-a of subscription" in out
         assert "not for this cluster (resource group rg-stg-b of subscription" in out
         writes = {op for op in sandbox.control.stats()["operations"] if op.endswith((".put", ".delete", ".patch"))}
         assert writes == set()
         # Its teardown of everything removes nothing of the first's.
-        torn, _ = converge(
+        torn = converge(
             sandbox,
             collections,
             tmp_path / "c",
@@ -113,14 +120,14 @@ def test_two_clusters_of_one_name_never_take_each_others_identities(
             prune=True,
             prune_confirm="aks-stg",
             **options,
-        )
+        ).result
         assert not torn["changed"]
         # With a name of its own, it gets its own identity, beside the first's.
         own = [workload(sandbox, "rg-stg-data", identity_name="id-aks-stg-b-shop-orders")]
         converge(sandbox, collections, tmp_path / "d", second, own, prune=True, **options)
     assert probe.failures == [] and len(probe.outcomes) >= 3, probe.failures[:3]
     assert sorted(identities_in(sandbox, "rg-stg-ids")) == ["id-aks-stg-b-shop-orders", "id-aks-stg-shop-orders"]
-    again, _ = converge(sandbox, collections, tmp_path / "e", first, declared, **options)
+    again = converge(sandbox, collections, tmp_path / "e", first, declared, **options).result
     assert not again["changed"]
 
 
@@ -132,14 +139,14 @@ def test_a_renamed_then_moved_workload_keeps_its_identity_and_its_sign_in(
     for group in ("rg-move-ids", "rg-move-data"):
         sandbox.resource_group(group)
     options = {"identity_resource_group": "rg-move-ids", "prune": True}
-    made, _ = converge(sandbox, collections, tmp_path, cluster, [workload(sandbox, "rg-move-data")], **options)
+    made = converge(sandbox, collections, tmp_path, cluster, [workload(sandbox, "rg-move-data")], **options).result
     identity = made["workloads"][0]["identity"]
     old_subject = "system:serviceaccount:shop:orders"
     probe = SignInProbe(sandbox, cluster, old_subject, identity["client_id"], "rg-move-data", tmp_path)
     renamed = [workload(sandbox, "rg-move-data", name="checkout")]
     with signing_in(probe):
-        plan, _ = converge(sandbox, collections, tmp_path / "plan", cluster, renamed, check=True, **options)
-        done, _ = converge(sandbox, collections, tmp_path / "run", cluster, renamed, **options)
+        plan = converge(sandbox, collections, tmp_path / "plan", cluster, renamed, check=True, **options).result
+        done = converge(sandbox, collections, tmp_path / "run", cluster, renamed, **options).result
     assert probe.failures == [] and len(probe.outcomes) >= 3, probe.failures[:3]
     for result in (plan, done):
         row = result["workloads"][0]
@@ -147,12 +154,12 @@ def test_a_renamed_then_moved_workload_keeps_its_identity_and_its_sign_in(
         assert row["notes"][0].endswith("workload orders renamed checkout")
         assert result["pruned"] == {} or not any(result["pruned"].values())
     assert list(identities_in(sandbox, "rg-move-ids")) == [identity["name"]]
-    again, _ = converge(sandbox, collections, tmp_path / "again", cluster, renamed, **options)
+    again = converge(sandbox, collections, tmp_path / "again", cluster, renamed, **options).result
     assert not again["changed"]
 
     # Moved to another namespace: the same identity trusts the new subject (made before the old one goes).
     moved = [workload(sandbox, "rg-move-data", name="checkout", namespace="shop-v2")]
-    done, _ = converge(sandbox, collections, tmp_path / "move", cluster, moved, **options)
+    done = converge(sandbox, collections, tmp_path / "move", cluster, moved, **options).result
     row = done["workloads"][0]
     assert row["identity"]["client_id"] == identity["client_id"]
     assert "moved from shop/orders" in row["notes"][0]
@@ -161,5 +168,5 @@ def test_a_renamed_then_moved_workload_keeps_its_identity_and_its_sign_in(
     assert signing_in(moved_probe, within=30).attempt() == "ok"
     assert "AADSTS70021" in probe.attempt()  # the old subject is no longer trusted (prune)
     assert list(identities_in(sandbox, "rg-move-ids")) == [identity["name"]]
-    again, _ = converge(sandbox, collections, tmp_path / "move-again", cluster, moved, **options)
+    again = converge(sandbox, collections, tmp_path / "move-again", cluster, moved, **options).result
     assert not again["changed"]

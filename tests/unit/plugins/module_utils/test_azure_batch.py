@@ -436,7 +436,8 @@ def test_a_workload_moved_to_another_namespace_keeps_its_identity_new_trust_firs
     new, old = fic_name(CLUSTER, "system:serviceaccount:shop-v2:orders"), fic_name(CLUSTER, SUBJECT)
     fic_writes = [w for w in estate.writes if w[0] == "fic"]
     assert fic_writes == [("fic", "put", f"{before['name']}/{new}"), ("fic", "delete", f"{before['name']}/{old}")]
-    assert [i for i in estate.identities.items.values()] and len(estate.identities.items) == 1
+    assert list(estate.identities.items.values())[0]["client_id"] == before["client_id"]
+    assert len(estate.identities.items) == 1
     assert not estate.run(moved, scope=HERE, prune=True)["changed"]
 
 
@@ -469,3 +470,41 @@ def test_an_identity_replaced_under_a_listed_service_account_is_kept_until_a_cal
     assert [i["name"] for i in done["pruned"]["identities"]] == [old["name"]]
     assert len(done["pruned"]["role_assignments"]) == 1 and done["pruned"]["replaced"] == []
     assert not estate.run(renamed_identity, prune=True, scope=HERE)["changed"]
+
+
+def test_an_identity_deleted_while_the_plan_reads_it_is_read_again_and_reported_not_a_raw_404() -> None:
+    estate = Estate()
+    estate.run([orders()], scope=HERE)
+    gone = next(iter(estate.identities.items.values()))
+    fics, identities = estate.fics, estate.identities
+    listing = fics.list_all
+
+    def deleted_meanwhile(ref: IdentityRef) -> Any:
+        if identities.get(ref) is not None:
+            identities.items.pop(ref.id.lower())  # someone deletes it between the two reads
+            raise AzureApiError("not found", status=404, code="ResourceNotFound")
+        return listing(ref)
+
+    fics.list_all = deleted_meanwhile  # type: ignore[method-assign]
+    plan = estate.run([orders()], check_mode=True, scope=HERE)
+    assert plan["workloads"][0]["identity"]["action"] == "created"
+    assert estate.engine.warnings == [
+        f"cluster aks-dev: identity {gone['name']} in rg-ids was deleted while this run read it (by someone else): "
+        "planned as not there"
+    ]
+
+
+def test_a_new_location_is_for_new_identities_and_each_existing_one_says_it_stays() -> None:
+    estate = Estate()
+    estate.run([orders(), {**orders(), "name": "cart", "service_account": "cart"}], scope=HERE)
+    batch = estate.batch([orders(), {**orders(), "name": "cart", "service_account": "cart"}], scope=HERE)
+    batch.location = "North Europe"
+    done = dict(estate.engine.converge(batch, estate.engine.read(batch), False, workers=1))
+    assert not done["changed"]
+    assert [w["notes"] for w in done["workloads"]] == [
+        [
+            f"identity id-aks-dev-shop-{name} stays in westeurope (new identities go to northeurope; "
+            "an identity cannot move)"
+        ]
+        for name in ("orders", "cart")
+    ]

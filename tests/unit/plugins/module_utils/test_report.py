@@ -110,3 +110,16 @@ def test_notes_and_replaced_identities_are_in_the_summary_and_the_markdown() -> 
     )
     plan = rollout_lines(rollout_report(azure, {}, cluster="c", check_mode=True))
     assert any(line.endswith("removed once no pod signs in as it any more") for line in plan)
+
+
+def test_a_webhook_tenant_other_than_the_identities_is_noted() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import rollout_lines, rollout_report
+
+    azure = _azure("unchanged")
+    azure["workloads"][0]["identity"]["tenant_id"] = "tenant-a"
+    same = rollout_report(azure, {}, cluster="c", webhook_tenant="tenant-a")
+    assert same["notes"] == []
+    other = rollout_lines(rollout_report(azure, {}, cluster="c", webhook_tenant="tenant-b"))
+    assert other[2].startswith(
+        "  note: the webhook's tenant (azureTenantID tenant-b) is not the identities' (tenant-a)"
+    )
