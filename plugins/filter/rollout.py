@@ -48,15 +48,19 @@ def rollout_report(
     if not isinstance(azure, dict) or "workloads" not in azure:
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
     kube = kube or {}
-    accounts = {row.get("workload"): row for row in kube.get("service_accounts") or []}
-    controllers: dict[str, list[KubeRow]] = {}
+    # A workload's rows are those in its namespace: a workload moved to another namespace also has rows in the old one
+    # (its account released, its controllers unbound), which are reported as released, not as its own.
+    accounts = {
+        (row.get("workload"), row.get("namespace"), row.get("name")): row for row in kube.get("service_accounts") or []
+    }
+    controllers: dict[tuple[str, str], list[KubeRow]] = {}
     for row in kube.get("controllers") or []:
-        controllers.setdefault(str(row.get("workload")), []).append(row)
+        controllers.setdefault((str(row.get("workload")), str(row.get("namespace"))), []).append(row)
     workloads = []
     for item in azure["workloads"]:
         identity = item.get("identity") or {}
-        own_controllers = controllers.get(item["name"], [])
-        account = accounts.get(item["name"]) or {}
+        own_controllers = controllers.get((item["name"], item["namespace"]), [])
+        account = accounts.get((item["name"], item["namespace"], item["service_account"])) or {}
         workloads.append(
             {
                 "name": item["name"],
@@ -79,6 +83,7 @@ def rollout_report(
                 # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
                 "access": "none" if not item.get("role_assignments") else "declared",
                 "service_account_action": account.get("action"),
+                "service_account_note": account.get("note"),
                 "controllers": [
                     {"kind": c["kind"], "name": c["name"], "action": c["action"], "note": c.get("note")}
                     for c in own_controllers
@@ -89,10 +94,17 @@ def rollout_report(
         )
     pruned = dict(azure.get("pruned") or {})
     if kube:
+        own_accounts = {(w["name"], w["namespace"], w["service_account"]) for w in workloads}
+        own_namespaces = {(w["name"], w["namespace"]) for w in workloads}
         released = [
             {"kind": r["kind"], "namespace": r["namespace"], "name": r["name"], "action": r["action"]}
-            for r in (kube.get("service_accounts") or []) + (kube.get("controllers") or [])
-            if r.get("workload") not in {w["name"] for w in workloads} and r.get("action") != "unchanged"
+            for r in kube.get("service_accounts") or []
+            if (r.get("workload"), r.get("namespace"), r.get("name")) not in own_accounts
+            and r.get("action") != "unchanged"
+        ] + [
+            {"kind": r["kind"], "namespace": r["namespace"], "name": r["name"], "action": r["action"]}
+            for r in kube.get("controllers") or []
+            if (r.get("workload"), r.get("namespace")) not in own_namespaces and r.get("action") != "unchanged"
         ]
         if released:
             pruned["kubernetes"] = released
@@ -166,7 +178,8 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         )
         lines.append(f"      trusts {w['subject']}")
         lines.extend(f"      role  {role}" for role in _roles(w, short=True))
-        lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']})")
+        note = f": {w['service_account_note']}" if w.get("service_account_note") else ""
+        lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']}{note})")
         lines.append(f"      pods  {_controllers(w)}")
         lines.extend(f"      note  {note}" for note in w.get("notes") or [])
     lines.extend(f"  {line}" for line in _pruned(report["pruned"], short=True))

@@ -143,6 +143,12 @@ class Workloads(BatchChecks):
             known=known,
         )
         after = identity.after
+        if after is not None and not after["tenant_id"]:
+            # A new identity (check mode): its tenant is the subscription's, as every identity read there has.
+            after = {
+                **after,
+                "tenant_id": next((i["tenant_id"] for i in reads.identities.values() if i["tenant_id"]), None),
+            }
         principal = (after["principal_id"] if after else None) or PENDING
         seen: dict[str, Any] = {
             "identity": brief(identity.before),

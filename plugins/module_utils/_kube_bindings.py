@@ -69,7 +69,9 @@ class Bindings(Releases):
     # -- service accounts ---------------------------------------------------------------------------
 
     def _bind_account(self, spec: WorkloadSpec, client_id: str | None, current: dict[str, Any] | None) -> Change:
-        annotations: dict[str, Any] = {CLIENT_ID: client_id or UNKNOWN_CLIENT_ID, TENANT_ID: self.tenant_id}
+        annotations: dict[str, Any] = {CLIENT_ID: client_id or UNKNOWN_CLIENT_ID}
+        if self.tenant_id:  # unknown only in a plan with no identity yet: what the account has is not taken away
+            annotations[TENANT_ID] = self.tenant_id
         labels = kube_marks(self.cluster, spec.name)
         path = Paths.service_account(spec.namespace, spec.service_account)
         change = Change("ServiceAccount", spec.namespace, spec.service_account, "unchanged", path, workload=spec.name)

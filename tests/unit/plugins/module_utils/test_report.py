@@ -123,3 +123,26 @@ def test_a_webhook_tenant_other_than_the_identities_is_noted() -> None:
     assert other[2].startswith(
         "  note: the webhook's tenant (azureTenantID tenant-b) is not the identities' (tenant-a)"
     )
+
+
+def test_a_moved_workload_is_its_new_account_and_the_old_one_is_released_not_its_own() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import rollout_report
+
+    azure = _azure("unchanged")  # api, in namespace n now
+    kube = {
+        "changed": True,
+        "service_accounts": [
+            {"kind": "ServiceAccount", "namespace": "n", "name": "api", "workload": "api", "action": "created"},
+            {"kind": "ServiceAccount", "namespace": "old", "name": "api", "workload": "api", "action": "deleted"},
+        ],
+        "controllers": [
+            {"kind": "Deployment", "namespace": "old", "name": "api", "workload": "api", "action": "unbound"},
+        ],
+    }
+    report = rollout_report(azure, kube, cluster="c")
+    assert report["workloads"][0]["service_account_action"] == "created"
+    assert report["workloads"][0]["controllers"] == []
+    assert report["pruned"]["kubernetes"] == [
+        {"kind": "ServiceAccount", "namespace": "old", "name": "api", "action": "deleted"},
+        {"kind": "Deployment", "namespace": "old", "name": "api", "action": "unbound"},
+    ]
