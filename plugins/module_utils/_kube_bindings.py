@@ -165,8 +165,15 @@ class Bindings(Releases):
 
     # -- planning -----------------------------------------------------------------------------------
     def plan_present(
-        self, specs: list[WorkloadSpec], client_ids: dict[str, str | None], prune: bool, missing: str
+        self,
+        specs: list[WorkloadSpec],
+        client_ids: dict[str, str | None],
+        prune: bool,
+        missing: str,
+        rebind: str = "refuse",
     ) -> Plan:
+        """``missing``: fail or warn on a listed controller that does not exist; ``rebind``: refuse or warn on an
+        account bound by hand to another client id (a workload's own ``rebind: true`` moves it either way)."""
         plan = Plan()
         namespaces = sorted({s.namespace for s in specs})
         for namespace in namespaces:
@@ -199,7 +206,15 @@ class Bindings(Releases):
         for spec in specs:
             current_sa = accounts[spec.namespace].get(spec.service_account)
             conflict = foreign_binding(self.cluster, spec, client_ids.get(spec.name), current_sa)
-            if conflict:
+            if conflict and rebind == "warn":
+                found = (dig(current_sa, "metadata", "annotations") or {}).get(CLIENT_ID)
+                plan.warnings.append(
+                    f"cluster {self.cluster}: workload '{spec.name}': service_account: {spec.namespace}/"
+                    f"{spec.service_account} was bound by hand to client id {found}; moved to this workload's identity "
+                    "(workload_identity_rebind is warn): its pods sign in as the new one once restarted, and teardown "
+                    f"puts {found} back"
+                )
+            elif conflict:
                 plan.problems.append(conflict)
             client_id = client_ids.get(spec.name)
             account = self._bind_account(spec, client_id, current_sa)
@@ -222,7 +237,10 @@ class Bindings(Releases):
                         f"cluster {self.cluster}: workload '{spec.name}': controllers: {kind} "
                         f"{spec.namespace}/{name} does not exist"
                     )
-                    (plan.warnings if missing == "warn" else plan.problems).append(message)
+                    if missing == "warn":
+                        plan.warnings.append(f"{message} (skipped: missing_workloads is warn)")
+                    else:
+                        plan.problems.append(message)
                     plan.controllers.append(Change(kind, spec.namespace, name, "missing", path, workload=spec.name))
                     continue
                 change = self._bind_controller(spec, kind, current, client_id, new_identity)

@@ -83,6 +83,16 @@ options:
     type: str
     choices: [fail, warn]
     default: fail
+  rebind:
+    description:
+      - What to do with a ServiceAccount an operator bound by hand to another client id, for a workload that does not
+        say C(rebind) itself.
+      - V(refuse) stops the plan before any change, naming the client id found and how to adopt or move it.
+      - V(warn) moves it to the workload's identity with a warning naming the client id it had (recorded, and put back
+        by teardown); its pods sign in as the new identity once restarted.
+    type: str
+    choices: [refuse, warn]
+    default: refuse
 extends_documentation_fragment:
   - workload_identity.aks.workloads
   - workload_identity.aks.kube
@@ -185,6 +195,7 @@ def main() -> None:
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
             "missing_workloads": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
+            "rebind": {"type": "str", "default": "refuse", "choices": ["refuse", "warn"]},
             "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
             "prune_confirm": {"type": "str"},
         },
@@ -220,13 +231,13 @@ def main() -> None:
     engine = Bindings(module.client(f"cluster {cluster}"), cluster, tenant_id)
     try:
         if p["state"] == "present":
-            plan = engine.plan_present(specs, client_ids, p["prune"], p["missing_workloads"])
+            plan = engine.plan_present(specs, client_ids, p["prune"], p["missing_workloads"], p["rebind"])
         else:
             plan = engine.plan_absent(specs, everything=p["prune"])
         if plan.problems:
             module.fail_problems(plan.problems, f"on cluster {cluster}, nothing changed")
         for warning in plan.warnings:
-            module.warn(warning + " (skipped: missing_workloads is warn)")
+            module.warn(warning)
         if p["prune"]:
             units, deletions = kube_deletions(report(plan))
             everything = not specs or p["state"] == "absent"

@@ -266,6 +266,17 @@ def test_an_account_bound_by_hand_to_another_identity_is_refused_before_any_chan
     assert write_requests(estate.box) == []
     account = estate.core.read_namespaced_service_account("reports", "payments")
     assert account.metadata.annotations == {"azure.workload.identity/client-id": "abc"}
+    # workload_identity_rebind: warn moves it, saying whose it was; teardown puts it back.
+    warned = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, [reports], workload_identity_rebind="warn")
+    moved = run_playbook(estate.root / "rebind-warned", CLUSTER, warned, estate.env, "site.yml")
+    flat = " ".join(moved.output.split())  # warnings are wrapped to the terminal's width
+    assert "service_account: payments/reports was bound by hand to client id abc; moved" in flat
+    assert "client id changes from abc (set by hand; teardown puts it back)" in moved.output
+    account = estate.core.read_namespaced_service_account("reports", "payments")
+    assert account.metadata.annotations["azure.workload.identity/client-id"] not in ("abc", None)
+    run_playbook(estate.root / "rebind-teardown", CLUSTER, warned, estate.env, "teardown.yml")
+    account = estate.core.read_namespaced_service_account("reports", "payments")
+    assert account.metadata.annotations == {"azure.workload.identity/client-id": "abc"}
 
 
 def test_teardown_adopted_deletes_the_operators_identity_with_every_assignment_it_holds(estate: Estate) -> None:

@@ -441,3 +441,21 @@ def test_a_hand_bound_account_moved_to_this_identity_says_whose_it_was_and_resta
     engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
     annotations = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"]
     assert annotations == {"team": "shop", CLIENT_ID: "c-by-hand"}
+
+
+def test_with_rebind_warn_a_hand_bound_account_is_moved_with_a_warning_naming_the_client_id_it_had() -> None:
+    cluster = walkthrough_cluster()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    refused = engine.plan_present(specs(ORDERS), {"orders": "c-new"}, prune=False, missing="fail")
+    assert refused.problems and not refused.warnings
+    plan = engine.plan_present(specs(ORDERS), {"orders": "c-new"}, prune=False, missing="fail", rebind="warn")
+    assert plan.problems == []
+    assert plan.warnings == [
+        "cluster aks-dev: workload 'orders': service_account: shop/orders was bound by hand to client id c-by-hand; "
+        "moved to this workload's identity (workload_identity_rebind is warn): its pods sign in as the new one once "
+        "restarted, and teardown puts c-by-hand back"
+    ]
+    engine.apply(plan, "present")
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    annotations = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"]
+    assert annotations == {"team": "shop", CLIENT_ID: "c-by-hand"}
