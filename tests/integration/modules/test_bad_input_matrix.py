@@ -134,7 +134,8 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         "identity of another cluster",
         [bad("a", identity_name="id-matrix-elsewhere")],
         {},
-        "workload 'a': identity_name: identity id-matrix-elsewhere belongs to cluster aks-other",
+        "workload 'a': identity_name: identity id-matrix-elsewhere in rg-targets was made by this collection for "
+        "cluster aks-other, not for this cluster",
     ),
     (
         "default name taken by an identity made by hand",

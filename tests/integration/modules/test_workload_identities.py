@@ -174,7 +174,10 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
         expect_ok=False,
     )
     assert "workload 'unknown-role': roles[0]: role: 'Storage Blob Data Reeder' must name exactly one" in done.stdout
-    assert "workload 'taken': identity_name: identity id-other-cluster belongs to cluster aks-elsewhere" in done.stdout
+    assert (
+        "workload 'taken': identity_name: identity id-other-cluster in rg-targets was made by this collection for "
+        "cluster aks-elsewhere, not for this cluster"
+    ) in done.stdout
     assert "workload 'nowhere': roles[0]: scope: " in done.stdout and "stnothere does not exist" in done.stdout
     assert "workload 'homeless': identity_resource_group: resource group rg-not-there does not exist" in done.stdout
     assert (
