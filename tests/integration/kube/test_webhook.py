@@ -260,7 +260,7 @@ def test_helm_mode_refuses_a_second_webhook_next_to_the_add_on(helm_cluster: Any
 
 
 def test_the_plan_says_what_installing_the_chart_changes_without_helm_diff(helm_cluster: Any) -> None:
-    helm_cluster()  # installed (the first test may not have run alone)
+    # The chart is installed (test_helm_mode_installs_the_real_chart_once, before this one).
     planned = helm_cluster(
         options=("--check",),
         webhook_chart_version="1.7.0",
