@@ -23,7 +23,7 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
-from ._ownership import foreign_owner, made_by_collection
+from ._ownership import foreign_owner, made_by_collection, place_described
 
 if TYPE_CHECKING:
     from ._azure_batch_apps import ApplicationSide
@@ -59,10 +59,12 @@ class BatchChecks(CreatedRolesRecord):
                 )
             owner = foreign_owner(identity["tags"], batch.cluster, batch.cluster_scope) if identity else None
             if owner is not None:
+                place = place_described(batch.cluster_scope)
+                this = f"this cluster ({place})" if place else "this cluster"
                 problems.append(
                     f"{where}: identity_name: identity {workload.identity_name} in {ref.resource_group} was made by "
-                    f"this collection for {owner}, not for this cluster{_this_place(batch)}; set identity_name "
-                    "(or identity_resource_group) so that each cluster has its own"
+                    f"this collection for {owner}, not for {this}; set identity_name (or identity_resource_group) so "
+                    "that each cluster has its own"
                 )
             elif identity is not None and workload.named_by_default and not made_by_collection(identity["tags"]):
                 problems.append(
@@ -136,11 +138,3 @@ class BatchChecks(CreatedRolesRecord):
                 else:
                     raise
         return reads.scope_problems[key]
-
-
-def _this_place(batch: Batch) -> str:
-    """ " (<resource group> of subscription <id>)", when the cluster's place is known."""
-    if not batch.cluster_scope or "/" not in batch.cluster_scope:
-        return ""
-    subscription, group = batch.cluster_scope.split("/", 1)
-    return f" (resource group {group} of subscription {subscription})"

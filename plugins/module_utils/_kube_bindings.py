@@ -53,8 +53,6 @@ from ._ownership import (
     kube_workload,
 )
 
-__all__ = ["CLIENT_ID", "CONTROLLERS", "TENANT_ID", "TOKEN_EXPIRATION", "USE_LABEL", "Bindings", "Paths"]
-
 
 class Bindings(Releases):
     """Plans and applies the Kubernetes side for one cluster."""

@@ -105,13 +105,17 @@ def owned_by(tags: Mapping[str, str] | None, cluster: str, scope: str | None = N
     )
 
 
+def place_described(scope: str | None) -> str:
+    """A cluster's place as a person reads it ("resource group rg-aks of subscription <id>"), or "" when unknown."""
+    if not scope or "/" not in scope:
+        return ""
+    subscription, group = scope.split("/", 1)
+    return f"resource group {group} of subscription {subscription}"
+
+
 def _owner_described(name: str | None, recorded: str | None) -> str:
-    where = (
-        f" in resource group {recorded.split('/', 1)[1]} of subscription {recorded.split('/', 1)[0]}"
-        if (recorded and "/" in recorded)
-        else ""
-    )
-    return f"cluster {name}{where}"
+    place = place_described(recorded)
+    return f"cluster {name}" + (f" in {place}" if place else "")
 
 
 def foreign_owner(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> str | None:

@@ -11,14 +11,10 @@ import fnmatch
 from typing import Any
 
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import (
-    CLIENT_ID,
-    TENANT_ID,
-    USE_LABEL,
-    Bindings,
-)
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_patch import merge_patch
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_paths import CLIENT_ID, TENANT_ID, USE_LABEL
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
     ADOPTED_ANNOTATION,
