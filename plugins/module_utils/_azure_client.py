@@ -179,18 +179,33 @@ class Connection:
 
         return AzureCliCredential(tenant_id=tenant or "")
 
-    def client(self, name: str) -> Any:
+    def client(self, name: str, credential: Any = None) -> Any:
+        """An ARM SDK client, signed in as the automation principal, or with ``credential`` (a workload's, to verify)."""
         module_name, class_name = _CLIENTS[name]
         if not self.subscription_id:
             raise ValidationError(["subscription_id is required (or AZURE_SUBSCRIPTION_ID)"])
         cls = getattr(importlib.import_module(module_name), class_name)
         return cls(
-            self.credential(),
+            credential or self.credential(),
             self.subscription_id,
             base_url=self.resource_manager,
             credential_scopes=[self.scope],
             retry_total=0,
             user_agent=f"workload_identity.aks/{COLLECTION_VERSION}",
+            **self._transport_kwargs(),
+        )
+
+    def workload_credential(self, tenant_id: str, client_id: str, assertion: Any) -> Any:
+        """A workload's own sign-in: its ServiceAccount token (``assertion``, a callable) exchanged at Entra, as the
+        SDK in its pod does (the token stays in memory, never in a file or the module's result)."""
+        from azure.identity import ClientAssertionCredential
+
+        return ClientAssertionCredential(
+            tenant_id,
+            client_id,
+            assertion,
+            authority=self.authority,
+            disable_instance_discovery=self.disable_instance_discovery,
             **self._transport_kwargs(),
         )
 

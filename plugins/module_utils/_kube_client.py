@@ -24,7 +24,7 @@ from ansible.module_utils.basic import env_fallback
 
 from ._errors import KubeApiError
 from ._module import CollectionModule
-from ._retry import DEFAULT_BUDGET, RetryPolicy, call
+from ._retry import DEFAULT_BUDGET, WEBHOOK_FAILED, RetryPolicy, call
 
 KUBE_AUTH_ARGSPEC: dict[str, Any] = {
     "kubeconfig": {"type": "path", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG", "KUBECONFIG"])},
@@ -118,6 +118,7 @@ def translate(exc: BaseException, operation: str) -> KubeApiError | None:
         detail = detail if isinstance(detail, dict) else {}
         status = int(exc.status or 0)
         message = str(detail.get("message") or exc.reason or "")
+        webhook_failed = "failed calling webhook" in message
         if "admission webhook" in message:
             message = f"refused by an admission webhook: {message}"
         elif status in _HINTS:
@@ -128,7 +129,8 @@ def translate(exc: BaseException, operation: str) -> KubeApiError | None:
         return KubeApiError(
             message,
             status=status,
-            code=str(detail.get("reason") or exc.reason or "") or None,
+            # A webhook that cannot be called answers the same until it is fixed: not a transient 500.
+            code=WEBHOOK_FAILED if webhook_failed else str(detail.get("reason") or exc.reason or "") or None,
             request_id=str(audit_id) if audit_id else None,
             operation=operation,
             retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
@@ -200,8 +202,11 @@ class KubeClient:
         query += [("limit", str(limit))] if limit else []
         return list(self._call("GET", path, operation, query=query).get("items") or [])
 
-    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
-        self._call("POST", path, operation, body=body)
+    def create(
+        self, path: str, body: dict[str, Any], operation: str, query: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any] | None:
+        """What the API server answers (``query``: ``dryRun=All`` for a server-side dry run, say)."""
+        return self._call("POST", path, operation, body=body, query=query)  # type: ignore[no-any-return]
 
     def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
         self._call("PATCH", path, operation, body=body)

@@ -29,6 +29,8 @@ Translate: TypeAlias = "Callable[[BaseException, str], ApiError | None]"
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 CONNECTION_ERROR = "ConnectionError"
 PRINCIPAL_NOT_FOUND = "PrincipalNotFound"
+# A 500 from the API server because an admission webhook could not be called: it stays so until the webhook is fixed.
+WEBHOOK_FAILED = "WebhookFailed"
 
 
 DEFAULT_BUDGET = 300.0
@@ -56,7 +58,7 @@ def decide(error: ApiError, attempt: int, elapsed: float, policy: RetryPolicy) -
             return None
         # Another write on the same object is in flight: back off with jitter so writers interleave.
         return min(policy.max_delay, policy.base_delay * (1.5 ** (attempt - 1))) * random.uniform(0.5, 1.0)
-    transient = error.status in TRANSIENT_STATUS or error.code == CONNECTION_ERROR
+    transient = (error.status in TRANSIENT_STATUS and error.code != WEBHOOK_FAILED) or error.code == CONNECTION_ERROR
     if not transient:
         return None
     if error.retry_after is not None:

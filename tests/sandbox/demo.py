@@ -55,29 +55,8 @@ def main() -> None:
     state = Path(os.environ.get("SANDBOX_STATE_DIR") or DEFAULT_STATE)
     env: dict[str, str] = json.loads((state / "sandbox.json").read_text())
     url, ca, sub = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"], env["AZURE_SUBSCRIPTION_ID"]
-    control = SandboxClient(url, Path(ca))
-    admin = ClientSecretCredential(
-        env["AZURE_TENANT_ID"],
-        env["AZURE_CLIENT_ID"],
-        env["AZURE_CLIENT_SECRET"],
-        authority=url,
-        disable_instance_discovery=True,
-        connection_verify=ca,
-    )
-    token = admin.get_token(url + "/.default").token
-    existing = {c["name"] for c in control.call("GET", "/_sandbox/clusters")["value"]}
     print("==> the estate before the rollout")
-    for env_name, (rg, cluster) in CLUSTERS.items():
-        if cluster not in existing:
-            control.seed_cluster(rg, cluster, location="westeurope")
-        for group in (f"rg-data-{env_name}", f"rg-identities-{env_name}"):
-            arm_put(url, ca, token, f"/subscriptions/{sub}/resourcegroups/{group}", {"location": "westeurope"})
-        for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []):
-            scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + resource.format(env=env_name)
-            ensure_resource_chain(url, ca, token, scope)
-        apps = APPS + (PROD_APPS if env_name == "prod" else [])
-        deploy_apps(state, cluster, apps)
-        print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
+    prepare_estate(state, env)
 
     playbook_env = ansible_env(env, state)
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/site.yml"]
@@ -114,14 +93,57 @@ def main() -> None:
         refused = sign_in(env, assertion, first_workload["client_id"], first_workload["roles"][0]["scope"], sub)[0]
         print(f"{cluster:<9} {first_workload['namespace'] + '/default':<44} {'(not bound)':<37} {refused[:60]}")
 
+    # What an operator runs to prove it: each workload's chain, link by link, and the access review.
+    verify = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/verify.yml"]
+    if helm:
+        # The chart's pods cannot run here: every labelled pod is refused in admission, which verify reports.
+        verify += ["-e", "workload_identity_verify_fail_on=none"]
+    print(f"\n==> {' '.join(verify[1:])}")
+    run_playbook(verify, playbook_env, stream=False)
+    review = json.loads((reports / "access-review.json").read_text())
+    for cluster_review in review["clusters"]:
+        for workload in cluster_review["workloads"]:
+            links = " > ".join(f"{link['link']} {link['status']}" for link in workload["links"])
+            findings = [f"{f['link']}: {f['message']}" for f in workload["findings"]]
+            print(f"{cluster_review['cluster']:<9} {workload['name']:<16} {'; '.join(findings) or links}")
+    totals = review["summary"]
+    print(f"{totals['verified']} of {totals['workloads']} workloads verified, {totals['findings']} findings")
+
     print(f"\ndone in {time.monotonic() - started:.0f} s; webhook mode per cluster is in the summary above.")
-    print(f"Reports:      {reports}/<cluster>.md and .json")
+    print(f"Reports:      {reports}/<cluster>.md and .json; the access review: {reports}/access-review.html")
     print(f"Look around:  source {state / 'sandbox.env'}")
     print("              .tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels")
     print(
         f"              a plan: ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff"
     )
     print("Run `make demo` again to see it all unchanged; stop the sandbox with `make sandbox-down`.")
+
+
+def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> None:
+    """Two AKS clusters (OIDC issuer as found) running their applications, and the data they will be granted on."""
+    url, ca, sub = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"], env["AZURE_SUBSCRIPTION_ID"]
+    control = SandboxClient(url, Path(ca))
+    admin = ClientSecretCredential(
+        env["AZURE_TENANT_ID"],
+        env["AZURE_CLIENT_ID"],
+        env["AZURE_CLIENT_SECRET"],
+        authority=url,
+        disable_instance_discovery=True,
+        connection_verify=ca,
+    )
+    token = admin.get_token(url + "/.default").token
+    existing = {c["name"] for c in control.call("GET", "/_sandbox/clusters")["value"]}
+    for env_name, (rg, cluster) in CLUSTERS.items():
+        if cluster not in existing:
+            control.seed_cluster(rg, cluster, location="westeurope", **cluster_options)
+        for group in (f"rg-data-{env_name}", f"rg-identities-{env_name}"):
+            arm_put(url, ca, token, f"/subscriptions/{sub}/resourcegroups/{group}", {"location": "westeurope"})
+        for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []):
+            scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + resource.format(env=env_name)
+            ensure_resource_chain(url, ca, token, scope)
+        apps = APPS + (PROD_APPS if env_name == "prod" else [])
+        deploy_apps(state, cluster, apps)
+        print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
 
 
 def ansible_env(env: dict[str, str], state: Path) -> dict[str, str]:

@@ -204,24 +204,14 @@ class EntraApi:
         issuer, subject, audience = claims.get("iss"), claims.get("sub"), claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         now = time.time()
-        # A managed identity's credentials (ARM) or an application's (Graph): the directory knows which.
-        matched = any(
-            props["issuer"] == issuer
-            and props["subject"] == subject
-            and any(a in props["audiences"] for a in audiences)
-            and now - created_at >= self.app.settings.fic_propagation_seconds
+        # A managed identity's credentials (ARM) or an application's (Graph): the directory knows which. A credential
+        # younger than the propagation delay is not seen yet.
+        visible = [
+            props
             for props, created_at in self.app.directory.fics_for_principal(principal)
-        )
-        if not matched:
-            raise EntraError(
-                400,
-                "invalid_request",
-                70021,
-                "No matching federated identity record found for presented assertion. Assertion Issuer: "
-                f"'{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: "
-                f"'{','.join(str(a) for a in audiences)}'. https://learn.microsoft.com/entra/workload-id/"
-                "workload-identity-federation",
-            )
+            if now - created_at >= self.app.settings.fic_propagation_seconds
+        ]
+        self._match_credential(visible, str(issuer), str(subject), [str(a) for a in audiences])
         cluster = self._published_issuer(str(issuer))
         if cluster is None:
             raise EntraError(
@@ -237,6 +227,49 @@ class EntraApi:
             raise EntraError(400, "invalid_client", 700027, "Client assertion failed signature validation.") from exc
         if float(claims.get("exp", 0)) < now or float(claims.get("nbf", 0)) > now + 300:
             raise EntraError(400, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+
+    @staticmethod
+    def _match_credential(visible: list[dict[str, Any]], issuer: str, subject: str, audiences: list[str]) -> None:
+        """Exact matching on issuer, then subject, then audience, each with its own code (case counts since 2025)."""
+        hint = (
+            "Please check your federated identity credential Subject, Audience and Issuer against the presented "
+            "assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
+        )
+        if not visible:
+            raise EntraError(
+                400,
+                "invalid_request",
+                70021,
+                f"No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. "
+                f"Assertion Subject: '{subject}'. Assertion Audience: '{','.join(audiences)}'. {hint}",
+            )
+        by_issuer = [p for p in visible if p["issuer"] == issuer]
+        if not by_issuer:
+            raise EntraError(
+                401,
+                "invalid_client",
+                700211,
+                f"No matching federated identity record found for presented assertion issuer '{issuer}'. {hint}",
+            )
+        by_subject = [p for p in by_issuer if p["subject"] == subject]
+        if not by_subject:
+            case_only = any(p["subject"].lower() == subject.lower() for p in by_issuer)
+            raise EntraError(
+                401,
+                "invalid_client",
+                7002138 if case_only else 700213,
+                f"No matching federated identity record found for presented assertion subject '{subject}'. "
+                + ("Note: the matching is done using case-sensitive comparison. " if case_only else "")
+                + hint,
+            )
+        if not any(a in p["audiences"] for p in by_subject for a in audiences):
+            raise EntraError(
+                401,
+                "invalid_client",
+                700212,
+                "No matching federated identity record found for presented assertion audience "
+                f"'{','.join(audiences)}'. {hint}",
+            )
 
     def _published_issuer(self, issuer: str) -> dict[str, Any] | None:
         for record in self.app.store.all("cluster").values():

@@ -288,7 +288,7 @@ def test_token_chain_works_for_bound_workloads_and_not_for_an_unbound_one(estate
     refused, _elsewhere = sign_in(
         box.env, assertion, orders["client_id"], orders["roles"][0]["scope"], box.subscription_id
     )
-    assert refused == "refused by Entra ID (AADSTS70021)"
+    assert refused == "refused by Entra ID (AADSTS700213)"  # its issuer is trusted, not its subject
 
 
 def test_bound_deployments_roll_out_pods_that_the_add_on_webhook_gives_the_identity(estate: Estate) -> None:

@@ -100,13 +100,13 @@ def test_exchange_then_arm_inside_the_grant_only(kube_sandbox: Sandbox, chain: d
 
 def test_wrong_subject(kube_sandbox: Sandbox, chain: dict[str, str], tmp_path: Path) -> None:
     token = service_account_token(kube_sandbox, "intruder")
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with pytest.raises(ClientAuthenticationError, match=r"AADSTS700213\b"):
         credential(kube_sandbox, tmp_path, chain["client_id"], token).get_token(kube_sandbox.url + "/.default")
 
 
 def test_wrong_audience(kube_sandbox: Sandbox, chain: dict[str, str], tmp_path: Path) -> None:
     token = service_account_token(kube_sandbox, "orders-api", audience="api://SomethingElse")
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with pytest.raises(ClientAuthenticationError, match=r"AADSTS700212\b"):
         credential(kube_sandbox, tmp_path, chain["client_id"], token).get_token(kube_sandbox.url + "/.default")
 
 
@@ -125,7 +125,7 @@ def test_issuer_without_trailing_slash(kube_sandbox: Sandbox, chain: dict[str, s
         },
     )
     token = service_account_token(kube_sandbox, "orders-api")
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with pytest.raises(ClientAuthenticationError, match=r"AADSTS700211\b"):
         credential(kube_sandbox, tmp_path, client_id, token).get_token(kube_sandbox.url + "/.default")
 
 

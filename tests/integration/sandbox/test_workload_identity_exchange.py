@@ -78,15 +78,16 @@ def test_exchange_then_arm_within_the_granted_scope_only(
 
 
 @pytest.mark.parametrize(
-    ("case", "issuer_edit", "subject", "audience"),
+    ("case", "issuer_edit", "subject", "audience", "code"),
     [
-        ("wrong subject", None, "system:serviceaccount:orders:someone-else", AUDIENCE),
-        ("wrong audience", None, SUBJECT, "api://SomethingElse"),
-        ("issuer without trailing slash", "strip", SUBJECT, AUDIENCE),
-        ("issuer in other case", "upper", SUBJECT, AUDIENCE),
+        ("wrong subject", None, "system:serviceaccount:orders:someone-else", AUDIENCE, "AADSTS700213"),
+        ("subject in other case", None, SUBJECT.upper(), AUDIENCE, "AADSTS7002138"),
+        ("wrong audience", None, SUBJECT, "api://SomethingElse", "AADSTS700212"),
+        ("issuer without trailing slash", "strip", SUBJECT, AUDIENCE, "AADSTS700211"),
+        ("issuer in other case", "upper", SUBJECT, AUDIENCE, "AADSTS700211"),
     ],
 )
-def test_mismatches_are_aadsts70021(
+def test_mismatches_name_what_did_not_match(
     sandbox: Sandbox,
     federated: dict[str, str],
     tmp_path: Path,
@@ -94,21 +95,23 @@ def test_mismatches_are_aadsts70021(
     issuer_edit: str | None,
     subject: str,
     audience: str,
+    code: str,
 ) -> None:
+    """Exact matching, each part with its own code, as Entra answers: issuer, then subject, then audience."""
     issuer = federated["issuer"]
     if issuer_edit == "strip":
         issuer = issuer.rstrip("/")
     elif issuer_edit == "upper":
         issuer = issuer.replace(sandbox.tenant_id, sandbox.tenant_id.upper())
     assertion = sandbox.sign_assertion(federated["key"], issuer, subject, audience)
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with pytest.raises(ClientAuthenticationError, match=rf"{code}\b"):
         _credential(sandbox, tmp_path, federated["client_id"], assertion).get_token(sandbox.url + "/.default")
 
 
 def test_deleted_fic_no_longer_matches(sandbox: Sandbox, federated: dict[str, str], tmp_path: Path) -> None:
     sandbox.msi().federated_identity_credentials.delete("rg-app", "orders-api", "aks-dev")
     assertion = sandbox.sign_assertion(federated["key"], federated["issuer"], SUBJECT)
-    with pytest.raises(ClientAuthenticationError, match="AADSTS70021"):
+    with pytest.raises(ClientAuthenticationError, match=r"AADSTS70021\b"):  # no credential at all
         _credential(sandbox, tmp_path, federated["client_id"], assertion).get_token(sandbox.url + "/.default")
 
 

@@ -1,0 +1,279 @@
+#!/usr/bin/python
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: verify
+short_description: Prove that each workload of a cluster signs in and holds exactly what it declares
+version_added: 0.3.0
+description:
+  - For each workload of the list, checks the chain its pods go through, in order, and stops at the first broken
+    link, naming it and its remedy.
+  - C(identity), the managed identity (or app registration and its service principal) exists.
+  - C(service_account), the ServiceAccount exists and its C(azure.workload.identity/client-id) (and C(tenant-id))
+    annotations name that identity.
+  - C(pod_template), each listed controller's pod template carries the label C(azure.workload.identity/use=true)
+    and runs as that ServiceAccount.
+  - C(webhook), a server-side dry-run pod made from each template (from the account alone when the workload lists
+    no controller) comes back mutated by the azure-workload-identity webhook, with C(AZURE_CLIENT_ID) (the
+    identity's), C(AZURE_FEDERATED_TOKEN_FILE) and a projected token of audience C(api://AzureADTokenExchange).
+    "No webhook answered" (nothing mutated the pod) and "webhook failed" (admission could not call it) are distinct
+    findings.
+  - C(sign_in), a token for the ServiceAccount (TokenRequest, audience C(api://AzureADTokenExchange), 10 minutes)
+    exchanges at Entra ID for an ARM token of the identity. A credential that matches exactly but is refused is
+    waited out for O(propagation_wait) seconds (a new credential takes up to a minute or so), and the wait is
+    reported. Entra's AADSTS codes are told as plain causes, with what is wrong in the credentials as Azure has them
+    (an issuer with another trailing slash, a subject with a typo, no credential).
+  - C(permissions), with the workload's own token, ARM's permissions API at each declared scope grants each
+    declared role's actions and data actions, and the assignment itself is there.
+  - C(assignments), the access review, outside the chain; the principal holds no role assignment beyond the
+    declared ones, in the subscriptions the workloads' scopes name. Extras are findings; nothing is removed.
+  - Read only. A dry run stores no pod and a TokenRequest stores nothing. The tokens stay in memory and never
+    appear in the result, even with C(-vvv).
+  - Azure is read once for the cluster, as the rollout reads it. Each workload costs one read of its
+    ServiceAccount, one of each controller, one dry run per template, one token request, one exchange at Entra and
+    one permissions read per declared scope.
+options:
+  cluster_name:
+    description: The cluster's name, as the inventory names it.
+    type: str
+    required: true
+  cluster_resource_group:
+    description: The cluster's resource group (tells this cluster's identities apart from a same-named cluster's).
+    type: str
+  issuer_url:
+    description: The cluster's OIDC issuer URL, as AKS reports it. Unset, every workload's sign-in is a finding.
+    type: str
+  identity_resource_group:
+    description: Where workloads' identities are, unless a workload says otherwise.
+    type: str
+  workloads:
+    description:
+      - The cluster's workloads, as M(workload_identity.aks.workload_identities) takes them (the inventory's
+        C(workload_identity_workloads)).
+    type: list
+    elements: dict
+    required: true
+  accepted:
+    description:
+      - Findings that are known and accepted. Each entry names the C(workload), the C(link) (one of C(identity),
+        C(service_account), C(pod_template), C(webhook), C(sign_in), C(permissions), C(assignments)), the
+        C(reason) (shown in the access review), and optionally C(matching), a text the finding must contain (a
+        role's name, a scope).
+      - An accepted finding does not count against the run; a broken link still stops its workload's chain.
+    type: list
+    elements: dict
+    default: []
+  propagation_wait:
+    description: Seconds to wait for Entra to accept a credential that matches exactly (a new one propagating).
+    type: float
+    default: 120
+  max_concurrency:
+    description: How many workloads are checked at a time.
+    type: int
+    default: 8
+extends_documentation_fragment:
+  - workload_identity.aks.azure
+  - workload_identity.aks.kube
+  - workload_identity.aks.azure.INFO_ATTRIBUTES
+requirements:
+  - azure-identity
+  - azure-mgmt-msi
+  - azure-mgmt-authorization
+  - kubernetes (the Python client)
+author:
+  - workload_identity.aks maintainers (@workload-identity)
+"""
+
+EXAMPLES = r"""
+- name: Verify every workload of aks-prod
+  workload_identity.aks.verify:
+    cluster_name: aks-prod
+    cluster_resource_group: rg-aks-prod
+    issuer_url: "{{ issuer.issuer_url }}"
+    identity_resource_group: rg-identities-prod
+    context: aks-prod
+    workloads: "{{ workload_identity_workloads }}"
+    accepted:
+      - workload: reports
+        link: assignments
+        matching: Reader
+        reason: read access across the subscription is approved (CHG-1234)
+  register: verified
+
+- name: Fail on what is not accepted
+  ansible.builtin.assert:
+    that: verified.summary.findings == 0
+"""
+
+RETURN = r"""
+cluster:
+  description: The cluster.
+  returned: always
+  type: str
+issuer_url:
+  description: The issuer the credentials were checked against.
+  returned: always
+  type: str
+checked_at:
+  description: When the chains were checked (UTC, ISO 8601).
+  returned: always
+  type: str
+workloads:
+  description: Per workload, in the order given, its chain as checked.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The workload.
+      type: str
+    identity:
+      description: C(kind) (C(user_assigned) or C(application)), C(name), C(client_id), C(principal_id), C(tenant_id);
+        empty when it does not exist.
+      type: dict
+    credential:
+      description: The federated credential that trusts this cluster's token (C(name), C(issuer), C(subject)), or the
+        closest one when none matches; null when there is none.
+      type: dict
+    roles:
+      description: Each declared role, C(role), C(scope) and C(granted) (null when the chain stopped before it).
+      type: list
+      elements: dict
+    links:
+      description: Each link in chain order, C(link) and C(status) (C(ok), C(broken), C(accepted), C(not checked)).
+      type: list
+      elements: dict
+    findings:
+      description: What is wrong, each with C(link), C(message), C(remedy) and C(accepted) (the reason, or null).
+      type: list
+      elements: dict
+    verified:
+      description: Whether every finding (if any) is accepted.
+      type: bool
+    sign_in_wait:
+      description: Seconds waited for a new credential to propagate, when there was a wait.
+      type: float
+summary:
+  description: Counts, C(workloads), C(verified), C(findings) (not accepted) and C(accepted).
+  returned: always
+  type: dict
+requests:
+  description: Requests made to the Kubernetes API server, C(kubernetes).
+  returned: always
+  type: dict
+problems:
+  description: Every mistake in the list or in O(accepted) (when it fails validation).
+  returned: on failure
+  type: list
+  elements: str
+"""
+
+from datetime import datetime, timezone
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
+    AzureApiError,
+    KubeApiError,
+    ValidationError,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import (
+    KUBE_AUTH_ARGSPEC,
+    KubeClient,
+    KubeConnection,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
+from ansible_collections.workload_identity.aks.plugins.module_utils._verify import Verifier
+from ansible_collections.workload_identity.aks.plugins.module_utils._verify_findings import (
+    accept,
+    accepted_problems,
+    summary,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._verify_probes import ArmProbe, KubeProbe
+
+
+def main() -> None:
+    module = AzureModule(
+        argument_spec={
+            "cluster_name": {"type": "str", "required": True},
+            "cluster_resource_group": {"type": "str"},
+            "issuer_url": {"type": "str"},
+            "identity_resource_group": {"type": "str"},
+            "workloads": {"type": "list", "elements": "dict", "required": True},
+            "accepted": {"type": "list", "elements": "dict", "default": []},
+            "propagation_wait": {"type": "float", "default": 120},
+            "max_concurrency": {"type": "int", "default": 8},
+            **KUBE_AUTH_ARGSPEC,
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    cluster = p["cluster_name"]
+    workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
+    # Privileged roles are a rollout decision; verify checks whatever is declared.
+    validated = validate_workloads(
+        cluster, workloads, identity_resource_group=p["identity_resource_group"], allow_privileged_roles=True
+    )
+    problems = validated.problems + accepted_problems(cluster, p["accepted"], {w.name for w in validated.specs})
+    if problems:
+        module.fail_problems(problems, f"in what verify was given for {cluster}")
+    subscription = module.connection.subscription_id or ""
+    batch = Batch(
+        cluster,
+        subscription,
+        p["issuer_url"],
+        None,
+        validated.specs,
+        prune=False,
+        allow_privileged_roles=True,  # verify reports what is there; it refuses nothing
+        resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
+        cluster_scope=cluster_scope(subscription, p["cluster_resource_group"]),
+    )
+    kube_connection = KubeConnection(p)
+    for warning in kube_connection.warnings:
+        module.warn(warning)
+    try:
+        engine = Workloads.from_clients(
+            module.client("msi"),
+            module.client("authorization"),
+            module.retry_policy,
+            subscription,
+            module.client("graph") if any(w.is_application for w in validated.specs) else None,
+        )
+        reads = engine.read(batch)
+        kube = KubeClient(kube_connection.api_client(), module.retry_policy)
+        verifier = Verifier(
+            batch,
+            reads,
+            engine.resolve,
+            KubeProbe(kube),
+            ArmProbe(module.connection, module.retry_policy),
+            module.connection,
+            p["propagation_wait"],
+        )
+        verdicts = verifier.verify_all(p["max_concurrency"])
+    except ValidationError as exc:
+        module.fail_problems(exc.problems, f"verifying {cluster}")
+    except (AzureApiError, KubeApiError) as exc:
+        module.fail_error(exc, f"verifying {cluster}")
+    accept(verdicts, p["accepted"])
+    for warning in dict.fromkeys(engine.warnings):
+        module.warn(warning)
+    module.exit_json(
+        changed=False,
+        cluster=cluster,
+        issuer_url=p["issuer_url"],
+        checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        workloads=[v.as_dict() for v in verdicts],
+        summary=summary(verdicts),
+        requests={"kubernetes": kube.requests},
+    )
+
+
+if __name__ == "__main__":
+    main()
