@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube bench test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser bench test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -61,9 +61,16 @@ unit: setup
 	@echo "==> unit tests"
 	@$(BIN)/pytest -q tests/unit
 
-integration: setup tools kube $(AZ_CLI)
+integration: setup tools kube browser $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
 	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q --durations=15 tests/integration
+
+## browser: Debian's Chromium and ChromeDriver, which open the access review's HTML page in a test
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { echo "==> installing chromium and chromium-driver"; \
+		$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
 
 # The Azure CLI, an independent client pointed at the sandbox by the tests (its own venv: it pins
 # its own azure-* packages).

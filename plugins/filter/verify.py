@@ -53,8 +53,17 @@ def _rows(run: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for cluster in run["clusters"]:
         if cluster.get("error"):
-            rows.append({"cluster": cluster["cluster"], "workload": "-", "identity": "-", "credential": "-",
-                         "roles": "-", "result": str(cluster["error"]), "status": "finding"})
+            rows.append(
+                {
+                    "cluster": cluster["cluster"],
+                    "workload": "(no workload checked)",
+                    "identity": "-",
+                    "credential": "-",
+                    "roles": "-",
+                    "result": str(cluster["error"]),
+                    "status": "finding",
+                }
+            )
             continue
         for w in cluster.get("workloads") or []:
             identity = w.get("identity") or {}
@@ -95,7 +104,7 @@ def verify_lines(report: Any) -> list[str]:
     run = _as_run(report)
     s = run["summary"]
     lines = [
-        f"{s['workloads']} workloads, {s['verified']} verified, {s['findings']} findings not accepted, "
+        f"{s['workloads']} workloads, {s['verified']} verified, {s['findings']} finding(s) not accepted, "
         f"{s['accepted']} accepted"
     ]
     for row in _rows(run):
@@ -115,7 +124,7 @@ def verify_markdown(report: Any) -> str:
     out = [
         f"# Access review: {names}",
         "",
-        f"{s['workloads']} workloads, {s['verified']} verified, {s['findings']} findings not accepted, "
+        f"{s['workloads']} workloads, {s['verified']} verified, {s['findings']} finding(s) not accepted, "
         f"{s['accepted']} accepted. Checked {', '.join(checked) or '(not checked)'}.",
         "",
         "| Cluster | Workload | Identity | Credential | Roles @ scopes | Result |",
@@ -142,6 +151,7 @@ _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1b1b}
 table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #ccc;padding:.4em .6em;text-align:left;vertical-align:top}
+td.result{min-width:26em}td.roles{word-break:break-all;min-width:20em}
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.finding td.result{background:#fde2e1;color:#8a1c14;font-weight:600}
@@ -184,17 +194,17 @@ def verify_html(report: Any) -> str:
     # The review's data, for tools that read the page (escaped so that no value can end the script element).
     data = json.dumps(run, sort_keys=True).replace("<", "\\u003c")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Access review: {html.escape(names)}</title><style>{_STYLE}</style></head><body>"
         f"<h1>Access review: {html.escape(names)}</h1>"
-        f"<p id=\"summary\">{s['workloads']} workloads, {s['verified']} verified, "
-        f"<strong>{s['findings']} findings not accepted</strong>, {s['accepted']} accepted.</p>"
-        "<table id=\"review\"><thead><tr>"
+        f'<p id="summary">{s["workloads"]} workloads, {s["verified"]} verified, '
+        f"<strong>{s['findings']} finding(s) not accepted</strong>, {s['accepted']} accepted.</p>"
+        '<table id="review"><thead><tr>'
         + "".join(f"<th>{h}</th>" for h in head)
         + "</tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
-        f"<script type=\"application/json\" id=\"review-data\">{data}</script>"
+        f'<script type="application/json" id="review-data">{data}</script>'
         f"<script>{_SCRIPT}</script></body></html>\n"
     )
 

@@ -180,7 +180,7 @@ class Connection:
         return AzureCliCredential(tenant_id=tenant or "")
 
     def client(self, name: str, credential: Any = None) -> Any:
-        """An ARM SDK client, signed in as the automation principal, or with ``credential`` (a workload's, to verify)."""
+        """An ARM SDK client as the automation principal, or with ``credential`` (a workload's own, to verify)."""
         module_name, class_name = _CLIENTS[name]
         if not self.subscription_id:
             raise ValidationError(["subscription_id is required (or AZURE_SUBSCRIPTION_ID)"])

@@ -202,11 +202,23 @@ class KubeClient:
         query += [("limit", str(limit))] if limit else []
         return list(self._call("GET", path, operation, query=query).get("items") or [])
 
-    def create(
-        self, path: str, body: dict[str, Any], operation: str, query: list[tuple[str, str]] | None = None
-    ) -> dict[str, Any] | None:
-        """What the API server answers (``query``: ``dryRun=All`` for a server-side dry run, say)."""
-        return self._call("POST", path, operation, body=body, query=query)  # type: ignore[no-any-return]
+    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
+        self._call("POST", path, operation, body=body)
+
+    def dry_run_create(self, path: str, body: dict[str, Any], operation: str) -> dict[str, Any]:
+        """The object as admission (mutating webhooks included) would store it; a server-side dry run stores nothing."""
+        return dict(self._call("POST", path, operation, body=body, query=[("dryRun", "All")]) or {})
+
+    def token(self, namespace: str, name: str, audience: str, seconds: int) -> str:
+        """A ServiceAccount token (TokenRequest): signed by the API server, stored nowhere, kept by the caller only."""
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"audiences": [audience], "expirationSeconds": seconds},
+        }
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+        answer = self._call("POST", path, f"request a token for {namespace}/{name}", body=request) or {}
+        return str((answer.get("status") or {}).get("token") or "")
 
     def patch(self, path: str, body: dict[str, Any], operation: str) -> None:
         self._call("PATCH", path, operation, body=body)

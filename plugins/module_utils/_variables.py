@@ -43,6 +43,10 @@ VARIABLE_TYPES: dict[str, str | tuple[str, ...]] = {
     "workload_identity_report_dir": "str",
     "workload_identity_teardown_everything": "bool",
     "workload_identity_tenant_id": "str",
+    "workload_identity_verify": "bool",
+    "workload_identity_verify_accepted": "list",
+    "workload_identity_verify_fail_on": ("findings", "none"),
+    "workload_identity_verify_propagation_wait": "count",
     "workload_identity_webhook_mode": ("helm", "addon"),
     WORKLOADS: "list",
 }

@@ -28,8 +28,9 @@ from typing import Any
 from ._azure_application import application_state
 from ._azure_batch_reads import Batch, Reads, ref_key
 from ._azure_client import Connection
-from ._azure_role_assignment import Role, role_guid
+from ._azure_role_assignment import Role
 from ._errors import ApiError, KubeApiError, ValidationError
+from ._ids import role_guid
 from ._inventory import RoleSpec, WorkloadSpec
 from ._retry import WEBHOOK_FAILED
 from ._verify_checks import (
@@ -100,14 +101,27 @@ class Verifier:
             "principal_id": signer.principal_id,
             "tenant_id": signer.tenant_id,
         }
+        if self.batch.issuer_url:
+            # Shown whatever link breaks: the credential that trusts this cluster's token, or the closest one.
+            matched, _problem = credential_problem(
+                self.cluster, signer.name, signer.credentials, self.batch.issuer_url, workload.subject
+            )
+            if matched is not None:
+                verdict.credential = {k: matched[k] for k in ("name", "issuer", "subject")}
         roles = self._roles(workload)
         verdict.roles = [{"role": r.role, "scope": r.scope, "granted": None} for r in workload.roles]
         try:
             self._chain(workload, signer, roles, verdict)
         except ApiError as exc:
             # A link that could not be checked is not verified: say which, and why.
-            link = next((link for link in ("service_account", "pod_template", "webhook", "sign_in", "permissions")
-                         if link not in verdict.links), "permissions")
+            link = next(
+                (
+                    link
+                    for link in ("service_account", "pod_template", "webhook", "sign_in", "permissions")
+                    if link not in verdict.links
+                ),
+                "permissions",
+            )
             verdict.find(link, f"could not be checked: {exc}", "see the error; run verify again once it is fixed")
         self._review(workload, signer, roles, verdict)
         return verdict
@@ -219,8 +233,6 @@ class Verifier:
             )
             return None
         matched, problem = credential_problem(self.cluster, signer.name, signer.credentials, issuer, subject)
-        if matched is not None:
-            verdict.credential = {k: matched[k] for k in ("name", "issuer", "subject")}
         token = self.kube.token(workload.namespace, workload.service_account)
         credential = self.connection.workload_credential(signer.tenant_id or "", signer.client_id, lambda: token)
         started = self.clock()

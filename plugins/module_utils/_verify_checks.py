@@ -61,7 +61,7 @@ def template_problem(
     bound_to = (template.get("spec") or {}).get("serviceAccountName") or "default"
     if labels.get(USE_LABEL) != "true":
         return (
-            f"{where}: its pod template lacks the label {USE_LABEL}: \"true\" (the webhook leaves its pods alone)",
+            f'{where}: its pod template lacks the label {USE_LABEL}: "true" (the webhook leaves its pods alone)',
             rerun(cluster, "it labels the pod template; the controller rolls out"),
         )
     if bound_to != account:
@@ -99,7 +99,9 @@ def probe_template(account: str) -> dict[str, Any]:
     }
 
 
-def mutation_problem(cluster: str, what: str, pod: dict[str, Any], client_id: str, tenant_id: str | None) -> Problem | None:
+def mutation_problem(
+    cluster: str, what: str, pod: dict[str, Any], client_id: str, tenant_id: str | None
+) -> Problem | None:
     """Whether the dry-run pod came back as the webhook mutates it: token file, client id, audience."""
     spec = pod.get("spec") or {}
     containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
@@ -120,7 +122,7 @@ def mutation_problem(cluster: str, what: str, pod: dict[str, Any], client_id: st
             "register the azure-workload-identity webhook on the cluster: workload_identity_webhook_mode addon (AKS "
             f"turns it on) or helm, then {rerun(cluster, 'it enables it')}",
         )
-    wrong_client = sorted({str(env.get('AZURE_CLIENT_ID')) for env in injected} - {client_id})
+    wrong_client = sorted({str(env.get("AZURE_CLIENT_ID")) for env in injected} - {client_id})
     if wrong_client:
         return (
             f"the webhook injects client id {', '.join(wrong_client)} into a pod of {what}, not {client_id}",
@@ -129,7 +131,8 @@ def mutation_problem(cluster: str, what: str, pod: dict[str, Any], client_id: st
     wrong_tenant = sorted({str(env.get("AZURE_TENANT_ID")) for env in injected} - {str(tenant_id)}) if tenant_id else []
     if wrong_tenant:
         return (
-            f"the webhook injects tenant {', '.join(wrong_tenant)} into a pod of {what}; the identity is in {tenant_id}",
+            f"the webhook injects tenant {', '.join(wrong_tenant)} into a pod of {what}; the identity is in "
+            f"{tenant_id}",
             rerun(cluster, "it sets the ServiceAccount's tenant annotation"),
         )
     if DEFAULT_AUDIENCE not in audiences:
@@ -183,11 +186,13 @@ def credential_problem(
     by_issuer = [c for c in credentials if c["issuer"] == issuer]
     if by_issuer:
         closest = difflib.get_close_matches(subject, [c["subject"] for c in by_issuer], n=1, cutoff=0.6)
-        found = next((c for c in by_issuer if closest and c["subject"] == closest[0]), None)
-        if found is not None:
-            case = " (they differ only in case)" if found["subject"].lower() == subject.lower() else ""
-            return found, (
-                f"federated credential {found['name']} on {identity} trusts subject '{found['subject']}', not "
+        near = next((c for c in by_issuer if c["subject"].lower() == subject.lower()), None) or next(
+            (c for c in by_issuer if closest and c["subject"] == closest[0]), None
+        )
+        if near is not None:
+            case = " (they differ only in case)" if near["subject"].lower() == subject.lower() else ""
+            return near, (
+                f"federated credential {near['name']} on {identity} trusts subject '{near['subject']}', not "
                 f"'{subject}'{case}",
                 fix,
             )

@@ -47,7 +47,10 @@ def aadsts_cause(message: str) -> str:
     if code is None:
         return f"Entra refused the exchange: {message[:300]}"
     cause = AADSTS_CAUSES.get(code)
-    return f"AADSTS{code}: {cause}" if cause else f"AADSTS{code}: {message.split(chr(10))[0][:300]}"
+    if cause:
+        return f"AADSTS{code}: {cause}"
+    said = message[message.index(f"AADSTS{code}") :]
+    return said.splitlines()[0][:300]
 
 
 @dataclass

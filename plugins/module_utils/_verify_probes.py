@@ -40,22 +40,11 @@ class KubeProbe:
 
     def dry_run(self, namespace: str, pod: dict[str, Any], what: str) -> dict[str, Any]:
         """The pod as admission (the webhook among it) would make it; nothing is stored."""
-        answer = self.client.create(
-            f"/api/v1/namespaces/{namespace}/pods", pod, f"dry-run a pod of {what}", query=[("dryRun", "All")]
-        )
-        return dict(answer or {})
+        return self.client.dry_run_create(f"/api/v1/namespaces/{namespace}/pods", pod, f"dry-run a pod of {what}")
 
     def token(self, namespace: str, name: str) -> str:
         """A short-lived token for the account, with the audience Entra's exchange expects (as the kubelet projects)."""
-        request = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"audiences": [DEFAULT_AUDIENCE], "expirationSeconds": TOKEN_SECONDS},
-        }
-        answer = self.client.create(
-            f"{Paths.service_account(namespace, name)}/token", request, f"request a token for {namespace}/{name}"
-        )
-        return str(dig(answer or {}, "status", "token") or "")
+        return self.client.token(namespace, name, DEFAULT_AUDIENCE, TOKEN_SECONDS)
 
 
 class ArmProbe:
@@ -81,9 +70,8 @@ class ArmProbe:
         )
         blocks: list[dict[str, Any]] = []
         while url:
-            page_url = url
 
-            def get() -> dict[str, Any]:
+            def get(page_url: str = url) -> dict[str, Any]:
                 response = pipeline.send_request(HttpRequest("GET", page_url))
                 response.raise_for_status()
                 return dict(response.json())

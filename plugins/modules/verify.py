@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: verify
 short_description: Prove that each workload of a cluster signs in and holds exactly what it declares
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - For each workload of the list, checks the chain its pods go through, in order, and stops at the first broken
     link, naming it and its remedy.
@@ -64,7 +64,7 @@ options:
         role's name, a scope).
       - An accepted finding does not count against the run; a broken link still stops its workload's chain.
     type: list
-    elements: dict
+    elements: raw
     default: []
   propagation_wait:
     description: Seconds to wait for Entra to accept a credential that matches exactly (a new one propagating).
@@ -171,7 +171,7 @@ problems:
   elements: str
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
@@ -205,7 +205,8 @@ def main() -> None:
             "issuer_url": {"type": "str"},
             "identity_resource_group": {"type": "str"},
             "workloads": {"type": "list", "elements": "dict", "required": True},
-            "accepted": {"type": "list", "elements": "dict", "default": []},
+            # Checked by accepted_problems, naming the inventory's variable and the entry.
+            "accepted": {"type": "list", "elements": "raw", "default": []},
             "propagation_wait": {"type": "float", "default": 120},
             "max_concurrency": {"type": "int", "default": 8},
             **KUBE_AUTH_ARGSPEC,
@@ -268,7 +269,7 @@ def main() -> None:
         changed=False,
         cluster=cluster,
         issuer_url=p["issuer_url"],
-        checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         workloads=[v.as_dict() for v in verdicts],
         summary=summary(verdicts),
         requests={"kubernetes": kube.requests},

@@ -54,7 +54,7 @@ def main() -> None:
     logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     state = Path(os.environ.get("SANDBOX_STATE_DIR") or DEFAULT_STATE)
     env: dict[str, str] = json.loads((state / "sandbox.json").read_text())
-    url, ca, sub = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"], env["AZURE_SUBSCRIPTION_ID"]
+    sub = env["AZURE_SUBSCRIPTION_ID"]
     print("==> the estate before the rollout")
     prepare_estate(state, env)
 

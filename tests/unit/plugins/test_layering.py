@@ -1,7 +1,8 @@
 """The house rules of plugins/module_utils (see its README), enforced on the source.
 
 - Layering: shared building blocks import only each other; the Kubernetes side (_kube_*) never imports the Azure
-  side (_azure_*) or the reverse; a Kubernetes-only module imports no Azure util.
+  side (_azure_*) or the reverse; a Kubernetes-only module imports no Azure util; verification (_verify*) sits above
+  both and nothing below imports it.
 - Engines are the only writers: a call that writes (put, create, patch, delete, create_or_update, begin_*) appears
   only in an I/O class (``*Api``, ``*Client``), an ``ensure_*`` engine or ``Bindings.apply``; never in a module or
   in the batch code.
@@ -46,6 +47,8 @@ KUBE_ONLY_MODULES = {"service_accounts", "service_accounts_info"}
 
 
 def side(name: str) -> str:
+    if name.startswith("_verify"):
+        return "verify"  # above both sides: it checks what they made, through their I/O classes
     return "azure" if name.startswith("_azure_") else "kube" if name.startswith("_kube_") else "shared"
 
 
@@ -70,6 +73,8 @@ def layering_problems(name: str, source: str) -> list[str]:
             problems.append(f"{name} is a shared building block but imports {imported} ({theirs} side)")
         if {mine, theirs} == {"azure", "kube"}:
             problems.append(f"{name} ({mine} side) imports {imported} ({theirs} side)")
+        if theirs == "verify" and mine != "verify":
+            problems.append(f"{name} ({mine} side) imports {imported}: verification sits above both sides")
     return problems
 
 
@@ -124,6 +129,9 @@ def test_the_rules_catch_what_they_forbid() -> None:
     assert writes_outside_engines("_azure_identity", engine) == []
     assert layering_problems("_kube_bindings", "from ._azure_identity import IdentityApi\n") == [
         "_kube_bindings (kube side) imports _azure_identity (azure side)"
+    ]
+    assert layering_problems("_azure_batch", "from ._verify import Verifier\n") == [
+        "_azure_batch (azure side) imports _verify: verification sits above both sides"
     ]
     assert layering_problems("_inventory", "from ._kube_client import KubeClient\n") == [
         "_inventory is a shared building block but imports _kube_client (kube side)"

@@ -1,0 +1,373 @@
+"""playbooks/verify.yml after the demo's rollout: every workload verified, then one link broken at a time by hand.
+
+The estate is the demo's (examples/inventories/sandbox: two clusters, managed identities and an app registration),
+rolled out once with site.yml. Each break is made as an operator or an accident would make it (kubectl, the Azure
+SDKs), verify runs on that cluster, and the review must name exactly that workload, that link and the remedy, and
+nothing else; then the break is undone and the next one made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox.demo import INVENTORY, ansible_env, prepare_estate
+
+DEV = "aks-dev"
+ORDERS_RG = "rg-identities-dev"
+ORDERS_IDENTITY = "id-aks-dev-orders-orders-api"
+ORDERS_FIC = "aks-dev-orders-orders-api"
+ORDERS_SUBJECT = "system:serviceaccount:orders:orders-api"
+WEBHOOK_CONFIGURATION = "azure-wi-webhook-mutating-webhook-configuration"
+
+
+@dataclass
+class Estate:
+    box: Sandbox
+    env: dict[str, str]
+    root: Path
+    runs: int = 0
+
+    def playbook(self, playbook: str, *options: str) -> subprocess.CompletedProcess[str]:
+        self.runs += 1
+        reports = self.root / f"run-{self.runs}"
+        env = {**self.env, "WORKLOAD_IDENTITY_REPORT_DIR": str(reports)}
+        command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), playbook, *options]
+        done = subprocess.run(command, env=env, cwd=PROJECT, capture_output=True, text=True, timeout=900, check=False)
+        (self.root / f"run-{self.runs}.txt").write_text(done.stdout + done.stderr)
+        return done
+
+    def verify(self, *options: str, expect_ok: bool | None = None) -> tuple[dict[str, Any], str]:
+        """verify.yml on aks-dev (unless told otherwise): the run's review and the output."""
+        done = self.playbook("playbooks/verify.yml", "--limit", DEV, *options)
+        output = done.stdout + done.stderr
+        if expect_ok is not None:
+            assert (done.returncode == 0) is expect_ok, output[-6000:]
+        review = json.loads((self.root / f"run-{self.runs}" / "access-review.json").read_text())
+        return review, output
+
+    def kube(self) -> Any:
+        return k8s_config.new_client_from_config(str(self.box.state_dir / "kubeconfig"), context=DEV)
+
+
+def findings(review: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(workload, link, message) of every finding not accepted."""
+    return [
+        (w["name"], f["link"], f["message"] + " | " + f["remedy"])
+        for c in review["clusters"]
+        for w in c["workloads"]
+        for f in w["findings"]
+        if not f["accepted"]
+    ]
+
+
+@pytest.fixture(scope="module")
+def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    """The demo's estate in the session's sandbox, rolled out once."""
+    state = kube_sandbox.state_dir
+    sandbox_env = json.loads((state / "sandbox.json").read_text())
+    prepare_estate(state, sandbox_env, kube=True)
+    env = ansible_env(sandbox_env, state)
+    found = Estate(kube_sandbox, env, tmp_path_factory.mktemp("verify"))
+    rollout = found.playbook("playbooks/site.yml")
+    assert rollout.returncode == 0, (rollout.stdout + rollout.stderr)[-6000:]
+    yield found
+
+
+def test_every_workload_of_both_clusters_is_verified(estate: Estate) -> None:
+    done = estate.playbook("playbooks/verify.yml", "-vvv")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    review = json.loads((estate.root / f"run-{estate.runs}" / "access-review.json").read_text())
+    assert review["summary"] == {"clusters": 2, "workloads": 7, "verified": 7, "findings": 0, "accepted": 0}
+    kinds = {w["identity"]["kind"] for c in review["clusters"] for w in c["workloads"]}
+    assert kinds == {"user_assigned", "application"}
+    for cluster in review["clusters"]:
+        for workload in cluster["workloads"]:
+            assert [link["status"] for link in workload["links"]] == ["ok"] * 7, workload
+            assert all(role["granted"] for role in workload["roles"])
+    # The per-cluster reviews are there too; the task count does not depend on the number of workloads.
+    assert {p.name for p in (estate.root / f"run-{estate.runs}").iterdir()} >= {
+        f"{c}.verify.{ext}" for c in ("aks-dev", "aks-prod") for ext in ("json", "md", "html")
+    }
+    # Even with -vvv, no token (a JWT: three base64url parts, the first one '{"' encoded) is in the output.
+    assert "eyJ" not in output
+
+
+def test_a_pod_template_without_the_label(estate: Estate) -> None:
+    apps = k8s.AppsV1Api(estate.kube())
+    patch = {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": None}}}}}
+    apps.patch_namespaced_deployment("web-frontend", "web", patch)
+    try:
+        review, output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("web-frontend", "pod_template")
+        assert "Deployment web/web-frontend: its pod template lacks the label" in message
+        assert "run playbooks/site.yml for aks-dev" in message
+        assert "cluster aks-dev: 1 finding(s) not accepted" in " ".join(output.split())
+    finally:
+        restore = {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}}
+        apps.patch_namespaced_deployment("web-frontend", "web", restore)
+
+
+def test_a_service_account_naming_another_client_id(estate: Estate) -> None:
+    core = k8s.CoreV1Api(estate.kube())
+    account = core.read_namespaced_service_account("orders-api", "orders")
+    client_id = account.metadata.annotations["azure.workload.identity/client-id"]
+    other = str(uuid.uuid4())
+    core.patch_namespaced_service_account(
+        "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": other}}}
+    )
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "service_account")
+        assert f"names client id {other}; the identity's client id is {client_id}" in message
+    finally:
+        core.patch_namespaced_service_account(
+            "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": client_id}}}
+        )
+
+
+def _webhook_pid(box: Sandbox, cluster: str) -> int:
+    """The add-on's webhook process of one cluster (its certificate folder is under that cluster's folder)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if (
+            command
+            and command[0].endswith("azure-wi-webhook")
+            and any(a.startswith(f"--webhook-cert-dir={box.state_dir}/") and f"/{cluster}/" in a for a in command)
+        ):
+            return int(proc.name)
+    raise AssertionError(f"no webhook process for {cluster}")
+
+
+def test_a_stopped_webhook_and_no_webhook_at_all(estate: Estate) -> None:
+    """A webhook that is registered but does not answer fails admission; one not registered mutates nothing."""
+    pid = _webhook_pid(estate.box, DEV)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        review, _output = estate.verify(expect_ok=False)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    found = findings(review)
+    assert {(w, link) for w, link, _m in found} == {
+        (w, "webhook") for w in ("orders-api", "billing-worker", "web-frontend")
+    }
+    assert all("webhook failed: creating a pod of" in m for _w, _l, m in found), found
+
+    admission = k8s.AdmissionregistrationV1Api(estate.kube())
+    saved = admission.read_mutating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    admission.delete_mutating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    try:
+        review, _output = estate.verify(expect_ok=False)
+    finally:
+        saved.metadata.resource_version = None
+        saved.metadata.uid = None
+        admission.create_mutating_webhook_configuration(saved)
+    found = findings(review)
+    assert {(w, link) for w, link, _m in found} == {
+        (w, "webhook") for w in ("orders-api", "billing-worker", "web-frontend")
+    }
+    assert all("no webhook answered" in m and "workload_identity_webhook_mode" in m for _w, _l, m in found), found
+
+
+def _put_credential(box: Sandbox, issuer: str, subject: str) -> None:
+    box.msi().federated_identity_credentials.create_or_update(
+        ORDERS_RG,
+        ORDERS_IDENTITY,
+        ORDERS_FIC,
+        {"issuer": issuer, "subject": subject, "audiences": ["api://AzureADTokenExchange"]},
+    )
+
+
+def test_credential_deleted_with_another_issuer_or_subject(estate: Estate) -> None:
+    fics = estate.box.msi().federated_identity_credentials
+    issuer = fics.get(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC).issuer
+    assert issuer.endswith("/")
+    fics.delete(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC)
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "sign_in")
+        assert f"no federated credential on {ORDERS_IDENTITY} trusts {ORDERS_SUBJECT}" in message
+        assert "AADSTS70021:" in message and "run playbooks/site.yml for aks-dev" in message
+
+        _put_credential(estate.box, issuer.rstrip("/"), ORDERS_SUBJECT)
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "sign_in")
+        assert "(they differ in the trailing slash)" in message and "AADSTS700211:" in message
+
+        _put_credential(estate.box, issuer, "system:serviceaccount:orders:order-api")
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "sign_in")
+        assert f"trusts subject 'system:serviceaccount:orders:order-api', not '{ORDERS_SUBJECT}'" in message
+        assert "AADSTS700213:" in message
+    finally:
+        _put_credential(estate.box, issuer, ORDERS_SUBJECT)
+
+
+def test_a_new_credential_is_waited_for(estate: Estate) -> None:
+    """Entra takes a while to accept a new credential: verify waits (bounded) and says how long."""
+    fics = estate.box.msi().federated_identity_credentials
+    issuer = fics.get(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC).issuer
+    estate.box.control.configure({"fic_propagation_seconds": 8})
+    try:
+        fics.delete(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC)
+        _put_credential(estate.box, issuer, ORDERS_SUBJECT)
+        review, _output = estate.verify(expect_ok=True)
+        orders = next(w for w in review["clusters"][0]["workloads"] if w["name"] == "orders-api")
+        assert orders["verified"] and orders["sign_in_wait"] >= 5
+        assert any("after waiting" in d for d in orders["details"])
+    finally:
+        estate.box.control.configure({"fic_propagation_seconds": 0})
+
+
+def _role_definition(box: Sandbox, name: str) -> str:
+    sub = f"/subscriptions/{box.subscription_id}"
+    return next(d.id for d in box.authz().role_definitions.list(sub) if d.role_name == name)
+
+
+def test_a_deleted_assignment_and_an_extra_owner(estate: Estate) -> None:
+    authz = estate.box.authz()
+    review, _output = estate.verify(expect_ok=True)
+    workloads = {w["name"]: w for w in review["clusters"][0]["workloads"]}
+    web = workloads["web-frontend"]
+    acr_pull = next(
+        a
+        for a in authz.role_assignments.list_for_subscription(
+            filter=f"principalId eq '{web['identity']['principal_id']}'"
+        )
+    )
+    authz.role_assignments.delete_by_id(acr_pull.id)
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("web-frontend", "permissions")
+        assert "AcrPull at /subscriptions/" in message and "it is not assigned" in message
+        assert "Microsoft.ContainerRegistry/registries/pull/read" in message
+    finally:
+        authz.role_assignments.create(
+            acr_pull.scope,
+            str(uuid.uuid4()),
+            {
+                "role_definition_id": acr_pull.role_definition_id,
+                "principal_id": acr_pull.principal_id,
+                "principal_type": "ServicePrincipal",
+            },
+        )
+
+    orders = workloads["orders-api"]
+    group = f"/subscriptions/{estate.box.subscription_id}/resourceGroups/rg-data-dev"
+    owner = authz.role_assignments.create(
+        group,
+        str(uuid.uuid4()),
+        {
+            "role_definition_id": _role_definition(estate.box, "Owner"),
+            "principal_id": orders["identity"]["principal_id"],
+            "principal_type": "ServicePrincipal",
+        },
+    )
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "assignments")
+        assert f"holds Owner at {group}, which the workload does not declare" in message
+        assert f"az role assignment delete --ids {owner.id}" in message and "verify removes nothing" in message
+
+        # Accepted in the inventory, with its reason: verified, and the review says why.
+        accepted = [
+            {"workload": "orders-api", "link": "assignments", "matching": "Owner", "reason": "break-glass, CHG-42"}
+        ]
+        extra = json.dumps({"workload_identity_verify_accepted": accepted})
+        review, _output = estate.verify("-e", extra, expect_ok=True)
+        assert findings(review) == [] and review["summary"]["accepted"] == 1
+        # Report only: the same finding, and the run succeeds.
+        review, _output = estate.verify("-e", "workload_identity_verify_fail_on=none", expect_ok=True)
+        assert [(w, link) for w, link, _m in findings(review)] == [("orders-api", "assignments")]
+    finally:
+        authz.role_assignments.delete_by_id(owner.id)
+
+
+def test_a_mistake_in_the_accepted_findings_is_named_before_any_check(estate: Estate) -> None:
+    accepted = [{"workload": "order-api", "link": "roles", "reason": ""}, "assignments"]
+    extra = json.dumps({"workload_identity_verify_accepted": accepted})
+    done = estate.playbook("playbooks/verify.yml", "--limit", DEV, "-e", extra)
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert "cluster aks-dev: workload_identity_verify_accepted #1: workload: 'order-api' is not a workload" in output
+    assert "link: must be one of identity, service_account" in output
+    assert "reason: say why it is accepted" in output
+    assert "workload_identity_verify_accepted #2: must be a mapping with workload, link and reason" in output
+
+
+def test_the_review_page_in_a_real_browser(estate: Estate, tmp_path: Path) -> None:
+    """The self-contained HTML page in Debian's Chromium: it renders, one row per workload, a finding is visible,
+    and a click on a column's header sorts the rows."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    core = k8s.CoreV1Api(estate.kube())
+    account = core.read_namespaced_service_account("orders-api", "orders")
+    client_id = account.metadata.annotations["azure.workload.identity/client-id"]
+    core.patch_namespaced_service_account(
+        "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": str(uuid.uuid4())}}}
+    )
+    try:
+        done = estate.playbook("playbooks/verify.yml", "-e", "workload_identity_verify_fail_on=none")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    finally:
+        core.patch_namespaced_service_account(
+            "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": client_id}}}
+        )
+    page = estate.root / f"run-{estate.runs}" / "access-review.html"
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        browser.get(page.as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "#review tbody tr")
+        assert len(rows) == 7
+        finding = browser.find_element(By.CSS_SELECTOR, "#review tbody tr.finding td.result")
+        assert finding.is_displayed()
+        assert "service_account: ServiceAccount orders/orders-api names client id" in finding.text
+        assert "7 workloads, 6 verified, 1 finding(s) not accepted" in browser.find_element(By.ID, "summary").text
+        browser.save_screenshot(str(PROJECT / ".build" / "access-review.png"))
+        header = browser.find_elements(By.CSS_SELECTOR, "#review thead th")[1]  # Workload
+        header.click()
+        ascending = [
+            r.find_elements(By.TAG_NAME, "td")[1].text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#review tbody tr")
+        ]
+        assert ascending == sorted(ascending)
+        header.click()
+        descending = [
+            r.find_elements(By.TAG_NAME, "td")[1].text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#review tbody tr")
+        ]
+        assert descending == sorted(ascending, reverse=True)
+    finally:
+        browser.quit()

@@ -1,0 +1,237 @@
+"""The Verifier's chain on stand-ins for the cluster, Entra and ARM: the order, the stop, the bounded wait, the counts.
+
+The probes' own requests are exercised against the sandbox's real API servers and Entra by
+tests/integration/kube/test_verify.py; here only what the Verifier decides from their answers.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch, Reads, identity_key
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._verify import Verifier
+from azure.core.exceptions import ClientAuthenticationError
+
+from .fakes import SUB, TENANT
+from .test_verify_checks import BLOB, ISSUER, SUBJECT, mutated
+
+CLIENT = "11111111-2222-3333-4444-555555555555"
+PRINCIPAL = "99999999-2222-3333-4444-555555555555"
+SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/st"
+GRANTS = [
+    {
+        "actions": list(BLOB.permissions[0][0]),
+        "notActions": [],
+        "dataActions": list(BLOB.permissions[0][2]),
+        "notDataActions": [],
+    }
+]
+
+
+class Kube:
+    def __init__(self) -> None:
+        self.accounts = {
+            ("orders", "orders-api"): {"metadata": {"annotations": {"azure.workload.identity/client-id": CLIENT}}}
+        }
+        labels = {"azure.workload.identity/use": "true"}
+        self.templates = {
+            ("Deployment", "orders", "orders-api"): {
+                "metadata": {"labels": labels},
+                "spec": {"serviceAccountName": "orders-api"},
+            }
+        }
+        self.pod = mutated()
+        self.calls: list[str] = []
+
+    def account(self, namespace: str, name: str) -> Any:
+        self.calls.append("account")
+        return self.accounts.get((namespace, name))
+
+    def template(self, kind: str, namespace: str, name: str) -> Any:
+        self.calls.append("template")
+        return self.templates.get((kind, namespace, name))
+
+    def dry_run(self, namespace: str, pod: dict[str, Any], what: str) -> dict[str, Any]:
+        self.calls.append("dry_run")
+        return self.pod
+
+    def token(self, namespace: str, name: str) -> str:
+        self.calls.append("token")
+        return "header.payload.signature"
+
+
+class Arm:
+    def __init__(self) -> None:
+        self.grants = {SCOPE.lower(): GRANTS}
+        self.calls: list[str] = []
+
+    def permissions(self, credential: Any, scope: str) -> list[dict[str, Any]]:
+        self.calls.append(scope)
+        return self.grants.get(scope.lower(), [])
+
+
+class Entra:
+    """Refuses the first ``refusals`` exchanges with ``code``, then signs in."""
+
+    def __init__(self, refusals: int = 0, code: str = "70021") -> None:
+        self.refusals, self.code, self.exchanges = refusals, code, 0
+        self.scope = "https://management.azure.com/.default"
+
+    def workload_credential(self, tenant: str, client_id: str, assertion: Any) -> Any:
+        entra = self
+
+        class Credential:
+            def get_token(self, scope: str) -> Any:
+                entra.exchanges += 1
+                assert assertion() == "header.payload.signature"
+                if entra.exchanges <= entra.refusals:
+                    raise ClientAuthenticationError(
+                        message=f"AADSTS{entra.code}: No matching federated identity record"
+                    )
+                return SimpleNamespace(token="arm-token")
+
+        return Credential()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def verifier(
+    kube: Kube,
+    arm: Arm,
+    entra: Entra,
+    clock: Clock,
+    credentials: list[Any] | None = None,
+    extra: list[Any] | None = None,
+) -> Verifier:
+    workloads = [
+        {
+            "name": "orders-api",
+            "namespace": "orders",
+            "service_account": "orders-api",
+            "roles": [{"role": "Storage Blob Data Contributor", "scope": SCOPE}],
+            "controllers": [{"kind": "Deployment", "name": "orders-api"}],
+        }
+    ]
+    specs = validate_workloads(
+        "aks-dev", workloads, identity_resource_group="rg-ids", allow_privileged_roles=True
+    ).specs
+    batch = Batch("aks-dev", SUB, ISSUER, None, specs, False, True, resource_groups=("rg-ids",))
+    reads = Reads()
+    name = specs[0].identity_name
+    key = identity_key("rg-ids", name)
+    reads.identities[key] = {
+        "id": f"/subscriptions/{SUB}/resourceGroups/rg-ids/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{name}",
+        "name": name,
+        "resource_group": "rg-ids",
+        "location": "westeurope",
+        "tags": {},
+        "client_id": CLIENT,
+        "principal_id": PRINCIPAL,
+        "tenant_id": TENANT,
+    }
+    default = [
+        {
+            "id": "f",
+            "name": "aks-dev-orders-orders-api",
+            "identity": name,
+            "issuer": ISSUER,
+            "subject": SUBJECT,
+            "audiences": ["api://AzureADTokenExchange"],
+        }
+    ]
+    reads.fics[key] = default if credentials is None else credentials
+    held = [SimpleNamespace(id="/a/blob", role_definition_id=BLOB.id, scope=SCOPE, principal_id=PRINCIPAL)]
+    reads.assignments[PRINCIPAL] = held + (extra or [])
+    reads.roles_by_guid[SUB] = {BLOB.guid: BLOB}
+
+    def resolve(spec: Any, _reads: Reads) -> Role:
+        return BLOB
+
+    return Verifier(batch, reads, resolve, kube, arm, entra, 120.0, sleep=clock.sleep, clock=clock)  # type: ignore[arg-type]
+
+
+def statuses(verdict: Any) -> list[str]:
+    return [link["status"] for link in verdict.as_dict()["links"]]
+
+
+def test_a_working_chain_costs_one_request_per_link() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(), Clock()
+    [verdict] = verifier(kube, arm, entra, clock).verify_all(4)
+    assert verdict.verified and statuses(verdict) == ["ok"] * 7
+    assert kube.calls == ["account", "template", "dry_run", "token"] and arm.calls == [SCOPE] and entra.exchanges == 1
+    assert verdict.credential == {"name": "aks-dev-orders-orders-api", "issuer": ISSUER, "subject": SUBJECT}
+    assert verdict.roles == [{"role": "Storage Blob Data Contributor", "scope": SCOPE, "granted": True}]
+
+
+def test_the_chain_stops_at_the_first_broken_link_and_the_review_still_runs() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(), Clock()
+    kube.templates[("Deployment", "orders", "orders-api")]["metadata"]["labels"] = {}
+    extra = [
+        SimpleNamespace(
+            id="/a/owner",
+            role_definition_id="/x/roleDefinitions/8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+            scope=f"/subscriptions/{SUB}",
+            principal_id=PRINCIPAL,
+        )
+    ]
+    [verdict] = verifier(kube, arm, entra, clock, extra=extra).verify_all(1)
+    assert statuses(verdict) == ["ok", "ok", "broken", "not checked", "not checked", "not checked", "broken"]
+    assert [f.link for f in verdict.findings] == ["pod_template", "assignments"]
+    assert "az role assignment delete --ids /a/owner" in verdict.findings[1].remedy
+    assert kube.calls == ["account", "template"] and entra.exchanges == 0 and arm.calls == []
+
+
+def test_a_matching_credential_is_waited_for_a_bounded_time_and_the_wait_reported() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(refusals=3), Clock()
+    [verdict] = verifier(kube, arm, entra, clock).verify_all(1)
+    assert verdict.verified and verdict.sign_in_wait == 15.0 and entra.exchanges == 4
+    assert "signed in as 11111111-2222-3333-4444-555555555555 after waiting 15 s" in " ".join(verdict.details)
+    forever, clock = Entra(refusals=1000), Clock()
+    [verdict] = verifier(Kube(), Arm(), forever, clock).verify_all(1)
+    assert clock.now == 120.0 and forever.exchanges == 25
+    [finding] = verdict.findings
+    assert (
+        finding.link == "sign_in"
+        and "after 120 s although credential aks-dev-orders-orders-api matches" in finding.message
+    )
+
+
+def test_a_credential_that_cannot_match_is_not_waited_for() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(refusals=1000, code="700211"), Clock()
+    slash = [
+        {
+            "id": "f",
+            "name": "c",
+            "identity": "i",
+            "issuer": ISSUER.rstrip("/"),
+            "subject": SUBJECT,
+            "audiences": ["api://AzureADTokenExchange"],
+        }
+    ]
+    [verdict] = verifier(kube, arm, entra, clock, credentials=slash).verify_all(1)
+    assert clock.now == 0.0 and entra.exchanges == 1
+    [finding] = verdict.findings
+    assert "(they differ in the trailing slash); Entra: AADSTS700211: no federated credential trusts" in finding.message
+
+
+def test_a_role_not_granted_to_the_workloads_own_token() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(), Clock()
+    arm.grants = {}
+    [verdict] = verifier(kube, arm, entra, clock).verify_all(1)
+    [finding] = verdict.findings
+    assert finding.link == "permissions" and "not granted 3 of its actions" in finding.message
+    assert "it is assigned, yet ARM does not grant it" in finding.message and "deny assignment" in finding.remedy
+    assert verdict.roles[0]["granted"] is False
