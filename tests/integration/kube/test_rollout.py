@@ -253,8 +253,8 @@ def test_discovery_of_a_rolled_out_cluster_declares_the_same_workloads_and_site_
 
 
 def test_no_secret_or_token_in_any_output_or_file_even_with_vvv(estate: Estate) -> None:
-    """-vvv runs of site.yml, discover.yml and teardown.yml (check mode): the client secret, bearer and service-account
-    tokens (JWTs) and the kubeconfig's tokens appear in no output, report or file the runs write."""
+    """-vvv runs of site.yml, discover.yml, teardown.yml (check mode) and verify.yml: the client secret, bearer and
+    service-account tokens (JWTs) and the kubeconfig's tokens appear in no output, report or file the runs write."""
     kubeconfig = yaml.safe_load((estate.box.state_dir / "kubeconfig").read_text())
     secrets = {estate.box.env["AZURE_CLIENT_SECRET"], *(u["user"]["token"] for u in kubeconfig["users"])}
     jwt = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
@@ -262,6 +262,8 @@ def test_no_secret_or_token_in_any_output_or_file_even_with_vvv(estate: Estate) 
         estate.run(workloads(estate), options=("-vvv",)),
         estate.run([], "discover.yml", ("-vvv", "-e", f"workload_identity_discover_dir={estate.root / 'leak-scan'}")),
         estate.run(workloads(estate), "teardown.yml", ("--check", "-vvv")),
+        # Verification requests a ServiceAccount token and exchanges it for an ARM token: neither may show.
+        estate.run(workloads(estate), "verify.yml", ("-vvv", "-e", "workload_identity_verify_fail_on=none")),
     ]
     assert runs[0].changed == 0
     texts = [run.output for run in runs]
