@@ -92,7 +92,7 @@ class ApplicationSide:
                 raise
             return  # no Graph at all: nothing of ours there to prune
         writer = OWNED_BY in roles or bool(roles & set(WRITE_ALL))
-        if listed and not writer:
+        if listed and not writer and not batch.read_only:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: {PERMISSION_HINT}"])
         for workload in listed:
             app = (

@@ -46,6 +46,8 @@ class Batch:
     # Prune keeps an identity a listed workload's ServiceAccount moves away from (its pods still sign in as it until
     # they restart): reported as replaced, removed by a later call once no pod uses it.
     defer_replaced: bool = False
+    # Only read, never converged (verification): Graph's read permissions are enough for app registrations.
+    read_only: bool = False
 
     def owns(self, tags: dict[str, str] | None) -> bool:
         """Made by this collection for this very cluster (name and place)."""

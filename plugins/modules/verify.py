@@ -30,7 +30,8 @@ description:
     declared role's actions and data actions, and the assignment itself is there.
   - C(assignments), the access review, outside the chain; the principal holds no role assignment beyond the
     declared ones, in the subscriptions the workloads' scopes name. Extras are findings; nothing is removed.
-  - Read only. A dry run stores no pod and a TokenRequest stores nothing. The tokens stay in memory and never
+  - Read only, with read permissions (Reader; Graph's C(Application.Read.All) for app registrations). A dry run
+    stores no pod and a TokenRequest stores nothing. The tokens stay in memory and never
     appear in the result, even with C(-vvv).
   - Azure is read once for the cluster, as the rollout reads it. Each workload costs one read of its
     ServiceAccount, one of each controller, one dry run per template, one token request, one exchange at Entra and
@@ -234,6 +235,7 @@ def main() -> None:
         allow_privileged_roles=True,  # verify reports what is there; it refuses nothing
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
         cluster_scope=cluster_scope(subscription, p["cluster_resource_group"]),
+        read_only=True,
     )
     kube_connection = KubeConnection(p)
     for warning in kube_connection.warnings:

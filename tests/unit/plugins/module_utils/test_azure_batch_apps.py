@@ -136,3 +136,25 @@ def test_a_default_unique_name_taken_by_an_app_made_elsewhere_is_refused_with_it
     with pytest.raises(ValidationError, match=f"to adopt it, set application_id: {app['appId']}"):
         estate.run(listed)
     assert estate.apps.writes == []
+
+
+def test_reading_for_verification_needs_only_graphs_read_permission() -> None:
+    """The rollout needs to write applications; verification only reads them (an auditor's Application.Read.All)."""
+    estate = Estate()
+    estate.apps.graph = SimpleNamespace(granted_roles=lambda: ["Application.Read.All"])
+    workloads = [
+        {
+            "name": "orders",
+            "namespace": "shop",
+            "service_account": "orders",
+            "identity_type": "application",
+            "roles": [],
+        }
+    ]
+    specs = validate_workloads(
+        "aks-dev", workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
+    ).specs
+    with pytest.raises(ValidationError, match="Application.ReadWrite"):
+        estate.engine.read(Batch("aks-dev", SUB, ISSUER, "westeurope", specs, False, False))
+    reads = estate.engine.read(Batch("aks-dev", SUB, ISSUER, None, specs, False, False, read_only=True))
+    assert reads.applications["orders"] == (None, None)
