@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._errors import KubeApiError
 from ._inventory import WorkloadSpec
 from ._kube_adoption import foreign_binding
 from ._kube_client import KubeClient
 from ._kube_namespaces import NamespaceContents
-from ._kube_patch import combine, dig, nest
+from ._kube_patch import combine, dig, merge_patch, nest
 from ._kube_paths import (
     ACCOUNT_ANNOTATIONS,
     CLIENT_ID,
@@ -263,6 +264,23 @@ class Bindings(Releases):
         return plan
 
     # -- applying -----------------------------------------------------------------------------------
+    def _created_meanwhile(
+        self, change: Change, what: str, conflict: KubeApiError
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Created between this run's read and its write: by another run of this collection (two jobs at once) if it
+        carries the same marks; then this run's values are to be merged onto it (the path and patch; None when they
+        are the same already). Anything else is someone else's object: this run stops on the conflict rather than
+        take it over."""
+        body = change.body or {}
+        labels = dig(body, "metadata", "labels") or {}
+        path = f"{change.path}/{dig(body, 'metadata', 'name')}"
+        existing = self.api.get(path, what)
+        if existing is None or any((dig(existing, "metadata", "labels") or {}).get(k) != v for k, v in labels.items()):
+            raise conflict
+        values = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+        values["metadata"] = {k: v for k, v in body["metadata"].items() if k in ("labels", "annotations")}
+        return (path, values) if merge_patch(existing, values) != existing else None
+
     def apply(self, plan: Plan, state: str) -> None:
         for change in plan.ordered(state):
             if not change.changed:
@@ -271,6 +289,13 @@ class Bindings(Releases):
             if change.action == "deleted":
                 self.api.delete(change.path, what)
             elif change.action == "created":
-                self.api.create(change.path, change.body or {}, what)
+                try:
+                    self.api.create(change.path, change.body or {}, what)
+                except KubeApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    merged = self._created_meanwhile(change, what, exc)
+                    if merged is not None:
+                        self.api.patch(merged[0], merged[1], what)
             else:
                 self.api.patch(change.path, change.body or {}, what)

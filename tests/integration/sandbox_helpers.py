@@ -201,22 +201,39 @@ def assert_no_internal_error(box: Sandbox, before: int = 0) -> None:
     assert crashes == 0, f"{crashes} sandbox handler crash(es); from {log}:\n" + log.read_text()[-4000:]
 
 
+# The CAs of the sandboxes running in this process. requests lets REQUESTS_CA_BUNDLE win over a session's own
+# ``verify``, so the variable names them all (one bundle): one sandbox's CA alone would fail every other's requests.
+_RUNNING_CAS: list[str] = []
+_ORIGINAL_CA_BUNDLE = os.environ.get("REQUESTS_CA_BUNDLE")
+
+
+def _trust_running_sandboxes(bundle: Path) -> None:
+    if _RUNNING_CAS:
+        bundle.write_text("".join(Path(ca).read_text() for ca in _RUNNING_CAS))
+        os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
+    elif _ORIGINAL_CA_BUNDLE is None:
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    else:
+        os.environ["REQUESTS_CA_BUNDLE"] = _ORIGINAL_CA_BUNDLE
+
+
 @contextlib.contextmanager
 def running(state_dir: Path, settings: dict[str, Any] | None = None) -> Iterator[Sandbox]:
     """A sandbox for the duration of a block; stopped (with every process it started) afterwards."""
-    saved = os.environ.get("REQUESTS_CA_BUNDLE")
+    bundle = state_dir.parent / f".trusted-cas-{os.getpid()}.pem"
+    box: Sandbox | None = None
     try:
         box = start(state_dir, settings)
-        os.environ["REQUESTS_CA_BUNDLE"] = box.ca
+        _RUNNING_CAS.append(box.ca)
+        _trust_running_sandboxes(bundle)
         yield box
         with contextlib.suppress(OSError):  # not answering: the block stopped it already (down)
             assert_no_internal_error(box)
     finally:
         run_cli(state_dir, "down")
-        if saved is None:
-            os.environ.pop("REQUESTS_CA_BUNDLE", None)
-        else:
-            os.environ["REQUESTS_CA_BUNDLE"] = saved
+        if box is not None and box.ca in _RUNNING_CAS:
+            _RUNNING_CAS.remove(box.ca)
+        _trust_running_sandboxes(bundle)
 
 
 # The Azure CLI (make integration installs it into .tools/azcli): a client nobody here wrote.

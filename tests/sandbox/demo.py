@@ -242,7 +242,9 @@ def app_manifest(kind: str, namespace: str, name: str, image: str) -> dict[str, 
     selector = {"matchLabels": {"app.kubernetes.io/name": name}}
     spec: dict[str, Any]
     if kind == "CronJob":
-        spec = {"schedule": "17 * * * *", "jobTemplate": {"spec": {"template": pod}}}
+        # Suspended: no kubelet runs here, so a Job it started would keep a Pending pod (with the client id of the day)
+        # forever, and whether one exists would depend on the hour a run crosses.
+        spec = {"schedule": "17 * * * *", "suspend": True, "jobTemplate": {"spec": {"template": pod}}}
     elif kind == "StatefulSet":
         spec = {"serviceName": name, "replicas": 1, "selector": selector, "template": pod}
     else:

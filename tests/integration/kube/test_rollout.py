@@ -651,7 +651,8 @@ def test_a_workload_given_another_identity_signs_in_throughout_and_the_old_one_g
     signer = threading.Thread(target=keep_signing_in)
     signer.start()
     try:
-        real = estate.run(moved, options=("--diff",))
+        # Bounded below the run's own timeout, so that a pod left on the old identity fails here, plainly.
+        real = estate.run(moved, options=("--diff",), workload_identity_replaced_wait=300)
     finally:
         done.set()
         signer.join()

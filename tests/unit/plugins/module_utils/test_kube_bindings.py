@@ -10,6 +10,8 @@ import copy
 import fnmatch
 from typing import Any
 
+import pytest
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
@@ -455,3 +457,38 @@ def test_with_rebind_warn_a_hand_bound_account_is_moved_with_a_warning_naming_th
     engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
     annotations = cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"]
     assert annotations == {"team": "shop", CLIENT_ID: "c-by-hand"}
+
+
+class RacedCluster(FakeCluster):
+    """Another writer creates each object between this run's plan and its create (two runs at once, or a person)."""
+
+    def __init__(self, made_by: dict[str, dict[str, Any]]) -> None:
+        super().__init__()
+        self.made_by = made_by
+
+    def create(self, path: str, body: dict[str, Any], operation: str) -> None:
+        name = f"{path}/{body['metadata']['name']}"
+        if name in self.made_by:
+            self.objects[name] = self.made_by.pop(name)
+            raise KubeApiError("already exists", status=409, code="AlreadyExists", operation=operation)
+        super().create(path, body, operation)
+
+
+def test_an_object_another_run_created_meanwhile_is_merged_and_a_strangers_is_a_conflict() -> None:
+    engine_plan = Bindings(FakeCluster(), CLUSTER, TENANT).plan_present(specs(CART), {"cart": "c-cart"}, False, "fail")
+    created = {c.path + "/" + c.body["metadata"]["name"]: c.body for c in engine_plan.ordered("present") if c.body}
+    # The other run of this collection made the same objects, the account without the tenant yet.
+    theirs = copy.deepcopy(created)
+    del theirs["/api/v1/namespaces/cart/serviceaccounts/cart"]["metadata"]["annotations"][TENANT_ID]
+    cluster = RacedCluster(theirs)
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(CART), {"cart": "c-cart"}, False, "fail"), "present")
+    assert cluster.writes == [("patch", "created ServiceAccount cart/cart")]  # the namespace was already the same
+    account = cluster.objects["/api/v1/namespaces/cart/serviceaccounts/cart"]["metadata"]
+    assert account["annotations"][TENANT_ID] == TENANT and account["annotations"][CLIENT_ID] == "c-cart"
+    # Made by someone else (without this collection's marks): not taken over; the conflict stops the run.
+    stranger = {"/api/v1/namespaces/cart": {"metadata": {"name": "cart", "labels": {"team": "cart"}}}}
+    cluster = RacedCluster(stranger)
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    with pytest.raises(KubeApiError, match="already exists"):
+        engine.apply(engine.plan_present(specs(CART), {"cart": "c-cart"}, False, "fail"), "present")
