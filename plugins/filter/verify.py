@@ -32,6 +32,11 @@ def verify_run(hosts: Any, hostvars: Any, fact: str = "verify_report") -> dict[s
             clusters.append(dict(report))
         else:
             clusters.append({"cluster": host, "error": "not verified: the run failed for it first (see its output)"})
+    return _run(clusters)
+
+
+def _run(clusters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Clusters' reviews with the run's totals (a cluster not verified counts as a finding)."""
     totals = {"clusters": len(clusters), "workloads": 0, "verified": 0, "findings": 0, "accepted": 0}
     for cluster in clusters:
         for key in ("workloads", "verified", "findings", "accepted"):
@@ -44,7 +49,7 @@ def _as_run(report: Any) -> dict[str, Any]:
     if isinstance(report, Mapping) and "clusters" in report:
         return dict(report)
     if isinstance(report, Mapping) and "workloads" in report:
-        return verify_run([report.get("cluster")], {report.get("cluster"): {"verify_report": report}})
+        return _run([dict(report)])
     raise AnsibleFilterError("expects a report of verify_report or verify_run")
 
 

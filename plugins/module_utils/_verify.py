@@ -28,12 +28,15 @@ from typing import Any
 from ._azure_application import application_state
 from ._azure_batch_reads import Batch, Reads, ref_key
 from ._azure_client import Connection
+from ._azure_errors import translate
 from ._azure_role_assignment import Role
 from ._errors import ApiError, KubeApiError, ValidationError
-from ._ids import role_guid
+from ._ids import parse_scope, role_guid
 from ._inventory import RoleSpec, WorkloadSpec
+from ._results import FederatedCredentialState
 from ._retry import WEBHOOK_FAILED
 from ._verify_checks import (
+    Problem,
     credential_problem,
     described_assignment,
     dry_run_pod,
@@ -45,10 +48,11 @@ from ._verify_checks import (
     template_problem,
     webhook_failure,
 )
-from ._verify_findings import PROPAGATION_CODES, Verdict, aadsts_cause, aadsts_code
+from ._verify_findings import CHAIN, PROPAGATION_CODES, Verdict, aadsts_cause, aadsts_code
 from ._verify_probes import ArmProbe, KubeProbe, exchange_error
 
 POLL_SECONDS = 5.0
+Trust = tuple[FederatedCredentialState | None, Problem | None]
 
 
 @dataclass
@@ -101,29 +105,24 @@ class Verifier:
             "principal_id": signer.principal_id,
             "tenant_id": signer.tenant_id,
         }
+        # The credential that trusts this cluster's token (or the closest one, and what is wrong with it): shown
+        # whichever link breaks, and what the sign-in's refusal is explained with.
+        trust: Trust = (None, None)
         if self.batch.issuer_url:
-            # Shown whatever link breaks: the credential that trusts this cluster's token, or the closest one.
-            matched, _problem = credential_problem(
+            trust = credential_problem(
                 self.cluster, signer.name, signer.credentials, self.batch.issuer_url, workload.subject
             )
-            if matched is not None:
-                verdict.credential = {k: matched[k] for k in ("name", "issuer", "subject")}
+        if trust[0] is not None:
+            verdict.credential = {k: trust[0][k] for k in ("name", "issuer", "subject")}
         roles = self._roles(workload)
         verdict.roles = [{"role": r.role, "scope": r.scope, "granted": None} for r in workload.roles]
         try:
-            self._chain(workload, signer, roles, verdict)
+            self._chain(workload, signer, trust, roles, verdict)
         except ApiError as exc:
-            # A link that could not be checked is not verified: say which, and why.
-            link = next(
-                (
-                    link
-                    for link in ("service_account", "pod_template", "webhook", "sign_in", "permissions")
-                    if link not in verdict.links
-                ),
-                "permissions",
-            )
+            # A link that could not be checked is not verified: say which (the first one not reached), and why.
+            link = next((link for link in CHAIN if link not in verdict.links), "permissions")
             verdict.find(link, f"could not be checked: {exc}", "see the error; run verify again once it is fixed")
-        self._review(workload, signer, roles, verdict)
+        self._review(signer, roles, verdict)
         return verdict
 
     # -- the identity -------------------------------------------------------------------------------
@@ -183,7 +182,12 @@ class Verifier:
 
     # -- the chain ----------------------------------------------------------------------------------
     def _chain(
-        self, workload: WorkloadSpec, signer: Signer, roles: list[tuple[RoleSpec, Role | None]], verdict: Verdict
+        self,
+        workload: WorkloadSpec,
+        signer: Signer,
+        trust: Trust,
+        roles: list[tuple[RoleSpec, Role | None]],
+        verdict: Verdict,
     ) -> None:
         cluster, namespace, account = self.cluster, workload.namespace, workload.service_account
         problem = service_account_problem(
@@ -193,19 +197,18 @@ class Verifier:
             verdict.find("service_account", *problem)
             return
         verdict.passed("service_account", f"ServiceAccount {namespace}/{account} names client id {signer.client_id}")
-        templates: list[tuple[str, dict[str, Any]]] = []
+        templates: list[tuple[str, str, dict[str, Any]]] = []  # (what, name, pod template)
         for controller in workload.controllers:
             template = self.kube.template(controller.kind, namespace, controller.name)
             problem = template_problem(cluster, controller.kind, namespace, controller.name, template, account)
             if problem:
                 verdict.find("pod_template", *problem)
                 return
-            templates.append((f"{controller.kind} {namespace}/{controller.name}", template or {}))
+            templates.append((f"{controller.kind} {namespace}/{controller.name}", controller.name, template or {}))
         verdict.passed("pod_template")
         if not templates:
-            templates = [(f"ServiceAccount {namespace}/{account}", probe_template(account))]
-        for what, template in templates:
-            name = what.split("/", 1)[1]
+            templates = [(f"ServiceAccount {namespace}/{account}", account, probe_template(account))]
+        for what, name, template in templates:
             try:
                 pod = self.kube.dry_run(namespace, dry_run_pod(namespace, name, template), what)
             except KubeApiError as exc:
@@ -218,21 +221,19 @@ class Verifier:
                 verdict.find("webhook", *problem)
                 return
         verdict.passed("webhook", f"the webhook mutates a pod of {templates[0][0]} (dry run)")
-        credential = self._sign_in(workload, signer, verdict)
+        credential = self._sign_in(workload, signer, trust, verdict)
         if credential is None:
             return
         self._permissions(signer, roles, credential, verdict)
 
-    def _sign_in(self, workload: WorkloadSpec, signer: Signer, verdict: Verdict) -> Any:
+    def _sign_in(self, workload: WorkloadSpec, signer: Signer, trust: Trust, verdict: Verdict) -> Any:
         """The workload's credential once Entra accepted its token; None (and the finding) if it did not."""
-        issuer = self.batch.issuer_url
-        subject = workload.subject
-        if not issuer:
+        if not self.batch.issuer_url:
             verdict.find(
                 "sign_in", "the cluster's OIDC issuer is not enabled", rerun(self.cluster, "it enables the issuer")
             )
             return None
-        matched, problem = credential_problem(self.cluster, signer.name, signer.credentials, issuer, subject)
+        matched, problem = trust
         token = self.kube.token(workload.namespace, workload.service_account)
         credential = self.connection.workload_credential(signer.tenant_id or "", signer.client_id, lambda: token)
         started = self.clock()
@@ -240,10 +241,13 @@ class Verifier:
             try:
                 credential.get_token(self.connection.scope)
                 break
-            except Exception as exc:  # azure-identity's refusal; anything else is a bug and keeps its traceback
+            except Exception as exc:  # Entra's refusal; an unreachable Entra is an ApiError; anything else is a bug
                 refusal = exchange_error(exc)
                 if refusal is None:
-                    raise
+                    error = translate(exc, f"exchange the token of {workload.namespace}/{workload.service_account}")
+                    if error is None:
+                        raise
+                    raise error from exc
             waited = self.clock() - started
             # A credential that matches exactly but is refused is one Entra has not propagated yet: wait, bounded.
             if problem is None and aadsts_code(refusal) in PROPAGATION_CODES and waited < self.propagation_wait:
@@ -274,7 +278,7 @@ class Verifier:
     def _permissions(
         self, signer: Signer, roles: list[tuple[RoleSpec, Role | None]], credential: Any, verdict: Verdict
     ) -> None:
-        held = self._held(signer)
+        held = {key for key, _model in self._held(signer)}
         granted_at: dict[str, list[dict[str, Any]]] = {}
         for index, (spec, role) in enumerate(roles):
             if role is None:
@@ -285,7 +289,7 @@ class Verifier:
                     "correct the role's name or id in the inventory",
                 )
                 continue
-            key = spec.scope.lower()
+            key = parse_scope(spec.scope).key
             if key not in granted_at:
                 granted_at[key] = self.arm.permissions(credential, spec.scope)
             gaps = permission_gaps(role, granted_at[key])
@@ -313,23 +317,16 @@ class Verifier:
             verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles)")
 
     # -- the access review ----------------------------------------------------------------------------
-    def _held(self, signer: Signer) -> set[tuple[str, str]]:
-        return {
-            (role_guid(m.role_definition_id).lower(), str(m.scope).lower())
+    def _held(self, signer: Signer) -> list[tuple[tuple[str, str], Any]]:
+        """The principal's assignments (as the rollout's reads listed them), each with its (role GUID, scope key)."""
+        return [
+            ((role_guid(m.role_definition_id).lower(), parse_scope(str(m.scope)).key), m)
             for m in self.reads.assignments.get(signer.principal_id.lower(), [])
-        }
-
-    def _review(
-        self, workload: WorkloadSpec, signer: Signer | None, roles: list[tuple[RoleSpec, Role | None]], verdict: Verdict
-    ) -> None:
-        if signer is None:
-            return
-        declared = {(role.guid.lower(), spec.scope.lower()) for spec, role in roles if role is not None}
-        extras = [
-            m
-            for m in self.reads.assignments.get(signer.principal_id.lower(), [])
-            if (role_guid(m.role_definition_id).lower(), str(m.scope).lower()) not in declared
         ]
+
+    def _review(self, signer: Signer, roles: list[tuple[RoleSpec, Role | None]], verdict: Verdict) -> None:
+        declared = {(role.guid.lower(), parse_scope(spec.scope).key) for spec, role in roles if role is not None}
+        extras = [model for key, model in self._held(signer) if key not in declared]
         for model in extras:
             sub = self.batch.subscription_id
             role = self.reads.role_of(sub, model)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from ._azure_client import Connection
-from ._errors import AzureApiError
 from ._kube_client import KubeClient
 from ._kube_patch import dig
 from ._kube_paths import CONTROLLERS, Paths
@@ -86,8 +85,4 @@ def exchange_error(exc: BaseException) -> str | None:
     """Entra's refusal of a token exchange, as text; None for anything else."""
     from azure.core.exceptions import ClientAuthenticationError
 
-    if isinstance(exc, ClientAuthenticationError):
-        return str(exc.message or exc)
-    if isinstance(exc, AzureApiError):
-        return str(exc)
-    return None
+    return str(exc.message or exc) if isinstance(exc, ClientAuthenticationError) else None
