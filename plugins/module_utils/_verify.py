@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._azure_application import application_state
 from ._azure_batch_reads import Batch, Reads, ref_key
@@ -52,7 +52,13 @@ from ._verify_findings import CHAIN, PROPAGATION_CODES, Verdict, aadsts_cause, a
 from ._verify_probes import ArmProbe, KubeProbe, exchange_error
 
 POLL_SECONDS = 5.0
-Trust = tuple[FederatedCredentialState | None, Problem | None]
+
+
+class Trust(NamedTuple):
+    """The credential that trusts this cluster's token (or the closest one), and what is wrong, if anything."""
+
+    matched: FederatedCredentialState | None
+    problem: Problem | None
 
 
 @dataclass
@@ -107,13 +113,15 @@ class Verifier:
         }
         # The credential that trusts this cluster's token (or the closest one, and what is wrong with it): shown
         # whichever link breaks, and what the sign-in's refusal is explained with.
-        trust: Trust = (None, None)
+        trust = Trust(None, None)
         if self.batch.issuer_url:
-            trust = credential_problem(
-                self.cluster, signer.name, signer.credentials, self.batch.issuer_url, workload.subject
+            trust = Trust(
+                *credential_problem(
+                    self.cluster, signer.name, signer.credentials, self.batch.issuer_url, workload.subject
+                )
             )
-        if trust[0] is not None:
-            verdict.credential = {k: trust[0][k] for k in ("name", "issuer", "subject")}
+        if trust.matched is not None:
+            verdict.credential = {k: trust.matched[k] for k in ("name", "issuer", "subject")}
         roles = self._roles(workload)
         verdict.roles = [{"role": r.role, "scope": r.scope, "granted": None} for r in workload.roles]
         try:
