@@ -14,45 +14,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 from ._azure_application import ApplicationApi
 from ._azure_batch_apps import ApplicationSide
-from ._azure_batch_checks import BatchChecks
+from ._azure_batch_prune import Guard, Pruning
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
-from ._azure_batch_report import batch_report, brief, identity_result, removal_result, workload_names
+from ._azure_batch_report import batch_report, brief, identity_result, workload_names
+from ._azure_batch_shared import identity_tags, outside_claims
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity, normalise_location
 from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
 from ._errors import ValidationError
-from ._ids import parse_scope
+from ._ids import IdentityRef
 from ._inventory import WorkloadSpec
-from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
+from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX, TAGS_PER_RESOURCE
+from ._lock import object_lock
 from ._ownership import (
-    NAMESPACE_TAG,
-    SERVICE_ACCOUNT_TAG,
     fic_name,
-    identity_marks,
     made_by_collection,
-    own_credential_names,
-    tags_with_record,
 )
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
     FederatedCredentialState,
     IdentityState,
-    Pruned,
-    PrunedAssignment,
+    Outcome,
     RoleAssignmentRow,
     WorkloadResult,
-    empty_pruned,
 )
 from ._retry import RetryPolicy
-
-Guard = Callable[[AzureBatchResult], None]
 
 
 def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
@@ -61,7 +54,7 @@ def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     return []
 
 
-class Workloads(BatchChecks):
+class Workloads(Pruning):
     """Reads (as its BatchReader base), plans and converges one cluster's workloads, of both kinds."""
 
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
@@ -118,30 +111,14 @@ class Workloads(BatchChecks):
         known = reads.identity(ref)
         # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
         ours = known is None or made_by_collection(known["tags"])
-        marks = identity_marks(
-            batch.cluster, workload.namespace, workload.service_account, workload.name, batch.cluster_scope
-        )
-        # On its own identity, unset means none: a tag it set that the inventory dropped goes (others' stay).
-        tags = tags_with_record(known["tags"] if known else None, workload.tags, marks) if ours else workload.tags
+        # Another cluster's host may write this identity's tags at the same time: read them afresh, under a lock.
+        shared = ours and bool(batch.sharing(workload) or (known and batch.others(known["tags"])))
+        with object_lock(ref.id) if shared and not check_mode else nullcontext():
+            if shared and not check_mode:
+                known = self.identities.get(ref)
+            identity, moved = self._identity(batch, workload, ref, known, ours, check_mode)
         notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
-        location = batch.location
-        if known and location and normalise_location(location) != known["location"]:
-            # The batch's location is where new identities go; one cannot move, and needs not (sign-in is global).
-            notes.append(
-                f"identity {known['name']} stays in {known['location']} (new identities go to "
-                f"{normalise_location(location)}; an identity cannot move)"
-            )
-            location = None
-        identity = ensure_identity(
-            self.identities,
-            ref,
-            state="present",
-            location=location,
-            tags=tags or None,
-            purge_tags=ours,
-            check_mode=check_mode,
-            known=known,
-        )
+        notes += moved
         after = identity.after
         if after is not None and not after["tenant_id"]:
             # A new identity (check mode): its tenant is the subscription's, as every identity read there has.
@@ -167,6 +144,19 @@ class Workloads(BatchChecks):
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
+        outside = outside_claims(batch, known["tags"]) if known and ours else []
+        changing = [f"{r['role']} @ {r['scope']} ({r['action']})" for r in roles if r["action"] != "unchanged"]
+        if outside and changing:
+            raise ValidationError(
+                [
+                    f"roles: identity {workload.identity_name} is also used by "
+                    f"{', '.join(c.described() for c in outside)}, which this inventory does not declare, so nothing "
+                    f"says it agrees: this run changes none of its role assignments ({', '.join(changing)} "
+                    "refused); change them from an inventory that declares every cluster that uses it (a cluster "
+                    f"that no longer exists: remove its claim, the tag {', '.join(c.key for c in outside)}, from the "
+                    "identity)"
+                ]
+            )
         if not ours and after is not None:
             identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
             after = identity.after
@@ -185,6 +175,46 @@ class Workloads(BatchChecks):
             "notes": notes,
         }
         return result, {"before": seen, "after": planned}
+
+    def _identity(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        ref: IdentityRef,
+        known: IdentityState | None,
+        ours: bool,
+        check_mode: bool,
+    ) -> tuple[Outcome[IdentityState], list[str]]:
+        """The workload's identity ensured, and what the run should say about its location."""
+        # On its own identity, unset means none: a tag it set that the inventory dropped goes (others' stay).
+        tags = identity_tags(batch, workload, known["tags"] if known else None) if ours else workload.tags
+        if len(tags) > TAGS_PER_RESOURCE:
+            raise ValidationError(
+                [
+                    f"tags: identity {workload.identity_name} would carry {len(tags)} tags, more than Azure allows "
+                    f"({TAGS_PER_RESOURCE}), with the marks and the claims of the clusters that use it; declare "
+                    "fewer tags"
+                ]
+            )
+        location, notes = batch.location, []
+        if known and location and normalise_location(location) != known["location"]:
+            # The batch's location is where new identities go; one cannot move, and needs not (sign-in is global).
+            notes.append(
+                f"identity {known['name']} stays in {known['location']} (new identities go to "
+                f"{normalise_location(location)}; an identity cannot move)"
+            )
+            location = None
+        outcome = ensure_identity(
+            self.identities,
+            ref,
+            state="present",
+            location=location,
+            tags=tags or None,
+            purge_tags=ours,
+            check_mode=check_mode,
+            known=known,
+        )
+        return outcome, notes
 
     def trust(
         self,
@@ -291,125 +321,3 @@ class Workloads(BatchChecks):
                 }
             )
         return roles
-
-    # -- removing ---------------------------------------------------------------------------------
-    def remove(self, batch: Batch, reads: Reads, check_mode: bool, guard: Guard | None = None) -> AzureBatchResult:
-        """state=absent; ``guard`` sees the plan (the same removal in check mode) before any write."""
-        if guard is None:
-            return self._remove(batch, reads, check_mode)
-        planned = self._remove(batch, reads, True)
-        guard(planned)
-        return planned if check_mode else self._remove(batch, reads, False)
-
-    def _remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
-        """state=absent for the listed workloads (and, with prune, everything else made for this cluster).
-
-        An identity this collection made for this cluster goes whole: its role assignments first (Azure would
-        leave them behind, orphaned), then the identity, which takes its federated credentials with it. An
-        identity made elsewhere stays (unless the workload says ``teardown_adopted``): only this cluster's
-        credentials on it and the declared assignments this collection created go.
-        """
-        done = []
-        for workload in batch.workloads:
-            if workload.is_application and self.apps is not None:
-                done.append(self.apps.remove(batch, workload, reads, check_mode))
-                continue
-            ref = batch.ref(workload)
-            identity = reads.identity(ref)
-            fics: list[FederatedCredentialRow] = []
-            roles: list[PrunedAssignment] = []
-            before: dict[str, Any] | None = None
-            if identity is None:
-                action = "absent"
-            elif batch.owns(identity["tags"]) or (
-                workload.teardown_adopted and not made_by_collection(identity["tags"])
-            ):
-                # Ours, or adopted and the inventory says to remove it all the same.
-                before = {"identity": brief(identity)}
-                roles = self.remove_assignments(batch, identity["principal_id"], identity["name"], reads, check_mode)
-                action = self._remove_identity(batch, identity, check_mode)
-            else:
-                # Made by this collection for another cluster (that cluster's to remove), or made elsewhere.
-                action = "kept"
-                if not made_by_collection(identity["tags"]):
-                    ref = batch.ref_of(identity)
-                    listed = reads.fics.get(ref_key(ref), [])
-                    ours = own_credential_names(batch.cluster, workload.subjects, batch.issuer_url, listed)
-                    fics = self.remove_credentials(IdentityFicApi(self.fics, ref), listed, ours, check_mode)
-                    roles, record = self.remove_created_assignments(batch, workload, identity, reads, check_mode)
-                    if fics or roles or record:
-                        before = {"federated_credentials": [f["name"] for f in fics]}
-            done.append(
-                removal_result(workload, identity_result(identity, workload.identity_name, action), fics, roles, before)
-            )
-        return batch_report(done, self._prune(batch, reads, {}, check_mode))
-
-    def _prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool) -> Pruned:
-        """What this collection made for this cluster and the list no longer declares (only with prune)."""
-        pruned = empty_pruned()
-        if not batch.prune:
-            return pruned
-        absent = batch.state == "absent"
-        listed = {ref_key(batch.ref(w)): w for w in batch.identity_workloads}
-        declared = {} if absent else listed
-        handled = set(listed) if absent else set()
-        for key, identity in sorted(reads.identities.items()):
-            if key in handled or not batch.owns(identity["tags"]):
-                continue  # never touch what this collection (for this cluster) did not make
-            workload = declared.get(key)
-            successor = self._successor(batch, identity) if workload is None and batch.defer_replaced else None
-            if successor is not None:
-                pruned["replaced"].append(
-                    {
-                        "name": identity["name"],
-                        "resource_group": identity["resource_group"],
-                        "client_id": str(identity["client_id"]),
-                        "workload": successor.name,
-                    }
-                )
-                continue
-            wanted_roles = (
-                {(parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles}
-                if workload
-                else set()
-            )
-            pruned["role_assignments"].extend(
-                self.remove_assignments(
-                    batch, identity["principal_id"], identity["name"], reads, check_mode, keep=wanted_roles
-                )
-            )
-            if workload is None:
-                self._remove_identity(batch, identity, check_mode)
-                pruned["identities"].append({"name": identity["name"], "resource_group": identity["resource_group"]})
-                continue
-            wanted = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
-            # Only credentials trusting this cluster's issuer are this cluster's to prune.
-            subjects = set(workload.subjects)
-            stale = [
-                f["name"]
-                for f in reads.fics.get(key, [])
-                if f["issuer"] == batch.issuer_url and f["name"].lower() not in wanted and f["subject"] not in subjects
-            ]
-            ref = batch.ref_of(identity)
-            for row in self.remove_credentials(
-                IdentityFicApi(self.fics, ref), reads.fics.get(key, []), stale, check_mode
-            ):
-                pruned["federated_credentials"].append(
-                    {"identity": identity["name"], "name": row["name"], "subject": row["subject"]}
-                )
-        if self.apps is not None:
-            self.apps.prune(batch, reads, resolved, check_mode, pruned)
-        return pruned
-
-    @staticmethod
-    def _successor(batch: Batch, identity: IdentityState) -> WorkloadSpec | None:
-        """The listed workload now on the ServiceAccount this identity of ours was made for (under another identity)."""
-        tags = identity["tags"]
-        return next(
-            (
-                w
-                for w in batch.identity_workloads
-                if (w.namespace, w.service_account) == (tags.get(NAMESPACE_TAG), tags.get(SERVICE_ACCOUNT_TAG))
-            ),
-            None,
-        )

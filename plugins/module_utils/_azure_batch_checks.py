@@ -4,8 +4,9 @@
 
 For every workload of the batch, on what ``_azure_batch_reads`` read, and all problems at once:
 
-- its identity: a location to create it in, not another cluster's, not an operator's found by coincidence under
-  the default name, its resource group existing;
+- its identity: a location to create it in, not another cluster's or an operator's found by coincidence under the
+  default name, its resource group existing; shared with other clusters (``_azure_batch_shared``), declared alike
+  by each and with room for all of their credentials;
 - its roles: each resolves to one definition; none that lets the workload grant roles (judged by the role's
   permissions), nor Contributor at a broad scope, unless allowed; a role with data actions at a broad scope warned;
 - each scope where an assignment would be created exists and the automation may read its assignments: one read
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ._azure_batch_reads import Batch, Reads, Resolved, role_key
 from ._azure_batch_roles_record import CreatedRolesRecord
+from ._azure_batch_shared import credential_problem, disagreements
 from ._errors import AzureApiError, ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
@@ -58,13 +60,15 @@ class BatchChecks(CreatedRolesRecord):
                     f"(identity {workload.identity_name} would be made there)"
                 )
             owner = foreign_owner(identity["tags"], batch.cluster, batch.cluster_scope) if identity else None
-            if owner is not None:
+            if owner is not None and workload.named_by_default:
+                # A default name carries its cluster's: found in use elsewhere, it is a same-named cluster's, never
+                # an identity to share (sharing is asked for by naming the identity on each cluster).
                 place = place_described(batch.cluster_scope)
                 this = f"this cluster ({place})" if place else "this cluster"
                 problems.append(
-                    f"{where}: identity_name: identity {workload.identity_name} in {ref.resource_group} was made by "
-                    f"this collection for {owner}, not for {this}; set identity_name (or identity_resource_group) so "
-                    "that each cluster has its own"
+                    f"{where}: identity_name: identity {workload.identity_name} in {ref.resource_group} is used by "
+                    f"{owner}, not by {this}; set identity_name (or identity_resource_group) so that each cluster has "
+                    "its own, or, to share one identity between clusters, the same identity_name on each"
                 )
             elif identity is not None and workload.named_by_default and not made_by_collection(identity["tags"]):
                 problems.append(
@@ -75,6 +79,11 @@ class BatchChecks(CreatedRolesRecord):
                 )
             principal = identity["principal_id"] if identity else None
             self._resolve_roles(batch, workload, reads, resolved, problems, principal)
+            # Named by workloads of other clusters too: they must agree, and their credentials fit on it.
+            problems.extend(disagreements(self, batch, workload, reads))
+            full = credential_problem(batch, workload, reads)
+            if full:
+                problems.append(full)
         if problems:
             raise ValidationError(problems)
         return resolved

@@ -20,8 +20,24 @@ from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import AzureApiError
 from ._ids import IdentityRef, parse_role, parse_scope
 from ._inventory import RoleSpec, WorkloadSpec
-from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, owned_by
+from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, Claim, others_claims, owned_by
 from ._results import FederatedCredentialState, IdentityState
+
+
+@dataclass
+class Peer:
+    """Another cluster of the inventory, with its workloads that name an identity explicitly (only those can be
+    shared: a default name carries its cluster's). ``in_run``: it converges in this run too (not limited out)."""
+
+    cluster: str
+    scope: str | None
+    in_run: bool
+    workloads: list[WorkloadSpec]
+    # Its issuer, when the inventory or an earlier play knows it: tells its credentials on a shared identity apart.
+    issuer_url: str | None = None
+
+    def is_claim(self, claim: Claim) -> bool:
+        return claim.cluster == self.cluster and not (claim.scope and self.scope and claim.scope != self.scope)
 
 
 @dataclass
@@ -48,10 +64,28 @@ class Batch:
     defer_replaced: bool = False
     # Only read, never converged (verification): Graph's read permissions are enough for app registrations.
     read_only: bool = False
+    # The inventory's other clusters (their workloads that may share an identity with this one's).
+    peers: list[Peer] = field(default_factory=list)
 
     def owns(self, tags: dict[str, str] | None) -> bool:
-        """Made by this collection for this very cluster (name and place)."""
+        """Made by this collection, and used by this very cluster (name and place): its claim is on it."""
         return owned_by(tags, self.cluster, self.cluster_scope)
+
+    def others(self, tags: dict[str, str] | None) -> list[Claim]:
+        """The other clusters that use an identity this collection made."""
+        return others_claims(tags, self.cluster, self.cluster_scope)
+
+    def sharing(self, workload: WorkloadSpec) -> list[tuple[Peer, WorkloadSpec]]:
+        """The inventory's other clusters' workloads that name this workload's identity."""
+        if workload.is_application or workload.named_by_default:
+            return []
+        key = ref_key(self.ref(workload))
+        return [
+            (peer, theirs)
+            for peer in self.peers
+            for theirs in peer.workloads
+            if identity_key(theirs.identity_resource_group or "", theirs.identity_name) == key
+        ]
 
     @property
     def identity_workloads(self) -> list[WorkloadSpec]:
@@ -202,7 +236,13 @@ class BatchReader:
         if batch.state == "absent":
             # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
             owned = set()
-            wanted = {k for k in wanted if k in reads.identities and not batch.owns(reads.identities[k]["tags"])}
+            # So do those another cluster uses too: only this cluster's credentials go from them.
+            wanted = {
+                k
+                for k in wanted
+                if k in reads.identities
+                and (not batch.owns(reads.identities[k]["tags"]) or batch.others(reads.identities[k]["tags"]))
+            }
         for key in sorted(wanted | owned):
             existing = reads.identities.get(key)
             if existing is not None:

@@ -9,15 +9,72 @@ come down to these three steps, shared by both kinds of identity.
 
 from __future__ import annotations
 
-from ._azure_batch_reads import Batch, BatchReader, Reads
-from ._azure_federated_credential import FicParent, ensure_federated_credential
+from typing import NamedTuple
+
+from ._azure_batch_reads import Batch, BatchReader, Reads, identity_key
+from ._azure_federated_credential import FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import ensure_identity
 from ._azure_role_assignment import assignment_state, ensure_role_assignment
 from ._ids import parse_scope
+from ._lock import object_lock
+from ._ownership import claims, fic_name, others_claims, without_claim
 from ._results import FederatedCredentialRow, FederatedCredentialState, IdentityState, PrunedAssignment
 
 
+class Released(NamedTuple):
+    """What letting go of a shared identity did: this cluster's credentials removed, and ``released`` (its claim
+    removed, others' left), ``deleted`` (no other claim was left by then: the identity went whole, ``roles`` first),
+    or ``kept`` (nothing of this cluster's was on it)."""
+
+    credentials: list[FederatedCredentialRow]
+    action: str
+    roles: list[PrunedAssignment]
+
+
 class BatchRemoval(BatchReader):
+    def release(
+        self, batch: Batch, identity: IdentityState, subjects: list[str] | None, reads: Reads, check_mode: bool
+    ) -> Released:
+        """This cluster lets go of an identity of ours that other clusters use: its credentials (for these subjects;
+        all of this cluster's when None), then its claim. The identity and its role assignments stay for the others;
+        when none is left by then (they let go at the same moment), it goes whole, as the last one's."""
+        ref = batch.ref_of(identity)
+        listed = reads.fics.get(identity_key(identity["resource_group"], identity["name"]), [])
+        names = [f["name"] for f in listed if self._this_clusters(batch, f["name"], f["issuer"], subjects)]
+        removed = self.remove_credentials(IdentityFicApi(self.fics, ref), listed, names, check_mode)
+        # Another cluster may add or release its own claim at this moment: read the tags afresh, under a lock.
+        with object_lock(ref.id):
+            current = identity if check_mode else self.identities.get(ref)
+            if current is None:
+                return Released(removed, "absent", [])
+            if not others_claims(current["tags"], batch.cluster, batch.cluster_scope):
+                roles = self.remove_assignments(batch, current["principal_id"], current["name"], reads, check_mode)
+                return Released(removed, self._remove_identity(batch, current, check_mode), roles)
+            tags = without_claim(current["tags"], claims(current["tags"]), batch.cluster, batch.cluster_scope)
+            outcome = ensure_identity(
+                self.identities,
+                ref,
+                state="present",
+                location=None,
+                tags=tags,
+                purge_tags=True,
+                check_mode=check_mode,
+                known=current,
+            )
+        return Released(removed, "released" if outcome.changed or removed else "kept", [])
+
+    @staticmethod
+    def _this_clusters(batch: Batch, name: str, issuer: str, subjects: list[str] | None) -> bool:
+        """A credential this cluster made on a shared identity: trusting its issuer (when known), and named after
+        it (for these subjects; for any when None)."""
+        if batch.issuer_url and issuer != batch.issuer_url:
+            return False
+        if subjects is not None:
+            return name.lower() in {fic_name(batch.cluster, s).lower() for s in subjects} | {
+                fic_name(batch.cluster, s, batch.issuer_url).lower() for s in subjects
+            }
+        return name.lower().startswith(f"{batch.cluster}-".lower()) and batch.issuer_url is not None
+
     def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
         outcome = ensure_identity(
             self.identities,

@@ -96,7 +96,7 @@ def removal_result(
             }
             for r in roles
         ],
-        "changed": identity.get("action") == "deleted" or bool(fics or roles),
+        "changed": identity.get("action") in ("deleted", "released") or bool(fics or roles),
         "notes": [],
     }
     return result, {"before": before, "after": None}

@@ -32,6 +32,7 @@ from ._inventory import default_identity_name, subject_for
 from ._inventory_fields import privileged_problem
 from ._ownership import (
     APP_WORKLOAD_TAG_PREFIX,
+    CLAIM_TAG_PREFIX,
     CREATED_ROLES_TAG,
     TAGS_RECORD_TAG,
     WORKLOAD_TAG,
@@ -281,7 +282,11 @@ class Discovery:
                 # Its own marks (every key, the place included) and its record of the inventory's tags are not tags
                 # to declare.
                 marks = set(identity_marks(self.cluster, "", "", "", "-")) | {TAGS_RECORD_TAG}
-                extra = {k: v for k, v in tags.items() if k not in marks and not k.startswith(CREATED_ROLES_TAG)}
+                extra = {
+                    k: v
+                    for k, v in tags.items()
+                    if k not in marks and not k.startswith((CREATED_ROLES_TAG, CLAIM_TAG_PREFIX))
+                }
                 if extra:
                     declaration["tags"] = extra
             elif made_by_collection(tags):

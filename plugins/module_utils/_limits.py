@@ -16,6 +16,8 @@ IDENTITY_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
 FIC_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
 FIC_FIELD_MAX = 600
 FICS_PER_IDENTITY = 20
+# Tags per resource (ARM): the identity's marks, claims and the inventory's together.
+TAGS_PER_RESOURCE = 50
 DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
 # The webhook projects service-account tokens of 1-24 hours (azure.workload.identity/service-account-token-expiration).
 TOKEN_EXPIRATION = (3600, 86400)

@@ -26,7 +26,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 COLLECTION = "workload_identity.aks"
 
@@ -96,8 +96,88 @@ def _other_place(recorded: str | None, scope: str | None) -> bool:
     return bool(recorded and scope and recorded.lower() != scope.lower())
 
 
+# An identity this collection made may be used by several clusters (multi-region, blue-green): each records its claim
+# in a tag of its own, ``wi-uses:<cluster>`` = ``<subscription>/<resource group>`` of the cluster ("" when unknown).
+# A same-named cluster elsewhere claims ``wi-uses:<cluster>:<digest of its place>``. The identity (and its role
+# assignments) goes only when the last claim is released. An identity made before claims were recorded is claimed by
+# the cluster it was made for (``wi-cluster``, ``wi-cluster-scope``); the first claim written materialises that one.
+CLAIM_TAG_PREFIX = "wi-uses:"
+
+
+class Claim(NamedTuple):
+    """One cluster's use of a shared identity or application: the tag that records it, the cluster and its place."""
+
+    key: str
+    cluster: str
+    scope: str | None
+
+    def described(self) -> str:
+        return _owner_described(self.cluster, self.scope)
+
+
+def _claims_in(entries: Mapping[str, str], legacy: Claim | None) -> list[Claim]:
+    found = [
+        Claim(key, key[len(CLAIM_TAG_PREFIX) :].split(":", 1)[0], value or None)
+        for key, value in sorted(entries.items())
+        if key.startswith(CLAIM_TAG_PREFIX)
+    ]
+    return found or ([legacy] if legacy is not None else [])
+
+
+def claims(tags: Mapping[str, str] | None) -> list[Claim]:
+    """The clusters that use an identity this collection made (none when it did not make it)."""
+    if not made_by_collection(tags):
+        return []
+    tags = tags or {}
+    legacy = Claim("", tags[CLUSTER_TAG], tags.get(CLUSTER_SCOPE_TAG)) if tags.get(CLUSTER_TAG) else None
+    return _claims_in(tags, legacy)
+
+
+def _is(claim: Claim, cluster: str, scope: str | None) -> bool:
+    return claim.cluster == cluster and not _other_place(claim.scope, scope)
+
+
+def claim_key(entries: Mapping[str, str], cluster: str, scope: str | None) -> str:
+    """The tag key of this cluster's claim: ``wi-uses:<cluster>``, unless a same-named cluster elsewhere holds it."""
+    plain = f"{CLAIM_TAG_PREFIX}{cluster}"
+    held = entries.get(plain)
+    if plain not in entries or not _other_place(held or None, scope):
+        return plain
+    return f"{plain}:{hashlib.sha256(str(scope).lower().encode()).hexdigest()[:8]}"
+
+
+def with_claims(
+    tags: Mapping[str, str], current: list[Claim], clusters: Sequence[tuple[str, str | None]]
+) -> dict[str, str]:
+    """``tags`` with every current claim written out (a legacy one materialised) and these clusters' claims added."""
+    result = {k: v for k, v in tags.items() if not k.startswith(CLAIM_TAG_PREFIX)}
+    for claim in current:
+        result[claim.key or claim_key(result, claim.cluster, claim.scope)] = claim.scope or ""
+    for cluster, scope in clusters:
+        if not any(_is(c, cluster, scope) for c in _claims_in(result, None)):
+            result[claim_key(result, cluster, scope)] = scope or ""
+    return result
+
+
+def without_claim(tags: Mapping[str, str], current: list[Claim], cluster: str, scope: str | None) -> dict[str, str]:
+    """``tags`` with this cluster's claim released (the others, a legacy one included, written out)."""
+    kept = [c for c in current if not _is(c, cluster, scope)]
+    return with_claims({k: v for k, v in tags.items() if not k.startswith(CLAIM_TAG_PREFIX)}, kept, [])
+
+
 def owned_by(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
-    """Made by this collection for this cluster: only such identities are ever deleted by it."""
+    """Made by this collection and used by this cluster (its claim): only such identities are ever changed beyond
+    this cluster's own credentials, and deleted when this cluster lets go of them last."""
+    return any(_is(c, cluster, scope) for c in claims(tags))
+
+
+def others_claims(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> list[Claim]:
+    """The other clusters that use an identity this collection made."""
+    return [c for c in claims(tags) if not _is(c, cluster, scope)]
+
+
+def made_for(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
+    """Made by this collection for this very cluster (the first to use it), whoever uses it now."""
     return (
         made_by_collection(tags)
         and owner_cluster(tags) == cluster
@@ -119,14 +199,13 @@ def _owner_described(name: str | None, recorded: str | None) -> str:
 
 
 def foreign_owner(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> str | None:
-    """Who else this collection made the identity for ("cluster aks-prod", or a same-named cluster elsewhere, with
-    where it is), or None when it is this cluster's or was not made by this collection."""
-    if not made_by_collection(tags):
+    """Who else uses the identity this collection made ("cluster aks-prod", or a same-named cluster elsewhere, with
+    where it is; "clusters a, b" when several), or None when this cluster uses it or it was not made by this
+    collection."""
+    if not made_by_collection(tags) or owned_by(tags, cluster, scope):
         return None
-    recorded = (tags or {}).get(CLUSTER_SCOPE_TAG)
-    if owner_cluster(tags) != cluster or _other_place(recorded, scope):
-        return _owner_described(owner_cluster(tags), recorded)
-    return None
+    others = others_claims(tags, cluster, scope)
+    return ", ".join(c.described() for c in others) or None
 
 
 # Role assignments this collection created on an identity it did not make, per cluster and workload: ARM cannot

@@ -85,7 +85,7 @@ class Outcome(Generic[S]):
     """What ensuring one object did (or, in check mode, would do)."""
 
     changed: bool
-    action: str  # created | updated | deleted | unchanged | absent
+    action: str  # created | updated | deleted | unchanged | absent | released
     before: S | None
     after: S | None
     notes: list[str] = field(default_factory=list)
@@ -178,12 +178,22 @@ class ReplacedIdentity(TypedDict):
     workload: str  # the workload whose ServiceAccount it served
 
 
+class ReleasedIdentity(TypedDict):
+    """An identity of ours that this cluster no longer uses and other clusters still do: this cluster's credentials
+    and its claim went; the identity and its role assignments stay for them."""
+
+    name: str
+    resource_group: str
+    used_by: list[str]  # the clusters that still use it, as a person reads them
+
+
 class Pruned(TypedDict):
     identities: list[PrunedIdentity]
     applications: list[PrunedApplication]
     federated_credentials: list[PrunedCredential]
     role_assignments: list[PrunedAssignment]
     replaced: list[ReplacedIdentity]
+    released: list[ReleasedIdentity]
 
 
 class AzureBatchResult(TypedDict, total=False):
@@ -194,7 +204,14 @@ class AzureBatchResult(TypedDict, total=False):
 
 
 def empty_pruned() -> Pruned:
-    return {"identities": [], "applications": [], "federated_credentials": [], "role_assignments": [], "replaced": []}
+    return {
+        "identities": [],
+        "applications": [],
+        "federated_credentials": [],
+        "role_assignments": [],
+        "replaced": [],
+        "released": [],
+    }
 
 
 # -- the Kubernetes batch (service_accounts) --------------------------------------------------------

@@ -15,7 +15,8 @@ description:
     it lists), and exactly the role assignments it declares.
   - Validates the whole list first and reports every problem at once, each naming the cluster, the workload
     and the field, before anything is read or written. Problems only Azure can reveal (a role that does not exist,
-    an identity that is full or belongs to another cluster) are also found before the first write.
+    an identity that is full, a shared identity declared otherwise by another cluster) are also found before the first
+    write.
   - Reads in bulk (the identities of the resource group, the role definitions and role assignments of the
     subscription, and each existing identity's federated credentials), so a run that changes nothing costs
     N + 3 requests to ARM for N workloads. Each app registration adds three Microsoft Graph reads (the application,
@@ -23,10 +24,12 @@ description:
     for the cluster; Graph is not asked at all for a list of managed identities without O(prune).
   - Writes with a bounded number of workloads at a time; one workload's writes run in order, so federated
     credential writes on one identity never overlap. The same code as the single-object modules does the work.
-  - Identities it creates are tagged as made by this collection for this cluster, namespace and service account.
-    With O(prune=true) it removes, from identities it made for this cluster only, the federated credentials
+  - Identities it creates are tagged as made by this collection for this cluster, namespace and service account, and
+    with the claim of each cluster that uses them (see O(shared_with)).
+    With O(prune=true) it removes, from identities it made that this cluster uses, the federated credentials
     (of this cluster's issuer) and role assignments the list no longer declares, and the identities of workloads
-    no longer listed (their role assignments first, which Azure would otherwise leave behind).
+    no longer listed (their role assignments first, which Azure would otherwise leave behind), or only this
+    cluster's credentials and claim on one that other clusters still use.
   - Refuses, unless O(allow_privileged_roles=true), any role that lets the workload grant roles (one whose permissions
     allow C(Microsoft.Authorization/roleAssignments/write), so Owner, User Access Administrator, Role Based Access
     Control Administrator and custom roles alike) at any scope, and Contributor at management-group or
@@ -138,6 +141,51 @@ options:
         refused as not a list.
     type: str
     default: list
+  shared_with:
+    description:
+      - The inventory's other clusters whose workloads name an identity explicitly (the C(workloads) role passes
+        them, from the P(workload_identity.aks.identity_peers#filter) filter). One identity named by workloads of
+        several clusters (multi-region, blue-green) is shared, with one client id and one set of role assignments,
+        and one federated credential per cluster issuer.
+      - Before any write, the workloads that name one identity must declare the same role assignments (scope, role,
+        condition) and tags on every cluster (a difference names both clusters and the difference), and their
+        federated credentials, with those already on it for others, must fit in the 20 Azure allows per identity.
+      - Each cluster using an identity this collection made records a claim on it (the tag C(wi-uses:<cluster>),
+        whose value is C(<subscription>/<resource group>) of the cluster); the clusters converging in this run
+        (O(shared_with[].in_run)) write each other's claims, so that parallel hosts write the same tags. Letting go
+        of an identity (prune, O(state=absent)) removes only this cluster's credentials and claim while another
+        cluster's claim is on it; the identity and its role assignments go with the last.
+      - An identity also used by a cluster not listed here (its claim is on it) keeps its role assignments as they
+        are (a run that would change them is refused).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      cluster_name:
+        description: The other cluster's name.
+        type: str
+        required: true
+      cluster_resource_group:
+        description: Its resource group.
+        type: str
+      identity_resource_group:
+        description: Its default resource group for identities.
+        type: str
+      subscription_id:
+        description: Its subscription, when not the connection's (its identities are then other identities).
+        type: str
+      issuer_url:
+        description: Its issuer, when known (tells its credentials apart on a shared identity).
+        type: str
+      in_run:
+        description: Whether it converges in this run too.
+        type: bool
+        default: true
+      workloads:
+        description: Its workloads that set C(identity_name), as its inventory declares them.
+        type: list
+        elements: dict
+        default: []
 extends_documentation_fragment:
   - workload_identity.aks.workloads
   - workload_identity.aks.azure
@@ -192,7 +240,8 @@ workloads:
       type: str
     identity:
       description: The identity (as M(workload_identity.aks.user_assigned_identity) returns it), with C(action)
-        and C(owned) (made by this collection); for an app registration C(kind=application), its appId as C(client_id),
+        (C(released) when O(state=absent) let go of one other clusters still use) and C(owned) (made by this
+        collection); for an app registration C(kind=application), its appId as C(client_id),
         its service principal as C(principal_id) and its C(unique_name).
       type: dict
     federated_credentials:
@@ -215,8 +264,9 @@ workloads:
 pruned:
   description: What O(prune) removed (or would remove), by kind (C(identities), C(applications),
     C(federated_credentials),
-    C(role_assignments)), and, with O(defer_replaced=true), the identities kept until their pods restart
-    (C(replaced), each with C(name), C(resource_group), C(client_id) and C(workload)).
+    C(role_assignments)); with O(defer_replaced=true), the identities kept until their pods restart
+    (C(replaced), each with C(name), C(resource_group), C(client_id) and C(workload)); and the identities this cluster
+    let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by)).
   returned: always
   type: dict
 problems:
@@ -228,6 +278,7 @@ problems:
 
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads, issuer_problems
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
@@ -264,6 +315,20 @@ def main() -> None:
             "inventory_variables": {"type": "list", "elements": "str", "default": []},
             "inventory_values": {"type": "dict", "default": {}},
             "workloads_kind": {"type": "str", "default": "list"},
+            "shared_with": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "cluster_name": {"type": "str", "required": True},
+                    "cluster_resource_group": {"type": "str"},
+                    "identity_resource_group": {"type": "str"},
+                    "subscription_id": {"type": "str"},
+                    "issuer_url": {"type": "str"},
+                    "in_run": {"type": "bool", "default": True},
+                    "workloads": {"type": "list", "elements": "dict", "default": []},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -304,6 +369,7 @@ def main() -> None:
         module.fail_problems(problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
+    scope = cluster_scope(module.connection.subscription_id, p["cluster_resource_group"])
     batch = Batch(
         cluster,
         module.connection.subscription_id or "",
@@ -315,8 +381,9 @@ def main() -> None:
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
         state=p["state"],
         application_purge=p["application_purge"],
-        cluster_scope=cluster_scope(module.connection.subscription_id, p["cluster_resource_group"]),
+        cluster_scope=scope,
         defer_replaced=p["defer_replaced"],
+        peers=peers_from(p["shared_with"], module.connection.subscription_id or "", cluster, scope),
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"

@@ -80,7 +80,8 @@ def test_plan_equals_run_and_the_second_run_changes_nothing() -> None:
     again = estate.run(listed)
     assert not again["changed"] and len(estate.writes) == 3
     identity = next(iter(estate.identities.items.values()))
-    assert identity["tags"] == identity_marks(CLUSTER, "shop", "orders", "orders")
+    # Made for this cluster and workload, and claimed by this cluster (the only one to use it).
+    assert identity["tags"] == {**identity_marks(CLUSTER, "shop", "orders", "orders"), f"wi-uses:{CLUSTER}": ""}
 
 
 def test_runtime_problems_of_every_workload_surface_before_any_write() -> None:
@@ -100,9 +101,9 @@ def test_runtime_problems_of_every_workload_surface_before_any_write() -> None:
     with pytest.raises(ValidationError) as raised:
         estate.run(listed)
     assert raised.value.problems[0] == (
-        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids was made by this "
-        "collection for cluster aks-prod, not for this cluster; set identity_name (or identity_resource_group) so that "
-        "each cluster has its own"
+        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids is used by "
+        "cluster aks-prod, not by this cluster; set identity_name (or identity_resource_group) so that each cluster "
+        "has its own, or, to share one identity between clusters, the same identity_name on each"
     )
     assert "cluster aks-dev: workload 'cart': roles[0]: role: 'No Such Role'" in raised.value.problems[1]
     assert estate.writes == []
@@ -345,10 +346,10 @@ def test_an_identity_made_for_a_same_named_cluster_elsewhere_is_refused_naming_b
     with pytest.raises(ValidationError) as raised:
         estate.run([orders()], scope=THERE, issuer=OTHER_ISSUER, prune=True)
     assert raised.value.problems == [
-        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids was made by this "
-        f"collection for cluster aks-dev in resource group rg-aks-a of subscription {SUB}, not for this cluster "
-        f"(resource group rg-aks-b of subscription {SUB}); set identity_name (or identity_resource_group) so that "
-        "each cluster has its own"
+        "cluster aks-dev: workload 'orders': identity_name: identity id-aks-dev-shop-orders in rg-ids is used by "
+        f"cluster aks-dev in resource group rg-aks-a of subscription {SUB}, not by this cluster (resource group "
+        f"rg-aks-b of subscription {SUB}); set identity_name (or identity_resource_group) so that each cluster has "
+        "its own, or, to share one identity between clusters, the same identity_name on each"
     ]
     assert estate.writes == []
     # Nor does the other cluster's prune or teardown of everything take it.

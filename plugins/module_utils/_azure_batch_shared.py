@@ -1,0 +1,157 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): one identity used by workloads on several clusters.
+
+Multi-region and blue-green clusters run the same workload, which keeps one identity (its client id, its role
+assignments) with one federated credential per cluster issuer. An identity is shared when workloads of several
+clusters name it explicitly (``identity_name``; a default name carries its cluster's, so it never is).
+
+- Each cluster that uses an identity this collection made records a claim on it (``_ownership.Claim``). Every
+  cluster converging in the run writes the claims of all of them, so that clusters converging one identity at the
+  same time write the same tags (no update lost between them), and the first of them (by name) is the one it is
+  made for.
+- The declarations must agree: every cluster of the inventory that names the identity declares the same role
+  assignments (scope, role, condition) and tags. A difference is refused before any write, naming both clusters and
+  the difference: a union would grant one cluster's workload what another's declares, without anyone seeing it.
+- A cluster not in the inventory that uses the identity (its claim is there) is not known to agree: a run changes
+  none of the identity's role assignments while it does, and says so.
+- The 20 federated credentials Azure allows per identity are counted for the whole inventory before any write.
+- Letting go (prune, teardown) of an identity another cluster still uses removes only this cluster's credentials
+  and its claim; the identity and its role assignments go with the last claim.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._azure_batch_reads import Batch, Peer, Reads, ref_key
+from ._errors import ValidationError
+from ._ids import parse_scope
+from ._inventory import WorkloadSpec, validate_workloads
+from ._limits import FICS_PER_IDENTITY
+from ._ownership import Claim, claims, cluster_scope, fic_name, identity_marks, made_for, tags_with_record, with_claims
+
+if TYPE_CHECKING:
+    from ._azure_batch_reads import BatchReader
+
+
+def peers_from(entries: list[dict[str, Any]], subscription_id: str, cluster: str, scope: str | None) -> list[Peer]:
+    """The inventory's other clusters, as the ``shared_with`` option gives them, with their workloads that name an
+    identity in this subscription explicitly. A workload of theirs that is not valid is left out: their own run
+    reports it."""
+    found: list[Peer] = []
+    for entry in entries:
+        subscription = entry.get("subscription_id") or subscription_id
+        if subscription.lower() != subscription_id.lower():
+            continue  # another subscription's identities are other identities
+        where = cluster_scope(subscription, entry.get("cluster_resource_group"))
+        name = str(entry["cluster_name"])
+        if name == cluster and (where is None or scope is None or where == scope):
+            continue  # this cluster itself, listed under another inventory name
+        validated = validate_workloads(
+            name,
+            entry.get("workloads") or [],
+            identity_resource_group=entry.get("identity_resource_group"),
+            allow_privileged_roles=True,
+        )
+        named = [w for w in validated.specs if not w.is_application and not w.named_by_default]
+        if named:
+            found.append(Peer(name, where, bool(entry.get("in_run", True)), named, entry.get("issuer_url")))
+    return found
+
+
+RoleDeclared = tuple[str, str, str]  # (scope key, role definition GUID, or the reference as written; condition)
+
+
+def _roles_of(reader: BatchReader, workload: WorkloadSpec, reads: Reads) -> dict[RoleDeclared, str]:
+    """A workload's declared assignments, comparable across clusters (a role by name or by GUID is one), each with
+    how a person reads it."""
+    found: dict[RoleDeclared, str] = {}
+    for spec in workload.roles:
+        try:
+            role = reader.resolve(spec, reads)
+            ref, name = role.guid, role.name or role.guid
+        except ValidationError:
+            ref, name = spec.role.lower(), spec.role  # its own cluster reports it
+        condition = " ".join((spec.condition or "").split())
+        found[(parse_scope(spec.scope).key, ref, condition)] = f"{name} @ {spec.scope}" + (
+            " (with a condition)" if condition else ""
+        )
+    return found
+
+
+def disagreements(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> list[str]:
+    """Each other cluster whose workload names this identity with other roles or tags: one problem each."""
+    problems: list[str] = []
+    mine = _roles_of(reader, workload, reads)
+    for peer, theirs in batch.sharing(workload):
+        where = f"cluster {batch.cluster}: workload '{workload.name}'"
+        other = f"cluster {peer.cluster} (workload '{theirs.name}')"
+        shared = f"identity {workload.identity_name} is shared with {other}"
+        roles = _roles_of(reader, theirs, reads)
+        if set(roles) != set(mine):
+            only_here = sorted(mine[k] for k in set(mine) - set(roles)) or ["none"]
+            only_there = sorted(roles[k] for k in set(roles) - set(mine)) or ["none"]
+            problems.append(
+                f"{where}: roles: {shared}, which declares other role assignments (only on {batch.cluster}: "
+                f"{', '.join(only_here)}; only on {peer.cluster}: {', '.join(only_there)}); a shared identity holds "
+                "one set of assignments: declare them identically on every cluster that names it"
+            )
+        if theirs.tags != workload.tags:
+            keys = sorted(
+                k for k in set(theirs.tags) | set(workload.tags) if theirs.tags.get(k) != workload.tags.get(k)
+            )
+            problems.append(
+                f"{where}: tags: {shared}, which declares other tags ({', '.join(keys)} differ); declare them "
+                "identically on every cluster that names it"
+            )
+    return problems
+
+
+def credential_problem(batch: Batch, workload: WorkloadSpec, reads: Reads) -> str | None:
+    """The 20-credential limit for the whole inventory: the credentials already on the identity that none of its
+    clusters will keep, plus one per subject of every cluster's workload that names it."""
+    sharing = batch.sharing(workload)
+    if not sharing:
+        return None
+    users: list[tuple[str, str | None, WorkloadSpec]] = [(batch.cluster, batch.issuer_url, workload)]
+    users += [(peer.cluster, peer.issuer_url, theirs) for peer, theirs in sharing]
+    names = {fic_name(c, s).lower() for c, _i, w in users for s in w.subjects}
+    trusted = {(i, s) for _c, i, w in users if i for s in w.subjects}
+    existing = reads.fics.get(ref_key(batch.ref(workload)), [])
+    others = [f for f in existing if f["name"].lower() not in names and (f["issuer"], f["subject"]) not in trusted]
+    needed = len(others) + sum(len(w.subjects) for _c, _i, w in users)
+    if needed <= FICS_PER_IDENTITY:
+        return None
+    counts = ", ".join(f"{c} ({len(w.subjects)})" for c, _i, w in sorted(users, key=lambda u: u[0]))
+    already = f", and {len(others)} already on it for others" if others else ""
+    return (
+        f"cluster {batch.cluster}: workload '{workload.name}': identity_name: identity {workload.identity_name} would "
+        f"need {needed} federated credentials, more than Azure allows per identity ({FICS_PER_IDENTITY}): clusters "
+        f"{counts}{already}; give a group of these clusters another identity_name (an identity, or an app "
+        f"registration, takes {FICS_PER_IDENTITY} credentials)"
+    )
+
+
+def outside_claims(batch: Batch, tags: dict[str, str] | None) -> list[Claim]:
+    """The clusters that use this identity and that the inventory does not declare: nothing says they agree."""
+    return [c for c in batch.others(tags) if not any(peer.is_claim(c) for peer in batch.peers)]
+
+
+def identity_tags(batch: Batch, workload: WorkloadSpec, current: dict[str, str] | None) -> dict[str, str]:
+    """The tags of an identity this collection makes or uses for the workload: the inventory's, the marks of the
+    cluster and workload it is made for (the first of the run's clusters that name it, by name, so that every one of
+    them writes the same; kept as they are on one made for another cluster), and the claim of each of them."""
+    run: list[tuple[str, str | None, WorkloadSpec]] = [(batch.cluster, batch.cluster_scope, workload)]
+    run += [(peer.cluster, peer.scope, theirs) for peer, theirs in batch.sharing(workload) if peer.in_run]
+    if current is None:
+        cluster, scope, first = min(run, key=lambda u: (u[0], u[1] or ""))
+        marks = identity_marks(cluster, first.namespace, first.service_account, first.name, scope)
+    elif made_for(current, batch.cluster, batch.cluster_scope):
+        marks = identity_marks(
+            batch.cluster, workload.namespace, workload.service_account, workload.name, batch.cluster_scope
+        )
+    else:
+        marks = {}
+    tags = tags_with_record(current, workload.tags, marks)
+    return with_claims(tags, claims(current) if current else [], [(c, s) for c, s, _w in run])

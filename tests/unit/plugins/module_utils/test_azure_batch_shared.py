@@ -1,0 +1,339 @@
+"""One identity used by a workload on several clusters (_azure_batch_shared): blue and green clusters on the same fake
+Azure, each converged by its own engine as its own host would, knowing the other from the inventory (``peers``).
+
+Asserted: the decisions and the writes (counted), never time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+    claims,
+    cluster_scope,
+    fic_name,
+    identity_marks,
+)
+
+from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
+
+DATA = f"/subscriptions/{SUB}/resourceGroups/rg-data"
+SUBJECT = "system:serviceaccount:shop:orders"
+CLUSTERS = {"aks-blue": "rg-aks-blue", "aks-green": "rg-aks-green"}
+SHARED = IdentityRef(SUB, "rg-ids", "id-orders")
+
+
+def issuer(cluster: str) -> str:
+    return f"https://oidc.example/tenant/{cluster}/"
+
+
+def orders(*roles: dict[str, str], **more: Any) -> dict[str, Any]:
+    return {
+        "name": "orders",
+        "namespace": "shop",
+        "service_account": "orders",
+        "identity_name": "id-orders",
+        "roles": list(roles) or [{"role": "Reader", "scope": DATA}],
+        **more,
+    }
+
+
+class Estate:
+    """One subscription's identities, credentials and assignments, and the inventory's declarations per cluster."""
+
+    def __init__(self) -> None:
+        self.writes = Writes()
+        self.identities = FakeIdentities(self.writes)
+        self.fics = FakeFics(self.writes)
+        self.roles = FakeRoles(self.writes)
+        self.inventory: dict[str, list[dict[str, Any]]] = {c: [orders()] for c in CLUSTERS}
+
+    def batch(self, cluster: str, run: tuple[str, ...], prune: bool = False, state: str = "present") -> Batch:
+        validated = validate_workloads(
+            cluster, self.inventory[cluster], identity_resource_group="rg-ids", allow_privileged_roles=False
+        )
+        assert validated.problems == []
+        scope = cluster_scope(SUB, CLUSTERS.get(cluster, f"rg-{cluster}"))
+        entries = [
+            {
+                "cluster_name": other,
+                "cluster_resource_group": CLUSTERS.get(other, f"rg-{other}"),
+                "identity_resource_group": "rg-ids",
+                "in_run": other in run,
+                "workloads": workloads,
+            }
+            for other, workloads in self.inventory.items()
+            if other != cluster
+        ]
+        return Batch(
+            cluster,
+            SUB,
+            issuer(cluster),
+            "westeurope",
+            validated.specs,
+            prune,
+            False,
+            ("rg-ids",),
+            state,
+            cluster_scope=scope,
+            peers=peers_from(entries, SUB, cluster, scope),
+        )
+
+    def run(
+        self,
+        cluster: str,
+        run: tuple[str, ...] = (),
+        check_mode: bool = False,
+        read_together: threading.Barrier | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """One host's converge (or removal); ``run``: the hosts converging in this run (this one too).
+        ``read_together``: every host has read before any writes (what they read is stale by the time they do)."""
+        engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB))
+        batch = self.batch(cluster, run or (cluster,), **kwargs)
+        reads = engine.read(batch)
+        if read_together is not None:
+            read_together.wait(timeout=30)
+        if batch.state == "absent":
+            return dict(engine.remove(batch, reads, check_mode))
+        return dict(engine.converge(batch, reads, check_mode, workers=2))
+
+    def identity(self) -> dict[str, Any] | None:
+        return self.identities.items.get(SHARED.id.lower())
+
+    def credentials(self) -> dict[str, str]:
+        """Name -> issuer of the shared identity's credentials."""
+        return {f["name"]: f["issuer"] for f in self.fics.items.get(SHARED.id.lower(), {}).values()}
+
+    def claimed(self) -> list[str]:
+        identity = self.identity()
+        return sorted(c.cluster for c in claims(identity["tags"])) if identity else []
+
+
+def both_converged(estate: Estate) -> None:
+    run = tuple(CLUSTERS)
+    for cluster in CLUSTERS:
+        estate.run(cluster, run)
+
+
+def test_one_identity_two_credentials_one_assignment_and_nothing_changes_the_second_time() -> None:
+    estate = Estate()
+    run = tuple(CLUSTERS)
+    plans = {c: estate.run(c, run, check_mode=True) for c in CLUSTERS}
+    assert estate.writes == []
+    blue = estate.run("aks-blue", run)
+    assert blue["workloads"][0]["identity"]["action"] == plans["aks-blue"]["workloads"][0]["identity"]["action"]
+    assert blue["workloads"][0]["identity"]["action"] == "created"
+    # Made for the first of the run's clusters, claimed for both: the green host writes the same tags.
+    tags = estate.identity()["tags"]
+    assert {k: v for k, v in tags.items() if not k.startswith("wi-uses:")} == identity_marks(
+        "aks-blue", "shop", "orders", "orders", cluster_scope(SUB, "rg-aks-blue")
+    )
+    assert tags["wi-uses:aks-blue"] == f"{SUB}/rg-aks-blue".lower()
+    assert tags["wi-uses:aks-green"] == f"{SUB}/rg-aks-green".lower()
+    green = estate.run("aks-green", run)
+    assert green["workloads"][0]["identity"]["action"] == "unchanged"
+    assert [f["action"] for f in green["workloads"][0]["federated_credentials"]] == ["created"]
+    assert [r["action"] for r in green["workloads"][0]["role_assignments"]] == ["unchanged"]
+    assert len(estate.identities.items) == 1 and len(estate.roles.items) == 1
+    assert estate.credentials() == {
+        fic_name("aks-blue", SUBJECT): issuer("aks-blue"),
+        fic_name("aks-green", SUBJECT): issuer("aks-green"),
+    }
+    writes = len(estate.writes)
+    assert not any(estate.run(c, run)["changed"] for c in CLUSTERS)
+    assert len(estate.writes) == writes
+
+
+def test_declarations_that_differ_are_refused_on_both_clusters_naming_the_difference() -> None:
+    estate = Estate()
+    estate.inventory["aks-green"] = [orders({"role": "Reader", "scope": DATA}, {"role": BLOB.name, "scope": DATA})]
+    estate.inventory["aks-green"][0]["tags"] = {"team": "green"}
+    run = tuple(CLUSTERS)
+    with pytest.raises(ValidationError) as blue:
+        estate.run("aks-blue", run, check_mode=True)
+    assert blue.value.problems == [
+        "cluster aks-blue: workload 'orders': roles: identity id-orders is shared with cluster aks-green (workload "
+        "'orders'), which declares other role assignments (only on aks-blue: none; only on aks-green: Storage Blob "
+        f"Data Contributor @ {DATA}); a shared identity holds one set of assignments: declare them identically on "
+        "every cluster that names it",
+        "cluster aks-blue: workload 'orders': tags: identity id-orders is shared with cluster aks-green (workload "
+        "'orders'), which declares other tags (team differ); declare them identically on every cluster that names it",
+    ]
+    with pytest.raises(ValidationError) as green:
+        estate.run("aks-green", run)
+    assert "only on aks-green: none; only on aks-blue: none" not in green.value.problems[0]
+    assert (
+        "cluster aks-green: workload 'orders': roles: identity id-orders is shared with cluster aks-blue"
+        in (green.value.problems[0])
+    )
+    assert estate.writes == []
+
+
+def test_a_role_named_by_name_on_one_cluster_and_by_guid_on_the_other_is_one_declaration() -> None:
+    estate = Estate()
+    estate.inventory["aks-green"] = [orders({"role": READER.guid, "scope": DATA.upper()})]
+    both_converged(estate)
+    assert len(estate.roles.items) == 1
+
+
+def test_the_twenty_credentials_are_counted_for_the_whole_inventory_before_any_write() -> None:
+    estate = Estate()
+    for n in range(19):
+        estate.inventory[f"aks-{n:02}"] = [orders()]
+    run = tuple(estate.inventory)
+    with pytest.raises(ValidationError) as raised:
+        estate.run("aks-blue", run, check_mode=True)
+    problem = raised.value.problems[0]
+    assert problem.startswith(
+        "cluster aks-blue: workload 'orders': identity_name: identity id-orders would need 21 federated credentials, "
+        "more than Azure allows per identity (20): clusters aks-00 (1), aks-01 (1),"
+    )
+    assert "aks-blue (1), aks-green (1); give a group of these clusters another identity_name" in problem
+    assert estate.writes == []
+    del estate.inventory["aks-18"]
+    estate.run("aks-blue", tuple(estate.inventory))  # 20 fit
+
+
+def test_a_run_limited_to_one_cluster_claims_for_it_alone_and_never_touches_the_others_credential() -> None:
+    estate = Estate()
+    both_converged(estate)
+    estate.inventory["aks-blue"] = [{**orders(), "extra_subjects": ["system:serviceaccount:shop:orders-batch"]}]
+    estate.inventory["aks-green"] = [{**orders(), "extra_subjects": ["system:serviceaccount:shop:orders-batch"]}]
+    estate.writes.clear()
+    estate.run("aks-blue", ("aks-blue",), prune=True)
+    assert [w[:2] for w in estate.writes] == [("fic", "put")]
+    assert fic_name("aks-green", SUBJECT) in estate.credentials()
+
+
+def test_letting_go_of_a_shared_identity_keeps_it_for_the_other_then_the_last_removes_everything() -> None:
+    estate = Estate()
+    both_converged(estate)
+    plan = estate.run("aks-blue", state="absent", check_mode=True)
+    assert estate.writes.count(("fic", "delete", f"id-orders/{fic_name('aks-blue', SUBJECT)}")) == 0
+    blue = estate.run("aks-blue", state="absent")
+    assert blue["workloads"][0]["identity"]["action"] == plan["workloads"][0]["identity"]["action"] == "released"
+    assert blue["changed"] and blue["workloads"][0]["role_assignments"] == []
+    assert estate.credentials() == {fic_name("aks-green", SUBJECT): issuer("aks-green")}
+    assert estate.claimed() == ["aks-green"] and len(estate.roles.items) == 1
+    assert not estate.run("aks-blue", state="absent")["changed"]
+    green = estate.run("aks-green", state="absent")
+    assert green["workloads"][0]["identity"]["action"] == "deleted"
+    assert estate.identity() is None and estate.roles.items == []
+
+
+def test_prune_of_a_workload_dropped_on_one_cluster_releases_the_identity_for_the_other() -> None:
+    estate = Estate()
+    both_converged(estate)
+    estate.inventory["aks-blue"] = []
+    done = estate.run("aks-blue", prune=True)
+    assert done["pruned"]["identities"] == [] and done["pruned"]["role_assignments"] == []
+    assert done["pruned"]["released"] == [
+        {
+            "name": "id-orders",
+            "resource_group": "rg-ids",
+            "used_by": [f"cluster aks-green in resource group rg-aks-green of subscription {SUB}"],
+        }
+    ]
+    assert [f["name"] for f in done["pruned"]["federated_credentials"]] == [fic_name("aks-blue", SUBJECT)]
+    assert estate.claimed() == ["aks-green"] and len(estate.roles.items) == 1
+    assert not estate.run("aks-blue", prune=True)["changed"]
+
+
+def test_an_identity_also_used_by_a_cluster_the_inventory_does_not_declare_keeps_its_assignments() -> None:
+    estate = Estate()
+    estate.inventory = {"aks-blue": [orders()], "aks-red": [orders()]}
+    estate.run("aks-blue", ("aks-blue", "aks-red"))
+    del estate.inventory["aks-red"]  # declared by another inventory from now on
+    assert not estate.run("aks-blue")["changed"]
+    estate.inventory["aks-blue"] = [orders({"role": "Reader", "scope": DATA}, {"role": BLOB.name, "scope": DATA})]
+    with pytest.raises(ValidationError) as raised:
+        estate.run("aks-blue", check_mode=True, prune=True)
+    assert raised.value.problems == [
+        "cluster aks-blue: workload 'orders': roles: identity id-orders is also used by cluster aks-red in resource "
+        f"group rg-aks-red of subscription {SUB}, which this inventory does not declare, so nothing says it agrees: "
+        f"this run changes none of its role assignments (Storage Blob Data Contributor @ {DATA} (created) refused); "
+        "change them from an inventory that declares every cluster that uses it (a cluster that no longer exists: "
+        "remove its claim, the tag wi-uses:aks-red, from the identity)"
+    ]
+    # Nor does prune remove an assignment the other cluster may declare (one its own run made, say).
+    estate.roles.items.append(assignment(DATA, BLOB, estate.identity()["principal_id"]))
+    estate.inventory["aks-blue"] = [orders()]
+    assert not estate.run("aks-blue", prune=True)["changed"]
+    assert len(estate.roles.items) == 2
+
+
+def test_an_identity_made_before_claims_were_recorded_is_claimed_for_its_cluster_too() -> None:
+    estate = Estate()
+    estate.identities.put(
+        SHARED, "westeurope", identity_marks("aks-blue", "shop", "orders", "orders", cluster_scope(SUB, "rg-aks-blue"))
+    )
+    estate.run("aks-green", ("aks-green",))
+    assert estate.claimed() == ["aks-blue", "aks-green"]
+    estate.run("aks-green", state="absent")
+    assert estate.claimed() == ["aks-blue"] and estate.identity() is not None
+
+
+def test_two_hosts_at_once_end_with_one_identity_both_claims_and_one_assignment() -> None:
+    estate = Estate()
+    run = tuple(CLUSTERS)
+    failures: list[Exception] = []
+    together = threading.Barrier(len(CLUSTERS))
+
+    def host(cluster: str) -> None:
+        try:
+            estate.run(cluster, run, read_together=together)
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert estate.claimed() == ["aks-blue", "aks-green"]
+    assert len(estate.identities.items) == 1 and len(estate.roles.items) == 1 and len(estate.credentials()) == 2
+    assert not any(estate.run(c, run)["changed"] for c in CLUSTERS)
+
+
+def test_a_default_name_is_never_shared() -> None:
+    estate = Estate()
+    estate.inventory = {
+        "aks-blue": [{k: v for k, v in orders().items() if k != "identity_name"}],
+        "aks-green": [{k: v for k, v in orders().items() if k != "identity_name"}],
+    }
+    estate.run("aks-blue", tuple(CLUSTERS))
+    estate.run("aks-green", tuple(CLUSTERS))
+    assert len(estate.identities.items) == 2
+    assert all(len(claims(i["tags"])) == 1 for i in estate.identities.items.values())
+
+
+def test_two_clusters_letting_go_at_once_leave_no_identity_behind() -> None:
+    estate = Estate()
+    both_converged(estate)
+    failures: list[Exception] = []
+    together = threading.Barrier(len(CLUSTERS))
+
+    def host(cluster: str) -> None:
+        try:
+            estate.run(cluster, tuple(CLUSTERS), state="absent", read_together=together)
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    # Each planned to release it; the one that found no other claim left, under the lock, removed it whole.
+    assert estate.identity() is None and estate.roles.items == []
