@@ -47,7 +47,10 @@ def identity_peers(hostvars: Any, hosts: Any, in_run: Any, this_host: str) -> li
         named = [
             dict(w)
             for w in (workloads if isinstance(workloads, list) else [])
-            if isinstance(w, Mapping) and w.get("identity_name") and w.get("identity_type") != "application"
+            if isinstance(w, Mapping)
+            and (
+                w.get("application_unique_name") if w.get("identity_type") == "application" else w.get("identity_name")
+            )
         ]
         if not named:
             continue

@@ -23,7 +23,7 @@ from ._azure_batch_apps import ApplicationSide
 from ._azure_batch_prune import Guard, Pruning
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_report import batch_report, brief, identity_result, workload_names
-from ._azure_batch_shared import identity_tags, outside_claims
+from ._azure_batch_shared import identity_tags, outside_claims, outside_problem
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity, normalise_location
 from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
@@ -144,19 +144,9 @@ class Workloads(Pruning):
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
-        outside = outside_claims(batch, known["tags"]) if known and ours else []
-        changing = [f"{r['role']} @ {r['scope']} ({r['action']})" for r in roles if r["action"] != "unchanged"]
-        if outside and changing:
-            raise ValidationError(
-                [
-                    f"roles: identity {workload.identity_name} is also used by "
-                    f"{', '.join(c.described() for c in outside)}, which this inventory does not declare, so nothing "
-                    f"says it agrees: this run changes none of its role assignments ({', '.join(changing)} "
-                    "refused); change them from an inventory that declares every cluster that uses it (a cluster "
-                    f"that no longer exists: remove its claim, the tag {', '.join(c.key for c in outside)}, from the "
-                    "identity)"
-                ]
-            )
+        problem = outside_problem(workload, outside_claims(batch, batch.others(known["tags"])) if known else [], roles)
+        if problem:
+            raise ValidationError([problem])
         if not ours and after is not None:
             identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
             after = identity.after

@@ -46,6 +46,7 @@ class BatchChecks(CreatedRolesRecord):
                     self.apps.check(batch, workload, reads, problems)
                 _app, sp = reads.applications.get(workload.name, (None, None))
                 self._resolve_roles(batch, workload, reads, resolved, problems, (sp or {}).get("id"))
+                self._shared_problems(batch, workload, reads, problems)
                 continue
             ref = batch.ref(workload)
             identity = reads.identity(ref)
@@ -79,14 +80,17 @@ class BatchChecks(CreatedRolesRecord):
                 )
             principal = identity["principal_id"] if identity else None
             self._resolve_roles(batch, workload, reads, resolved, problems, principal)
-            # Named by workloads of other clusters too: they must agree, and their credentials fit on it.
-            problems.extend(disagreements(self, batch, workload, reads))
-            full = credential_problem(batch, workload, reads)
-            if full:
-                problems.append(full)
+            self._shared_problems(batch, workload, reads, problems)
         if problems:
             raise ValidationError(problems)
         return resolved
+
+    def _shared_problems(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> None:
+        """Named by workloads of other clusters too: they must agree, and all their credentials fit on it."""
+        problems.extend(disagreements(self, batch, workload, reads))
+        full = credential_problem(batch, workload, reads)
+        if full:
+            problems.append(full)
 
     def _resolve_roles(
         self,

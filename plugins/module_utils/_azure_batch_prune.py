@@ -132,7 +132,7 @@ class Pruning(BatchChecks):
                         }
                     )
                 continue
-            if workload is not None and outside_claims(batch, identity["tags"]):
+            if workload is not None and outside_claims(batch, others):
                 # Used by a cluster this inventory does not declare: its assignments are not this run's to prune.
                 wanted_roles = None
             else:

@@ -76,15 +76,15 @@ class Batch:
         return others_claims(tags, self.cluster, self.cluster_scope)
 
     def sharing(self, workload: WorkloadSpec) -> list[tuple[Peer, WorkloadSpec]]:
-        """The inventory's other clusters' workloads that name this workload's identity."""
-        if workload.is_application or workload.named_by_default:
+        """The inventory's other clusters' workloads that name this workload's identity (or application)."""
+        key = shared_key(workload, self.ref(workload).resource_group)
+        if key is None:
             return []
-        key = ref_key(self.ref(workload))
         return [
             (peer, theirs)
             for peer in self.peers
             for theirs in peer.workloads
-            if identity_key(theirs.identity_resource_group or "", theirs.identity_name) == key
+            if shared_key(theirs, theirs.identity_resource_group or "") == key
         ]
 
     @property
@@ -148,6 +148,17 @@ def continue_identities(batch: Batch, reads: Reads) -> None:
             workload.identity_name = identity["name"]
             taken.add(key)
             break
+
+
+def shared_key(workload: WorkloadSpec, resource_group: str) -> str | None:
+    """What names a workload's identity or application across clusters; None when it cannot be shared: a default
+    name carries its cluster's, and an application named by ``application_id`` is an operator's, used as it is."""
+    if workload.named_by_default:
+        return None
+    if workload.is_application:
+        unique = workload.application_unique_name
+        return f"application:{unique.lower()}" if unique else None
+    return f"identity:{identity_key(resource_group, workload.identity_name)}"
 
 
 def identity_key(resource_group: str, name: str) -> str:

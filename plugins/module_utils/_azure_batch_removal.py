@@ -40,7 +40,7 @@ class BatchRemoval(BatchReader):
         when none is left by then (they let go at the same moment), it goes whole, as the last one's."""
         ref = batch.ref_of(identity)
         listed = reads.fics.get(identity_key(identity["resource_group"], identity["name"]), [])
-        names = [f["name"] for f in listed if self._this_clusters(batch, f["name"], f["issuer"], subjects)]
+        names = [f["name"] for f in listed if self.this_clusters(batch, f["name"], f["issuer"], subjects)]
         removed = self.remove_credentials(IdentityFicApi(self.fics, ref), listed, names, check_mode)
         # Another cluster may add or release its own claim at this moment: read the tags afresh, under a lock.
         with object_lock(ref.id):
@@ -64,7 +64,7 @@ class BatchRemoval(BatchReader):
         return Released(removed, "released" if outcome.changed or removed else "kept", [])
 
     @staticmethod
-    def _this_clusters(batch: Batch, name: str, issuer: str, subjects: list[str] | None) -> bool:
+    def this_clusters(batch: Batch, name: str, issuer: str, subjects: list[str] | None) -> bool:
         """A credential this cluster made on a shared identity: trusting its issuer (when known), and named after
         it (for these subjects; for any when None)."""
         if batch.issuer_url and issuer != batch.issuer_url:

@@ -24,12 +24,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._azure_batch_reads import Batch, Peer, Reads, ref_key
+from ._azure_batch_reads import Batch, Peer, Reads, ref_key, shared_key
 from ._errors import ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec, validate_workloads
 from ._limits import FICS_PER_IDENTITY
-from ._ownership import Claim, claims, cluster_scope, fic_name, identity_marks, made_for, tags_with_record, with_claims
+from ._ownership import (
+    Claim,
+    application_claims,
+    application_made_for,
+    application_marks,
+    application_with_claims,
+    claims,
+    cluster_scope,
+    fic_name,
+    identity_marks,
+    made_for,
+    tags_with_record,
+    with_claims,
+)
+from ._results import RoleAssignmentRow
 
 if TYPE_CHECKING:
     from ._azure_batch_reads import BatchReader
@@ -54,7 +68,7 @@ def peers_from(entries: list[dict[str, Any]], subscription_id: str, cluster: str
             identity_resource_group=entry.get("identity_resource_group"),
             allow_privileged_roles=True,
         )
-        named = [w for w in validated.specs if not w.is_application and not w.named_by_default]
+        named = [w for w in validated.specs if shared_key(w, w.identity_resource_group or "") is not None]
         if named:
             found.append(Peer(name, where, bool(entry.get("in_run", True)), named, entry.get("issuer_url")))
     return found
@@ -80,6 +94,13 @@ def _roles_of(reader: BatchReader, workload: WorkloadSpec, reads: Reads) -> dict
     return found
 
 
+def named(workload: WorkloadSpec) -> str:
+    """The workload's identity or application, as a person reads it."""
+    if workload.is_application:
+        return f"application {workload.application_unique_name or workload.application_id}"
+    return f"identity {workload.identity_name}"
+
+
 def disagreements(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> list[str]:
     """Each other cluster whose workload names this identity with other roles or tags: one problem each."""
     problems: list[str] = []
@@ -87,7 +108,7 @@ def disagreements(reader: BatchReader, batch: Batch, workload: WorkloadSpec, rea
     for peer, theirs in batch.sharing(workload):
         where = f"cluster {batch.cluster}: workload '{workload.name}'"
         other = f"cluster {peer.cluster} (workload '{theirs.name}')"
-        shared = f"identity {workload.identity_name} is shared with {other}"
+        shared = f"{named(workload)} is shared with {other}"
         roles = _roles_of(reader, theirs, reads)
         if set(roles) != set(mine):
             only_here = sorted(mine[k] for k in set(mine) - set(roles)) or ["none"]
@@ -118,32 +139,70 @@ def credential_problem(batch: Batch, workload: WorkloadSpec, reads: Reads) -> st
     users += [(peer.cluster, peer.issuer_url, theirs) for peer, theirs in sharing]
     names = {fic_name(c, s).lower() for c, _i, w in users for s in w.subjects}
     trusted = {(i, s) for _c, i, w in users if i for s in w.subjects}
-    existing = reads.fics.get(ref_key(batch.ref(workload)), [])
+    if workload.is_application:
+        app = reads.applications.get(workload.name, (None, None))[0]
+        existing = reads.app_fics.get(str(app["id"]), []) if app else []
+    else:
+        existing = reads.fics.get(ref_key(batch.ref(workload)), [])
     others = [f for f in existing if f["name"].lower() not in names and (f["issuer"], f["subject"]) not in trusted]
     needed = len(others) + sum(len(w.subjects) for _c, _i, w in users)
     if needed <= FICS_PER_IDENTITY:
         return None
     counts = ", ".join(f"{c} ({len(w.subjects)})" for c, _i, w in sorted(users, key=lambda u: u[0]))
     already = f", and {len(others)} already on it for others" if others else ""
+    field = "application_unique_name" if workload.is_application else "identity_name"
     return (
-        f"cluster {batch.cluster}: workload '{workload.name}': identity_name: identity {workload.identity_name} would "
-        f"need {needed} federated credentials, more than Azure allows per identity ({FICS_PER_IDENTITY}): clusters "
-        f"{counts}{already}; give a group of these clusters another identity_name (an identity, or an app "
-        f"registration, takes {FICS_PER_IDENTITY} credentials)"
+        f"cluster {batch.cluster}: workload '{workload.name}': {field}: {named(workload)} would need {needed} "
+        f"federated credentials, more than Azure allows per identity ({FICS_PER_IDENTITY}): clusters {counts}"
+        f"{already}; give a group of these clusters another {field} (an identity, or an app registration, takes "
+        f"{FICS_PER_IDENTITY} credentials)"
     )
 
 
-def outside_claims(batch: Batch, tags: dict[str, str] | None) -> list[Claim]:
-    """The clusters that use this identity and that the inventory does not declare: nothing says they agree."""
-    return [c for c in batch.others(tags) if not any(peer.is_claim(c) for peer in batch.peers)]
+def outside_claims(batch: Batch, others: list[Claim]) -> list[Claim]:
+    """The other clusters that use this identity (or application) and that the inventory does not declare: nothing
+    says they agree."""
+    return [c for c in others if not any(peer.is_claim(c) for peer in batch.peers)]
+
+
+def outside_problem(workload: WorkloadSpec, outside: list[Claim], roles: list[RoleAssignmentRow]) -> str | None:
+    """A change to the role assignments of an identity a cluster outside the inventory uses: refused."""
+    changing = [f"{r['role']} @ {r['scope']} ({r['action']})" for r in roles if r["action"] != "unchanged"]
+    if not outside or not changing:
+        return None
+    return (
+        f"roles: {named(workload)} is also used by {', '.join(c.described() for c in outside)}, which this inventory "
+        f"does not declare, so nothing says it agrees: this run changes none of its role assignments "
+        f"({', '.join(changing)} refused); change them from an inventory that declares every cluster that uses it (a "
+        f"cluster that no longer exists: remove its claim, the tag {', '.join(c.key for c in outside)}, from the "
+        f"{'application' if workload.is_application else 'identity'})"
+    )
+
+
+def _run_claimants(batch: Batch, workload: WorkloadSpec) -> list[tuple[str, str | None, WorkloadSpec]]:
+    run: list[tuple[str, str | None, WorkloadSpec]] = [(batch.cluster, batch.cluster_scope, workload)]
+    return run + [(peer.cluster, peer.scope, theirs) for peer, theirs in batch.sharing(workload) if peer.in_run]
+
+
+def application_tags(batch: Batch, workload: WorkloadSpec, current: list[str] | None) -> list[str]:
+    """As :func:`identity_tags`, for an application this collection makes or uses (its string tags)."""
+    run = _run_claimants(batch, workload)
+    if current is None:
+        cluster, scope, first = min(run, key=lambda u: (u[0], u[1] or ""))
+        marks = application_marks(cluster, first.namespace, first.name, scope)
+    elif application_made_for(current, batch.cluster, batch.cluster_scope):
+        marks = application_marks(batch.cluster, workload.namespace, workload.name, batch.cluster_scope)
+    else:
+        marks = []
+    tags = list(dict.fromkeys([*(current or []), *marks]))
+    return application_with_claims(tags, application_claims(current), [(c, s) for c, s, _w in run])
 
 
 def identity_tags(batch: Batch, workload: WorkloadSpec, current: dict[str, str] | None) -> dict[str, str]:
     """The tags of an identity this collection makes or uses for the workload: the inventory's, the marks of the
     cluster and workload it is made for (the first of the run's clusters that name it, by name, so that every one of
     them writes the same; kept as they are on one made for another cluster), and the claim of each of them."""
-    run: list[tuple[str, str | None, WorkloadSpec]] = [(batch.cluster, batch.cluster_scope, workload)]
-    run += [(peer.cluster, peer.scope, theirs) for peer, theirs in batch.sharing(workload) if peer.in_run]
+    run = _run_claimants(batch, workload)
     if current is None:
         cluster, scope, first = min(run, key=lambda u: (u[0], u[1] or ""))
         marks = identity_marks(cluster, first.namespace, first.service_account, first.name, scope)

@@ -15,7 +15,7 @@ from typing import Any
 from ._inventory import WorkloadSpec
 from ._kube_patch import dig
 from ._kube_paths import CLIENT_ID
-from ._ownership import kube_created_by_collection, kube_workload
+from ._ownership_kube import kube_created_by_collection, kube_workload
 
 
 def foreign_binding(

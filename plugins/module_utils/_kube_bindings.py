@@ -43,7 +43,7 @@ from ._kube_paths import (
 )
 from ._kube_plan import Change, Plan, rollout_consequence
 from ._kube_release import Releases
-from ._ownership import (
+from ._ownership_kube import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
     TEMPLATE_CLIENT_ID_ANNOTATION,

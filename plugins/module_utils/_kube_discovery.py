@@ -21,7 +21,7 @@ from ._errors import KubeApiError
 from ._kube_client import KubeClient
 from ._kube_patch import dig
 from ._kube_paths import CLIENT_ID, CONTROLLERS, TENANT_ID, TOKEN_EXPIRATION, USE_LABEL, Paths
-from ._ownership import CLUSTER_LABEL, kube_workload
+from ._ownership_kube import CLUSTER_LABEL, kube_workload
 from ._results import BoundAccount, KubeEstate, PodIdentityBinding, SeenController
 
 POD_IDENTITY_API = "/apis/aadpodidentity.k8s.io/v1"

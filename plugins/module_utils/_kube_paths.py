@@ -10,7 +10,7 @@ from typing import Any
 from ._kube_client import KubeClient
 from ._kube_patch import dig, merge_patch
 from ._kube_plan import Change
-from ._ownership import TEMPLATE_CLIENT_ID_ANNOTATION
+from ._ownership_kube import TEMPLATE_CLIENT_ID_ANNOTATION
 
 # The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
 CLIENT_ID = "azure.workload.identity/client-id"

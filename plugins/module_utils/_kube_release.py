@@ -28,7 +28,7 @@ from ._kube_paths import (
     template_view,
 )
 from ._kube_plan import Change, Plan, rollout_consequence
-from ._ownership import (
+from ._ownership_kube import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
     TEMPLATE_CLIENT_ID_ANNOTATION,

@@ -11,19 +11,12 @@ the collection writes to recognise its own objects again is defined here, and re
   :func:`cluster_scope`): two clusters called ``aks-stg`` in two resource groups are two owners.
 - Federated credentials: named after the cluster and subject (:func:`fic_name`), so a cluster's
   own credentials on a shared identity are told apart from others'.
-- Kubernetes objects it touches: the labels ``workload-identity.aks/cluster`` and
-  ``workload-identity.aks/workload``; those it creates also ``app.kubernetes.io/managed-by``; a bound
-  controller keeps its previous service account in ``workload-identity.aks/previous-service-account``, and its pod
-  template the client id its pods were made for in ``workload-identity.aks/client-id``.
-  An object it adopts (one it did not create) records, the first time it touches it, the values the
-  fields it sets already had, in ``workload-identity.aks/adopted`` (JSON), so that unbinding puts them
-  back instead of removing them.
+- Kubernetes objects it touches: see ``_ownership_kube``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -297,19 +290,55 @@ def _app_scope(tags: list[str] | None) -> str | None:
     )
 
 
-def application_owned_by(tags: list[str] | None, cluster: str, scope: str | None = None) -> bool:
+def application_claims(tags: list[str] | None) -> list[Claim]:
+    """As :func:`claims`, for an application's string tags (``wi-uses:<cluster>=<place>``)."""
+    tags = tags or []
+    owner = application_owner_cluster(tags)
+    if owner is None:
+        return []
+    entries = dict(t.split("=", 1) for t in tags if t.startswith(CLAIM_TAG_PREFIX) and "=" in t)
+    return _claims_in(entries, Claim("", owner, _app_scope(tags)))
+
+
+def application_with_claims(
+    tags: list[str], current: list[Claim], clusters: Sequence[tuple[str, str | None]]
+) -> list[str]:
+    """As :func:`with_claims`, for an application's string tags."""
+    entries = with_claims({}, current, clusters)
+    return [t for t in tags if not t.startswith(CLAIM_TAG_PREFIX)] + [f"{k}={v}" for k, v in sorted(entries.items())]
+
+
+def application_without_claim(tags: list[str], cluster: str, scope: str | None) -> list[str]:
+    """As :func:`without_claim`, for an application's string tags."""
+    kept = [c for c in application_claims(tags) if not _is(c, cluster, scope)]
+    return application_with_claims(tags, kept, [])
+
+
+def application_claim_tag(cluster: str, scope: str | None) -> str:
+    """This cluster's claim as an application carries it (what a Graph filter finds its applications by)."""
+    return f"{CLAIM_TAG_PREFIX}{cluster}={scope or ''}"
+
+
+def application_made_for(tags: list[str] | None, cluster: str, scope: str | None = None) -> bool:
     """An application this collection made for this cluster (the same name, and the same place when recorded)."""
     return application_owner_cluster(tags) == cluster and not _other_place(_app_scope(tags), scope)
 
 
+def application_owned_by(tags: list[str] | None, cluster: str, scope: str | None = None) -> bool:
+    """An application this collection made that this cluster uses (its claim is on it)."""
+    return any(_is(c, cluster, scope) for c in application_claims(tags))
+
+
+def application_others(tags: list[str] | None, cluster: str, scope: str | None = None) -> list[Claim]:
+    """The other clusters that use an application this collection made."""
+    return [c for c in application_claims(tags) if not _is(c, cluster, scope)]
+
+
 def application_foreign_owner(tags: list[str] | None, cluster: str, scope: str | None = None) -> str | None:
     """As :func:`foreign_owner`, for an application's string tags."""
-    owner = application_owner_cluster(tags)
-    if owner is None:
+    if application_owner_cluster(tags) is None or application_owned_by(tags, cluster, scope):
         return None
-    if owner != cluster or _other_place(_app_scope(tags), scope):
-        return _owner_described(owner, _app_scope(tags))
-    return None
+    return ", ".join(c.described() for c in application_others(tags, cluster, scope)) or None
 
 
 def application_cluster_tag(cluster: str) -> str:
@@ -354,61 +383,3 @@ def own_credential_names(
         for c in credentials
         if str(c["name"]).lower() in names and (issuer is None or c.get("issuer") == issuer)
     ]
-
-
-# -- Kubernetes -------------------------------------------------------------------------------------
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-CLUSTER_LABEL = "workload-identity.aks/cluster"
-WORKLOAD_LABEL = "workload-identity.aks/workload"
-PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
-# On a bound controller's pod template: the client id its pods were made for. A new client id changes the template, so
-# the pods restart and sign in as the new identity (the webhook injects the client id only when a pod is created).
-TEMPLATE_CLIENT_ID_ANNOTATION = "workload-identity.aks/client-id"
-ADOPTED_ANNOTATION = "workload-identity.aks/adopted"
-
-
-def adopted_record(place: str, before: Mapping[str, str | None]) -> str | None:
-    """The annotation value recording the values that were there before (None: nothing to record)."""
-    kept = {key: value for key, value in before.items() if value is not None}
-    return json.dumps({place: kept}, sort_keys=True, separators=(",", ":")) if kept else None
-
-
-def adopted_values(annotations: Mapping[str, str] | None, place: str) -> dict[str, str]:
-    """What an adopted object's fields held before this collection touched them (empty if nothing)."""
-    raw = (annotations or {}).get(ADOPTED_ANNOTATION)
-    try:
-        recorded = json.loads(raw) if raw else {}
-    except ValueError:
-        return {}  # edited by hand into something else: restore nothing rather than guess
-    values = recorded.get(place) if isinstance(recorded, dict) else None
-    return {str(k): str(v) for k, v in values.items()} if isinstance(values, dict) else {}
-
-
-def kube_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
-    """The labels of an object this collection touched (for a workload, when given)."""
-    return {CLUSTER_LABEL: cluster, **({WORKLOAD_LABEL: workload} if workload else {})}
-
-
-def kube_created_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
-    """The labels of an object this collection created (and so may delete)."""
-    return {**kube_marks(cluster, workload), MANAGED_BY_LABEL: COLLECTION}
-
-
-def kube_marks_removed() -> dict[str, None]:
-    """A merge patch's labels that take this collection's marks off an object it only touched."""
-    return {CLUSTER_LABEL: None, WORKLOAD_LABEL: None}
-
-
-def kube_created_by_collection(labels: Mapping[str, str] | None) -> bool:
-    return (labels or {}).get(MANAGED_BY_LABEL) == COLLECTION
-
-
-def kube_workload(labels: Mapping[str, str] | None) -> str | None:
-    """The workload this collection bound the object for, if it did."""
-    return (labels or {}).get(WORKLOAD_LABEL)
-
-
-def kube_cluster_selector(cluster: str, created_only: bool = False) -> str:
-    """A label selector for what this collection touched (or created) on a cluster."""
-    selector = f"{CLUSTER_LABEL}={cluster}"
-    return f"{MANAGED_BY_LABEL}={COLLECTION},{selector}" if created_only else selector

@@ -254,3 +254,30 @@ def test_three_clusters_at_once_and_a_run_limited_to_one_touches_no_other_creden
         assert signed_in(estate.signs_in(cluster, identity.client_id)), cluster
     estate.run(more, "teardown.yml")
     assert "id-orders-three" not in estate.identities()
+
+
+def test_an_app_registration_shared_by_two_clusters(estate: Estate) -> None:
+    app = [
+        {
+            **estate.workloads("unused")[0],
+            "identity_type": "application",
+            "application_unique_name": "wi-orders-shared-app",
+        }
+    ]
+    del app[0]["identity_name"]
+    both = {"aks-blue": app, "aks-green": app}
+    estate.run(both)
+    client_id = estate.client_id("aks-blue")
+    assert client_id and estate.client_id("aks-green") == client_id
+    for cluster in both:
+        assert signed_in(estate.signs_in(cluster, client_id)), cluster
+    changed, output = estate.run(both)
+    assert changed == {"aks-blue": 0, "aks-green": 0}, output[-6000:]
+    estate.run(both, "teardown.yml", "--limit", "aks-blue")
+    assert signed_in(estate.signs_in("aks-green", client_id))
+    found = estate.box.graph("GET", "/applications(uniqueName='wi-orders-shared-app')").json()
+    assert [t for t in found["tags"] if t.startswith("wi-uses:")] == [
+        f"wi-uses:aks-green={estate.box.subscription_id}/{CLUSTERS['aks-green']}".lower()
+    ]
+    estate.run({"aks-green": app}, "teardown.yml")
+    assert estate.box.graph("GET", "/applications(uniqueName='wi-orders-shared-app')").status_code == 404

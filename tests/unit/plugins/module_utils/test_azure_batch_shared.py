@@ -24,6 +24,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._ownership i
 )
 
 from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
+from .test_azure_batch_apps import GraphApps
 
 DATA = f"/subscriptions/{SUB}/resourceGroups/rg-data"
 SUBJECT = "system:serviceaccount:shop:orders"
@@ -54,6 +55,7 @@ class Estate:
         self.identities = FakeIdentities(self.writes)
         self.fics = FakeFics(self.writes)
         self.roles = FakeRoles(self.writes)
+        self.apps = GraphApps()
         self.inventory: dict[str, list[dict[str, Any]]] = {c: [orders()] for c in CLUSTERS}
 
     def batch(self, cluster: str, run: tuple[str, ...], prune: bool = False, state: str = "present") -> Batch:
@@ -97,7 +99,7 @@ class Estate:
     ) -> dict[str, Any]:
         """One host's converge (or removal); ``run``: the hosts converging in this run (this one too).
         ``read_together``: every host has read before any writes (what they read is stale by the time they do)."""
-        engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB))
+        engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB), self.apps)
         batch = self.batch(cluster, run or (cluster,), **kwargs)
         reads = engine.read(batch)
         if read_together is not None:
@@ -337,3 +339,49 @@ def test_two_clusters_letting_go_at_once_leave_no_identity_behind() -> None:
     assert failures == []
     # Each planned to release it; the one that found no other claim left, under the lock, removed it whole.
     assert estate.identity() is None and estate.roles.items == []
+
+
+def orders_app(*roles: dict[str, str]) -> dict[str, Any]:
+    return {
+        "name": "orders",
+        "namespace": "shop",
+        "service_account": "orders",
+        "identity_type": "application",
+        "application_unique_name": "wi-orders-shared",
+        "roles": list(roles) or [{"role": "Reader", "scope": DATA}],
+    }
+
+
+def test_an_app_registration_is_shared_the_same_way() -> None:
+    estate = Estate()
+    estate.inventory = {c: [orders_app()] for c in CLUSTERS}
+    run = tuple(CLUSTERS)
+    together = threading.Barrier(len(CLUSTERS))
+    threads = [threading.Thread(target=estate.run, args=(c, run), kwargs={"read_together": together}) for c in CLUSTERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(estate.apps.apps) == 1 and len(estate.roles.items) == 1
+    app = next(iter(estate.apps.apps.values()))
+    assert sorted(t for t in app["tags"] if t.startswith("wi-uses:")) == [
+        f"wi-uses:aks-blue={SUB}/rg-aks-blue".lower(),
+        f"wi-uses:aks-green={SUB}/rg-aks-green".lower(),
+    ]
+    assert sorted(estate.apps.fics[app["id"]]) == sorted(fic_name(c, SUBJECT).lower() for c in CLUSTERS)
+    assert not any(estate.run(c, run)["changed"] for c in CLUSTERS)
+    # Declared otherwise on one cluster: refused on both, before any write.
+    estate.inventory["aks-green"] = [orders_app({"role": "Reader", "scope": DATA}, {"role": BLOB.name, "scope": DATA})]
+    estate.writes.clear()
+    with pytest.raises(ValidationError) as raised:
+        estate.run("aks-blue", run, check_mode=True)
+    assert "roles: application wi-orders-shared is shared with cluster aks-green" in raised.value.problems[0]
+    estate.inventory["aks-green"] = [orders_app()]
+    # One cluster lets go: its credential and claim; the application and its assignment stay for the other.
+    blue = estate.run("aks-blue", state="absent")
+    assert blue["workloads"][0]["identity"]["action"] == "released"
+    assert list(estate.apps.fics[app["id"]]) == [fic_name("aks-green", SUBJECT).lower()]
+    assert len(estate.apps.apps) == 1 and len(estate.roles.items) == 1
+    green = estate.run("aks-green", state="absent")
+    assert green["workloads"][0]["identity"]["action"] == "deleted"
+    assert estate.apps.apps == {} and estate.roles.items == []

@@ -18,7 +18,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_patch import merge_patch
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_paths import CLIENT_ID, TENANT_ID, USE_LABEL
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
-from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_kube import (
     ADOPTED_ANNOTATION,
     MANAGED_BY_LABEL,
     PREVIOUS_ACCOUNT_ANNOTATION,
