@@ -23,7 +23,7 @@ from ._azure_batch_apps import ApplicationSide
 from ._azure_batch_prune import Guard, Pruning
 from ._azure_batch_reads import PENDING, AzureApis, Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_report import batch_report, brief, identity_result, workload_names
-from ._azure_batch_shared import identity_tags, outside_claims, outside_problem
+from ._azure_batch_shared import identity_tags
 from ._azure_federated_credential import FederatedCredentialApi, FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import IdentityApi, ensure_identity, normalise_location
 from ._azure_role_assignment import RoleAssignmentApi, ensure_role_assignment
@@ -144,9 +144,6 @@ class Workloads(Pruning):
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
         roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
-        problem = outside_problem(workload, outside_claims(batch, batch.others(known["tags"])) if known else [], roles)
-        if problem:
-            raise ValidationError([problem])
         if not ours and after is not None:
             identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
             after = identity.after

@@ -24,7 +24,7 @@ from ._azure_application import (
 from ._azure_batch_apps_removal import ApplicationRemoval, application_brief, application_result
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved
 from ._azure_batch_report import workload_names
-from ._azure_batch_shared import application_tags, outside_claims, outside_problem
+from ._azure_batch_shared import application_tags
 from ._azure_graph import OWNED_BY, PERMISSION_HINT, WRITE_ALL
 from ._errors import AzureApiError, ValidationError
 from ._ids import parse_scope
@@ -176,9 +176,6 @@ class ApplicationSide(ApplicationRemoval):
         sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
         listed = reads.assignments.get(sp.lower(), []) if principal else []
         roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours)
-        problem = outside_problem(workload, outside_claims(batch, others) if ours else [], roles)
-        if problem:
-            raise ValidationError([problem])
         if not ours and app is not None:
             outcome = self._record_created_roles(batch, workload, app, principal, outcome, roles, check_mode)
             after = outcome.after

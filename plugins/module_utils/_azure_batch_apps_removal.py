@@ -22,7 +22,6 @@ from ._azure_application import (
 from ._azure_batch_reads import Batch, Reads, Resolved, role_key
 from ._azure_batch_removal import Released
 from ._azure_batch_report import removal_result
-from ._azure_batch_shared import outside_claims
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._lock import object_lock
@@ -239,12 +238,11 @@ class ApplicationRemoval:
             wanted = {
                 (parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles
             }
-            if not outside_claims(batch, application_others(found.get("tags"), batch.cluster, batch.cluster_scope)):
-                pruned["role_assignments"].extend(
-                    self.engine.remove_assignments(
-                        batch, state["service_principal_id"], state["display_name"], reads, check_mode, keep=wanted
-                    )
+            pruned["role_assignments"].extend(
+                self.engine.remove_assignments(
+                    batch, state["service_principal_id"], state["display_name"], reads, check_mode, keep=wanted
                 )
+            )
             names = {fic_name(batch.cluster, s).lower() for s in workload.subjects}
             listed = reads.app_fics.get(str(found["id"]), [])
             stale = [

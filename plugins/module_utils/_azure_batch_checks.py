@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from ._azure_batch_reads import Batch, Reads, Resolved, role_key
 from ._azure_batch_roles_record import CreatedRolesRecord
-from ._azure_batch_shared import credential_problem, disagreements
+from ._azure_batch_shared import credential_problem, disagreements, outside_claims, outside_problem
 from ._errors import AzureApiError, ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
-from ._ownership import foreign_owner, made_by_collection, place_described
+from ._ownership import Claim, application_others, foreign_owner, made_by_collection, place_described
 
 if TYPE_CHECKING:
     from ._azure_batch_apps import ApplicationSide
@@ -44,9 +44,14 @@ class BatchChecks(CreatedRolesRecord):
             if workload.is_application:
                 if self.apps is not None:
                     self.apps.check(batch, workload, reads, problems)
-                _app, sp = reads.applications.get(workload.name, (None, None))
+                app, sp = reads.applications.get(workload.name, (None, None))
                 self._resolve_roles(batch, workload, reads, resolved, problems, (sp or {}).get("id"))
-                self._shared_problems(batch, workload, reads, problems)
+                others = (
+                    application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
+                    if app and workload.application_id is None
+                    else []
+                )
+                self._shared_problems(batch, workload, reads, resolved, (others, (sp or {}).get("id")), problems)
                 continue
             ref = batch.ref(workload)
             identity = reads.identity(ref)
@@ -80,17 +85,31 @@ class BatchChecks(CreatedRolesRecord):
                 )
             principal = identity["principal_id"] if identity else None
             self._resolve_roles(batch, workload, reads, resolved, problems, principal)
-            self._shared_problems(batch, workload, reads, problems)
+            others = batch.others(identity["tags"]) if identity else []
+            self._shared_problems(batch, workload, reads, resolved, (others, principal), problems)
         if problems:
             raise ValidationError(problems)
         return resolved
 
-    def _shared_problems(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> None:
-        """Named by workloads of other clusters too: they must agree, and all their credentials fit on it."""
+    def _shared_problems(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        reads: Reads,
+        resolved: Resolved,
+        used: tuple[list[Claim], str | None],
+        problems: list[str],
+    ) -> None:
+        """Named by workloads of other clusters too: they must agree, and all their credentials fit on it; used by
+        clusters the inventory does not declare (``used``: their claims and the principal): it holds exactly what is
+        declared."""
+        where = f"cluster {batch.cluster}: workload '{workload.name}'"
         problems.extend(disagreements(self, batch, workload, reads))
         full = credential_problem(batch, workload, reads)
-        if full:
-            problems.append(full)
+        others, principal = used
+        held = reads.assignments.get(principal.lower(), []) if principal else []
+        outside = outside_problem(batch, workload, outside_claims(batch, others), resolved, reads, held)
+        problems.extend(p for p in (full, f"{where}: {outside}" if outside else None) if p)
 
     def _resolve_roles(
         self,

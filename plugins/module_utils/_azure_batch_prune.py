@@ -17,7 +17,6 @@ from typing import Any
 from ._azure_batch_checks import BatchChecks
 from ._azure_batch_reads import Batch, Reads, Resolved, ref_key, role_key
 from ._azure_batch_report import batch_report, brief, identity_result, removal_result
-from ._azure_batch_shared import outside_claims
 from ._azure_federated_credential import IdentityFicApi
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec, subject_for
@@ -132,24 +131,16 @@ class Pruning(BatchChecks):
                         }
                     )
                 continue
-            if workload is not None and outside_claims(batch, others):
-                # Used by a cluster this inventory does not declare: its assignments are not this run's to prune.
-                wanted_roles = None
-            else:
-                wanted_roles = (
-                    {
-                        (parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid)
-                        for r in workload.roles
-                    }
-                    if workload
-                    else set()
+            wanted_roles = (
+                {(parse_scope(r.scope).key, resolved[role_key(workload, r.role, r.scope)].guid) for r in workload.roles}
+                if workload
+                else set()
+            )
+            pruned["role_assignments"].extend(
+                self.remove_assignments(
+                    batch, identity["principal_id"], identity["name"], reads, check_mode, keep=wanted_roles
                 )
-            if wanted_roles is not None:
-                pruned["role_assignments"].extend(
-                    self.remove_assignments(
-                        batch, identity["principal_id"], identity["name"], reads, check_mode, keep=wanted_roles
-                    )
-                )
+            )
             if workload is None:
                 self._remove_identity(batch, identity, check_mode)
                 pruned["identities"].append({"name": identity["name"], "resource_group": identity["resource_group"]})

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._azure_batch_reads import Batch, Peer, Reads, ref_key, shared_key
+from ._azure_batch_reads import Batch, Peer, Reads, Resolved, ref_key, role_key, shared_key
 from ._errors import ValidationError
-from ._ids import parse_scope
+from ._ids import parse_role, parse_scope
 from ._inventory import WorkloadSpec, validate_workloads
 from ._limits import FICS_PER_IDENTITY
 from ._ownership import (
@@ -43,7 +43,6 @@ from ._ownership import (
     tags_with_record,
     with_claims,
 )
-from ._results import RoleAssignmentRow
 
 if TYPE_CHECKING:
     from ._azure_batch_reads import BatchReader
@@ -165,17 +164,40 @@ def outside_claims(batch: Batch, others: list[Claim]) -> list[Claim]:
     return [c for c in others if not any(peer.is_claim(c) for peer in batch.peers)]
 
 
-def outside_problem(workload: WorkloadSpec, outside: list[Claim], roles: list[RoleAssignmentRow]) -> str | None:
-    """A change to the role assignments of an identity a cluster outside the inventory uses: refused."""
-    changing = [f"{r['role']} @ {r['scope']} ({r['action']})" for r in roles if r["action"] != "unchanged"]
-    if not outside or not changing:
+def outside_problem(
+    batch: Batch, workload: WorkloadSpec, outside: list[Claim], resolved: Resolved, reads: Reads, held: list[Any]
+) -> str | None:
+    """An identity a cluster outside the inventory uses: refused unless its role assignments are exactly the declared
+    ones. A run would otherwise change them under that cluster, or hand this workload what it does not declare."""
+    if not outside or workload.named_by_default:
+        return None  # a default name is never shared: one used elsewhere is refused as such
+    declared: dict[tuple[str, str], str] = {}
+    for spec in workload.roles:
+        role = resolved.get(role_key(workload, spec.role, spec.scope))
+        if role is not None:
+            declared[(parse_scope(spec.scope).key, role.guid)] = f"{role.name or role.guid} @ {spec.scope}"
+    holds = {
+        (parse_scope(m.scope).key, parse_role(m.role_definition_id).guid): (
+            f"{reads.role_of(batch.subscription_id, m).name or parse_role(m.role_definition_id).guid} @ {m.scope}"
+        )
+        for m in held
+    }
+    missing = sorted(v for k, v in declared.items() if k not in holds)
+    extra = sorted(v for k, v in holds.items() if k not in declared)
+    if not missing and not extra:
         return None
+    what = "; ".join(
+        [
+            *([f"it would grant {', '.join(missing)}"] if missing else []),
+            *([f"it also holds {', '.join(extra)}"] if extra else []),
+        ]
+    )
     return (
         f"roles: {named(workload)} is also used by {', '.join(c.described() for c in outside)}, which this inventory "
-        f"does not declare, so nothing says it agrees: this run changes none of its role assignments "
-        f"({', '.join(changing)} refused); change them from an inventory that declares every cluster that uses it (a "
-        f"cluster that no longer exists: remove its claim, the tag {', '.join(c.key for c in outside)}, from the "
-        f"{'application' if workload.is_application else 'identity'})"
+        "does not declare, so nothing says it agrees: this run changes none of its role assignments, and uses it only "
+        f"when it holds exactly the declared ones ({what}); declare it from an inventory that declares every cluster "
+        f"that uses it (a cluster that no longer exists: remove its claim, {', '.join(c.tag for c in outside)}, from "
+        f"the {'application' if workload.is_application else 'identity'})"
     )
 
 

@@ -107,6 +107,11 @@ class Claim(NamedTuple):
     def described(self) -> str:
         return _owner_described(self.cluster, self.scope)
 
+    @property
+    def tag(self) -> str:
+        """How a person removes it: its tag, or, for a claim from before claims were recorded, the marks it is."""
+        return f"the tag {self.key}" if self.key else f"the tags {CLUSTER_TAG} and {CLUSTER_SCOPE_TAG}"
+
 
 def _claims_in(entries: Mapping[str, str], legacy: Claim | None) -> list[Claim]:
     found = [

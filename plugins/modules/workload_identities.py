@@ -146,7 +146,8 @@ options:
       - The inventory's other clusters whose workloads name an identity explicitly (the C(workloads) role passes
         them, from the P(workload_identity.aks.identity_peers#filter) filter). One identity named by workloads of
         several clusters (multi-region, blue-green) is shared, with one client id and one set of role assignments,
-        and one federated credential per cluster issuer.
+        and one federated credential per cluster issuer. So is an app registration named by the same
+        C(application_unique_name) (its claims are string tags C(wi-uses:<cluster>=<subscription>/<resource group>)).
       - Before any write, the workloads that name one identity must declare the same role assignments (scope, role,
         condition) and tags on every cluster (a difference names both clusters and the difference), and their
         federated credentials, with those already on it for others, must fit in the 20 Azure allows per identity.
@@ -182,7 +183,8 @@ options:
         type: bool
         default: true
       workloads:
-        description: Its workloads that set C(identity_name), as its inventory declares them.
+        description: Its workloads that set C(identity_name) (or C(application_unique_name)), as its inventory
+          declares them.
         type: list
         elements: dict
         default: []

@@ -131,11 +131,11 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
     ("identity name too short", [bad("a", identity_name="id")], {}, "workload 'a': identity_name"),
     ("identity name shared", [bad("a", identity_name="id-x"), bad("b", identity_name="id-x")], {}, "identity_name"),
     (
-        "identity of another cluster",
+        "identity of a cluster the inventory does not declare, whose roles it would change",
         [bad("a", identity_name="id-matrix-elsewhere")],
         {},
-        "workload 'a': identity_name: identity id-matrix-elsewhere in rg-targets was made by this collection for "
-        "cluster aks-other, not for this cluster",
+        "workload 'a': roles: identity id-matrix-elsewhere is also used by cluster aks-other, which this inventory "
+        "does not declare",
     ),
     (
         "default name taken by an identity made by hand",

@@ -105,8 +105,8 @@ def test_two_clusters_of_one_name_never_take_each_others_identities(
         out = converge(
             sandbox, collections, tmp_path / "b", second, declared, expect_ok=False, prune=True, **options
         ).output
-        assert "was made by this collection for cluster aks-stg in resource group rg-stg-a of subscription" in out
-        assert "not for this cluster (resource group rg-stg-b of subscription" in out
+        assert "is used by cluster aks-stg in resource group rg-stg-a of subscription" in out
+        assert "not by this cluster (resource group rg-stg-b of subscription" in out
         writes = {op for op in sandbox.control.stats()["operations"] if op.endswith((".put", ".delete", ".patch"))}
         assert writes == set()
         # Its teardown of everything removes nothing of the first's.

@@ -138,7 +138,13 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
             "service_account": "u",
             "roles": [{"role": "Storage Blob Data Reeder", "scope": rg}],
         },
-        {"name": "taken", "namespace": "ns", "service_account": "t", "identity_name": "id-other-cluster", "roles": []},
+        {
+            "name": "taken",
+            "namespace": "ns",
+            "service_account": "t",
+            "identity_name": "id-other-cluster",
+            "roles": [{"role": "Reader", "scope": rg}],
+        },
         {
             "name": "nowhere",
             "namespace": "ns",
@@ -174,10 +180,11 @@ def test_runtime_problems_surface_before_any_write(sandbox: Sandbox, collections
         expect_ok=False,
     )
     assert "workload 'unknown-role': roles[0]: role: 'Storage Blob Data Reeder' must name exactly one" in done.stdout
+    # Used by a cluster this inventory does not declare: its role assignments are not this run's to change.
     assert (
-        "workload 'taken': identity_name: identity id-other-cluster in rg-targets was made by this collection for "
-        "cluster aks-elsewhere, not for this cluster"
-    ) in done.stdout
+        "workload 'taken': roles: identity id-other-cluster is also used by cluster aks-elsewhere, which this "
+        "inventory does not declare"
+    ) in " ".join(done.stdout.split())
     assert "workload 'nowhere': roles[0]: scope: " in done.stdout and "stnothere does not exist" in done.stdout
     assert "workload 'homeless': identity_resource_group: resource group rg-not-there does not exist" in done.stdout
     assert (

@@ -256,20 +256,25 @@ def test_an_identity_also_used_by_a_cluster_the_inventory_does_not_declare_keeps
     estate.run("aks-blue", ("aks-blue", "aks-red"))
     del estate.inventory["aks-red"]  # declared by another inventory from now on
     assert not estate.run("aks-blue")["changed"]
+    red = f"cluster aks-red in resource group rg-aks-red of subscription {SUB}"
+    remedy = (
+        "declare it from an inventory that declares every cluster that uses it (a cluster that no longer exists: "
+        "remove its claim, the tag wi-uses:aks-red, from the identity)"
+    )
     estate.inventory["aks-blue"] = [orders({"role": "Reader", "scope": DATA}, {"role": BLOB.name, "scope": DATA})]
     with pytest.raises(ValidationError) as raised:
         estate.run("aks-blue", check_mode=True, prune=True)
     assert raised.value.problems == [
-        "cluster aks-blue: workload 'orders': roles: identity id-orders is also used by cluster aks-red in resource "
-        f"group rg-aks-red of subscription {SUB}, which this inventory does not declare, so nothing says it agrees: "
-        f"this run changes none of its role assignments (Storage Blob Data Contributor @ {DATA} (created) refused); "
-        "change them from an inventory that declares every cluster that uses it (a cluster that no longer exists: "
-        "remove its claim, the tag wi-uses:aks-red, from the identity)"
+        f"cluster aks-blue: workload 'orders': roles: identity id-orders is also used by {red}, which this inventory "
+        "does not declare, so nothing says it agrees: this run changes none of its role assignments, and uses it only "
+        f"when it holds exactly the declared ones (it would grant Storage Blob Data Contributor @ {DATA}); {remedy}"
     ]
-    # Nor does prune remove an assignment the other cluster may declare (one its own run made, say).
+    # Nor is it used while it holds more than declared: the workload would get what it does not declare.
     estate.roles.items.append(assignment(DATA, BLOB, estate.identity()["principal_id"]))
     estate.inventory["aks-blue"] = [orders()]
-    assert not estate.run("aks-blue", prune=True)["changed"]
+    with pytest.raises(ValidationError) as raised:
+        estate.run("aks-blue", prune=True)
+    assert f"(it also holds Storage Blob Data Contributor @ {DATA}); {remedy}" in raised.value.problems[0]
     assert len(estate.roles.items) == 2
 
 
