@@ -208,6 +208,11 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"
         for row in pruned.get("kubernetes", [])
     ]
+    lines += [
+        f"let go of {'application' if not row.get('resource_group') else 'identity'} {row['name']}: this cluster's "
+        f"credentials and claim removed, kept for {', '.join(row['used_by'])}"
+        for row in pruned.get("released", [])
+    ]
     removed = set(pruned.get("replaced_removed", []))
     lines += [
         f"replaced identity {row['name']} (workload {row['workload']}, client id {row['client_id']}): "

@@ -146,3 +146,23 @@ def test_a_moved_workload_is_its_new_account_and_the_old_one_is_released_not_its
         {"kind": "ServiceAccount", "namespace": "old", "name": "api", "action": "deleted"},
         {"kind": "Deployment", "namespace": "old", "name": "api", "action": "unbound"},
     ]
+
+
+def test_a_shared_identity_this_cluster_let_go_of_is_in_the_summary() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import rollout_lines, rollout_report
+
+    azure = _azure("unchanged")
+    azure["pruned"]["released"] = [
+        {"name": "id-orders", "resource_group": "rg-ids", "used_by": ["cluster aks-green"]},
+        {"name": "orders-app", "resource_group": "", "used_by": ["cluster aks-green", "cluster aks-teal"]},
+    ]
+    lines = rollout_lines(rollout_report(azure, {}, cluster="aks-blue"))
+    assert (
+        "  let go of identity id-orders: this cluster's credentials and claim removed, kept for cluster aks-green"
+        in (lines)
+    )
+    kept_for_two = "kept for cluster aks-green, cluster aks-teal"
+    assert any(
+        line.endswith(f"application orders-app: this cluster's credentials and claim removed, {kept_for_two}")
+        for line in lines
+    )
