@@ -49,7 +49,9 @@ def identity_peers(hostvars: Any, hosts: Any, in_run: Any, this_host: str) -> li
             for w in (workloads if isinstance(workloads, list) else [])
             if isinstance(w, Mapping)
             and (
-                w.get("application_unique_name") if w.get("identity_type") == "application" else w.get("identity_name")
+                (w.get("application_unique_name") or w.get("application_id"))
+                if w.get("identity_type") == "application"
+                else w.get("identity_name")
             )
         ]
         if not named:

@@ -22,6 +22,7 @@ from ._azure_application import (
 from ._azure_batch_reads import Batch, Reads, Resolved, role_key
 from ._azure_batch_removal import Released
 from ._azure_batch_report import removal_result
+from ._azure_batch_shared import needed_by_others
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._lock import object_lock
@@ -122,7 +123,8 @@ class ApplicationRemoval:
                     for n, spec in enumerate(workload.roles)
                 }
                 only = {pair for pair in declared if role_digest(*pair) in created}
-                roles = self._unassign(batch, state, reads, check_mode, only=only)
+                keep = needed_by_others(self.engine, batch, workload, reads)
+                roles = self._unassign(batch, state, reads, check_mode, only=only, keep=keep)
                 record = app_created_roles_entries(state["tags"], *args)
                 if record:
                     kept = [t for t in state["tags"] if t not in record]

@@ -152,12 +152,13 @@ def continue_identities(batch: Batch, reads: Reads) -> None:
 
 def shared_key(workload: WorkloadSpec, resource_group: str) -> str | None:
     """What names a workload's identity or application across clusters; None when it cannot be shared: a default
-    name carries its cluster's, and an application named by ``application_id`` is an operator's, used as it is."""
+    name carries its cluster's."""
     if workload.named_by_default:
         return None
     if workload.is_application:
-        unique = workload.application_unique_name
-        return f"application:{unique.lower()}" if unique else None
+        if workload.application_id:
+            return f"application-id:{workload.application_id.lower()}"
+        return f"application:{str(workload.application_unique_name).lower()}"
     return f"identity:{identity_key(resource_group, workload.identity_name)}"
 
 

@@ -15,6 +15,7 @@ import dataclasses
 
 from ._azure_batch_reads import Batch, Reads
 from ._azure_batch_removal import BatchRemoval
+from ._azure_batch_shared import needed_by_others
 from ._azure_identity import ensure_identity
 from ._azure_role_assignment import Role
 from ._errors import ValidationError
@@ -70,6 +71,9 @@ class CreatedRolesRecord(BatchRemoval):
             (parse_scope(spec.scope).key, self.resolve_declared(batch, workload, reads, position).guid)
             for position, spec in enumerate(workload.roles)
         }
+        # Another cluster that keeps using the identity (not torn down in this run) may need an assignment this one
+        # created: it found it there, so recorded nothing, and would lose it.
+        still_needed = needed_by_others(self, batch, workload, reads)
         removed = self.remove_assignments(
             batch,
             identity["principal_id"],
@@ -77,6 +81,7 @@ class CreatedRolesRecord(BatchRemoval):
             reads,
             check_mode,
             only={pair for pair in declared if role_digest(*pair) in created},
+            keep=still_needed,
         )
         record = created_roles_keys(identity["tags"], batch.cluster, workload.namespace, workload.name)
         if record:

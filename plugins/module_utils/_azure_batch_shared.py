@@ -100,6 +100,17 @@ def named(workload: WorkloadSpec) -> str:
     return f"identity {workload.identity_name}"
 
 
+def needed_by_others(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[tuple[str, str]]:
+    """The (scope key, role GUID) pairs that the inventory's other clusters naming this workload's identity declare
+    and keep using (not torn down in this run): an assignment this cluster created there may be one they need."""
+    return {
+        (key[0], key[1])
+        for peer, theirs in batch.sharing(workload)
+        if not peer.in_run
+        for key in _roles_of(reader, theirs, reads)
+    }
+
+
 def disagreements(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> list[str]:
     """Each other cluster whose workload names this identity with other roles or tags: one problem each."""
     problems: list[str] = []

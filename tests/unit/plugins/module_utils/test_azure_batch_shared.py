@@ -390,3 +390,22 @@ def test_an_app_registration_is_shared_the_same_way() -> None:
     green = estate.run("aks-green", state="absent")
     assert green["workloads"][0]["identity"]["action"] == "deleted"
     assert estate.apps.apps == {} and estate.roles.items == []
+
+
+def test_an_adopted_identity_keeps_the_assignments_another_cluster_still_uses_on_teardown() -> None:
+    estate = Estate()
+    estate.identities.put(SHARED, "westeurope", {"team": "orders"})  # made by hand: adopted by both clusters
+    both_converged(estate)
+    assert len(estate.roles.items) == 1
+    assert any(k.startswith("wi-created-roles:aks-blue:") for k in estate.identity()["tags"])  # blue made it
+    # Blue torn down alone: green, not in this run, still declares the assignment blue created: it stays.
+    blue = estate.run("aks-blue", ("aks-blue",), state="absent")
+    assert blue["workloads"][0]["role_assignments"] == [] and len(estate.roles.items) == 1
+    assert estate.credentials() == {fic_name("aks-green", SUBJECT): issuer("aks-green")}
+    assert not any(k.startswith("wi-created-roles:") for k in estate.identity()["tags"])
+    # Torn down with its peer in the same run, blue would have removed it (it is nobody else's then).
+    estate = Estate()
+    estate.identities.put(SHARED, "westeurope", {"team": "orders"})
+    both_converged(estate)
+    estate.run("aks-blue", tuple(CLUSTERS), state="absent")
+    assert estate.roles.items == [] and estate.identity() is not None
