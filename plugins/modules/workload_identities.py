@@ -58,10 +58,12 @@ options:
     description:
       - V(present) converges every listed workload.
       - V(absent) removes the listed workloads. An identity this collection made for this cluster goes whole (its
-        role assignments first, then the identity, which takes its federated credentials with it). An identity made
+        role assignments first, then the identity, which takes its federated credentials with it); one other
+        clusters still use loses only this cluster's credentials and claim (see O(shared_with)). An identity made
         elsewhere and only used here is kept; this cluster's federated credentials on it and the role assignments
-        the workload declares are removed (but those another cluster of the inventory that keeps using it declares). With O(prune=true), every other identity this collection made for this
-        cluster goes too (O(workloads=[]) with O(prune=true) removes everything it made for the cluster).
+        the workload declares are removed (but those another cluster of the inventory that keeps using it
+        declares). With O(prune=true), every other identity this collection made for this cluster goes too
+        (O(workloads=[]) with O(prune=true) removes everything it made for the cluster).
     type: str
     choices: [present, absent]
     default: present
