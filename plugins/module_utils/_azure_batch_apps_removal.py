@@ -148,7 +148,7 @@ class ApplicationRemoval:
         whole (role assignments first) when no other claim is left by then."""
         name = str(app.get("displayName"))
         listed = reads.app_fics.get(str(app["id"]), [])
-        names = [f["name"] for f in listed if self.engine.this_clusters(batch, f["name"], f["issuer"], subjects)]
+        names = self.engine.this_clusters_credentials(batch, listed, subjects)
         removed = self.engine.remove_credentials(
             ApplicationFicApi(self.api, str(app["id"]), name), listed, names, check_mode
         )

@@ -36,9 +36,6 @@ class Peer:
     # Its issuer, when the inventory or an earlier play knows it: tells its credentials on a shared identity apart.
     issuer_url: str | None = None
 
-    def is_claim(self, claim: Claim) -> bool:
-        return claim.cluster == self.cluster and not (claim.scope and self.scope and claim.scope != self.scope)
-
 
 @dataclass
 class Batch:

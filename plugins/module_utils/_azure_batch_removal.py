@@ -17,7 +17,7 @@ from ._azure_identity import ensure_identity
 from ._azure_role_assignment import assignment_state, ensure_role_assignment
 from ._ids import parse_scope
 from ._lock import object_lock
-from ._ownership import claims, fic_name, others_claims, without_claim
+from ._ownership import others_claims, own_credential_names, without_claim
 from ._results import FederatedCredentialRow, FederatedCredentialState, IdentityState, PrunedAssignment
 
 
@@ -40,7 +40,7 @@ class BatchRemoval(BatchReader):
         when none is left by then (they let go at the same moment), it goes whole, as the last one's."""
         ref = batch.ref_of(identity)
         listed = reads.fics.get(identity_key(identity["resource_group"], identity["name"]), [])
-        names = [f["name"] for f in listed if self.this_clusters(batch, f["name"], f["issuer"], subjects)]
+        names = self.this_clusters_credentials(batch, listed, subjects)
         removed = self.remove_credentials(IdentityFicApi(self.fics, ref), listed, names, check_mode)
         # Another cluster may add or release its own claim at this moment: read the tags afresh, under a lock.
         with object_lock(ref.id):
@@ -50,7 +50,7 @@ class BatchRemoval(BatchReader):
             if not others_claims(current["tags"], batch.cluster, batch.cluster_scope):
                 roles = self.remove_assignments(batch, current["principal_id"], current["name"], reads, check_mode)
                 return Released(removed, self._remove_identity(batch, current, check_mode), roles)
-            tags = without_claim(current["tags"], claims(current["tags"]), batch.cluster, batch.cluster_scope)
+            tags = without_claim(current["tags"], batch.cluster, batch.cluster_scope)
             outcome = ensure_identity(
                 self.identities,
                 ref,
@@ -64,16 +64,16 @@ class BatchRemoval(BatchReader):
         return Released(removed, "released" if outcome.changed or removed else "kept", [])
 
     @staticmethod
-    def this_clusters(batch: Batch, name: str, issuer: str, subjects: list[str] | None) -> bool:
-        """A credential this cluster made on a shared identity: trusting its issuer (when known), and named after
-        it (for these subjects; for any when None)."""
-        if batch.issuer_url and issuer != batch.issuer_url:
-            return False
+    def this_clusters_credentials(
+        batch: Batch, listed: list[FederatedCredentialState], subjects: list[str] | None
+    ) -> list[str]:
+        """This cluster's credentials on a shared identity or application: for these subjects (named by ``fic_name``,
+        trusting its issuer when known); for none given, every one named after it that trusts its issuer (none when
+        the issuer is unknown: the name alone could be another cluster's, ``aks-dev-2`` starts like ``aks-dev``)."""
         if subjects is not None:
-            return name.lower() in {fic_name(batch.cluster, s).lower() for s in subjects} | {
-                fic_name(batch.cluster, s, batch.issuer_url).lower() for s in subjects
-            }
-        return name.lower().startswith(f"{batch.cluster}-".lower()) and batch.issuer_url is not None
+            return own_credential_names(batch.cluster, subjects, batch.issuer_url, listed)
+        prefix = f"{batch.cluster}-".lower()
+        return [f["name"] for f in listed if f["issuer"] == batch.issuer_url and f["name"].lower().startswith(prefix)]
 
     def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
         outcome = ensure_identity(

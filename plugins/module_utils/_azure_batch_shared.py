@@ -172,7 +172,7 @@ def credential_problem(batch: Batch, workload: WorkloadSpec, reads: Reads) -> st
 def outside_claims(batch: Batch, others: list[Claim]) -> list[Claim]:
     """The other clusters that use this identity (or application) and that the inventory does not declare: nothing
     says they agree."""
-    return [c for c in others if not any(peer.is_claim(c) for peer in batch.peers)]
+    return [c for c in others if not any(c.of(peer.cluster, peer.scope) for peer in batch.peers)]
 
 
 def outside_problem(

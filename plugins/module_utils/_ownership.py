@@ -107,6 +107,10 @@ class Claim(NamedTuple):
     def described(self) -> str:
         return _owner_described(self.cluster, self.scope)
 
+    def of(self, cluster: str, scope: str | None) -> bool:
+        """This cluster's (the same name, and the same place when both are known)."""
+        return self.cluster == cluster and not _other_place(self.scope, scope)
+
     @property
     def tag(self) -> str:
         """How a person removes it: its tag, or, for a claim from before claims were recorded, the marks it is."""
@@ -131,10 +135,6 @@ def claims(tags: Mapping[str, str] | None) -> list[Claim]:
     return _claims_in(tags, legacy)
 
 
-def _is(claim: Claim, cluster: str, scope: str | None) -> bool:
-    return claim.cluster == cluster and not _other_place(claim.scope, scope)
-
-
 def claim_key(entries: Mapping[str, str], cluster: str, scope: str | None) -> str:
     """The tag key of this cluster's claim: ``wi-uses:<cluster>``, unless a same-named cluster elsewhere holds it."""
     plain = f"{CLAIM_TAG_PREFIX}{cluster}"
@@ -152,26 +152,26 @@ def with_claims(
     for claim in current:
         result[claim.key or claim_key(result, claim.cluster, claim.scope)] = claim.scope or ""
     for cluster, scope in clusters:
-        if not any(_is(c, cluster, scope) for c in _claims_in(result, None)):
+        if not any(c.of(cluster, scope) for c in _claims_in(result, None)):
             result[claim_key(result, cluster, scope)] = scope or ""
     return result
 
 
-def without_claim(tags: Mapping[str, str], current: list[Claim], cluster: str, scope: str | None) -> dict[str, str]:
+def without_claim(tags: Mapping[str, str], cluster: str, scope: str | None) -> dict[str, str]:
     """``tags`` with this cluster's claim released (the others, a legacy one included, written out)."""
-    kept = [c for c in current if not _is(c, cluster, scope)]
+    kept = [c for c in claims(tags) if not c.of(cluster, scope)]
     return with_claims({k: v for k, v in tags.items() if not k.startswith(CLAIM_TAG_PREFIX)}, kept, [])
 
 
 def owned_by(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
     """Made by this collection and used by this cluster (its claim): only such identities are ever changed beyond
     this cluster's own credentials, and deleted when this cluster lets go of them last."""
-    return any(_is(c, cluster, scope) for c in claims(tags))
+    return any(c.of(cluster, scope) for c in claims(tags))
 
 
 def others_claims(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> list[Claim]:
     """The other clusters that use an identity this collection made."""
-    return [c for c in claims(tags) if not _is(c, cluster, scope)]
+    return [c for c in claims(tags) if not c.of(cluster, scope)]
 
 
 def made_for(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
@@ -315,7 +315,7 @@ def application_with_claims(
 
 def application_without_claim(tags: list[str], cluster: str, scope: str | None) -> list[str]:
     """As :func:`without_claim`, for an application's string tags."""
-    kept = [c for c in application_claims(tags) if not _is(c, cluster, scope)]
+    kept = [c for c in application_claims(tags) if not c.of(cluster, scope)]
     return application_with_claims(tags, kept, [])
 
 
@@ -331,12 +331,12 @@ def application_made_for(tags: list[str] | None, cluster: str, scope: str | None
 
 def application_owned_by(tags: list[str] | None, cluster: str, scope: str | None = None) -> bool:
     """An application this collection made that this cluster uses (its claim is on it)."""
-    return any(_is(c, cluster, scope) for c in application_claims(tags))
+    return any(c.of(cluster, scope) for c in application_claims(tags))
 
 
 def application_others(tags: list[str] | None, cluster: str, scope: str | None = None) -> list[Claim]:
     """The other clusters that use an application this collection made."""
-    return [c for c in application_claims(tags) if not _is(c, cluster, scope)]
+    return [c for c in application_claims(tags) if not c.of(cluster, scope)]
 
 
 def application_foreign_owner(tags: list[str] | None, cluster: str, scope: str | None = None) -> str | None:

@@ -120,6 +120,25 @@ class Estate:
         return sorted(c.cluster for c in claims(identity["tags"])) if identity else []
 
 
+def at_once(estate: Estate, **kwargs: Any) -> None:
+    """Every cluster's host run in parallel, each writing on what it read before any of them wrote."""
+    failures: list[Exception] = []
+    together = threading.Barrier(len(CLUSTERS))
+
+    def host(cluster: str) -> None:
+        try:
+            estate.run(cluster, tuple(CLUSTERS), read_together=together, **kwargs)
+        except Exception as exc:  # reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
 def both_converged(estate: Estate) -> None:
     run = tuple(CLUSTERS)
     for cluster in CLUSTERS:
@@ -292,21 +311,7 @@ def test_an_identity_made_before_claims_were_recorded_is_claimed_for_its_cluster
 def test_two_hosts_at_once_end_with_one_identity_both_claims_and_one_assignment() -> None:
     estate = Estate()
     run = tuple(CLUSTERS)
-    failures: list[Exception] = []
-    together = threading.Barrier(len(CLUSTERS))
-
-    def host(cluster: str) -> None:
-        try:
-            estate.run(cluster, run, read_together=together)
-        except Exception as exc:  # reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    at_once(estate)
     assert estate.claimed() == ["aks-blue", "aks-green"]
     assert len(estate.identities.items) == 1 and len(estate.roles.items) == 1 and len(estate.credentials()) == 2
     assert not any(estate.run(c, run)["changed"] for c in CLUSTERS)
@@ -327,21 +332,7 @@ def test_a_default_name_is_never_shared() -> None:
 def test_two_clusters_letting_go_at_once_leave_no_identity_behind() -> None:
     estate = Estate()
     both_converged(estate)
-    failures: list[Exception] = []
-    together = threading.Barrier(len(CLUSTERS))
-
-    def host(cluster: str) -> None:
-        try:
-            estate.run(cluster, tuple(CLUSTERS), state="absent", read_together=together)
-        except Exception as exc:  # reported below
-            failures.append(exc)
-
-    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert failures == []
+    at_once(estate, state="absent")
     # Each planned to release it; the one that found no other claim left, under the lock, removed it whole.
     assert estate.identity() is None and estate.roles.items == []
 
@@ -361,12 +352,7 @@ def test_an_app_registration_is_shared_the_same_way() -> None:
     estate = Estate()
     estate.inventory = {c: [orders_app()] for c in CLUSTERS}
     run = tuple(CLUSTERS)
-    together = threading.Barrier(len(CLUSTERS))
-    threads = [threading.Thread(target=estate.run, args=(c, run), kwargs={"read_together": together}) for c in CLUSTERS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(estate)
     assert len(estate.apps.apps) == 1 and len(estate.roles.items) == 1
     app = next(iter(estate.apps.apps.values()))
     assert sorted(t for t in app["tags"] if t.startswith("wi-uses:")) == [
