@@ -77,7 +77,12 @@ def rollout_report(
                     for f in item.get("federated_credentials") or []
                 ],
                 "roles": [
-                    {"role": r.get("role") or r.get("role_definition_guid"), "scope": r["scope"], "action": r["action"]}
+                    {
+                        "role": r.get("role") or r.get("role_definition_guid"),
+                        "scope": r["scope"],
+                        "action": r["action"],
+                        "adopted": bool(r.get("adopted")),
+                    }
                     for r in item.get("role_assignments") or []
                 ],
                 # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
@@ -93,6 +98,8 @@ def rollout_report(
             }
         )
     pruned = dict(azure.get("pruned") or {})
+    # Role assignments this collection granted whose principal is gone: deleted with prune, else only reported.
+    pruned["orphaned"] = list(azure.get("orphaned_assignments") or [])
     if kube:
         own_accounts = {(w["name"], w["namespace"], w["service_account"]) for w in workloads}
         own_namespaces = {(w["name"], w["namespace"]) for w in workloads}
@@ -147,7 +154,11 @@ def _short(scope: str) -> str:
 
 
 def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
-    rows = [f"{r['role']} @ {_short(r['scope']) if short else r['scope']} ({r['action']})" for r in workload["roles"]]
+    rows = [
+        f"{r['role']} @ {_short(r['scope']) if short else r['scope']} "
+        f"({r['action']}{', adopted: an operator made it' if r.get('adopted') else ''})"
+        for r in workload["roles"]
+    ]
     return rows or ["no access (no roles declared)"]
 
 
@@ -213,16 +224,24 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         f"credentials and claim removed, kept for {', '.join(row['used_by'])}"
         for row in pruned.get("released", [])
     ]
-    removed = set(pruned.get("replaced_removed", []))
     lines += [
-        f"replaced identity {row['name']} (workload {row['workload']}, client id {row['client_id']}): "
-        + (
-            "removed once no pod signs in as it any more"
-            if row["name"] in removed
-            else "kept: pods still sign in as it; a later run removes it once none does"
-        )
-        for row in pruned.get("replaced", [])
+        f"{'deleted' if row['action'] == 'deleted' else 'found'} orphaned role assignment of {row['granted_to']} "
+        f"(workload {row['workload']}): role {row.get('role') or row['role_definition_guid']} @ {scope(row['scope'])}; "
+        f"{row['why']}" + ("" if row["action"] == "deleted" else " (kept: prune is off; a run with prune deletes it)")
+        for row in pruned.get("orphaned", [])
     ]
+    removed = set(pruned.get("replaced_removed", []))
+    for row in pruned.get("replaced", []):
+        # Made elsewhere, the identity stays: only the assignments this collection granted it go.
+        what = "the role assignments this collection granted it" if row.get("assignments_only") else "it"
+        lines.append(
+            f"replaced identity {row['name']} (workload {row['workload']}, client id {row['client_id']}): "
+            + (
+                ("removed" if what == "it" else f"{what} removed") + " once no pod signs in as it any more"
+                if row["name"] in removed
+                else f"kept: pods still sign in as it; a later run removes {what} once none does"
+            )
+        )
     return lines
 
 

@@ -72,6 +72,10 @@ class ApplicationApi:
     def principal(self, app_id: str) -> dict[str, Any] | None:
         return self.graph.get(f"/servicePrincipals(appId={quote(app_id)})", f"get service principal of {app_id}")
 
+    def principal_by_id(self, object_id: str) -> dict[str, Any] | None:
+        """A service principal by its object id (a role assignment's principal), or None when it does not exist."""
+        return self.graph.get(f"/servicePrincipals/{object_id}", f"get service principal {object_id}")
+
     def ensure_principal(self, app_id: str) -> dict[str, Any]:
         path = f"/servicePrincipals(appId={quote(app_id)})"
         status, body = self.graph.request("PATCH", path, f"create service principal of {app_id}", {}, UPSERT)

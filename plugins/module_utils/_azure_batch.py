@@ -36,6 +36,12 @@ from ._ownership import (
     fic_name,
     made_by_collection,
 )
+from ._ownership_assignments import (
+    DESCRIPTION_MAX,
+    AssignmentMark,
+    made_by_collection_assignment,
+    marked_description,
+)
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
@@ -75,6 +81,7 @@ class Workloads(Pruning):
         reads = super().read(batch)
         if self.apps is not None:
             self.apps.read(batch, reads)
+        reads.orphans = self.find_orphans(batch, reads, self.apps.api if self.apps is not None else None)
         return reads
 
     # -- planning and converging ------------------------------------------------------------------
@@ -93,14 +100,17 @@ class Workloads(Pruning):
                 problems.extend(f"cluster {batch.cluster}: workload '{workload.name}': {p}" for p in exc.problems)
         if problems:
             raise ValidationError(problems)
-        planned = batch_report(plans, self._prune(batch, reads, resolved, True))
+        planned = batch_report(
+            plans, self._prune(batch, reads, resolved, True), self.remove_orphans(batch, reads, True)
+        )
         if guard is not None:
             guard(planned)
         if check_mode:
             return planned
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
-        return batch_report(done, self._prune(batch, reads, resolved, False))
+        orphaned = self.remove_orphans(batch, reads, False)
+        return batch_report(done, self._prune(batch, reads, resolved, False), orphaned)
 
     def _workload(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
@@ -143,7 +153,15 @@ class Workloads(Pruning):
             exactly_ours=known is None or batch.owns(known["tags"]),
         )
         listed = reads.assignments.get(principal.lower(), []) if known else []
-        roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours)
+        mark = AssignmentMark(
+            batch.cluster,
+            batch.cluster_scope,
+            workload.namespace,
+            workload.name,
+            "identity",
+            f"{ref.resource_group}/{ref.name}",
+        )
+        roles = self.grant(workload, principal, listed, resolved, check_mode, seen, planned, exact=ours, mark=mark)
         if not ours and after is not None:
             identity = self.record_created_roles(batch, workload, ref, identity, roles, check_mode)
             after = identity.after
@@ -270,15 +288,26 @@ class Workloads(Pruning):
         seen: dict[str, Any],
         planned: dict[str, Any],
         exact: bool,
+        mark: AssignmentMark,
     ) -> list[RoleAssignmentRow]:
         """Exactly the declared role assignments, for the principal of an identity or an application.
 
         ``exact`` for this collection's own identity or application: on its assignments, unset means none (a
-        condition or description dropped from the inventory, or added by hand, is removed).
+        condition dropped from the inventory, or added by hand, is removed). What this collection grants carries
+        ``mark`` at the end of its description; an operator's assignment is adopted as it is, and reported so.
         """
         roles: list[RoleAssignmentRow] = []
-        for spec in workload.roles:
+        for position, spec in enumerate(workload.roles):
             role = resolved[role_key(workload, spec.role, spec.scope)]
+            written = marked_description(spec.description, mark.text)
+            if len(written) > DESCRIPTION_MAX:
+                raise ValidationError(
+                    [
+                        f"roles[{position}].description: with the collection's mark ({len(mark.text)} characters) it "
+                        f"would be {len(written)} characters, more than Azure keeps ({DESCRIPTION_MAX}); shorten it to "
+                        f"at most {DESCRIPTION_MAX - len(mark.text) - 1}"
+                    ]
+                )
             outcome = ensure_role_assignment(
                 self.roles,
                 scope=spec.scope,
@@ -292,10 +321,15 @@ class Workloads(Pruning):
                 description=spec.description,
                 listed=listed,
                 exact=exact,
+                mark=mark.text,
             )
             if outcome.before:
                 seen["role_assignments"].append(f"{role.name} @ {spec.scope}")
             planned["role_assignments"].append(f"{role.name} @ {spec.scope}")
+            before = outcome.before
+            adopted = before is not None and not made_by_collection_assignment(
+                before["name"], before["description"], before["scope"], role.guid, principal
+            )
             roles.append(
                 {
                     "role": role.name,
@@ -304,7 +338,13 @@ class Workloads(Pruning):
                     # A new principal's assignments are named after it, and Entra assigns it on creation.
                     "name": None if principal == PENDING or not outcome.after else outcome.after["name"],
                     "action": outcome.action,
-                    "notes": outcome.notes,
+                    "adopted": adopted,
+                    "notes": outcome.notes
+                    + (
+                        [f"adopted {before['name']}, made by someone else: never marked or removed"]
+                        if adopted and before
+                        else []
+                    ),
                 }
             )
         return roles

@@ -42,6 +42,7 @@ from ._ownership import (
     application_owner_cluster,
     role_digest,
 )
+from ._ownership_assignments import AssignmentMark
 from ._results import (
     ApplicationState,
     Outcome,
@@ -175,7 +176,11 @@ class ApplicationSide(ApplicationRemoval):
         fics = engine.trust(batch, workload, parent, siblings, check_mode, (seen, planned, notes), exactly_ours)
         sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
         listed = reads.assignments.get(sp.lower(), []) if principal else []
-        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours)
+        holder = str(after["app_id"] if after and after["app_id"] else "(pending)")  # Entra's to assign
+        mark = AssignmentMark(
+            batch.cluster, batch.cluster_scope, workload.namespace, workload.name, "application", holder
+        )
+        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours, mark=mark)
         if not ours and app is not None:
             outcome = self._record_created_roles(batch, workload, app, principal, outcome, roles, check_mode)
             after = outcome.after

@@ -82,7 +82,9 @@ class Pruning(BatchChecks):
             done.append(
                 removal_result(workload, identity_result(identity, workload.identity_name, action), fics, roles, before)
             )
-        return batch_report(done, self._prune(batch, reads, {}, check_mode))
+        return batch_report(
+            done, self._prune(batch, reads, {}, check_mode), self.remove_orphans(batch, reads, check_mode)
+        )
 
     def _prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool) -> Pruned:
         """What this collection made for this cluster and the list no longer declares (only with prune)."""
@@ -162,6 +164,7 @@ class Pruning(BatchChecks):
                 )
         if self.apps is not None:
             self.apps.prune(batch, reads, resolved, check_mode, pruned)
+        pruned["replaced"].extend(reads.held)
         return pruned
 
     @staticmethod

@@ -21,7 +21,7 @@ from ._errors import AzureApiError
 from ._ids import IdentityRef, parse_role, parse_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, Claim, others_claims, owned_by
-from ._results import FederatedCredentialState, IdentityState
+from ._results import FederatedCredentialState, IdentityState, ReplacedIdentity
 
 
 @dataclass
@@ -196,6 +196,12 @@ class Reads:
     scope_problems: dict[str, str | None] = field(default_factory=dict)
     # Workloads that keep the identity made for them under another name or subject (renamed, moved): why, per workload.
     continued: dict[str, str] = field(default_factory=dict)
+    # The resource groups whose identities were listed (lowercase), and this cluster's role assignments whose principal
+    # is gone or unused (``_azure_batch_orphans.Orphan``).
+    groups_read: set[str] = field(default_factory=set)
+    orphans: list[Any] = field(default_factory=list)
+    # Identities made elsewhere that a listed workload moved away from, whose assignments wait for its pods to restart.
+    held: list[ReplacedIdentity] = field(default_factory=list)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -231,6 +237,7 @@ class BatchReader:
         groups = {g.lower(): g for g in batch.resource_groups}
         identities = batch.identity_workloads
         groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
+        reads.groups_read = set(groups)
         for group in groups.values():
             for identity in self._identities_in(group, reads):
                 reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity

@@ -16,6 +16,7 @@ from ._results import (
     FederatedCredentialRow,
     IdentityResult,
     IdentityState,
+    OrphanedAssignment,
     Pruned,
     PrunedAssignment,
     WorkloadResult,
@@ -48,15 +49,26 @@ def identity_result(state: IdentityState | None, name: str, action: str, owned: 
     return result
 
 
-def batch_report(done: list[tuple[WorkloadResult, dict[str, Any]]], pruned: Pruned) -> AzureBatchResult:
-    """The result, and a before/after diff per workload (pruned objects appear only before)."""
+def batch_report(
+    done: list[tuple[WorkloadResult, dict[str, Any]]], pruned: Pruned, orphaned: list[OrphanedAssignment]
+) -> AzureBatchResult:
+    """The result, and a before/after diff per workload (pruned and orphaned objects appear only before)."""
     workloads = [result for result, _diff in done]
-    changed = any(w["changed"] for w in workloads) or any(pruned.values())
+    deleted = [o for o in orphaned if o["action"] == "deleted"]
+    changed = any(w["changed"] for w in workloads) or any(pruned.values()) or bool(deleted)
     before: dict[str, Any] = {w["name"]: diff["before"] for w, diff in done}
     after = {w["name"]: diff["after"] for w, diff in done}
     if any(pruned.values()):
         before["(pruned)"] = pruned
-    return {"changed": changed, "workloads": workloads, "pruned": pruned, "diff": {"before": before, "after": after}}
+    if deleted:
+        before["(orphaned role assignments)"] = deleted
+    return {
+        "changed": changed,
+        "workloads": workloads,
+        "pruned": pruned,
+        "orphaned_assignments": orphaned,
+        "diff": {"before": before, "after": after},
+    }
 
 
 def brief(identity: IdentityState | None) -> dict[str, Any] | None:
@@ -92,6 +104,7 @@ def removal_result(
                 "scope": r["scope"],
                 "name": r["name"],
                 "action": "deleted",
+                "adopted": False,
                 "notes": [],
             }
             for r in roles

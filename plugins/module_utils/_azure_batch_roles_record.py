@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ._azure_batch_orphans import OrphanedAssignments
 from ._azure_batch_reads import Batch, Reads
-from ._azure_batch_removal import BatchRemoval
 from ._azure_batch_shared import needed_by_others
 from ._azure_identity import ensure_identity
 from ._azure_role_assignment import Role
@@ -25,7 +25,7 @@ from ._ownership import created_role_digests, created_roles_keys, created_roles_
 from ._results import IdentityState, Outcome, PrunedAssignment, RoleAssignmentRow
 
 
-class CreatedRolesRecord(BatchRemoval):
+class CreatedRolesRecord(OrphanedAssignments):
     def record_created_roles(
         self,
         batch: Batch,

@@ -19,6 +19,7 @@ from typing import Any
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
 from ._ids import assignment_name, canonical, parse_role, parse_scope, role_guid, same_scope
+from ._ownership_assignments import made_by_collection_assignment, marked_description, read_mark
 from ._results import Outcome, RoleAssignmentState
 from ._retry import RetryPolicy
 
@@ -172,11 +173,17 @@ def ensure_role_assignment(
     description: str | None = None,
     listed: list[Any] | None = None,
     exact: bool = False,
+    mark: str | None = None,
 ) -> Outcome[RoleAssignmentState]:
     """``listed``: the principal's assignments at the scope when the caller already has them (batch path).
 
-    ``exact``: the assignment is the caller's own (made by this collection), so a condition or description it does not
-    declare is removed (a dropped one, or one added by hand); otherwise only what is declared is compared.
+    ``exact``: the principal is the caller's own (made by this collection), so a condition it does not declare is
+    removed (a dropped one, or one added by hand); otherwise only what is declared is compared.
+
+    ``mark`` (``_ownership_assignments``): ends the description of an assignment this collection grants, so that it
+    can be found again once its principal is gone. An assignment it made keeps the mark it has (another cluster's, on
+    a shared identity) or gets this one; one an operator made (another name, no mark) is adopted as it is: never
+    marked, its description left alone unless the inventory declares one.
     """
     scope = parse_scope(scope).path
     resolved = role if isinstance(role, Role) else api.resolve_role(scope, role)
@@ -197,7 +204,12 @@ def ensure_role_assignment(
             updated["condition"] = condition
         if condition_version is not None or exact:
             updated["condition_version"] = condition_version
-        if description is not None or exact:
+        if mark is not None and made_by_collection_assignment(
+            before["name"], before["description"], scope, resolved.guid, principal_id
+        ):
+            kept = read_mark(before["description"])
+            updated["description"] = marked_description(description, kept.text if kept else mark)
+        elif description is not None or (exact and mark is None):
             updated["description"] = description
         if updated == before:
             notes = [f"adopted existing assignment {before['name']}"] if name and before["name"] != name else []
@@ -214,6 +226,8 @@ def ensure_role_assignment(
             updated = assignment_state(api.create(scope, before["name"], body), resolved.name)
         return Outcome(True, "updated", before, updated)
     name = name or assignment_name(scope, resolved.guid, principal_id)
+    if mark is not None:
+        description = marked_description(description, mark)
     body = _body(resolved, principal_id, principal_type, condition, condition_version, description)
     after: RoleAssignmentState = {
         "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",

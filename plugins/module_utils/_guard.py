@@ -56,6 +56,12 @@ def azure_deletions(result: AzureBatchResult) -> tuple[int, list[str]]:
                 f"{role['identity']} (pruned)"
             )
             units += role["identity"] not in gone_names
+    orphaned = [o for o in result.get("orphaned_assignments", []) if o["action"] == "deleted"]
+    found.extend(
+        f"role assignment {o['role'] or o['role_definition_guid']} @ {o['scope']} of {o['granted_to']} (orphaned)"
+        for o in orphaned
+    )
+    units += len({o["principal_id"] for o in orphaned})  # one unit per principal, as a pruned identity is one
     return units, found
 
 

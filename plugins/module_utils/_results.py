@@ -11,7 +11,7 @@ and ``plugins/filter/rollout.py``, which joins them into the report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 
 class IdentityState(TypedDict):
@@ -126,6 +126,7 @@ class RoleAssignmentRow(TypedDict):
     scope: str
     name: str | None
     action: str
+    adopted: bool  # an operator's assignment (no mark, a name of its own): used as it is, never removed
     notes: list[str]
 
 
@@ -176,6 +177,8 @@ class ReplacedIdentity(TypedDict):
     resource_group: str
     client_id: str
     workload: str  # the workload whose ServiceAccount it served
+    # Made elsewhere: it stays; only the role assignments this collection granted it go (``_azure_batch_orphans``).
+    assignments_only: NotRequired[bool]
 
 
 class ReleasedIdentity(TypedDict):
@@ -196,10 +199,26 @@ class Pruned(TypedDict):
     released: list[ReleasedIdentity]
 
 
+class OrphanedAssignment(TypedDict):
+    """A role assignment this collection granted for a workload of this cluster whose principal is gone (or is an
+    identity nothing of this cluster uses now): deleted with prune, else reported."""
+
+    name: str
+    scope: str
+    role: str | None
+    role_definition_guid: str
+    principal_id: str
+    workload: str  # namespace/name, as the mark says
+    granted_to: str  # "identity <resource group>/<name>" or "application <appId>"
+    why: str
+    action: str  # deleted | reported (prune off)
+
+
 class AzureBatchResult(TypedDict, total=False):
     changed: bool
     workloads: list[WorkloadResult]
     pruned: Pruned
+    orphaned_assignments: list[OrphanedAssignment]
     diff: dict[str, Any]
 
 

@@ -97,7 +97,25 @@ class Verifier:
 
     def verify_all(self, workers: int) -> list[Verdict]:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(self.verify, self.batch.workloads))
+            verdicts = list(pool.map(self.verify, self.batch.workloads))
+        for verdict in verdicts:
+            self._orphans(verdict)
+        return verdicts
+
+    def _orphans(self, verdict: Verdict) -> None:
+        """The role assignments this collection granted for the workload whose principal is gone (or unused): the
+        rollout with prune deletes them; verify only says so."""
+        for orphan in self.reads.orphans:
+            if (orphan.mark.namespace, orphan.mark.workload) != (verdict.namespace, verdict.name):
+                continue
+            role = self.reads.role_of(self.batch.subscription_id, orphan.model)
+            verdict.find(
+                "assignments",
+                f"orphaned: {described_assignment(role.name, role.guid, orphan.model.scope)} granted to "
+                f"{orphan.mark.kind} {orphan.mark.holder}; {orphan.why}",
+                f"run the rollout with prune to delete it, or delete it (az role assignment delete --ids "
+                f"{orphan.model.id}); verify removes nothing",
+            )
 
     def verify(self, workload: WorkloadSpec) -> Verdict:
         verdict = Verdict(workload.name, workload.namespace, workload.service_account)

@@ -161,6 +161,37 @@ summary:
   description: Counts, C(workloads), C(verified), C(findings) (not accepted) and C(accepted).
   returned: always
   type: dict
+orphaned_assignments:
+  description:
+    - The role assignments this collection granted for a workload of this cluster whose principal no longer exists,
+      or is an identity no workload of this cluster uses now. Found by the mark at the end of their description.
+    - A listed workload's are also among its findings (link C(assignments)); one no longer listed is warned about.
+    - Verify deletes nothing. The rollout with prune deletes them.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    workload:
+      description: The workload they were granted for, C(<namespace>/<name>).
+      type: str
+    listed:
+      description: Whether that workload is among those verified.
+      type: bool
+    id:
+      description: The role assignment's resource id.
+      type: str
+    scope:
+      description: Where it is assigned.
+      type: str
+    principal_id:
+      description: The principal it names.
+      type: str
+    granted_to:
+      description: What it was granted to, C(identity <resource group>/<name>) or C(application <appId>).
+      type: str
+    why:
+      description: Why it is orphaned.
+      type: str
 requests:
   description: Requests made to the Kubernetes API server, C(kubernetes).
   returned: always
@@ -265,6 +296,26 @@ def main() -> None:
     except (AzureApiError, KubeApiError) as exc:
         module.fail_error(exc, f"verifying {cluster}")
     accept(verdicts, p["accepted"])
+    listed = {(w.namespace, w.name) for w in validated.specs}
+    orphaned = [
+        {
+            "workload": f"{o.mark.namespace}/{o.mark.workload}",
+            "listed": (o.mark.namespace, o.mark.workload) in listed,
+            "id": o.model.id,
+            "scope": o.model.scope,
+            "principal_id": o.model.principal_id,
+            "granted_to": f"{o.mark.kind} {o.mark.holder}",
+            "why": o.why,
+        }
+        for o in reads.orphans
+    ]
+    for row in orphaned:
+        if not row["listed"]:
+            # A listed workload's are among its findings; this one's workload is no longer in the inventory.
+            engine.warnings.append(
+                f"cluster {cluster}: orphaned role assignment {row['id']} (workload {row['workload']}, no longer "
+                f"listed; granted to {row['granted_to']}): {row['why']}; the rollout with prune deletes it"
+            )
     for warning in dict.fromkeys(engine.warnings):
         module.warn(warning)
     module.exit_json(
@@ -274,6 +325,7 @@ def main() -> None:
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         workloads=[v.as_dict() for v in verdicts],
         summary=summary(verdicts),
+        orphaned_assignments=orphaned,
         requests={"kubernetes": kube.requests},
     )
 

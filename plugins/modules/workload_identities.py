@@ -76,7 +76,10 @@ options:
       - Always searched by O(prune), so identities of workloads no longer listed are found there.
     type: str
   prune:
-    description: Remove what this collection made for this cluster and the list no longer declares.
+    description:
+      - Remove what this collection made for this cluster and the list no longer declares.
+      - Also delete the role assignments it granted for this cluster whose principal is gone (see
+        RV(orphaned_assignments)); without prune they are only reported.
     type: bool
     default: false
   defer_replaced:
@@ -253,7 +256,10 @@ workloads:
       type: list
       elements: dict
     role_assignments:
-      description: Each assignment's role, scope, name and action.
+      description:
+        - Each assignment's role, scope, name and action.
+        - C(adopted) is true for one an operator made (no mark, a name of its own). It is used as it is, never marked
+          and never removed by this collection.
       type: list
       elements: dict
     changed:
@@ -273,6 +279,47 @@ pruned:
     let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by)).
   returned: always
   type: dict
+orphaned_assignments:
+  description:
+    - Role assignments this collection granted for a workload of this cluster whose principal no longer exists (an
+      identity or app registration deleted, or re-created under the same name), or is an identity made elsewhere
+      that no workload of this cluster uses now.
+    - They are found by the mark at the end of their description, among the assignments already read (the
+      subscriptions of the declared scopes). An assignment without the mark is never one.
+    - With O(prune), C(action=deleted) (in check mode, would be). Without it, C(action=reported).
+    - With O(defer_replaced=true), those of an identity a listed workload just moved away from are not here. They are
+      in RV(pruned.replaced) with C(assignments_only=true) until its pods restart.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The role assignment's name.
+      type: str
+    scope:
+      description: Where it is assigned.
+      type: str
+    role:
+      description: The role's name, when known.
+      type: str
+    role_definition_guid:
+      description: The role definition's GUID.
+      type: str
+    principal_id:
+      description: The principal it names.
+      type: str
+    workload:
+      description: The workload it was granted for, C(<namespace>/<name>), as its mark says.
+      type: str
+    granted_to:
+      description: C(identity <resource group>/<name>) or C(application <appId>), as its mark says.
+      type: str
+    why:
+      description: Why it is orphaned.
+      type: str
+    action:
+      description: C(deleted) or C(reported).
+      type: str
 problems:
   description: Every problem found in the list (when it fails validation).
   returned: on failure

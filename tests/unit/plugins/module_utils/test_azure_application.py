@@ -47,6 +47,10 @@ class FakeApplications(ApplicationApi):
     def principal(self, app_id: str) -> dict[str, Any] | None:
         return self.principals.get(app_id)
 
+    def principal_by_id(self, object_id: str) -> dict[str, Any] | None:
+        self.writes.append(("read principal", object_id))  # counted: the orphan check asks at most once per principal
+        return next((dict(p) for p in self.principals.values() if p["id"] == object_id), None)
+
     def ensure_principal(self, app_id: str) -> dict[str, Any]:
         self.writes.append(("principal", app_id))
         self.principals[app_id] = {"id": str(uuid.uuid4()), "appId": app_id}

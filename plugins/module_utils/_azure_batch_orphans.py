@@ -1,0 +1,177 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): role assignments that outlived what they were granted to.
+
+Azure does not delete a principal's role assignments with it. An identity deleted by hand (or with its resource
+group), an app registration deleted, or an identity made elsewhere that no workload uses any more leaves the
+assignments this collection granted it behind. They are found among the assignments the batch already read (the
+whole subscription of each declared scope: no other listing), by the mark this cluster wrote on them
+(``_ownership_assignments``), and are orphaned when their principal:
+
+- no longer exists: not among the identities and service principals read, and confirmed gone (the identity the
+  mark names is not there, or is another principal now; the service principal answers 404);
+- or is an identity or application that exists but that nothing of this cluster uses any more: no listed workload,
+  not this cluster's own (prune and teardown handle those whole), not claimed by another cluster, not named by
+  another cluster of the inventory.
+
+An operator's assignment (no mark) is never one. With prune they are deleted, through the engine; without, reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ._azure_batch_reads import Batch, Reads, identity_key, ref_key
+from ._azure_batch_removal import BatchRemoval
+from ._azure_role_assignment import assignment_state, ensure_role_assignment
+from ._errors import AzureApiError
+from ._ids import IdentityRef
+from ._ownership_assignments import AssignmentMark, read_mark
+from ._results import IdentityState, OrphanedAssignment
+
+
+class Orphan(NamedTuple):
+    model: Any  # the role assignment, as listed
+    mark: AssignmentMark
+    why: str
+
+
+class OrphanedAssignments(BatchRemoval):
+    def find_orphans(self, batch: Batch, reads: Reads, graph: Any = None) -> list[Orphan]:
+        """This cluster's marked assignments whose principal is gone or unused. ``graph``: the application API, to
+        confirm that a service principal is gone (without it, an application's are not checked, and a warning says
+        so). Costs no request when every marked principal is one the batch read."""
+        marked = [
+            (model, mark)
+            for models in reads.assignments.values()
+            for model in models
+            if (mark := read_mark(model.description)) is not None and mark.of(batch.cluster, batch.cluster_scope)
+        ]
+        if not marked:
+            return []
+        known, in_use = self._principals(batch, reads)
+        listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
+        orphans: list[Orphan] = []
+        unchecked = 0
+        gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
+        for model, mark in marked:
+            principal = str(model.principal_id).lower()
+            if principal in in_use:
+                continue
+            identity = known.get(principal)
+            if identity is not None:
+                workload = listed.get((mark.namespace, mark.workload))
+                if batch.defer_replaced and batch.prune and workload is not None:
+                    # The workload moved to another identity: its running pods sign in as this one until they restart.
+                    # Held as replaced (the rollout removes these assignments once no pod signs in as it).
+                    self._hold(reads, identity, workload.name)
+                    continue
+                where = f"identity {identity['name']} in {identity['resource_group']}"
+                orphans.append(Orphan(model, mark, f"{where}, which no workload of this cluster uses now"))
+                continue
+            if mark.kind == "application" and graph is None:
+                unchecked += 1
+                continue
+            if principal not in gone:
+                gone[principal] = self._gone(batch, reads, mark, principal, graph)
+            if gone[principal]:
+                orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
+        if unchecked:
+            self.warnings.append(
+                f"cluster {batch.cluster}: {unchecked} role assignment(s) this collection granted to app registrations "
+                "were not checked for a deleted principal (Microsoft Graph is asked only with prune, teardown or an "
+                "app registration listed)"
+            )
+        return orphans
+
+    @staticmethod
+    def _hold(reads: Reads, identity: IdentityState, workload: str) -> None:
+        if all(r["name"] != identity["name"] for r in reads.held):
+            reads.held.append(
+                {
+                    "name": identity["name"],
+                    "resource_group": identity["resource_group"],
+                    "client_id": str(identity["client_id"]),
+                    "workload": workload,
+                    "assignments_only": True,
+                }
+            )
+
+    def _principals(self, batch: Batch, reads: Reads) -> tuple[dict[str, IdentityState], set[str]]:
+        """The identities the batch read (principal id -> what it is), and the principals still in use: a listed
+        workload's, this cluster's own (prune and teardown remove those whole), another cluster's, one the inventory's
+        other clusters name, and every application read."""
+        known: dict[str, IdentityState] = {}
+        in_use: set[str] = set()
+        listed = {ref_key(batch.ref(w)) for w in batch.identity_workloads}
+        # By name alone (a peer's default resource group is not known here): kept when in doubt.
+        named_by_peers = {
+            w.identity_name.lower() for peer in batch.peers for w in peer.workloads if not w.is_application
+        }
+        for key, identity in reads.identities.items():
+            principal = str(identity["principal_id"]).lower()
+            known[principal] = identity
+            if (
+                key in listed
+                or batch.owns(identity["tags"])
+                or batch.others(identity["tags"])
+                or identity["name"].lower() in named_by_peers
+            ):
+                in_use.add(principal)
+        # Applications are read only when a listed workload names them, or (prune, teardown) when this cluster made
+        # them: all in use, or handled whole. One not read that still exists is not known to be unused.
+        for app, sp in [*reads.applications.values(), *reads.marked_apps]:
+            if app and sp:
+                in_use.add(str(sp["id"]).lower())
+        return known, in_use
+
+    def _gone(self, batch: Batch, reads: Reads, mark: AssignmentMark, principal: str, graph: Any) -> bool:
+        """Whether the principal of a marked assignment is confirmed not to exist (one request at most)."""
+        if mark.kind == "application":
+            return graph.principal_by_id(principal) is None
+        group, _, name = mark.holder.partition("/")
+        if group.lower() in reads.groups_read:
+            identity = reads.identities.get(identity_key(group, name))
+        else:
+            try:
+                identity = self.identities.get(IdentityRef(batch.subscription_id, group, name))
+            except AzureApiError as exc:
+                if exc.status == 404 and exc.code == "ResourceGroupNotFound":
+                    return True
+                raise
+        # Deleted, or deleted and made again (a new principal): either way this principal is gone.
+        return identity is None or str(identity["principal_id"]).lower() != principal
+
+    def remove_orphans(self, batch: Batch, reads: Reads, check_mode: bool) -> list[OrphanedAssignment]:
+        """Each orphan deleted through the engine (with prune), or reported (without)."""
+        rows: list[OrphanedAssignment] = []
+        for orphan in reads.orphans:
+            state = assignment_state(orphan.model)
+            role = reads.role_of(batch.subscription_id, orphan.model)
+            action = "reported"
+            if batch.prune:
+                outcome = ensure_role_assignment(
+                    self.roles,
+                    scope=state["scope"],
+                    role=role,
+                    principal_id=state["principal_id"],
+                    principal_type=state["principal_type"] or "ServicePrincipal",
+                    state="absent",
+                    check_mode=check_mode,
+                    listed=[orphan.model],
+                )
+                action = outcome.action
+            rows.append(
+                {
+                    "name": state["name"],
+                    "scope": state["scope"],
+                    "role": role.name,
+                    "role_definition_guid": state["role_definition_guid"],
+                    "principal_id": state["principal_id"],
+                    "workload": f"{orphan.mark.namespace}/{orphan.mark.workload}",
+                    "granted_to": f"{orphan.mark.kind} {orphan.mark.holder}",
+                    "why": orphan.why,
+                    "action": action,
+                }
+            )
+        return rows
