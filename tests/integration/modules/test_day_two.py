@@ -170,3 +170,75 @@ def test_a_renamed_then_moved_workload_keeps_its_identity_and_its_sign_in(
     assert list(identities_in(sandbox, "rg-move-ids")) == [identity["name"]]
     again = converge(sandbox, collections, tmp_path / "move-again", cluster, moved, **options).result
     assert not again["changed"]
+
+
+def assignments_of(sandbox: Sandbox, principal: str) -> dict[str, Any]:
+    """A principal's role assignments in the subscription, by name, as the Azure SDK lists them."""
+    listed = sandbox.authz().role_assignments.list_for_subscription(filter=f"principalId eq '{principal}'")
+    return {a.name: a for a in listed}
+
+
+def test_assignments_of_a_deleted_identity_or_app_are_found_by_their_mark_and_pruned(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    cluster = sandbox.control.seed_cluster("rg-orph", "aks-orph", oidc_issuer_enabled=True)
+    cluster["resource_group"] = "rg-orph"
+    for group in ("rg-orph-ids", "rg-orph-data"):
+        sandbox.resource_group(group)
+    app = workload(
+        sandbox,
+        "rg-orph-data",
+        name="billing",
+        service_account="billing",
+        identity_type="application",
+        application_unique_name="aks-orph-billing",
+    )
+    declared = [workload(sandbox, "rg-orph-data"), app]
+    options = {"identity_resource_group": "rg-orph-ids"}
+    made = converge(sandbox, collections, tmp_path / "made", cluster, declared, **options).result
+    old_identity, old_app = (row["identity"]["principal_id"] for row in made["workloads"])
+    (ours,) = assignments_of(sandbox, old_identity).values()
+    assert ours.description == (
+        f"[workload_identity.aks cluster=aks-orph place={sandbox.subscription_id}/rg-orph workload=shop/orders "
+        "identity=rg-orph-ids/id-aks-orph-shop-orders]"
+    )
+    # An operator's own assignment of the same principal at the same scope: no mark, never touched.
+    operators = "6f8d1f4a-3c1e-4b0b-9a57-0c6f1b3e2d11"
+    sandbox.authz().role_assignments.create(
+        sandbox.rg_id("rg-orph-data"),
+        operators,
+        {
+            "role_definition_id": f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.Authorization/"
+            "roleDefinitions/2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",  # Storage Blob Data Reader
+            "principal_id": old_identity,
+            "principal_type": "ServicePrincipal",
+            "description": "ticket 42",
+        },
+    )
+    # Deleted by hand: Azure keeps their assignments ("Identity not found").
+    sandbox.msi().user_assigned_identities.delete("rg-orph-ids", "id-aks-orph-shop-orders")
+    app_object = made["workloads"][1]["identity"]["id"]
+    assert sandbox.graph("DELETE", f"/applications/{app_object}").status_code == 204
+    assert len(assignments_of(sandbox, old_identity)) == 2 and len(assignments_of(sandbox, old_app)) == 1
+
+    # Without prune: new identity and app, and the orphans reported, not deleted.
+    again = converge(sandbox, collections, tmp_path / "again", cluster, declared, **options).result
+    new_identity, new_app = (row["identity"]["principal_id"] for row in again["workloads"])
+    assert {new_identity, new_app}.isdisjoint({old_identity, old_app})
+    reported = {(o["principal_id"], o["action"]) for o in again["orphaned_assignments"]}
+    assert reported == {(old_identity, "reported"), (old_app, "reported")}
+    assert len(assignments_of(sandbox, old_identity)) == 2 and len(assignments_of(sandbox, old_app)) == 1
+
+    # With prune: the plan names them, the run deletes them, the operator's stays, and a second run changes nothing.
+    plan = converge(sandbox, collections, tmp_path / "plan", cluster, declared, check=True, prune=True, **options)
+    assert {(o["principal_id"], o["action"]) for o in plan.result["orphaned_assignments"]} == {
+        (old_identity, "deleted"),
+        (old_app, "deleted"),
+    }
+    pruned = converge(sandbox, collections, tmp_path / "prune", cluster, declared, prune=True, **options).result
+    assert pruned["orphaned_assignments"] == plan.result["orphaned_assignments"] and pruned["changed"]
+    assert list(assignments_of(sandbox, old_identity)) == [operators]
+    assert assignments_of(sandbox, old_app) == {}
+    assert len(assignments_of(sandbox, new_identity)) == 1 and len(assignments_of(sandbox, new_app)) == 1
+    last = converge(sandbox, collections, tmp_path / "last", cluster, declared, prune=True, **options).result
+    assert not last["changed"] and last["orphaned_assignments"] == []

@@ -55,7 +55,9 @@ class Estate:
         self.engine = Workloads(AzureApis(self.identities, FakeFics(self.writes), self.roles, SUB), self.apps)
 
     def batch(self, workloads: list[dict[str, Any]], prune: bool, state: str, defer: bool) -> Batch:
-        validated = validate_workloads(CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False)
+        validated = validate_workloads(
+            CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
+        )
         assert validated.problems == []
         return Batch(
             CLUSTER,
@@ -117,9 +119,12 @@ def test_what_the_collection_grants_carries_the_mark_after_the_declared_descript
     mark = read_mark(made.description)
     assert mark == AssignmentMark(CLUSTER, PLACE, "shop", "orders", "identity", "rg-ids/id-orders")
     assert declared_description(made.description) == "orders reads its data"
-    assert estate.run([orders(roles=[{"role": "Reader", "scope": DATA, "description": "orders reads its data"}])])[
-        "changed"
-    ] is False
+    assert (
+        estate.run([orders(roles=[{"role": "Reader", "scope": DATA, "description": "orders reads its data"}])])[
+            "changed"
+        ]
+        is False
+    )
 
 
 def test_an_identity_deleted_by_hand_leaves_assignments_that_prune_deletes_and_check_mode_predicts() -> None:

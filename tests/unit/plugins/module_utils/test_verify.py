@@ -9,9 +9,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_orphans import Orphan
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch, Reads, identity_key
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_assignments import AssignmentMark
 from ansible_collections.workload_identity.aks.plugins.module_utils._verify import Verifier
 from azure.core.exceptions import ClientAuthenticationError
 
@@ -235,3 +237,19 @@ def test_a_role_not_granted_to_the_workloads_own_token() -> None:
     assert finding.link == "permissions" and "not granted 3 of its actions" in finding.message
     assert "it is assigned, yet ARM does not grant it" in finding.message and "deny assignment" in finding.remedy
     assert verdict.roles[0]["granted"] is False
+
+
+def test_an_orphaned_assignment_of_the_workload_is_a_finding_and_anothers_is_not() -> None:
+    kube, arm, entra, clock = Kube(), Arm(), Entra(), Clock()
+    check = verifier(kube, arm, entra, clock)
+    gone = SimpleNamespace(id="/a/gone", role_definition_id=BLOB.id, scope=SCOPE, principal_id="p-gone")
+    mine = AssignmentMark("aks-dev", None, "orders", "orders-api", "identity", "rg-ids/id-old")
+    other = mine._replace(workload="billing")
+    check.reads.orphans = [Orphan(gone, mine, "its principal no longer exists"), Orphan(gone, other, "gone too")]
+    [verdict] = check.verify_all(1)
+    assert not verdict.verified and statuses(verdict)[-1] == "broken"
+    (finding,) = verdict.findings
+    assert (
+        finding.link == "assignments" and "orphaned" in finding.message and "identity rg-ids/id-old" in finding.message
+    )
+    assert "az role assignment delete --ids /a/gone" in finding.remedy
