@@ -129,7 +129,9 @@ class OrphanedAssignments(BatchRemoval):
         """Whether the principal of a marked assignment is confirmed not to exist (one request at most)."""
         if mark.kind == "application":
             return graph.principal_by_id(principal) is None
-        group, _, name = mark.holder.partition("/")
+        if "/" not in mark.holder:
+            return False  # not a mark this collection wrote: nothing to confirm it by
+        group, name = mark.holder.split("/", 1)
         if group.lower() in reads.groups_read:
             identity = reads.identities.get(identity_key(group, name))
         else:

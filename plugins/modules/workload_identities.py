@@ -288,7 +288,7 @@ orphaned_assignments:
       subscriptions of the declared scopes). An assignment without the mark is never one.
     - With O(prune), C(action=deleted) (in check mode, would be). Without it, C(action=reported).
     - With O(defer_replaced=true), those of an identity a listed workload just moved away from are not here. They are
-      in RV(pruned.replaced) with C(assignments_only=true) until its pods restart.
+      in RV(pruned) (as C(replaced), with C(assignments_only=true)) until its pods restart.
   returned: always
   type: list
   elements: dict

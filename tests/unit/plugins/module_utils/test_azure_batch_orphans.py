@@ -250,7 +250,7 @@ def test_a_deleted_app_registration_leaves_assignments_that_prune_deletes() -> N
     app = [orders(identity_type="application", application_unique_name="orders-app", identity_name=None)]
     app[0].pop("identity_name")
     estate.run(app)
-    (old_app,) = estate.apps.apps.values()
+    old_app = next(iter(estate.apps.apps.values()))
     old = estate.apps.principals.pop(old_app["appId"])["id"]
     estate.apps.apps.clear()  # deleted by hand (its service principal with it)
     result = estate.run(app, prune=True)
