@@ -339,12 +339,7 @@ class Workloads(Pruning):
                     "name": None if principal == PENDING or not outcome.after else outcome.after["name"],
                     "action": outcome.action,
                     "adopted": adopted,
-                    "notes": outcome.notes
-                    + (
-                        [f"adopted {before['name']}, made by someone else: never marked or removed"]
-                        if adopted and before
-                        else []
-                    ),
+                    "notes": outcome.notes,
                 }
             )
         return roles

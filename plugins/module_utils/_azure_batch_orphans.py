@@ -52,7 +52,7 @@ class OrphanedAssignments(BatchRemoval):
         known, in_use = self._principals(batch, reads)
         listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
         orphans: list[Orphan] = []
-        unchecked = 0
+        unchecked: set[str] = set()  # principals that could not be checked
         gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
         for model, mark in marked:
             principal = str(model.principal_id).lower()
@@ -70,17 +70,24 @@ class OrphanedAssignments(BatchRemoval):
                 orphans.append(Orphan(model, mark, f"{where}, which no workload of this cluster uses now"))
                 continue
             if mark.kind == "application" and graph is None:
-                unchecked += 1
+                unchecked.add(principal)
                 continue
             if principal not in gone:
-                gone[principal] = self._gone(batch, reads, mark, principal, graph)
+                try:
+                    gone[principal] = self._gone(batch, reads, mark, principal, graph)
+                except AzureApiError as exc:
+                    if exc.status != 403:
+                        raise
+                    # Application.ReadWrite.OwnedBy reads only its own apps' principals: not known, so not orphaned.
+                    gone[principal] = False
+                    unchecked.add(principal)
             if gone[principal]:
                 orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
         if unchecked:
             self.warnings.append(
-                f"cluster {batch.cluster}: {unchecked} role assignment(s) this collection granted to app registrations "
-                "were not checked for a deleted principal (Microsoft Graph is asked only with prune, teardown or an "
-                "app registration listed)"
+                f"cluster {batch.cluster}: {len(unchecked)} principal(s) of role assignments this collection granted "
+                "to app registrations were not checked for deletion: Microsoft Graph is asked only with prune, teardown "
+                "or an app registration listed, and reading another's service principal needs Application.Read.All"
             )
         return orphans
 

@@ -126,7 +126,7 @@ class RoleAssignmentRow(TypedDict):
     scope: str
     name: str | None
     action: str
-    adopted: bool  # an operator's assignment (no mark, a name of its own): used as it is, never removed
+    adopted: bool  # an operator's assignment (no mark, a name of its own): used as it is, never taken for an orphan
     notes: list[str]
 
 

@@ -259,7 +259,7 @@ workloads:
       description:
         - Each assignment's role, scope, name and action.
         - C(adopted) is true for one an operator made (no mark, a name of its own). It is used as it is, never marked
-          and never removed by this collection.
+          and never taken for an orphan.
       type: list
       elements: dict
     changed:

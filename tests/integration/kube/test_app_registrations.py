@@ -181,7 +181,10 @@ def test_a_mixed_inventory_converges_adopts_and_signs_in(estate: Estate) -> None
     # The operator's: used as it is, its Reader and its credential adopted (no duplicate, no gap in sign-in).
     theirs = estate.graph("GET", f"/applications/{hand['app']['id']}")
     assert theirs["displayName"] == "billing (made by hand)" and theirs["tags"] == []
-    assert report["billing"]["roles"] == [{"role": "Reader", "scope": estate.box.rg_id(DATA_RG), "action": "unchanged"}]
+    # The operator's own assignment: adopted as it is (never marked).
+    assert report["billing"]["roles"] == [
+        {"role": "Reader", "scope": estate.box.rg_id(DATA_RG), "action": "unchanged", "adopted": True}
+    ]
     fics = estate.graph("GET", f"/applications/{hand['app']['id']}/federatedIdentityCredentials")["value"]
     assert [(f["name"], f["subject"]) for f in fics] == [("billing-by-hand", "system:serviceaccount:billing:billing")]
     assert report["billing"]["federated_credentials"] == [

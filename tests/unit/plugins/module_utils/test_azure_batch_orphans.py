@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, assignment_name
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
@@ -190,7 +190,7 @@ def test_an_assignment_from_before_marks_is_marked_and_an_operators_is_adopted_a
     result = estate.run(workloads)
     reader, blob = result["workloads"][0]["role_assignments"]
     assert (reader["action"], reader["adopted"]) == ("updated", False)
-    assert (blob["action"], blob["adopted"]) == ("unchanged", True) and "never marked or removed" in blob["notes"][0]
+    assert (blob["action"], blob["adopted"]) == ("unchanged", True)
     by_name = {a.name: a for a in estate.assigned(principal)}
     assert read_mark(by_name[reader["name"]].description) is not None
     assert by_name["by-hand"].description == "ticket 42"
@@ -247,7 +247,7 @@ def test_teardown_of_everything_removes_orphans_too_and_the_guard_counts_them() 
 
 def test_a_deleted_app_registration_leaves_assignments_that_prune_deletes() -> None:
     estate = Estate()
-    app = [orders(identity_type="application", application_unique_name="orders-app", identity_name=None)]
+    app = [orders(identity_type="application", application_unique_name="orders-app")]
     app[0].pop("identity_name")
     estate.run(app)
     old_app = next(iter(estate.apps.apps.values()))
@@ -268,3 +268,18 @@ def test_a_declared_description_too_long_for_the_mark_is_refused_before_any_writ
     (problem,) = raised.value.problems
     assert problem.startswith("cluster aks-dev: workload 'orders': roles[0].description: with the collection's mark")
     assert estate.writes == []
+
+
+def test_a_principal_graph_will_not_show_is_not_taken_for_gone_and_a_warning_says_so() -> None:
+    estate = Estate()
+    app = [orders(identity_type="application", application_unique_name="orders-app")]
+    app[0].pop("identity_name")
+    estate.run(app)
+    estate.apps.principal_by_id = refused  # type: ignore[method-assign]
+    result = estate.run([orders()])  # the app's workload no longer listed (no prune): its principal is not read
+    assert result["orphaned_assignments"] == [] and estate.deleted() == []
+    assert "1 principal(s) of role assignments" in estate.engine.warnings[0]
+
+
+def refused(object_id: str) -> Any:
+    raise AzureApiError("Insufficient privileges", 403, "Authorization_RequestDenied", operation="get")
