@@ -86,8 +86,9 @@ class OrphanedAssignments(BatchRemoval):
         if unchecked:
             self.warnings.append(
                 f"cluster {batch.cluster}: {len(unchecked)} principal(s) of role assignments this collection granted "
-                "to app registrations were not checked for deletion: Microsoft Graph is asked only with prune, teardown "
-                "or an app registration listed, and reading another's service principal needs Application.Read.All"
+                "to app registrations were not checked for deletion: Microsoft Graph is asked only with prune, "
+                "teardown or an app registration listed, and reading another's service principal needs "
+                "Application.Read.All"
             )
         return orphans
 
