@@ -239,7 +239,8 @@ def test_a_new_credential_is_waited_for(estate: Estate) -> None:
     """Entra takes a while to accept a new credential: verify waits (bounded) and says how long."""
     fics = estate.box.msi().federated_identity_credentials
     issuer = fics.get(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC).issuer
-    estate.box.control.configure({"fic_propagation_seconds": 8})
+    # Long enough that the playbook's start (slow on a loaded machine) does not outlast it: verify must wait.
+    estate.box.control.configure({"fic_propagation_seconds": 20})
     try:
         fics.delete(ORDERS_RG, ORDERS_IDENTITY, ORDERS_FIC)
         _put_credential(estate.box, issuer, ORDERS_SUBJECT)
