@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from ._azure_batch_reads import Batch, Reads, identity_key, ref_key
 from ._azure_batch_removal import BatchRemoval
-from ._azure_role_assignment import assignment_state, ensure_role_assignment
+from ._azure_role_assignment import assignment_state
 from ._errors import AzureApiError
 from ._ids import IdentityRef
 from ._ownership_assignments import AssignmentMark, read_mark
@@ -158,19 +158,7 @@ class OrphanedAssignments(BatchRemoval):
         for orphan in reads.orphans:
             state = assignment_state(orphan.model)
             role = reads.role_of(batch.subscription_id, orphan.model)
-            action = "reported"
-            if batch.prune:
-                outcome = ensure_role_assignment(
-                    self.roles,
-                    scope=state["scope"],
-                    role=role,
-                    principal_id=state["principal_id"],
-                    principal_type=state["principal_type"] or "ServicePrincipal",
-                    state="absent",
-                    check_mode=check_mode,
-                    listed=[orphan.model],
-                )
-                action = outcome.action
+            action = self.delete_listed(orphan.model, role, check_mode) if batch.prune else "reported"
             rows.append(
                 {
                     "name": state["name"],

@@ -9,12 +9,12 @@ come down to these three steps, shared by both kinds of identity.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ._azure_batch_reads import Batch, BatchReader, Reads, identity_key
 from ._azure_federated_credential import FicParent, IdentityFicApi, ensure_federated_credential
 from ._azure_identity import ensure_identity
-from ._azure_role_assignment import assignment_state, ensure_role_assignment
+from ._azure_role_assignment import Role, assignment_state, ensure_role_assignment
 from ._ids import parse_scope
 from ._lock import object_lock
 from ._ownership import others_claims, own_credential_names, without_claim
@@ -134,17 +134,7 @@ class BatchRemoval(BatchReader):
             if (only is not None and pair not in only) or pair in keep:
                 continue
             role = reads.role_of(batch.subscription_id, model)
-            outcome = ensure_role_assignment(
-                self.roles,
-                scope=state["scope"],
-                role=role,
-                principal_id=state["principal_id"],
-                principal_type=state["principal_type"] or "ServicePrincipal",
-                state="absent",
-                check_mode=check_mode,
-                listed=[model],
-            )
-            if outcome.action == "deleted":
+            if self.delete_listed(model, role, check_mode) == "deleted":
                 removed.append(
                     {
                         "identity": label,
@@ -155,3 +145,17 @@ class BatchRemoval(BatchReader):
                     }
                 )
         return removed
+
+    def delete_listed(self, model: Any, role: Role, check_mode: bool) -> str:
+        """One role assignment as listed, deleted through the engine; its action (``deleted``, or ``absent``)."""
+        state = assignment_state(model)
+        return ensure_role_assignment(
+            self.roles,
+            scope=state["scope"],
+            role=role,
+            principal_id=state["principal_id"],
+            principal_type=state["principal_type"] or "ServicePrincipal",
+            state="absent",
+            check_mode=check_mode,
+            listed=[model],
+        ).action

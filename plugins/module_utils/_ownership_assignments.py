@@ -77,15 +77,6 @@ def marked_description(declared: str | None, mark: str) -> str:
     return f"{declared} {mark}" if declared else mark
 
 
-def declared_description(description: str | None) -> str | None:
-    """The description without the mark: what the inventory declared (None for the mark alone)."""
-    found = _MARK.search(description or "")
-    if found is None:
-        return description
-    rest = (description or "")[: found.start()].rstrip()
-    return rest or None
-
-
 def made_by_collection_assignment(
     name: str, description: str | None, scope: str, role_guid: str, principal: str
 ) -> bool:

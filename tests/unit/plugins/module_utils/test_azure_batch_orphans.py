@@ -20,7 +20,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._inventory i
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_assignments import (
     AssignmentMark,
-    declared_description,
     marked_description,
     read_mark,
 )
@@ -101,8 +100,6 @@ def test_the_mark_reads_back_what_was_written_and_follows_the_declared_descripti
     mark = AssignmentMark(CLUSTER, PLACE, "shop", "orders", "identity", "rg-ids/id-orders")
     assert read_mark(mark.text) == mark
     assert read_mark(marked_description("orders reads its data", mark.text)) == mark
-    assert declared_description(marked_description("orders reads its data", mark.text)) == "orders reads its data"
-    assert declared_description(mark.text) is None
     unplaced = mark._replace(place=None)
     assert read_mark(unplaced.text) == unplaced and unplaced.of(CLUSTER, PLACE)
     assert not mark.of(CLUSTER, cluster_scope(SUB, "rg-elsewhere")) and not mark.of("aks-prd", PLACE)
@@ -118,7 +115,7 @@ def test_what_the_collection_grants_carries_the_mark_after_the_declared_descript
     (made,) = estate.assigned(estate.principal())
     mark = read_mark(made.description)
     assert mark == AssignmentMark(CLUSTER, PLACE, "shop", "orders", "identity", "rg-ids/id-orders")
-    assert declared_description(made.description) == "orders reads its data"
+    assert made.description == marked_description("orders reads its data", mark.text if mark else "")
     assert (
         estate.run([orders(roles=[{"role": "Reader", "scope": DATA, "description": "orders reads its data"}])])[
             "changed"
