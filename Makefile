@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube browser bench test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser bench bench-peer test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -88,9 +88,28 @@ demo: setup tools kube
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
 
-## bench: module start, and the batch module's time / requests / memory for 10 and 50 workloads
-bench: setup tools
-	@$(BIN)/python -m tests.benchmark
+## bench: the whole rollout (site.yml, Kubernetes included) at 10, 50, 200 and 1000 workloads: cold, no-op,
+## check mode, one change, teardown; time, CPU, memory, requests by kind, the throttle bound; JSON, Markdown, PNG
+## in tests/output (about 25 minutes; BENCH_SIZES=10,50 for a shorter one)
+BENCH_SIZES ?= 10,50,200,1000
+bench: setup tools kube $(VENV)/.bench-installed
+	@$(BIN)/python -m tests.benchmark --sizes $(BENCH_SIZES)
+
+$(VENV)/.bench-installed: tests/benchmark/requirements.txt $(STAMP)
+	@$(BIN)/pip install -q -r tests/benchmark/requirements.txt && touch $@
+
+## bench-peer: the same at 10 and 50 workloads beside the peer (azure.azcollection + kubernetes.core, in a venv of
+## its own, ~1.7 GB); prints the ratios (about 30 minutes: the peer is slow)
+PEER_VENV := .build/peer-venv
+bench-peer: setup tools kube $(VENV)/.bench-installed $(PEER_VENV)/.installed
+	@$(BIN)/python -m tests.benchmark --sizes 10,50 --peer
+
+$(PEER_VENV)/.installed: tests/benchmark/peer/requirements.txt
+	@echo "==> the peer's venv in $(PEER_VENV) (ansible 12.3.0 and azure.azcollection's requirements; a few minutes)"
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	@$(PEER_VENV)/bin/pip install -q -r tests/benchmark/peer/requirements.txt
+	@$(PEER_VENV)/bin/pip install -q -r "$$($(PEER_VENV)/bin/python -c 'import ansible_collections.azure.azcollection as c; print(list(c.__path__)[0])')/requirements.txt"
+	@touch $@
 
 sandbox-up: setup kube
 	@$(BIN)/python -m tests.sandbox up

@@ -29,6 +29,27 @@ def _status(azure: WorkloadResult, kube: list[KubeRow]) -> str:
     return "unchanged"
 
 
+# What a plan row may say and still change nothing (a controller "missing" is reported, never made).
+UNCHANGED_KUBE_ACTIONS = ("unchanged", "kept", "missing")
+
+
+def plan_changes_nothing(azure: AzureBatchResult, kube: KubeBatchResult | None = None) -> bool:
+    """Whether a plan (both batch modules in check mode) would change nothing at all: no workload changed on either
+    side, nothing pruned or released, no orphaned assignment deleted. A plan that failed changes "something"."""
+    if not isinstance(azure, dict) or "workloads" not in azure or not isinstance(kube, dict):
+        return False
+    if any(item.get("changed") for item in azure["workloads"]):
+        return False
+    if any(entries for entries in (azure.get("pruned") or {}).values()):
+        return False
+    if any(row.get("action") != "reported" for row in azure.get("orphaned_assignments") or []):
+        return False
+    if "service_accounts" not in kube:
+        return False
+    rows = [*(kube.get("namespaces") or []), *kube["service_accounts"], *(kube.get("controllers") or [])]
+    return all(row.get("action") in UNCHANGED_KUBE_ACTIONS for row in rows)
+
+
 def rollout_report(
     azure: AzureBatchResult,
     kube: KubeBatchResult | None = None,
@@ -279,6 +300,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "rollout_report": rollout_report,
+            "plan_changes_nothing": plan_changes_nothing,
             "rollout_lines": rollout_lines,
             "rollout_markdown": rollout_markdown,
         }

@@ -24,6 +24,11 @@ def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     return pipeline_response.http_response.json()
 
 
+def _retry_after(pipeline_response: Any, _deserialized: Any, headers: Any) -> float | None:
+    value = str((headers or {}).get("Retry-After") or pipeline_response.http_response.headers.get("Retry-After") or "")
+    return float(value) if value.replace(".", "", 1).isdigit() and float(value) > 0 else None
+
+
 def issuer_state(body: dict[str, Any]) -> IssuerState:
     props = body.get("properties") or {}
     oidc = props.get("oidcIssuerProfile") or {}
@@ -76,8 +81,10 @@ class ClusterApi:
                 return None
             raise
 
-    def settled(self, resource_group: str, name: str) -> dict[str, Any]:
-        """The cluster once no operation is running on it (read every polling_interval, up to max_wait)."""
+    def settled(self, resource_group: str, name: str, interval: float | None = None) -> dict[str, Any]:
+        """The cluster once no operation is running on it, read every ``interval`` seconds (what AKS asked for with
+        Retry-After when it accepted the update), else every polling_interval; up to max_wait."""
+        interval = interval or self.polling_interval
         waited = 0.0
         while True:
             body = self.get(resource_group, name)
@@ -90,17 +97,21 @@ class ClusterApi:
                 raise AzureApiError(
                     f"cluster {name} is still {state} after {int(waited)} s", operation=f"wait for cluster {name}"
                 )
-            self.sleep(self.polling_interval)
-            waited += self.polling_interval
+            self.sleep(interval)
+            waited += interval
 
-    def send(self, resource_group: str, name: str, body: dict[str, Any]) -> None:
-        """Start the update (the PUT alone, no SDK polling): retried only while AKS has not accepted it."""
+    def send(self, resource_group: str, name: str, body: dict[str, Any]) -> float | None:
+        """Start the update (the PUT alone, no SDK polling): retried only while AKS has not accepted it. Returns the
+        seconds AKS asked the client to wait between polls (its Retry-After), if it said."""
         operation = f"update cluster {name}"
-        azure_call(
+        answer = azure_call(
             operation,
-            lambda: self.ops.begin_create_or_update(resource_group, name, body, polling=False).result(),
+            lambda: self.ops.begin_create_or_update(
+                resource_group, name, body, polling=False, cls=_retry_after
+            ).result(),
             self.policy,
         )
+        return answer if isinstance(answer, float) else None
 
 
 def _changed(body: dict[str, Any], oidc: bool, workload_identity: bool | None) -> dict[str, Any]:
@@ -158,13 +169,13 @@ def ensure_issuer(
     while True:
         current = api.settled(resource_group, name)
         try:
-            api.send(resource_group, name, _changed(current, want_oidc, workload_identity))
+            interval = api.send(resource_group, name, _changed(current, want_oidc, workload_identity))
             break
         except AzureApiError as exc:
             if exc.status != 409 or exc.code != OPERATION_IN_PROGRESS:
                 raise
             # Another operation started between the read and the update: wait for it, read again, change that.
-    after = issuer_state(api.settled(resource_group, name))
+    after = issuer_state(api.settled(resource_group, name, interval))
     if after["provisioning_state"] != "Succeeded":
         raise AzureApiError(
             f"the update of cluster {name} ended {after['provisioning_state']} (its provisioningState); AKS keeps the "

@@ -46,7 +46,10 @@ class ControlApi:
                 return Response(200, app.env(app.state_dir / "ca.pem"))
             if low == ["config"]:
                 if m == "PATCH":
-                    app.settings.update(ctx.request.json_object())
+                    changes = ctx.request.json_object()
+                    app.settings.update(changes)
+                    if "buckets" in changes or "throttling" in changes:
+                        app.throttle.reset()  # new limits start with full buckets
                 return Response(200, app.settings.to_dict())
             if low == ["stats"]:
                 if m == "DELETE":

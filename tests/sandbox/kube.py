@@ -33,6 +33,13 @@ from .tls import issue_server_certificate
 ADMIN_USER = "clusterAdmin"
 VERSIONS_FILE = Path(__file__).resolve().parents[2] / "scripts" / "kube-versions.env"
 
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+"""
+
 
 def _versions() -> dict[str, str]:
     pairs = (line.split("=", 1) for line in VERSIONS_FILE.read_text().splitlines() if "=" in line)
@@ -171,6 +178,9 @@ class KubeControlPlane:
             (folder / "sa.key").chmod(0o600)
             (folder / "tokens.csv").write_text(f'{token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
             (folder / "tokens.csv").chmod(0o600)
+            # An audit line per answered request (who, verb, resource, user agent; never a body), as AKS's
+            # kube-audit diagnostic log: how `make bench` counts a rollout's Kubernetes requests.
+            (folder / "audit-policy.yaml").write_text(AUDIT_POLICY)
             cert, cert_key = self._serving_certificate()
             args = [
                 f"--etcd-servers=http://127.0.0.1:{self._etcd_port}",
@@ -191,6 +201,11 @@ class KubeControlPlane:
                 f"--api-audiences={issuer_url},https://kubernetes.default.svc.cluster.local",
                 f"--cert-dir={folder / 'certs'}",
                 "--profiling=false",
+                f"--audit-policy-file={folder / 'audit-policy.yaml'}",
+                f"--audit-log-path={folder / 'audit.log'}",
+                "--audit-log-format=json",
+                "--audit-log-maxsize=200",
+                "--audit-log-maxbackup=1",
                 # Fair queuing only matters under load; without it a start is faster.
                 "--enable-priority-and-fairness=false",
             ]

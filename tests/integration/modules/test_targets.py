@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +122,12 @@ def test_throttling_storm_and_server_errors_are_ridden_out(sandbox: Sandbox, col
             },
         ],
     }
-    started = time.monotonic()
     play(sandbox, collections, tmp_path, task, {"azure_auth": auth(sandbox)})
     ops = sandbox.control.stats()["operations"]
+    # Each fault was answered once and retried (how long each wait was is tests/unit's retry decisions).
     assert ops["userAssignedIdentities.get"]["by_status"].get("429") == 3
     assert ops["userAssignedIdentities.put"]["by_status"].get("500") == 2
     assert ops["roleAssignments.list"]["by_status"].get("503") == 2
-    assert time.monotonic() - started >= 3  # Retry-After: 1 was honoured three times
 
 
 @sandbox_only

@@ -27,6 +27,7 @@ class FakeClusters:
         self.put_errors: list[Exception] = []
         self.get_errors: list[Exception] = []
         self.outcome = "Succeeded"
+        self.retry_after: str | None = None  # what AKS says when it accepts an update
 
     def get(self, resource_group: str, name: str, cls: Any = None) -> Any:
         if self.get_errors:
@@ -38,7 +39,9 @@ class FakeClusters:
         response = type("R", (), {"json": lambda _self: copy.deepcopy(self.body)})()
         return cls(type("P", (), {"http_response": response})(), None, None)
 
-    def begin_create_or_update(self, resource_group: str, name: str, body: dict[str, Any], polling: Any) -> Any:
+    def begin_create_or_update(
+        self, resource_group: str, name: str, body: dict[str, Any], polling: Any, cls: Any = None
+    ) -> Any:
         assert polling is False  # the SDK does not poll (and so never re-sends): ensure_issuer reads until settled
         if self.put_errors:
             raise self.put_errors.pop(0)
@@ -46,7 +49,10 @@ class FakeClusters:
         self.body = copy.deepcopy(body)
         self.body["properties"]["provisioningState"] = "Updating"
         self.busy_polls = self.polls_per_operation
-        return type("Poller", (), {"result": lambda _self: None})()
+        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
+        response = type("P", (), {"http_response": type("R", (), {"headers": headers})()})()
+        answer = cls(response, None, headers) if cls else None
+        return type("Poller", (), {"result": lambda _self: answer})()
 
 
 def api_over(clusters: FakeClusters) -> tuple[ClusterApi, list[float]]:
@@ -121,3 +127,12 @@ def test_a_failed_cluster_is_reconciled_by_sending_the_update_again_then_left_al
     done = enable(api)
     assert done.changed and done.after and done.after["provisioning_state"] == "Succeeded"
     assert len(clusters.sent) == 1 and not enable(api).changed
+
+
+def test_the_wait_follows_the_retry_after_aks_gives_when_it_accepts_the_update() -> None:
+    for said, waits in (("1", [1.0]), ("0.5", [0.5]), (None, [2]), ("0", [2]), ("soon", [2])):
+        clusters = FakeClusters()
+        clusters.retry_after = said
+        api, sleeps = api_over(clusters)
+        ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=False)
+        assert sleeps == waits, said

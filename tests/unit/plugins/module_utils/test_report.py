@@ -166,3 +166,32 @@ def test_a_shared_identity_this_cluster_let_go_of_is_in_the_summary() -> None:
         line.endswith(f"application orders-app: this cluster's credentials and claim removed, {kept_for_two}")
         for line in lines
     )
+
+
+def test_plan_changes_nothing_only_when_neither_side_would_change() -> None:
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import plan_changes_nothing
+
+    def kube(account: str = "unchanged", controller: str = "unchanged", namespace: str = "unchanged") -> dict:
+        return {
+            "namespaces": [{"kind": "Namespace", "name": "n", "action": namespace}],
+            "service_accounts": [{"kind": "ServiceAccount", "namespace": "n", "name": "api", "action": account}],
+            "controllers": [{"kind": "Deployment", "namespace": "n", "name": "api", "action": controller}],
+        }
+
+    assert plan_changes_nothing(_azure("unchanged"), kube()) is True
+    # A missing controller is reported, never made; a namespace another workload holds is kept.
+    assert plan_changes_nothing(_azure("unchanged"), kube(controller="missing", namespace="kept")) is True
+    assert plan_changes_nothing(_azure("created"), kube()) is False
+    assert plan_changes_nothing(_azure("unchanged", role_action="created"), kube()) is False
+    assert plan_changes_nothing(_azure("unchanged"), kube(account="adopted")) is False
+    assert plan_changes_nothing(_azure("unchanged"), kube(controller="bound")) is False
+    pruning = {**_azure("unchanged"), "pruned": {"identities": [{"name": "id-old"}], "role_assignments": []}}
+    assert plan_changes_nothing(pruning, kube()) is False
+    reported = {**_azure("unchanged"), "orphaned_assignments": [{"name": "a", "action": "reported"}]}
+    assert plan_changes_nothing(reported, kube()) is True
+    deleted = {**_azure("unchanged"), "orphaned_assignments": [{"name": "a", "action": "deleted"}]}
+    assert plan_changes_nothing(deleted, kube()) is False
+    # A plan that failed (no workloads, or no accounts) is never "nothing to do".
+    assert plan_changes_nothing({"failed": True, "msg": "x"}, kube()) is False
+    assert plan_changes_nothing(_azure("unchanged"), {"failed": True}) is False
+    assert plan_changes_nothing(_azure("unchanged"), None) is False

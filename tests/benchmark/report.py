@@ -1,0 +1,190 @@
+"""The benchmark's outputs: JSON, a Markdown table with the targets, and a chart (time and requests against N)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    ("N", "workloads"),
+    ("tool", "tool"),
+    ("run", "run"),
+    ("s", "seconds"),
+    ("bound s", "throttle_bound_s"),
+    ("CPU s", "cpu_seconds"),
+    ("ARM", "arm"),
+    ("Entra", "entra"),
+    ("Graph", "graph"),
+    ("429s", "throttled"),
+    ("kube", "kube"),
+    ("writes", "writes"),
+    ("tasks", "tasks"),
+    ("changed", "changed"),
+    ("RSS MB largest", "peak_rss_mb_largest"),
+    ("RSS MB tree", "peak_rss_mb_tree"),
+)
+
+
+def _row(rows: list[dict[str, Any]], tool: str, run: str, size: int) -> dict[str, Any] | None:
+    return next((r for r in rows if r["tool"] == tool and r["run"] == run and r["workloads"] == size), None)
+
+
+def targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """(target, what was measured, met) for what this report can show."""
+    found: list[tuple[str, str, bool]] = []
+    ours = [r for r in rows if r["tool"] == "ours"]
+    sizes = sorted({r["workloads"] for r in ours})
+    if not sizes:
+        return found
+    big, small = sizes[-1], sizes[0]
+    noop, cold, change = (_row(rows, "ours", run, big) for run in ("no-op", "cold", "one change"))
+    if noop:
+        found.append((f"no-op at N={big}: ARM requests <= N + 10", f"{noop['arm']}", noop["arm"] <= big + 10))
+        found.append(
+            (f"no-op at N={big}: Kubernetes requests <= 2N + 10", f"{noop['kube']}", noop["kube"] <= 2 * big + 10)
+        )
+        found.append((f"no-op at N={big}: changed=0", f"changed={noop['changed']}", noop["changed"] == 0))
+    if cold:
+        bound = cold["throttle_bound_s"]
+        ratio = cold["seconds"] / bound if bound else 0.0
+        found.append(
+            (
+                f"cold at N={big}: within 1.5x the throttle bound",
+                f"{cold['seconds']} s vs {bound} s ({ratio:.2f}x)",
+                bound == 0 or ratio <= 1.5,
+            )
+        )
+    if change:
+        found.append(
+            (f"one changed workload at N={big}: <= 10 write requests", f"{change['writes']}", change["writes"] <= 10)
+        )
+    for run in ("cold", "no-op", "check mode", "one change", "teardown"):
+        plays = {size: (_row(rows, "ours", run, size) or {}).get("tasks_per_play") for size in sizes}
+        shapes = {json.dumps(p, sort_keys=True) for p in plays.values() if p is not None}
+        if shapes:
+            counts = ", ".join(f"N={s}: {sum(p.values())}" for s, p in plays.items() if p)
+            found.append((f"tasks per play constant in N ({run})", counts, len(shapes) == 1))
+    start = max(report.get("module_start_s", {}).values(), default=0.0)
+    found.append(("module start <= 0.5 s", f"{start:.2f} s", start <= 0.5))
+    first, last = _row(rows, "ours", "cold", small), cold
+    if first and last and big != small:
+        growth = last["peak_rss_mb_largest"] / first["peak_rss_mb_largest"]
+        found.append(
+            (
+                f"peak RSS flat in N (largest process, cold, N={small} -> {big}, <= 1.25x)",
+                f"{first['peak_rss_mb_largest']} -> {last['peak_rss_mb_largest']} MB ({growth:.2f}x)",
+                growth <= 1.25,
+            )
+        )
+    for run in ("cold", "no-op"):
+        ours_row, peer_row = _row(rows, "ours", run, 50), _row(rows, "peer", run, 50)
+        if ours_row and peer_row:
+            ratio = peer_row["seconds"] / ours_row["seconds"]
+            found.append((f">= 20x faster than the peer at N=50 ({run})", f"{ratio:.1f}x", ratio >= 20))
+    return found
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for size in sorted({r["workloads"] for r in rows if r["tool"] == "peer"}):
+        for run in ("cold", "no-op"):
+            ours_row, peer_row = _row(rows, "ours", run, size), _row(rows, "peer", run, size)
+            if ours_row and peer_row:
+                lines.append(
+                    f"| {size} | {run} | {peer_row['seconds'] / ours_row['seconds']:.1f}x "
+                    f"| {peer_row['cpu_seconds'] / ours_row['cpu_seconds']:.1f}x "
+                    f"| {peer_row['arm'] + peer_row['graph']} / {ours_row['arm'] + ours_row['graph']} |"
+                )
+    return lines
+
+
+def markdown(report: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    head = "| " + " | ".join(title for title, _key in COLUMNS) + " |"
+    lines = [
+        f"# Benchmark: the whole rollout against the sandbox ({report['latency_ms']} ms a request, ARM throttling on)",
+        "",
+        f"Buckets (capacity, refill/s): {report.get('buckets')}. `bound s`: the least time those buckets allow for",
+        "the run's requests. `writes`: ARM, Graph and Kubernetes writes. RSS: the largest process, and the whole tree.",
+        "",
+        head,
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(str(row[key]) for _title, key in COLUMNS) + " |" for row in rows]
+    peer = ratios(rows)
+    if peer:
+        lines += [
+            "",
+            "| N | run | peer / ours, wall | peer / ours, CPU | ARM+Graph requests, peer / ours |",
+            "|---|---|---|---|---|",
+        ]
+        lines += peer
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    lines += [
+        f"| {what} | {measured} | {'yes' if met else '**no**'} |" for what, measured, met in targets(report, rows)
+    ]
+    starts = ", ".join(f"{sdk} {s:.2f} s" for sdk, s in report.get("module_start_s", {}).items())
+    lines += ["", f"Module start (fresh interpreter, imports + credential + client): {starts}."]
+    if report.get("sandbox_reads_ms"):
+        reads = ", ".join(f"{what} {ms} ms" for what, ms in report["sandbox_reads_ms"].items())
+        lines += ["", f"The sandbox's reads of a 500-identity estate (median of 15, no added latency): {reads}."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(12, 4.8))
+    series = [
+        ("ours", "cold", "tab:blue", "-"),
+        ("ours", "no-op", "tab:blue", "--"),
+        ("ours", "one change", "tab:cyan", ":"),
+        ("peer", "cold", "tab:red", "-"),
+        ("peer", "no-op", "tab:red", "--"),
+    ]
+    for tool, run, colour, style in series:
+        points = sorted((r["workloads"], r) for r in rows if r["tool"] == tool and r["run"] == run)
+        if not points:
+            continue
+        sizes = [size for size, _r in points]
+        label = f"{'workload_identity.aks' if tool == 'ours' else 'azure.azcollection + kubernetes.core'}, {run}"
+        left.plot(sizes, [r["seconds"] for _s, r in points], style, color=colour, marker="o", label=label)
+        right.plot(sizes, [r["arm"] + r["graph"] for _s, r in points], style, color=colour, marker="o", label=label)
+        if tool == "ours" and run == "cold":
+            bound = [(s, r["throttle_bound_s"]) for s, r in points if r["throttle_bound_s"] > 0]
+            if bound:
+                left.plot(
+                    [b[0] for b in bound],
+                    [b[1] for b in bound],
+                    ":",
+                    color="black",
+                    marker="x",
+                    label="ARM throttle bound, cold",
+                )
+    for axis, title in ((left, "wall time, s"), (right, "ARM + Graph requests")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("workloads (N)")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    figure.suptitle("site.yml against the sandbox (40 ms a request, ARM throttling on)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+
+
+def render(report: dict[str, Any], json_path: Path, md_path: Path, png_path: Path) -> str:
+    """Write the three files; the Markdown, to print. The chart also shows the peer's last run (benchmark-peer.json)."""
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    rows = list(report["runs"])
+    other = json_path.with_name("benchmark-peer.json")
+    if other != json_path and other.exists() and not any(r["tool"] == "peer" for r in rows):
+        rows += [r for r in json.loads(other.read_text())["runs"] if r["tool"] == "peer"]
+    text = markdown(report, rows)
+    md_path.write_text(text)
+    chart(rows, png_path)
+    return text + f"\nWritten: {json_path}, {md_path}, {png_path}\n"

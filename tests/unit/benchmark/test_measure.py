@@ -1,0 +1,117 @@
+"""The benchmark's arithmetic: requests counted by kind from the servers' logs, the throttle bound, tasks, recap."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.benchmark.measure import LogTail, count_requests, recap, run_measured, tasks_per_play, throttle_bound
+from tests.benchmark.report import targets
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+
+
+def entry(method: str, operation: str, status: int = 200, service: str = "arm", principal: str = "p1") -> dict:
+    return {
+        "method": method,
+        "operation": operation,
+        "status": status,
+        "service": service,
+        "principal": principal,
+        "path": f"/subscriptions/{SUB}/resourceGroups/rg/providers/x",
+    }
+
+
+def test_requests_are_counted_by_service_bucket_and_kube_agent() -> None:
+    azure = [
+        entry("GET", "userAssignedIdentities.get"),
+        entry("PUT", "userAssignedIdentities.put"),
+        entry("PUT", "userAssignedIdentities.put", status=429),
+        entry("DELETE", "roleAssignments.delete"),
+        entry("POST", "entra.token", service="entra", principal=""),
+        entry("POST", "graph.applications.create", service="graph"),
+        entry("GET", "sandbox.stats", service="control"),
+    ]
+    kube = [
+        {"verb": "get", "userAgent": "OpenAPI-Generator/37.0.2/python"},
+        {"verb": "patch", "userAgent": "OpenAPI-Generator/37.0.2/python"},
+        {"verb": "list", "userAgent": "kube-controller-manager/v1.36.3 (linux/amd64)"},
+    ]
+    counted = count_requests(azure, kube)
+    assert (counted.arm, counted.entra, counted.graph, counted.throttled) == (4, 1, 1, 1)
+    # The throttled PUT took no token; writes count every ARM/Graph/Kubernetes write asked for.
+    assert counted.buckets == {
+        f"deletes {SUB} p1": 1,
+        f"reads {SUB} p1": 1,
+        f"writes {SUB} p1": 1,
+        "graph tenant p1": 1,
+    }
+    assert (counted.kube, counted.kube_writes, counted.writes) == (2, 1, 1 + 2 + 1 + 1)
+    assert "sandbox.stats" not in counted.by_operation
+
+
+def test_throttle_bound_is_the_slowest_bucket_beyond_its_capacity() -> None:
+    limits = {"reads": [250, 25], "writes": [200, 10], "deletes": [200, 10], "graph": [3500, 350]}
+    assert throttle_bound({f"writes {SUB} p1": 150, f"reads {SUB} p1": 200}, limits) == 0
+    assert throttle_bound({f"writes {SUB} p1": 3200, f"reads {SUB} p1": 1250}, limits) == 300.0
+    # Two principals have buckets of their own.
+    assert throttle_bound({f"writes {SUB} p1": 1200, f"writes {SUB} p2": 1200}, limits) == 100.0
+
+
+def test_tasks_per_play_and_recap_from_the_default_callback() -> None:
+    output = """
+PLAY [Validate] ****
+TASK [Validate the workload list] ****
+ok: [aks-1]
+TASK [workload_identity.aks.workloads : Plan] ****
+ok: [aks-1]
+PLAY [Roll out] ****
+TASK [workload_identity.aks.oidc_issuer : Read] ****
+ok: [aks-1]
+PLAY RECAP ****
+aks-1                      : ok=3    changed=1    unreachable=0    failed=0    skipped=2    rescued=0    ignored=0
+"""
+    assert tasks_per_play(output) == {"Validate": 2, "Roll out": 1}
+    assert recap(output)["aks-1"]["changed"] == 1 and recap(output)["aks-1"]["skipped"] == 2
+
+
+def test_a_run_is_measured_and_a_log_read_from_its_mark(tmp_path: Path) -> None:
+    log = tmp_path / "requests.jsonl"
+    log.write_text('{"a": 1}\n')
+    tail = LogTail(log)
+    tail.mark()
+    measured = run_measured(
+        [sys.executable, "-c", f"open({str(log)!r}, 'a').write('{{\"b\": 2}}\\n'); print('done')"], {}, tmp_path
+    )
+    assert measured.returncode == 0 and measured.output.strip() == "done"
+    assert measured.peak_rss_mb_largest > 0 and measured.cpu_seconds >= 0
+    assert tail.lines() == [{"b": 2}]
+
+
+def test_targets_name_what_is_missed() -> None:
+    plays = {"Plan": 5, "Roll out": 12}
+    rows = [
+        {
+            "tool": "ours",
+            "run": "no-op",
+            "workloads": 1000,
+            "arm": 1004,
+            "kube": 2500,
+            "changed": 0,
+            "tasks_per_play": plays,
+        },
+        {
+            "tool": "ours",
+            "run": "no-op",
+            "workloads": 10,
+            "arm": 14,
+            "kube": 30,
+            "changed": 0,
+            "tasks_per_play": {**plays, "Roll out": 13},
+        },
+    ]
+    met = {what: ok for what, _measured, ok in targets({"module_start_s": {"msi": 0.4}}, rows)}
+    assert met["no-op at N=1000: ARM requests <= N + 10"] is True
+    assert met["no-op at N=1000: Kubernetes requests <= 2N + 10"] is False
+    assert met["tasks per play constant in N (no-op)"] is False
+    assert met["module start <= 0.5 s"] is True
