@@ -67,9 +67,15 @@ class Estate:
         plan = self.run(workloads, options=("--check", "--diff"))
         real = self.run(workloads, options=("--diff",))
         assert outcome(plan.report(plan=True)) == outcome(real.report())
+        self.box.control.reset_stats()
         again = self.run(workloads)
         assert again.changed == 0, again.output[-6000:]
         assert all(w["status"] == "unchanged" for w in again.report()["workloads"])
+        # Nothing to change: the plan's reads are the result. Each identity's credentials are listed once, not
+        # a second time to converge.
+        identities = {w["identity"] for w in again.report()["workloads"] if w["kind"] == "user_assigned"}
+        listed = self.box.control.stats()["operations"].get("federatedIdentityCredentials.list", {}).get("total", 0)
+        assert listed == len(identities), again.output[-3000:]
         return real
 
     # -- what is there -----------------------------------------------------------------------------
