@@ -75,10 +75,10 @@ class Workloads(Pruning):
         apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id)
         return cls(apis, ApplicationApi(graph) if graph is not None else None)
 
-    def read(self, batch: Batch) -> Reads:
+    def read(self, batch: Batch, workers: int = 1) -> Reads:
         if any(w.is_application for w in batch.workloads) and self.apps is None:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
-        reads = super().read(batch)
+        reads = super().read(batch, workers)
         if self.apps is not None:
             self.apps.read(batch, reads)
         reads.orphans = self.find_orphans(batch, reads, self.apps.api if self.apps is not None else None)

@@ -11,6 +11,7 @@ a request, once per (scope, role) however many workloads name it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,7 +232,9 @@ class BatchReader:
         self.subscription_id = apis.subscription_id
         self.warnings: list[str] = []  # to show the operator; not reasons to stop
 
-    def read(self, batch: Batch) -> Reads:
+    def read(self, batch: Batch, workers: int = 1) -> Reads:
+        """Everything the plan needs, read once. ``workers``: how many identities' credentials are listed at a time
+        (one request each, the only read that grows with N: in parallel, a no-op's time is ARM's read bucket's)."""
         self.warnings.clear()  # each read starts a plan: its warnings are this plan's
         reads = Reads()
         groups = {g.lower(): g for g in batch.resource_groups}
@@ -259,10 +262,10 @@ class BatchReader:
                 if k in reads.identities
                 and (not batch.owns(reads.identities[k]["tags"]) or batch.others(reads.identities[k]["tags"]))
             }
-        for key in sorted(wanted | owned):
-            existing = reads.identities.get(key)
-            if existing is not None:
-                self._read_credentials(batch, reads, key, existing)
+        listed = [(key, reads.identities[key]) for key in sorted(wanted | owned) if key in reads.identities]
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
+            # Each writes only its own key; list() re-raises the first failure.
+            list(pool.map(lambda item: self._read_credentials(batch, reads, *item), listed))
         return reads
 
     def _read_credentials(self, batch: Batch, reads: Reads, key: str, identity: IdentityState) -> None:

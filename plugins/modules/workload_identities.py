@@ -104,7 +104,7 @@ options:
     type: bool
     default: false
   max_concurrency:
-    description: How many workloads are converged at once.
+    description: How many workloads are converged, and how many identities' credentials are read, at once.
     type: int
     default: 8
   validate_only:
@@ -446,7 +446,7 @@ def main() -> None:
             module.connection.subscription_id or "",
             module.client("graph") if uses_graph else None,
         )
-        reads = engine.read(batch)
+        reads = engine.read(batch, p["max_concurrency"])
 
         def guard(planned: AzureBatchResult) -> None:
             units, deletions = azure_deletions(planned)

@@ -103,6 +103,7 @@ class Bench:
             "peak_rss_mb_largest": measured.peak_rss_mb_largest,
             "peak_rss_mb_tree": measured.peak_rss_mb_tree,
             "arm": counted.arm,
+            "arm_answered": counted.arm - counted.arm_throttled,  # what the run needed; the rest were 429s retried
             "entra": counted.entra,
             "graph": counted.graph,
             "throttled": counted.throttled,

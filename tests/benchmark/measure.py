@@ -118,6 +118,7 @@ class Requests:
     entra: int = 0
     graph: int = 0
     throttled: int = 0  # answered 429 (and retried)
+    arm_throttled: int = 0
     arm_writes: int = 0
     graph_writes: int = 0
     kube: int = 0
@@ -148,6 +149,7 @@ def count_requests(azure: list[dict[str, Any]], kube: list[dict[str, Any]]) -> R
             counted.throttled += 1
         if service == "arm":
             counted.arm += 1
+            counted.arm_throttled += entry["status"] == 429
             kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(entry["method"], "writes")
             counted.arm_writes += kind != "reads"
             if entry["status"] != 429 and entry.get("principal"):

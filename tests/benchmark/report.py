@@ -40,7 +40,9 @@ def targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[st
     big, small = sizes[-1], sizes[0]
     noop, cold, change = (_row(rows, "ours", run, big) for run in ("no-op", "cold", "one change"))
     if noop:
-        found.append((f"no-op at N={big}: ARM requests <= N + 10", f"{noop['arm']}", noop["arm"] <= big + 10))
+        needed = noop.get("arm_answered", noop["arm"])
+        arm_text = f"{needed} (+{noop['arm'] - needed} answered 429 and retried)"
+        found.append((f"no-op at N={big}: ARM requests <= N + 10", arm_text, needed <= big + 10))
         found.append(
             (f"no-op at N={big}: Kubernetes requests <= 2N + 10", f"{noop['kube']}", noop["kube"] <= 2 * big + 10)
         )
@@ -67,14 +69,14 @@ def targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[st
             found.append((f"tasks per play constant in N ({run})", counts, len(shapes) == 1))
     start = max(report.get("module_start_s", {}).values(), default=0.0)
     found.append(("module start <= 0.5 s", f"{start:.2f} s", start <= 0.5))
-    first, last = _row(rows, "ours", "cold", small), cold
-    if first and last and big != small:
-        growth = last["peak_rss_mb_largest"] / first["peak_rss_mb_largest"]
+    if big != small:
+        # The largest process of any run at that size (the controller, holding every registered result).
+        first, last = (max(r["peak_rss_mb_largest"] for r in ours if r["workloads"] == n) for n in (small, big))
         found.append(
             (
-                f"peak RSS flat in N (largest process, cold, N={small} -> {big}, <= 1.25x)",
-                f"{first['peak_rss_mb_largest']} -> {last['peak_rss_mb_largest']} MB ({growth:.2f}x)",
-                growth <= 1.25,
+                f"peak RSS flat in N (largest process of any run, N={small} -> {big}, <= 1.25x)",
+                f"{first} -> {last} MB ({last / first:.2f}x)",
+                last / first <= 1.25,
             )
         )
     for run in ("cold", "no-op"):

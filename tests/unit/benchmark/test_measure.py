@@ -99,6 +99,7 @@ def test_targets_name_what_is_missed() -> None:
             "kube": 2500,
             "changed": 0,
             "tasks_per_play": plays,
+            "peak_rss_mb_largest": 150.0,
         },
         {
             "tool": "ours",
@@ -108,6 +109,7 @@ def test_targets_name_what_is_missed() -> None:
             "kube": 30,
             "changed": 0,
             "tasks_per_play": {**plays, "Roll out": 13},
+            "peak_rss_mb_largest": 100.0,
         },
     ]
     met = {what: ok for what, _measured, ok in targets({"module_start_s": {"msi": 0.4}}, rows)}
@@ -115,3 +117,4 @@ def test_targets_name_what_is_missed() -> None:
     assert met["no-op at N=1000: Kubernetes requests <= 2N + 10"] is False
     assert met["tasks per play constant in N (no-op)"] is False
     assert met["module start <= 0.5 s"] is True
+    assert met["peak RSS flat in N (largest process of any run, N=10 -> 1000, <= 1.25x)"] is False

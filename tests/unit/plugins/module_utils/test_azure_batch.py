@@ -50,7 +50,7 @@ class Estate:
 
     def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **kwargs: Any) -> dict[str, Any]:
         batch = self.batch(workloads, **kwargs)
-        reads = self.engine.read(batch)
+        reads = self.engine.read(batch, workers=2)
         if batch.state == "absent":
             return dict(self.engine.remove(batch, reads, check_mode))
         return dict(self.engine.converge(batch, reads, check_mode, workers=2))
@@ -230,6 +230,15 @@ def test_no_op_reads_are_n_plus_three() -> None:
     assert estate.run(listed)["changed"] is False
     assert len(calls) == 5 + 3 and calls.count("list_all") == 6
     assert READER.name == "Reader"
+
+
+def test_credentials_read_in_parallel_are_what_one_reader_finds() -> None:
+    estate = Estate()
+    listed = [{**orders(), "name": f"w{i}", "service_account": f"w{i}"} for i in range(12)]
+    estate.run(listed)
+    batch = estate.batch(listed)
+    one, eight = estate.engine.read(batch, workers=1), estate.engine.read(batch, workers=8)
+    assert len(one.fics) == 12 and one.fics == eight.fics and one.identities == eight.identities
 
 
 def test_teardown_adopted_deletes_an_identity_made_elsewhere_roles_first() -> None:
