@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._azure_errors import azure_call
+from ._azure_errors import azure_call, retry_after
 from ._errors import AzureApiError, ValidationError
 from ._results import IssuerState, Outcome
 from ._retry import RetryPolicy
@@ -24,9 +24,8 @@ def _raw(pipeline_response: Any, _deserialized: Any, _headers: Any) -> Any:
     return pipeline_response.http_response.json()
 
 
-def _retry_after(pipeline_response: Any, _deserialized: Any, headers: Any) -> float | None:
-    value = str((headers or {}).get("Retry-After") or pipeline_response.http_response.headers.get("Retry-After") or "")
-    return float(value) if value.replace(".", "", 1).isdigit() and float(value) > 0 else None
+def _retry_after(pipeline_response: Any, _deserialized: Any, _headers: Any) -> float | None:
+    return retry_after(pipeline_response.http_response)
 
 
 def issuer_state(body: dict[str, Any]) -> IssuerState:

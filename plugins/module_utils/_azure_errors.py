@@ -33,6 +33,12 @@ def _header(response: Any, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def retry_after(response: Any) -> float | None:
+    """The seconds an ARM answer's Retry-After asks for (whole or decimal), when it says."""
+    value = _header(response, "Retry-After")
+    return float(value) if value and value.replace(".", "", 1).isdigit() else None
+
+
 def translate(exc: BaseException, operation: str) -> AzureApiError | None:
     """An azure-core / azure-identity exception as an AzureApiError; None for anything else (a bug)."""
     if isinstance(exc, AzureApiError):
@@ -73,14 +79,13 @@ def translate(exc: BaseException, operation: str) -> AzureApiError | None:
         error = getattr(exc, "error", None)
         code = getattr(error, "code", None)
         message = getattr(error, "message", None) or _first_line(str(exc.message or exc))
-        retry_after = _header(response, "Retry-After")
         return AzureApiError(
             str(message),
             status=exc.status_code,
             code=str(code) if code else None,
             request_id=_header(response, "x-ms-request-id"),
             operation=operation,
-            retry_after=float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None,
+            retry_after=retry_after(response),
         )
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return AzureApiError(

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from tests.integration.sandbox_helpers import Sandbox
-from tests.sandbox.demo import app_manifest
+from tests.sandbox.demo import deploy_apps
 
 NAMESPACES = 10
 
@@ -41,22 +41,8 @@ class Estate:
         self._deploy()
 
     def _deploy(self) -> None:
-        from kubernetes import client as k8s
-        from kubernetes import config as k8s_config
-        from kubernetes.client.exceptions import ApiException
-
-        api = k8s_config.new_client_from_config(str(self.box.state_dir / "kubeconfig"), context=self.name)
-        core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
-        for index in range(min(NAMESPACES, self.size)):
-            try:
-                core.create_namespace({"metadata": {"name": f"team-{index}"}})
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        for item in self.workloads:
-            manifest = app_manifest("Deployment", item["namespace"], item["name"], "ghcr.io/contoso/app:1.0.0")
-            manifest["spec"]["replicas"] = 1
-            apps.create_namespaced_deployment(item["namespace"], manifest)
+        apps = [("Deployment", w["namespace"], w["name"], "ghcr.io/contoso/app:1.0.0") for w in self.workloads]
+        deploy_apps(self.box.state_dir, self.name, apps, replicas=1)
 
     def host_vars(self, report_dir: Path) -> dict[str, Any]:
         return {

@@ -222,7 +222,7 @@ def _kube(state: Path, cluster: str) -> Any:
     return k8s_config.new_client_from_config(str(state / "kubeconfig"), context=cluster)
 
 
-def app_manifest(kind: str, namespace: str, name: str, image: str) -> dict[str, Any]:
+def app_manifest(kind: str, namespace: str, name: str, image: str, replicas: int = 2) -> dict[str, Any]:
     """A realistic application, as its team deployed it: on the default service account, no identity."""
     pod = {
         "metadata": {"labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace}},
@@ -248,24 +248,25 @@ def app_manifest(kind: str, namespace: str, name: str, image: str) -> dict[str, 
     elif kind == "StatefulSet":
         spec = {"serviceName": name, "replicas": 1, "selector": selector, "template": pod}
     else:
-        spec = {"replicas": 2, "selector": selector, "template": pod}
+        spec = {"replicas": replicas, "selector": selector, "template": pod}
     api_version = "batch/v1" if kind == "CronJob" else "apps/v1"
     meta = {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": name}}
     return {"apiVersion": api_version, "kind": kind, "metadata": meta, "spec": spec}
 
 
-def deploy_apps(state: Path, cluster: str, apps: list[tuple[str, str, str, str]]) -> None:
+def deploy_apps(state: Path, cluster: str, apps: list[tuple[str, str, str, str]], replicas: int = 2) -> None:
     from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import ConflictError
 
     dynamic = DynamicClient(_kube(state, cluster))
     namespaces = dynamic.resources.get(api_version="v1", kind="Namespace")
-    for kind, namespace, name, image in apps:
+    for namespace in sorted({app[1] for app in apps}):  # once each, however many apps it runs
         try:
             namespaces.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         except ConflictError:
             pass
-        manifest = app_manifest(kind, namespace, name, image)
+    for kind, namespace, name, image in apps:
+        manifest = app_manifest(kind, namespace, name, image, replicas)
         resource = dynamic.resources.get(api_version=manifest["apiVersion"], kind=kind)
         try:
             resource.create(manifest, namespace=namespace)
