@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube browser bench bench-peer test test-full lint sanity unit integration demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -28,8 +28,31 @@ tools: setup
 kube:
 	@scripts/build-kube.sh >/dev/null
 
-## test: everything CI runs: lint, sanity, unit and integration tests
-test: lint sanity unit integration
+## test: everything CI runs: lint, sanity, unit and integration tests; the oldest supported ansible-core's sanity,
+## unit and rollout tests (the newest is the one above); the docs and galaxy-importer
+test: lint sanity unit integration matrix-oldest docs importer
+
+## matrix: sanity, unit and the rollout's integration tests on every ansible-core meta/runtime.yml claims (noxfile.py)
+matrix: setup tools kube browser $(AZ_CLI)
+	@$(BIN)/nox -s matrix
+
+matrix-oldest: setup tools kube browser $(AZ_CLI)
+	@echo "==> ansible-core 2.16: sanity, unit, rollout"
+	@$(BIN)/nox -s "matrix(core='2.16')"
+
+## docs: the docsite as docs.ansible.com publishes it (antsibull-docs), rendered to .build/docs/build/html
+docs: setup tools
+	@echo "==> docs"
+	@scripts/docs.sh
+
+## importer: the built tarball through galaxy-importer (Galaxy's and Automation Hub's upload checks)
+importer: setup
+	@echo "==> galaxy-importer"
+	@scripts/importer.sh
+
+## changelog: CHANGELOG.rst from changelogs/ (antsibull-changelog); VERSION=x.y.z cuts that release first
+changelog: setup
+	@scripts/changelog.sh
 
 ## test-full: the same with every point of the slow matrices (kill points, faults); CI runs their extremes
 test-full:

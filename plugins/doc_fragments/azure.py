@@ -52,10 +52,14 @@ options:
   cloud_environment:
     description:
       - The Azure cloud, which sets the default O(resource_manager_endpoint), O(graph_endpoint) and O(authority_host).
+      - One of C(AzureCloud), C(AzureChinaCloud), C(AzureUSGovernment), in any case, or another common spelling
+        (C(AzurePublicCloud), C(AzureUSGovernmentCloud)), as AWX's free-text field may carry it.
+      - Or the Resource Manager URL (C(https://...)) of an Azure Stack Hub or private cloud; O(authority_host) is then
+        required.
+      - Anything else is an error naming the accepted values, before any request.
       - Falls back to E(AZURE_CLOUD_ENVIRONMENT).
     type: str
     default: AzureCloud
-    choices: [AzureChinaCloud, AzureCloud, AzureUSGovernment]
   resource_manager_endpoint:
     description:
       - Azure Resource Manager's base URL, for clouds not listed in O(cloud_environment)
@@ -90,7 +94,11 @@ options:
       - Falls back to E(WORKLOAD_IDENTITY_RETRY_BUDGET); default 300.
     type: float
 requirements:
+  - python >= 3.10
   - azure-identity >= 1.19
+  - azure-mgmt-msi >= 7.0 (user-assigned identities and their federated credentials)
+  - azure-mgmt-authorization >= 4.0 (role assignments and definitions)
+  - azure-mgmt-containerservice >= 34 (AKS clusters, their OIDC issuer)
 notes:
   - Every option falls back to the environment variables named, so AWX's Microsoft Azure Resource Manager
     credential or C(module_defaults) with C(group/workload_identity.aks.azure) sets them once per play.

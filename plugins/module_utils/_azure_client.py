@@ -41,6 +41,56 @@ CLOUDS: dict[str, dict[str, str]] = {
     },
 }
 KNOWN_AUTHORITIES = {c["authority"].split("://", 1)[1] for c in CLOUDS.values()}
+# Other spellings operators type into AWX's free-text "Azure Cloud Environment" field (azure-cli's and msrestazure's).
+CLOUD_ALIASES = {
+    "azurepubliccloud": "AzureCloud",
+    "public": "AzureCloud",
+    "azurechina": "AzureChinaCloud",
+    "china": "AzureChinaCloud",
+    "azureusgovernmentcloud": "AzureUSGovernment",
+    "usgovernment": "AzureUSGovernment",
+    **{name.lower(): name for name in CLOUDS},
+}
+
+
+def cloud_endpoints(params: dict[str, Any]) -> dict[str, str]:
+    """The endpoints of ``cloud_environment`` (a name, or an Azure Stack / private Resource Manager URL), with the
+    explicit endpoint options on top; a ValidationError names what is unknown or missing, before any request."""
+    value = str(params.get("cloud_environment") or "AzureCloud").strip()
+    explicit = {
+        "resource_manager": params.get("resource_manager_endpoint"),
+        "authority": params.get("authority_host"),
+        "graph": params.get("graph_endpoint"),
+    }
+    if value.lower().startswith("https://"):
+        # A private cloud's Resource Manager: its authority cannot be guessed (no metadata call before validation).
+        if not explicit["authority"]:
+            raise ValidationError(
+                [
+                    f"cloud_environment (AZURE_CLOUD_ENVIRONMENT) is the Resource Manager URL {value}: give its "
+                    "authority_host (AZURE_AUTHORITY_HOST) too"
+                ]
+            )
+        # azure.azcollection's users may give the metadata URL (https://<arm>/metadata/endpoints?api-version=...).
+        resource_manager = value.split("/metadata/endpoints", 1)[0]
+        base = {"resource_manager": resource_manager, "authority": "", "graph": CLOUDS["AzureCloud"]["graph"]}
+    else:
+        name = CLOUD_ALIASES.get(value.lower().replace(" ", "").replace("_", ""))
+        if name is None:
+            raise ValidationError(
+                [
+                    f"cloud_environment (AZURE_CLOUD_ENVIRONMENT) {value!r} is not a known cloud: use one of "
+                    f"{', '.join(sorted(CLOUDS))}, or the Resource Manager URL (https://...) of an Azure Stack Hub or "
+                    "private cloud with authority_host"
+                ]
+            )
+        base = CLOUDS[name]
+    return {key: str(explicit[key] or base[key]).rstrip("/") for key in base}
+
+
+# AWX's Azure credential has username/password fields; a password grant cannot satisfy the MFA Entra ID requires of
+# users signing in to Resource Manager, so it is refused with what to use instead rather than ignored.
+PASSWORD_VARIABLES = ("AZURE_AD_USER", "AZURE_PASSWORD")
 
 AUTH_ARGSPEC: dict[str, Any] = {
     "auth_source": {
@@ -66,7 +116,8 @@ AUTH_ARGSPEC: dict[str, Any] = {
     "cloud_environment": {
         "type": "str",
         "default": "AzureCloud",
-        "choices": sorted(CLOUDS),
+        # Free text, as AWX's Azure credential injects it: a cloud's name in any case (see cloud_endpoints), or the
+        # Resource Manager URL of an Azure Stack Hub or private cloud.
         "fallback": (env_fallback, ["AZURE_CLOUD_ENVIRONMENT"]),
     },
     "resource_manager_endpoint": {"type": "str", "fallback": (env_fallback, ["AZURE_RESOURCE_MANAGER_ENDPOINT"])},
@@ -88,11 +139,11 @@ class Connection:
     """Where Azure is and how to sign in; built from the auth options, validated before any request."""
 
     def __init__(self, params: dict[str, Any]) -> None:
-        cloud = CLOUDS[params.get("cloud_environment") or "AzureCloud"]
+        endpoints = cloud_endpoints(params)
         self.params = params
-        self.resource_manager = (params.get("resource_manager_endpoint") or cloud["resource_manager"]).rstrip("/")
-        self.authority = (params.get("authority_host") or cloud["authority"]).rstrip("/")
-        self.graph_endpoint = (params.get("graph_endpoint") or cloud["graph"]).rstrip("/")
+        self.resource_manager = endpoints["resource_manager"]
+        self.authority = endpoints["authority"]
+        self.graph_endpoint = endpoints["graph"]
         self.ca_bundle: str | None = params.get("ca_bundle")
         discovery_off = params.get("disable_instance_discovery")
         if discovery_off is None:
@@ -126,6 +177,15 @@ class Connection:
             p.get("federated_token_file"),
         )
         common = {"authority": self.authority, **self._transport_kwargs()}
+        if not secret and not token_file and any(os.environ.get(name) for name in PASSWORD_VARIABLES):
+            raise ValidationError(
+                [
+                    "AZURE_AD_USER/AZURE_PASSWORD (a user name and password, as AWX's Azure credential can inject) are "
+                    "not supported: Entra ID requires multifactor sign-in of users to Azure Resource Manager, which a "
+                    "password grant cannot do. Give the credential a service principal (client id, secret, tenant), "
+                    "or use workload identity or a managed identity (auth_source)"
+                ]
+            )
         if source == "auto":
             if secret:
                 source = "env"
@@ -227,7 +287,10 @@ class AzureModule(CollectionModule):
 
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC}, **kwargs)
-        self.connection = Connection(self.params)
+        try:
+            self.connection = Connection(self.params)
+        except ValidationError as error:
+            self.fail_error(error)
         self.retry_policy = RetryPolicy(budget=self.params.get("retry_budget") or DEFAULT_BUDGET)
         self._clients: dict[str, Any] = {}
 

@@ -106,20 +106,27 @@ class FicParent(Protocol):
     """Where credentials live: an identity (ARM) or an application (Graph), behind one interface."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """The parent's name."""
 
     @property
-    def label(self) -> str: ...
+    def label(self) -> str:
+        """How errors name the parent."""
 
-    def fic_id(self, name: str) -> str: ...
+    def fic_id(self, name: str) -> str:
+        """The credential's id under the parent."""
 
-    def get(self, name: str) -> FederatedCredentialState | None: ...
+    def get(self, name: str) -> FederatedCredentialState | None:
+        """One credential, or None."""
 
-    def list_all(self) -> list[FederatedCredentialState]: ...
+    def list_all(self) -> list[FederatedCredentialState]:
+        """Every credential of the parent."""
 
-    def put(self, name: str, issuer: str, subject: str, audiences: list[str]) -> FederatedCredentialState: ...
+    def put(self, name: str, issuer: str, subject: str, audiences: list[str]) -> FederatedCredentialState:
+        """Create or replace one credential."""
 
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> None:
+        """Delete one credential."""
 
 
 class IdentityFicApi:

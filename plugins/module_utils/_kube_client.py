@@ -50,9 +50,11 @@ class KubeConnection:
         self.ca_cert: str | None = params.get("ca_cert")
         self.validate_certs: bool | None = params.get("validate_certs")
         self.warnings: list[str] = []
+        self.ignored_host = False
         if self.context:
             self.source = "context"
             ignored = [n for n, v in (("host", self.host), ("api_key", self.api_key)) if v]
+            self.ignored_host = bool(ignored)
             if ignored:
                 # Whether set here or injected as K8S_AUTH_*: the named context wins, whole (its own CA too).
                 self.warnings.append(
@@ -69,15 +71,34 @@ class KubeConnection:
         else:
             self.source = "none"
 
+    def kubeconfig_problem(self, error: BaseException) -> str:
+        """Why the kubeconfig could not be used, and which inventory variable to change."""
+        where = self.kubeconfig or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+        if self.context:
+            message = f"context {self.context} (workload_identity_kube_context) cannot be loaded from {where}: {error}"
+            if self.ignored_host:
+                # AWX's bearer-token credential beside an inventory that names contexts: say which one to drop.
+                message += (
+                    "; K8S_AUTH_HOST/K8S_AUTH_API_KEY (a bearer-token credential) are set but never mixed with a "
+                    "named context: to use them, unset workload_identity_kube_context for this cluster (and "
+                    "K8S_AUTH_CONTEXT); to use contexts, give a kubeconfig (workload_identity_kubeconfig or "
+                    "K8S_AUTH_KUBECONFIG) that has it"
+                )
+            return message
+        return f"the kubeconfig {where} cannot be loaded: {error}"
+
     def api_client(self) -> Any:
         """A kubernetes ApiClient with its own retries off: ``_retry`` decides, once."""
         from kubernetes import client, config  # imported here: only the Kubernetes modules pay for it
 
         configuration = client.Configuration()
         if self.source in ("context", "kubeconfig"):
-            config.load_kube_config(
-                config_file=self.kubeconfig, context=self.context, client_configuration=configuration
-            )
+            try:
+                config.load_kube_config(
+                    config_file=self.kubeconfig, context=self.context, client_configuration=configuration
+                )
+            except (config.ConfigException, OSError) as error:
+                raise KubeApiError(self.kubeconfig_problem(error), code="NoCredentials", operation="connect") from None
         elif self.source == "host":
             configuration.host = str(self.host)
             if self.api_key:

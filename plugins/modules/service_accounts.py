@@ -98,7 +98,8 @@ extends_documentation_fragment:
   - workload_identity.aks.kube
   - workload_identity.aks.azure.ATTRIBUTES
 requirements:
-  - kubernetes (the Python client)
+  - python >= 3.10
+  - kubernetes >= 24.2 (the Python client)
 author:
   - workload_identity.aks maintainers (@workload-identity)
 """

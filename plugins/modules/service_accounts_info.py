@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: service_accounts_info
 short_description: Read what a cluster already binds to Azure identities, workload identity and AAD Pod Identity
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Lists every ServiceAccount annotated with C(azure.workload.identity/client-id), whoever annotated it, with the
     pod controllers (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs) whose pod templates run as it.
@@ -26,7 +26,8 @@ extends_documentation_fragment:
   - workload_identity.aks.kube
   - workload_identity.aks.azure.INFO_ATTRIBUTES
 requirements:
-  - kubernetes (the Python client)
+  - python >= 3.10
+  - kubernetes >= 24.2 (the Python client)
 author:
   - workload_identity.aks maintainers (@workload-identity)
 """

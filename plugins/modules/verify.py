@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: verify
 short_description: Prove that each workload of a cluster signs in and holds exactly what it declares
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - For each workload of the list, checks the chain its pods go through, in order, and stops at the first broken
     link, naming it and its remedy.
@@ -80,10 +80,7 @@ extends_documentation_fragment:
   - workload_identity.aks.kube
   - workload_identity.aks.azure.INFO_ATTRIBUTES
 requirements:
-  - azure-identity
-  - azure-mgmt-msi
-  - azure-mgmt-authorization
-  - kubernetes (the Python client)
+  - kubernetes >= 24.2 (the Python client)
 author:
   - workload_identity.aks maintainers (@workload-identity)
 """

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: workload_identities_info
 short_description: The workload list that declares what a cluster and its subscription already have
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Takes what M(workload_identity.aks.service_accounts_info) read from a cluster and finds the Azure object behind
     each client id, then answers the C(workload_identity_workloads) entries that

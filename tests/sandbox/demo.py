@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -109,14 +110,48 @@ def main() -> None:
     totals = review["summary"]
     print(f"{totals['verified']} of {totals['workloads']} workloads verified, {totals['findings']} findings")
 
+    # Every command printed below runs as printed, in a new shell at the project's root: the demo runs each one now.
+    env_file = write_env_file(state, playbook_env)
+    hints = [
+        ".tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels",
+        f"ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff",
+    ]
+    for hint in hints:
+        check_hint(env_file, hint)
     print(f"\ndone in {time.monotonic() - started:.0f} s; webhook mode per cluster is in the summary above.")
     print(f"Reports:      {reports}/<cluster>.md and .json; the access review: {reports}/access-review.html")
-    print(f"Look around:  source {state / 'sandbox.env'}")
-    print("              .tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels")
-    print(
-        f"              a plan: ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff"
-    )
+    print(f"Look around:  source {env_file}")
+    print(f"              {hints[0]}")
+    print(f"              a plan: {hints[1]}")
     print("Run `make demo` again to see it all unchanged; stop the sandbox with `make sandbox-down`.")
+
+
+def write_env_file(state: Path, playbook_env: dict[str, str]) -> Path:
+    """demo.env: what a shell needs to run ansible-playbook and kubectl as the demo does (the sandbox's Azure
+    variables, the kubeconfig, the collections, this venv first on PATH); no secret the sandbox.env lacks."""
+    exported = {k: v for k, v in playbook_env.items() if os.environ.get(k) != v and k != "PATH"}
+    exported["PATH"] = f"{Path(sys.executable).parent}:{PROJECT / '.tools' / 'bin'}:$PATH"
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(exported.items()) if k != "PATH"]
+    lines.append(f'export PATH="{exported["PATH"]}"')
+    path = state / "demo.env"
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def check_hint(env_file: Path, hint: str) -> None:
+    """Run a printed hint the way a reader would: a fresh shell (none of the demo's variables), the env file sourced."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "AZURE_", "K8S_", "KUBECONFIG"))}
+    done = subprocess.run(
+        ["bash", "-c", f"source {shlex.quote(str(env_file))} && {hint}"],
+        cwd=PROJECT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"the hint `{hint}` does not run as printed:\n{(done.stdout + done.stderr)[-4000:]}")
 
 
 def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> None:

@@ -33,6 +33,22 @@ def test_a_named_context_is_never_mixed_with_an_injected_host_and_token() -> Non
         KubeConnection({}, {}).api_client()
 
 
+def test_a_bearer_token_beside_a_named_context_that_is_missing_says_which_variable_to_unset(tmp_path: Any) -> None:
+    """AWX's bearer-token credential with an inventory that names a context per cluster: no kubeconfig has it."""
+    awx = KubeConnection({"context": "aks-prod", "host": "https://aks-prod:443", "api_key": "sa-token"}, {})
+    with pytest.raises(KubeApiError) as raised:
+        awx.api_client()
+    message = str(raised.value)
+    assert "context aks-prod (workload_identity_kube_context) cannot be loaded" in message
+    assert "unset workload_identity_kube_context for this cluster" in message
+    assert "sa-token" not in message
+    # A kubeconfig without that context: named, and nothing about a bearer token when none was given.
+    (tmp_path / "config").write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    with pytest.raises(KubeApiError, match=f"context aks-prod .* cannot be loaded from {tmp_path}/config") as raised:
+        KubeConnection({"context": "aks-prod", "kubeconfig": str(tmp_path / "config")}, {}).api_client()
+    assert "K8S_AUTH_HOST" not in str(raised.value)
+
+
 def status(code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> ApiException:
     exc = ApiException(status=code, reason=reason)
     exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message})
