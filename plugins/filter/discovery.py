@@ -20,17 +20,22 @@ class _Dumper(yaml.SafeDumper):
         return super().increase_indent(flow, False)
 
 
+def _text(value: Any) -> str:
+    """An exact ``str``: ansible-core 2.16's unsafe text returns itself from ``str()``, which no safe dumper knows."""
+    return str.__str__(str(value))
+
+
 def _plain(value: Any) -> Any:
     """Ansible's tagged strings, lists and dicts as the plain types a safe dumper knows."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {_text(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
         return int(value)
-    return str(value)
+    return _text(value)
 
 
 def _dump(value: Any) -> str:
