@@ -183,12 +183,18 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
     assert "workload_identity_report_dir" in refused and "inside an ansible_collections tree" in refused
     assert not list(installed.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG))
 
+    reports = project / "workload-identity-reports"
     plan = run("--check", "--diff")
-    assert (project / "workload-identity-reports" / f"{CLUSTER}.plan.json").exists()
+    assert (reports / f"{CLUSTER}.plan.json").exists()
+    shutil.rmtree(reports)
     rolled = run("--diff")
     assert recap_changed(rolled) > 0
-    report = json.loads((project / "workload-identity-reports" / f"{CLUSTER}.json").read_text())
+    report = json.loads((reports / f"{CLUSTER}.json").read_text())
     assert [w["status"] for w in report["workloads"]] == ["created"]
+    # The real run wrote its plan before its first change, and did what it planned.
+    planned = json.loads((reports / f"{CLUSTER}.plan.json").read_text())
+    assert [(w["name"], w["status"]) for w in planned["workloads"]] == [("orders-api", "created")]
+    assert (reports / f"{CLUSTER}.plan.json").stat().st_mtime < (reports / f"{CLUSTER}.json").stat().st_mtime
     # The summary is plain lines, under the task's own name (no host's values in it).
     assert f"\n{CLUSTER}: webhook addon, issuer " in rolled
     assert "  orders-api [created] -> identity " in rolled
