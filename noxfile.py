@@ -3,6 +3,7 @@ release meta/runtime.yml claims (`make matrix`; `make test` runs the oldest here
 
     .venv/bin/nox -s "matrix(core='2.16')"       one release
     .venv/bin/nox -s matrix                      all of them
+    .venv/bin/nox -s matrix -- -k "fresh"        part of the rollout's scenarios
 
 Each release gets a venv of its own under .build/nox with that ansible-core, the collection's requirements and the
 test tools the sandbox needs; its ansible-playbook is the one the integration tests run (they take it from beside
@@ -42,12 +43,14 @@ def matrix(session: nox.Session, core: str) -> None:
     session.run("ansible", "--version", silent=False)
     session.run("bash", "scripts/sanity.sh", external=True, env={"ANSIBLE_CORE": version})
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/unit")
+    # `nox -s matrix -- -k "<expression>"` runs part of the rollout's scenarios (make matrix-oldest: the extremes).
     session.run(
         "pytest",
         "-q",
         "-p",
         "no:cacheprovider",
         "tests/integration/kube/test_rollout.py",
+        *session.posargs,
         env={
             "PYTHONPATH": str(ROOT),
             "SANDBOX_AZ_CLI": str(ROOT / ".tools" / "azcli" / "bin" / "az"),

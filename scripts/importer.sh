@@ -12,9 +12,12 @@ if [ ! -f "$venv/.pin" ] || [ "$(cat "$venv/.pin")" != "$pin" ]; then
   "$venv/bin/pip" install -q "$pin" >"$root/.build/importer-install.log" 2>&1 || { tail -30 "$root/.build/importer-install.log"; exit 1; }
   echo "$pin" >"$venv/.pin"
 fi
+# Built from the tracked files only, as a release job builds it from a clean checkout (a working tree has caches).
 out="$root/.build/tarball"
-rm -rf "$out"
-"$root/.venv/bin/ansible-galaxy" collection build --output-path "$out" "$root" >/dev/null
+source="$out/source"
+rm -rf "$out" && mkdir -p "$source"
+(cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$source")
+"$root/.venv/bin/ansible-galaxy" collection build --output-path "$out" "$source" >/dev/null
 tarball=$(ls "$out"/workload_identity-aks-*.tar.gz)
 config="$root/.build/importer.cfg"
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nCHECK_CHANGELOG = True\n' >"$config"
