@@ -42,13 +42,16 @@ def matrix(session: nox.Session, core: str) -> None:
     session.install(f"ansible-core=={version}", "-r", "requirements.txt", *_pins(TEST_TOOLS))
     session.run("ansible", "--version", silent=False)
     session.run("bash", "scripts/sanity.sh", external=True, env={"ANSIBLE_CORE": version})
-    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/unit")
+    # A temp folder per release, so releases can run side by side.
+    basetemp = f"--basetemp={ROOT / '.build' / f'pytest-{core}'}"
+    session.run("pytest", "-q", "-p", "no:cacheprovider", basetemp, "tests/unit")
     # `nox -s matrix -- -k "<expression>"` runs part of the rollout's scenarios (make matrix-oldest: the extremes).
     session.run(
         "pytest",
         "-q",
         "-p",
         "no:cacheprovider",
+        basetemp,
         "tests/integration/kube/test_rollout.py",
         *session.posargs,
         env={
