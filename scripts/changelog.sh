@@ -6,9 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/.build/changelog"
 copy="$work/ansible_collections/workload_identity/aks"
-rm -rf "$work" && mkdir -p "$copy"
-cd "$root"
-git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$copy"
+rm -rf "$work"
+"$root/scripts/copy-tracked.sh" "$copy"
 cd "$copy"
 export PATH="$root/.venv/bin:$PATH" ANSIBLE_COLLECTIONS_PATH="$work:$root/.tools/collections"
 if [ -n "${VERSION:-}" ]; then

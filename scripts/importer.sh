@@ -15,8 +15,8 @@ fi
 # Built from the tracked files only, as a release job builds it from a clean checkout (a working tree has caches).
 out="$root/.build/tarball"
 source="$out/source"
-rm -rf "$out" && mkdir -p "$source"
-(cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$source")
+rm -rf "$out"
+"$root/scripts/copy-tracked.sh" "$source"
 "$root/.venv/bin/ansible-galaxy" collection build --output-path "$out" "$source" >/dev/null
 tarball=$(ls "$out"/workload_identity-aks-*.tar.gz)
 config="$root/.build/importer.cfg"

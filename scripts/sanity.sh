@@ -11,8 +11,7 @@ mkdir -p "$build"
 cd "$root"
 # The vendored webhook chart is an upstream artifact kept byte for byte; its Helm templates are YAML only
 # once rendered, so ansible-test's yamllint would reject every one of them: it is left out of the copy.
-git ls-files -co --exclude-standard -z -- . ':!tests/integration/kube/charts/workload-identity-webhook' ':!tests/integration/kube/crds' \
-  | tar --null -T - -cf - | tar -xf - -C "$build"
+scripts/copy-tracked.sh "$build" ':!tests/integration/kube/charts/workload-identity-webhook' ':!tests/integration/kube/crds'
 cd "$build"
 # ansible-test finds the files to test through git.
 git init -q && git add -A

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.integration.kube.rollout_runs import Run
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import deploy_apps, ensure_resource_chain
 
@@ -94,15 +95,13 @@ def inventory(scope: str, workload: str = "orders-api", namespace: str = "orders
     }
 
 
-def recap_changed(output: str) -> int:
-    for line in output.splitlines():
-        if line.startswith(CLUSTER) and " changed=" in line:
-            return int(line.split(" changed=", 1)[1].split()[0])
-    raise AssertionError(output[-3000:])
-
-
 @pytest.fixture(scope="module")
-def installed(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(
+    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    # `cluster` first: the session's first kube-backed cluster is the one the env file's K8S_AUTH_* name, which
+    # test_control_plane asserts; whichever module runs first, that stays aks-kube.
+    del cluster
     box = kube_sandbox
     box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True)
     box.resource_group(IDENTITY_RG)
@@ -163,9 +162,10 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
         yaml.safe_dump(inventory(installed.scope, workload_identity_kube_context=CLUSTER))
     )
     collection = installed.collections / "ansible_collections" / "workload_identity" / "aks"
+    reports = project / "workload-identity-reports"
     before = sorted(p.relative_to(collection) for p in collection.rglob("*"))
 
-    def run(*options: str, expect_ok: bool = True, extra: tuple[str, ...] = ()) -> str:
+    def run(*options: str, expect_ok: bool = True, extra: tuple[str, ...] = ()) -> Run:
         done = subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", "hosts.yml", "workload_identity.aks.site", *options, *extra],
             cwd=project,
@@ -175,20 +175,20 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
             check=False,
         )
         assert (done.returncode == 0) == expect_ok, (done.stdout + done.stderr)[-6000:]
-        return done.stdout + done.stderr
+        return Run(CLUSTER, done.returncode, done.stdout + done.stderr, reports)
 
     # A report directory inside the installed collection is refused before anything is read or changed.
     inside = collection / "reports"
     refused = run(extra=("-e", f"workload_identity_report_dir={inside}"), expect_ok=False)
-    assert "workload_identity_report_dir" in refused and "inside an ansible_collections tree" in refused
+    assert "workload_identity_report_dir" in refused.output
+    assert "inside an ansible_collections tree" in refused.output
     assert not list(installed.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG))
 
-    reports = project / "workload-identity-reports"
     plan = run("--check", "--diff")
     assert (reports / f"{CLUSTER}.plan.json").exists()
     shutil.rmtree(reports)
     rolled = run("--diff")
-    assert recap_changed(rolled) > 0
+    assert rolled.changed > 0
     report = json.loads((reports / f"{CLUSTER}.json").read_text())
     assert [w["status"] for w in report["workloads"]] == ["created"]
     # The real run wrote its plan before its first change, and did what it planned.
@@ -196,11 +196,11 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
     assert [(w["name"], w["status"]) for w in planned["workloads"]] == [("orders-api", "created")]
     assert (reports / f"{CLUSTER}.plan.json").stat().st_mtime < (reports / f"{CLUSTER}.json").stat().st_mtime
     # The summary is plain lines, under the task's own name (no host's values in it).
-    assert f"\n{CLUSTER}: webhook addon, issuer " in rolled
-    assert "  orders-api [created] -> identity " in rolled
-    assert "TASK [workload_identity.aks.workloads : Summary]" in rolled
-    assert "orders-api [created]" in plan.replace("[would be created]", "[created]") or "would" in plan
-    assert recap_changed(run()) == 0
+    assert f"\n{CLUSTER}: webhook addon, issuer " in rolled.output
+    assert "  orders-api [created] -> identity " in rolled.output
+    assert "TASK [workload_identity.aks.workloads : Summary]" in rolled.output
+    assert "  orders-api [created] -> identity " in plan.output
+    assert run().changed == 0
     # Nothing was written into the installed collection.
     assert sorted(p.relative_to(collection) for p in collection.rglob("*") if "__pycache__" not in p.parts) == [
         p for p in before if "__pycache__" not in p.parts
