@@ -63,12 +63,14 @@ class Sandbox:
         from .arm import ArmApi
         from .control import ControlApi
         from .entra import EntraApi
+        from .guard import GuardApi
         from .graph import GraphApi
 
         self.arm = ArmApi(self)
         self.graph = GraphApi(self)
         self.entra = EntraApi(self)
         self.control = ControlApi(self)
+        self.guard = GuardApi(self)
 
     # -- identity of this "cloud" -------------------------------------------------------------
     @property
@@ -257,8 +259,10 @@ class Sandbox:
         The cluster reports its API server's Kubernetes version, and its fqdn is the API server's address.
         """
         issuer = f"{self.base_url}/{self.tenant_id}/{record['issuer_guid']}/"
+        # The cluster's API server asks the sandbox (as AKS's guard) about Entra tokens and Azure RBAC.
+        guard = f"{self.base_url}/_guard/{record['issuer_guid']}"
         details = self.kube.ensure_cluster(
-            key, record["body"]["name"], issuer, record["signing_key"], record.get("kube")
+            key, record["body"]["name"], issuer, record["signing_key"], record.get("kube"), guard
         )
         body = copy.deepcopy(record["body"])
         props = body["properties"]
@@ -288,7 +292,7 @@ class Sandbox:
     def resolve(self, request: Request) -> Route:
         segs = ids.segments(request.path)
         low = [s.lower() for s in segs]
-        for api in (self.control, self.graph, self.entra, self.arm):
+        for api in (self.control, self.guard, self.graph, self.entra, self.arm):
             route = api.route(request, segs, low)
             if route is not None:
                 return route
@@ -450,6 +454,8 @@ class Sandbox:
                 service = "entra"
             elif op.startswith("sandbox."):
                 service = "control"
+            elif op.startswith("guard."):
+                service = "guard"
             totals[service] += sum(counts.values())
         return {
             "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},

@@ -194,7 +194,15 @@ class ControlApi:
                     "dnsPrefix": f"{name}-dns",
                     "enableRBAC": True,
                     "supportPlan": "KubernetesOfficial",
-                    "disableLocalAccounts": False,
+                    "disableLocalAccounts": not spec.get("local_accounts", True),
+                    # Managed Entra ID integration with Azure RBAC for Kubernetes authorization (az aks create
+                    # --enable-aad --enable-azure-rbac): the API server takes Entra tokens, authorized by role.
+                    **(
+                        {"aadProfile": {"managed": True, "enableAzureRBAC": True}}
+                        if spec.get("entra") or not spec.get("local_accounts", True)
+                        else {}
+                    ),
+                    **({"apiServerAccessProfile": {"enablePrivateCluster": True}} if spec.get("private") else {}),
                     "agentPoolProfiles": [
                         {
                             "name": "system",
@@ -285,11 +293,47 @@ class ControlApi:
             info["signing_key_pem"] = record["signing_key"]
         return info
 
-    def kubeconfig_for(self, record: dict[str, Any]) -> str | None:
-        """What `az aks get-credentials` would have written for this cluster."""
+    def kubeconfig_for(self, record: dict[str, Any], entra: bool = False) -> str | None:
+        """What listClusterUserCredential / listClusterAdminCredential answer for this cluster.
+
+        A static token (local accounts); with ``entra`` (a cluster with Entra ID integration, the user
+        credential), no secret at all: kubelogin's exec plugin, told the AKS server application to get a token
+        for, as AKS writes it. A private cluster's server is its private FQDN, reachable from its network only.
+        """
         if not record.get("kube"):
             return None
         import yaml
 
+        from .guard import AKS_CLIENT_APP_ID, AKS_SERVER_APP_ID
+
         ca = (self.app.state_dir / "ca.pem").read_text()
-        return str(yaml.safe_dump(kubeconfig([(record["body"]["name"], record["kube"])], ca), sort_keys=False))
+        props = record["body"]["properties"]
+        details = dict(record["kube"])
+        if props.get("privateFQDN"):
+            details["server"] = f"https://{props['privateFQDN']}:443"
+        config = kubeconfig([(record["body"]["name"], details)], ca)
+        if entra:
+            aad = props.get("aadProfile") or {}
+            config["users"][0]["user"] = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "kubelogin",
+                    "args": [
+                        "get-token",
+                        "--environment",
+                        "AzurePublicCloud",
+                        "--server-id",
+                        AKS_SERVER_APP_ID,
+                        "--client-id",
+                        AKS_CLIENT_APP_ID,
+                        "--tenant-id",
+                        aad.get("tenantID") or self.app.tenant_id,
+                        "--login",
+                        "devicecode",
+                    ],
+                    "env": None,
+                    "installHint": "\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n",
+                    "provideClusterInfo": False,
+                }
+            }
+        return str(yaml.safe_dump(config, sort_keys=False))

@@ -183,7 +183,10 @@ class EntraApi:
                 "a scope value with /.default suffixed to the resource identifier (application ID URI).",
             )
         resource = scopes[0][: -len("/.default")]
-        if resource.rstrip("/").lower() not in self.app.arm_audiences | self.app.graph.audiences:
+        from .guard import AKS_SERVER_APP_ID
+
+        known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID}
+        if resource.rstrip("/").lower() not in known:
             raise EntraError(
                 400,
                 "invalid_resource",

@@ -155,7 +155,13 @@ class KubeControlPlane:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def ensure_cluster(
-        self, key: str, name: str, issuer_url: str, signing_key_pem: str, previous: dict[str, Any] | None
+        self,
+        key: str,
+        name: str,
+        issuer_url: str,
+        signing_key_pem: str,
+        previous: dict[str, Any] | None,
+        guard: str | None = None,
     ) -> dict[str, Any]:
         """Start (or find running) the control plane backing one AKS cluster; its connection details."""
         if self.external:
@@ -182,6 +188,7 @@ class KubeControlPlane:
             # kube-audit diagnostic log: how `make bench` counts a rollout's Kubernetes requests.
             (folder / "audit-policy.yaml").write_text(AUDIT_POLICY)
             cert, cert_key = self._serving_certificate()
+            webhook_args = self._guard_args(folder, guard) if guard else ["--authorization-mode=RBAC"]
             args = [
                 f"--etcd-servers=http://127.0.0.1:{self._etcd_port}",
                 f"--etcd-prefix=/registry/{name}-{issuer_url.rstrip('/').rsplit('/', 1)[-1]}",
@@ -192,7 +199,7 @@ class KubeControlPlane:
                 f"--tls-private-key-file={cert_key}",
                 f"--client-ca-file={self.ca_cert}",
                 f"--token-auth-file={folder / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
+                *webhook_args,
                 "--service-cluster-ip-range=10.0.0.0/16",
                 "--allow-privileged=true",
                 f"--service-account-issuer={issuer_url}",
@@ -376,6 +383,44 @@ class KubeControlPlane:
                 pass
             time.sleep(0.1)
         raise KubeUnavailable(f"kube-apiserver did not become ready in 90 s; see {log}")
+
+    def _guard_args(self, folder: Path, guard: str) -> list[str]:
+        """Entra tokens and Azure RBAC through the sandbox's guard endpoints, as AKS configures its API servers.
+
+        RBAC answers first: it allows the cluster's own components and service accounts without a round trip, and
+        has no opinion about an Entra principal it has no binding for, which then goes to Azure RBAC. Short caches:
+        a role assignment made (or a token expired) a few seconds ago counts, where AKS takes minutes.
+        """
+        import yaml
+
+        files = []
+        for kind in ("authenticate", "authorize"):
+            config = {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "guard",
+                        "cluster": {"server": f"{guard}/{kind}", "certificate-authority": str(self.ca_cert)},
+                    }
+                ],
+                "users": [{"name": "kube-apiserver", "user": {}}],
+                "contexts": [{"name": "guard", "context": {"cluster": "guard", "user": "kube-apiserver"}}],
+                "current-context": "guard",
+            }
+            path = folder / f"guard-{kind}.kubeconfig"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            files.append(path)
+        return [
+            f"--authentication-token-webhook-config-file={files[0]}",
+            "--authentication-token-webhook-version=v1",
+            "--authentication-token-webhook-cache-ttl=1s",
+            "--authorization-mode=RBAC,Webhook",
+            f"--authorization-webhook-config-file={files[1]}",
+            "--authorization-webhook-version=v1",
+            "--authorization-webhook-cache-authorized-ttl=2s",
+            "--authorization-webhook-cache-unauthorized-ttl=1s",
+        ]
 
     def _serving_certificate(self) -> tuple[Path, Path]:
         service = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]

@@ -24,6 +24,85 @@ _KV_READ = [
 _BLOB = "Microsoft.Storage/storageAccounts/blobServices"
 _QUEUE = "Microsoft.Storage/storageAccounts/queueServices"
 
+# Azure RBAC for Kubernetes (AKS's built-in data-plane roles), as the built-in roles reference lists them.
+_AKS = "Microsoft.ContainerService/managedClusters"
+_AKS_RBAC_ACTIONS = [
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Resources/subscriptions/operationresults/read",
+    "Microsoft.Resources/subscriptions/read",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+]
+_AKS_READER_PATHS = [
+    "apps/controllerrevisions",
+    "apps/daemonsets",
+    "apps/deployments",
+    "apps/replicasets",
+    "apps/statefulsets",
+    "autoscaling/horizontalpodautoscalers",
+    "batch/cronjobs",
+    "batch/jobs",
+    "configmaps",
+    "discovery.k8s.io/endpointslices",
+    "endpoints",
+    "events.k8s.io/events",
+    "events",
+    "extensions/daemonsets",
+    "extensions/deployments",
+    "extensions/ingresses",
+    "extensions/networkpolicies",
+    "extensions/replicasets",
+    "limitranges",
+    "metrics.k8s.io/pods",
+    "metrics.k8s.io/nodes",
+    "namespaces",
+    "networking.k8s.io/ingresses",
+    "networking.k8s.io/networkpolicies",
+    "persistentvolumeclaims",
+    "pods",
+    "policy/poddisruptionbudgets",
+    "replicationcontrollers",
+    "resourcequotas",
+    "serviceaccounts",
+    "services",
+]
+_AKS_WRITER_DATA_ACTIONS = [
+    f"{_AKS}/apps/controllerrevisions/read",
+    f"{_AKS}/apps/daemonsets/*",
+    f"{_AKS}/apps/deployments/*",
+    f"{_AKS}/apps/replicasets/*",
+    f"{_AKS}/apps/statefulsets/*",
+    f"{_AKS}/autoscaling/horizontalpodautoscalers/*",
+    f"{_AKS}/batch/cronjobs/*",
+    f"{_AKS}/coordination.k8s.io/leases/read",
+    f"{_AKS}/coordination.k8s.io/leases/write",
+    f"{_AKS}/coordination.k8s.io/leases/delete",
+    f"{_AKS}/discovery.k8s.io/endpointslices/read",
+    f"{_AKS}/batch/jobs/*",
+    f"{_AKS}/configmaps/*",
+    f"{_AKS}/endpoints/*",
+    f"{_AKS}/events.k8s.io/events/read",
+    f"{_AKS}/events/*",
+    f"{_AKS}/extensions/daemonsets/*",
+    f"{_AKS}/extensions/deployments/*",
+    f"{_AKS}/extensions/ingresses/*",
+    f"{_AKS}/extensions/networkpolicies/*",
+    f"{_AKS}/extensions/replicasets/*",
+    f"{_AKS}/limitranges/read",
+    f"{_AKS}/metrics.k8s.io/pods/read",
+    f"{_AKS}/metrics.k8s.io/nodes/read",
+    f"{_AKS}/namespaces/read",
+    f"{_AKS}/networking.k8s.io/ingresses/*",
+    f"{_AKS}/networking.k8s.io/networkpolicies/*",
+    f"{_AKS}/persistentvolumeclaims/*",
+    f"{_AKS}/pods/*",
+    f"{_AKS}/policy/poddisruptionbudgets/*",
+    f"{_AKS}/replicationcontrollers/*",
+    f"{_AKS}/resourcequotas/read",
+    f"{_AKS}/secrets/*",
+    f"{_AKS}/serviceaccounts/*",
+    f"{_AKS}/services/*",
+]
+
 # (guid, name, description, actions, notActions, dataActions, notDataActions)
 _BUILT_IN: list[tuple[str, str, str, list[str], list[str], list[str], list[str]]] = [
     (
@@ -255,6 +334,69 @@ _BUILT_IN: list[tuple[str, str, str, list[str], list[str], list[str], list[str]]
         ],
         [],
         [],
+        [],
+    ),
+    (
+        "0ab0b1a8-8aac-4efd-b8c2-3ee1fb270be8",
+        "Azure Kubernetes Service Cluster Admin Role",
+        "List cluster admin credential action.",
+        [
+            "Microsoft.ContainerService/managedClusters/listClusterAdminCredential/action",
+            "Microsoft.ContainerService/managedClusters/accessProfiles/listCredential/action",
+            "Microsoft.ContainerService/managedClusters/read",
+            "Microsoft.ContainerService/managedClusters/runcommand/action",
+        ],
+        [],
+        [],
+        [],
+    ),
+    (
+        "7f6c6a51-bcf8-42ba-9220-52d62157d7db",
+        "Azure Kubernetes Service RBAC Reader",
+        "Allows read-only access to see most objects in a namespace. It does not allow viewing roles or role "
+        "bindings. This role does not allow viewing Secrets, since reading the contents of Secrets enables access to "
+        "ServiceAccount credentials in the namespace, which would allow API access as any ServiceAccount in the "
+        "namespace (a form of privilege escalation). Applying this role at cluster scope will give access across all "
+        "namespaces.",
+        _AKS_RBAC_ACTIONS,
+        [],
+        [f"{_AKS}/{path}/read" for path in _AKS_READER_PATHS],
+        [],
+    ),
+    (
+        "a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb",
+        "Azure Kubernetes Service RBAC Writer",
+        "Allows read/write access to most objects in a namespace.This role does not allow viewing or modifying roles "
+        "or role bindings. However, this role allows accessing Secrets and running Pods as any ServiceAccount in the "
+        "namespace, so it can be used to gain the API access levels of any ServiceAccount in the namespace. Applying "
+        "this role at cluster scope will give access across all namespaces.",
+        _AKS_RBAC_ACTIONS,
+        [],
+        _AKS_WRITER_DATA_ACTIONS,
+        [],
+    ),
+    (
+        "3498e952-d568-435e-9b2c-8d77e338d7f7",
+        "Azure Kubernetes Service RBAC Admin",
+        "Lets you manage all resources under cluster/namespace, except update or delete resource quotas and "
+        "namespaces.",
+        [*_AKS_RBAC_ACTIONS, f"{_AKS}/listClusterUserCredential/action"],
+        [],
+        [f"{_AKS}/*"],
+        [
+            f"{_AKS}/resourcequotas/write",
+            f"{_AKS}/resourcequotas/delete",
+            f"{_AKS}/namespaces/write",
+            f"{_AKS}/namespaces/delete",
+        ],
+    ),
+    (
+        "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
+        "Azure Kubernetes Service RBAC Cluster Admin",
+        "Lets you manage all resources in the cluster.",
+        [*_AKS_RBAC_ACTIONS, f"{_AKS}/listClusterUserCredential/action"],
+        [],
+        [f"{_AKS}/*"],
         [],
     ),
 ]

@@ -210,10 +210,32 @@ class ClustersProvider(ArmBase):
         signing_key = existing["signing_key"] if existing else jwt.private_pem(jwt.new_key())
         issuer_url = f"{self.app.base_url}/{self.app.tenant_id}/{issuer_guid}/"
         props["oidcIssuerProfile"] = {"enabled": enabled, **({"issuerURL": issuer_url} if enabled else {})}
+        aad = props.get("aadProfile")
+        if aad:
+            if aad.get("enableAzureRBAC") and not aad.get("managed"):
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "Azure RBAC for Kubernetes authorization requires managed AAD (aadProfile.managed).",
+                )
+            props["aadProfile"] = {
+                "managed": bool(aad.get("managed")),
+                "enableAzureRBAC": bool(aad.get("enableAzureRBAC")),
+                "adminGroupObjectIDs": list(aad.get("adminGroupObjectIDs") or []),
+                "tenantID": aad.get("tenantID") or self.app.tenant_id,
+            }
+        props["disableLocalAccounts"] = bool(props.get("disableLocalAccounts"))
         version = props.get("kubernetesVersion") or KUBE_VERSION
         dns_prefix = props.get("dnsPrefix") or props.get("fqdnSubdomain")
         digest = hashlib.sha256(f"{sub}/{rg}/{name}".encode()).hexdigest()[:8]
         server = existing["body"]["properties"] if existing else {}
+        access = props.get("apiServerAccessProfile") or {}
+        if access.get("enablePrivateCluster"):
+            # A private cluster's API server has a private endpoint only: a name in a privatelink zone.
+            private_fqdn = server.get("privateFQDN") or (
+                f"{dns_prefix}-{digest}.{uuid.uuid4()}.privatelink.{location}.azmk8s.io"
+            )
+            props["privateFQDN"] = private_fqdn
         props.update(
             {
                 "kubernetesVersion": version,
@@ -282,7 +304,15 @@ class ClustersProvider(ArmBase):
             )
         if action_name.lower() not in ("listclusterusercredential", "listclusteradmincredential"):
             raise ApiError(400, "InvalidParameter", f"Action '{action_name}' is not supported by the sandbox.")
-        kubeconfig = self.app.control.kubeconfig_for(record)
+        admin = action_name.lower() == "listclusteradmincredential"
+        props = record["body"]["properties"]
+        if admin and props.get("disableLocalAccounts"):
+            raise ApiError(
+                400,
+                "BadRequest",
+                "Getting static credential is not allowed because this cluster is set to disable local accounts.",
+            )
+        kubeconfig = self.app.control.kubeconfig_for(record, entra=not admin and bool(props.get("aadProfile")))
         if kubeconfig is None:
             raise ApiError(400, "BadRequest", "This sandbox cluster has no Kubernetes API server attached.")
         import base64
@@ -292,7 +322,7 @@ class ClustersProvider(ArmBase):
             {
                 "kubeconfigs": [
                     {
-                        "name": "clusterUser" if "user" in action_name.lower() else "clusterAdmin",
+                        "name": "clusterAdmin" if admin else "clusterUser",
                         "value": base64.b64encode(kubeconfig.encode()).decode(),
                     }
                 ]
