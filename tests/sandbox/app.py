@@ -63,8 +63,8 @@ class Sandbox:
         from .arm import ArmApi
         from .control import ControlApi
         from .entra import EntraApi
-        from .guard import GuardApi
         from .graph import GraphApi
+        from .guard import GuardApi
 
         self.arm = ArmApi(self)
         self.graph = GraphApi(self)

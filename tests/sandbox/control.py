@@ -332,7 +332,7 @@ class ControlApi:
                         "devicecode",
                     ],
                     "env": None,
-                    "installHint": "\nkubelogin is not installed which is required to connect to AAD enabled cluster.\n",
+                    "installHint": "kubelogin is not installed which is required to connect to AAD enabled cluster.",
                     "provideClusterInfo": False,
                 }
             }
