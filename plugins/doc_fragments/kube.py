@@ -44,6 +44,30 @@ options:
       - Falls back to E(K8S_AUTH_VERIFY_SSL).
     type: bool
     aliases: [verify_ssl]
+  kube_auth:
+    description:
+      - How to reach the API server.
+      - V(kubeconfig) - from O(context), O(kubeconfig), O(host) and O(api_key), or the in-cluster service account.
+      - V(azure) - from the Azure credential alone (the Azure options, as the Azure modules take them): the API
+        server and its CA from the cluster's credential in ARM (O(aks_credential)), and, on a cluster with Entra ID
+        integration, an Entra token for the AKS server application, refreshed before it expires; no kubeconfig
+        file, no kubelogin. O(context), O(kubeconfig), O(host) and O(api_key) are ignored.
+    type: str
+    choices: [kubeconfig, azure]
+    default: kubeconfig
+  aks_cluster:
+    description:
+      - With O(kube_auth=azure), the AKS cluster - its resource id, or C(<resource group>/<name>) in O(subscription_id).
+    type: str
+  aks_credential:
+    description:
+      - With O(kube_auth=azure), which of the cluster's credentials to read.
+      - V(user) - C(listClusterUserCredential); the principal needs C(Azure Kubernetes Service Cluster User Role)
+        and, on a cluster with Azure RBAC for Kubernetes, an AKS RBAC role for what the module does.
+      - V(admin) - C(listClusterAdminCredential), a local account; refused by clusters with local accounts disabled.
+    type: str
+    choices: [user, admin]
+    default: user
   retry_budget:
     description:
       - Seconds one call may spend waiting out throttling (429, with its C(Retry-After) honoured), transient server

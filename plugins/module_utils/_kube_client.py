@@ -22,7 +22,7 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
-from ._errors import KubeApiError
+from ._errors import AzureApiError, KubeApiError, ValidationError
 from ._module import CollectionModule
 from ._retry import DEFAULT_BUDGET, WEBHOOK_FAILED, RetryPolicy, call
 
@@ -34,6 +34,10 @@ KUBE_AUTH_ARGSPEC: dict[str, Any] = {
     "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"], "fallback": (env_fallback, ["K8S_AUTH_SSL_CA_CERT"])},
     "validate_certs": {"type": "bool", "aliases": ["verify_ssl"], "fallback": (env_fallback, ["K8S_AUTH_VERIFY_SSL"])},
     "retry_budget": {"type": "float", "fallback": (env_fallback, ["WORKLOAD_IDENTITY_RETRY_BUDGET"])},
+    # azure: the API server, its CA and an Entra token from the Azure credential alone (see _aks_access).
+    "kube_auth": {"type": "str", "default": "kubeconfig", "choices": ["kubeconfig", "azure"]},
+    "aks_cluster": {"type": "str"},
+    "aks_credential": {"type": "str", "default": "user", "choices": ["user", "admin"]},
 }
 DEFAULT_KUBECONFIG = "~/.kube/config"
 
@@ -41,8 +45,13 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 class KubeConnection:
     """Which API server and which credentials, from the auth options, decided before any request."""
 
-    def __init__(self, params: dict[str, Any], environ: dict[str, str] | None = None) -> None:
+    def __init__(self, params: dict[str, Any], environ: dict[str, str] | None = None, azure: Any = None) -> None:
         env = os.environ if environ is None else environ
+        # With kube_auth azure: the Azure connection (_azure_client.Connection) whose credential reaches the cluster.
+        self.azure = azure
+        self.access: Any = None
+        self.aks_cluster: str | None = params.get("aks_cluster")
+        self.aks_credential: str = params.get("aks_credential") or "user"
         self.context: str | None = params.get("context")
         self.kubeconfig: str | None = params.get("kubeconfig")
         self.host: str | None = params.get("host")
@@ -51,7 +60,15 @@ class KubeConnection:
         self.validate_certs: bool | None = params.get("validate_certs")
         self.warnings: list[str] = []
         self.ignored_host = False
-        if self.context:
+        if params.get("kube_auth") == "azure":
+            # The cluster's own credential from ARM, whole: no kubeconfig, context or K8S_AUTH_* is mixed in.
+            self.source = "azure"
+            if not self.aks_cluster:
+                raise ValidationError(
+                    ["kube_auth azure needs aks_cluster (the AKS cluster's resource id, or <resource group>/<name>)"]
+                )
+            self.host = self.api_key = self.ca_cert = self.context = None
+        elif self.context:
             self.source = "context"
             ignored = [n for n, v in (("host", self.host), ("api_key", self.api_key)) if v]
             self.ignored_host = bool(ignored)
@@ -87,12 +104,23 @@ class KubeConnection:
             return message
         return f"the kubeconfig {where} cannot be loaded: {error}"
 
-    def api_client(self) -> Any:
+    def client(self, policy: RetryPolicy) -> KubeClient:
+        """A KubeClient for this cluster (with kube_auth azure, its refusals say which role to assign)."""
+        api = self.api_client(policy)
+        return KubeClient(api, policy, explain=self.access.explain if self.access is not None else None)
+
+    def api_client(self, policy: RetryPolicy | None = None) -> Any:
         """A kubernetes ApiClient with its own retries off: ``_retry`` decides, once."""
         from kubernetes import client, config  # imported here: only the Kubernetes modules pay for it
 
         configuration = client.Configuration()
-        if self.source in ("context", "kubeconfig"):
+        if self.source == "azure":
+            from ._aks_access import AksAccess, ClusterRef
+
+            cluster = ClusterRef(str(self.aks_cluster), self.azure.subscription_id)
+            self.access = AksAccess(self.azure, cluster, self.aks_credential, policy).load()
+            self.access.configure(configuration)
+        elif self.source in ("context", "kubeconfig"):
             try:
                 config.load_kube_config(
                     config_file=self.kubeconfig, context=self.context, client_configuration=configuration
@@ -165,12 +193,17 @@ class KubeClient:
     """The few REST calls the Kubernetes engine makes: retried, translated, 404 on a read becomes None."""
 
     def __init__(
-        self, api_client: Any, policy: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        api_client: Any,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        explain: Callable[[KubeApiError, str, str], None] | None = None,
     ) -> None:
         self.api = api_client
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
         self.requests = 0
+        self.explain = explain
 
     def _send(self, method: str, path: str, body: Any, query: list[tuple[str, str]]) -> Any:
         from kubernetes.client.exceptions import ApiException
@@ -205,7 +238,14 @@ class KubeClient:
         return json.loads(raw) if raw else None
 
     def _call(self, method: str, path: str, operation: str, body: Any = None, query: Any = None) -> Any:
-        return call(operation, lambda: self._send(method, path, body, query or []), translate, self.policy, self.sleep)
+        try:
+            return call(
+                operation, lambda: self._send(method, path, body, query or []), translate, self.policy, self.sleep
+            )
+        except KubeApiError as exc:
+            if self.explain is not None:
+                self.explain(exc, method, path)
+            raise
 
     def get(self, path: str, operation: str) -> dict[str, Any] | None:
         try:
@@ -256,8 +296,14 @@ class KubeModule(CollectionModule):
     """The collection's module base plus the shared Kubernetes auth options and a client factory."""
 
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(argument_spec={**argument_spec, **KUBE_AUTH_ARGSPEC}, **kwargs)
-        self.connection = KubeConnection(self.params)
+        from ._azure_client import AUTH_ARGSPEC, Connection
+
+        super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC, **KUBE_AUTH_ARGSPEC}, **kwargs)
+        try:
+            azure = Connection(self.params) if self.params.get("kube_auth") == "azure" else None
+            self.connection = KubeConnection(self.params, azure=azure)
+        except ValidationError as error:
+            self.fail_error(error)
         self.retry_policy = RetryPolicy(budget=self.params.get("retry_budget") or DEFAULT_BUDGET)
         for warning in self.connection.warnings:
             self.warn(warning)
@@ -265,8 +311,8 @@ class KubeModule(CollectionModule):
     def client(self, where: str) -> KubeClient:
         """``where`` names the cluster in a failure (a kubeconfig that does not load, say)."""
         try:
-            return KubeClient(self.connection.api_client(), self.retry_policy)
-        except KubeApiError as exc:
+            return self.connection.client(self.retry_policy)
+        except (KubeApiError, AzureApiError, ValidationError) as exc:
             self.fail_error(exc, where)
         except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
             if type(exc).__module__.startswith("kubernetes.config"):

@@ -213,7 +213,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import (
     KUBE_AUTH_ARGSPEC,
-    KubeClient,
     KubeConnection,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
@@ -265,7 +264,10 @@ def main() -> None:
         cluster_scope=cluster_scope(subscription, p["cluster_resource_group"]),
         read_only=True,
     )
-    kube_connection = KubeConnection(p)
+    try:
+        kube_connection = KubeConnection(p, azure=module.connection)
+    except ValidationError as error:
+        module.fail_error(error)
     for warning in kube_connection.warnings:
         module.warn(warning)
     try:
@@ -277,7 +279,7 @@ def main() -> None:
             module.client("graph") if any(w.is_application for w in validated.specs) else None,
         )
         reads = engine.read(batch)
-        kube = KubeClient(kube_connection.api_client(), module.retry_policy)
+        kube = kube_connection.client(module.retry_policy)
         verifier = Verifier(
             batch,
             reads,

@@ -1,0 +1,115 @@
+# Copyright: workload_identity.aks maintainers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""An AKS cluster's API server, CA and bearer token from the Azure credential alone, for kubernetes.core tasks."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: kube_access
+short_description: Reach an AKS cluster's API server with the Azure credential alone
+version_added: 0.2.0
+author: workload_identity.aks maintainers (@workload-identity)
+description:
+  - For the tasks this collection runs through C(kubernetes.core) (C(helm), C(helm_info), C(k8s_info)) when
+    C(workload_identity_kube_auth) is V(azure); the collection's own modules do the same with O(kube_auth=azure).
+  - Reads the cluster's credential from ARM (C(listClusterUserCredential), or C(listClusterAdminCredential)) with
+    the Azure credential of the environment (E(AZURE_CLIENT_ID), E(AZURE_SECRET), E(AZURE_TENANT),
+    E(AZURE_SUBSCRIPTION_ID), E(AZURE_FEDERATED_TOKEN_FILE), a managed identity or the Azure CLI, as the Azure
+    modules sign in), and on a cluster with Entra ID integration gets an Entra token for the AKS server application.
+  - Returns the API server's URL (C(host)), the token (C(api_key), to pass to options that are C(no_log)) and the
+    path of a file holding the cluster's CA (C(ca_cert); public, under Ansible's per-run temporary directory, which
+    Ansible removes at the end of the run). Nothing secret is written to disk.
+  - Evaluated when the task runs, so a long run gets a fresh token for each task; one ARM read and one token per
+    task and cluster however many options use it.
+options:
+  _terms:
+    description: The AKS cluster - its resource id, or C(<resource group>/<name>) in E(AZURE_SUBSCRIPTION_ID).
+    type: list
+    elements: str
+    required: true
+  credential:
+    description: Which of the cluster's credentials, V(user) or V(admin) (see the modules' O(aks_credential)).
+    type: str
+    default: user
+"""
+
+EXAMPLES = r"""
+- name: Read a release with the Azure credential alone
+  kubernetes.core.helm_info:
+    name: workload-identity-webhook
+    release_namespace: azure-workload-identity-system
+    host: "{{ access.host }}"
+    api_key: "{{ access.api_key }}"
+    ca_cert: "{{ access.ca_cert }}"
+  vars:
+    access: "{{ lookup('workload_identity.aks.kube_access', 'rg-aks/aks-prod') }}"
+"""
+
+RETURN = r"""
+_raw:
+  description: One dictionary with C(host), C(api_key) and C(ca_cert).
+  type: list
+  elements: dict
+"""
+
+import hashlib
+import os
+import time
+from typing import Any
+
+from ansible.errors import AnsibleError
+from ansible.plugins.lookup import LookupBase
+
+# Per process: the options of one task template the lookup several times; a minute, so a token is never stale.
+_CACHE: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+_CACHE_SECONDS = 60
+
+
+def _environment_params() -> dict[str, Any]:
+    """The Azure modules' auth options, from the environment as their argument spec's fallbacks read it."""
+    from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AUTH_ARGSPEC
+
+    params: dict[str, Any] = {}
+    for name, spec in AUTH_ARGSPEC.items():
+        names = spec.get("fallback", (None, []))[1]
+        value = next((os.environ[n] for n in names if os.environ.get(n)), None)
+        if value is not None and spec.get("type") == "bool":
+            value = value.strip().lower() in ("1", "true", "yes", "on")
+        params[name] = value if value is not None else spec.get("default")
+    return params
+
+
+class LookupModule(LookupBase):
+    def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
+        from ansible import constants
+        from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import AksAccess, ClusterRef
+        from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import Connection
+        from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
+            ApiError,
+            ValidationError,
+        )
+
+        self.set_options(var_options=variables, direct=kwargs)
+        if len(terms) != 1 or not terms[0]:
+            raise AnsibleError("kube_access takes one AKS cluster (its resource id, or <resource group>/<name>)")
+        credential = str(self.get_option("credential") or "user")
+        key = (str(terms[0]), credential)
+        if key in _CACHE and time.monotonic() - _CACHE[key][0] < _CACHE_SECONDS:
+            return [_CACHE[key][1]]
+        try:
+            connection = Connection(_environment_params())
+            access = AksAccess(connection, ClusterRef(str(terms[0]), connection.subscription_id), credential).load()
+            token = access.token()
+        except ValidationError as exc:
+            raise AnsibleError(f"kube_access {terms[0]}: {'; '.join(exc.problems)}") from None
+        except ApiError as exc:
+            raise AnsibleError(f"kube_access {terms[0]}: {exc}") from None
+        ca_cert = None
+        if access.ca_pem:
+            # Public: the CA that signed the API server's certificate. Ansible removes its local tmp at exit.
+            digest = hashlib.sha256(access.cluster.id.lower().encode()).hexdigest()[:16]
+            ca_cert = os.path.join(constants.DEFAULT_LOCAL_TMP, f"aks-{digest}-ca.pem")
+            with open(ca_cert, "wb") as stream:
+                stream.write(access.ca_pem)
+        _CACHE[key] = (time.monotonic(), {"host": access.server, "api_key": token, "ca_cert": ca_cert})
+        return [_CACHE[key][1]]
