@@ -62,7 +62,6 @@ class Entra:
         # The Azure credential only: no kubeconfig anywhere, no K8S_AUTH_* (the sandbox's env has both).
         env = {**ansible_env(sandbox_env, box.state_dir), "ANSIBLE_NOCOLOR": "1", "TMPDIR": str(root)}
         self.env = {k: v for k, v in env.items() if not k.startswith("K8S_AUTH_") and k != "KUBECONFIG"}
-        self.env["HOME"] = str(root / "home")  # no ~/.kube/config either
         self.runs = 0
 
     def host(self, workloads: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
@@ -189,8 +188,11 @@ def test_a_namespace_writer_binds_workloads_there_and_is_refused_elsewhere_namin
     assert code != 0
     assert "403" in output
     assert "User does not have access to the resource in Azure" in output
-    assert "Microsoft.ContainerService/managedClusters/" in output and "namespace team-b" in output
-    assert f"'{WRITER}'" in output and f"{entra.cluster_id}/namespaces/team-b" in output
+    # Its first request there reads the namespace: that data action, the least role granting it, at that scope,
+    # and the role binding workloads takes.
+    assert "data action Microsoft.ContainerService/managedClusters/namespaces/read on namespace team-b" in output
+    assert "'Azure Kubernetes Service RBAC Reader'" in output and f"'{WRITER}'" in output
+    assert f"{entra.cluster_id}/namespaces/team-b".lower() in output.lower()
     # Without the Cluster User Role the credential itself is refused, naming the role.
     nobody = entra.env_as(entra.principal((WRITER, f"{entra.cluster_id}/namespaces/team-a")))
     code, output = entra.module("service_accounts_info", {"cluster_name": CLUSTER, **common}, nobody)
