@@ -2,6 +2,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal to workload_identity.aks (not a public API): an AKS API server reached with the Azure credential alone.
 
+The bridge between the two sides: it uses the Azure side's credential and ARM client to configure the Kubernetes
+side's connection, which never imports Azure's (it is handed a factory).
+
 ``kube_auth: azure``: the cluster's address and CA come from ARM (``listClusterUserCredential``, or
 ``listClusterAdminCredential`` when asked for and local accounts are on). On a cluster with Entra ID
 integration that kubeconfig names kubelogin's exec plugin and the AKS server application; instead of running
@@ -24,8 +27,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._azure_client import AUTH_ARGSPEC, Connection
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, KubeApiError, ValidationError
+from ._kube_client import KubeConnection, KubeModule
 from ._retry import RetryPolicy
 
 # The AKS AAD server application (Azure Kubernetes Service AAD Server): the audience of AKS's Entra tokens.
@@ -118,8 +123,13 @@ def _private_file(content: bytes, suffix: str) -> str:
     handle, path = tempfile.mkstemp(prefix="workload-identity-aks-", suffix=suffix)
     with os.fdopen(handle, "wb") as stream:
         stream.write(content)
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    atexit.register(_remove, path)
     return path
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.unlink(path)
 
 
 class AksAccess:
@@ -294,3 +304,28 @@ def _named(config: dict[str, Any], kind: str, name: Any) -> dict[str, Any] | Non
             return dict(entry.get(kind[:-1]) or {})
     entries = config.get(kind) or []
     return dict(entries[0].get(kind[:-1]) or {}) if len(entries) == 1 else None
+
+
+def access_factory(azure: Any) -> Callable[[str, str, RetryPolicy | None], AksAccess]:
+    """For KubeConnection: (cluster, credential kind, policy) -> its access, loaded from ARM."""
+
+    def build(cluster: str, kind: str, policy: RetryPolicy | None) -> AksAccess:
+        return AksAccess(azure, ClusterRef(cluster, azure.subscription_id), kind, policy).load()
+
+    return build
+
+
+def kube_connection(params: dict[str, Any], azure: Any) -> KubeConnection:
+    """A module's Kubernetes connection, able to reach the cluster through Azure when kube_auth is azure."""
+    return KubeConnection(params, access_factory=access_factory(azure) if params.get("kube_auth") == "azure" else None)
+
+
+class AksKubeModule(KubeModule):
+    """A Kubernetes module that also takes the Azure options, for kube_auth azure."""
+
+    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(
+            argument_spec={**argument_spec, **AUTH_ARGSPEC},
+            access_factory=lambda params: access_factory(Connection(params)),
+            **kwargs,
+        )

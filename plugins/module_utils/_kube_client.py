@@ -45,10 +45,16 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 class KubeConnection:
     """Which API server and which credentials, from the auth options, decided before any request."""
 
-    def __init__(self, params: dict[str, Any], environ: dict[str, str] | None = None, azure: Any = None) -> None:
+    def __init__(
+        self,
+        params: dict[str, Any],
+        environ: dict[str, str] | None = None,
+        access_factory: Callable[[str, str, RetryPolicy | None], Any] | None = None,
+    ) -> None:
         env = os.environ if environ is None else environ
-        # With kube_auth azure: the Azure connection (_azure_client.Connection) whose credential reaches the cluster.
-        self.azure = azure
+        # With kube_auth azure: (cluster, credential kind, policy) -> the loaded access (_aks_access.AksAccess, which
+        # sits above both sides: this side never imports Azure's).
+        self.access_factory = access_factory
         self.access: Any = None
         self.aks_cluster: str | None = params.get("aks_cluster")
         self.aks_credential: str = params.get("aks_credential") or "user"
@@ -115,10 +121,13 @@ class KubeConnection:
 
         configuration = client.Configuration()
         if self.source == "azure":
-            from ._aks_access import AksAccess, ClusterRef
-
-            cluster = ClusterRef(str(self.aks_cluster), self.azure.subscription_id)
-            self.access = AksAccess(self.azure, cluster, self.aks_credential, policy).load()
+            if self.access_factory is None:
+                raise KubeApiError(
+                    "kube_auth azure needs the Azure options, which this module does not take",
+                    code="NoCredentials",
+                    operation="connect",
+                )
+            self.access = self.access_factory(str(self.aks_cluster), self.aks_credential, policy)
             self.access.configure(configuration)
         elif self.source in ("context", "kubeconfig"):
             try:
@@ -295,13 +304,18 @@ class KubeClient:
 class KubeModule(CollectionModule):
     """The collection's module base plus the shared Kubernetes auth options and a client factory."""
 
-    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
-        from ._azure_client import AUTH_ARGSPEC, Connection
-
-        super().__init__(argument_spec={**argument_spec, **AUTH_ARGSPEC, **KUBE_AUTH_ARGSPEC}, **kwargs)
+    def __init__(
+        self,
+        argument_spec: dict[str, Any],
+        access_factory: Callable[[dict[str, Any]], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(argument_spec={**argument_spec, **KUBE_AUTH_ARGSPEC}, **kwargs)
         try:
-            azure = Connection(self.params) if self.params.get("kube_auth") == "azure" else None
-            self.connection = KubeConnection(self.params, azure=azure)
+            factory = (
+                access_factory(self.params) if access_factory and self.params.get("kube_auth") == "azure" else None
+            )
+            self.connection = KubeConnection(self.params, access_factory=factory)
         except ValidationError as error:
             self.fail_error(error)
         self.retry_policy = RetryPolicy(budget=self.params.get("retry_budget") or DEFAULT_BUDGET)

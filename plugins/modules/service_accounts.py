@@ -170,6 +170,7 @@ problems:
 from importlib.util import find_spec
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import AksKubeModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
     DEFAULT_PRUNE_MAX,
@@ -180,7 +181,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 
 # The client is imported where it is used; here only to say clearly when it is missing.
@@ -188,7 +188,7 @@ HAS_KUBERNETES = find_spec("kubernetes") is not None
 
 
 def main() -> None:
-    module = KubeModule(
+    module = AksKubeModule(
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "tenant_id": {"type": "str"},

@@ -202,6 +202,9 @@ problems:
 
 from datetime import UTC, datetime
 
+from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import (
+    kube_connection as kube_connection_for,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
@@ -213,7 +216,6 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import (
     KUBE_AUTH_ARGSPEC,
-    KubeConnection,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._verify import Verifier
@@ -265,7 +267,7 @@ def main() -> None:
         read_only=True,
     )
     try:
-        kube_connection = KubeConnection(p, azure=module.connection)
+        kube_connection = kube_connection_for(p, module.connection)
     except ValidationError as error:
         module.fail_error(error)
     for warning in kube_connection.warnings:

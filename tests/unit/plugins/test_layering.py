@@ -49,6 +49,8 @@ KUBE_ONLY_MODULES = {"service_accounts", "service_accounts_info"}
 def side(name: str) -> str:
     if name.startswith("_verify"):
         return "verify"  # above both sides: it checks what they made, through their I/O classes
+    if name.startswith("_aks_"):
+        return "bridge"  # above both sides: Azure's credential configures a Kubernetes connection
     return "azure" if name.startswith("_azure_") else "kube" if name.startswith("_kube_") else "shared"
 
 
@@ -73,6 +75,8 @@ def layering_problems(name: str, source: str) -> list[str]:
             problems.append(f"{name} is a shared building block but imports {imported} ({theirs} side)")
         if {mine, theirs} == {"azure", "kube"}:
             problems.append(f"{name} ({mine} side) imports {imported} ({theirs} side)")
+        if theirs == "bridge" and mine not in ("bridge", "verify"):
+            problems.append(f"{name} ({mine} side) imports {imported}: the Azure-to-Kubernetes bridge sits above both")
         if theirs == "verify" and mine != "verify":
             problems.append(f"{name} ({mine} side) imports {imported}: verification sits above both sides")
     return problems
