@@ -48,7 +48,9 @@ options:
     description:
       - How to reach the API server.
       - V(kubeconfig) - from O(context), O(kubeconfig), O(host) and O(api_key), or the in-cluster service account.
-      - V(azure) - from the Azure credential alone (the Azure options, as the Azure modules take them) - the API
+      - V(azure) - from the Azure credential alone (for M(workload_identity.aks.verify) its Azure options; for the
+        other modules the environment's, E(AZURE_CLIENT_ID), E(AZURE_SECRET), E(AZURE_TENANT) and the rest, as the
+        Azure options fall back to them) - the API
         server and its CA from the cluster's credential in ARM (O(aks_credential)), and, on a cluster with Entra ID
         integration, an Entra token for the AKS server application, refreshed before it expires; no kubeconfig
         file, no kubelogin. O(context), O(kubeconfig), O(host) and O(api_key) are ignored.

@@ -11,7 +11,7 @@ version_added: 0.2.0
 author: workload_identity.aks maintainers (@workload-identity)
 description:
   - For the tasks this collection runs through C(kubernetes.core) (C(helm), C(helm_info), C(k8s_info)) when
-    C(workload_identity_kube_auth) is V(azure); the collection's own modules do the same with O(kube_auth=azure).
+    C(workload_identity_kube_auth) is V(azure); the collection's own modules do the same with C(kube_auth=azure).
   - Reads the cluster's credential from ARM (C(listClusterUserCredential), or C(listClusterAdminCredential)) with
     the Azure credential of the environment (E(AZURE_CLIENT_ID), E(AZURE_SECRET), E(AZURE_TENANT),
     E(AZURE_SUBSCRIPTION_ID), E(AZURE_FEDERATED_TOKEN_FILE), a managed identity or the Azure CLI, as the Azure
@@ -28,7 +28,7 @@ options:
     elements: str
     required: true
   credential:
-    description: Which of the cluster's credentials, V(user) or V(admin) (see the modules' O(aks_credential)).
+    description: Which of the cluster's credentials, V(user) or V(admin) (as the modules' C(aks_credential)).
     type: str
     default: user
 """
@@ -65,25 +65,14 @@ _CACHE: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 _CACHE_SECONDS = 60
 
 
-def _environment_params() -> dict[str, Any]:
-    """The Azure modules' auth options, from the environment as their argument spec's fallbacks read it."""
-    from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AUTH_ARGSPEC
-
-    params: dict[str, Any] = {}
-    for name, spec in AUTH_ARGSPEC.items():
-        names = spec.get("fallback", (None, []))[1]
-        value = next((os.environ[n] for n in names if os.environ.get(n)), None)
-        if value is not None and spec.get("type") == "bool":
-            value = value.strip().lower() in ("1", "true", "yes", "on")
-        params[name] = value if value is not None else spec.get("default")
-    return params
-
-
 class LookupModule(LookupBase):
     def run(self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any) -> list[Any]:
         from ansible import constants
         from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import AksAccess, ClusterRef
-        from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import Connection
+        from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import (
+            Connection,
+            params_from_environment,
+        )
         from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
             ApiError,
             ValidationError,
@@ -97,7 +86,7 @@ class LookupModule(LookupBase):
         if key in _CACHE and time.monotonic() - _CACHE[key][0] < _CACHE_SECONDS:
             return [_CACHE[key][1]]
         try:
-            connection = Connection(_environment_params())
+            connection = Connection(params_from_environment())
             access = AksAccess(connection, ClusterRef(str(terms[0]), connection.subscription_id), credential).load()
             token = access.token()
         except ValidationError as exc:

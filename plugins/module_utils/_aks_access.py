@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._azure_client import AUTH_ARGSPEC, Connection
+from ._azure_client import Connection, params_from_environment
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, KubeApiError, ValidationError
 from ._kube_client import KubeConnection, KubeModule
@@ -321,11 +321,12 @@ def kube_connection(params: dict[str, Any], azure: Any) -> KubeConnection:
 
 
 class AksKubeModule(KubeModule):
-    """A Kubernetes module that also takes the Azure options, for kube_auth azure."""
+    """A Kubernetes module that can reach an AKS cluster through Azure (kube_auth azure), signing in to Azure as the
+    environment says (AZURE_*, as the lookup and the roles' Azure tasks): its own options stay Kubernetes ones."""
 
     def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(
-            argument_spec={**argument_spec, **AUTH_ARGSPEC},
-            access_factory=lambda params: access_factory(Connection(params)),
+            argument_spec=argument_spec,
+            access_factory=lambda _params: access_factory(Connection(params_from_environment())),
             **kwargs,
         )

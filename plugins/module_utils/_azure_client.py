@@ -128,6 +128,19 @@ AUTH_ARGSPEC: dict[str, Any] = {
     "retry_budget": {"type": "float", "fallback": (env_fallback, ["WORKLOAD_IDENTITY_RETRY_BUDGET"])},
 }
 
+
+def params_from_environment() -> dict[str, Any]:
+    """The auth options as the environment sets them (their fallbacks), for code that is not a module with them."""
+    params: dict[str, Any] = {}
+    for name, spec in AUTH_ARGSPEC.items():
+        names = spec.get("fallback", (None, []))[1]
+        value: Any = next((os.environ[n] for n in names if os.environ.get(n)), None)
+        if value is not None and spec.get("type") == "bool":
+            value = value.strip().lower() in ("1", "true", "yes", "on")
+        params[name] = value if value is not None else spec.get("default")
+    return params
+
+
 _CLIENTS = {
     "msi": ("azure.mgmt.msi", "ManagedServiceIdentityClient"),
     "authorization": ("azure.mgmt.authorization", "AuthorizationManagementClient"),

@@ -94,7 +94,6 @@ options:
     choices: [refuse, warn]
     default: refuse
 extends_documentation_fragment:
-  - workload_identity.aks.azure
   - workload_identity.aks.workloads
   - workload_identity.aks.kube
   - workload_identity.aks.azure.ATTRIBUTES

@@ -23,7 +23,6 @@ options:
     type: str
     required: true
 extends_documentation_fragment:
-  - workload_identity.aks.azure
   - workload_identity.aks.kube
   - workload_identity.aks.azure.INFO_ATTRIBUTES
 requirements:
