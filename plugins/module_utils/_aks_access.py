@@ -113,7 +113,7 @@ def least_role(action: str, namespace: str | None) -> str:
     path = action[len(DATA_ACTION_PREFIX) + 1 :].rsplit("/", 1)[0]
     if namespace is None or path == "namespaces" and not action.endswith("/read"):
         return CLUSTER_ADMIN
-    if action.endswith("/read") and path not in ("secrets",):
+    if action.endswith("/read") and path != "secrets":
         return READER
     return WRITER if path in _WRITER_RESOURCES else CLUSTER_ADMIN
 
