@@ -59,7 +59,8 @@ options:
     default: kubeconfig
   aks_cluster:
     description:
-      - With O(kube_auth=azure), the AKS cluster - its resource id, or C(<resource group>/<name>) in the subscription of E(AZURE_SUBSCRIPTION_ID).
+      - With O(kube_auth=azure), the AKS cluster - its resource id, or C(<resource group>/<name>) in the
+        subscription of E(AZURE_SUBSCRIPTION_ID).
     type: str
   aks_credential:
     description:
