@@ -1,14 +1,17 @@
 """``make demo``: the rollout as an operator runs it, against the sandbox.
 
-Two existing AKS clusters (dev and prod, OIDC issuer off) already run a few applications, none of which
-has an Azure identity yet. ``playbooks/site.yml`` runs on ``examples/inventories/sandbox/`` twice (the
-second run must change nothing), then each workload signs in *as itself*: a service-account token from
-its cluster's own kube-apiserver, for the account its Deployment now uses, exchanged at the Entra
-emulator for an ARM token, and ARM shows what that token may do. An unbound pod's token is refused.
+Two existing AKS clusters (dev and prod, OIDC issuer off, local accounts disabled) already run a few
+applications, none of which has an Azure identity yet. ``playbooks/site.yml`` runs on
+``examples/inventories/sandbox/`` twice (the second run must change nothing) with the Azure credential
+alone: no kubeconfig, each cluster reached with an Entra token as AKS's Azure RBAC allows. Then each
+workload signs in *as itself*: a service-account token from its cluster's own kube-apiserver, for the
+account its Deployment now uses, exchanged at the Entra emulator for an ARM token, and ARM shows what
+that token may do. An unbound pod's token is refused.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -18,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,8 @@ APPS = [
     ("Deployment", "web", "web-frontend", "ghcr.io/contoso/web-frontend:5.0.3"),
 ]
 PROD_APPS = [("StatefulSet", "audit", "audit-exporter", "ghcr.io/contoso/audit-exporter:0.7.2")]
+# The role the automation's principal holds on each cluster (Azure Kubernetes Service RBAC Cluster Admin).
+AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 
 
 def main() -> None:
@@ -59,7 +65,9 @@ def main() -> None:
     print("==> the estate before the rollout")
     prepare_estate(state, env)
 
-    playbook_env = ansible_env(env, state)
+    # The Azure credential alone: the inventory says workload_identity_kube_auth azure, and no kubeconfig is there to
+    # fall back on (the sandbox's own static one is for this script's look behind the scenes, and for kubectl below).
+    playbook_env = {k: v for k, v in ansible_env(env, state).items() if k != "KUBECONFIG"}
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/site.yml"]
     if os.environ.get("WEBHOOK_CHART"):
         command += ["-e", "workload_identity_webhook_mode=helm", "-e", f"webhook_chart={os.environ['WEBHOOK_CHART']}"]
@@ -111,7 +119,7 @@ def main() -> None:
     print(f"{totals['verified']} of {totals['workloads']} workloads verified, {totals['findings']} findings")
 
     # Every command printed below runs as printed, in a new shell at the project's root: the demo runs each one now.
-    env_file = write_env_file(state, playbook_env)
+    env_file = write_env_file(state, {**playbook_env, "KUBECONFIG": str(state / "kubeconfig")})
     hints = [
         ".tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels",
         f"ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff",
@@ -121,7 +129,7 @@ def main() -> None:
     print(f"\ndone in {time.monotonic() - started:.0f} s; webhook mode per cluster is in the summary above.")
     print(f"Reports:      {reports}/<cluster>.md and .json; the access review: {reports}/access-review.html")
     print(f"Look around:  source {env_file}")
-    print(f"              {hints[0]}")
+    print(f"              {hints[0]}   (the sandbox's own static credential)")
     print(f"              a plan: {hints[1]}")
     print("Run `make demo` again to see it all unchanged; stop the sandbox with `make sandbox-down`.")
 
@@ -155,7 +163,13 @@ def check_hint(env_file: Path, hint: str) -> None:
 
 
 def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> None:
-    """Two AKS clusters (OIDC issuer as found) running their applications, and the data they will be granted on."""
+    """Two AKS clusters (OIDC issuer as found) running their applications, and the data they will be granted on.
+
+    The clusters are as most production clusters are: Entra ID integration, Azure RBAC for Kubernetes, local accounts
+    disabled. The automation's principal (the sandbox's, Owner of the subscription, which is no Kubernetes role) holds
+    Azure Kubernetes Service RBAC Cluster Admin on each, as a platform team grants it.
+    """
+    cluster_options.setdefault("local_accounts", False)
     url, ca, sub = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"], env["AZURE_SUBSCRIPTION_ID"]
     control = SandboxClient(url, Path(ca))
     admin = ClientSecretCredential(
@@ -171,6 +185,9 @@ def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> 
     for env_name, (rg, cluster) in CLUSTERS.items():
         if cluster not in existing:
             control.seed_cluster(rg, cluster, location="westeurope", **cluster_options)
+        cluster_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService"
+        cluster_id += f"/managedClusters/{cluster}"
+        grant_kubernetes_role(url, ca, token, cluster_id, sub, AKS_RBAC_CLUSTER_ADMIN)
         for group in (f"rg-data-{env_name}", f"rg-identities-{env_name}"):
             arm_put(url, ca, token, f"/subscriptions/{sub}/resourcegroups/{group}", {"location": "westeurope"})
         for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []):
@@ -226,9 +243,24 @@ def run_playbook(command: list[str], env: dict[str, str], stream: bool) -> str:
     return "".join(lines)
 
 
-def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any]) -> None:
+def grant_kubernetes_role(url: str, ca: str, token: str, cluster_id: str, sub: str, role_guid: str) -> None:
+    """The token's principal gets an Azure RBAC for Kubernetes role on the cluster (a fixed assignment name per
+    principal, role and cluster: a second PUT finds it in place)."""
+    body = token.split(".")[1]
+    principal = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["oid"]
+    name = uuid.uuid5(uuid.NAMESPACE_URL, f"{cluster_id.lower()}|{principal}|{role_guid}")
+    properties = {
+        "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",
+        "principalId": principal,
+        "principalType": "ServicePrincipal",
+    }
+    path = f"{cluster_id}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    arm_put(url, ca, token, path, {"properties": properties}, api_version="2022-04-01")
+
+
+def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any], api_version: str = "2022-09-01") -> None:
     response = requests.put(
-        f"{url}{path}?api-version=2022-09-01",
+        f"{url}{path}?api-version={api_version}",
         json=body,
         verify=ca,
         timeout=30,

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.integration.kube.awx_jobs import awx_project, azure_rm_credential, run_jobs
 from tests.integration.kube.rollout_runs import Run
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import deploy_apps, ensure_resource_chain
@@ -242,57 +243,25 @@ def bearer_token_credential(box: Sandbox, root: Path) -> dict[str, str]:
 
 
 def test_the_awx_project_runs_through_ansible_runner_with_what_awx_injects(installed: Installed) -> None:
-    import ansible_runner
-
     sandbox = json.loads((installed.box.state_dir / "sandbox.json").read_text())
-    # Exactly what AWX's Microsoft Azure Resource Manager credential injects ...
-    injected = ("AZURE_SUBSCRIPTION_ID", "AZURE_CLIENT_ID", "AZURE_SECRET", "AZURE_TENANT")
-    azure = {name: sandbox[name] for name in injected}
-    # ... where the sandbox is (real AWX jobs reach the public cloud and need none of these) ...
-    endpoints = ("AZURE_RESOURCE_MANAGER_ENDPOINT", "AZURE_AUTHORITY_HOST", "AZURE_GRAPH_ENDPOINT", "AZURE_CA_BUNDLE")
-    where = {name: sandbox[name] for name in endpoints}
+    # Exactly what AWX's Microsoft Azure Resource Manager credential injects, where the sandbox is ...
+    azure = azure_rm_credential(sandbox)
     # ... and the bearer-token credential: one cluster, so the inventory names no context.
     kube = bearer_token_credential(installed.box, installed.root)
     secrets = [azure["AZURE_SECRET"], kube["K8S_AUTH_API_KEY"]]
     runner_dir = installed.root / "runner"
-    project = runner_dir / "project"
-    shutil.copytree(PROJECT / "examples" / "awx-project", project)
-    (project / "inventories" / "dev").mkdir(parents=True)
     awx_inventory = inventory(installed.scope, workload="billing-worker", namespace="billing")
-    (project / "inventories" / "dev" / "hosts.yml").write_text(yaml.safe_dump(awx_inventory))
+    project = awx_project(runner_dir, {"dev": awx_inventory})
     env = installed.env()
     envvars = {
         **azure,
-        **where,
         "ANSIBLE_COLLECTIONS_PATH": env["ANSIBLE_COLLECTIONS_PATH"],
         "ANSIBLE_HOME": env["ANSIBLE_HOME"],
         "ANSIBLE_FORCE_COLOR": "0",
         **kube,
     }
-
-    def job(ident: str, check: bool) -> Any:
-        return ansible_runner.run(
-            private_data_dir=str(runner_dir),
-            project_dir=str(project),
-            playbook="site.yml",
-            inventory=str(project / "inventories" / "dev" / "hosts.yml"),
-            envvars=envvars,
-            cmdline="--check --diff" if check else "--diff",
-            ident=ident,
-            quiet=True,
-            # ansible-runner runs ansible-playbook from PATH, as in an execution environment.
-            process_isolation=False,
-        )
-
-    previous_path = os.environ["PATH"]
-    os.environ["PATH"] = env["PATH"]
-    # A clean parent environment for the job: none of this session's Azure or Kubernetes variables.
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(("AZURE_", "K8S_AUTH_", "KUBECONFIG"))}
-    try:
-        runs = [job("check", True), job("run", False), job("again", False)]
-    finally:
-        os.environ["PATH"] = previous_path
-        os.environ.update(saved)
+    jobs = [("check", "--check --diff"), ("run", "--diff"), ("again", "--diff")]
+    runs = run_jobs(runner_dir, project, "dev", envvars, env["PATH"], jobs)
     for run in runs:
         assert (run.status, run.rc) == ("successful", 0), run.stdout.read()[-6000:]
     check, real, again = runs

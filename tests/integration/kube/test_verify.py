@@ -1,9 +1,10 @@
 """playbooks/verify.yml after the demo's rollout: every workload verified, then one link broken at a time by hand.
 
-The estate is the demo's (examples/inventories/sandbox: two clusters, managed identities and an app registration),
-rolled out once with site.yml. Each break is made as an operator or an accident would make it (kubectl, the Azure
-SDKs), verify runs on that cluster, and the review must name exactly that workload, that link and the remedy, and
-nothing else; then the break is undone and the next one made.
+The estate is the demo's (examples/inventories/sandbox: two clusters with local accounts disabled, managed identities
+and an app registration), rolled out by an AWX job with the Azure credential alone (site.yml through ansible-runner).
+Each break is made as an operator or an accident would make it (kubectl through the sandbox's own static credential,
+the Azure SDKs), verify runs on that cluster, and the review must name exactly that workload, that link and the
+remedy, and nothing else; then the break is undone and the next one made.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from tests.integration.kube.awx_jobs import awx_project, azure_rm_credential, run_jobs
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import INVENTORY, ansible_env, prepare_estate
 
@@ -41,6 +43,7 @@ class Estate:
     env: dict[str, str]
     root: Path
     runs: int = 0
+    rollouts: list[Any] = field(default_factory=list)
 
     def playbook(self, playbook: str, *options: str) -> subprocess.CompletedProcess[str]:
         self.runs += 1
@@ -77,17 +80,56 @@ def findings(review: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
-    """The demo's estate in the session's sandbox, rolled out once by site.yml ending with verification."""
+    """The demo's estate in the session's sandbox (local accounts disabled), rolled out by an AWX job: the example
+    project with the demo inventory, through ansible-runner, with only AWX's Azure RM credential (no kubeconfig, no
+    K8S_AUTH_*), ending with verification; then the same job again."""
     state = kube_sandbox.state_dir
     sandbox_env = json.loads((state / "sandbox.json").read_text())
     prepare_estate(state, sandbox_env, kube=True)
-    env = ansible_env(sandbox_env, state)
+    # verify.yml's own runs below: ansible-playbook with the demo's environment, its kubeconfig taken away.
+    env = {k: v for k, v in ansible_env(sandbox_env, state).items() if k != "KUBECONFIG"}
     found = Estate(kube_sandbox, env, tmp_path_factory.mktemp("verify"))
-    rollout = found.playbook("playbooks/site.yml", "-e", "workload_identity_verify=true")
-    assert rollout.returncode == 0, (rollout.stdout + rollout.stderr)[-6000:]
+    found.rollouts = awx_rollout(found, sandbox_env)
     review = json.loads((found.root / "run-1" / "access-review.json").read_text())
     assert review["summary"] == {"clusters": 2, "workloads": 7, "verified": 7, "findings": 0, "accepted": 0}
     yield found
+
+
+def awx_rollout(estate: Estate, sandbox_env: dict[str, str]) -> list[Any]:
+    runner_dir = estate.root / "runner"
+    project = awx_project(runner_dir, {"sandbox": INVENTORY})
+    envvars = {
+        **azure_rm_credential(sandbox_env),
+        "ANSIBLE_COLLECTIONS_PATH": estate.env["ANSIBLE_COLLECTIONS_PATH"],
+        "ANSIBLE_HOME": estate.env["ANSIBLE_HOME"],
+        "ANSIBLE_LOCAL_TEMP": estate.env["ANSIBLE_LOCAL_TEMP"],
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    path = f"{Path(sys.executable).parent}:{estate.env['PATH']}"  # the execution environment's ansible-playbook
+    runs = []
+    for ident, options in (("rollout", "-e workload_identity_verify=true"), ("again", "")):
+        estate.runs += 1
+        reports = {"WORKLOAD_IDENTITY_REPORT_DIR": str(estate.root / f"run-{estate.runs}")}
+        [run] = run_jobs(runner_dir, project, "sandbox", {**envvars, **reports}, path, [(ident, options)])
+        assert (run.status, run.rc) == ("successful", 0), run.stdout.read()[-6000:]
+        runs.append(run)
+    return runs
+
+
+def test_an_awx_job_with_only_the_azure_rm_credential_converged_the_demo_and_changed_nothing_again(
+    estate: Estate,
+) -> None:
+    rollout, again = estate.rollouts
+    assert set(rollout.stats["changed"]) == {"aks-dev", "aks-prod"}
+    assert all(count > 0 for count in rollout.stats["changed"].values())
+    assert sum(again.stats["changed"].values()) == 0, again.stats
+    # The job had no way to Kubernetes but the Azure credential: no kubeconfig, no K8S_AUTH_* (runner records the
+    # environment it gave ansible-playbook in env/envvars), and the clusters have no local account to give one.
+    given = (estate.root / "runner" / "env" / "envvars").read_text()
+    assert "KUBECONFIG" not in given and "K8S_AUTH_" not in given
+    assert "AZURE_SECRET" in given
+    events = [e for e in rollout.events if e["event"] == "runner_on_ok"]
+    assert any(e["event_data"].get("task") == "Summary" for e in events)
 
 
 def test_every_workload_of_both_clusters_is_verified(estate: Estate) -> None:
