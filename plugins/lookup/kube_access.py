@@ -93,12 +93,27 @@ class LookupModule(LookupBase):
             raise AnsibleError(f"kube_access {terms[0]}: {'; '.join(exc.problems)}") from None
         except ApiError as exc:
             raise AnsibleError(f"kube_access {terms[0]}: {exc}") from None
-        ca_cert = None
-        if access.ca_pem:
-            # Public: the CA that signed the API server's certificate. Ansible removes its local tmp at exit.
-            digest = hashlib.sha256(access.cluster.id.lower().encode()).hexdigest()[:16]
-            ca_cert = os.path.join(constants.DEFAULT_LOCAL_TMP, f"aks-{digest}-ca.pem")
-            with open(ca_cert, "wb") as stream:
-                stream.write(access.ca_pem)
-        _CACHE[key] = (time.monotonic(), {"host": access.server, "api_key": token, "ca_cert": ca_cert})
+        _CACHE[key] = (time.monotonic(), helm_access(access, token, constants.DEFAULT_LOCAL_TMP))
         return [_CACHE[key][1]]
+
+
+def helm_access(access: Any, token: str | None, local_tmp: str) -> dict[str, Any]:
+    """host, api_key and ca_cert for kubernetes.core's options, from a loaded AksAccess and its token now.
+
+    kubernetes.core's helm modules take a bearer token, not a client certificate: a credential with a certificate only
+    (a cluster without Entra ID integration whose kubeconfig carries no token) is refused, saying what to use instead.
+    """
+    if not token:
+        raise AnsibleError(
+            f"kube_access {access.cluster.id}: the cluster's {access.credential_kind} credential holds a client "
+            "certificate and no token, which the helm steps cannot use; give this cluster a kubeconfig context "
+            "(workload_identity_kube_context) instead of workload_identity_kube_auth azure"
+        )
+    ca_cert = None
+    if access.ca_pem:
+        # Public: the CA that signed the API server's certificate. Ansible removes its local tmp at exit.
+        digest = hashlib.sha256(access.cluster.id.lower().encode()).hexdigest()[:16]
+        ca_cert = os.path.join(local_tmp, f"aks-{digest}-ca.pem")
+        with open(ca_cert, "wb") as stream:
+            stream.write(access.ca_pem)
+    return {"host": access.server, "api_key": token, "ca_cert": ca_cert}
