@@ -230,3 +230,19 @@ def test_a_private_cluster_out_of_reach_says_where_to_run_from(entra: Entra, kub
     )
     assert code != 0
     assert "private cluster" in output and "privatelink" in output, output[-3000:]
+
+
+def test_teardown_of_everything_with_the_azure_credential_alone(entra: Entra) -> None:
+    """Last: the chart's helm uninstall and the namespace checks go through the same Entra token, twice."""
+    host = entra.host([workload("orders-api", "team-a"), workload("billing-api", "team-b")])
+    confirmed = ("-e", "workload_identity_teardown_everything=true", "-e", f"workload_identity_prune_confirm={CLUSTER}")
+    first = entra.run(host, *confirmed, playbook="teardown.yml")
+    assert first.changed > 0
+    again = entra.run(host, *confirmed, playbook="teardown.yml")
+    assert again.changed == 0, again.output[-4000:]
+    core = entra.core()
+    accounts = {a.metadata.name for a in core.list_namespaced_service_account("team-a").items}
+    assert "orders-api" not in accounts
+    assert not core.list_namespaced_config_map(
+        "azure-workload-identity-system", field_selector="metadata.name=azure-wi-webhook-config"
+    ).items
