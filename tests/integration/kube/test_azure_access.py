@@ -232,9 +232,14 @@ def test_a_private_cluster_out_of_reach_says_where_to_run_from(entra: Entra, kub
     assert "private cluster" in output and "privatelink" in output, output[-3000:]
 
 
-def test_teardown_of_everything_with_the_azure_credential_alone(entra: Entra) -> None:
-    """Last: the chart's helm uninstall and the namespace checks go through the same Entra token, twice."""
+def test_discovery_then_teardown_of_everything_with_the_azure_credential_alone(entra: Entra) -> None:
+    """Last: discover.yml reads the estate back; teardown's helm uninstall and namespace checks go through the same
+    Entra token, twice."""
     host = entra.host([workload("orders-api", "team-a"), workload("billing-api", "team-b")])
+    found = {k: v for k, v in host.items() if k != "workload_identity_workloads"}
+    entra.run({**found, "workload_identity_discover_resource_groups": [IDENTITY_RG]}, playbook="discover.yml")
+    discovered = (entra.root / f"run-{entra.runs}" / "host_vars" / f"{CLUSTER}.yml").read_text()
+    assert "orders-api" in discovered and "team-a" in discovered, discovered
     confirmed = ("-e", "workload_identity_teardown_everything=true", "-e", f"workload_identity_prune_confirm={CLUSTER}")
     first = entra.run(host, *confirmed, playbook="teardown.yml")
     assert first.changed > 0
