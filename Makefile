@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube browser bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser shellcheck bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -33,13 +33,13 @@ kube:
 test: lint sanity unit integration matrix-oldest docs importer
 
 ## matrix: sanity, unit and the rollout's integration tests on every ansible-core meta/runtime.yml claims (noxfile.py)
-matrix: setup tools kube browser $(AZ_CLI)
+matrix: setup tools kube browser shellcheck $(AZ_CLI)
 	@$(BIN)/nox -s matrix
 
 # The oldest release in CI: sanity, the unit tests, and the rollout's scenarios that cover each kind of run (plan, cold,
 # -vvv, change and prune, bad input, missing controller, discovery, teardown); `make matrix` runs every scenario.
 MATRIX_CI_SCENARIOS := fresh or no_secret or add_a_workload or invalid_inventory or missing_controller or discovery or leaves_nothing
-matrix-oldest: setup tools kube browser $(AZ_CLI)
+matrix-oldest: setup tools kube browser shellcheck $(AZ_CLI)
 	@echo "==> ansible-core 2.16: sanity, unit, rollout"
 	@$(BIN)/nox -s "matrix(core='2.16')" -- -k "$(MATRIX_CI_SCENARIOS)"
 
@@ -79,7 +79,7 @@ lint: setup tools
 	@echo "==> changelog fragments"
 	@$(BIN)/antsibull-changelog lint
 
-sanity: setup
+sanity: setup shellcheck
 	@echo "==> ansible-test sanity"
 	@scripts/sanity.sh
 
@@ -99,6 +99,12 @@ browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { echo "==> installing chromium and chromium-driver"; \
 		$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
 		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
+
+## shellcheck: Debian's, for ansible-test's shellcheck sanity test (skipped, with a warning, where it is missing)
+shellcheck:
+	@command -v shellcheck >/dev/null || { echo "==> installing shellcheck"; \
+		$(SUDO) apt-get install -y -qq shellcheck >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck >/dev/null; }; }
 
 # The Azure CLI, an independent client pointed at the sandbox by the tests (its own venv: it pins
 # its own azure-* packages).

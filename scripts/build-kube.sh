@@ -88,7 +88,7 @@ if wants kube-apiserver || wants kube-controller-manager; then
   gomod=$(cd "$work/kubernetes" && go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
   [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@v$KUBE_VERSION's go.mod"
   staging_version="v0.${KUBE_VERSION#1.}"
-  for staged in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
+  sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod" | while read -r staged; do
     (cd "$work/kubernetes" && go mod edit -replace="$staged=$staged@$staging_version")
   done
   minor=${KUBE_VERSION#1.}; minor=${minor%%.*}

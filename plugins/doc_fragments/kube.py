@@ -50,18 +50,20 @@ options:
       - V(kubeconfig) - from O(context), O(kubeconfig), O(host) and O(api_key), or the in-cluster service account.
       - V(azure) - from the Azure credential alone (for M(workload_identity.aks.verify) its Azure options; for the
         other modules the environment's, E(AZURE_CLIENT_ID), E(AZURE_SECRET), E(AZURE_TENANT) and the rest, as the
-        Azure options fall back to them) - the API
-        server and its CA from the cluster's credential in ARM (O(aks_credential)), and, on a cluster with Entra ID
-        integration, an Entra token for the AKS server application, refreshed before it expires; no kubeconfig
-        file, no kubelogin. O(context), O(kubeconfig), O(host) and O(api_key) are ignored.
+        Azure options fall back to them) - the API server and its CA from the cluster's credential in ARM
+        (O(aks_credential)), and, on a cluster with Entra ID integration, an Entra token for the AKS server
+        application, refreshed before it expires; no kubeconfig file, no kubelogin. O(context), O(kubeconfig),
+        O(host) and O(api_key) are ignored.
     type: str
     choices: [kubeconfig, azure]
     default: kubeconfig
+    version_added: 0.2.0
   aks_cluster:
     description:
       - With O(kube_auth=azure), the AKS cluster - its resource id, or C(<resource group>/<name>) in the
         subscription of E(AZURE_SUBSCRIPTION_ID).
     type: str
+    version_added: 0.2.0
   aks_credential:
     description:
       - With O(kube_auth=azure), which of the cluster's credentials to read.
@@ -71,6 +73,7 @@ options:
     type: str
     choices: [user, admin]
     default: user
+    version_added: 0.2.0
   retry_budget:
     description:
       - Seconds one call may spend waiting out throttling (429, with its C(Retry-After) honoured), transient server
