@@ -11,7 +11,6 @@ that token may do. An unbound pod's token is refused.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential, CredentialUnavailableError, WorkloadIdentityCredential
 
+from . import jwt
 from .__main__ import DEFAULT_STATE, PROJECT
 from .client import SandboxClient
 from .pods import injected, newest_pods, projected_token
@@ -67,7 +67,8 @@ def main() -> None:
 
     # The Azure credential alone: the inventory says workload_identity_kube_auth azure, and no kubeconfig is there to
     # fall back on (the sandbox's own static one is for this script's look behind the scenes, and for kubectl below).
-    playbook_env = {k: v for k, v in ansible_env(env, state).items() if k != "KUBECONFIG"}
+    shell_env = ansible_env(env, state)
+    playbook_env = {k: v for k, v in shell_env.items() if k != "KUBECONFIG"}
     command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/site.yml"]
     if os.environ.get("WEBHOOK_CHART"):
         command += ["-e", "workload_identity_webhook_mode=helm", "-e", f"webhook_chart={os.environ['WEBHOOK_CHART']}"]
@@ -119,7 +120,7 @@ def main() -> None:
     print(f"{totals['verified']} of {totals['workloads']} workloads verified, {totals['findings']} findings")
 
     # Every command printed below runs as printed, in a new shell at the project's root: the demo runs each one now.
-    env_file = write_env_file(state, {**playbook_env, "KUBECONFIG": str(state / "kubeconfig")})
+    env_file = write_env_file(state, shell_env)
     hints = [
         ".tools/bin/kubectl --context aks-dev get serviceaccounts,deployments -A --show-labels",
         f"ansible-playbook -i {INVENTORY.relative_to(PROJECT)} playbooks/site.yml --check --diff",
@@ -134,10 +135,10 @@ def main() -> None:
     print("Run `make demo` again to see it all unchanged; stop the sandbox with `make sandbox-down`.")
 
 
-def write_env_file(state: Path, playbook_env: dict[str, str]) -> Path:
+def write_env_file(state: Path, shell_env: dict[str, str]) -> Path:
     """demo.env: what a shell needs to run ansible-playbook and kubectl as the demo does (the sandbox's Azure
     variables, the kubeconfig, the collections, this venv first on PATH); no secret the sandbox.env lacks."""
-    exported = {k: v for k, v in playbook_env.items() if os.environ.get(k) != v and k != "PATH"}
+    exported = {k: v for k, v in shell_env.items() if os.environ.get(k) != v and k != "PATH"}
     exported["PATH"] = f"{Path(sys.executable).parent}:{PROJECT / '.tools' / 'bin'}:$PATH"
     lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(exported.items()) if k != "PATH"]
     lines.append(f'export PATH="{exported["PATH"]}"')
@@ -246,8 +247,7 @@ def run_playbook(command: list[str], env: dict[str, str], stream: bool) -> str:
 def grant_kubernetes_role(url: str, ca: str, token: str, cluster_id: str, sub: str, role_guid: str) -> None:
     """The token's principal gets an Azure RBAC for Kubernetes role on the cluster (a fixed assignment name per
     principal, role and cluster: a second PUT finds it in place)."""
-    body = token.split(".")[1]
-    principal = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["oid"]
+    principal = jwt.unverified(token)[1]["oid"]
     name = uuid.uuid5(uuid.NAMESPACE_URL, f"{cluster_id.lower()}|{principal}|{role_guid}")
     properties = {
         "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}",

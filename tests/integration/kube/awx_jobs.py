@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.integration.sandbox_helpers import PROJECT
 
 # What AWX's "Microsoft Azure Resource Manager" credential (a service principal) injects ...
@@ -31,8 +33,6 @@ def azure_rm_credential(sandbox_env: dict[str, str]) -> dict[str, str]:
 def awx_project(runner_dir: Path, inventories: dict[str, Path | dict[str, Any]]) -> Path:
     """A copy of the example project in runner's private data dir, with inventories/<env>/: a folder copied as it is
     (hosts.yml and group_vars/), or one hosts.yml written from a dict."""
-    import yaml
-
     project = runner_dir / "project"
     shutil.copytree(PROJECT / "examples" / "awx-project", project)
     for env_name, source in inventories.items():

@@ -9,7 +9,6 @@ through webhook token authentication, and authorizes through webhook authorizati
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
@@ -25,6 +24,7 @@ from kubernetes import config as k8s_config
 
 from tests.integration.kube.rollout_runs import run_playbook
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.sandbox import jwt
 from tests.sandbox.demo import ansible_env, deploy_apps
 
 CLUSTER, CLUSTER_RG, IDENTITY_RG = "aks-entra", "rg-aks-entra", "rg-identities-entra"
@@ -39,8 +39,7 @@ CLUSTER_USER = "Azure Kubernetes Service Cluster User Role"
 
 
 def oid(token: str) -> str:
-    body = token.split(".")[1]
-    return str(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["oid"])
+    return str(jwt.unverified(token)[1]["oid"])
 
 
 def workload(name: str, namespace: str) -> dict[str, Any]:
