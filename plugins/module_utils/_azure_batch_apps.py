@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._azure_application import (
     ApplicationApi,
@@ -21,9 +21,15 @@ from ._azure_application import (
     ensure_application,
     ensure_application_tags,
 )
-from ._azure_batch_apps_removal import ApplicationRemoval, application_brief, application_result
+from ._azure_batch_apps_removal import (
+    application_brief,
+    application_result,
+    prune_applications,
+    remove_application,
+)
+from ._azure_batch_grants import RoleAssignments
+from ._azure_batch_kinds import Converged, Ensured
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved
-from ._azure_batch_report import workload_names
 from ._azure_batch_shared import application_tags
 from ._azure_graph import OWNED_BY, PERMISSION_HINT, WRITE_ALL
 from ._errors import AzureApiError, ValidationError
@@ -31,6 +37,7 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._lock import object_lock
 from ._ownership import (
+    Claim,
     app_created_role_digests,
     app_created_roles_entries,
     app_created_roles_tags,
@@ -43,24 +50,23 @@ from ._ownership import (
     role_digest,
 )
 from ._ownership_assignments import AssignmentMark
-from ._results import (
-    ApplicationState,
-    Outcome,
-    RoleAssignmentRow,
-    WorkloadResult,
-)
-
-if TYPE_CHECKING:
-    from ._azure_batch import Workloads
+from ._results import ApplicationState, IdentityResult, Outcome, Pruned, RoleAssignmentRow
 
 
-class ApplicationSide(ApplicationRemoval):
-    def __init__(self, engine: Workloads, api: ApplicationApi) -> None:
-        self.engine = engine
+class ApplicationKind:
+    """App registrations (an application and its service principal) as a workload's identity."""
+
+    label = "application"
+
+    def __init__(self, grants: RoleAssignments, api: ApplicationApi) -> None:
+        self.grants = grants
+        self.ctx = grants.ctx
         self.api = api
 
     # -- reading --------------------------------------------------------------------------------------
     def read(self, batch: Batch, reads: Reads) -> None:
+        """The listed workloads' applications, their principals and credentials; with prune or teardown, the
+        applications made for this cluster that no listed workload names."""
         listed = [w for w in batch.workloads if w.is_application]
         cleaning = batch.prune or batch.state == "absent"
         if not listed and not cleaning:
@@ -85,27 +91,30 @@ class ApplicationSide(ApplicationRemoval):
             if app:
                 reads.app_fics[str(app["id"])] = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
         if cleaning and writer:
-            known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
-            # Made for this cluster (before claims were recorded), or claimed by it.
-            for tag in (
-                application_cluster_tag(batch.cluster),
-                application_claim_tag(batch.cluster, batch.cluster_scope),
-            ):
-                for app in self.api.marked(tag):
-                    if (
-                        not application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
-                        or str(app["id"]) in known
-                    ):
-                        continue
-                    known.add(str(app["id"]))
-                    reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
-                    if application_others(app.get("tags"), batch.cluster, batch.cluster_scope):
-                        # Shared: only this cluster's credentials will go, so they are read.
-                        fics = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
-                        reads.app_fics[str(app["id"])] = fics
+            self._read_marked(batch, reads)
 
-    def check(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> None:
-        app, _principal = reads.applications.get(workload.name, (None, None))
+    def _read_marked(self, batch: Batch, reads: Reads) -> None:
+        known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
+        # Made for this cluster (before claims were recorded), or claimed by it.
+        for tag in (application_cluster_tag(batch.cluster), application_claim_tag(batch.cluster, batch.cluster_scope)):
+            for app in self.api.marked(tag):
+                if (
+                    not application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
+                    or str(app["id"]) in known
+                ):
+                    continue
+                known.add(str(app["id"]))
+                reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
+                if application_others(app.get("tags"), batch.cluster, batch.cluster_scope):
+                    # Shared: only this cluster's credentials will go, so they are read.
+                    fics = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
+                    reads.app_fics[str(app["id"])] = fics
+
+    # -- before any write -----------------------------------------------------------------------------
+    def check(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]
+    ) -> tuple[list[Claim], str | None]:
+        app, principal = reads.applications.get(workload.name, (None, None))
         where = f"cluster {batch.cluster}: workload '{workload.name}'"
         if app is None and workload.application_id:
             problems.append(
@@ -126,11 +135,15 @@ class ApplicationSide(ApplicationRemoval):
                 f"collection did not make; to adopt it, set application_id: {app.get('appId')}; else set another "
                 "application_unique_name"
             )
+        others = (
+            application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
+            if app and workload.application_id is None
+            else []
+        )
+        return others, (principal or {}).get("id")
 
     # -- converging -----------------------------------------------------------------------------------
-    def converge(
-        self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
-    ) -> tuple[WorkloadResult, dict[str, Any]]:
+    def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured:
         app, principal = reads.applications.get(workload.name, (None, None))
         ours = workload.application_id is None
         # Another cluster's host may write this application's tags at the same time: read them afresh, under a lock.
@@ -152,68 +165,43 @@ class ApplicationSide(ApplicationRemoval):
                 known=(app, principal),
             )
         after = outcome.after
-        seen: dict[str, Any] = {
-            "application": application_brief(outcome.before),
-            "federated_credentials": {},
-            "role_assignments": [],
-        }
-        planned: dict[str, Any] = {
-            "application": application_brief(after),
-            "federated_credentials": {},
-            "role_assignments": [],
-        }
         # A new application's ids are Entra's to assign: check mode plans with placeholders.
         object_id = str(after["id"] if after and after["id"] else "(pending)")
-        parent = ApplicationFicApi(self.api, object_id, after["display_name"] if after else "")
-        engine = self.engine
-        notes: list[str] = []
+        sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
+        holder = str(after["app_id"] if after and after["app_id"] else "(pending)")
         exactly_ours = ours and (
             app is None
             or application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
             and not any(c.cluster == batch.cluster for c in others)
         )
-        siblings = reads.app_fics.get(object_id, [])
-        fics = engine.trust(batch, workload, parent, siblings, check_mode, (seen, planned, notes), exactly_ours)
-        sp = str(after["service_principal_id"] if after and after["service_principal_id"] else PENDING)
-        listed = reads.assignments.get(sp.lower(), []) if principal else []
-        holder = str(after["app_id"] if after and after["app_id"] else "(pending)")  # Entra's to assign
-        mark = AssignmentMark(
-            batch.cluster, batch.cluster_scope, workload.namespace, workload.name, "application", holder
+        return Ensured(
+            outcome=outcome,
+            after=dict(after) if after is not None else None,
+            parent=ApplicationFicApi(self.api, object_id, after["display_name"] if after else ""),
+            siblings=reads.app_fics.get(object_id, []),
+            principal=sp,
+            listed=reads.assignments.get(sp.lower(), []) if principal else [],
+            mark=AssignmentMark(
+                batch.cluster, batch.cluster_scope, workload.namespace, workload.name, "application", holder
+            ),
+            ours=ours,
+            exactly_ours=exactly_ours,
+            notes=[],
+            known=(app, principal),
         )
-        roles = engine.grant(workload, sp, listed, resolved, check_mode, seen, planned, exact=ours, mark=mark)
-        if not ours and app is not None:
-            outcome = self._record_created_roles(batch, workload, app, principal, outcome, roles, check_mode)
-            after = outcome.after
-        changed = (
-            outcome.changed
-            or any(f["action"] != "unchanged" for f in fics)
-            or any(r["action"] != "unchanged" for r in roles)
-        )
-        result: WorkloadResult = {
-            **workload_names(workload),
-            "identity": application_result(after, workload, outcome.action, ours),
-            "federated_credentials": fics,
-            "role_assignments": roles,
-            "changed": changed,
-            "notes": notes,
-        }
-        return result, {"before": seen, "after": planned}
 
-    def _record_created_roles(
-        self,
-        batch: Batch,
-        workload: WorkloadSpec,
-        app: dict[str, Any],
-        principal: dict[str, Any] | None,
-        outcome: Outcome[ApplicationState],
-        roles: list[RoleAssignmentRow],
-        check_mode: bool,
-    ) -> Outcome[ApplicationState]:
+    def record_created_roles(
+        self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
+    ) -> None:
         """An operator's application records the assignments this run created, so teardown removes only those.
 
         Recording needs write access to that application; without it (Application.ReadWrite.OwnedBy and not an
         owner), the assignments are kept on teardown, and the result says so.
         """
+        app, principal = ensured.known
+        if ensured.ours or app is None:
+            return
+        outcome: Outcome[ApplicationState] = ensured.outcome
         tags = list(app.get("tags") or [])
         args = (batch.cluster, workload.namespace, workload.name)
         recorded = app_created_role_digests(tags, *args)
@@ -223,7 +211,7 @@ class ApplicationSide(ApplicationRemoval):
             if row["action"] == "created"
         }
         if created <= recorded:
-            return outcome
+            return
         old = set(app_created_roles_entries(tags, *args))
         wanted = [t for t in tags if t not in old] + app_created_roles_tags(*args, recorded | created)
         try:
@@ -234,5 +222,22 @@ class ApplicationSide(ApplicationRemoval):
             for row in roles:
                 if row["action"] == "created":
                     row["notes"].append("not recorded on the application (no write access to it): teardown keeps it")
-            return outcome
-        return recording if outcome.action == "unchanged" else dataclasses.replace(outcome, after=recording.after)
+            return
+        ensured.outcome = (
+            recording if outcome.action == "unchanged" else dataclasses.replace(outcome, after=recording.after)
+        )
+        ensured.after = dict(ensured.outcome.after) if ensured.outcome.after is not None else None
+
+    def brief(self, state: Any) -> dict[str, Any] | None:
+        return application_brief(state)
+
+    def result(self, workload: WorkloadSpec, ensured: Ensured) -> IdentityResult:
+        state: Any = ensured.after
+        return application_result(state, workload, ensured.outcome.action, ensured.ours)
+
+    # -- letting go -----------------------------------------------------------------------------------
+    def remove(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Converged:
+        return remove_application(self.grants, self.api, batch, workload, reads, check_mode)
+
+    def prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool, pruned: Pruned) -> None:
+        prune_applications(self.grants, self.api, batch, reads, resolved, check_mode, pruned)

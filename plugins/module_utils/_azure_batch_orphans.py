@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._azure_batch_reads import Batch, Reads, identity_key, ref_key
-from ._azure_batch_removal import BatchRemoval
+from ._azure_batch_grants import RoleAssignments
+from ._azure_batch_reads import Batch, BatchContext, Reads, identity_key, ref_key
 from ._azure_role_assignment import assignment_state
 from ._errors import AzureApiError
 from ._ids import IdentityRef
@@ -36,140 +36,141 @@ class Orphan(NamedTuple):
     why: str
 
 
-class OrphanedAssignments(BatchRemoval):
-    def find_orphans(self, batch: Batch, reads: Reads, graph: Any = None) -> list[Orphan]:
-        """This cluster's marked assignments whose principal is gone or unused. ``graph``: the application API, to
-        confirm that a service principal is gone (without it, an application's are not checked, and a warning says
-        so). Costs no request when every marked principal is one the batch read."""
-        marked = [
-            (model, mark)
-            for models in reads.assignments.values()
-            for model in models
-            if (mark := read_mark(model.description)) is not None and mark.of(batch.cluster, batch.cluster_scope)
-        ]
-        if not marked:
-            return []
-        known, in_use = self._principals(batch, reads)
-        listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
-        orphans: list[Orphan] = []
-        unchecked: set[str] = set()  # principals that could not be checked
-        gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
-        for model, mark in marked:
-            principal = str(model.principal_id).lower()
-            if principal in in_use:
+def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
+    """This cluster's marked assignments whose principal is gone or unused. The context's application API confirms
+    that a service principal is gone (without it, an application's are not checked, and a warning says so). Costs no
+    request when every marked principal is one the batch read."""
+    graph = ctx.applications
+    marked = [
+        (model, mark)
+        for models in reads.assignments.values()
+        for model in models
+        if (mark := read_mark(model.description)) is not None and mark.of(batch.cluster, batch.cluster_scope)
+    ]
+    if not marked:
+        return []
+    known, in_use = _principals(batch, reads)
+    listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
+    orphans: list[Orphan] = []
+    unchecked: set[str] = set()  # principals that could not be checked
+    gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
+    for model, mark in marked:
+        principal = str(model.principal_id).lower()
+        if principal in in_use:
+            continue
+        identity = known.get(principal)
+        if identity is not None:
+            workload = listed.get((mark.namespace, mark.workload))
+            if batch.defer_replaced and batch.prune and workload is not None:
+                # The workload moved to another identity: its running pods sign in as this one until they restart.
+                # Held as replaced (the rollout removes these assignments once no pod signs in as it).
+                _hold(reads, identity, workload.name)
                 continue
-            identity = known.get(principal)
-            if identity is not None:
-                workload = listed.get((mark.namespace, mark.workload))
-                if batch.defer_replaced and batch.prune and workload is not None:
-                    # The workload moved to another identity: its running pods sign in as this one until they restart.
-                    # Held as replaced (the rollout removes these assignments once no pod signs in as it).
-                    self._hold(reads, identity, workload.name)
-                    continue
-                where = f"identity {identity['name']} in {identity['resource_group']}"
-                orphans.append(Orphan(model, mark, f"{where}, which no workload of this cluster uses now"))
-                continue
-            if mark.kind == "application" and graph is None:
-                unchecked.add(principal)
-                continue
-            if principal not in gone:
-                try:
-                    gone[principal] = self._gone(batch, reads, mark, principal, graph)
-                except AzureApiError as exc:
-                    if exc.status != 403:
-                        raise
-                    # Application.ReadWrite.OwnedBy reads only its own apps' principals: not known, so not orphaned.
-                    gone[principal] = False
-                    unchecked.add(principal)
-            if gone[principal]:
-                orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
-        if unchecked:
-            self.warnings.append(
-                f"cluster {batch.cluster}: {len(unchecked)} principal(s) of role assignments this collection granted "
-                "to app registrations were not checked for deletion: Microsoft Graph is asked only with prune, "
-                "teardown or an app registration listed, and reading another's service principal needs "
-                "Application.Read.All"
-            )
-        return orphans
-
-    @staticmethod
-    def _hold(reads: Reads, identity: IdentityState, workload: str) -> None:
-        if all(r["name"] != identity["name"] for r in reads.held):
-            reads.held.append(
-                {
-                    "name": identity["name"],
-                    "resource_group": identity["resource_group"],
-                    "client_id": str(identity["client_id"]),
-                    "workload": workload,
-                    "assignments_only": True,
-                }
-            )
-
-    def _principals(self, batch: Batch, reads: Reads) -> tuple[dict[str, IdentityState], set[str]]:
-        """The identities the batch read (principal id -> what it is), and the principals still in use: a listed
-        workload's, this cluster's own (prune and teardown remove those whole), another cluster's, one the inventory's
-        other clusters name, and every application read."""
-        known: dict[str, IdentityState] = {}
-        in_use: set[str] = set()
-        listed = {ref_key(batch.ref(w)) for w in batch.identity_workloads}
-        # By name alone (a peer's default resource group is not known here): kept when in doubt.
-        named_by_peers = {
-            w.identity_name.lower() for peer in batch.peers for w in peer.workloads if not w.is_application
-        }
-        for key, identity in reads.identities.items():
-            principal = str(identity["principal_id"]).lower()
-            known[principal] = identity
-            if (
-                key in listed
-                or batch.owns(identity["tags"])
-                or batch.others(identity["tags"])
-                or identity["name"].lower() in named_by_peers
-            ):
-                in_use.add(principal)
-        # Applications are read only when a listed workload names them, or (prune, teardown) when this cluster made
-        # them: all in use, or handled whole. One not read that still exists is not known to be unused.
-        for app, sp in [*reads.applications.values(), *reads.marked_apps]:
-            if app and sp:
-                in_use.add(str(sp["id"]).lower())
-        return known, in_use
-
-    def _gone(self, batch: Batch, reads: Reads, mark: AssignmentMark, principal: str, graph: Any) -> bool:
-        """Whether the principal of a marked assignment is confirmed not to exist (one request at most)."""
-        if mark.kind == "application":
-            return graph.principal_by_id(principal) is None
-        if "/" not in mark.holder:
-            return False  # not a mark this collection wrote: nothing to confirm it by
-        group, name = mark.holder.split("/", 1)
-        if group.lower() in reads.groups_read:
-            identity = reads.identities.get(identity_key(group, name))
-        else:
+            where = f"identity {identity['name']} in {identity['resource_group']}"
+            orphans.append(Orphan(model, mark, f"{where}, which no workload of this cluster uses now"))
+            continue
+        if mark.kind == "application" and graph is None:
+            unchecked.add(principal)
+            continue
+        if principal not in gone:
             try:
-                identity = self.identities.get(IdentityRef(batch.subscription_id, group, name))
+                gone[principal] = _gone(ctx, batch, reads, mark, principal)
             except AzureApiError as exc:
-                if exc.status == 404 and exc.code == "ResourceGroupNotFound":
-                    return True
-                raise
-        # Deleted, or deleted and made again (a new principal): either way this principal is gone.
-        return identity is None or str(identity["principal_id"]).lower() != principal
+                if exc.status != 403:
+                    raise
+                # Application.ReadWrite.OwnedBy reads only its own apps' principals: not known, so not orphaned.
+                gone[principal] = False
+                unchecked.add(principal)
+        if gone[principal]:
+            orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
+    if unchecked:
+        ctx.warnings.append(
+            f"cluster {batch.cluster}: {len(unchecked)} principal(s) of role assignments this collection granted "
+            "to app registrations were not checked for deletion: Microsoft Graph is asked only with prune, "
+            "teardown or an app registration listed, and reading another's service principal needs "
+            "Application.Read.All"
+        )
+    return orphans
 
-    def remove_orphans(self, batch: Batch, reads: Reads, check_mode: bool) -> list[OrphanedAssignment]:
-        """Each orphan deleted through the engine (with prune), or reported (without)."""
-        rows: list[OrphanedAssignment] = []
-        for orphan in reads.orphans:
-            state = assignment_state(orphan.model)
-            role = reads.role_of(batch.subscription_id, orphan.model)
-            action = self.delete_listed(orphan.model, role, check_mode) if batch.prune else "reported"
-            rows.append(
-                {
-                    "name": state["name"],
-                    "scope": state["scope"],
-                    "role": role.name,
-                    "role_definition_guid": state["role_definition_guid"],
-                    "principal_id": state["principal_id"],
-                    "workload": f"{orphan.mark.namespace}/{orphan.mark.workload}",
-                    "granted_to": f"{orphan.mark.kind} {orphan.mark.holder}",
-                    "why": orphan.why,
-                    "action": action,
-                }
-            )
-        return rows
+
+def _hold(reads: Reads, identity: IdentityState, workload: str) -> None:
+    if all(r["name"] != identity["name"] for r in reads.held):
+        reads.held.append(
+            {
+                "name": identity["name"],
+                "resource_group": identity["resource_group"],
+                "client_id": str(identity["client_id"]),
+                "workload": workload,
+                "assignments_only": True,
+            }
+        )
+
+
+def _principals(batch: Batch, reads: Reads) -> tuple[dict[str, IdentityState], set[str]]:
+    """The identities the batch read (principal id -> what it is), and the principals still in use: a listed
+    workload's, this cluster's own (prune and teardown remove those whole), another cluster's, one the inventory's
+    other clusters name, and every application read."""
+    known: dict[str, IdentityState] = {}
+    in_use: set[str] = set()
+    listed = {ref_key(batch.ref(w)) for w in batch.identity_workloads}
+    # By name alone (a peer's default resource group is not known here): kept when in doubt.
+    named_by_peers = {w.identity_name.lower() for peer in batch.peers for w in peer.workloads if not w.is_application}
+    for key, identity in reads.identities.items():
+        principal = str(identity["principal_id"]).lower()
+        known[principal] = identity
+        if (
+            key in listed
+            or batch.owns(identity["tags"])
+            or batch.others(identity["tags"])
+            or identity["name"].lower() in named_by_peers
+        ):
+            in_use.add(principal)
+    # Applications are read only when a listed workload names them, or (prune, teardown) when this cluster made
+    # them: all in use, or handled whole. One not read that still exists is not known to be unused.
+    for app, sp in [*reads.applications.values(), *reads.marked_apps]:
+        if app and sp:
+            in_use.add(str(sp["id"]).lower())
+    return known, in_use
+
+
+def _gone(ctx: BatchContext, batch: Batch, reads: Reads, mark: AssignmentMark, principal: str) -> bool:
+    """Whether the principal of a marked assignment is confirmed not to exist (one request at most)."""
+    if mark.kind == "application":
+        return ctx.applications is not None and ctx.applications.principal_by_id(principal) is None
+    if "/" not in mark.holder:
+        return False  # not a mark this collection wrote: nothing to confirm it by
+    group, name = mark.holder.split("/", 1)
+    if group.lower() in reads.groups_read:
+        identity = reads.identities.get(identity_key(group, name))
+    else:
+        try:
+            identity = ctx.identities.get(IdentityRef(batch.subscription_id, group, name))
+        except AzureApiError as exc:
+            if exc.status == 404 and exc.code == "ResourceGroupNotFound":
+                return True
+            raise
+    # Deleted, or deleted and made again (a new principal): either way this principal is gone.
+    return identity is None or str(identity["principal_id"]).lower() != principal
+
+
+def remove_orphans(grants: RoleAssignments, batch: Batch, reads: Reads, check_mode: bool) -> list[OrphanedAssignment]:
+    """Each orphan deleted through the engine (with prune), or reported (without)."""
+    rows: list[OrphanedAssignment] = []
+    for orphan in reads.orphans:
+        state = assignment_state(orphan.model)
+        role = reads.role_of(batch.subscription_id, orphan.model)
+        action = grants.delete_listed(orphan.model, role, check_mode) if batch.prune else "reported"
+        rows.append(
+            {
+                "name": state["name"],
+                "scope": state["scope"],
+                "role": role.name,
+                "role_definition_guid": state["role_definition_guid"],
+                "principal_id": state["principal_id"],
+                "workload": f"{orphan.mark.namespace}/{orphan.mark.workload}",
+                "granted_to": f"{orphan.mark.kind} {orphan.mark.holder}",
+                "why": orphan.why,
+                "action": action,
+            }
+        )
+    return rows

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._azure_application import ApplicationApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
@@ -224,111 +225,142 @@ class AzureApis:
     subscription_id: str
 
 
-class BatchReader:
-    def __init__(self, apis: AzureApis) -> None:
-        self.identities = apis.identities
-        self.fics = apis.fics
-        self.roles = apis.roles
-        self.subscription_id = apis.subscription_id
-        self.warnings: list[str] = []  # to show the operator; not reasons to stop
+@dataclass
+class BatchContext:
+    """What every collaborator of one cluster's batch is handed: the I/O it reads and writes through (Graph's too, when
+    app registrations are in play) and the warnings the run shows the operator. The collaborators (reading, checks,
+    the identity kinds, the grants, removal, prune, orphans) are functions or small classes that take it; none
+    inherits from another."""
 
-    def read(self, batch: Batch, workers: int = 1) -> Reads:
-        """Everything the plan needs, read once. ``workers``: how many identities' credentials are listed at a time
-        (one request each, the only read that grows with N: in parallel, a no-op's time is ARM's read bucket's)."""
-        self.warnings.clear()  # each read starts a plan: its warnings are this plan's
-        reads = Reads()
-        groups = {g.lower(): g for g in batch.resource_groups}
-        identities = batch.identity_workloads
-        groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
-        reads.groups_read = set(groups)
-        for group in groups.values():
-            for identity in self._identities_in(group, reads):
-                reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
-        continue_identities(batch, reads)
-        subscriptions = {
-            parse_scope(r.scope).subscription or self.subscription_id for w in batch.workloads for r in w.roles
-        } | {self.subscription_id}
-        for sub in sorted(subscriptions):
-            self._read_subscription(sub, reads)
-        wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in identities}
-        owned = {k for k, i in reads.identities.items() if batch.owns(i["tags"])} if batch.prune else set()
-        if batch.state == "absent":
-            # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
-            owned = set()
-            # So do those another cluster uses too: only this cluster's credentials go from them.
-            wanted = {
-                k
-                for k in wanted
-                if k in reads.identities
-                and (not batch.owns(reads.identities[k]["tags"]) or batch.others(reads.identities[k]["tags"]))
-            }
-        listed = [(key, reads.identities[key]) for key in sorted(wanted | owned) if key in reads.identities]
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
-            # Each writes only its own key; list() re-raises the first failure.
-            list(pool.map(lambda item: self._read_credentials(batch, reads, *item), listed))
-        return reads
+    apis: AzureApis
+    applications: ApplicationApi | None = None
+    warnings: list[str] = field(default_factory=list)  # to show the operator; not reasons to stop
 
-    def _read_credentials(self, batch: Batch, reads: Reads, key: str, identity: IdentityState) -> None:
-        """Its federated credentials. A 404 on an identity listed a moment ago means it changed while this run read
-        it (deleted, or deleted and made again, by someone else): read once more, plan on what is there, and say so,
-        rather than fail on a raw 404."""
-        ref = batch.ref_of(identity)
-        try:
-            reads.fics[key] = self.fics.list_all(ref)
-            return
-        except AzureApiError as exc:
-            if exc.status != 404:
-                raise
-        again = self.identities.get(ref)
-        if again is None:
-            del reads.identities[key]
-            self.warnings.append(
-                f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} was deleted "
-                "while this run read it (by someone else): planned as not there"
-            )
-            return
-        reads.identities[key] = again
-        reads.fics[key] = self.fics.list_all(ref)
-        self.warnings.append(
-            f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} changed while this "
-            f"run read it (client id {identity['client_id']} then, {again['client_id']} now): planned on what is there"
-        )
+    @property
+    def identities(self) -> IdentityApi:
+        return self.apis.identities
 
-    def _identities_in(self, group: str, reads: Reads) -> list[IdentityState]:
-        try:
-            return self.identities.list_all(group)
-        except AzureApiError as exc:
-            if exc.status == 404 and exc.code == "ResourceGroupNotFound":
-                reads.missing_groups.add(group.lower())
-                return []
+    @property
+    def fics(self) -> FederatedCredentialApi:
+        return self.apis.fics
+
+    @property
+    def roles(self) -> RoleAssignmentApi:
+        return self.apis.roles
+
+    @property
+    def subscription_id(self) -> str:
+        return self.apis.subscription_id
+
+
+def read_batch(ctx: BatchContext, batch: Batch, workers: int = 1) -> Reads:
+    """Everything the plan needs on the managed-identity and ARM side, read once. ``workers``: how many identities'
+    credentials are listed at a time (one request each, the only read that grows with N: in parallel, a no-op's time
+    is ARM's read bucket's)."""
+    ctx.warnings.clear()  # each read starts a plan: its warnings are this plan's
+    reads = Reads()
+    groups = {g.lower(): g for g in batch.resource_groups}
+    identities = batch.identity_workloads
+    groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
+    reads.groups_read = set(groups)
+    for group in groups.values():
+        for identity in _identities_in(ctx, group, reads):
+            reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
+    continue_identities(batch, reads)
+    subscriptions = {
+        parse_scope(r.scope).subscription or ctx.subscription_id for w in batch.workloads for r in w.roles
+    } | {ctx.subscription_id}
+    for sub in sorted(subscriptions):
+        _read_subscription(ctx, sub, reads)
+    listed = [(key, reads.identities[key]) for key in sorted(_credentials_to_list(batch, reads))]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
+        # Each writes only its own key; list() re-raises the first failure.
+        list(pool.map(lambda item: _read_credentials(ctx, batch, reads, *item), listed))
+    return reads
+
+
+def _credentials_to_list(batch: Batch, reads: Reads) -> set[str]:
+    """The identities whose federated credentials the plan needs: the listed workloads', and (prune) this cluster's."""
+    wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in batch.identity_workloads}
+    owned = {k for k, i in reads.identities.items() if batch.owns(i["tags"])} if batch.prune else set()
+    if batch.state == "absent":
+        # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
+        owned = set()
+        # So do those another cluster uses too: only this cluster's credentials go from them.
+        wanted = {
+            k
+            for k in wanted
+            if k in reads.identities
+            and (not batch.owns(reads.identities[k]["tags"]) or batch.others(reads.identities[k]["tags"]))
+        }
+    return {key for key in wanted | owned if key in reads.identities}
+
+
+def _read_credentials(ctx: BatchContext, batch: Batch, reads: Reads, key: str, identity: IdentityState) -> None:
+    """Its federated credentials. A 404 on an identity listed a moment ago means it changed while this run read
+    it (deleted, or deleted and made again, by someone else): read once more, plan on what is there, and say so,
+    rather than fail on a raw 404."""
+    ref = batch.ref_of(identity)
+    try:
+        reads.fics[key] = ctx.fics.list_all(ref)
+        return
+    except AzureApiError as exc:
+        if exc.status != 404:
             raise
+    again = ctx.identities.get(ref)
+    if again is None:
+        del reads.identities[key]
+        ctx.warnings.append(
+            f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} was deleted "
+            "while this run read it (by someone else): planned as not there"
+        )
+        return
+    reads.identities[key] = again
+    reads.fics[key] = ctx.fics.list_all(ref)
+    ctx.warnings.append(
+        f"cluster {batch.cluster}: identity {identity['name']} in {identity['resource_group']} changed while this "
+        f"run read it (client id {identity['client_id']} then, {again['client_id']} now): planned on what is there"
+    )
 
-    def _read_subscription(self, sub: str, reads: Reads) -> None:
-        scope = f"/subscriptions/{sub}"
-        by_name: dict[str, list[Role]] = {}
-        by_guid: dict[str, Role] = {}
-        for role in self.roles.list_definitions(scope):
-            by_name.setdefault((role.name or "").lower(), []).append(role)
-            by_guid[role.guid] = role
-        reads.roles_by_name[sub] = by_name
-        reads.roles_by_guid[sub] = by_guid
-        # ARM answers a scope's role assignments whole: one request for every principal at once.
-        for model in self.roles.list_at(scope):
-            reads.assignments.setdefault(model.principal_id.lower(), []).append(model)
 
-    def resolve(self, spec: RoleSpec, reads: Reads) -> Role:
-        scope = parse_scope(spec.scope)
-        sub = scope.subscription or self.subscription_id
-        ref = parse_role(spec.role)
-        if ref.guid is not None and ref.guid in reads.roles_by_guid.get(sub, {}):
-            return reads.roles_by_guid[sub][ref.guid]
-        matches = reads.roles_by_name.get(sub, {}).get(spec.role.lower(), []) if ref.guid is None else []
-        exact = [r for r in matches if r.name == spec.role] or matches
-        if len(exact) == 1:
-            return exact[0]
-        # Not visible at the subscription (a custom role assignable lower down): ask at the scope itself,
-        # once per scope and role however many workloads name them.
-        key = (scope.key, spec.role)
-        if key not in reads.roles_at_scope:
-            reads.roles_at_scope[key] = self.roles.resolve_role(spec.scope, spec.role)
-        return reads.roles_at_scope[key]
+def _identities_in(ctx: BatchContext, group: str, reads: Reads) -> list[IdentityState]:
+    try:
+        return ctx.identities.list_all(group)
+    except AzureApiError as exc:
+        if exc.status == 404 and exc.code == "ResourceGroupNotFound":
+            reads.missing_groups.add(group.lower())
+            return []
+        raise
+
+
+def _read_subscription(ctx: BatchContext, sub: str, reads: Reads) -> None:
+    scope = f"/subscriptions/{sub}"
+    by_name: dict[str, list[Role]] = {}
+    by_guid: dict[str, Role] = {}
+    for role in ctx.roles.list_definitions(scope):
+        by_name.setdefault((role.name or "").lower(), []).append(role)
+        by_guid[role.guid] = role
+    reads.roles_by_name[sub] = by_name
+    reads.roles_by_guid[sub] = by_guid
+    # ARM answers a scope's role assignments whole: one request for every principal at once.
+    for model in ctx.roles.list_at(scope):
+        reads.assignments.setdefault(model.principal_id.lower(), []).append(model)
+
+
+def resolve(ctx: BatchContext, spec: RoleSpec, reads: Reads) -> Role:
+    """A declared role, resolved against the subscription's definitions read in bulk."""
+    scope = parse_scope(spec.scope)
+    sub = scope.subscription or ctx.subscription_id
+    ref = parse_role(spec.role)
+    if ref.guid is not None and ref.guid in reads.roles_by_guid.get(sub, {}):
+        return reads.roles_by_guid[sub][ref.guid]
+    matches = reads.roles_by_name.get(sub, {}).get(spec.role.lower(), []) if ref.guid is None else []
+    exact = [r for r in matches if r.name == spec.role] or matches
+    if len(exact) == 1:
+        return exact[0]
+    # Not visible at the subscription (a custom role assignable lower down): ask at the scope itself,
+    # once per scope and role however many workloads name them.
+    key = (scope.key, spec.role)
+    if key not in reads.roles_at_scope:
+        reads.roles_at_scope[key] = ctx.roles.resolve_role(spec.scope, spec.role)
+    return reads.roles_at_scope[key]

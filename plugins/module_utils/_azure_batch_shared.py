@@ -22,9 +22,9 @@ clusters name it explicitly (``identity_name``; a default name carries its clust
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._azure_batch_reads import Batch, Peer, Reads, Resolved, ref_key, role_key, shared_key
+from ._azure_batch_reads import Batch, BatchContext, Peer, Reads, Resolved, ref_key, resolve, role_key, shared_key
 from ._errors import ValidationError
 from ._ids import parse_role, parse_scope
 from ._inventory import WorkloadSpec, validate_workloads
@@ -43,9 +43,6 @@ from ._ownership import (
     tags_with_record,
     with_claims,
 )
-
-if TYPE_CHECKING:
-    from ._azure_batch_reads import BatchReader
 
 
 def peers_from(entries: list[dict[str, Any]], subscription_id: str, cluster: str, scope: str | None) -> list[Peer]:
@@ -76,13 +73,13 @@ def peers_from(entries: list[dict[str, Any]], subscription_id: str, cluster: str
 RoleDeclared = tuple[str, str, str]  # (scope key, role definition GUID, or the reference as written; condition)
 
 
-def _roles_of(reader: BatchReader, workload: WorkloadSpec, reads: Reads) -> dict[RoleDeclared, str]:
+def _roles_of(ctx: BatchContext, workload: WorkloadSpec, reads: Reads) -> dict[RoleDeclared, str]:
     """A workload's declared assignments, comparable across clusters (a role by name or by GUID is one), each with
     how a person reads it."""
     found: dict[RoleDeclared, str] = {}
     for spec in workload.roles:
         try:
-            role = reader.resolve(spec, reads)
+            role = resolve(ctx, spec, reads)
             ref, name = role.guid, role.name or role.guid
         except ValidationError:
             ref, name = spec.role.lower(), spec.role  # its own cluster reports it
@@ -100,26 +97,26 @@ def named(workload: WorkloadSpec) -> str:
     return f"identity {workload.identity_name}"
 
 
-def needed_by_others(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[tuple[str, str]]:
+def needed_by_others(ctx: BatchContext, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[tuple[str, str]]:
     """The (scope key, role GUID) pairs that the inventory's other clusters naming this workload's identity declare
     and keep using (not torn down in this run): an assignment this cluster created there may be one they need."""
     return {
         (key[0], key[1])
         for peer, theirs in batch.sharing(workload)
         if not peer.in_run
-        for key in _roles_of(reader, theirs, reads)
+        for key in _roles_of(ctx, theirs, reads)
     }
 
 
-def disagreements(reader: BatchReader, batch: Batch, workload: WorkloadSpec, reads: Reads) -> list[str]:
+def disagreements(ctx: BatchContext, batch: Batch, workload: WorkloadSpec, reads: Reads) -> list[str]:
     """Each other cluster whose workload names this identity with other roles or tags: one problem each."""
     problems: list[str] = []
-    mine = _roles_of(reader, workload, reads)
+    mine = _roles_of(ctx, workload, reads)
     for peer, theirs in batch.sharing(workload):
         where = f"cluster {batch.cluster}: workload '{workload.name}'"
         other = f"cluster {peer.cluster} (workload '{theirs.name}')"
         shared = f"{named(workload)} is shared with {other}"
-        roles = _roles_of(reader, theirs, reads)
+        roles = _roles_of(ctx, theirs, reads)
         if set(roles) != set(mine):
             only_here = sorted(mine[k] for k in set(mine) - set(roles)) or ["none"]
             only_there = sorted(roles[k] for k in set(roles) - set(mine)) or ["none"]

@@ -1,0 +1,119 @@
+# Copyright: workload_identity.aks contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal to workload_identity.aks (not a public API): the interfaces the batch's pipeline converges through.
+
+**Identity kinds.** A workload signs in as a user-assigned managed identity (``_azure_batch_identities``) or as an
+app registration, an application and its service principal (``_azure_batch_apps``). Each kind answers the same few
+questions, so that converging one workload is one flow (``_azure_batch.Workloads``): what only Azure can tell before
+any write (``check``), its identity ensured and what trusting a subject and granting a role need of it (``ensure``
+returns ``Ensured``), the record of what was granted on an identity the collection did not make
+(``record_created_roles``), how the result reports it (``brief``, ``result``), and letting go of it: the workload
+removed (``remove``), what the list no longer declares (``prune``).
+
+**Grant kinds.** What gives a principal access (``_azure_batch_grants.RoleAssignments`` is the first). A grant kind
+knows its scope and how it is read in bulk (with the subscription's reads, before planning), checks every declared
+grant before any write, ensures exactly the declared ones through its engine with the collection's mark, removes a
+principal's (all, or those not declared any more), finds its marked grants whose principal is gone
+(``_azure_batch_orphans``), and is proven by ``verify`` where the service can tell.
+
+To add a grant kind: a class like ``RoleAssignments`` taking the ``BatchContext``, its bulk read in
+``_azure_batch_reads.read_batch``, its rows in ``_results``; the pipeline calls it where it calls ``RoleAssignments``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._azure_batch_reads import Batch, Reads, Resolved
+from ._azure_federated_credential import FicParent
+from ._inventory import WorkloadSpec
+from ._ownership_assignments import AssignmentMark
+from ._results import (
+    FederatedCredentialState,
+    IdentityResult,
+    Outcome,
+    Pruned,
+    PrunedAssignment,
+    RoleAssignmentRow,
+    WorkloadResult,
+)
+
+Converged = tuple[WorkloadResult, dict[str, Any]]  # a workload's result, and its before/after diff
+
+
+@dataclass
+class Ensured:
+    """A workload's identity (or application), ensured, with what trusting its subjects and granting its roles need."""
+
+    outcome: Outcome[Any]  # what ensuring it did; replaced when recording granted roles changes it again
+    after: dict[str, Any] | None  # its state after, with what check mode can predict of it
+    parent: FicParent  # where its federated credentials live
+    siblings: list[FederatedCredentialState]  # the credentials on it, as read
+    principal: str  # the object id its roles are granted to (``PENDING`` until Entra assigns one)
+    listed: list[Any]  # that principal's role assignments, as read
+    mark: AssignmentMark  # what this collection writes on the grants it makes for it
+    ours: bool  # made by this collection: exactly the declared grants (unset means none)
+    exactly_ours: bool  # made by this collection for this very cluster (name and place)
+    notes: list[str]
+    known: Any  # what the kind read of it, for its own later steps (recording granted roles)
+
+
+class IdentityKind(Protocol):
+    label: str  # how its diff names it: "identity" or "application"
+
+    def check(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> tuple[Any, str | None]:
+        """Its problems before any write, appended; returns the other clusters' claims on it and its principal."""
+
+    def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured: ...
+
+    def record_created_roles(
+        self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
+    ) -> None:
+        """On one the collection did not make: which grants it created, so that teardown removes only those."""
+
+    def brief(self, state: Any) -> dict[str, Any] | None:
+        """What a diff shows of it: what a user can change, not the ids Azure assigns."""
+
+    def result(self, workload: WorkloadSpec, ensured: Ensured) -> IdentityResult: ...
+
+    def remove(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Converged: ...
+
+    def prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool, pruned: Pruned) -> None: ...
+
+
+class GrantKind(Protocol):
+    report_key: str  # its rows' key in a workload's result and diff
+
+    def check(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        reads: Reads,
+        resolved: Resolved,
+        problems: list[str],
+        principal: str | None,
+    ) -> None: ...
+
+    def ensure(
+        self,
+        workload: WorkloadSpec,
+        principal: str,
+        listed: list[Any],
+        resolved: Resolved,
+        check_mode: bool,
+        sides: tuple[dict[str, Any], dict[str, Any]],
+        exact: bool,
+        mark: AssignmentMark,
+    ) -> list[RoleAssignmentRow]: ...
+
+    def remove(
+        self,
+        batch: Batch,
+        principal_id: str | None,
+        label: str,
+        reads: Reads,
+        check_mode: bool,
+        only: set[tuple[str, str]] | None = None,
+        keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
+    ) -> list[PrunedAssignment]: ...
