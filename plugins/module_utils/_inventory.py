@@ -94,7 +94,7 @@ class ControllerRef:
     name: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class WorkloadSpec:
     name: str
     namespace: str
@@ -196,13 +196,62 @@ def _workload(
     for key in sorted(set(raw) - known):
         expected = ", ".join(f.name for f in sorted(WORKLOAD_FIELDS, key=lambda f: f.name))
         problems.append(f"{label}: {key}: unknown field (expected one of {expected})")
+    _names(raw, label, index, seen, problems)
+    namespace, account = str(raw.get("namespace")), str(raw.get("service_account"))
+    kind = raw.get("identity_type", USER_ASSIGNED)
+    if kind not in IDENTITY_TYPES:
+        problems.append(f"{label}: identity_type: must be one of {', '.join(IDENTITY_TYPES)} (got {kind!r})")
+    if kind == APPLICATION:
+        resource_group, identity_name = None, ""
+        app = _application(raw, label, cluster, namespace, str(name), seen, problems)
+    else:
+        app = (None, None, None)
+        resource_group, identity_name = _managed_identity(
+            raw, label, cluster, (default_group, group_required), seen, problems
+        )
+    roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
+    subjects = _subjects(raw.get("extra_subjects"), subject_for(namespace, account), label, problems)
+    tags = _tags(raw.get("tags"), label, problems)
+    controllers = _workload_controllers(raw, label, str(name), namespace, seen, result)
+    expiration = _token_expiration(raw.get("token_expiration"), label, problems)
+    flags = {key: raw.get(key, False) for key in ("rebind", "teardown_adopted")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            problems.append(f"{label}: {key}: must be true or false (got {value!r})")
+    if len(problems) != before:
+        return None
+    unique_name, application_id, display_name = app
+    return WorkloadSpec(
+        name=str(name),
+        namespace=namespace,
+        service_account=account,
+        identity_name=str(identity_name),
+        identity_resource_group=str(resource_group) if resource_group else None,
+        roles=roles,
+        subjects=subjects,
+        tags=tags,
+        controllers=controllers,
+        token_expiration=expiration,
+        identity_type=str(kind),
+        application_unique_name=unique_name,
+        application_id=application_id,
+        application_display_name=display_name,
+        rebind=bool(flags["rebind"]),
+        teardown_adopted=bool(flags["teardown_adopted"]),
+        named_by_default=not raw.get("identity_name" if kind != APPLICATION else "application_unique_name")
+        and not raw.get("application_id"),
+    )
+
+
+def _names(raw: dict[str, Any], label: str, index: int, seen: Seen, problems: list[str]) -> None:
+    """The workload's name (unique in the cluster), namespace and service account (bound to one workload)."""
+    name, namespace, account = raw.get("name"), raw.get("namespace"), raw.get("service_account")
     if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > 63:
         problems.append(f"{label}: name: must be 1-63 lower-case letters, digits and '-' (got {name!r})")
     elif name in seen.names:
         problems.append(f"{label}: name: declared twice (also workload #{seen.names[name] + 1})")
     else:
         seen.names[name] = index
-    namespace, account = raw.get("namespace"), raw.get("service_account")
     if not isinstance(namespace, str) or not DNS_LABEL.match(namespace) or len(namespace) > 63:
         problems.append(f"{label}: namespace: must be a Kubernetes namespace name (DNS label), got {namespace!r}")
     if not isinstance(account, str) or not DNS_SUBDOMAIN.match(account) or len(account) > 253:
@@ -217,78 +266,62 @@ def _workload(
                 f"'{other}' (a service account carries one client id)"
             )
         seen.accounts[(namespace, account)] = str(name)
-    kind = raw.get("identity_type", USER_ASSIGNED)
-    if kind not in IDENTITY_TYPES:
-        problems.append(f"{label}: identity_type: must be one of {', '.join(IDENTITY_TYPES)} (got {kind!r})")
-    if kind == APPLICATION:
-        resource_group, identity_name = None, ""
-        app = _application(raw, label, cluster, str(namespace), str(name), seen, problems)
-    else:
-        app = (None, None, None)
-        for key in ("application_unique_name", "application_id", "application_display_name"):
-            if key in raw:
-                problems.append(f"{label}: {key}: only for identity_type application")
-        resource_group = raw.get("identity_resource_group") or default_group
-        if group_required and not resource_group:
-            problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
-        identity_name = raw.get("identity_name") or default_identity_name(cluster, str(namespace), str(name))
-        if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
-            hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
-            problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
-        _once(
-            seen,
-            f"{resource_group}/{identity_name}",
-            f"{label}: identity_name: identity {identity_name}",
-            str(name),
-            problems,
-        )
-    roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
-    subjects = _subjects(raw.get("extra_subjects"), subject_for(str(namespace), str(account)), label, problems)
-    tags = raw.get("tags") or {}
+
+
+def _managed_identity(
+    raw: dict[str, Any],
+    label: str,
+    cluster: str,
+    group: tuple[str | None, bool],
+    seen: Seen,
+    problems: list[str],
+) -> tuple[str | None, str]:
+    """A user-assigned identity's resource group (``group``: the default one, and whether one is required) and name,
+    each identity used by one workload of the cluster."""
+    default_group, group_required = group
+    for key in ("application_unique_name", "application_id", "application_display_name"):
+        if key in raw:
+            problems.append(f"{label}: {key}: only for identity_type application")
+    resource_group = raw.get("identity_resource_group") or default_group
+    if group_required and not resource_group:
+        problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
+    name = str(raw.get("name"))
+    identity_name = raw.get("identity_name") or default_identity_name(cluster, str(raw.get("namespace")), name)
+    if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
+        hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
+        problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
+    _once(
+        seen, f"{resource_group}/{identity_name}", f"{label}: identity_name: identity {identity_name}", name, problems
+    )
+    return resource_group, str(identity_name)
+
+
+def _tags(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    tags = raw or {}
     if not isinstance(tags, dict):
         problems.append(f"{label}: tags: must be a mapping")
-        tags = {}
-    elif len(",".join(str(k) for k in tags)) > 256:
+        return {}
+    if len(",".join(str(k) for k in tags)) > 256:
         # Their names are recorded in one tag on the identity (so that a dropped one is removed): 256 characters.
         problems.append(f"{label}: tags: the names of the tags, together, exceed 256 characters")
+    return {str(k): str(v) for k, v in tags.items()}
+
+
+def _workload_controllers(
+    raw: dict[str, Any], label: str, name: str, namespace: str, seen: Seen, result: Validated
+) -> list[ControllerRef]:
+    """The pod controllers, under their field's name or its old one (``workloads``, announced as deprecated)."""
     controllers_raw, controllers_field = raw.get("controllers"), "controllers"
     if "workloads" in raw:
         if "controllers" in raw:
-            problems.append(f"{label}: workloads: is the old name of controllers; give only controllers")
+            result.problems.append(f"{label}: workloads: is the old name of controllers; give only controllers")
         else:
             controllers_raw, controllers_field = raw["workloads"], "workloads"
             result.deprecations.append(
                 f"{label}: workloads: the pod controllers' field is now called controllers; "
                 f"workloads is still read, until {ALIAS_REMOVED_IN}"
             )
-    controllers = _controllers(
-        controllers_raw, f"{label}: {controllers_field}", str(name), str(namespace), seen, problems
-    )
-    expiration = _token_expiration(raw.get("token_expiration"), label, problems)
-    flags = {key: raw.get(key, False) for key in ("rebind", "teardown_adopted")}
-    for key, value in flags.items():
-        if not isinstance(value, bool):
-            problems.append(f"{label}: {key}: must be true or false (got {value!r})")
-    if len(problems) != before:
-        return None
-    return WorkloadSpec(
-        str(name),
-        str(namespace),
-        str(account),
-        str(identity_name),
-        str(resource_group) if resource_group else None,
-        roles,
-        subjects,
-        {str(k): str(v) for k, v in tags.items()},
-        controllers,
-        expiration,
-        str(kind),
-        *app,
-        rebind=bool(flags["rebind"]),
-        teardown_adopted=bool(flags["teardown_adopted"]),
-        named_by_default=not raw.get("identity_name" if kind != APPLICATION else "application_unique_name")
-        and not raw.get("application_id"),
-    )
+    return _controllers(controllers_raw, f"{label}: {controllers_field}", name, namespace, seen, result.problems)
 
 
 def _controllers(
