@@ -148,6 +148,17 @@ _CLIENTS = {
 }
 
 
+def _detected_source(secret: Any, token_file: Any) -> str:
+    """auth_source auto: a secret, else a federated token file, else a managed identity's endpoint, else the CLI."""
+    if secret:
+        return "env"
+    if token_file:
+        return "workload_identity"
+    if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
+        return "msi"
+    return "cli"
+
+
 class Connection:
     """Where Azure is and how to sign in; built from the auth options, validated before any request."""
 
@@ -200,14 +211,7 @@ class Connection:
                 ]
             )
         if source == "auto":
-            if secret:
-                source = "env"
-            elif token_file:
-                source = "workload_identity"
-            elif os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
-                source = "msi"
-            else:
-                source = "cli"
+            source = _detected_source(secret, token_file)
         if source == "env":
             missing = [n for n, v in (("tenant", tenant), ("client_id", client_id), ("secret", secret)) if not v]
             if missing:

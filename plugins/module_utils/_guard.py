@@ -12,7 +12,7 @@ Kubernetes batch each count their own deletions.
 from __future__ import annotations
 
 from ._errors import ValidationError
-from ._results import AzureBatchResult, KubeBatchResult
+from ._results import AzureBatchResult, KubeBatchResult, Pruned, WorkloadResult
 
 DEFAULT_PRUNE_MAX = 5
 CONFIRM_VARIABLE = "workload_identity_prune_confirm"
@@ -23,45 +23,58 @@ def azure_deletions(result: AzureBatchResult) -> tuple[int, list[str]]:
     credential or assignment on one that stays), and one line per object."""
     units, found = 0, []
     for workload in result.get("workloads", []):
-        identity = workload["identity"]
-        gone = identity.get("action") == "deleted"
-        if gone:
-            found.append(f"{identity.get('kind') or 'identity'} {identity.get('name')} (workload {workload['name']})")
-        fics = [
-            f"federated credential {f['name']}" for f in workload["federated_credentials"] if f["action"] == "deleted"
-        ]
-        roles = [
-            f"role assignment {r['role'] or r['role_definition_guid']} @ {r['scope']}"
-            for r in workload["role_assignments"]
-            if r["action"] == "deleted"
-        ]
-        units += 1 if gone else len(fics) + len(roles)
-        found.extend(fics + roles)
+        count, lines = _workload_deletions(workload)
+        units += count
+        found.extend(lines)
     pruned = result.get("pruned")
     if pruned:
-        gone_names = {i["name"] for i in pruned["identities"]} | {a["name"] for a in pruned["applications"]}
-        units += len(gone_names)
-        found.extend(f"identity {i['name']} (pruned)" for i in pruned["identities"])
-        found.extend(f"application {a['name']} (pruned)" for a in pruned["applications"])
-        for fic in pruned["federated_credentials"]:
-            found.append(f"federated credential {fic['identity']}/{fic['name']} (pruned)")
-            units += fic["identity"] not in gone_names
-        for replaced in pruned.get("replaced", []):
-            # Kept until no pod signs in as it, then deleted by the same run: a deletion all the same.
-            found.append(f"identity {replaced['name']} (replaced for workload {replaced['workload']})")
-            units += 1
-        for role in pruned["role_assignments"]:
-            found.append(
-                f"role assignment {role['role'] or role['role_definition_guid']} @ {role['scope']} of "
-                f"{role['identity']} (pruned)"
-            )
-            units += role["identity"] not in gone_names
+        count, lines = _pruned_deletions(pruned)
+        units += count
+        found.extend(lines)
     orphaned = [o for o in result.get("orphaned_assignments", []) if o["action"] == "deleted"]
     found.extend(
         f"role assignment {o['role'] or o['role_definition_guid']} @ {o['scope']} of {o['granted_to']} (orphaned)"
         for o in orphaned
     )
     units += len({o["principal_id"] for o in orphaned})  # one unit per principal, as a pruned identity is one
+    return units, found
+
+
+def _workload_deletions(workload: WorkloadResult) -> tuple[int, list[str]]:
+    """A listed workload's: its identity whole (one unit), or its credentials and assignments one by one."""
+    identity = workload["identity"]
+    gone = identity.get("action") == "deleted"
+    found = (
+        [f"{identity.get('kind') or 'identity'} {identity.get('name')} (workload {workload['name']})"] if gone else []
+    )
+    fics = [f"federated credential {f['name']}" for f in workload["federated_credentials"] if f["action"] == "deleted"]
+    roles = [
+        f"role assignment {r['role'] or r['role_definition_guid']} @ {r['scope']}"
+        for r in workload["role_assignments"]
+        if r["action"] == "deleted"
+    ]
+    return (1 if gone else len(fics) + len(roles)), found + fics + roles
+
+
+def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
+    """What prune takes: identities and applications whole, and what goes from one that stays."""
+    gone_names = {i["name"] for i in pruned["identities"]} | {a["name"] for a in pruned["applications"]}
+    units = len(gone_names)
+    found = [f"identity {i['name']} (pruned)" for i in pruned["identities"]]
+    found.extend(f"application {a['name']} (pruned)" for a in pruned["applications"])
+    for fic in pruned["federated_credentials"]:
+        found.append(f"federated credential {fic['identity']}/{fic['name']} (pruned)")
+        units += fic["identity"] not in gone_names
+    for replaced in pruned.get("replaced", []):
+        # Kept until no pod signs in as it, then deleted by the same run: a deletion all the same.
+        found.append(f"identity {replaced['name']} (replaced for workload {replaced['workload']})")
+        units += 1
+    for role in pruned["role_assignments"]:
+        found.append(
+            f"role assignment {role['role'] or role['role_definition_guid']} @ {role['scope']} of "
+            f"{role['identity']} (pruned)"
+        )
+        units += role["identity"] not in gone_names
     return units, found
 
 

@@ -169,33 +169,38 @@ def translate(exc: BaseException, operation: str) -> KubeApiError | None:
     from urllib3.exceptions import HTTPError
 
     if isinstance(exc, ApiException):
-        try:
-            detail = json.loads(exc.body or "{}")
-        except (TypeError, ValueError):
-            detail = {}
-        detail = detail if isinstance(detail, dict) else {}
-        status = int(exc.status or 0)
-        message = str(detail.get("message") or exc.reason or "")
-        webhook_failed = "failed calling webhook" in message
-        if "admission webhook" in message:
-            message = f"refused by an admission webhook: {message}"
-        elif status in _HINTS:
-            message = f"{_HINTS[status]}: {message}" if message else _HINTS[status]
-        headers = exc.headers or {}
-        retry_after = headers.get("Retry-After")
-        audit_id = headers.get("Audit-Id")
-        return KubeApiError(
-            message,
-            status=status,
-            # A webhook that cannot be called answers the same until it is fixed: not a transient 500.
-            code=WEBHOOK_FAILED if webhook_failed else str(detail.get("reason") or exc.reason or "") or None,
-            request_id=str(audit_id) if audit_id else None,
-            operation=operation,
-            retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
-        )
+        return _api_error(exc, operation)
     if isinstance(exc, HTTPError):
         return KubeApiError(f"could not reach the API server: {exc}", code="ConnectionError", operation=operation)
     return None
+
+
+def _api_error(exc: Any, operation: str) -> KubeApiError:
+    """An API server's answer: its Status message (with what it means here), reason, audit id and Retry-After."""
+    try:
+        detail = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        detail = {}
+    detail = detail if isinstance(detail, dict) else {}
+    status = int(exc.status or 0)
+    message = str(detail.get("message") or exc.reason or "")
+    webhook_failed = "failed calling webhook" in message
+    if "admission webhook" in message:
+        message = f"refused by an admission webhook: {message}"
+    elif status in _HINTS:
+        message = f"{_HINTS[status]}: {message}" if message else _HINTS[status]
+    headers = exc.headers or {}
+    retry_after = headers.get("Retry-After")
+    audit_id = headers.get("Audit-Id")
+    return KubeApiError(
+        message,
+        status=status,
+        # A webhook that cannot be called answers the same until it is fixed: not a transient 500.
+        code=WEBHOOK_FAILED if webhook_failed else str(detail.get("reason") or exc.reason or "") or None,
+        request_id=str(audit_id) if audit_id else None,
+        operation=operation,
+        retry_after=float(retry_after) if retry_after and str(retry_after).isdigit() else None,
+    )
 
 
 class KubeClient:

@@ -63,38 +63,62 @@ def _kind(value: object) -> str:
     return "boolean" if isinstance(value, bool) else type(value).__name__
 
 
+def _bool_problem(value: object) -> str | None:
+    try:
+        check_type_bool(value)
+    except TypeError:
+        return f"{value!r} is not a boolean (true or false)"
+    return None
+
+
+def _count_problem(value: object) -> str | None:
+    try:
+        count = None if isinstance(value, bool) else check_type_int(value)
+    except TypeError:
+        count = None
+    if count is None or count < 0:
+        return f"{value!r} is not a count (a whole number, 0 or more)"
+    return None
+
+
+def _dict_problem(value: object) -> str | None:
+    return None if isinstance(value, Mapping) else f"must be a mapping (got a {_kind(value)})"
+
+
+def _list_problem(value: object) -> str | None:
+    if isinstance(value, (list, tuple, str)) and not isinstance(value, Mapping):
+        return None
+    return f"must be a list (got a {_kind(value)})"
+
+
+def _string_problem(value: object) -> str | None:
+    # Numbers convert silently, as in Ansible; a boolean is a YAML surprise (yes, on) worth quoting.
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return f"must be a string (got a {_kind(value)}{'; quote it' if isinstance(value, bool) else ''})"
+    return None
+
+
+def _pattern_problem(value: object) -> str | None:
+    """A pattern is a string, or a list of them."""
+    return None if isinstance(value, (list, tuple)) else _string_problem(value)
+
+
+_CHECKS = {
+    "bool": _bool_problem,
+    "count": _count_problem,
+    "dict": _dict_problem,
+    "list": _list_problem,
+    "pattern": _pattern_problem,
+}
+
+
 def _type_problem(expected: str | tuple[str, ...], value: object) -> str | None:
     """Why ``value`` is not what a variable of type ``expected`` holds, or None; accepts what Ansible converts."""
     if isinstance(expected, tuple):
         if isinstance(value, str) and value in expected:
             return None
         return f"{value!r} is not one of {', '.join(expected)}"
-    if expected == "bool":
-        try:
-            check_type_bool(value)
-        except TypeError:
-            return f"{value!r} is not a boolean (true or false)"
-        return None
-    if expected == "count":
-        try:
-            count = None if isinstance(value, bool) else check_type_int(value)
-        except TypeError:
-            count = None
-        if count is None or count < 0:
-            return f"{value!r} is not a count (a whole number, 0 or more)"
-        return None
-    if expected == "dict":
-        return None if isinstance(value, Mapping) else f"must be a mapping (got a {_kind(value)})"
-    if expected == "list":
-        if isinstance(value, (list, tuple, str)) and not isinstance(value, Mapping):
-            return None
-        return f"must be a list (got a {_kind(value)})"
-    if expected == "pattern" and isinstance(value, (list, tuple)):
-        return None
-    # A string: numbers convert silently, as in Ansible; a boolean is a YAML surprise (yes, on) worth quoting.
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return f"must be a string (got a {_kind(value)}{'; quote it' if isinstance(value, bool) else ''})"
-    return None
+    return _CHECKS.get(expected, _string_problem)(value)
 
 
 def value_problems(cluster: str, values: Mapping[str, object]) -> list[str]:
