@@ -146,24 +146,10 @@ class ApplicationKind:
     def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured:
         app, principal = reads.applications.get(workload.name, (None, None))
         ours = workload.application_id is None
-        # Another cluster's host may write this application's tags at the same time: read them afresh, under a lock.
         others = application_others(app.get("tags"), batch.cluster, batch.cluster_scope) if app else []
-        shared = ours and bool(batch.sharing(workload) or others)
-        unique = str(workload.application_unique_name)
-        with object_lock(f"application:{unique}") if shared and not check_mode else nullcontext():
-            if shared and not check_mode:
-                app = self.api.by_unique_name(unique)
-                principal = self.api.principal(str(app["appId"])) if app else None
-            outcome = ensure_application(
-                self.api,
-                unique_name=workload.application_unique_name,
-                app_id=workload.application_id,
-                display_name=workload.application_display_name,
-                tags=application_tags(batch, workload, list(app.get("tags") or []) if app else None) if ours else None,
-                state="present",
-                check_mode=check_mode,
-                known=(app, principal),
-            )
+        outcome, (app, principal) = self._ensure_application(
+            batch, workload, (app, principal), bool(others), check_mode
+        )
         after = outcome.after
         # A new application's ids are Entra's to assign: check mode plans with placeholders.
         object_id = str(after["id"] if after and after["id"] else "(pending)")
@@ -189,6 +175,36 @@ class ApplicationKind:
             notes=[],
             known=(app, principal),
         )
+
+    def _ensure_application(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        found: tuple[dict[str, Any] | None, dict[str, Any] | None],
+        claimed: bool,
+        check_mode: bool,
+    ) -> tuple[Outcome[ApplicationState], tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+        """The application and its service principal ensured; with what it was found as (read afresh when shared)."""
+        app, principal = found
+        ours = workload.application_id is None
+        # Another cluster's host may write this application's tags at the same time: read them afresh, under a lock.
+        shared = ours and bool(batch.sharing(workload) or claimed)
+        unique = str(workload.application_unique_name)
+        with object_lock(f"application:{unique}") if shared and not check_mode else nullcontext():
+            if shared and not check_mode:
+                app = self.api.by_unique_name(unique)
+                principal = self.api.principal(str(app["appId"])) if app else None
+            outcome = ensure_application(
+                self.api,
+                unique_name=workload.application_unique_name,
+                app_id=workload.application_id,
+                display_name=workload.application_display_name,
+                tags=application_tags(batch, workload, list(app.get("tags") or []) if app else None) if ours else None,
+                state="present",
+                check_mode=check_mode,
+                known=(app, principal),
+            )
+        return outcome, (app, principal)
 
     def record_created_roles(
         self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool

@@ -40,7 +40,6 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
     """This cluster's marked assignments whose principal is gone or unused. The context's application API confirms
     that a service principal is gone (without it, an application's are not checked, and a warning says so). Costs no
     request when every marked principal is one the batch read."""
-    graph = ctx.applications
     marked = [
         (model, mark)
         for models in reads.assignments.values()
@@ -50,7 +49,6 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
     if not marked:
         return []
     known, in_use = _principals(batch, reads)
-    listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
     orphans: list[Orphan] = []
     unchecked: set[str] = set()  # principals that could not be checked
     gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
@@ -60,27 +58,14 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
             continue
         identity = known.get(principal)
         if identity is not None:
-            workload = listed.get((mark.namespace, mark.workload))
-            if batch.defer_replaced and batch.prune and workload is not None:
-                # The workload moved to another identity: its running pods sign in as this one until they restart.
-                # Held as replaced (the rollout removes these assignments once no pod signs in as it).
-                _hold(reads, identity, workload.name)
-                continue
-            where = f"identity {identity['name']} in {identity['resource_group']}"
-            orphans.append(Orphan(model, mark, f"{where}, which no workload of this cluster uses now"))
+            orphan = _unused(batch, reads, model, mark, identity)
+            orphans.extend([orphan] if orphan else [])
             continue
-        if mark.kind == "application" and graph is None:
+        if mark.kind == "application" and ctx.applications is None:
             unchecked.add(principal)
             continue
         if principal not in gone:
-            try:
-                gone[principal] = _gone(ctx, batch, reads, mark, principal)
-            except AzureApiError as exc:
-                if exc.status != 403:
-                    raise
-                # Application.ReadWrite.OwnedBy reads only its own apps' principals: not known, so not orphaned.
-                gone[principal] = False
-                unchecked.add(principal)
+            gone[principal] = _confirmed_gone(ctx, batch, reads, mark, principal, unchecked)
         if gone[principal]:
             orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
     if unchecked:
@@ -91,6 +76,32 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
             "Application.Read.All"
         )
     return orphans
+
+
+def _unused(batch: Batch, reads: Reads, model: Any, mark: AssignmentMark, identity: IdentityState) -> Orphan | None:
+    """A marked assignment of an identity that exists but that no listed workload uses: an orphan, or held while the
+    workload it was made for moves to another identity (its running pods sign in as this one until they restart)."""
+    listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
+    workload = listed.get((mark.namespace, mark.workload))
+    if batch.defer_replaced and batch.prune and workload is not None:
+        # Held as replaced (the rollout removes these assignments once no pod signs in as it).
+        _hold(reads, identity, workload.name)
+        return None
+    where = f"identity {identity['name']} in {identity['resource_group']}"
+    return Orphan(model, mark, f"{where}, which no workload of this cluster uses now")
+
+
+def _confirmed_gone(
+    ctx: BatchContext, batch: Batch, reads: Reads, mark: AssignmentMark, principal: str, unchecked: set[str]
+) -> bool:
+    try:
+        return _gone(ctx, batch, reads, mark, principal)
+    except AzureApiError as exc:
+        if exc.status != 403:
+            raise
+        # Application.ReadWrite.OwnedBy reads only its own apps' principals: not known, so not orphaned.
+        unchecked.add(principal)
+        return False
 
 
 def _hold(reads: Reads, identity: IdentityState, workload: str) -> None:
