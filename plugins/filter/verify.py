@@ -70,39 +70,44 @@ def _rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 }
             )
             continue
-        for w in cluster.get("workloads") or []:
-            identity = w.get("identity") or {}
-            credential = w.get("credential") or {}
-            roles = "; ".join(
-                f"{r['role']} @ {r['scope']}" + ("" if r.get("granted") is not False else " (not granted)")
-                for r in w.get("roles") or []
-            )
-            open_findings = [f for f in w.get("findings") or [] if not f.get("accepted")]
-            accepted = [f for f in w.get("findings") or [] if f.get("accepted")]
-            if open_findings:
-                first = open_findings[0]
-                result = f"{first['link']}: {first['message']}. Remedy: {first['remedy']}"
-                result += f" (+{len(open_findings) - 1} more)" if len(open_findings) > 1 else ""
-                status = "finding"
-            else:
-                result = "verified"
-                wait = w.get("sign_in_wait")
-                result += f" (sign-in after {wait:.0f} s of propagation)" if wait else ""
-                result += "".join(f"; accepted {f['link']}: {f['message']} ({f['accepted']})" for f in accepted)
-                status = "accepted" if accepted else "verified"
-            rows.append(
-                {
-                    "cluster": str(cluster.get("cluster")),
-                    "workload": f"{w['name']} ({w['namespace']}/{w['service_account']})",
-                    "identity": f"{identity.get('kind', '-')} {identity.get('name', '-')} "
-                    f"{identity.get('client_id') or ''}".strip(),
-                    "credential": f"{credential.get('name')}: {credential.get('subject')}" if credential else "-",
-                    "roles": roles or "(no access)",
-                    "result": result,
-                    "status": status,
-                }
-            )
+        rows.extend(_workload_row(str(cluster.get("cluster")), w) for w in cluster.get("workloads") or [])
     return rows
+
+
+def _workload_row(cluster: str, w: dict[str, Any]) -> dict[str, str]:
+    identity = w.get("identity") or {}
+    credential = w.get("credential") or {}
+    roles = "; ".join(
+        f"{r['role']} @ {r['scope']}" + ("" if r.get("granted") is not False else " (not granted)")
+        for r in w.get("roles") or []
+    )
+    result, status = _result(w)
+    return {
+        "cluster": cluster,
+        "workload": f"{w['name']} ({w['namespace']}/{w['service_account']})",
+        "identity": " ".join(
+            [str(identity.get("kind", "-")), str(identity.get("name", "-")), str(identity.get("client_id") or "")]
+        ).strip(),
+        "credential": f"{credential.get('name')}: {credential.get('subject')}" if credential else "-",
+        "roles": roles or "(no access)",
+        "result": result,
+        "status": status,
+    }
+
+
+def _result(w: dict[str, Any]) -> tuple[str, str]:
+    """The first finding not accepted, with its remedy; else verified, and what was accepted."""
+    open_findings = [f for f in w.get("findings") or [] if not f.get("accepted")]
+    accepted = [f for f in w.get("findings") or [] if f.get("accepted")]
+    if open_findings:
+        first = open_findings[0]
+        result = f"{first['link']}: {first['message']}. Remedy: {first['remedy']}"
+        result += f" (+{len(open_findings) - 1} more)" if len(open_findings) > 1 else ""
+        return result, "finding"
+    wait = w.get("sign_in_wait")
+    result = "verified" + (f" (sign-in after {wait:.0f} s of propagation)" if wait else "")
+    result += "".join(f"; accepted {f['link']}: {f['message']} ({f['accepted']})" for f in accepted)
+    return result, "accepted" if accepted else "verified"
 
 
 def verify_lines(report: Any) -> list[str]:
