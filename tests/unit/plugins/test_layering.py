@@ -191,3 +191,27 @@ def test_the_rules_catch_what_they_forbid() -> None:
     assert layering_problems("_inventory", "from ._kube_client import KubeClient\n") == [
         "_inventory is a shared building block but imports _kube_client (kube side)"
     ]
+
+
+def own_class_depths(sources: dict[str, str]) -> dict[str, int]:
+    """Per class of module_utils: how many of the collection's own classes it inherits from, through its chain."""
+    bases: dict[str, list[str]] = {}
+    for source in sources.values():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef):
+                bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        own = [b for b in bases.get(name, []) if b in bases and b not in seen]
+        return max((1 + depth(b, seen | {name}) for b in own), default=0)
+
+    return {name: depth(name) for name in bases}
+
+
+def test_no_chain_of_base_classes() -> None:
+    """Split by composition: no class of module_utils inherits from a chain of more than two of the collection's own
+    (AksKubeModule -> KubeModule -> CollectionModule is the deepest: a module type, as amazon.aws has)."""
+    depths = own_class_depths({p.stem: p.read_text() for p in sorted(UTILS.glob("_*.py"))})
+    assert max(depths.values()) <= 2, sorted(depths.items(), key=lambda item: -item[1])[:5]
+    chain = "class A: ...\nclass B(A): ...\nclass C(B): ...\nclass D(C): ...\n"
+    assert own_class_depths({"_x": chain})["D"] == 3  # the check sees a chain
