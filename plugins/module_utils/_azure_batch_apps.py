@@ -37,6 +37,7 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._lock import object_lock
 from ._ownership import (
+    FORMAT_VERSION,
     Claim,
     app_created_role_digests,
     app_created_roles_entries,
@@ -168,7 +169,13 @@ class ApplicationKind:
             principal=sp,
             listed=reads.assignments.get(sp.lower(), []) if principal else [],
             mark=AssignmentMark(
-                batch.cluster, batch.cluster_scope, workload.namespace, workload.name, "application", holder
+                batch.cluster,
+                batch.cluster_scope,
+                workload.namespace,
+                workload.name,
+                "application",
+                holder,
+                format=FORMAT_VERSION,
             ),
             ours=ours,
             exactly_ours=exactly_ours,

@@ -34,6 +34,7 @@ from ._inventory import WorkloadSpec, subject_for
 from ._limits import TAGS_PER_RESOURCE
 from ._lock import object_lock
 from ._ownership import (
+    FORMAT_VERSION,
     NAMESPACE_TAG,
     SERVICE_ACCOUNT_TAG,
     Claim,
@@ -142,6 +143,7 @@ class ManagedIdentityKind:
                 workload.name,
                 "identity",
                 f"{ref.resource_group}/{ref.name}",
+                format=FORMAT_VERSION,
             ),
             ours=ours,
             exactly_ours=known is None or batch.owns(known["tags"]),

@@ -32,12 +32,14 @@ from ._limits import FICS_PER_IDENTITY
 from ._ownership import (
     Claim,
     application_claims,
+    application_format_mark,
     application_made_for,
     application_marks,
     application_with_claims,
     claims,
     cluster_scope,
     fic_name,
+    format_mark,
     identity_marks,
     made_for,
     tags_with_record,
@@ -219,7 +221,7 @@ def application_tags(batch: Batch, workload: WorkloadSpec, current: list[str] | 
     run = _run_claimants(batch, workload)
     if current is None:
         cluster, scope, first = min(run, key=lambda u: (u[0], u[1] or ""))
-        marks = application_marks(cluster, first.namespace, first.name, scope)
+        marks = [*application_marks(cluster, first.namespace, first.name, scope), application_format_mark()]
     elif application_made_for(current, batch.cluster, batch.cluster_scope):
         marks = application_marks(batch.cluster, workload.namespace, workload.name, batch.cluster_scope)
     else:
@@ -235,7 +237,7 @@ def identity_tags(batch: Batch, workload: WorkloadSpec, current: dict[str, str] 
     run = _run_claimants(batch, workload)
     if current is None:
         cluster, scope, first = min(run, key=lambda u: (u[0], u[1] or ""))
-        marks = identity_marks(cluster, first.namespace, first.service_account, first.name, scope)
+        marks = {**identity_marks(cluster, first.namespace, first.service_account, first.name, scope), **format_mark()}
     elif made_for(current, batch.cluster, batch.cluster_scope):
         marks = identity_marks(
             batch.cluster, workload.namespace, workload.service_account, workload.name, batch.cluster_scope

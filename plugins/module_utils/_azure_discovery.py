@@ -34,6 +34,7 @@ from ._ownership import (
     APP_WORKLOAD_TAG_PREFIX,
     CLAIM_TAG_PREFIX,
     CREATED_ROLES_TAG,
+    FORMAT_TAG,
     TAGS_RECORD_TAG,
     WORKLOAD_TAG,
     application_cluster_tag,
@@ -281,7 +282,7 @@ class Discovery:
             if owned_by(tags, self.cluster, self.cluster_scope):
                 # Its own marks (every key, the place included) and its record of the inventory's tags are not tags
                 # to declare.
-                marks = set(identity_marks(self.cluster, "", "", "", "-")) | {TAGS_RECORD_TAG}
+                marks = set(identity_marks(self.cluster, "", "", "", "-")) | {TAGS_RECORD_TAG, FORMAT_TAG}
                 extra = {
                     k: v
                     for k, v in tags.items()

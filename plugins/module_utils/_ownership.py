@@ -12,6 +12,14 @@ the collection writes to recognise its own objects again is defined here, and re
 - Federated credentials: named after the cluster and subject (:func:`fic_name`), so a cluster's
   own credentials on a shared identity are told apart from others'.
 - Kubernetes objects it touches: see ``_ownership_kube``.
+
+**The format is versioned** (``FORMAT_VERSION``): a new identity carries ``wi-format``, a new application the string
+tag ``wi-format=<n>``, a new role assignment's mark ``format=<n>`` (``_ownership_assignments``), a new Kubernetes
+object the label ``workload-identity.aks/format`` (``_ownership_kube``). An object without it is format 1, as 0.1.0
+wrote it. An object keeps the format it was written in: no run rewrites marks for their version alone (that would
+touch every object of an estate at once); a later format that must is a migration of its own. What each release
+wrote is recorded in ``tests/unit/fixtures/ownership/<version>.json``, and every later release must read it as its
+own (``tests/unit/plugins/module_utils/test_ownership_format.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +30,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 COLLECTION = "workload_identity.aks"
+
+# The format of every mark of this file and of _ownership_assignments and _ownership_kube (see the module's doc).
+FORMAT_VERSION = 1
+FORMAT_TAG = "wi-format"
+APP_FORMAT_TAG_PREFIX = f"{FORMAT_TAG}="
+
+
+def format_mark() -> dict[str, str]:
+    """The tag a new identity carries with its marks: the format they are written in."""
+    return {FORMAT_TAG: str(FORMAT_VERSION)}
+
+
+def written_format(value: str | None) -> int:
+    """The format a mark was written in: as recorded, or 1 (0.1.0 recorded none). A value that is not a number was
+    edited by hand: the marks beside it are read as the oldest format, which every release reads."""
+    return int(value) if value and value.isdigit() else 1
+
 
 # -- Azure ------------------------------------------------------------------------------------------
 OWNER_TAG = "managed-by"
@@ -76,6 +101,11 @@ def tags_with_record(
 def made_by_collection(tags: Mapping[str, str] | None) -> bool:
     """Made by this collection (for any cluster)."""
     return (tags or {}).get(OWNER_TAG) == COLLECTION
+
+
+def identity_format(tags: Mapping[str, str] | None) -> int | None:
+    """The format of the marks of an identity this collection made (None: it did not make it)."""
+    return written_format((tags or {}).get(FORMAT_TAG)) if made_by_collection(tags) else None
 
 
 def owner_cluster(tags: Mapping[str, str] | None) -> str | None:
@@ -282,6 +312,21 @@ def application_marks(cluster: str, namespace: str, workload: str, scope: str | 
         *where,
         f"{APP_WORKLOAD_TAG_PREFIX}{namespace}/{workload}",
     ]
+
+
+def application_format_mark() -> str:
+    """The string tag a new application carries with its marks: the format they are written in."""
+    return f"{APP_FORMAT_TAG_PREFIX}{FORMAT_VERSION}"
+
+
+def application_format(tags: list[str] | None) -> int | None:
+    """The format of the marks of an application this collection made (None: it did not make it)."""
+    if application_owner_cluster(tags) is None:
+        return None
+    recorded = next(
+        (t.removeprefix(APP_FORMAT_TAG_PREFIX) for t in tags or [] if t.startswith(APP_FORMAT_TAG_PREFIX)), None
+    )
+    return written_format(recorded)
 
 
 def _app_scope(tags: list[str] | None) -> str | None:

@@ -8,9 +8,11 @@ found"; they count against the subscription's 4000). A role assignment has no ta
 and the identity or application the assignment was granted to. Read back when listing, the mark is what tells an
 assignment of a vanished principal that this collection made (and may delete) from an operator's (never touched)::
 
-    [workload_identity.aks cluster=aks-dev place=<sub>/<rg> workload=<namespace>/<name> identity=<rg>/<name>]
+    [workload_identity.aks format=1 cluster=aks-dev place=<sub>/<rg> workload=<namespace>/<name> identity=<rg>/<name>]
 
-The inventory's own description of the assignment, if any, comes first.
+The inventory's own description of the assignment, if any, comes first. ``format=`` (``_ownership.FORMAT_VERSION``)
+is written in the marks of new assignments from 0.2.0 on; 0.1.0's marks have none (format 1), and an assignment keeps
+the mark it has.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ._ownership import COLLECTION, _other_place
 DESCRIPTION_MAX = 1024  # what ARM keeps of a role assignment's description
 _NO_PLACE = "-"
 _MARK = re.compile(
-    r"\[" + re.escape(COLLECTION) + r" cluster=(?P<cluster>\S+) place=(?P<place>\S+) "
+    r"\[" + re.escape(COLLECTION) + r"(?: format=(?P<format>\d+))? cluster=(?P<cluster>\S+) place=(?P<place>\S+) "
     r"workload=(?P<namespace>[^/\s]+)/(?P<workload>\S+) (?P<kind>identity|application)=(?P<holder>[^\]\s]+)\]$"
 )
 
@@ -40,11 +42,13 @@ class AssignmentMark(NamedTuple):
     workload: str
     kind: str  # identity | application
     holder: str
+    format: int | None = None  # as written (None: 0.1.0's, which wrote none: format 1)
 
     @property
     def text(self) -> str:
+        written = f" format={self.format}" if self.format is not None else ""
         return (
-            f"[{COLLECTION} cluster={self.cluster} place={self.place or _NO_PLACE} "
+            f"[{COLLECTION}{written} cluster={self.cluster} place={self.place or _NO_PLACE} "
             f"workload={self.namespace}/{self.workload} {self.kind}={self.holder}]"
         )
 
@@ -69,6 +73,7 @@ def read_mark(description: str | None) -> AssignmentMark | None:
         found["workload"],
         found["kind"],
         found["holder"],
+        int(found["format"]) if found["format"] else None,
     )
 
 

@@ -8,7 +8,8 @@ those it creates also ``app.kubernetes.io/managed-by``; a bound controller keeps
 ``workload-identity.aks/previous-service-account``, and its pod template the client id its pods were made for in
 ``workload-identity.aks/client-id``. An object it adopts (one it did not create) records, the first time it touches
 it, the values the fields it sets already had, in ``workload-identity.aks/adopted`` (JSON), so that unbinding puts
-them back instead of removing them.
+them back instead of removing them. An object it creates carries the format of these marks
+(``workload-identity.aks/format``, ``_ownership.FORMAT_VERSION``; none on what 0.1.0 created: format 1).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ._ownership import COLLECTION
+from ._ownership import COLLECTION, FORMAT_VERSION, written_format
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 CLUSTER_LABEL = "workload-identity.aks/cluster"
@@ -26,6 +27,7 @@ PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
 # the pods restart and sign in as the new identity (the webhook injects the client id only when a pod is created).
 TEMPLATE_CLIENT_ID_ANNOTATION = "workload-identity.aks/client-id"
 ADOPTED_ANNOTATION = "workload-identity.aks/adopted"
+FORMAT_LABEL = "workload-identity.aks/format"
 
 
 def adopted_record(place: str, before: Mapping[str, str | None]) -> str | None:
@@ -51,8 +53,13 @@ def kube_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
 
 
 def kube_created_marks(cluster: str, workload: str | None = None) -> dict[str, str]:
-    """The labels of an object this collection created (and so may delete)."""
-    return {**kube_marks(cluster, workload), MANAGED_BY_LABEL: COLLECTION}
+    """The labels of an object this collection creates (and so may delete), the format of its marks included."""
+    return {**kube_marks(cluster, workload), MANAGED_BY_LABEL: COLLECTION, FORMAT_LABEL: str(FORMAT_VERSION)}
+
+
+def kube_format(labels: Mapping[str, str] | None) -> int | None:
+    """The format of the marks of an object this collection created (None: it did not create it)."""
+    return written_format((labels or {}).get(FORMAT_LABEL)) if kube_created_by_collection(labels) else None
 
 
 def kube_marks_removed() -> dict[str, None]:

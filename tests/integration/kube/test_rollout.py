@@ -401,7 +401,7 @@ def test_on_its_own_objects_what_the_inventory_dropped_goes_and_hand_made_drift_
         return next(a for a in listed if a.scope.lower() == scope)
 
     # The declared description, then the collection's mark (what finds the assignment again once its identity goes).
-    mark = f"[workload_identity.aks cluster={CLUSTER} place={estate.box.subscription_id}/"
+    mark = f"[workload_identity.aks format=1 cluster={CLUSTER} place={estate.box.subscription_id}/"
     assert on_orders().condition == condition
     assert on_orders().description.startswith(f"the orders container only {mark}")
     dropped = estate.converge(workloads(estate)[:1])

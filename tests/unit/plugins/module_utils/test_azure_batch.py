@@ -14,7 +14,11 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import fic_name, identity_marks
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+    fic_name,
+    format_mark,
+    identity_marks,
+)
 
 from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
 
@@ -81,7 +85,11 @@ def test_plan_equals_run_and_the_second_run_changes_nothing() -> None:
     assert not again["changed"] and len(estate.writes) == 3
     identity = next(iter(estate.identities.items.values()))
     # Made for this cluster and workload, and claimed by this cluster (the only one to use it).
-    assert identity["tags"] == {**identity_marks(CLUSTER, "shop", "orders", "orders"), f"wi-uses:{CLUSTER}": ""}
+    assert identity["tags"] == {
+        **identity_marks(CLUSTER, "shop", "orders", "orders"),
+        **format_mark(),  # written with the marks of a new identity
+        f"wi-uses:{CLUSTER}": "",
+    }
 
 
 def test_runtime_problems_of_every_workload_surface_before_any_write() -> None:

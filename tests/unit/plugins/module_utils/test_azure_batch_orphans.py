@@ -17,7 +17,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, assignment_name
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import FORMAT_VERSION, cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_assignments import (
     AssignmentMark,
     marked_description,
@@ -114,7 +114,8 @@ def test_what_the_collection_grants_carries_the_mark_after_the_declared_descript
     estate.run([orders(roles=[{"role": "Reader", "scope": DATA, "description": "orders reads its data"}])])
     (made,) = estate.assigned(estate.principal())
     mark = read_mark(made.description)
-    assert mark == AssignmentMark(CLUSTER, PLACE, "shop", "orders", "identity", "rg-ids/id-orders")
+    # A new assignment's mark is written in the current format.
+    assert mark == AssignmentMark(CLUSTER, PLACE, "shop", "orders", "identity", "rg-ids/id-orders", FORMAT_VERSION)
     assert made.description == marked_description("orders reads its data", mark.text if mark else "")
     assert (
         estate.run([orders(roles=[{"role": "Reader", "scope": DATA, "description": "orders reads its data"}])])[

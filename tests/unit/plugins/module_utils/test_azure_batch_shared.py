@@ -20,6 +20,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._ownership i
     claims,
     cluster_scope,
     fic_name,
+    format_mark,
     identity_marks,
 )
 
@@ -155,9 +156,10 @@ def test_one_identity_two_credentials_one_assignment_and_nothing_changes_the_sec
     assert blue["workloads"][0]["identity"]["action"] == "created"
     # Made for the first of the run's clusters, claimed for both: the green host writes the same tags.
     tags = estate.identity()["tags"]
-    assert {k: v for k, v in tags.items() if not k.startswith("wi-uses:")} == identity_marks(
-        "aks-blue", "shop", "orders", "orders", cluster_scope(SUB, "rg-aks-blue")
-    )
+    assert {k: v for k, v in tags.items() if not k.startswith("wi-uses:")} == {
+        **identity_marks("aks-blue", "shop", "orders", "orders", cluster_scope(SUB, "rg-aks-blue")),
+        **format_mark(),
+    }
     assert tags["wi-uses:aks-blue"] == f"{SUB}/rg-aks-blue".lower()
     assert tags["wi-uses:aks-green"] == f"{SUB}/rg-aks-green".lower()
     green = estate.run("aks-green", run)
