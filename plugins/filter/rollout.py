@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The rollout's report: what each workload of a cluster got, as data, as Markdown and as lines to print.
 
-It joins the two batch results, whose shapes are the TypedDicts of module_utils/_results.py.
+The report is one contract (``module_utils/_report.py``, with a ``schema_version``), built there from the two batch
+results; these filters hand it over and format it.
 """
 
 from __future__ import annotations
@@ -10,24 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.workload_identity.aks.plugins.module_utils._results import (
-    AzureBatchResult,
-    KubeBatchResult,
-    KubeRow,
-    WorkloadResult,
-)
-
-
-def _status(azure: WorkloadResult, kube: list[KubeRow]) -> str:
-    """created, changed, adopted (what an operator had already made is now this collection's, as it was), unchanged."""
-    if (azure.get("identity") or {}).get("action") == "created":
-        return "created"
-    if azure.get("changed") or any(row.get("action") not in ("unchanged", "missing", "adopted") for row in kube):
-        return "changed"
-    if any(row.get("action") == "adopted" for row in kube):
-        return "adopted"
-    return "unchanged"
-
+from ansible_collections.workload_identity.aks.plugins.module_utils._report import ReportError, RolloutReport
+from ansible_collections.workload_identity.aks.plugins.module_utils._report import rollout_report as build_report
+from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult, KubeBatchResult
 
 # What a plan row may say and still change nothing (a controller "missing" is reported, never made).
 UNCHANGED_KUBE_ACTIONS = ("unchanged", "kept", "missing")
@@ -59,139 +45,24 @@ def rollout_report(
     check_mode: bool = False,
     replaced_removed: list[str] | None = None,
     webhook_tenant: str | None = None,
-) -> dict[str, Any]:
-    """Join the Azure side (workload_identities) and the Kubernetes side (service_accounts) per workload.
-
-    ``replaced_removed``: the replaced identities (``pruned.replaced``) that were removed after their pods restarted.
-    ``webhook_tenant``: the tenant the self-managed webhook injects by default (helm mode), to compare with the
-    identities'.
-    """
+) -> RolloutReport:
+    """The report (``_report.RolloutReport``): the Azure side (workload_identities) and the Kubernetes side
+    (service_accounts) joined per workload, built in module_utils; the other filters only format it."""
     if not isinstance(azure, dict) or "workloads" not in azure:
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
-    kube = kube or {}
-    # A workload's rows are those in its namespace: a workload moved to another namespace also has rows in the old one
-    # (its account released, its controllers unbound), which are reported as released, not as its own.
-    accounts = {
-        (row.get("workload"), row.get("namespace"), row.get("name")): row for row in kube.get("service_accounts") or []
-    }
-    controllers: dict[tuple[str, str], list[KubeRow]] = {}
-    for row in kube.get("controllers") or []:
-        controllers.setdefault((str(row.get("workload")), str(row.get("namespace"))), []).append(row)
-    workloads = [
-        _workload_row(
-            item,
-            accounts.get((item["name"], item["namespace"], item["service_account"])) or {},
-            controllers.get((item["name"], item["namespace"]), []),
+    try:
+        return build_report(
+            azure,
+            kube,
+            cluster=cluster,
+            webhook_mode=webhook_mode,
+            issuer_url=issuer_url,
+            check_mode=check_mode,
+            replaced_removed=replaced_removed,
+            webhook_tenant=webhook_tenant,
         )
-        for item in azure["workloads"]
-    ]
-    pruned = _pruned_section(azure, kube, workloads, check_mode, replaced_removed)
-    counts = {s: sum(1 for w in workloads if w["status"] == s) for s in ("created", "changed", "adopted", "unchanged")}
-    counts["no_access"] = sum(1 for w in workloads if w["access"] == "none")
-    return {
-        "cluster": cluster,
-        "webhook_mode": webhook_mode,
-        "issuer_url": issuer_url,
-        "check_mode": bool(check_mode),
-        "changed": bool(azure.get("changed") or kube.get("changed")),
-        "counts": counts,
-        "workloads": workloads,
-        "pruned": pruned,
-        "notes": _tenant_notes(azure, webhook_tenant),
-    }
-
-
-def _pruned_section(
-    azure: AzureBatchResult,
-    kube: KubeBatchResult | dict[str, Any],
-    workloads: list[dict[str, Any]],
-    check_mode: bool,
-    replaced_removed: list[str] | None,
-) -> dict[str, Any]:
-    """What the run removed, released or left behind, on both sides (only what is not empty)."""
-    pruned: dict[str, Any] = dict(azure.get("pruned") or {})
-    # Role assignments this collection granted whose principal is gone: deleted with prune, else only reported.
-    pruned["orphaned"] = list(azure.get("orphaned_assignments") or [])
-    pruned["kubernetes"] = _released(kube, workloads) if kube else []
-    if pruned.get("replaced"):
-        # A plan predicts the removal (the run waits for the pods, then removes it).
-        names = [r["name"] for r in pruned["replaced"]] if check_mode else replaced_removed or []
-        pruned["replaced_removed"] = sorted(names)
-    return {k: v for k, v in pruned.items() if v}
-
-
-def _workload_row(
-    item: WorkloadResult, account: KubeRow | dict[str, Any], own_controllers: list[KubeRow]
-) -> dict[str, Any]:
-    """One workload as the report shows it: its identity, credentials, roles, account and controllers, its status."""
-    identity = item.get("identity") or {}
-    return {
-        "name": item["name"],
-        "namespace": item["namespace"],
-        "service_account": item["service_account"],
-        "identity": identity.get("name"),
-        "kind": identity.get("kind") or "user_assigned",
-        "principal_id": identity.get("principal_id"),
-        "identity_action": identity.get("action"),
-        "client_id": identity.get("client_id"),
-        "subject": item.get("subject"),
-        "federated_credentials": [
-            {"name": f["name"], "subject": f["subject"], "action": f["action"]}
-            for f in item.get("federated_credentials") or []
-        ],
-        "roles": [
-            {
-                "role": r.get("role") or r.get("role_definition_guid"),
-                "scope": r["scope"],
-                "action": r["action"],
-                "adopted": bool(r.get("adopted")),
-            }
-            for r in item.get("role_assignments") or []
-        ],
-        # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
-        "access": "none" if not item.get("role_assignments") else "declared",
-        "service_account_action": account.get("action"),
-        "service_account_note": account.get("note"),
-        "controllers": [
-            {"kind": c["kind"], "name": c["name"], "action": c["action"], "note": c.get("note")}
-            for c in own_controllers
-        ],
-        "status": _status(item, own_controllers + ([account] if account else [])),
-        "notes": list(item.get("notes") or []),
-    }
-
-
-def _released(kube: KubeBatchResult | dict[str, Any], workloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Kubernetes objects a workload left (moved to another account or namespace, or no longer listed)."""
-    own_accounts = {(w["name"], w["namespace"], w["service_account"]) for w in workloads}
-    own_namespaces = {(w["name"], w["namespace"]) for w in workloads}
-    accounts = [
-        r
-        for r in kube.get("service_accounts") or []
-        if (r.get("workload"), r.get("namespace"), r.get("name")) not in own_accounts
-    ]
-    controllers = [
-        r for r in kube.get("controllers") or [] if (r.get("workload"), r.get("namespace")) not in own_namespaces
-    ]
-    return [
-        {"kind": r["kind"], "namespace": r["namespace"], "name": r["name"], "action": r["action"]}
-        for r in [*accounts, *controllers]
-        if r.get("action") != "unchanged"
-    ]
-
-
-def _tenant_notes(azure: AzureBatchResult, webhook_tenant: str | None) -> list[str]:
-    """A self-managed webhook injecting another tenant than the identities' (helm mode)."""
-    tenants = sorted(
-        {str(i["identity"]["tenant_id"]) for i in azure["workloads"] if (i.get("identity") or {}).get("tenant_id")}
-    )
-    if not webhook_tenant or not tenants or webhook_tenant in tenants:
-        return []
-    return [
-        f"the webhook's tenant (azureTenantID {webhook_tenant}) is not the identities' ({', '.join(tenants)}): "
-        "these workloads' pods get theirs from their ServiceAccount's tenant-id annotation, but any other "
-        f"labelled pod signs in to {webhook_tenant}"
-    ]
+    except ReportError as exc:
+        raise AnsibleFilterError(f"rollout_report: {exc}") from exc
 
 
 def _short(scope: str) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 SUB = "04028a0b-9308-4196-891c-eecf0e43500d"
 SCOPE = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults/kv"
 
 
 def _azure(action: str, role_action: str = "unchanged") -> dict[str, Any]:
+    """A workload_identities result, whole as its contract (``_results.AzureBatchResult``) has it."""
     return {
         "changed": action != "unchanged" or role_action != "unchanged",
         "workloads": [
@@ -19,11 +22,30 @@ def _azure(action: str, role_action: str = "unchanged") -> dict[str, Any]:
                 "subject": "system:serviceaccount:n:api",
                 "identity": {"name": "id-api", "client_id": "c1", "action": action},
                 "federated_credentials": [{"name": "f", "subject": "system:serviceaccount:n:api", "action": action}],
-                "role_assignments": [{"role": "Reader", "scope": SCOPE, "action": role_action}],
+                "role_assignments": [
+                    {
+                        "role": "Reader",
+                        "role_definition_guid": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+                        "scope": SCOPE,
+                        "name": "a1",
+                        "action": role_action,
+                        "adopted": False,
+                        "notes": [],
+                    }
+                ],
                 "changed": action != "unchanged" or role_action != "unchanged",
+                "notes": [],
             }
         ],
-        "pruned": {"identities": [], "federated_credentials": [], "role_assignments": []},
+        "pruned": {
+            "identities": [],
+            "applications": [],
+            "federated_credentials": [],
+            "role_assignments": [],
+            "replaced": [],
+            "released": [],
+        },
+        "orphaned_assignments": [],
     }
 
 
@@ -195,3 +217,26 @@ def test_plan_changes_nothing_only_when_neither_side_would_change() -> None:
     assert plan_changes_nothing({"failed": True, "msg": "x"}, kube()) is False
     assert plan_changes_nothing(_azure("unchanged"), {"failed": True}) is False
     assert plan_changes_nothing(_azure("unchanged"), None) is False
+
+
+def test_a_result_that_is_not_the_contract_is_refused_naming_what_is_missing() -> None:
+    """A renamed or missing key is an error naming it, never a None or an "unchanged" in the report."""
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.workload_identity.aks.plugins.filter.rollout import rollout_report
+
+    renamed = _azure("unchanged")
+    renamed["workloads"][0]["role_assignments"][0]["state"] = renamed["workloads"][0]["role_assignments"][0].pop(
+        "action"
+    )
+    with pytest.raises(AnsibleFilterError, match="workload api: a row has no 'action'"):
+        rollout_report(renamed, {}, cluster="c")
+    no_notes = _azure("unchanged")
+    del no_notes["workloads"][0]["notes"]
+    with pytest.raises(AnsibleFilterError, match="workload api has no 'notes'"):
+        rollout_report(no_notes, {}, cluster="c")
+    no_orphans = _azure("unchanged")
+    del no_orphans["orphaned_assignments"]
+    with pytest.raises(AnsibleFilterError, match="has no 'orphaned_assignments'"):
+        rollout_report(no_orphans, {}, cluster="c")
+    report = rollout_report(_azure("unchanged"), {}, cluster="c")
+    assert report["schema_version"] == 1 and list(report)[0] == "schema_version"
