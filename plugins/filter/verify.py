@@ -10,15 +10,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.workload_identity.aks.plugins.module_utils._report import SCHEMA_VERSION
 
-REPORT_KEYS = ("cluster", "issuer_url", "checked_at", "workloads", "summary")
+# The review's contract: the verify module's result (its schema_version is _report.SCHEMA_VERSION), without Ansible's
+# own keys; these filters only format it.
+REPORT_KEYS = ("schema_version", "cluster", "issuer_url", "checked_at", "workloads", "summary")
 
 
 def verify_report(result: Any) -> dict[str, Any]:
     """A cluster's review: the verify module's result without Ansible's own keys."""
     if not isinstance(result, Mapping) or "workloads" not in result:
         raise AnsibleFilterError("verify_report expects the registered result of workload_identity.aks.verify")
-    return {k: result.get(k) for k in REPORT_KEYS}
+    missing = [k for k in REPORT_KEYS if k not in result]
+    if missing:
+        raise AnsibleFilterError(f"verify_report: the verify result has no {', '.join(missing)}: not its contract")
+    return {k: result[k] for k in REPORT_KEYS}
 
 
 def verify_run(hosts: Any, hostvars: Any, fact: str = "verify_report") -> dict[str, Any]:
@@ -42,7 +48,7 @@ def _run(clusters: list[dict[str, Any]]) -> dict[str, Any]:
         for key in ("workloads", "verified", "findings", "accepted"):
             totals[key] += int((cluster.get("summary") or {}).get(key) or 0)
         totals["findings"] += 1 if cluster.get("error") else 0
-    return {"clusters": clusters, "summary": totals}
+    return {"schema_version": SCHEMA_VERSION, "clusters": clusters, "summary": totals}
 
 
 def _as_run(report: Any) -> dict[str, Any]:

@@ -107,6 +107,14 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+schema_version:
+  description:
+    - The version of the review's contract (the keys below); raised when a key is renamed or removed, or changes
+      meaning, so that whoever reads the written review (C(<cluster>.verify.json)) can tell.
+  returned: always
+  type: int
+  sample: 1
+  version_added: 0.2.0
 cluster:
   description: The cluster.
   returned: always
@@ -218,6 +226,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client
     KUBE_AUTH_ARGSPEC,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
+from ansible_collections.workload_identity.aks.plugins.module_utils._report import SCHEMA_VERSION
 from ansible_collections.workload_identity.aks.plugins.module_utils._verify import Verifier
 from ansible_collections.workload_identity.aks.plugins.module_utils._verify_findings import (
     accept,
@@ -321,6 +330,7 @@ def main() -> None:
         module.warn(warning)
     module.exit_json(
         changed=False,
+        schema_version=SCHEMA_VERSION,
         cluster=cluster,
         issuer_url=p["issuer_url"],
         checked_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -37,6 +37,7 @@ FINDING = {"link": "webhook", "message": "no webhook answered", "remedy": "regis
 RESULT = {
     "changed": False,
     "invocation": {"module_args": {}},
+    "schema_version": 1,
     "cluster": "aks-dev",
     "issuer_url": "https://i/",
     "checked_at": "2026-12-02T03:00:00+00:00",
@@ -47,7 +48,7 @@ RESULT = {
 
 def test_a_cluster_review_drops_ansibles_keys_and_reads_in_every_form() -> None:
     report = verify_report(RESULT)
-    assert set(report) == {"cluster", "issuer_url", "checked_at", "workloads", "summary"}
+    assert set(report) == {"schema_version", "cluster", "issuer_url", "checked_at", "workloads", "summary"}
     assert verify_lines(report) == [
         "2 workloads, 1 verified, 1 finding(s) not accepted, 0 accepted",
         "aks-dev orders-api (orders/orders-api): verified",
@@ -68,6 +69,7 @@ def test_a_cluster_review_drops_ansibles_keys_and_reads_in_every_form() -> None:
 def test_the_run_lists_every_cluster_and_one_whose_run_failed() -> None:
     hostvars = {"aks-dev": {"verify_report": verify_report(RESULT)}, "aks-prod": {}}
     run = verify_run(["aks-dev", "aks-prod"], hostvars)
+    assert run["schema_version"] == 1
     assert run["summary"] == {"clusters": 2, "workloads": 2, "verified": 1, "findings": 2, "accepted": 0}
     assert run["clusters"][1] == {
         "cluster": "aks-prod",
@@ -79,3 +81,8 @@ def test_the_run_lists_every_cluster_and_one_whose_run_failed() -> None:
     )
     with pytest.raises(AnsibleFilterError):
         verify_report({"changed": False})
+
+
+def test_a_result_without_its_contract_keys_is_refused_naming_them() -> None:
+    with pytest.raises(AnsibleFilterError, match="has no schema_version, checked_at"):
+        verify_report({k: v for k, v in RESULT.items() if k not in ("schema_version", "checked_at")})
