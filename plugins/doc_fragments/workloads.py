@@ -13,11 +13,11 @@ options:
       - The cluster's workloads. Both M(workload_identity.aks.workload_identities) (the Azure side) and
         M(workload_identity.aks.service_accounts) (the Kubernetes side) take the same list and validate all of it, so
         one task finds every mistake in an inventory.
-      - Checked by the module rather than by Ansible's option validation, so that every problem in the list is
-        reported at once, each naming the cluster, the workload and the field; any field not listed here is an error,
-        so typos are caught.
-    type: list
-    elements: dict
+      - A list of mappings. Checked by the module rather than by Ansible's option validation (it takes the value as the
+        inventory holds it), so that every problem in the list is reported at once, each naming the cluster, the
+        workload and the field; any field not listed here is an error, so typos are caught. Null is refused, not read
+        as an empty list.
+    type: raw
     required: true
     suboptions:
       name:

@@ -145,6 +145,30 @@ def default_identity_name(cluster: str, namespace: str, name: str) -> str:
     return f"id-{cluster}-{namespace}-{name}"
 
 
+def workload_entries(cluster: str, raw: Any, field: str = "workloads") -> tuple[list[dict[str, Any]], list[str]]:
+    """The workload list as the inventory held it (any type: the modules take it raw), classified here rather than by
+    Ansible's option checks, so that the problem names the cluster and ``field`` (the inventory's variable when the
+    roles pass it). Returns its mappings (their null fields dropped, as unset) and the problems of the list itself;
+    ``validate_workloads`` checks each mapping."""
+    where = f"cluster {cluster}: {field}"
+    if raw is None:
+        return [], [
+            f"{where}: not defined, or null; declare the cluster's workloads (an empty list declares none, and with "
+            f"prune removes everything: that also needs workload_identity_prune_confirm: {cluster})"
+        ]
+    if not isinstance(raw, (list, tuple)):
+        kind = "mapping" if isinstance(raw, dict) else "string" if isinstance(raw, str) else type(raw).__name__
+        return [], [f"{where}: must be a list of workloads (got a {kind})"]
+    entries = [{k: v for k, v in item.items() if v is not None} for item in raw if isinstance(item, dict)]
+    others = [f"#{n}" for n, item in enumerate(raw, start=1) if not isinstance(item, dict)]
+    if others:
+        return entries, [
+            f"{where}: entries {', '.join(others)} are not workloads (each is a mapping with name, namespace, "
+            "service_account and roles)"
+        ]
+    return entries, []
+
+
 def validate_workloads(
     cluster: str,
     workloads: Any,

@@ -178,7 +178,10 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 )
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
-from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
+    validate_workloads,
+    workload_entries,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 
@@ -191,7 +194,7 @@ def main() -> None:
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "tenant_id": {"type": "str"},
-            "workloads": {"type": "list", "elements": "dict", "required": True},
+            "workloads": {"type": "raw", "required": True},
             "identities": {"type": "list", "elements": "dict", "default": []},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
@@ -206,7 +209,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("kubernetes"))
     p = module.params
     cluster = p["cluster_name"]
-    workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
+    workloads, list_problems = workload_entries(cluster, p["workloads"])
     # The same schema and validation as the Azure side, so both read one inventory alike; where the identities
     # live and which roles they hold is the Azure side's business.
     validated = validate_workloads(
@@ -214,7 +217,7 @@ def main() -> None:
     )
     for message in validated.deprecations:
         module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
-    specs, problems = validated.specs, validated.problems
+    specs, problems = validated.specs, list_problems + validated.problems
     identities = {w.get("name"): (w.get("identity") or {}) for w in p["identities"]}
     client_ids = {spec.name: identities.get(spec.name, {}).get("client_id") for spec in specs}
     tenant_id = p["tenant_id"] or next((i["tenant_id"] for i in identities.values() if i.get("tenant_id")), None)

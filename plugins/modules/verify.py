@@ -221,7 +221,10 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
     KubeApiError,
     ValidationError,
 )
-from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
+    validate_workloads,
+    workload_entries,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import (
     KUBE_AUTH_ARGSPEC,
 )
@@ -243,7 +246,7 @@ def main() -> None:
             "cluster_resource_group": {"type": "str"},
             "issuer_url": {"type": "str"},
             "identity_resource_group": {"type": "str"},
-            "workloads": {"type": "list", "elements": "dict", "required": True},
+            "workloads": {"type": "raw", "required": True},
             # Checked by accepted_problems, naming the inventory's variable and the entry.
             "accepted": {"type": "list", "elements": "raw", "default": []},
             "propagation_wait": {"type": "float", "default": 120},
@@ -254,12 +257,13 @@ def main() -> None:
     )
     p = module.params
     cluster = p["cluster_name"]
-    workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
+    workloads, list_problems = workload_entries(cluster, p["workloads"])
     # Privileged roles are a rollout decision; verify checks whatever is declared.
     validated = validate_workloads(
         cluster, workloads, identity_resource_group=p["identity_resource_group"], allow_privileged_roles=True
     )
-    problems = validated.problems + accepted_problems(cluster, p["accepted"], {w.name for w in validated.specs})
+    problems = list_problems + validated.problems
+    problems += accepted_problems(cluster, p["accepted"], {w.name for w in validated.specs})
     if problems:
         module.fail_problems(problems, f"in what verify was given for {cluster}")
     subscription = module.connection.subscription_id or ""

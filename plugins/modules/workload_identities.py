@@ -138,14 +138,19 @@ options:
         the cluster; null counts as not set.
     type: dict
     default: {}
+  workloads_variable:
+    description:
+      - The name O(workloads) goes by in the problems the module reports about the list itself (null, not a list,
+        entries that are not mappings). The roles pass V(workload_identity_workloads), the inventory's variable.
+    type: str
+    default: workloads
+    version_added: 0.2.0
   workloads_kind:
     description:
-      - What the inventory variable behind O(workloads) held (the roles pass this, and O(workloads) without what is
-        not a workload), one of V(list); V(list) followed by the positions of entries that are not mappings;
-        V(none) when undefined or null, which is refused rather than read as an empty list; or another type,
-        refused as not a list.
+      - Deprecated, to be removed in 2.0.0. What the inventory variable behind O(workloads) held, as 0.1.0's roles
+        passed it beside a filtered list. Not needed any more, since O(workloads) is taken as the inventory holds it,
+        and classified by the module.
     type: str
-    default: list
   shared_with:
     description:
       - The inventory's other clusters whose workloads name an identity explicitly (the C(workloads) role passes
@@ -339,7 +344,10 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 )
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
-from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
+    validate_workloads,
+    workload_entries,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
 from ansible_collections.workload_identity.aks.plugins.module_utils._variables import value_problems, variable_problems
@@ -354,7 +362,8 @@ def main() -> None:
             "issuer_url": {"type": "str"},
             "location": {"type": "str"},
             "identity_resource_group": {"type": "str"},
-            "workloads": {"type": "list", "elements": "dict", "required": True},
+            "workloads": {"type": "raw", "required": True},
+            "workloads_variable": {"type": "str", "default": "workloads"},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
             "allow_privileged_roles": {"type": "bool", "default": False},
@@ -365,7 +374,7 @@ def main() -> None:
             "prune_confirm": {"type": "str"},
             "inventory_variables": {"type": "list", "elements": "str", "default": []},
             "inventory_values": {"type": "dict", "default": {}},
-            "workloads_kind": {"type": "str", "default": "list"},
+            "workloads_kind": {"type": "str"},
             "shared_with": {
                 "type": "list",
                 "elements": "dict",
@@ -385,7 +394,7 @@ def main() -> None:
     )
     p = module.params
     cluster = p["cluster_name"]
-    workloads = [{k: v for k, v in w.items() if v is not None} for w in p["workloads"]]
+    workloads, list_problems = workload_entries(cluster, p["workloads"], p["workloads_variable"])
     present = p["state"] == "present"
     # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
     problems = issuer_problems(cluster, p["issuer_url"]) if present and not p["validate_only"] else []
@@ -400,21 +409,12 @@ def main() -> None:
     problems += validated.problems
     problems += variable_problems(cluster, p["inventory_variables"])
     problems += value_problems(cluster, p["inventory_values"])
-    if p["workloads_kind"] == "none":
-        problems.append(
-            f"cluster {cluster}: workload_identity_workloads: not defined, or null; declare the cluster's workloads "
-            "(an empty list declares none, and with prune removes everything: that also needs "
-            f"workload_identity_prune_confirm: {cluster})"
-        )
-    elif p["workloads_kind"].startswith("list #"):
-        entries = ", ".join(p["workloads_kind"].split()[1:])
-        problems.append(
-            f"cluster {cluster}: workload_identity_workloads: entries {entries} are not workloads (each is a mapping "
-            "with name, namespace, service_account and roles)"
-        )
-    elif p["workloads_kind"] != "list":
-        problems.append(
-            f"cluster {cluster}: workload_identity_workloads: must be a list of workloads (got a {p['workloads_kind']})"
+    problems += list_problems + kind_problems(cluster, p["workloads_kind"])
+    if p["workloads_kind"] is not None:
+        module.deprecate(
+            "workloads_kind is not needed any more: give workloads as the inventory holds it",
+            version="2.0.0",
+            collection_name="workload_identity.aks",
         )
     if problems:
         module.fail_problems(problems, f"in the workloads of {cluster}")
@@ -467,6 +467,24 @@ def main() -> None:
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)
+
+
+def kind_problems(cluster: str, kind: str | None) -> list[str]:
+    """The deprecated workloads_kind (what 0.1.0's roles passed beside a list they had filtered): its problems."""
+    variable = f"cluster {cluster}: workload_identity_workloads"
+    if kind in (None, "list"):
+        return []
+    if kind == "none":
+        return [
+            f"{variable}: not defined, or null; declare the cluster's workloads (an empty list declares none, and with "
+            f"prune removes everything: that also needs workload_identity_prune_confirm: {cluster})"
+        ]
+    if kind.startswith("list #"):
+        return [
+            f"{variable}: entries {', '.join(kind.split()[1:])} are not workloads (each is a mapping with name, "
+            "namespace, service_account and roles)"
+        ]
+    return [f"{variable}: must be a list of workloads (got a {kind})"]
 
 
 if __name__ == "__main__":

@@ -199,8 +199,8 @@ def test_assignments_of_a_deleted_identity_or_app_are_found_by_their_mark_and_pr
     old_identity, old_app = (row["identity"]["principal_id"] for row in made["workloads"])
     (ours,) = assignments_of(sandbox, old_identity).values()
     assert ours.description == (
-        f"[workload_identity.aks format=1 cluster=aks-orph place={sandbox.subscription_id}/rg-orph workload=shop/orders "
-        "identity=rg-orph-ids/id-aks-orph-shop-orders]"
+        f"[workload_identity.aks format=1 cluster=aks-orph place={sandbox.subscription_id}/rg-orph "
+        "workload=shop/orders identity=rg-orph-ids/id-aks-orph-shop-orders]"
     )
     # An operator's own assignment of the same principal at the same scope: no mark, never touched.
     operators = "6f8d1f4a-3c1e-4b0b-9a57-0c6f1b3e2d11"
