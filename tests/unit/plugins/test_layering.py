@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,13 @@ def test_no_chain_of_base_classes() -> None:
     assert max(depths.values()) <= 2, sorted(depths.items(), key=lambda item: -item[1])[:5]
     chain = "class A: ...\nclass B(A): ...\nclass C(B): ...\nclass D(C): ...\n"
     assert own_class_depths({"_x": chain})["D"] == 3  # the check sees a chain
+
+
+def test_the_readme_names_every_file() -> None:
+    """plugins/module_utils/README.md is the picture a newcomer reads first: it names every file there, and no other."""
+    readme = (UTILS / "README.md").read_text()
+    files = {p.stem for p in UTILS.glob("_*.py")}
+    named = {n for n in re.findall(r"(?<![\w.])(_[a-z][a-z_]*[a-z])\b", readme)}
+    assert sorted(files - named) == []
+    stale = {n for n in named if n.startswith(("_azure", "_kube", "_verify", "_ownership", "_inventory"))} - files
+    assert sorted(stale) == []
