@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
@@ -197,37 +197,80 @@ def ensure_role_assignment(
         return Outcome(True, "deleted", before, None)
     if condition and not condition_version:
         condition_version = "2.0"
+    declared = _Declared(condition, condition_version, description, exact, mark)
     if before is not None:
-        # Compare only what the user set; an adopted assignment keeps its own name.
-        updated = before.copy()
-        if condition is not None or exact:
-            updated["condition"] = condition
-        if condition_version is not None or exact:
-            updated["condition_version"] = condition_version
-        if mark is not None and made_by_collection_assignment(
-            before["name"], before["description"], scope, resolved.guid, principal_id
-        ):
-            kept = read_mark(before["description"])
-            updated["description"] = marked_description(description, kept.text if kept else mark)
-        elif description is not None or (exact and mark is None):
-            updated["description"] = description
-        if updated == before:
-            notes = [f"adopted existing assignment {before['name']}"] if name and before["name"] != name else []
-            return Outcome(False, "unchanged", before, before, notes)
-        if not check_mode:
-            body = _body(
-                resolved,
-                principal_id,
-                before["principal_type"] or principal_type,
-                updated["condition"],
-                updated["condition_version"],
-                updated["description"],
-            )
-            updated = assignment_state(api.create(scope, before["name"], body), resolved.name)
-        return Outcome(True, "updated", before, updated)
+        return ensure_existing_assignment(
+            api, scope, resolved, principal_id, principal_type, before, declared, name, check_mode
+        )
+    return ensure_new_assignment(api, scope, resolved, principal_id, principal_type, declared, name, check_mode)
+
+
+class _Declared(NamedTuple):
+    """What the caller declares of an assignment besides its scope, role and principal."""
+
+    condition: str | None
+    condition_version: str | None
+    description: str | None
+    exact: bool
+    mark: str | None
+
+
+def ensure_existing_assignment(
+    api: RoleAssignmentApi,
+    scope: str,
+    resolved: Role,
+    principal_id: str,
+    principal_type: str,
+    before: RoleAssignmentState,
+    declared: _Declared,
+    name: str | None,
+    check_mode: bool,
+) -> Outcome[RoleAssignmentState]:
+    """An existing assignment: compare only what the user set; an adopted assignment keeps its own name."""
+    updated = before.copy()
+    if declared.condition is not None or declared.exact:
+        updated["condition"] = declared.condition
+    if declared.condition_version is not None or declared.exact:
+        updated["condition_version"] = declared.condition_version
+    if declared.mark is not None and made_by_collection_assignment(
+        before["name"], before["description"], scope, resolved.guid, principal_id
+    ):
+        kept = read_mark(before["description"])
+        updated["description"] = marked_description(declared.description, kept.text if kept else declared.mark)
+    elif declared.description is not None or (declared.exact and declared.mark is None):
+        updated["description"] = declared.description
+    if updated == before:
+        notes = [f"adopted existing assignment {before['name']}"] if name and before["name"] != name else []
+        return Outcome(False, "unchanged", before, before, notes)
+    if not check_mode:
+        body = _body(
+            resolved,
+            principal_id,
+            before["principal_type"] or principal_type,
+            updated["condition"],
+            updated["condition_version"],
+            updated["description"],
+        )
+        updated = assignment_state(api.create(scope, before["name"], body), resolved.name)
+    return Outcome(True, "updated", before, updated)
+
+
+def ensure_new_assignment(
+    api: RoleAssignmentApi,
+    scope: str,
+    resolved: Role,
+    principal_id: str,
+    principal_type: str,
+    declared: _Declared,
+    name: str | None,
+    check_mode: bool,
+) -> Outcome[RoleAssignmentState]:
+    """A new assignment, named deterministically (never a duplicate); one made concurrently is adopted."""
     name = name or assignment_name(scope, resolved.guid, principal_id)
-    if mark is not None:
-        description = marked_description(description, mark)
+    description = declared.description
+    if declared.mark is not None:
+        description = marked_description(description, declared.mark)
+    condition, condition_version = declared.condition, declared.condition_version
     body = _body(resolved, principal_id, principal_type, condition, condition_version, description)
     after: RoleAssignmentState = {
         "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
