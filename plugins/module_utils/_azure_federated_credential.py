@@ -168,6 +168,87 @@ def same_fic(current: FederatedCredentialState, issuer: str, subject: str, audie
     )
 
 
+def ensure_adopted_credential(
+    parent: FicParent, clash: FederatedCredentialState, audiences: list[str], check_mode: bool
+) -> Outcome[FederatedCredentialState]:
+    """A credential of another name that already trusts the issuer and subject, used under its own name."""
+    note = f"adopted existing credential {clash['name']}"
+    if sorted(clash["audiences"]) == sorted(audiences):
+        return Outcome(False, "unchanged", clash, clash, [note])
+    # Its audience differs: updated in place under its own name; deleting and re-creating it would leave the
+    # workload unable to sign in for as long as Entra takes to see the new one.
+    updated: FederatedCredentialState = {**clash, "audiences": audiences}
+    if not check_mode:
+        updated = parent.put(clash["name"], clash["issuer"], clash["subject"], audiences)
+    return Outcome(True, "updated", clash, updated, [f"{note}, audience updated in place"])
+
+
+def _refused(
+    parent: FicParent,
+    name: str,
+    issuer: str,
+    subject: str,
+    clash: FederatedCredentialState | None,
+    siblings: int | None,
+) -> str | None:
+    """Why a credential cannot be written: another already trusts the subject, or (``siblings``: how many others a new
+    one joins) the parent is full."""
+    if clash:
+        return (
+            f"federated credential {parent.name}/{name}: '{clash['name']}' on the same {parent.label.split()[0]} "
+            f"already trusts issuer {issuer} and subject {subject}"
+        )
+    if siblings is not None and siblings >= FICS_PER_IDENTITY:
+        return (
+            f"federated credential {parent.name}/{name}: {parent.label} already has "
+            f"{siblings} federated credentials, the most Azure allows ({FICS_PER_IDENTITY})"
+        )
+    return None
+
+
+def _named(
+    parent: FicParent, name: str, siblings: list[FederatedCredentialState] | None
+) -> FederatedCredentialState | None:
+    """The credential of this name (case-insensitive, as Entra names them), from the listing when there is one."""
+    if siblings is None:
+        return parent.get(name)
+    return next((f for f in siblings if f["name"].lower() == name.lower()), None)
+
+
+def ensure_credential_absent(
+    parent: FicParent, name: str, siblings: list[FederatedCredentialState] | None, check_mode: bool
+) -> Outcome[FederatedCredentialState]:
+    """The credential deleted, if it exists."""
+    before = _named(parent, name, siblings)
+    if before is None:
+        return Outcome(False, "absent", None, None)
+    if not check_mode:
+        parent.delete(name)
+    return Outcome(True, "deleted", before, None)
+
+
+def ensure_written_credential(
+    parent: FicParent,
+    name: str,
+    before: FederatedCredentialState | None,
+    trust: tuple[str, str, list[str]],
+    check_mode: bool,
+) -> Outcome[FederatedCredentialState]:
+    """The credential put (created, or updated in place under its name); in check mode, as it would be."""
+    issuer, subject, audiences = trust
+    after: FederatedCredentialState = {
+        "id": parent.fic_id(name),
+        "name": name,
+        "identity": parent.name,
+        "issuer": issuer,
+        "subject": subject,
+        "audiences": audiences,
+    }
+    if not check_mode:
+        after = parent.put(name, issuer, subject, audiences)
+    return Outcome(True, "updated" if before else "created", before, after)
+
+
 def ensure_federated_credential(
     parent: FicParent,
     name: str,
@@ -187,61 +268,24 @@ def ensure_federated_credential(
     differs): no duplicate, and no moment in which the workload cannot sign in. Only when this one does not
     exist yet.
     """
-    if state == "present":
-        # Everything checkable without Azure is checked before the first request.
-        audiences = audiences or [DEFAULT_AUDIENCE]
-        problems = validation_problems(name, issuer, subject, audiences, f"federated credential {parent.name}/{name}")
-        if problems:
-            raise ValidationError(problems)
-    if siblings is not None:
-        before = next((f for f in siblings if f["name"].lower() == name.lower()), None)
-    else:
-        before = parent.get(name)
     if state == "absent":
-        if before is None:
-            return Outcome(False, "absent", None, None)
-        if not check_mode:
-            parent.delete(name)
-        return Outcome(True, "deleted", before, None)
-    if not issuer or not subject or not audiences:  # validated above; this narrows the types
-        raise ValidationError([f"federated credential {parent.name}/{name}: issuer and subject are required"])
+        return ensure_credential_absent(parent, name, siblings, check_mode)
+    # Everything checkable without Azure is checked before the first request.
+    audiences = audiences or [DEFAULT_AUDIENCE]
+    problems = validation_problems(name, issuer, subject, audiences, f"federated credential {parent.name}/{name}")
+    if problems or not issuer or not subject:  # the second test narrows the types: validated, they are set
+        raise ValidationError(
+            problems or [f"federated credential {parent.name}/{name}: issuer and subject are required"]
+        )
+    before = _named(parent, name, siblings)
     if before is not None and same_fic(before, issuer, subject, audiences):
         return Outcome(False, "unchanged", before, before)
     others = siblings if siblings is not None else parent.list_all()
     others = [f for f in others if f["name"].lower() != name.lower()]
     clash = next((f for f in others if f["issuer"] == issuer and f["subject"] == subject), None)
     if clash and adopt and before is None:
-        note = f"adopted existing credential {clash['name']}"
-        if same_fic(clash, issuer, subject, audiences):
-            return Outcome(False, "unchanged", clash, clash, [note])
-        # Its audience differs: updated in place under its own name; deleting and re-creating it would leave the
-        # workload unable to sign in for as long as Entra takes to see the new one.
-        updated: FederatedCredentialState = {**clash, "audiences": audiences}
-        if not check_mode:
-            updated = parent.put(clash["name"], issuer, subject, audiences)
-        return Outcome(True, "updated", clash, updated, [f"{note}, audience updated in place"])
-    if clash:
-        raise ValidationError(
-            [
-                f"federated credential {parent.name}/{name}: '{clash['name']}' on the same {parent.label.split()[0]} "
-                f"already trusts issuer {issuer} and subject {subject}"
-            ]
-        )
-    if before is None and len(others) >= FICS_PER_IDENTITY:
-        raise ValidationError(
-            [
-                f"federated credential {parent.name}/{name}: {parent.label} already has "
-                f"{len(others)} federated credentials, the most Azure allows ({FICS_PER_IDENTITY})"
-            ]
-        )
-    after: FederatedCredentialState = {
-        "id": parent.fic_id(name),
-        "name": name,
-        "identity": parent.name,
-        "issuer": issuer,
-        "subject": subject,
-        "audiences": audiences,
-    }
-    if not check_mode:
-        after = parent.put(name, issuer, subject, audiences)
-    return Outcome(True, "updated" if before else "created", before, after)
+        return ensure_adopted_credential(parent, clash, audiences, check_mode)
+    problem = _refused(parent, name, issuer, subject, clash, len(others) if before is None else None)
+    if problem:
+        raise ValidationError([problem])
+    return ensure_written_credential(parent, name, before, (issuer, subject, audiences), check_mode)
