@@ -171,31 +171,12 @@ def ensure_application(
         principal = api.principal(app["appId"]) if app else None
     else:
         app, principal = known
-    before = application_state(app, principal) if app else None
     if state == "absent":
-        if app is None or before is None:
-            return Outcome(False, "absent", None, None)
-        if not check_mode:
-            api.delete(str(app["id"]), purge)
-        return Outcome(True, "deleted", before, None, [] if purge else ["kept 30 days in Entra's deleted items"])
+        return ensure_application_absent(api, app, principal, purge, check_mode)
     if app is None:
         if app_id:
             raise ValidationError([f"{where}: no such application (or the automation principal may not read it)"])
-        new_tags = list(tags or [])
-        body = {"displayName": display_name or unique_name, "tags": new_tags}
-        predicted: ApplicationState = {
-            "id": None,
-            "app_id": None,
-            "display_name": str(body["displayName"]),
-            "unique_name": unique_name,
-            "tags": new_tags,
-            "service_principal_id": None,
-            "tenant_id": None,
-        }
-        if check_mode:
-            return Outcome(True, "created", None, predicted, ["ids are assigned by Entra on creation"])
-        made = api.upsert(str(unique_name), body)
-        return Outcome(True, "created", None, application_state(made, api.ensure_principal(made["appId"])))
+        return ensure_new_application(api, str(unique_name), display_name, tags, check_mode)
     changes: dict[str, Any] = {}
     if unique_name:  # ours: its name and our tags are kept as declared (other tags are left alone)
         if display_name and display_name != app.get("displayName"):
@@ -203,6 +184,51 @@ def ensure_application(
         wanted = list(dict.fromkeys([*(app.get("tags") or []), *(tags or [])]))
         if wanted != list(app.get("tags") or []):
             changes["tags"] = wanted
+    return ensure_application_changes(api, app, principal, changes, check_mode)
+
+
+def ensure_application_absent(
+    api: ApplicationApi, app: dict[str, Any] | None, principal: dict[str, Any] | None, purge: bool, check_mode: bool
+) -> Outcome[ApplicationState]:
+    """The application deleted (its service principal with it), if it exists; kept 30 days unless purged."""
+    if app is None:
+        return Outcome(False, "absent", None, None)
+    before = application_state(app, principal)
+    if not check_mode:
+        api.delete(str(app["id"]), purge)
+    return Outcome(True, "deleted", before, None, [] if purge else ["kept 30 days in Entra's deleted items"])
+
+
+def ensure_new_application(
+    api: ApplicationApi, unique_name: str, display_name: str | None, tags: list[str] | None, check_mode: bool
+) -> Outcome[ApplicationState]:
+    """Made by Graph's upsert on its unique name (never a duplicate), with its service principal."""
+    new_tags = list(tags or [])
+    body = {"displayName": display_name or unique_name, "tags": new_tags}
+    predicted: ApplicationState = {
+        "id": None,
+        "app_id": None,
+        "display_name": str(body["displayName"]),
+        "unique_name": unique_name,
+        "tags": new_tags,
+        "service_principal_id": None,
+        "tenant_id": None,
+    }
+    if check_mode:
+        return Outcome(True, "created", None, predicted, ["ids are assigned by Entra on creation"])
+    made = api.upsert(unique_name, body)
+    return Outcome(True, "created", None, application_state(made, api.ensure_principal(made["appId"])))
+
+
+def ensure_application_changes(
+    api: ApplicationApi,
+    app: dict[str, Any],
+    principal: dict[str, Any] | None,
+    changes: dict[str, Any],
+    check_mode: bool,
+) -> Outcome[ApplicationState]:
+    """An existing application patched with ``changes``, and its service principal made if it has none."""
+    before = application_state(app, principal)
     after = application_state({**app, **changes}, principal)
     if not changes and principal is not None:
         return Outcome(False, "unchanged", before, before)
