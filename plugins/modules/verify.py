@@ -53,9 +53,9 @@ options:
   workloads:
     description:
       - The cluster's workloads, as M(workload_identity.aks.workload_identities) takes them (the inventory's
-        C(workload_identity_workloads)).
-    type: list
-    elements: dict
+        C(workload_identity_workloads)), a list of mappings taken as the inventory holds it and checked by the
+        module (a problem names the cluster, the workload and the field).
+    type: raw
     required: true
   accepted:
     description:

@@ -222,7 +222,7 @@ def test_the_readme_names_every_file() -> None:
     """plugins/module_utils/README.md is the picture a newcomer reads first: it names every file there, and no other."""
     readme = (UTILS / "README.md").read_text()
     files = {p.stem for p in UTILS.glob("_*.py")}
-    named = {n for n in re.findall(r"(?<![\w.])(_[a-z][a-z_]*[a-z])\b", readme)}
+    named = set(re.findall(r"(?<![\w.])(_[a-z][a-z_]*[a-z])\b", readme))
     assert sorted(files - named) == []
     stale = {n for n in named if n.startswith(("_azure", "_kube", "_verify", "_ownership", "_inventory"))} - files
     assert sorted(stale) == []
