@@ -62,7 +62,9 @@ def test_an_assignment_made_elsewhere_is_adopted(sandbox: Sandbox, collections: 
 
 
 def test_principal_not_found_is_waited_out(sandbox: Sandbox, collections: str, tmp_path: Path) -> None:
-    sandbox.control.configure({"principal_replication_seconds": 4})
+    # Long enough that the play reaches its first write inside the window on a loaded machine (4 s was not, once, with
+    # two workers busy); the module waits up to 120 s for a principal.
+    sandbox.control.configure({"principal_replication_seconds": 15})
     try:
         user = sandbox.control.create_principal(replicated=False, principal_type="User")
         sandbox.control.reset_stats()
