@@ -65,7 +65,8 @@ class IdentityKind(Protocol):
     def check(self, batch: Batch, workload: WorkloadSpec, reads: Reads, problems: list[str]) -> tuple[Any, str | None]:
         """Its problems before any write, appended; returns the other clusters' claims on it and its principal."""
 
-    def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured: ...
+    def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured:
+        """Its identity (or application) made or kept as declared, and what trusting and granting need of it."""
 
     def record_created_roles(
         self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
@@ -75,11 +76,14 @@ class IdentityKind(Protocol):
     def brief(self, state: Any) -> dict[str, Any] | None:
         """What a diff shows of it: what a user can change, not the ids Azure assigns."""
 
-    def result(self, workload: WorkloadSpec, ensured: Ensured) -> IdentityResult: ...
+    def result(self, workload: WorkloadSpec, ensured: Ensured) -> IdentityResult:
+        """How the batch result reports it (the Kubernetes side reads its client id)."""
 
-    def remove(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Converged: ...
+    def remove(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Converged:
+        """state=absent for one workload: its own goes whole, a shared one is let go of, an operator's is kept."""
 
-    def prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool, pruned: Pruned) -> None: ...
+    def prune(self, batch: Batch, reads: Reads, resolved: Resolved, check_mode: bool, pruned: Pruned) -> None:
+        """What this collection made for this cluster of its kind and the list no longer declares."""
 
 
 class GrantKind(Protocol):
@@ -93,7 +97,8 @@ class GrantKind(Protocol):
         resolved: Resolved,
         problems: list[str],
         principal: str | None,
-    ) -> None: ...
+    ) -> None:
+        """Each declared grant resolved and allowed, before any write; every problem appended."""
 
     def ensure(
         self,
@@ -105,7 +110,8 @@ class GrantKind(Protocol):
         sides: tuple[dict[str, Any], dict[str, Any]],
         exact: bool,
         mark: AssignmentMark,
-    ) -> list[RoleAssignmentRow]: ...
+    ) -> list[RoleAssignmentRow]:
+        """Exactly the declared grants for the principal, through the kind's engine, marked as the collection's."""
 
     def remove(
         self,
@@ -116,4 +122,5 @@ class GrantKind(Protocol):
         check_mode: bool,
         only: set[tuple[str, str]] | None = None,
         keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
-    ) -> list[PrunedAssignment]: ...
+    ) -> list[PrunedAssignment]:
+        """The principal's grants of this kind (those in ``only``, if given) that are not in ``keep``, removed."""
