@@ -70,12 +70,12 @@ options:
         default: user_assigned
       application_unique_name:
         description:
-          - With O(workloads[].identity_type=application), the unique name the application is found and made by
+          - With C(identity_type=application), the unique name the application is found and made by
             (default C(wi-<cluster_name>-<namespace>-<name>)); never duplicated.
         type: str
       application_id:
         description:
-          - With O(workloads[].identity_type=application), the appId of an existing application (made by hand) to use
+          - With C(identity_type=application), the appId of an existing application (made by hand) to use
             as it is, never renamed, re-tagged or deleted; only this cluster's credentials and the declared role
             assignments are added (and removed by teardown).
         type: str
@@ -125,13 +125,13 @@ options:
           - An existing ServiceAccount that already names another client id (bound by hand to some other identity)
             is refused by default, naming that client id, because moving it changes what its pods sign in as.
           - V(true) moves it to this workload's identity (the client id it had is recorded, and put back by
-            teardown). To keep the identity it has instead, set O(workloads[].identity_name) to that identity.
+            teardown). To keep the identity it has instead, set the workload's C(identity_name) to that identity.
         type: bool
         default: false
       teardown_adopted:
         description:
-          - An identity named by O(workloads[].identity_name) that this collection did not make, or an application
-            named by O(workloads[].application_id), is adopted. By default O(state=absent) keeps it, and removes only
+          - An identity named by the workload's C(identity_name) that this collection did not make, or an application
+            named by its C(application_id), is adopted. By default O(state=absent) keeps it, and removes only
             this cluster's federated credentials and the role assignments this collection created on it.
           - V(true) makes O(state=absent) delete it as if this collection had made it, every role assignment of its
             principal first. The Kubernetes side still gets back what it had before.

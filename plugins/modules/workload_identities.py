@@ -85,7 +85,7 @@ options:
   defer_replaced:
     description:
       - With O(prune=true), keep an identity this collection made for a ServiceAccount that a listed workload now
-        binds to another identity (a new O(workloads[].identity_name), say), with its credentials and role
+        binds to another identity (a new C(identity_name) of the workload, say), with its credentials and role
         assignments, and report it in RV(pruned) (as C(replaced)) instead of deleting it. Its pods sign in as it until
         they restart with the new client id.
       - The C(workloads) role sets it, then removes those identities (by running again without it) once no pod signs
