@@ -36,31 +36,14 @@ def plan_changes_nothing(azure: AzureBatchResult, kube: KubeBatchResult | None =
     return all(row.get("action") in UNCHANGED_KUBE_ACTIONS for row in rows)
 
 
-def rollout_report(
-    azure: AzureBatchResult,
-    kube: KubeBatchResult | None = None,
-    cluster: str = "",
-    webhook_mode: str = "",
-    issuer_url: str | None = None,
-    check_mode: bool = False,
-    replaced_removed: list[str] | None = None,
-    webhook_tenant: str | None = None,
-) -> RolloutReport:
+def rollout_report(azure: AzureBatchResult, kube: KubeBatchResult | None = None, **options: Any) -> RolloutReport:
     """The report (``_report.RolloutReport``): the Azure side (workload_identities) and the Kubernetes side
-    (service_accounts) joined per workload, built in module_utils; the other filters only format it."""
+    (service_accounts) joined per workload, built in module_utils (its options: cluster, webhook_mode, issuer_url,
+    check_mode, replaced_removed, webhook_tenant); the other filters only format it."""
     if not isinstance(azure, dict) or "workloads" not in azure:
         raise AnsibleFilterError("rollout_report expects the registered result of workload_identities")
     try:
-        return build_report(
-            azure,
-            kube,
-            cluster=cluster,
-            webhook_mode=webhook_mode,
-            issuer_url=issuer_url,
-            check_mode=check_mode,
-            replaced_removed=replaced_removed,
-            webhook_tenant=webhook_tenant,
-        )
+        return build_report(azure, kube, **options)
     except ReportError as exc:
         raise AnsibleFilterError(f"rollout_report: {exc}") from exc
 

@@ -320,13 +320,12 @@ def kube_connection(params: dict[str, Any], azure: Any) -> KubeConnection:
     return KubeConnection(params, access_factory=access_factory(azure) if params.get("kube_auth") == "azure" else None)
 
 
-class AksKubeModule(KubeModule):
+def aks_kube_module(argument_spec: dict[str, Any], **kwargs: Any) -> KubeModule:
     """A Kubernetes module that can reach an AKS cluster through Azure (kube_auth azure), signing in to Azure as the
-    environment says (AZURE_*, as the lookup and the roles' Azure tasks): its own options stay Kubernetes ones."""
-
-    def __init__(self, argument_spec: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(
-            argument_spec=argument_spec,
-            access_factory=lambda _params: access_factory(Connection(params_from_environment())),
-            **kwargs,
-        )
+    environment says (AZURE_*, as the lookup and the roles' Azure tasks): its own options stay Kubernetes ones. The
+    bridge is handed to the KubeModule as its access factory, not built into a subclass of it."""
+    return KubeModule(
+        argument_spec=argument_spec,
+        access_factory=lambda _params: access_factory(Connection(params_from_environment())),
+        **kwargs,
+    )

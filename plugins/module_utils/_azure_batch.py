@@ -30,7 +30,7 @@ from ._azure_batch_kinds import Converged, Ensured, IdentityKind
 from ._azure_batch_orphans import find_orphans, remove_orphans
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_names
-from ._azure_federated_credential import FederatedCredentialApi, FicParent, ensure_federated_credential
+from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import ValidationError
@@ -40,7 +40,6 @@ from ._ownership import fic_name
 from ._results import (
     AzureBatchResult,
     FederatedCredentialRow,
-    FederatedCredentialState,
     Pruned,
     WorkloadResult,
     empty_pruned,
@@ -62,8 +61,8 @@ class Workloads:
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         self.ctx = BatchContext(apis, applications)
         self.grants = RoleAssignments(self.ctx)
-        self.identities = ManagedIdentityKind(self.grants)
-        self.applications = ApplicationKind(self.grants, applications) if applications is not None else None
+        self.identity_kind = ManagedIdentityKind(self.grants)
+        self.application_kind = ApplicationKind(self.grants, applications) if applications is not None else None
 
     @classmethod
     def from_clients(
@@ -79,23 +78,23 @@ class Workloads:
         return self.ctx.warnings
 
     def kinds(self) -> list[IdentityKind]:
-        return [self.identities, *([self.applications] if self.applications is not None else [])]
+        return [self.identity_kind, *([self.application_kind] if self.application_kind is not None else [])]
 
     def kind_of(self, workload: WorkloadSpec) -> IdentityKind:
-        if workload.is_application and self.applications is not None:
-            return self.applications
-        return self.identities
+        if workload.is_application and self.application_kind is not None:
+            return self.application_kind
+        return self.identity_kind
 
     def resolve(self, spec: RoleSpec, reads: Reads) -> Role:
         return resolve(self.ctx, spec, reads)
 
     # -- reading ------------------------------------------------------------------------------------
     def read(self, batch: Batch, workers: int = 1) -> Reads:
-        if any(w.is_application for w in batch.workloads) and self.applications is None:
+        if any(w.is_application for w in batch.workloads) and self.application_kind is None:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
         reads = read_batch(self.ctx, batch, workers)
-        if self.applications is not None:
-            self.applications.read(batch, reads)
+        if self.application_kind is not None:
+            self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
         return reads
 
@@ -137,7 +136,7 @@ class Workloads:
         seen: dict[str, Any] = {kind.label: kind.brief(ensured.outcome.before), "federated_credentials": {}, key: []}
         planned: dict[str, Any] = {kind.label: kind.brief(ensured.after), "federated_credentials": {}, key: []}
         notes = list(ensured.notes)
-        fics = trust(batch, workload, ensured.parent, ensured.siblings, check_mode, (seen, planned, notes), ensured)
+        fics = trust(batch, workload, ensured, check_mode, (seen, planned, notes))
         roles = self.grants.ensure(
             workload,
             ensured.principal,
@@ -196,13 +195,12 @@ class Workloads:
 def trust(
     batch: Batch,
     workload: WorkloadSpec,
-    parent: FicParent,
-    siblings: list[FederatedCredentialState],
+    ensured: Ensured,
     check_mode: bool,
     sides: tuple[dict[str, Any], dict[str, Any], list[str]],
-    ensured: Ensured,
 ) -> list[FederatedCredentialRow]:
-    """One credential per subject from this cluster's issuer, on an identity or an application.
+    """One credential per subject from this cluster's issuer, on the ensured identity or application (its
+    ``parent`` of credentials, and the ``siblings`` already on it).
 
     ``sides``: the diff's before and after, and the workload's notes, filled in. ``ensured.exactly_ours``: the parent
     was made by this collection for this very cluster (name and place), so a credential of this cluster's name that
@@ -211,6 +209,7 @@ def trust(
     this cluster's gets a name of its own.
     """
     seen, planned, notes = sides
+    parent, siblings = ensured.parent, ensured.siblings
     fics: list[FederatedCredentialRow] = []
     for subject in workload.subjects:
         name = fic_name(batch.cluster, subject)

@@ -26,6 +26,7 @@ from ._azure_batch_reads import Batch, BatchContext, Reads, identity_key, ref_ke
 from ._azure_role_assignment import assignment_state
 from ._errors import AzureApiError
 from ._ids import IdentityRef
+from ._inventory import WorkloadSpec
 from ._ownership_assignments import AssignmentMark, read_mark
 from ._results import IdentityState, OrphanedAssignment
 
@@ -49,6 +50,7 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
     if not marked:
         return []
     known, in_use = _principals(batch, reads)
+    listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
     orphans: list[Orphan] = []
     unchecked: set[str] = set()  # principals that could not be checked
     gone: dict[str, bool] = {}  # principal -> confirmed gone (asked once however many assignments it has)
@@ -58,7 +60,7 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
             continue
         identity = known.get(principal)
         if identity is not None:
-            orphan = _unused(batch, reads, model, mark, identity)
+            orphan = _unused(batch, reads, (model, mark), identity, listed.get((mark.namespace, mark.workload)))
             orphans.extend([orphan] if orphan else [])
             continue
         if mark.kind == "application" and ctx.applications is None:
@@ -78,11 +80,17 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
     return orphans
 
 
-def _unused(batch: Batch, reads: Reads, model: Any, mark: AssignmentMark, identity: IdentityState) -> Orphan | None:
-    """A marked assignment of an identity that exists but that no listed workload uses: an orphan, or held while the
-    workload it was made for moves to another identity (its running pods sign in as this one until they restart)."""
-    listed = {(w.namespace, w.name): w for w in batch.workloads} if batch.state == "present" else {}
-    workload = listed.get((mark.namespace, mark.workload))
+def _unused(
+    batch: Batch,
+    reads: Reads,
+    marked: tuple[Any, AssignmentMark],
+    identity: IdentityState,
+    workload: WorkloadSpec | None,
+) -> Orphan | None:
+    """A marked assignment of an identity that exists but that no listed workload uses: an orphan, or held while
+    ``workload`` (the listed one it was made for) moves to another identity (its running pods sign in as this one until
+    they restart)."""
+    model, mark = marked
     if batch.defer_replaced and batch.prune and workload is not None:
         # Held as replaced (the rollout removes these assignments once no pod signs in as it).
         _hold(reads, identity, workload.name)

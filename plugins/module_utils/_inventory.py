@@ -13,6 +13,7 @@ found before the first request, each naming the cluster, the workload and the fi
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,23 +151,33 @@ def workload_entries(cluster: str, raw: Any, field: str = "workloads") -> tuple[
     Ansible's option checks, so that the problem names the cluster and ``field`` (the inventory's variable when the
     roles pass it). Returns its mappings (their null fields dropped, as unset) and the problems of the list itself;
     ``validate_workloads`` checks each mapping."""
-    where = f"cluster {cluster}: {field}"
     if raw is None:
-        return [], [
+        return [], list_problems(cluster, field, "none")
+    if not isinstance(raw, (list, tuple)):
+        kind = "mapping" if isinstance(raw, dict) else "string" if isinstance(raw, str) else type(raw).__name__
+        return [], list_problems(cluster, field, kind)
+    entries = [{k: v for k, v in item.items() if v is not None} for item in raw if isinstance(item, dict)]
+    others = [n for n, item in enumerate(raw, start=1) if not isinstance(item, dict)]
+    return entries, list_problems(cluster, field, "list", others)
+
+
+def list_problems(cluster: str, field: str, kind: str, not_mappings: Sequence[int | str] = ()) -> list[str]:
+    """What is wrong with a workload list that is ``kind`` (none, list, or another type), whose entries at these
+    positions are not mappings: the one wording, whoever classified it."""
+    where = f"cluster {cluster}: {field}"
+    if kind == "none":
+        return [
             f"{where}: not defined, or null; declare the cluster's workloads (an empty list declares none, and with "
             f"prune removes everything: that also needs workload_identity_prune_confirm: {cluster})"
         ]
-    if not isinstance(raw, (list, tuple)):
-        kind = "mapping" if isinstance(raw, dict) else "string" if isinstance(raw, str) else type(raw).__name__
-        return [], [f"{where}: must be a list of workloads (got a {kind})"]
-    entries = [{k: v for k, v in item.items() if v is not None} for item in raw if isinstance(item, dict)]
-    others = [f"#{n}" for n, item in enumerate(raw, start=1) if not isinstance(item, dict)]
-    if others:
-        return entries, [
-            f"{where}: entries {', '.join(others)} are not workloads (each is a mapping with name, namespace, "
-            "service_account and roles)"
+    if kind != "list":
+        return [f"{where}: must be a list of workloads (got a {kind})"]
+    if not_mappings:
+        return [
+            f"{where}: entries {', '.join(f'#{n}' for n in not_mappings)} are not workloads (each is a mapping with "
+            "name, namespace, service_account and roles)"
         ]
-    return entries, []
+    return []
 
 
 def validate_workloads(

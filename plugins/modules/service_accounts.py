@@ -169,7 +169,7 @@ problems:
 from importlib.util import find_spec
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import AksKubeModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import aks_kube_module
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
     DEFAULT_PRUNE_MAX,
@@ -190,7 +190,7 @@ HAS_KUBERNETES = find_spec("kubernetes") is not None
 
 
 def main() -> None:
-    module = AksKubeModule(
+    module = aks_kube_module(
         argument_spec={
             "cluster_name": {"type": "str", "required": True},
             "tenant_id": {"type": "str"},

@@ -89,7 +89,7 @@ requests:
 from importlib.util import find_spec
 
 from ansible.module_utils.basic import missing_required_lib
-from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import AksKubeModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import aks_kube_module
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_discovery import discover
 
@@ -97,7 +97,9 @@ HAS_KUBERNETES = find_spec("kubernetes") is not None
 
 
 def main() -> None:
-    module = AksKubeModule(argument_spec={"cluster_name": {"type": "str", "required": True}}, supports_check_mode=True)
+    module = aks_kube_module(
+        argument_spec={"cluster_name": {"type": "str", "required": True}}, supports_check_mode=True
+    )
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"))
     cluster = module.params["cluster_name"]

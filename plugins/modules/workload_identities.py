@@ -345,6 +345,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._guard impor
 
 # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
+    list_problems,
     validate_workloads,
     workload_entries,
 )
@@ -470,21 +471,14 @@ def main() -> None:
 
 
 def kind_problems(cluster: str, kind: str | None) -> list[str]:
-    """The deprecated workloads_kind (what 0.1.0's roles passed beside a list they had filtered): its problems."""
-    variable = f"cluster {cluster}: workload_identity_workloads"
-    if kind in (None, "list"):
+    """The deprecated workloads_kind (what 0.1.0's roles passed beside a list they had filtered): its problems, as
+    the list itself would have had them."""
+    if kind is None:
         return []
-    if kind == "none":
-        return [
-            f"{variable}: not defined, or null; declare the cluster's workloads (an empty list declares none, and with "
-            f"prune removes everything: that also needs workload_identity_prune_confirm: {cluster})"
-        ]
-    if kind.startswith("list #"):
-        return [
-            f"{variable}: entries {', '.join(kind.split()[1:])} are not workloads (each is a mapping with name, "
-            "namespace, service_account and roles)"
-        ]
-    return [f"{variable}: must be a list of workloads (got a {kind})"]
+    positions = kind.split()[1:] if kind.startswith("list #") else []
+    return list_problems(
+        cluster, "workload_identity_workloads", "list" if positions else kind, [p.lstrip("#") for p in positions]
+    )
 
 
 if __name__ == "__main__":

@@ -94,3 +94,24 @@ def test_controllers_and_token_expiration_are_validated_with_the_rest() -> None:
         "CronJob (got 'Pod')",
         "cluster aks-dev: workload 'b': token_expiration: must be seconds between 3600 and 86400 (got 60)",
     ]
+
+
+def test_the_list_as_the_inventory_holds_it_is_classified_naming_the_field() -> None:
+    from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import workload_entries
+
+    field = "workload_identity_workloads"
+    assert workload_entries("aks-dev", None, field)[1][0].startswith(f"cluster aks-dev: {field}: not defined, or null")
+    assert workload_entries("aks-dev", {"name": "a"}, field)[1] == [
+        f"cluster aks-dev: {field}: must be a list of workloads (got a mapping)"
+    ]
+    assert workload_entries("aks-dev", "a,b")[1] == [
+        "cluster aks-dev: workloads: must be a list of workloads (got a string)"
+    ]
+    entries, problems = workload_entries("aks-dev", [{"name": "a", "tags": None}, 3, "b"], field)
+    # The mappings are still checked (every problem at once), their null fields read as unset.
+    assert entries == [{"name": "a"}]
+    assert problems == [
+        f"cluster aks-dev: {field}: entries #2, #3 are not workloads (each is a mapping with name, namespace, "
+        "service_account and roles)"
+    ]
+    assert workload_entries("aks-dev", [{"name": "a"}]) == ([{"name": "a"}], [])
