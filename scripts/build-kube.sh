@@ -4,6 +4,11 @@
 #                                            same release, as its own go.mod points them at ./staging)
 #   etcd                                     go.etcd.io/etcd/server/v3
 #   azure-wi-webhook                         github.com/Azure/azure-workload-identity/cmd/webhook
+#   azwi                                     github.com/Azure/azure-workload-identity/cmd/azwi (the same
+#                                            release: an independent client the tests point at the sandbox)
+# Usage: build-kube.sh         the sandbox's control plane and webhook (what every kube-backed test needs)
+#        build-kube.sh azwi    the azwi CLI alone: slow (the Microsoft Graph SDK), needed by one test, so CI
+#                              builds it in the background after the control plane, under its own lock
 # Versions: scripts/kube-versions.env. Results are cached per version set under
 # ${XDG_CACHE_HOME:-~/.cache}/workload-identity-aks/ and reused; a binary already there is not
 # rebuilt. Needs Go (the machine's, GOTOOLCHAIN=local) and the Go module proxy ($GOPROXY).
@@ -16,14 +21,21 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/workload-identity-aks
 out="$cache/kube-$KUBE_VERSION+etcd-$ETCD_VERSION+wi-$WEBHOOK_VERSION"
-work="$cache/build-go"
+if [ "${1:-}" = azwi ]; then
+  binaries=(azwi) set=azwi
+elif [ $# -eq 0 ]; then
+  binaries=(kube-apiserver kube-controller-manager etcd azure-wi-webhook) set=kube
+else
+  echo "usage: $0 [azwi]" >&2
+  exit 2
+fi
+work="$cache/build-go-$set"
 say() { printf '[build-kube %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
-binaries=(kube-apiserver kube-controller-manager etcd azure-wi-webhook)
 mkdir -p "$cache"
-# One build at a time (CI starts one in the background; `make test` then waits for it here).
-exec 9>"$cache/build.lock"
+# One build of each set at a time (CI starts them in the background; `make test` and the azwi test wait here).
+exec 9>"$cache/build-$set.lock"
 if ! flock -n 9; then
   say "another build is running; waiting for it"
   flock 9
@@ -107,23 +119,33 @@ if wants etcd; then
   compile etcd etcd "-s -w" "$out/bin/etcd" go.etcd.io/etcd/server/v3
 fi
 
-if wants azure-wi-webhook; then
+if wants azure-wi-webhook || wants azwi; then
   module webhook github.com/Azure/azure-workload-identity "v$WEBHOOK_VERSION"
-  # The webhook logs through monis.app/mlog, which some proxies refuse (403 for every version here).
-  # Only then, build it with scripts/go-shims/mlog, written for this project with the same API; the
-  # webhook's own code is unchanged.
+  # The webhook and azwi log through monis.app/mlog, which some proxies refuse (403 for every version
+  # here). Only then, build them with scripts/go-shims/mlog, written for this project with the same
+  # API; their own code is unchanged.
   if ! (cd "$work/webhook" && timeout 120 go mod download monis.app/mlog) >"$work/mlog.log" 2>&1; then
     say "the proxy refuses monis.app/mlog ($(grep -o '[0-9]\{3\} [A-Za-z ]*$' "$work/mlog.log" | head -1)): logging through scripts/go-shims/mlog"
     (cd "$work/webhook" && go mod edit -replace="monis.app/mlog=$here/go-shims/mlog")
   fi
   v=github.com/Azure/azure-workload-identity/pkg/version
-  say "compiling the azure-workload-identity webhook v$WEBHOOK_VERSION"
-  compile webhook webhook "-s -w -X $v.BuildVersion=v$WEBHOOK_VERSION -X $v.BuildTime=$stamp -X $v.Vcs=v$WEBHOOK_VERSION" \
-    "$out/bin/azure-wi-webhook" github.com/Azure/azure-workload-identity/cmd/webhook
+  wi_ldflags="-s -w -X $v.BuildVersion=v$WEBHOOK_VERSION -X $v.BuildTime=$stamp -X $v.Vcs=v$WEBHOOK_VERSION"
+  if wants azure-wi-webhook; then
+    say "compiling the azure-workload-identity webhook v$WEBHOOK_VERSION"
+    compile webhook webhook "$wi_ldflags" "$out/bin/azure-wi-webhook" github.com/Azure/azure-workload-identity/cmd/webhook
+  fi
+  if wants azwi; then
+    say "compiling azwi v$WEBHOOK_VERSION (the Microsoft Graph SDK is most of it: a few minutes)"
+    compile webhook azwi "$wi_ldflags" "$out/bin/azwi" github.com/Azure/azure-workload-identity/cmd/azwi
+  fi
 fi
 
 for binary in "${binaries[@]}"; do [ -x "$out/bin/$binary" ] || die "$binary is missing from $out/bin after the build"; done
-say "built: $("$out/bin/kube-apiserver" --version), etcd $("$out/bin/etcd" --version | head -1 | awk '{print $3}')"
+if [ "$set" = kube ]; then
+  say "built: $("$out/bin/kube-apiserver" --version), etcd $("$out/bin/etcd" --version | head -1 | awk '{print $3}')"
+else
+  say "built: azwi $("$out/bin/azwi" version | sed -n 's/^Version: //p')"
+fi
 if [ -z "${SANDBOX_KEEP_KUBE_BUILD:-}" ]; then
   chmod -R u+w "$work" 2>/dev/null || true
   rm -rf "$work"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import secrets
 import sys
@@ -10,6 +11,7 @@ import threading
 import time
 import traceback
 import uuid
+import zlib
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,17 @@ from typing import Any
 from . import ids, jwt, rbac
 from .addon import ManagedWebhooks
 from .config import Settings
-from .core import ApiError, Caller, Context, EntraError, GraphError, Request, Response, Route
+from .core import (
+    GRAPH_UNREADABLE_BODY,
+    ApiError,
+    Caller,
+    Context,
+    EntraError,
+    GraphError,
+    Request,
+    Response,
+    Route,
+)
 from .directory import ALL as GRAPH_ALL
 from .directory import Directory
 from .faults import Faults
@@ -41,6 +53,8 @@ class Sandbox:
         self.state_dir = state_dir
         self.base_url = base_url.rstrip("/")
         self.settings = settings or Settings()
+        # The public-hostnames proxy (proxy.py), once the server has started it.
+        self.proxy_url: str | None = None
         self.store = Store(state_dir / "state.db")
         self.throttle = Throttle(self.settings)
         self.faults = Faults()
@@ -80,6 +94,10 @@ class Sandbox:
     @property
     def subscription_id(self) -> str:
         return str(self.store.meta("subscription_id"))
+
+    def origin(self, request: Request) -> str:
+        """The base of the URLs an answer hands out: the public host the client used, or the sandbox's URL."""
+        return request.origin or self.base_url
 
     @property
     def arm_audiences(self) -> set[str]:
@@ -209,6 +227,7 @@ class Sandbox:
             "AZURE_DISABLE_INSTANCE_DISCOVERY": "true",
             "SANDBOX_URL": self.base_url,
             "SANDBOX_STATE_DIR": str(self.state_dir),
+            **({"SANDBOX_HTTPS_PROXY": self.proxy_url} if self.proxy_url else {}),
         }
 
     def kube_backed(self) -> list[tuple[str, dict[str, Any]]]:
@@ -306,6 +325,7 @@ class Sandbox:
         stale_for = 0.0
         graph = route.service == "graph"
         request_id = str(uuid.uuid4())
+        request.service = route.service
         try:
             if route.service != "control":
                 fault = self.faults.pick(route.operation, request.method, request.path)
@@ -339,7 +359,8 @@ class Sandbox:
             elif graph:
                 caller = self.graph.authenticate(request)
                 self.graph.take_token(caller)
-            response = route.handler(Context(request, caller))
+            refused = decode_body(request)
+            response = refused or route.handler(Context(request, caller))
             response.headers.update(extra)
             if stale_for:
                 time.sleep(stale_for)
@@ -471,6 +492,30 @@ class Sandbox:
         self.kube.stop_all()
         self._log.close()
         self.store.close()
+
+
+def decode_body(request: Request) -> Response | None:
+    """Undo a request body's Content-Encoding where the service takes it; else the refusal to answer with.
+
+    Microsoft Graph takes gzip request bodies (every kiota-based Graph SDK sends them by default, and falls
+    back to a plain body only on a 415). ARM and the Entra token endpoint document no compressed request
+    bodies: they get a 415, which is what such a client retries plainly on.
+    """
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if not encoding or encoding == "identity" or request.service == "control":
+        return None
+    if request.service == "graph" and encoding == "gzip":
+        try:
+            request.body = gzip.decompress(request.body)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise GraphError(400, "BadRequest", GRAPH_UNREADABLE_BODY) from exc
+        return None
+    message = f"The request's Content-Encoding '{encoding}' is not supported."
+    if request.service == "graph":
+        raise GraphError(415, "UnsupportedMediaType", message)
+    if request.service == "arm":
+        raise ApiError(415, "UnsupportedMediaType", message)
+    return Response(415, None)  # the token endpoint: no body, as its front end answers
 
 
 def _not_found(ctx: Context) -> Response:

@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# Graph's answer to a body it cannot parse (the text kiota's compression handler also recognises).
+GRAPH_UNREADABLE_BODY = (
+    "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format."
+)
+
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -22,6 +27,12 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case names
     body: bytes = b""
+    # Which service answers it (set by the pipeline once routed): a body it cannot read is refused in that
+    # service's own error shape.
+    service: str = "arm"
+    # The public origin the client used (``https://graph.microsoft.com`` through proxy.py), or "" for the
+    # sandbox's own URL: what the URLs in the answer are built on.
+    origin: str = ""
 
     @classmethod
     def build(cls, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
@@ -45,15 +56,19 @@ class Request:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(
-                400, "InvalidRequestContent", "The request content was invalid and could not be deserialized."
-            ) from exc
+            raise self.unreadable("The request content was invalid and could not be deserialized.") from exc
 
     def json_object(self) -> dict[str, Any]:
         body = self.json()
         if not isinstance(body, dict):
-            raise ApiError(400, "InvalidRequestContent", "The request content must be a JSON object.")
+            raise self.unreadable("The request content must be a JSON object.")
         return body
+
+    def unreadable(self, arm_message: str) -> Exception:
+        """A body that is not the JSON expected: ARM's 400 InvalidRequestContent, or Graph's own 400."""
+        if self.service == "graph":
+            return GraphError(400, "BadRequest", GRAPH_UNREADABLE_BODY)
+        return ApiError(400, "InvalidRequestContent", arm_message)
 
     def form(self) -> dict[str, str]:
         try:

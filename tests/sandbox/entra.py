@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access"})
+
+
 class EntraApi:
     def __init__(self, app: Sandbox) -> None:
         self.app = app
@@ -53,7 +56,8 @@ class EntraApi:
 
     def openid_configuration(self, ctx: Context, tenant: str) -> Response:
         self._check_tenant(tenant)
-        base, tid = self.app.base_url, self.app.tenant_id
+        # Built on the host the client asked: MSAL checks the issuer against the authority it was given.
+        base, tid = self.app.origin(ctx.request), self.app.tenant_id
         return Response(
             200,
             {
@@ -79,15 +83,16 @@ class EntraApi:
                 "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
                 "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "oid"],
                 "tenant_region_scope": "EU",
-                "cloud_instance_name": "sandbox.local",
+                "cloud_instance_name": "microsoftonline.com" if ctx.request.origin else "sandbox.local",
                 "cloud_graph_host_name": "graph.windows.net",
                 "msgraph_host": "graph.microsoft.com",
             },
         )
 
     def instance_discovery(self, ctx: Context) -> Response:
-        host = self.app.base_url.split("://", 1)[1]
-        discovery = f"{self.app.base_url}/{self.app.tenant_id}/v2.0/.well-known/openid-configuration"
+        origin = self.app.origin(ctx.request)
+        host = origin.split("://", 1)[1]
+        discovery = f"{origin}/{self.app.tenant_id}/v2.0/.well-known/openid-configuration"
         return Response(
             200,
             {
@@ -173,7 +178,9 @@ class EntraApi:
         )
 
     def _resource(self, scope: str) -> str:
-        scopes = scope.split()
+        # MSAL Go (azidentity under every Go tool) adds OpenID Connect's reserved scopes to every request;
+        # Entra takes them beside a client-credential scope and issues the resource's token.
+        scopes = [s for s in scope.split() if s not in OIDC_SCOPES]
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             raise EntraError(
                 400,

@@ -14,6 +14,7 @@ from typing import Any
 from .app import ConnectionReset, Sandbox
 from .config import Settings
 from .core import Request
+from .proxy import PublicHostsProxy, public_host, sandbox_path
 from .tls import ensure_certificates
 
 
@@ -32,7 +33,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request.build(self.command, self.path, dict(self.headers.items()), body)
+        # A request that reached the sandbox as one of Azure's public hosts (proxy.py) has that host's path, and
+        # is answered with that host in the URLs it is handed (discovery documents, nextLink, Location).
+        host = public_host(self.headers.get("Host", ""))
+        request = Request.build(self.command, sandbox_path(host, self.path), dict(self.headers.items()), body)
+        request.origin = f"https://{host}" if host else ""
         try:
             response, _operation, _principal = self.server.app.handle(request)
         except ConnectionReset:
@@ -75,6 +80,10 @@ class SandboxServer(ThreadingHTTPServer):
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
+        self.serve_tls(tls, client_address)
+
+    def serve_tls(self, tls: ssl.SSLSocket, client_address: Any) -> None:
+        """Answer the requests of one TLS connection (the sandbox's own, or one the proxy terminated)."""
         try:
             _Handler(tls, client_address, self)
         finally:
@@ -92,11 +101,27 @@ def make_server(state_dir: Path, port: int, settings: Settings | None = None) ->
     return SandboxServer(port, app, context)
 
 
+def _proxy_port(state_dir: Path) -> int:
+    """The public-hostnames proxy's port: kept across restarts, like the server's (clients hold it in HTTPS_PROXY)."""
+    saved = state_dir / "proxy-port"
+    if saved.exists():
+        return int(saved.read_text())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    saved.write_text(str(port))
+    return port
+
+
 def serve_forever(state_dir: Path, port: int) -> None:
     server = make_server(state_dir, port)
+    proxy = PublicHostsProxy(_proxy_port(state_dir), state_dir, server.serve_tls)
+    server.app.proxy_url = proxy.url
+    threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 
     def stop(_signum: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
+        threading.Thread(target=proxy.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -107,4 +132,5 @@ def serve_forever(state_dir: Path, port: int) -> None:
         server.serve_forever(poll_interval=0.2)
     finally:
         server.server_close()
+        proxy.server_close()
         server.app.close()

@@ -2,9 +2,10 @@
 // machines reach answers 403 for every version). scripts/build-kube.sh uses it only then, to build the
 // azure-workload-identity webhook, which logs through mlog; the webhook's own code is built unchanged.
 //
-// It is written for this project, not copied: it offers exactly what the webhook calls (New, Logr,
-// Setup, Fatal, Enabled, ValidateAndSetLogLevelAndFormatGlobally, LogSpec, the levels, FormatJSON),
-// with the same meaning, on logr's funcr writing JSON lines to stderr.
+// It is written for this project, not copied: it offers exactly what the webhook and the azwi CLI call
+// (New, Logr, Setup, Fatal, Enabled, ValidateAndSetLogLevelAndFormatGlobally, LogSpec, the levels, the
+// formats, and the package-level Info/Debug/Trace/Warning/Error/WithName/WithValues), with the same
+// meaning, on logr's funcr writing to stderr: JSON lines, or logr's text form for FormatText and FormatCLI.
 package mlog
 
 import (
@@ -35,6 +36,7 @@ type LogFormat string
 const (
 	FormatJSON LogFormat = "json"
 	FormatText LogFormat = "text"
+	FormatCLI  LogFormat = "cli" // for command-line tools (azwi): plain lines
 )
 
 // LogSpec is the global logging configuration.
@@ -49,14 +51,21 @@ var verbosity = map[LogLevel]int{LevelWarning: -1, LevelInfo: 0, LevelDebug: 4, 
 var current atomic.Int64 // the enabled verbosity
 var global atomic.Pointer[logr.Logger]
 
-func init() { install(0) }
+func init() { install(0, FormatJSON) }
 
-func install(v int) {
+func install(v int, format LogFormat) {
 	current.Store(int64(v))
-	sink := funcr.NewJSON(func(obj string) { fmt.Fprintln(os.Stderr, obj) }, funcr.Options{
-		LogTimestamp: true,
-		Verbosity:    max(v, 0),
-	})
+	options := funcr.Options{LogTimestamp: format != FormatCLI, Verbosity: max(v, 0)}
+	write := func(prefix, args string) {
+		if prefix != "" {
+			args = prefix + ": " + args
+		}
+		fmt.Fprintln(os.Stderr, args)
+	}
+	sink := funcr.New(write, options)
+	if format == FormatJSON || format == "" {
+		sink = funcr.NewJSON(func(obj string) { fmt.Fprintln(os.Stderr, obj) }, options)
+	}
 	global.Store(&sink)
 }
 
@@ -70,10 +79,10 @@ func ValidateAndSetLogLevelAndFormatGlobally(_ context.Context, spec LogSpec) er
 	if !ok {
 		return fmt.Errorf("invalid log level %q: want one of warning, info, debug, trace, all", spec.Level)
 	}
-	if spec.Format != "" && spec.Format != FormatJSON && spec.Format != FormatText {
-		return fmt.Errorf("invalid log format %q: want json or text", spec.Format)
+	if spec.Format != "" && spec.Format != FormatJSON && spec.Format != FormatText && spec.Format != FormatCLI {
+		return fmt.Errorf("invalid log format %q: want json, text or cli", spec.Format)
 	}
-	install(v)
+	install(v, spec.Format)
 	return nil
 }
 
@@ -139,3 +148,26 @@ func (l Logger) Debug(msg string, keysAndValues ...any) {
 func (l Logger) Trace(msg string, keysAndValues ...any) {
 	l.sink().V(verbosity[LevelTrace]).Info(msg, keysAndValues...)
 }
+
+// The root logger's methods at package level, as the CLI tools call them.
+
+// WithName is New().WithName(name).
+func WithName(name string) Logger { return New().WithName(name) }
+
+// WithValues is New().WithValues(keysAndValues...).
+func WithValues(keysAndValues ...any) Logger { return New().WithValues(keysAndValues...) }
+
+// Error logs err with msg.
+func Error(msg string, err error, keysAndValues ...any) { New().Error(msg, err, keysAndValues...) }
+
+// Warning logs at the warning level (always written).
+func Warning(msg string, keysAndValues ...any) { New().Warning(msg, keysAndValues...) }
+
+// Info logs at the info level.
+func Info(msg string, keysAndValues ...any) { New().Info(msg, keysAndValues...) }
+
+// Debug logs at the debug level.
+func Debug(msg string, keysAndValues ...any) { New().Debug(msg, keysAndValues...) }
+
+// Trace logs at the trace level.
+func Trace(msg string, keysAndValues ...any) { New().Trace(msg, keysAndValues...) }

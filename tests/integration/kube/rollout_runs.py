@@ -93,6 +93,15 @@ def run_playbook(
     return Run(cluster, done.returncode, output, folder / "reports")
 
 
+def write_requests(box: Sandbox) -> list[str]:
+    """The sandbox operations that wrote to Azure or Graph since its stats were last reset."""
+    return [
+        op
+        for op in box.control.stats()["operations"]
+        if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
+    ]
+
+
 def pod_signs_in(box: Sandbox, core: Any, apps: Any, namespace: str, deployment: str) -> str:
     """The deployment's newest pod signs in as itself: its projected token (requested as the kubelet would), as the
     webhook injected it, exchanged at Entra. "ok", or what Entra said."""

@@ -21,7 +21,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook, write_requests
 from tests.integration.sandbox_helpers import AZ, PROJECT, Cli, Sandbox
 from tests.sandbox.demo import ansible_env, ensure_resource_chain
 
@@ -226,14 +226,6 @@ def legacy(
         assert pod_signs_in(box, estate.core, estate.apps, name, name) == "ok"  # the operator's setup works
     estate.original = {"azure": estate.azure_state(), "kube": estate.kube_state()}
     yield estate
-
-
-def write_requests(box: Sandbox) -> list[str]:
-    return [
-        op
-        for op in box.control.stats()["operations"]
-        if op.rsplit(".", 1)[-1].lower() in ("put", "post", "patch", "delete") and not op.startswith("sandbox.")
-    ]
 
 
 def test_discovered_inventory_adopts_the_hand_made_estate_and_migrates_pod_identity_side_by_side(

@@ -146,8 +146,11 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
         return {header: str(remaining)}
 
     def authenticate(self, request: Request, route: Route) -> Caller:
+        # The tenant's authority, where clients read the tenant from (azwi, the Go SDK's tenant discovery):
+        # ARM names login.windows.net to a client that came by its public host.
+        authority = "https://login.windows.net" if request.origin else self.app.base_url
         challenge = {
-            "WWW-Authenticate": f'Bearer authorization_uri="{self.app.base_url}/{self.app.tenant_id}", '
+            "WWW-Authenticate": f'Bearer authorization_uri="{authority}/{self.app.tenant_id}", '
             'error="invalid_token", error_description="The authentication failed"'
         }
         header = request.headers.get("authorization", "")

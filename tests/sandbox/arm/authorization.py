@@ -99,10 +99,19 @@ class AuthorizationProvider(ArmBase):
                 found[guid] = record["properties"]
         return found
 
+    def _authorize_definition_read(self, ctx: Context, scope: ids.Scope) -> None:
+        """Reading role definitions at the root scope (``/providers/...``) needs only a signed-in caller.
+
+        That is where azwi and the az CLI look a role up by name; the built-in definitions listed there are
+        the tenant's common catalogue, readable by a principal that holds roles on one subscription only.
+        """
+        if scope.kind != "root":
+            self.app.authorize(ctx, "Microsoft.Authorization/roleDefinitions/read", scope)
+
     def list_definitions(self, ctx: Context, scope_segs: list[str]) -> Response:
         scope = _scope(scope_segs)
         self._require_scope_exists(scope)
-        self.app.authorize(ctx, "Microsoft.Authorization/roleDefinitions/read", scope)
+        self._authorize_definition_read(ctx, scope)
         filt = _parse_filter(ctx.request.q("$filter"))
         items = []
         for guid, props in sorted(self.visible_definitions(scope).items(), key=lambda kv: kv[1]["roleName"]):
@@ -119,7 +128,10 @@ class AuthorizationProvider(ArmBase):
         action = {"GET": "read", "PUT": "write", "DELETE": "delete"}.get(method)
         if action is None:
             raise ApiError(405, "MethodNotAllowed", f"The method '{method}' is not allowed.")
-        self.app.authorize(ctx, f"Microsoft.Authorization/roleDefinitions/{action}", scope)
+        if action == "read":
+            self._authorize_definition_read(ctx, scope)
+        else:
+            self.app.authorize(ctx, f"Microsoft.Authorization/roleDefinitions/{action}", scope)
         guid = guid.lower()
         with self.store.lock:
             if method == "GET":

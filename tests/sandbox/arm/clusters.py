@@ -116,7 +116,8 @@ class ClustersProvider(ArmBase):
                 "fails_with": failure,
             },
         )
-        base = f"{self.app.base_url}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}"
+        origin = self.app.origin(ctx.request)
+        base = f"{origin}/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/{location}"
         version = urllib.parse.quote(ctx.request.q("api-version") or "2016-03-30")
         headers = {"Azure-AsyncOperation": f"{base}/operations/{op_id}?api-version={version}", "Retry-After": "1"}
         if action == "delete":

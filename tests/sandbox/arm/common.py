@@ -108,7 +108,7 @@ class ArmBase:
         )
 
     def _page(self, ctx: Context, items: list[dict[str, Any]]) -> Response:
-        return Response(200, paged(items, ctx.request, self.app.base_url, self.app.settings.page_size))
+        return Response(200, paged(items, ctx.request, self.app.origin(ctx.request), self.app.settings.page_size))
 
 
 def _validate_tags(tags: Any) -> dict[str, str]:

@@ -142,7 +142,7 @@ class ResourcesProvider(ArmBase):
                 self._delete_under(key)
                 token = uuid.uuid4().hex
                 location = (
-                    f"{self.app.base_url}/subscriptions/{sub}/operationresults/{token}"
+                    f"{self.app.origin(ctx.request)}/subscriptions/{sub}/operationresults/{token}"
                     f"?api-version={ctx.request.q('api-version')}"
                 )
                 return Response(202, None, {"Location": location, "Retry-After": "1"})

@@ -57,6 +57,10 @@ class GraphApi:
         """What clients are told Graph is (microsoftGraphResourceId), without the trailing slash."""
         return f"{self.app.base_url}/graph"
 
+    def base_for(self, request: Request) -> str:
+        """Graph's base for the URLs of an answer: graph.microsoft.com when the client came that way."""
+        return request.origin or self.base_url
+
     @property
     def audiences(self) -> set[str]:
         return {a.lower() for a in (*PUBLIC_AUDIENCES, self.base_url)}

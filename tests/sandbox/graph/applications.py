@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,23 @@ WRITABLE = {
     "groupMembershipClaims",
 }
 FILTERABLE = {"id", "appId", "displayName", "uniqueName", "identifierUris", "tags", "signInAudience"}
-FIC_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-_]{2,119}$")
+# An application's federated credential name: "a limit of 120 characters and must be URL friendly" (Graph's
+# reference; no stricter pattern is documented, unlike a managed identity's ARM name pattern). azwi names its
+# credentials base64url(sha256(...)) with '=' padding, which Graph has accepted since 2022. The sandbox reads
+# "URL friendly" as printable ASCII with none of the characters a URL path segment or an OData key must escape.
+FIC_NAME_MAX = 120
+FIC_NAME_UNSAFE = frozenset(" /\\?#%&'\"<>{}|^[]`")
+
+
+def valid_credential_name(name: str) -> bool:
+    return (
+        0 < len(name) <= FIC_NAME_MAX
+        and name.isascii()
+        and name.isprintable()
+        and not FIC_NAME_UNSAFE.intersection(name)
+    )
+
+
 FIC_FIELD_MAX = 600
 
 
@@ -110,7 +125,7 @@ class Applications(GraphCollection):
             for r in self.directory.applications()
             if self.graph.visible(caller, r["owners"]) and not self.graph.fresh(r["created_at"]) and matches(r["body"])
         ]
-        url = f"{self.graph.base_url}/v1.0/applications"
+        url = f"{self.graph.base_for(ctx.request)}/v1.0/applications"
         return Response(
             200,
             page(items, ctx.request, url, self.graph.app.settings.graph_page_size, self.graph.context("applications")),
@@ -134,7 +149,7 @@ class Applications(GraphCollection):
             # The creator owns what it creates: with Application.ReadWrite.OwnedBy, that is all it may manage.
             owners = [caller.principal_id] if caller else []
             record = self.directory.new_application(body, owners)
-        location = f"{self.graph.base_url}/v1.0/directoryObjects/{record['body']['id']}"
+        location = f"{self.graph.base_for(ctx.request)}/v1.0/directoryObjects/{record['body']['id']}"
         headers = {"Location": f"{location}/Microsoft.DirectoryServices.Application"}
         return Response(201, self._body(ctx, record), headers)
 
@@ -298,7 +313,7 @@ class Applications(GraphCollection):
             body.get("subject"),
             body.get("audiences"),
         )
-        if not isinstance(name, str) or not FIC_NAME.match(name):
+        if not isinstance(name, str) or not valid_credential_name(name):
             raise invalid("name")
         if not isinstance(issuer, str) or not issuer.startswith("https://") or len(issuer) > FIC_FIELD_MAX:
             raise invalid("issuer")

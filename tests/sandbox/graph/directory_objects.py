@@ -98,7 +98,7 @@ class DirectoryObjects:
             for r in self.store.all(kind).values()
             if self.graph.visible(ctx.caller, r.get("owners") or [])
         ]
-        url = f"{self.graph.base_url}/v1.0/directory/deletedItems/{type_name}"
+        url = f"{self.graph.base_for(ctx.request)}/v1.0/directory/deletedItems/{type_name}"
         context = self.graph.context(f"directory/deletedItems/{type_name}")
         return Response(200, page(items, ctx.request, url, self.graph.app.settings.graph_page_size, context))
 

@@ -94,7 +94,7 @@ class ServicePrincipals(GraphCollection):
             body = self.directory.sp_body(record)
             if matches(body):
                 items.append(select(body, ctx.request, "servicePrincipal"))
-        url = f"{self.graph.base_url}/v1.0/servicePrincipals"
+        url = f"{self.graph.base_for(ctx.request)}/v1.0/servicePrincipals"
         context = self.graph.context("servicePrincipals")
         return Response(200, page(items, ctx.request, url, self.graph.app.settings.graph_page_size, context))
 
