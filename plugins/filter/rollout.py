@@ -75,6 +75,28 @@ def _controllers(workload: dict[str, Any]) -> str:
     return ", ".join(rows) or "(none listed)"
 
 
+# A workload's status as a plan says it: what the run would do, not what it did.
+PLANNED_STATUS = {"created": "would be created", "changed": "would change", "adopted": "would be adopted"}
+
+
+def _status(workload: dict[str, Any], check_mode: bool) -> str:
+    status = str(workload["status"])
+    return PLANNED_STATUS.get(status, status) if check_mode else status
+
+
+def _identity(workload: dict[str, Any]) -> str:
+    """The identity with what happened to it and its client id: ``id-x (created, client id ...)``."""
+    what = "application" if workload.get("kind") == "application" else "identity"
+    action = workload.get("identity_action") or "unchanged"
+    return f"{what} {workload['identity']} ({action}, client id {workload['client_id'] or 'pending'})"
+
+
+def _trust(workload: dict[str, Any]) -> list[str]:
+    """Each federated credential by name, its subject and what happened to it."""
+    rows = [f"{f['name']}: {f['subject']} ({f['action']})" for f in workload.get("federated_credentials") or []]
+    return rows or [f"{workload['subject']} (no federated credential yet)"]
+
+
 def rollout_lines(report: dict[str, Any]) -> list[str]:
     """The summary a person reads at a glance at the end of a run."""
     verb = "would be" if report["check_mode"] else "were"
@@ -87,11 +109,8 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
         *(f"  note: {note}" for note in report.get("notes") or []),
     ]
     for w in report["workloads"]:
-        what = "application" if w.get("kind") == "application" else "identity"
-        lines.append(
-            f"  {w['name']} [{w['status']}] -> {what} {w['identity']} (client id {w['client_id'] or 'pending'})"
-        )
-        lines.append(f"      trusts {w['subject']}")
+        lines.append(f"  {w['name']} [{_status(w, report['check_mode'])}] -> {_identity(w)}")
+        lines.extend(f"      trust {trust}" for trust in _trust(w))
         lines.extend(f"      role  {role}" for role in _roles(w, short=True))
         note = f": {w['service_account_note']}" if w.get("service_account_note") else ""
         lines.append(f"      sa    {w['namespace']}/{w['service_account']} ({w['service_account_action']}{note})")
@@ -157,16 +176,20 @@ def rollout_markdown(report: dict[str, Any]) -> str:
         "",
         f"- webhook: {report['webhook_mode']}",
         f"- issuer: `{report['issuer_url'] or '(not yet enabled)'}`",
-        f"- workloads: {report['counts']['created']} created, {report['counts']['changed']} changed, "
+        f"- workloads: {report['counts']['created']} {'would be ' if report['check_mode'] else ''}created, "
+        f"{report['counts']['changed']} changed, "
         f"{report['counts'].get('adopted', 0)} adopted, {report['counts']['unchanged']} unchanged",
         "",
-        "| workload | status | identity (client id) | federated subject | roles @ scopes | pod controllers |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| workload | status | identity (client id) | federated credentials | roles @ scopes | service account "
+        "| pod controllers |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for w in report["workloads"]:
+        identity = f"{w['identity']} ({w.get('identity_action') or 'unchanged'}, `{w['client_id'] or 'pending'}`)"
+        account = f"{w['namespace']}/{w['service_account']} ({w['service_account_action']})"
         out.append(
-            f"| {w['name']} | {w['status']} | {w['identity']} (`{w['client_id'] or 'pending'}`) | `{w['subject']}` "
-            f"| {'<br>'.join(_roles(w))} | {_controllers(w)} |"
+            f"| {w['name']} | {_status(w, report['check_mode'])} | {identity} | {'<br>'.join(_trust(w))} "
+            f"| {'<br>'.join(_roles(w))} | {account} | {_controllers(w)} |"
         )
     noted = [("cluster", note) for note in report.get("notes") or []]
     noted += [(w["name"], note) for w in report["workloads"] for note in w.get("notes") or []]

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
+from ._azure_errors import NO_CREDENTIAL_HINT
 from ._errors import ValidationError
 from ._ids import IdentityRef, InvalidScope
 from ._module import CollectionModule
@@ -252,6 +254,9 @@ class Connection:
             from azure.identity import ManagedIdentityCredential
 
             return ManagedIdentityCredential(client_id=client_id, **self._transport_kwargs())
+        if shutil.which("az") is None:
+            chosen = "auth_source=cli" if p.get("auth_source") == "cli" else "no credential is set, and the fallback"
+            raise ValidationError([f"{chosen} needs the Azure CLI (az), which is not on PATH. {NO_CREDENTIAL_HINT}"])
         from azure.identity import AzureCliCredential
 
         return AzureCliCredential(tenant_id=tenant or "")

@@ -235,8 +235,8 @@ class Discovery:
             notes = [
                 f"MIGRATION from AAD Pod Identity: {where} (selector {binding['selector']}, AzureIdentity "
                 f"{binding['identity']}, {binding['identity_type']})",
-                "site.yml adds a federated credential and binds the controllers to this ServiceAccount; the pods "
-                "restart once and keep the aadpodidbinding label, so both work side by side",
+                "the site playbook adds a federated credential and binds the controllers to this ServiceAccount; the "
+                "pods restart once and keep the aadpodidbinding label, so both work side by side",
                 "once the application signs in with workload identity, delete the AzureIdentityBinding and the "
                 "aadpodidbinding label",
             ]
@@ -310,13 +310,13 @@ class Discovery:
             declaration["application_id"] = behind.client_id
             notes.append(f"app registration {state['display_name']} was made elsewhere: adopted, kept on teardown")
         if behind.principal_id is None:
-            notes.append("the application has no service principal yet: site.yml creates it")
+            notes.append("the application has no service principal yet: the site playbook creates it")
 
     def _trust(self, declaration: dict[str, Any], behind: Behind, subject: str, notes: list[str]) -> None:
         here = [f for f in behind.fics if f["issuer"] == self.issuer_url]
         if not any(f["subject"] == subject for f in here):
             notes.append(
-                f"no federated credential trusts {subject} from this cluster's issuer: site.yml creates it "
+                f"no federated credential trusts {subject} from this cluster's issuer: the site playbook creates it "
                 "(until then its pods cannot sign in)"
             )
         extra = sorted({f["subject"] for f in here if f["subject"] != subject})
@@ -337,7 +337,7 @@ class Discovery:
                 kind = "unknown"
             problem = privileged_problem(guid, kind, state["scope"], "roles")
             if problem:
-                notes.append(f"{problem}; without it site.yml refuses this workload")
+                notes.append(f"{problem}; without it the site playbook refuses this workload")
             roles.append(role)
         return sorted(roles, key=lambda r: (r["scope"].lower(), r["role"]))
 

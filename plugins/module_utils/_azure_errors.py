@@ -17,6 +17,13 @@ from ._errors import AzureApiError
 from ._retry import TRANSIENT_STATUS, RetryPolicy, call
 
 T = TypeVar("T")
+# How to give the collection a credential, for whoever has none set (the first thing a new user meets).
+NO_CREDENTIAL_HINT = (
+    "Set AZURE_CLIENT_ID, AZURE_SECRET (or AZURE_CLIENT_SECRET) and AZURE_TENANT (or AZURE_TENANT_ID) for a service "
+    "principal (AWX's Azure Resource Manager credential injects them), or AZURE_FEDERATED_TOKEN_FILE with "
+    "AZURE_CLIENT_ID and AZURE_TENANT_ID for workload identity; or choose auth_source (env, workload_identity, msi, "
+    "cli): msi where a managed identity is attached, cli after `az login`"
+)
 _AADSTS = re.compile(r"AADSTS(\d+)")
 _ENTRA_STATUS = re.compile(
     r"(?:HTTP Error:?|[Ss]tatus code:?)\s*(\d{3})"
@@ -53,6 +60,14 @@ def translate(exc: BaseException, operation: str) -> AzureApiError | None:
 
     if not isinstance(exc, AzureError):
         return None
+    if type(exc).__name__ == "CredentialUnavailableError":
+        # azure-identity found no credential to try (the CLI fallback with no `az`, or not signed in): no request
+        # reached Entra, so no status; what to set instead.
+        return AzureApiError(
+            f"no Azure credential to sign in with ({_first_line(str(exc))}). {NO_CREDENTIAL_HINT}",
+            code="CredentialUnavailable",
+            operation=operation,
+        )
     if isinstance(exc, ClientAuthenticationError) and getattr(exc, "status_code", None) is None:
         # Raised by azure-identity before any ARM call: a credential problem, or Entra throttling or failing (its
         # token endpoint or its metadata), which azure-identity reports the same way, with the HTTP status in the

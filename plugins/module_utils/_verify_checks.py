@@ -23,7 +23,8 @@ TOKEN_PATH = "azure-identity-token"
 
 
 def rerun(cluster: str, what: str) -> str:
-    return f"run playbooks/site.yml for {cluster} ({what})"
+    # By the name an installed collection's playbook has (a checkout's playbooks/site.yml is the same playbook).
+    return f"run workload_identity.aks.site for {cluster} ({what})"
 
 
 def service_account_problem(

@@ -200,7 +200,7 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
     assert f"\n{CLUSTER}: webhook addon, issuer " in rolled.output
     assert "  orders-api [created] -> identity " in rolled.output
     assert "TASK [workload_identity.aks.workloads : Summary]" in rolled.output
-    assert "  orders-api [created] -> identity " in plan.output
+    assert "  orders-api [would be created] -> identity " in plan.output
     assert run().changed == 0
     # Nothing was written into the installed collection.
     assert sorted(p.relative_to(collection) for p in collection.rglob("*") if "__pycache__" not in p.parts) == [

@@ -166,7 +166,7 @@ def test_a_pod_template_without_the_label(estate: Estate) -> None:
         [(workload, link, message)] = findings(review)
         assert (workload, link) == ("web-frontend", "pod_template")
         assert "Deployment web/web-frontend: its pod template lacks the label" in message
-        assert "run playbooks/site.yml for aks-dev" in message
+        assert "run workload_identity.aks.site for aks-dev" in message
         assert "cluster aks-dev: 1 finding(s) not accepted" in " ".join(output.split())
     finally:
         restore = {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}}
@@ -259,7 +259,7 @@ def test_credential_deleted_with_another_issuer_or_subject(estate: Estate) -> No
         [(workload, link, message)] = findings(review)
         assert (workload, link) == ("orders-api", "sign_in")
         assert f"no federated credential on {ORDERS_IDENTITY} trusts {ORDERS_SUBJECT}" in message
-        assert "AADSTS70021:" in message and "run playbooks/site.yml for aks-dev" in message
+        assert "AADSTS70021:" in message and "run workload_identity.aks.site for aks-dev" in message
 
         _put_credential(estate.box, issuer.rstrip("/"), ORDERS_SUBJECT)
         review, _output = estate.verify(expect_ok=False)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import Connection, cloud_endpoints
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_errors import translate
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
 
 
@@ -55,3 +58,26 @@ def test_a_user_name_and_password_is_refused_with_what_to_use_instead(monkeypatc
     # A service principal beside them (both filled in AWX) is what is used.
     chosen = Connection({"tenant": "t", "client_id": "c", "secret": "s"}).credential()
     assert type(chosen).__name__ == "ClientSecretCredential"
+
+
+@pytest.mark.parametrize("auth_source", [None, "cli"])
+def test_no_credential_and_no_azure_cli_says_what_to_set_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, auth_source: str | None
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no az anywhere
+    for name in ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "AZURE_AD_USER", "AZURE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError) as raised:
+        Connection({"subscription_id": "s", "auth_source": auth_source}).credential()
+    message = str(raised.value)
+    for needed in ("AZURE_CLIENT_ID", "AZURE_SECRET", "AZURE_TENANT", "auth_source", "az login", "not on PATH"):
+        assert needed in message, needed
+    assert "401" not in message and "AuthenticationFailed" not in message
+
+
+def test_a_credential_azure_identity_could_not_find_is_not_reported_as_an_answer_from_azure() -> None:
+    from azure.identity import CredentialUnavailableError
+
+    translated = translate(CredentialUnavailableError("Please run 'az login' to set up an account"), "read identity")
+    assert translated is not None and translated.status is None and translated.code == "CredentialUnavailable"
+    assert "Please run 'az login'" in str(translated) and "AZURE_CLIENT_ID" in str(translated)

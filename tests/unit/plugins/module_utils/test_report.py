@@ -95,7 +95,7 @@ def test_report_status_joins_both_sides() -> None:
     lines = rollout_lines(report)
     assert "      role  Reader @ rg-data: Microsoft.KeyVault/vaults/kv (unchanged)" in lines
     assert "      pods  Deployment api (bound: its pods restart (rolling update))" in lines
-    assert "| api | changed | id-api (`c1`) |" in rollout_markdown(report)
+    assert "| api | changed | id-api (unchanged, `c1`) |" in rollout_markdown(report)
 
     # A workload without roles signs in and may do nothing: the plan and the summary say so.
     bare = _azure("unchanged")

@@ -37,7 +37,7 @@ def test_service_account_missing_unannotated_other_client_and_other_tenant() -> 
     missing = service_account_problem("aks-dev", None, "orders", "orders-api", CLIENT, TENANT)
     assert missing == (
         "ServiceAccount orders/orders-api does not exist",
-        "run playbooks/site.yml for aks-dev (it creates and annotates it)",
+        "run workload_identity.aks.site for aks-dev (it creates and annotates it)",
     )
     bare = service_account_problem("aks-dev", account({}), "orders", "orders-api", CLIENT, TENANT)
     assert bare and "has no azure.workload.identity/client-id annotation" in bare[0]
@@ -147,7 +147,7 @@ def test_credentials_say_what_does_not_match(credentials: list[Any], expected: s
         assert problem is None and matched is not None and matched["name"] == "ok"
     else:
         assert problem is not None and expected in problem[0]
-        assert problem[1] == "run playbooks/site.yml for aks-dev (it writes the credential)"
+        assert problem[1] == "run workload_identity.aks.site for aks-dev (it writes the credential)"
 
 
 def test_aadsts_codes_in_plain_words_and_unknown_ones_kept() -> None:
