@@ -64,7 +64,7 @@ EXAMPLES = r"""
 
 - name: An existing app registration, made by hand
   workload_identity.aks.application:
-    application_id: 8a3f5c1e-2b4d-4e6f-9a0b-1c2d3e4f5a6b
+    application_id: "{{ hand_made_app_id }}"  # its appId (client id), as the portal shows it
 
 - name: Remove one for good
   workload_identity.aks.application:

@@ -129,6 +129,7 @@ EXAMPLES = r"""
     workloads: []
     state: absent
     prune: true
+    prune_confirm: aks-old  # releasing everything is refused unless the cluster is named here
 """
 
 RETURN = r"""

@@ -213,6 +213,7 @@ EXAMPLES = r"""
     identity_resource_group: rg-identities-prod
     state: absent
     prune: true
+    prune_confirm: aks-old  # removing everything is refused unless the cluster is named here
     workloads: []
 
 - name: Every workload of aks-prod
