@@ -22,8 +22,9 @@ tarball=$(ls "$out"/workload_identity-aks-*.tar.gz)
 config="$root/.build/importer.cfg"
 printf '[galaxy-importer]\nRUN_ANSIBLE_TEST = False\nRUN_ANSIBLE_LINT = True\nCHECK_CHANGELOG = True\n' >"$config"
 log="$root/.build/importer.log"
-PATH="$venv/bin:$PATH" GALAXY_IMPORTER_CONFIG="$config" HOME="$root/.build/home" \
-  "$venv/bin/python" -m galaxy_importer.main "$tarball" >"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+# Run from the build folder: galaxy-importer writes importer_result.json where it runs.
+(cd "$out" && PATH="$venv/bin:$PATH" GALAXY_IMPORTER_CONFIG="$config" HOME="$root/.build/home" \
+  "$venv/bin/python" -m galaxy_importer.main "$tarball") >"$log" 2>&1 || { tail -40 "$log"; exit 1; }
 grep -q "Importer processing completed successfully" "$log" || { tail -40 "$log"; exit 1; }
 # kubernetes.core is this collection's dependency (galaxy.yml): Galaxy's importer installs it before linting, these
 # machines cannot reach Galaxy, so ansible-lint cannot resolve its two modules here. Every other warning fails.
