@@ -73,6 +73,14 @@ class KubeConnection:
                 raise ValidationError(
                     ["kube_auth azure needs aks_cluster (the AKS cluster's resource id, or <resource group>/<name>)"]
                 )
+            ignored = [n for n, v in (("host", self.host), ("api_key", self.api_key), ("context", self.context)) if v]
+            if ignored:
+                # AWX's bearer-token credential (K8S_AUTH_*) or a kubeconfig context beside kube_auth azure: say so,
+                # as a named context does, rather than leave the operator guessing which one signed in.
+                self.warnings.append(
+                    f"kube_auth azure signs in to {self.aks_cluster} with an Entra token from the Azure credential; "
+                    f"{' and '.join(ignored)} (or K8S_AUTH_HOST/K8S_AUTH_API_KEY/K8S_AUTH_CONTEXT) ignored"
+                )
             self.host = self.api_key = self.ca_cert = self.context = None
         elif self.context:
             self.source = "context"

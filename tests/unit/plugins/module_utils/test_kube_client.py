@@ -33,6 +33,17 @@ def test_a_named_context_is_never_mixed_with_an_injected_host_and_token() -> Non
         KubeConnection({}, {}).api_client()
 
 
+def test_kube_auth_azure_says_it_ignores_an_injected_bearer_token() -> None:
+    awx = KubeConnection(
+        {"kube_auth": "azure", "aks_cluster": "rg-aks/aks-prod", "host": "https://h:443", "api_key": "sa-token"}, {}
+    )
+    assert awx.source == "azure" and (awx.host, awx.api_key) == (None, None)
+    [warning] = awx.warnings
+    assert "kube_auth azure signs in to rg-aks/aks-prod" in warning and "host and api_key" in warning
+    assert "sa-token" not in warning
+    assert KubeConnection({"kube_auth": "azure", "aks_cluster": "rg-aks/aks-prod"}, {}).warnings == []
+
+
 def test_a_bearer_token_beside_a_named_context_that_is_missing_says_which_variable_to_unset(tmp_path: Any) -> None:
     """AWX's bearer-token credential with an inventory that names a context per cluster: no kubeconfig has it."""
     awx = KubeConnection({"context": "aks-prod", "host": "https://aks-prod:443", "api_key": "sa-token"}, {})
