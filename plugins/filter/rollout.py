@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import short_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._report import ReportError, RolloutReport
 from ansible_collections.workload_identity.aks.plugins.module_utils._report import rollout_report as build_report
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult, KubeBatchResult
@@ -48,18 +49,9 @@ def rollout_report(azure: AzureBatchResult, kube: KubeBatchResult | None = None,
         raise AnsibleFilterError(f"rollout_report: {exc}") from exc
 
 
-def _short(scope: str) -> str:
-    """A scope as a person reads it: resource group and resource, without the subscription's GUID."""
-    parts = scope.split("/")
-    if len(parts) > 4 and parts[3].lower() == "resourcegroups":
-        rest = "/".join(parts[5:])
-        return parts[4] + (": " + rest.removeprefix("providers/") if rest else "")
-    return scope
-
-
 def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
     rows = [
-        f"{r['role']} @ {_short(r['scope']) if short else r['scope']} "
+        f"{r['role']} @ {short_scope(r['scope']) if short else r['scope']} "
         f"({r['action']}{', adopted: an operator made it' if r.get('adopted') else ''})"
         for r in workload["roles"]
     ]
@@ -122,7 +114,7 @@ def rollout_lines(report: dict[str, Any]) -> list[str]:
 
 def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> list[str]:
     """What was removed (or released, on the Kubernetes side) because the list no longer declares it."""
-    scope = _short if short else str
+    scope = short_scope if short else str
     lines = [f"pruned identity {row['name']} ({row['resource_group']})" for row in pruned.get("identities", [])]
     lines += [
         f"pruned application {row['name']} (appId {row['app_id']}"

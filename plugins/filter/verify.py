@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import short_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._report import SCHEMA_VERSION
 
 # The review's contract: the verify module's result (its schema_version is _report.SCHEMA_VERSION), without Ansible's
@@ -71,6 +72,7 @@ def _rows(run: dict[str, Any]) -> list[dict[str, str]]:
                     "identity": "-",
                     "credential": "-",
                     "roles": "-",
+                    "roles_html": "-",
                     "result": str(cluster["error"]),
                     "status": "finding",
                 }
@@ -83,10 +85,9 @@ def _rows(run: dict[str, Any]) -> list[dict[str, str]]:
 def _workload_row(cluster: str, w: dict[str, Any]) -> dict[str, str]:
     identity = w.get("identity") or {}
     credential = w.get("credential") or {}
-    roles = "; ".join(
-        f"{r['role']} @ {r['scope']}" + ("" if r.get("granted") is not False else " (not granted)")
-        for r in w.get("roles") or []
-    )
+    # Resource names, as a reviewer reads them; the full ids stay in the JSON, the page's hover and the Markdown's
+    # scope list.
+    roles = "; ".join(_role_text(r) for r in w.get("roles") or [])
     result, status = _result(w)
     return {
         "cluster": cluster,
@@ -96,9 +97,37 @@ def _workload_row(cluster: str, w: dict[str, Any]) -> dict[str, str]:
         ).strip(),
         "credential": f"{credential.get('name')}: {credential.get('subject')}" if credential else "-",
         "roles": roles or "(no access)",
+        "roles_html": _roles_html(w),
         "result": result,
         "status": status,
     }
+
+
+def _role_text(role: dict[str, Any]) -> str:
+    return f"{role['role']} @ {short_scope(role['scope'])}" + (
+        "" if role.get("granted") is not False else " (not granted)"
+    )
+
+
+def _roles_html(w: dict[str, Any]) -> str:
+    """Each role by resource name, its full scope id on hover (and in the title a copy takes)."""
+    roles = w.get("roles") or []
+    if not roles:
+        return "(no access)"
+    return "; ".join(
+        f'<span class="scope" title="{html.escape(str(r["scope"]))}">{html.escape(_role_text(r))}</span>' for r in roles
+    )
+
+
+def _scopes(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every scope the review names, as read and in full (sorted, once each)."""
+    found = {
+        (short_scope(str(r["scope"])), str(r["scope"]))
+        for c in run["clusters"]
+        for w in c.get("workloads") or []
+        for r in w.get("roles") or []
+    }
+    return sorted(found)
 
 
 def _result(w: dict[str, Any]) -> tuple[str, str]:
@@ -160,6 +189,10 @@ def verify_markdown(report: Any) -> str:
         for cluster, workload, f in findings:
             accepted = f" Accepted: {f['accepted']}." if f.get("accepted") else ""
             out.append(f"- **{cluster} / {workload}**, {f['link']}: {f['message']}. Remedy: {f['remedy']}.{accepted}")
+    scopes = [(short, full) for short, full in _scopes(run) if short != full]
+    if scopes:
+        out += ["", "## Scopes", ""]
+        out.extend(f"- {_cell(short)}: `{full}`" for short, full in scopes)
     return "\n".join(out) + "\n"
 
 
@@ -167,7 +200,7 @@ _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#1b1b1b}
 table{border-collapse:collapse;width:100%}
 th,td{border:1px solid #ccc;padding:.4em .6em;text-align:left;vertical-align:top}
-td.result{min-width:26em}td.roles{word-break:break-all;min-width:20em}
+td.result{min-width:26em}td.roles{min-width:20em}span.scope{border-bottom:1px dotted #888;cursor:help}
 th{background:#f0f0f0;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.finding td.result{background:#fde2e1;color:#8a1c14;font-weight:600}
@@ -203,7 +236,7 @@ def verify_html(report: Any) -> str:
     rows = []
     for row in _rows(run):
         cells = "".join(
-            f'<td class="{k}">{html.escape(row[k])}</td>'
+            f'<td class="{k}">{row["roles_html"] if k == "roles" else html.escape(row[k])}</td>'
             for k in ("cluster", "workload", "identity", "credential", "roles", "result")
         )
         rows.append(f'<tr class="{row["status"]}">{cells}</tr>')

@@ -107,6 +107,19 @@ def canonical(resource_id: str) -> str:
     return "/".join(parts)
 
 
+def short_scope(scope: str) -> str:
+    """A scope as a person reads it: resource group and resource, without the subscription's GUID.
+
+    ``/subscriptions/<id>/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/st`` reads
+    ``rg-data: Microsoft.Storage/storageAccounts/st``; a subscription or a management group stays whole.
+    """
+    parts = scope.split("/")
+    if len(parts) > 4 and parts[3].lower() == "resourcegroups":
+        rest = "/".join(parts[5:])
+        return parts[4] + (": " + rest.removeprefix("providers/") if rest else "")
+    return scope
+
+
 def same_scope(left: str, right: str) -> bool:
     return normalise(left).lower() == normalise(right).lower()
 

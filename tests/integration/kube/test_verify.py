@@ -406,6 +406,10 @@ def test_the_review_page_in_a_real_browser(estate: Estate, tmp_path: Path) -> No
         assert finding.is_displayed()
         assert "service_account: ServiceAccount orders/orders-api names client id" in finding.text
         assert "7 workloads, 6 verified, 1 finding(s) not accepted" in browser.find_element(By.ID, "summary").text
+        # A reviewer reads resource names; the full id is the hover's title.
+        scope = browser.find_element(By.CSS_SELECTOR, "#review tbody td.roles span.scope")
+        assert "/subscriptions/" not in scope.text and " @ " in scope.text
+        assert str(scope.get_attribute("title")).startswith("/subscriptions/")
         browser.save_screenshot(str(PROJECT / ".build" / "access-review.png"))
         header = browser.find_elements(By.CSS_SELECTOR, "#review thead th")[1]  # Workload
         header.click()
