@@ -57,7 +57,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """The sandbox's request log records what is served inside; the proxy itself logs nothing."""
 
     def do_CONNECT(self) -> None:
-        host, _, port = self.path.rpartition(":")
+        host, _colon, port = self.path.rpartition(":")
         host = host.strip("[]").lower()
         self.close_connection = True
         if host in PUBLIC_HOSTS and port == "443":
@@ -96,7 +96,7 @@ def _tunnel(client: socket.socket, upstream: socket.socket) -> None:
     peers = {client: upstream, upstream: client}
     try:
         while True:
-            readable, _, _ = select.select(list(peers), [], [], 120)
+            readable = select.select(list(peers), [], [], 120)[0]
             if not readable:
                 return
             for sock in readable:
