@@ -242,15 +242,20 @@ def test_throttling_and_replication_lag(sandbox: Sandbox) -> None:
     throttled = [a for a in answers if a.status_code == 429]
     assert throttled and int(throttled[0].headers["Retry-After"]) >= 1
     error(throttled[0], 429, "TooManyRequests")
-    sandbox.control.configure({"throttling": False, "graph_replication_seconds": 1.5})
+    # A window no loaded machine outruns for the reads that must land inside it...
+    sandbox.control.configure({"throttling": False, "graph_replication_seconds": 120})
     app = created(sandbox, "just-made")
     error(sandbox.graph("GET", f"/applications/{app['id']}"), 404, "Request_ResourceNotFound")
     assert sandbox.graph("GET", "/applications?$filter=displayName eq 'just-made'").json()["value"] == []
     # Its service principal cannot be made yet either (Graph's own answer to this race).
     early = sandbox.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
     assert "does not reference a valid application object" in error(early, 400, "Request_BadRequest")
-    time.sleep(1.6)
-    assert sandbox.graph("GET", f"/applications/{app['id']}").status_code == 200
+    # ...then a short one, polled until it has passed: the object is there once replicated.
+    sandbox.control.configure({"graph_replication_seconds": 1.0})
+    deadline = time.monotonic() + 60
+    while sandbox.graph("GET", f"/applications/{app['id']}").status_code == 404:
+        assert time.monotonic() < deadline, "still not replicated after 60 s"
+        time.sleep(0.2)
     assert sandbox.graph("POST", "/servicePrincipals", {"appId": app["appId"]}).status_code == 201
 
 

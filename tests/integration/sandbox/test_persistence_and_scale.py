@@ -65,7 +65,11 @@ def test_kill_during_writes_leaves_a_consistent_state(tmp_path: Path) -> None:
 
         thread = threading.Thread(target=writer)
         thread.start()
-        time.sleep(1.0)
+        # Killed mid-stream, once some writes are acknowledged (however fast this machine is), the writer still going.
+        deadline = time.monotonic() + 120
+        while len(acknowledged) <= 10:
+            assert thread.is_alive() and time.monotonic() < deadline, "the writer got no 10 writes acknowledged"
+            time.sleep(0.05)
         os.kill(int((tmp_path / "sandbox.pid").read_text()), signal.SIGKILL)
         stop.set()
         thread.join(10)
