@@ -71,6 +71,37 @@ def identity_peers(hostvars: Any, hosts: Any, in_run: Any, this_host: str) -> li
     return peers
 
 
+def _cluster_key(variables: Any, host: str) -> tuple[str, str, str]:
+    """(subscription, resource group, name) of the cluster a host stands for, compared as Azure does (any case);
+    the subscription is the run's default where the host names none."""
+    auth = _read(variables, "workload_identity_azure_auth", {})
+    subscription = auth.get("subscription_id") if isinstance(auth, Mapping) else None
+    return (
+        str(subscription or "").lower(),
+        str(_read(variables, "workload_identity_cluster_resource_group", "") or "").lower(),
+        str(_read(variables, "workload_identity_cluster_name", host)).lower(),
+    )
+
+
+def cluster_aliases(hostvars: Any, hosts: Any, this_host: str) -> list[str]:
+    """The other inventory hosts that stand for the same AKS cluster as this one (a second host with
+    ``workload_identity_cluster_name`` set to this cluster): each would prune the other's workloads."""
+    if not isinstance(hosts, list):
+        raise AnsibleFilterError("cluster_aliases expects the inventory's hosts (a list) and this host")
+    if this_host not in hostvars:
+        return []
+    mine = _cluster_key(hostvars[this_host], this_host)
+    return sorted(
+        str(host)
+        for host in hosts
+        if host != this_host and host in hostvars and _cluster_key(hostvars[host], host) == mine
+    )
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"checkable_values": checkable_values, "identity_peers": identity_peers}
+        return {
+            "checkable_values": checkable_values,
+            "identity_peers": identity_peers,
+            "cluster_aliases": cluster_aliases,
+        }

@@ -28,7 +28,7 @@ def validation_problems(
     """Every problem with one FIC's fields, each naming the field."""
     prefix = f"{where}: " if where else ""
     problems = []
-    if not FIC_NAME.match(name or ""):
+    if not FIC_NAME.fullmatch(name or ""):
         problems.append(
             f"{prefix}name: '{name}' is not a valid federated credential name (3-120 letters, digits, "
             "'-' and '_', starting with a letter or digit)"

@@ -25,7 +25,7 @@ class InvalidScope(ValueError):
 
 
 def is_guid(value: str) -> bool:
-    return bool(GUID.match(value))
+    return bool(GUID.fullmatch(value))
 
 
 @dataclass(frozen=True)

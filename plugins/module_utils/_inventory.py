@@ -21,6 +21,11 @@ from ._ids import InvalidScope, parse_scope
 from ._inventory_fields import Seen, _application, _once, _subjects, _token_expiration, privileged_problem
 from ._limits import (
     IDENTITY_NAME,
+    RESERVED_TAG_PREFIX,
+    RESERVED_TAGS,
+    TAG_NAME_FORBIDDEN,
+    TAG_NAME_MAX,
+    TAG_VALUE_MAX,
 )
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -225,7 +230,7 @@ def _workload(
         return None
     name = raw.get("name")
     if isinstance(name, str) and name:
-        label = f"cluster {cluster}: workload '{name}'"
+        label = f"cluster {cluster}: workload {name!r}"  # repr: a newline or quote in it shows as such
     before = len(problems)
     known = _keys(WORKLOAD_FIELDS)
     for key in sorted(set(raw) - known):
@@ -278,20 +283,27 @@ def _workload(
     )
 
 
+def got(value: Any) -> str:
+    """A value as a problem quotes it, with the hint a YAML boolean needs."""
+    if isinstance(value, bool):
+        return f"{value!r} (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)"
+    return repr(value)
+
+
 def _names(raw: dict[str, Any], label: str, index: int, seen: Seen, problems: list[str]) -> None:
     """The workload's name (unique in the cluster), namespace and service account (bound to one workload)."""
     name, namespace, account = raw.get("name"), raw.get("namespace"), raw.get("service_account")
-    if not isinstance(name, str) or not DNS_LABEL.match(name) or len(name) > 63:
-        problems.append(f"{label}: name: must be 1-63 lower-case letters, digits and '-' (got {name!r})")
+    if not isinstance(name, str) or not DNS_LABEL.fullmatch(name) or len(name) > 63:
+        problems.append(f"{label}: name: must be 1-63 lower-case letters, digits and '-' (got {got(name)})")
     elif name in seen.names:
         problems.append(f"{label}: name: declared twice (also workload #{seen.names[name] + 1})")
     else:
         seen.names[name] = index
-    if not isinstance(namespace, str) or not DNS_LABEL.match(namespace) or len(namespace) > 63:
-        problems.append(f"{label}: namespace: must be a Kubernetes namespace name (DNS label), got {namespace!r}")
-    if not isinstance(account, str) or not DNS_SUBDOMAIN.match(account) or len(account) > 253:
+    if not isinstance(namespace, str) or not DNS_LABEL.fullmatch(namespace) or len(namespace) > 63:
+        problems.append(f"{label}: namespace: must be a Kubernetes namespace name (DNS label), got {got(namespace)}")
+    if not isinstance(account, str) or not DNS_SUBDOMAIN.fullmatch(account) or len(account) > 253:
         problems.append(
-            f"{label}: service_account: must be a Kubernetes service account name (DNS subdomain), got {account!r}"
+            f"{label}: service_account: must be a Kubernetes service account name (DNS subdomain), got {got(account)}"
         )
     if isinstance(namespace, str) and isinstance(account, str):
         other = seen.accounts.get((namespace, account))
@@ -322,9 +334,13 @@ def _managed_identity(
         problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
     name = str(raw.get("name"))
     identity_name = raw.get("identity_name") or default_identity_name(cluster, str(raw.get("namespace")), name)
-    if not isinstance(identity_name, str) or not IDENTITY_NAME.match(identity_name):
+    # A default name made of an invalid name or namespace: their own problems say it.
+    parts_valid = bool(DNS_LABEL.fullmatch(name)) and bool(DNS_LABEL.fullmatch(str(raw.get("namespace"))))
+    if (raw.get("identity_name") or parts_valid) and (
+        not isinstance(identity_name, str) or not IDENTITY_NAME.fullmatch(identity_name)
+    ):
         hint = "" if raw.get("identity_name") else " (the default name; set identity_name)"
-        problems.append(f"{label}: identity_name: '{identity_name}' is not a valid identity name{hint}")
+        problems.append(f"{label}: identity_name: {got(identity_name)} is not a valid identity name{hint}")
     _once(
         seen, f"{resource_group}/{identity_name}", f"{label}: identity_name: identity {identity_name}", name, problems
     )
@@ -332,13 +348,39 @@ def _managed_identity(
 
 
 def _tags(raw: Any, label: str, problems: list[str]) -> dict[str, str]:
+    """An identity's extra tags, by ARM's rules for tags, none of them the collection's own marks."""
     tags = raw or {}
     if not isinstance(tags, dict):
         problems.append(f"{label}: tags: must be a mapping")
         return {}
+    before = len(problems)
+    seen: dict[str, str] = {}
+    for name, value in tags.items():
+        at = f"{label}: tags: {name!r}"
+        if not isinstance(name, str) or not name or len(name) > TAG_NAME_MAX:
+            problems.append(f"{at}: a tag's name is 1-{TAG_NAME_MAX} characters")
+            continue
+        bad = sorted(set(name) & TAG_NAME_FORBIDDEN) + (["a control character"] if not name.isprintable() else [])
+        if bad:
+            problems.append(f"{at}: Azure refuses {', '.join(bad)} in a tag's name")
+        if name.lower() in RESERVED_TAGS or name.lower().startswith(RESERVED_TAG_PREFIX):
+            problems.append(
+                f"{at}: reserved for the collection's own marks ({', '.join(sorted(RESERVED_TAGS))} and "
+                f"{RESERVED_TAG_PREFIX}*): choose another name"
+            )
+        if name.lower() in seen:
+            problems.append(f"{at}: the same name as {seen[name.lower()]!r} (Azure's tag names ignore case)")
+        seen[name.lower()] = name
+        if value is None or isinstance(value, (dict, list, bool)):
+            hint = " (YAML reads yes/no/true/false as booleans: quote it)" if isinstance(value, bool) else ""
+            problems.append(f'{at}: the value must be a string or a number, got {value!r}{hint}; use "" for none')
+        elif len(str(value)) > TAG_VALUE_MAX:
+            problems.append(f"{at}: the value is {len(str(value))} characters; Azure keeps at most {TAG_VALUE_MAX}")
     if len(",".join(str(k) for k in tags)) > 256:
         # Their names are recorded in one tag on the identity (so that a dropped one is removed): 256 characters.
         problems.append(f"{label}: tags: the names of the tags, together, exceed 256 characters")
+    if len(problems) != before:
+        return {}
     return {str(k): str(v) for k, v in tags.items()}
 
 
@@ -382,7 +424,7 @@ def _controllers(
         kind, name = item.get("kind"), item.get("name")
         if kind not in CONTROLLER_KINDS:
             problems.append(f"{at}: kind: must be one of {', '.join(CONTROLLER_KINDS)} (got {kind!r})")
-        if not isinstance(name, str) or not DNS_SUBDOMAIN.match(name) or len(name) > 253:
+        if not isinstance(name, str) or not DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
             problems.append(f"{at}: name: must be a Kubernetes object name (DNS subdomain), got {name!r}")
             continue
         key = (namespace, str(kind), name)
@@ -417,6 +459,11 @@ def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) ->
             scope = parse_scope(str(scope_text))
         except InvalidScope as exc:
             problems.append(f"{at}: scope: {exc}")
+            continue
+        for key in ("condition", "description"):
+            if item.get(key) is not None and not isinstance(item.get(key), str):
+                problems.append(f"{at}: {key}: must be a string, got {got(item.get(key))}")
+        if item.get("condition") is not None and not isinstance(item.get("condition"), str):
             continue
         if item.get("condition_version") and not item.get("condition"):
             problems.append(f"{at}: condition_version: given without a condition")

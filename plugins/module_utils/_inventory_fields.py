@@ -77,7 +77,8 @@ def _token_expiration(raw: Any, label: str, problems: list[str]) -> int | None:
     if raw is None:
         return None
     low, high = TOKEN_EXPIRATION
-    if isinstance(raw, bool) or not str(raw).isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also takes superscripts and other scripts' digits, which int() refuses.
+    if isinstance(raw, bool) or not re.fullmatch(r"[0-9]+", str(raw)) or not low <= int(raw) <= high:
         problems.append(f"{label}: token_expiration: must be seconds between {low} and {high} (got {raw!r})")
         return None
     return int(raw)
@@ -112,7 +113,7 @@ def _application(
         _once(seen, f"app:{app_id}", f"{label}: application_id: application {app_id}", name, problems)
         return None, str(app_id), None
     unique = unique or default_application_unique_name(cluster, namespace, name)
-    if not isinstance(unique, str) or not UNIQUE_NAME.match(unique):
+    if not isinstance(unique, str) or not UNIQUE_NAME.fullmatch(unique):
         problems.append(f"{label}: application_unique_name: '{unique}' must be 1-120 letters, digits, '.', '_' and '-'")
     if display is not None and (not isinstance(display, str) or not display.strip() or len(display) > 256):
         problems.append(f"{label}: application_display_name: must be 1-256 characters")

@@ -34,3 +34,10 @@ BROAD_ROLES = {"b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor"}
 PRIVILEGED_SCOPE_KINDS = ("managementGroup", "subscription")
 # The action that lets a principal grant roles (to itself included).
 GRANT_ACTION = "Microsoft.Authorization/roleAssignments/write"
+# ARM's tags: a name of 1-512 characters without < > % & \ ? / (and no control character), a value of at most 256.
+TAG_NAME_MAX = 512
+TAG_VALUE_MAX = 256
+TAG_NAME_FORBIDDEN = frozenset("<>%&\\?/")
+# The collection's own marks (_ownership): refused as an inventory's tag, so none can be forged or overwritten.
+RESERVED_TAGS = frozenset({"managed-by"})
+RESERVED_TAG_PREFIX = "wi-"

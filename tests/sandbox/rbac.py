@@ -433,7 +433,7 @@ def _pattern(glob: str) -> re.Pattern[str]:
 
 
 def action_matches(glob: str, action: str) -> bool:
-    return bool(_pattern(glob).match(action))
+    return bool(_pattern(glob).fullmatch(action))
 
 
 def permits(permissions: list[dict[str, Any]], action: str, data_action: bool = False) -> bool:

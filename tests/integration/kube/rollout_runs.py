@@ -61,17 +61,20 @@ def run_playbook(
     options: tuple[str, ...] = (),
     expect_ok: bool = True,
     files: dict[str, str] | None = None,
+    more_hosts: dict[str, dict[str, Any]] | None = None,
 ) -> Run:
     """One host (the cluster) with these variables, the playbook (a name under playbooks/ or a path), its output.
 
-    ``files``: more of the inventory (``host_vars/<cluster>.yml``, say), by path under its folder.
+    ``files``: more of the inventory (``host_vars/<cluster>.yml``, say), by path under its folder; ``more_hosts``:
+    other inventory hosts, with their variables.
     """
     folder.mkdir()
     for name, text in (files or {}).items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
-    host = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports"), **host_vars}
-    (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {cluster: host}}}))
+    common = {"ansible_connection": "local", "workload_identity_report_dir": str(folder / "reports")}
+    hosts = {cluster: {**common, **host_vars}, **{name: {**common, **v} for name, v in (more_hosts or {}).items()}}
+    (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),

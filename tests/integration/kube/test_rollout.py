@@ -527,6 +527,33 @@ def test_invalid_inventory_fails_before_any_change_naming_cluster_workload_and_f
     assert "Enable the OIDC issuer" not in failed.output
 
 
+def test_two_inventory_hosts_for_one_cluster_are_refused_before_anything_is_read(estate: Estate) -> None:
+    """A second host naming this cluster (workload_identity_cluster_name) would prune the first's workloads."""
+    orders = estate.scope("orders")
+    mine = [{"name": "alias-a", "namespace": "orders", "service_account": "alias-a", "roles": []}]
+    theirs = [{"name": "alias-b", "namespace": "orders", "service_account": "alias-b", "roles": [
+        {"role": "Reader", "scope": orders}
+    ]}]  # fmt: skip
+    alias = cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, theirs, workload_identity_cluster_name=CLUSTER)
+    estate.runs += 1
+    estate.box.control.reset_stats()
+    for playbook in ("site.yml", "teardown.yml"):
+        refused = run_playbook(
+            estate.root / f"run-{estate.runs}-{playbook}",
+            CLUSTER,
+            cluster_host(CLUSTER, CLUSTER_RG, IDENTITY_RG, mine, workload_identity_prune=True),
+            estate.env,
+            playbook,
+            expect_ok=False,
+            more_hosts={f"{CLUSTER}-alias": alias},
+        )
+        assert refused.returncode != 0
+        assert f"is declared by inventory hosts {CLUSTER} and {CLUSTER}-alias" in refused.output, refused.output[-3000:]
+        assert "Keep one host per cluster" in refused.output
+    # Nothing was asked of Azure or Kubernetes.
+    assert estate.box.control.stats()["totals"].get("arm", 0) == 0
+
+
 def test_teardown_of_listed_workloads_keeps_the_rest_and_identities_made_elsewhere(estate: Estate) -> None:
     """An identity the platform team made is only used: teardown removes this cluster's trust and roles on it."""
     msi = estate.box.msi()

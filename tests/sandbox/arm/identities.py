@@ -79,7 +79,7 @@ class IdentitiesProvider(ArmBase):
                     new["properties"]["isolationScope"] = body["properties"]["isolationScope"]
                 self.store.put("identity", key, {**existing, "body": new})
                 return Response(200, new)
-            if not IDENTITY_NAME_RE.match(name):
+            if not IDENTITY_NAME_RE.fullmatch(name):
                 raise ApiError(
                     400,
                     "InvalidResourceName",
@@ -203,7 +203,7 @@ class IdentitiesProvider(ArmBase):
             return Response(200 if existing else 201, new)
 
     def _validate_fic(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        if not FIC_NAME_RE.match(name):
+        if not FIC_NAME_RE.fullmatch(name):
             raise ApiError(
                 400,
                 "BadRequest",

@@ -155,7 +155,7 @@ class ResourcesProvider(ArmBase):
                     new["tags"] = body["tags"] or {}
                 self.store.put("resourceGroup", key, {"body": new})
                 return Response(200, new)
-            if not RG_NAME_RE.match(rg) or rg.endswith("."):
+            if not RG_NAME_RE.fullmatch(rg) or rg.endswith("."):
                 raise ApiError(
                     400,
                     "InvalidResourceGroupName",

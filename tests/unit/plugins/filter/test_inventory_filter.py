@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError, AnsibleUndefinedVariable
-from ansible_collections.workload_identity.aks.plugins.filter.inventory import identity_peers
+from ansible_collections.workload_identity.aks.plugins.filter.inventory import cluster_aliases, identity_peers
 
 
 class Vars(dict[str, Any]):
@@ -54,3 +54,31 @@ def test_other_hosts_workloads_that_name_an_identity_or_an_application_and_wheth
 def test_it_says_what_it_expects() -> None:
     with pytest.raises(AnsibleFilterError, match="identity_peers expects"):
         identity_peers({}, "all", [], "blue")
+
+
+def test_hosts_that_stand_for_one_cluster_are_found_as_azure_compares_names() -> None:
+    sub = {"workload_identity_azure_auth": {"subscription_id": "S-1"}}
+    hostvars = {
+        "aks-bad": {**sub, "workload_identity_cluster_resource_group": "rg-aks"},
+        "aks-bad-alias": {
+            "workload_identity_azure_auth": {"subscription_id": "s-1"},
+            "workload_identity_cluster_resource_group": "RG-AKS",
+            "workload_identity_cluster_name": "AKS-bad",
+        },
+        "aks-bad-elsewhere": {
+            **sub,
+            "workload_identity_cluster_resource_group": "rg-other",
+            "workload_identity_cluster_name": "aks-bad",
+        },
+        "aks-bad-other-sub": {
+            "workload_identity_azure_auth": {"subscription_id": "s-2"},
+            "workload_identity_cluster_resource_group": "rg-aks",
+            "workload_identity_cluster_name": "aks-bad",
+        },
+        "aks-good": {**sub, "workload_identity_cluster_resource_group": "rg-aks"},
+    }
+    hosts = list(hostvars)
+    assert cluster_aliases(hostvars, hosts, "aks-bad") == ["aks-bad-alias"]
+    assert cluster_aliases(hostvars, hosts, "aks-bad-alias") == ["aks-bad"]
+    assert cluster_aliases(hostvars, hosts, "aks-good") == []
+    assert cluster_aliases(hostvars, hosts, "aks-bad-elsewhere") == []  # another resource group: another cluster

@@ -115,3 +115,73 @@ def test_the_list_as_the_inventory_holds_it_is_classified_naming_the_field() -> 
         "service_account and roles)"
     ]
     assert workload_entries("aks-dev", [{"name": "a"}]) == ([{"name": "a"}], [])
+
+
+def one(workload: dict[str, object]) -> list[str]:
+    base = {"name": "api", "namespace": "orders", "service_account": "api", "roles": [{"role": "Reader", "scope": RG}]}
+    return validate_workloads(
+        "aks-dev", [{**base, **workload}], identity_resource_group="rg-ids", allow_privileged_roles=False
+    ).problems
+
+
+def test_a_trailing_newline_is_no_part_of_a_valid_name() -> None:
+    # `$` matches before a final newline: every name is checked whole, before Azure is written.
+    assert one({"name": "api\n"})[0].startswith("cluster aks-dev: workload 'api\\n': name: must be 1-63")
+    assert one({"service_account": "api\n"})[0].endswith("(DNS subdomain), got 'api\\n'")
+    assert one({"identity_name": "id-api\n"}) == [
+        "cluster aks-dev: workload 'api': identity_name: 'id-api\\n' is not a valid identity name"
+    ]
+    # A bad namespace is said once, as the namespace (not again as the default identity name made from it).
+    assert one({"namespace": "bad\n"}) == [
+        "cluster aks-dev: workload 'api': namespace: must be a Kubernetes namespace name (DNS label), got 'bad\\n'"
+    ]
+
+
+def test_values_that_crashed_are_problems_naming_the_field() -> None:
+    assert one({"token_expiration": "³⁶⁰⁰"}) == [
+        "cluster aks-dev: workload 'api': token_expiration: must be seconds between 3600 and 86400 (got '³⁶⁰⁰')"
+    ]
+    assert one({"roles": [{"role": "Reader", "scope": RG, "condition": {"a": 1}}]}) == [
+        "cluster aks-dev: workload 'api': roles[0]: condition: must be a string, got {'a': 1}"
+    ]
+    [problem] = one({"namespace": True})
+    assert "got True (YAML reads yes/no/on/off/true/false unquoted as booleans: quote it)" in problem
+
+
+def test_tags_follow_arms_rules_and_never_forge_the_collections_marks() -> None:
+    problems = one(
+        {
+            "tags": {
+                "wi-uses:aks-prod": "x",
+                "Managed-By": "me",
+                "team": None,
+                "owner": {"a": 1},
+                "cost/center": "42",
+                "Env": "dev",
+                "env": "prod",
+                "note": "x" * 257,
+            }
+        }
+    )
+    at = "cluster aks-dev: workload 'api': tags:"
+    assert (
+        f"{at} 'wi-uses:aks-prod': reserved for the collection's own marks (managed-by and wi-*): choose another name"
+        in problems
+    )
+    assert any(p.startswith(f"{at} 'Managed-By': reserved") for p in problems)
+    assert f"{at} 'team': the value must be a string or a number, got None; use \"\" for none" in problems
+    assert any(p.startswith(f"{at} 'owner': the value must be a string or a number") for p in problems)
+    assert f"{at} 'cost/center': Azure refuses / in a tag's name" in problems
+    assert f"{at} 'env': the same name as 'Env' (Azure's tag names ignore case)" in problems
+    assert f"{at} 'note': the value is 257 characters; Azure keeps at most 256" in problems
+    assert len(problems) == 7
+    assert one({"tags": {"team": "orders", "cost-center": 42}}) == []
+
+
+def test_every_mark_the_collection_writes_is_a_reserved_tag_name() -> None:
+    from ansible_collections.workload_identity.aks.plugins.module_utils import _limits, _ownership
+
+    marks = [v for k, v in vars(_ownership).items() if k.endswith(("_TAG", "_TAG_PREFIX")) and isinstance(v, str)]
+    assert len(marks) >= 10
+    for mark in marks:
+        assert mark.lower() in _limits.RESERVED_TAGS or mark.lower().startswith(_limits.RESERVED_TAG_PREFIX), mark
