@@ -98,6 +98,10 @@ options:
         description:
           - Extra tags for an identity this collection makes. One dropped from here is removed from it (the keys set
             are recorded in its C(wi-tags) tag); tags set by anyone else are left alone.
+          - ARM's rules apply before any change - a name of 1-512 characters without any of C(<>%&\?/), names that
+            differ only in case are one, a value (a string or a number) of at most 256 characters.
+          - The names of the collection's own marks are reserved and refused - C(managed-by) and every name that
+            starts with C(wi-).
         type: dict
       controllers:
         description:
