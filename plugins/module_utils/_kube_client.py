@@ -169,15 +169,28 @@ _HINTS = {
 }
 
 
+# Every request is bounded: a stopped API server fails the call (retried under the time budget), never hangs it.
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+
+
 def translate(exc: BaseException, operation: str) -> KubeApiError | None:
     """The Kubernetes client's exception as a KubeApiError naming the object; None for anything else (a bug)."""
     if isinstance(exc, KubeApiError):
         return exc
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
     if isinstance(exc, ApiException):
         return _api_error(exc, operation)
+    # urllib3's connect and read timeouts (a stopped or unreachable API server), also as the reason of a MaxRetryError.
+    if isinstance(exc, Urllib3Timeout) or isinstance(getattr(exc, "reason", None), Urllib3Timeout):
+        return KubeApiError(
+            f"the API server did not answer within {CONNECT_TIMEOUT} s to connect or {READ_TIMEOUT} s to reply ({exc})",
+            code="ConnectionError",
+            operation=operation,
+        )
     if isinstance(exc, HTTPError):
         return KubeApiError(f"could not reach the API server: {exc}", code="ConnectionError", operation=operation)
     return None
@@ -240,7 +253,7 @@ class KubeClient:
             request = self.api.param_serialize(
                 method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
             )
-            response = self.api.call_api(*request)
+            response = self.api.call_api(*request, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
             status, raw = int(response.status), response.read()
             if status >= 400:
                 error = ApiException(status=status, reason=response.reason, body=raw)
@@ -256,6 +269,7 @@ class KubeClient:
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
                 _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             ).data
         return json.loads(raw) if raw else None
 

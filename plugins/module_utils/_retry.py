@@ -88,7 +88,14 @@ def call(
             error = translate(exc, operation)
             if error is None:
                 raise  # a bug is not an API failure: keep its traceback
-            delay = decide(error, attempt, clock() - started, policy)
+            elapsed = clock() - started
+            delay = decide(error, attempt, elapsed, policy)
             if delay is None:
+                if attempt > 1:
+                    # How long it was tried, and under what bound: the operator sees it was not given up at once.
+                    error.message += (
+                        f" (gave up after {attempt} attempts in {elapsed:.0f} s; "
+                        f"the retry budget is {policy.budget:.0f} s, retry_budget)"
+                    )
                 raise error from exc
             sleep(delay)

@@ -30,6 +30,7 @@ VARIABLE_TYPES: dict[str, str | tuple[str, ...]] = {
     "workload_identity_discover_resource_groups": "list",
     "workload_identity_hosts": "pattern",
     "workload_identity_identity_resource_group": "str",
+    "workload_identity_issuer_timeout": "count",
     "workload_identity_issuer_url": "str",
     "workload_identity_kube_auth": ("kubeconfig", "azure"),
     "workload_identity_kube_context": "str",

@@ -98,13 +98,18 @@ class ScriptedApiClient:
     def __init__(self, answers: list[Any]) -> None:
         self.answers = answers
         self.sent: list[tuple[str, str]] = []
+        self.timeouts: list[Any] = []
 
     def param_serialize(self, method: str, path: str, **kwargs: Any) -> tuple[str, str]:
         return (method, path)
 
-    def call_api(self, method: str, path: str) -> Response:
+    def call_api(self, method: str, path: str, _request_timeout: Any = None) -> Response:
         self.sent.append((method, path))
-        return Response(*self.answers.pop(0))
+        self.timeouts.append(_request_timeout)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return Response(*answer)
 
 
 def test_conflicts_and_throttling_are_retried_then_given_up() -> None:
@@ -123,3 +128,17 @@ def test_conflicts_and_throttling_are_retried_then_given_up() -> None:
         )
     assert raised.value.code == "AlreadyExists" and len(exists.sent) == 1  # a lost race needs a decision, not a retry
     assert KubeClient(ScriptedApiClient([(404, {"reason": "NotFound"})]), sleep=sleeps.append).get("/x", "read") is None
+
+
+def test_a_stopped_api_server_is_a_bounded_wait_then_a_failure_saying_so() -> None:
+    from urllib3.exceptions import ReadTimeoutError
+
+    hung = ScriptedApiClient([ReadTimeoutError(None, "/api", "Read timed out.") for _attempt in range(10)])
+    sleeps: list[float] = []
+    with pytest.raises(KubeApiError) as raised:
+        KubeClient(hung, RetryPolicy(budget=5), sleep=sleeps.append).get("/api/v1/namespaces/a", "read Namespace a")
+    # Every request is bounded (connect, read); the calls are retried under the budget, then given up naming it.
+    assert set(hung.timeouts) == {(10, 60)} and len(hung.sent) == 4 and sleeps == [1.0, 2.0, 4.0]
+    message = str(raised.value)
+    assert message.startswith("read Namespace a: ConnectionError: the API server did not answer within 10 s")
+    assert "gave up after 4 attempts in 0 s; the retry budget is 5 s, retry_budget" in message
