@@ -115,7 +115,9 @@ def _application(
     unique = unique or default_application_unique_name(cluster, namespace, name)
     if not isinstance(unique, str) or not UNIQUE_NAME.fullmatch(unique):
         problems.append(f"{label}: application_unique_name: '{unique}' must be 1-120 letters, digits, '.', '_' and '-'")
-    if display is not None and (not isinstance(display, str) or not display.strip() or len(display) > 256):
-        problems.append(f"{label}: application_display_name: must be 1-256 characters")
+    if display is not None and (
+        not isinstance(display, str) or not display.strip() or len(display) > 256 or not display.isprintable()
+    ):
+        problems.append(f"{label}: application_display_name: must be 1-256 characters, none a control character")
     _once(seen, f"app:{unique}", f"{label}: application_unique_name: application {unique}", name, problems)
     return str(unique), None, str(display) if display else None

@@ -145,6 +145,12 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
     ("tag name Azure refuses", [bad("a", tags={"a<b": "x"})], {}, "workload 'a': tags: 'a<b': Azure refuses <"),
     ("tags differing in case", [bad("a", tags={"Env": "a", "env": "b"})], {}, "workload 'a': tags: 'env': the same"),
     ("tag value too long", [bad("a", tags={"note": "x" * 257})], {}, "workload 'a': tags: 'note': the value is 257"),
+    (
+        "application display name with a NUL",
+        [bad("a", identity_type="application", application_display_name="orders\x00api")],
+        {},
+        "workload 'a': application_display_name: must be 1-256 characters, none a control character",
+    ),
     ("identity type unknown", [bad("a", identity_type="system")], {}, "workload 'a': identity_type"),
     ("identity name invalid", [bad("a", identity_name="id with spaces")], {}, "workload 'a': identity_name"),
     ("identity name too short", [bad("a", identity_name="id")], {}, "workload 'a': identity_name"),

@@ -116,6 +116,7 @@ def _validate_tags(tags: Any) -> dict[str, str]:
         raise ApiError(400, "InvalidTag", "Tags must be an object of names to string values.")
     if len(tags) > 50:
         raise ApiError(400, "InvalidTag", "A resource can have at most 50 tags.")
+    lowered: set[str] = set()
     for name, value in tags.items():
         if len(name) > 512 or len(str(value)) > 256:
             raise ApiError(
@@ -123,7 +124,22 @@ def _validate_tags(tags: Any) -> dict[str, str]:
                 "InvalidTagNameOrValue",
                 f"The tag name '{name[:40]}' or its value exceeds the allowed length (512 / 256).",
             )
+        # ARM refuses these characters (and control characters) in a tag's name; names are compared in any case.
+        if set(name) & TAG_NAME_FORBIDDEN or not name.isprintable() or not name:
+            raise ApiError(
+                400,
+                "InvalidTagNameCharacters",
+                f"The tag names '{name}' have reserved characters '<,>,%,&,\\,?,/' or control characters.",
+            )
+        if name.lower() in lowered:
+            raise ApiError(400, "InvalidTag", f"The tag name '{name}' is given twice (tag names are case-insensitive).")
+        lowered.add(name.lower())
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise ApiError(400, "InvalidRequestContent", f"The value of tag '{name}' must be a string.")
     return {str(k): str(v) for k, v in tags.items()}
+
+
+TAG_NAME_FORBIDDEN = frozenset("<>%&\\?/")
 
 
 def _unsupported(ctx: Context) -> Response:

@@ -12,6 +12,7 @@ from .common import (
     RG_NAME_RE,
     ArmBase,
     _scope,
+    _validate_tags,
 )
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class ResourcesProvider(ArmBase):
                     raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
                 new = copy.deepcopy(existing["body"])
                 if "tags" in body:
-                    new["tags"] = body["tags"] or {}
+                    new["tags"] = _validate_tags(body["tags"] or {})
                 self.store.put("resourceGroup", key, {"body": new})
                 return Response(200, new)
             if not RG_NAME_RE.fullmatch(rg) or rg.endswith("."):
@@ -178,7 +179,7 @@ class ResourcesProvider(ArmBase):
                 "name": name,
                 "type": "Microsoft.Resources/resourceGroups",
                 "location": str(location).lower().replace(" ", ""),
-                "tags": body.get("tags") or {},
+                "tags": _validate_tags(body.get("tags") or {}),
                 "properties": {"provisioningState": "Succeeded"},
             }
             if body.get("managedBy"):

@@ -163,6 +163,16 @@ class Applications(GraphCollection):
                     if name in ("id", "appId", "createdDateTime", "publisherDomain", "deletedDateTime")
                     else f"Invalid property '{name}'.",
                 )
+        name = body.get("displayName")
+        # 1-256 characters, none of them a control character (a NUL, a newline): Graph refuses the property.
+        if "displayName" in body and (
+            not isinstance(name, str) or not name.strip() or len(name) > 256 or not name.isprintable()
+        ):
+            raise GraphError(
+                400,
+                "Request_BadRequest",
+                "Invalid value specified for property 'displayName' of resource 'Application'.",
+            )
         return {k: copy.deepcopy(v) for k, v in body.items() if not k.startswith("@odata")}
 
     def _check_unique(self, body: dict[str, Any], current: dict[str, Any] | None) -> None:
