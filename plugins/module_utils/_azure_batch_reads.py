@@ -19,7 +19,7 @@ from ._azure_application import ApplicationApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
-from ._errors import AzureApiError
+from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, parse_role, parse_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, Claim, others_claims, owned_by
@@ -271,12 +271,29 @@ def read_batch(ctx: BatchContext, batch: Batch, workers: int = 1) -> Reads:
         parse_scope(r.scope).subscription or ctx.subscription_id for w in batch.workloads for r in w.roles
     } | {ctx.subscription_id}
     for sub in sorted(subscriptions):
-        _read_subscription(ctx, sub, reads)
+        try:
+            _read_subscription(ctx, sub, reads)
+        except AzureApiError as exc:
+            if sub.lower() == str(ctx.subscription_id).lower() or exc.status not in (403, 404):
+                raise
+            raise ValidationError(_unknown_subscription(batch, sub, exc)) from exc
     listed = [(key, reads.identities[key]) for key in sorted(_credentials_to_list(batch, reads))]
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
         # Each writes only its own key; list() re-raises the first failure.
         list(pool.map(lambda item: _read_credentials(ctx, batch, reads, *item), listed))
     return reads
+
+
+def _unknown_subscription(batch: Batch, sub: str, exc: AzureApiError) -> list[str]:
+    """Each declared role whose scope is in a subscription that does not answer, named by workload and field."""
+    why = "does not exist" if exc.status == 404 else "is not readable by the automation's principal"
+    return [
+        f"cluster {batch.cluster}: workload {w.name!r}: roles[{i}]: scope: subscription {sub} {why} ({exc.code}); "
+        "check the scope's subscription id"
+        for w in batch.workloads
+        for i, r in enumerate(w.roles)
+        if (parse_scope(r.scope).subscription or "").lower() == sub.lower()
+    ]
 
 
 def _credentials_to_list(batch: Batch, reads: Reads) -> set[str]:

@@ -29,6 +29,8 @@ from ._limits import (
 )
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# ARM's rule for a resource group's name (Unicode letters and digits count as \w).
+RESOURCE_GROUP_NAME = re.compile(r"[-\w.()]{0,89}[-\w()]")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Pod controllers a workload can bind to its service account; CronJob's pod template sits one level deeper.
 CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -332,6 +334,12 @@ def _managed_identity(
     resource_group = raw.get("identity_resource_group") or default_group
     if group_required and not resource_group:
         problems.append(f"{label}: identity_resource_group: required (here or as the module's option)")
+    elif resource_group and (not isinstance(resource_group, str) or not RESOURCE_GROUP_NAME.fullmatch(resource_group)):
+        hint = " (the name alone, not a resource id)" if "/" in str(resource_group) else ""
+        problems.append(
+            f"{label}: identity_resource_group: {got(resource_group)} is not a resource group name{hint}: 1-90 "
+            "letters, digits, '_', '-', '.', '(' or ')', not ending with '.'"
+        )
     name = str(raw.get("name"))
     identity_name = raw.get("identity_name") or default_identity_name(cluster, str(raw.get("namespace")), name)
     # A default name made of an invalid name or namespace: their own problems say it.

@@ -151,6 +151,25 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         {},
         "workload 'a': application_display_name: must be 1-256 characters, none a control character",
     ),
+    (
+        "identity resource group given as a resource id",
+        [bad("a", identity_resource_group=RG)],
+        {},
+        "workload 'a': identity_resource_group: '/subscriptions/",
+    ),
+    (
+        "scope in an unknown subscription",
+        [
+            bad(
+                "a",
+                roles=[
+                    {"role": "Reader", "scope": "/subscriptions/0b1f6471-1bf0-4dda-aec3-000000000000/resourceGroups/rg"}
+                ],
+            )
+        ],
+        {},
+        "workload 'a': roles[0]: scope",
+    ),
     ("identity type unknown", [bad("a", identity_type="system")], {}, "workload 'a': identity_type"),
     ("identity name invalid", [bad("a", identity_name="id with spaces")], {}, "workload 'a': identity_name"),
     ("identity name too short", [bad("a", identity_name="id")], {}, "workload 'a': identity_name"),
