@@ -163,10 +163,10 @@ class Applications(GraphCollection):
                     if name in ("id", "appId", "createdDateTime", "publisherDomain", "deletedDateTime")
                     else f"Invalid property '{name}'.",
                 )
-        name = body.get("displayName")
+        display = body.get("displayName")
         # 1-256 characters, none of them a control character (a NUL, a newline): Graph refuses the property.
         if "displayName" in body and (
-            not isinstance(name, str) or not name.strip() or len(name) > 256 or not name.isprintable()
+            not isinstance(display, str) or not display.strip() or len(display) > 256 or not display.isprintable()
         ):
             raise GraphError(
                 400,
