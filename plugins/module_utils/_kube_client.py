@@ -256,7 +256,10 @@ class KubeClient:
             response = self.api.call_api(*request, _request_timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
             status, raw = int(response.status), response.read()
             if status >= 400:
-                error = ApiException(status=status, reason=response.reason, body=raw)
+                # Set after: ApiException takes no body argument before kubernetes 35 (this code path is 35's, but a
+                # client built by the newer generator may meet an older exceptions module).
+                error = ApiException(status=status, reason=response.reason)
+                error.body = raw
                 error.headers = getattr(response, "headers", None)  # Retry-After, Audit-Id
                 raise error
         else:
