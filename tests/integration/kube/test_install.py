@@ -289,6 +289,8 @@ def test_the_awx_project_runs_through_ansible_runner_with_what_awx_injects(insta
 def test_ansible_builder_turns_the_ee_definition_into_a_context_with_everything(installed: Installed) -> None:
     definition = installed.root / "ee"
     shutil.copytree(PROJECT / "examples" / "execution-environment", definition)
+    # As docs/awx.md says: the collection's tarball beside the definition (ansible-galaxy collection build).
+    shutil.copy(installed.tarball, definition / installed.tarball.name)
     context = installed.root / "ee-context"
     done = subprocess.run(
         [
@@ -311,7 +313,10 @@ def test_ansible_builder_turns_the_ee_definition_into_a_context_with_everything(
     assert "ansible-galaxy collection install" in containerfile
     assert "introspect.py introspect" in containerfile  # collections' own requirements are gathered at build time
     requested = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
-    assert {c["name"] for c in requested["collections"]} == {"workload_identity.aks", "kubernetes.core"}
+    tarball = f"collections/{installed.tarball.name}"
+    assert {c["name"] for c in requested["collections"]} == {tarball, "kubernetes.core"}
+    # The tarball is in the build context, where the requirements name it (the build installs from /build).
+    assert (context / "_build" / tarball).read_bytes() == installed.tarball.read_bytes()
     # What the build's introspection then finds in the collections it installed (here: the tarball, kubernetes.core):
     # this collection's Python packages, helm included, and system packages, beside kubernetes.core's.
     image = installed.root / "ee-collections" / "ansible_collections"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.integration.kube.rollout_runs import run_playbook
-from tests.integration.sandbox_helpers import PROJECT, Sandbox
+from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, running
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain
 
 MODULES = PROJECT / "plugins" / "modules"
@@ -66,11 +66,14 @@ class Estate:
 
 
 @pytest.fixture(scope="module")
-def estate(
-    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Estate]:
-    del cluster  # the session's first cluster stays aks-kube (see test_app_registrations)
-    box = kube_sandbox
+def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
+    # A sandbox of its own: the examples name aks-prod, aks-dev and aks-old as written, names other modules' estates
+    # in the session's sandbox may hold.
+    with running(tmp_path_factory.mktemp("examples-sandbox"), {**TEST_SETTINGS, "kube_clusters": True}) as box:
+        yield from _estate(box, tmp_path_factory)
+
+
+def _estate(box: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     prod = box.control.seed_cluster(
         "rg-aks-prod", "aks-prod", kube=True, oidc_issuer_enabled=True, workload_identity_enabled=True
     )
