@@ -96,6 +96,14 @@ def run_playbook(
     return Run(cluster, done.returncode, output, folder / "reports")
 
 
+def kubectl(box: Sandbox, cluster: str, *args: str, stdin: str | None = None) -> None:
+    """The real kubectl (from .tools) on the cluster's context of the sandbox's kubeconfig, as an operator runs it."""
+    command = [str(PROJECT / ".tools" / "bin" / "kubectl"), "--kubeconfig", str(box.state_dir / "kubeconfig")]
+    subprocess.run(
+        [*command, "--context", cluster, *args], check=True, capture_output=True, timeout=60, input=stdin, text=True
+    )
+
+
 def write_requests(box: Sandbox) -> list[str]:
     """The sandbox operations that wrote to Azure or Graph since its stats were last reset."""
     return [

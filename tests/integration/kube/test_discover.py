@@ -10,7 +10,6 @@ teardown undoes down to what the operator had.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +20,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook, write_requests
+from tests.integration.kube.rollout_runs import Run, cluster_host, kubectl, pod_signs_in, run_playbook, write_requests
 from tests.integration.sandbox_helpers import AZ, PROJECT, Cli, Sandbox
 from tests.sandbox.demo import ansible_env, ensure_resource_chain
 
 pytestmark = pytest.mark.skipif(not AZ, reason="SANDBOX_AZ_CLI names no az binary (make integration installs one)")
 
 CLUSTER, CLUSTER_RG, IDS = "aks-legacy", "rg-aks-legacy", "rg-legacy-ids"
-KUBECTL = str(PROJECT / ".tools" / "bin" / "kubectl")
 CRDS = PROJECT / "tests" / "integration" / "kube" / "crds" / "aad-pod-identity" / "crd.yaml"
 AUDIENCE = "api://AzureADTokenExchange"
 MANIFEST = """
@@ -155,11 +153,6 @@ class Legacy:
         return found
 
 
-def kubectl(box: Sandbox, *args: str, stdin: str | None = None) -> None:
-    command = [KUBECTL, "--kubeconfig", str(box.state_dir / "kubeconfig"), "--context", CLUSTER, *args]
-    subprocess.run(command, check=True, capture_output=True, timeout=60, input=stdin, text=True)
-
-
 @pytest.fixture(scope="module")
 def legacy(
     kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -203,9 +196,14 @@ def legacy(
     # AAD Pod Identity: an identity bound by label, no federated credential.
     made["reports"] = az.json("identity", "create", "-g", IDS, "-n", "reports-identity")
     grant(made["reports"]["principalId"], "Storage Blob Data Reader")
-    kubectl(box, "apply", "-f", str(CRDS))
+    kubectl(box, CLUSTER, "apply", "-f", str(CRDS))
     kubectl(
-        box, "wait", "--for=condition=Established", "crd/azureidentitybindings.aadpodidentity.k8s.io", "--timeout=30s"
+        box,
+        CLUSTER,
+        "wait",
+        "--for=condition=Established",
+        "crd/azureidentitybindings.aadpodidentity.k8s.io",
+        "--timeout=30s",
     )
     values = {
         "payments": made["payments"]["clientId"],
@@ -220,7 +218,7 @@ def legacy(
         ("reports", "aadpodidbinding: reports", ""),
     ):
         manifest += "---" + DEPLOYMENT % {"name": name, "label": label, "account": account}
-    kubectl(box, "apply", "-f", "-", stdin=manifest)
+    kubectl(box, CLUSTER, "apply", "-f", "-", stdin=manifest)
     estate = Legacy(box, root, made)
     for name in ("payments", "cart"):
         assert pod_signs_in(box, estate.core, estate.apps, name, name) == "ok"  # the operator's setup works

@@ -27,29 +27,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook, write_requests
+from tests.integration.kube.rollout_runs import Run, cluster_host, kubectl, pod_signs_in, run_playbook, write_requests
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
-from tests.sandbox.demo import ansible_env, ensure_resource_chain
+from tests.sandbox.demo import ansible_env, app_manifest, ensure_resource_chain
 
 CLUSTER, CLUSTER_RG, IDS, DATA_RG = "aks-azwi", "rg-aks-azwi", "rg-azwi-ids", "rg-azwi-data"
 NAMESPACE, ACCOUNT, APP_NAME = "ledger", "ledger-sa", "ledger-azwi"
 ROLE = "Storage Blob Data Reader"
-KUBECTL = str(PROJECT / ".tools" / "bin" / "kubectl")
-DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: ledger, namespace: ledger}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: ledger}}
-  template:
-    metadata:
-      labels: {app: ledger, azure.workload.identity/use: "true"}
-    spec:
-      serviceAccountName: ledger-sa
-      containers:
-        - {name: app, image: "ghcr.io/contoso/ledger:1.0.0"}
-"""
 # What the real services answer a client like azwi, besides success: kiota gzips every body it sends through its
 # pipeline (token requests included) and resends plainly on a 415; the tenant comes from ARM's 401 challenge; a
 # role assignment naming a service principal made seconds ago meets directory replication (azwi retries it).
@@ -116,11 +100,6 @@ class Estate:
         return pod_signs_in(self.box, self.core, self.apps, NAMESPACE, "ledger")
 
 
-def kubectl(box: Sandbox, *args: str, stdin: str | None = None) -> None:
-    command = [KUBECTL, "--kubeconfig", str(box.state_dir / "kubeconfig"), "--context", CLUSTER, *args]
-    subprocess.run(command, check=True, capture_output=True, timeout=60, input=stdin, text=True)
-
-
 def azwi_env(box: Sandbox, home: Path) -> dict[str, str]:
     """What a user sets to point an unmodified Go client at the sandbox (the sandbox README's public hostnames)."""
     home.mkdir(parents=True, exist_ok=True)
@@ -166,7 +145,7 @@ def estate(
     box.resource_group(IDS)
     scope = f"{box.resource_group(DATA_RG)}/providers/Microsoft.Storage/storageAccounts/stledger"
     ensure_resource_chain(box.url, box.ca, box.token(), scope)
-    kubectl(box, "create", "namespace", NAMESPACE)
+    kubectl(box, CLUSTER, "create", "namespace", NAMESPACE)
     root = tmp_path_factory.mktemp("azwi")
     yield Estate(box, root, scope, seeded["issuer_url"])
 
@@ -219,7 +198,12 @@ def test_azwi_walkthrough_against_the_public_hostnames(azwi: Path, estate: Estat
     account = estate.account()
     assert account["annotations"]["azure.workload.identity/client-id"] == app_id
     assert account["annotations"]["azure.workload.identity/tenant-id"] == box.tenant_id
-    kubectl(box, "apply", "-f", "-", stdin=DEPLOYMENT)
+    # The walkthrough's last step, by hand: the application's Deployment runs as that ServiceAccount, labelled.
+    deployment = app_manifest("Deployment", NAMESPACE, "ledger", "ghcr.io/contoso/ledger:1.0.0", replicas=1)
+    pod = deployment["spec"]["template"]
+    pod["metadata"]["labels"]["azure.workload.identity/use"] = "true"
+    pod["spec"]["serviceAccountName"] = ACCOUNT
+    kubectl(box, CLUSTER, "apply", "-f", "-", stdin=yaml.safe_dump(deployment))
     assert estate.signs_in() == "ok"
     estate.made = {"azure": state, "account": account, "template": estate.template(), "app_object": app_object}
 
