@@ -16,13 +16,19 @@ KUBE_SETTINGS = {**TEST_SETTINGS, "kube_clusters": True}
 @pytest.fixture(scope="session")
 def kube_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with running(tmp_path_factory.mktemp("kube-sandbox"), KUBE_SETTINGS) as box:
+        # aks-kube is seeded before anything else: the env file's K8S_AUTH_* name the session's first kube-backed
+        # cluster, and which test file a worker runs first is xdist's choice, not ours.
+        _FIRST_CLUSTER[box.state_dir] = dict(box.control.seed_cluster("rg-kube", "aks-kube", kube=True))
         yield box
+
+
+_FIRST_CLUSTER: dict[object, dict[str, str]] = {}
 
 
 @pytest.fixture(scope="session")
 def cluster(kube_sandbox: Sandbox) -> dict[str, str]:
-    """An existing AKS cluster (issuer off) backed by its own kube-apiserver."""
-    return dict(kube_sandbox.control.seed_cluster("rg-kube", "aks-kube", kube=True))
+    """An existing AKS cluster (issuer off) backed by its own kube-apiserver: the one K8S_AUTH_* name."""
+    return _FIRST_CLUSTER[kube_sandbox.state_dir]
 
 
 @pytest.fixture(scope="session")

@@ -122,8 +122,7 @@ class Entra:
 
 
 @pytest.fixture(scope="module")
-def entra(kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Entra]:
-    del cluster  # aks-kube stays the session's first cluster (K8S_AUTH_* of other tests)
+def entra(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Entra]:
     box = kube_sandbox
     box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True, local_accounts=False)
     deploy_apps(box.state_dir, CLUSTER, APPS)

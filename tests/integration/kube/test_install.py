@@ -97,12 +97,7 @@ def inventory(scope: str, workload: str = "orders-api", namespace: str = "orders
 
 
 @pytest.fixture(scope="module")
-def installed(
-    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Installed]:
-    # `cluster` first: the session's first kube-backed cluster is the one the env file's K8S_AUTH_* name, which
-    # test_control_plane asserts; whichever module runs first, that stays aks-kube.
-    del cluster
+def installed(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     box = kube_sandbox
     box.control.seed_cluster(CLUSTER_RG, CLUSTER, kube=True)
     box.resource_group(IDENTITY_RG)

@@ -134,10 +134,7 @@ def azwi() -> Path:
 
 
 @pytest.fixture(scope="module")
-def estate(
-    kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Estate]:
-    del cluster  # the session's first cluster stays aks-kube (see test_app_registrations)
+def estate(kube_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     box = kube_sandbox
     seeded = box.control.seed_cluster(
         CLUSTER_RG, CLUSTER, kube=True, oidc_issuer_enabled=True, workload_identity_enabled=True
