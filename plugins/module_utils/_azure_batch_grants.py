@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._azure_batch_reads import PENDING, Batch, BatchContext, Reads, Resolved, resolve, role_key
-from ._azure_role_assignment import Role, assignment_state, ensure_role_assignment
+from ._azure_role_assignment import Role, assignment_state, condition_role_problem, ensure_role_assignment
 from ._errors import AzureApiError, ValidationError
 from ._ids import parse_scope
 from ._inventory import WorkloadSpec
@@ -60,6 +60,9 @@ class RoleAssignments:
             problem = None if batch.allow_privileged_roles else self._privileged(role, kind, spec.scope, at)
             if problem:
                 problems.append(problem)
+            refused = condition_role_problem(role, spec.condition) if spec.condition else None
+            if refused:
+                problems.append(f"{at}: condition: {refused}")
             if role.data_actions and kind in PRIVILEGED_SCOPE_KINDS:
                 self.ctx.warnings.append(
                     f"{at}: role: {role.name or role.guid} at {kind} scope reads or changes the data of every "

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ._abac import CONDITION_ACTIONS, CONDITION_DATA_ACTIONS, condition_actions
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
 from ._ids import assignment_name, canonical, parse_role, parse_scope, role_guid, same_scope
@@ -53,6 +54,32 @@ class Role:
     @property
     def data_actions(self) -> tuple[str, ...]:
         return tuple(a for _actions, _denied, data in self.permissions for a in data)
+
+
+def condition_role_problem(role: Role, condition: str) -> str | None:
+    """Why ARM would refuse this (parsable) condition on this role (400 InvalidRoleAssignmentCondition): the role's
+    actions take no condition, or the condition names an action the role does not grant. A role read without its
+    permissions is not judged."""
+    if not role.permissions:
+        return None
+    name = role.name or role.guid
+    data_prefixes = tuple(p.lower() for p in CONDITION_DATA_ACTIONS)
+    if not (
+        any(a.lower().startswith(data_prefixes) for a in role.data_actions) or any(map(role.allows, CONDITION_ACTIONS))
+    ):
+        return (
+            f"{name} takes no condition: Azure accepts conditions only on roles with storage blob or queue data "
+            "actions, or that write or delete role assignments (remove condition, or choose such a role)"
+        )
+    for named in condition_actions(condition):
+        granted = any(
+            any(action_matches(pattern, named) for pattern in (*actions, *data))
+            and not any(action_matches(pattern, named) for pattern in denied)
+            for actions, denied, data in role.permissions
+        )
+        if "*" not in named and not granted:
+            return f"names the action {named}, which {name} does not grant (Azure refuses such a condition)"
+    return None
 
 
 def action_matches(pattern: str, action: str) -> bool:
@@ -195,6 +222,9 @@ def ensure_role_assignment(
         if not check_mode:
             api.delete(scope, existing.name)
         return Outcome(True, "deleted", before, None)
+    problem = condition_role_problem(resolved, condition) if condition else None
+    if problem:
+        raise ValidationError([f"condition: {problem}"])
     if condition and not condition_version:
         condition_version = "2.0"
     declared = _Declared(condition, condition_version, description, exact, mark)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._abac import condition_problem
 from ._ids import InvalidScope, parse_scope
 from ._inventory_fields import Seen, _application, _once, _subjects, _token_expiration, privileged_problem
 from ._limits import (
@@ -473,6 +474,9 @@ def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) ->
                 problems.append(f"{at}: {key}: must be a string, got {got(item.get(key))}")
         if item.get("condition") is not None and not isinstance(item.get("condition"), str):
             continue
+        syntax = condition_problem(item["condition"]) if item.get("condition") is not None else None
+        if syntax:
+            problems.append(f"{at}: condition: {syntax}")
         if item.get("condition_version") and not item.get("condition"):
             problems.append(f"{at}: condition_version: given without a condition")
         elif item.get("condition_version") not in (None, "2.0"):

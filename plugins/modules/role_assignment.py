@@ -126,6 +126,7 @@ notes:
   elements: str
 """
 
+from ansible_collections.workload_identity.aks.plugins.module_utils._abac import condition_problem
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
     PRINCIPAL_TYPES,
@@ -163,6 +164,9 @@ def main() -> None:
         problems.append(f"name: '{p['name']}' is not a GUID")
     if p["condition_version"] and not p["condition"]:
         problems.append("condition_version: given without a condition")
+    syntax = condition_problem(p["condition"]) if p["condition"] is not None else None
+    if syntax:
+        problems.append(f"condition: {syntax}")
     if problems:
         module.fail_json(msg="; ".join(problems), problems=problems)
     try:

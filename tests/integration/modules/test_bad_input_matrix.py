@@ -23,6 +23,10 @@ CLUSTER = "aks-matrix"
 SUB = "{sub}"
 RG = f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}"
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stmatrix"
+CONTAINER = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'"
+WRITE_ONLY = (
+    f"((!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'}})) OR ({CONTAINER}))"
+)
 
 
 def ok(name: str = "fine", **more: Any) -> dict[str, Any]:
@@ -137,6 +141,42 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         [bad("a", roles=[{"role": "Reader", "scope": RG, "condition": {"a": 1}}])],
         {},
         "workload 'a': roles[0]: condition: must be a string",
+    ),
+    (
+        "condition that does not parse",
+        [bad("a", roles=[{"role": "Storage Blob Data Reader", "scope": RG, "condition": "@Resource[x:name] 'a'"}])],
+        {},
+        "workload 'a': roles[0]: condition: does not parse as an Azure role assignment condition: \"'a'\" at",
+    ),
+    (
+        "condition mixing AND and OR",
+        [
+            bad(
+                "a",
+                roles=[
+                    {
+                        "role": "Storage Blob Data Reader",
+                        "scope": RG,
+                        "condition": f"{CONTAINER} AND {CONTAINER} OR {CONTAINER}",
+                    }
+                ],
+            )
+        ],
+        {},
+        "workload 'a': roles[0]: condition: does not parse as an Azure role assignment condition: AND and OR mixed",
+    ),
+    (
+        "condition on a role that takes none",
+        [bad("a", roles=[{"role": "Reader", "scope": RG, "condition": CONTAINER}])],
+        {},
+        "workload 'a': roles[0]: condition: Reader takes no condition",
+    ),
+    (
+        "condition naming an action the role does not grant",
+        [bad("a", roles=[{"role": "Storage Blob Data Reader", "scope": RG, "condition": WRITE_ONLY}])],
+        {},
+        "workload 'a': roles[0]: condition: names the action Microsoft.Storage/storageAccounts/blobServices/containers/"
+        "blobs/write, which Storage Blob Data Reader does not grant",
     ),
     ("tag forging a claim", [bad("a", tags={"wi-uses:aks-prod": "x"})], {}, "workload 'a': tags: 'wi-uses:aks-prod'"),
     ("tag named as the owner mark", [bad("a", tags={"managed-by": "me"})], {}, "workload 'a': tags: 'managed-by'"),

@@ -218,6 +218,29 @@ def test_conditions(sandbox: Sandbox) -> None:
     with pytest.raises(HttpResponseError) as old_version:
         assign(sandbox, rg, "Storage Blob Data Contributor", principal, condition=condition, condition_version="1.0")
     assert old_version.value.status_code == 400
+    # What ARM refuses with InvalidRoleAssignmentCondition: a condition that does not parse, one on a role whose
+    # actions take none, one naming an action the role does not grant. Nothing is written.
+    refused = {
+        "syntax": ("Storage Blob Data Contributor", condition.replace(" OR ", " OR OR ")),
+        "unclosed": ("Storage Blob Data Contributor", condition[:-1]),
+        "mixed": ("Storage Blob Data Contributor", f"{condition} AND {condition} OR {condition}"),
+        "no conditions on Reader": ("Reader", condition),
+        "not granted": ("Storage Blob Data Reader", condition.replace("blobs/read", "blobs/write")),
+    }
+    before = len(list(sandbox.authz().role_assignments.list_for_scope(rg)))
+    for case, (role, text) in refused.items():
+        with pytest.raises(HttpResponseError) as invalid:
+            assign(sandbox, rg, role, principal, condition=text)
+        assert (invalid.value.status_code, invalid.value.error.code) == (400, "InvalidRoleAssignmentCondition"), case
+        assert invalid.value.error.message.startswith("The given role assignment condition is invalid."), case
+    assert len(list(sandbox.authz().role_assignments.list_for_scope(rg))) == before
+    # Delegation (roleAssignments/write) takes conditions too, with GUID sets unquoted.
+    delegated = (
+        "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+        "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals "
+        "{2a2b9908-6ea1-4ae2-8e65-a410df84e7d1, ba92f5b4-2d11-453d-a403-e96b0029c9fe}))"
+    )
+    assert assign(sandbox, rg, "Role Based Access Control Administrator", principal, condition=delegated).condition
 
 
 def test_role_assignment_limit(sandbox: Sandbox) -> None:

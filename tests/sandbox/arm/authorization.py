@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import ids
 from ..core import ApiError, Context, Response, utc_now_iso
+from . import conditions
 from .common import (
     PRINCIPAL_TYPES,
     ArmBase,
@@ -284,6 +285,8 @@ class AuthorizationProvider(ArmBase):
                 "RoleDefinitionDoesNotExist",
                 f"The specified role definition with ID '{role_guid}' does not exist.",
             )
+        if condition:
+            conditions.check(str(condition), self.visible_definitions(scope)[role_guid])
         now = time.time()
         with self.store.lock:
             principal = self.store.get("principal", f"principal/{principal_id}")
