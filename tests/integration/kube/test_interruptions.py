@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import cluster_host, run_playbook
+from tests.integration.kube.rollout_runs import cluster_host, run_playbook, write_requests
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain
 
@@ -247,3 +247,30 @@ def test_two_runs_at_once_on_one_inventory_leave_no_duplicate(estate: Estate) ->
     assert codes == [0, 0], [o[-3000:] for o in outputs]
     estate.audit()
     assert estate.recover() == 0
+
+
+def test_a_stopped_api_server_fails_the_run_with_a_message_and_the_next_run_converges(estate: Estate) -> None:
+    """kube-apiserver stopped (SIGSTOP: it accepts connections and never answers, as a hung control plane does) from
+    the start of a run: the run fails on its own, naming the cluster and what it waited for, with Azure untouched;
+    once it answers again, the next run converges. The retry budget is made short so that the test does not wait
+    out the default one; the bound itself is each request's read timeout plus the budget."""
+    estate.add_workload()
+    running = estate.box.control.call("GET", "/_sandbox/health")["kube"]
+    pid = next(p for key, p in running.items() if CLUSTER in key and key.endswith("/kube-apiserver"))
+    estate.env["WORKLOAD_IDENTITY_RETRY_BUDGET"] = "20"
+    estate.box.control.reset_stats()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        process, folder = estate.start()
+        code = process.wait(timeout=900)  # a guard against a hang, not a timing assertion
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        del estate.env["WORKLOAD_IDENTITY_RETRY_BUDGET"]
+    output = " ".join((folder / "output.txt").read_text().split())
+    assert code != 0, output[-3000:]
+    assert f"cluster {CLUSTER}" in output or f"[{CLUSTER}]" in output, output[-3000:]
+    assert "the API server did not answer within" in output, output[-3000:]
+    assert "Traceback" not in output
+    assert write_requests(estate.box) == []
+    estate.recover()
+    estate.audit()
