@@ -97,7 +97,7 @@ integration: setup tools kube browser $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
 	@# Two workers (the machine's two cores), a whole file each at a time, so its module fixtures and its order hold;
 	@# each worker starts its own sandboxes, with their own ports and state.
-	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 tests/integration
+	@SANDBOX_AZ_CLI=$(CURDIR)/$(AZ_CLI) $(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests/integration
 
 ## browser: Debian's Chromium and ChromeDriver, which open the access review's HTML page in a test
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
