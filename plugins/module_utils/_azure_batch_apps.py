@@ -96,12 +96,18 @@ class ApplicationKind:
 
     def _read_marked(self, batch: Batch, reads: Reads) -> None:
         known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
+        # Declared is declared, whether or not the read above found it: another cluster's host of this run may have
+        # made it since, with this cluster's claim, and it is not an orphan to let go of.
+        declared = {str(w.application_unique_name).lower() for w in batch.workloads if w.is_application} | {
+            str(w.application_id).lower() for w in batch.workloads if w.application_id
+        }
         # Made for this cluster (before claims were recorded), or claimed by it.
         for tag in (application_cluster_tag(batch.cluster), application_claim_tag(batch.cluster, batch.cluster_scope)):
             for app in self.api.marked(tag):
                 if (
                     not application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
                     or str(app["id"]) in known
+                    or {str(app.get("uniqueName")).lower(), str(app.get("appId")).lower()} & declared
                 ):
                     continue
                 known.add(str(app["id"]))

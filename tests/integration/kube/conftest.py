@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, running
 
@@ -23,6 +25,29 @@ def kube_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 _FIRST_CLUSTER: dict[object, dict[str, str]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def release_the_files_clusters(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test file ends, the clusters it made are deleted (through ARM, as an operator would), and with them
+    their API servers. An idle one still costs about 1.5% of a core; a worker's sandbox would otherwise run every
+    file's clusters to the end of the session (a dozen or more), on a machine whose two cores the tests already fill.
+    aks-kube, the session's own, stays."""
+    yield
+    if "kube_sandbox" not in request.fixturenames:
+        return
+    box: Sandbox = request.getfixturevalue("kube_sandbox")
+    clusters = box.control.call("GET", "/_sandbox/clusters")["value"]
+    aks, pollers = box.aks(), []
+    for cluster in clusters:
+        if cluster["kube"] and cluster["name"] != "aks-kube":
+            group = cluster["id"].split("/")[4]
+            try:
+                pollers.append(aks.managed_clusters.begin_delete(group, cluster["name"], polling_interval=0.2))
+            except HttpResponseError as exc:  # e.g. an update a killed run left under way: it keeps running
+                warnings.warn(f"{cluster['name']} kept: {exc.message}", stacklevel=1)
+    for poller in pollers:
+        poller.result()
 
 
 @pytest.fixture(scope="session")

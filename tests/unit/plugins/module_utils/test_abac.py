@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ansible_collections.workload_identity.aks.plugins.module_utils._abac import condition_actions, condition_problem
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
     Role,

@@ -11,6 +11,10 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import (
+    application_claim_tag,
+    application_marks,
+)
 
 from .fakes import BLOB, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
 from .test_azure_application import FakeApplications
@@ -158,3 +162,47 @@ def test_reading_for_verification_needs_only_graphs_read_permission() -> None:
         estate.engine.read(Batch("aks-dev", SUB, ISSUER, "westeurope", specs, False, False))
     reads = estate.engine.read(Batch("aks-dev", SUB, ISSUER, None, specs, False, False, read_only=True))
     assert reads.applications["orders"] == (None, None)
+
+
+class MadeMeanwhile(GraphApps):
+    """The application is not there when the batch looks it up by name, and is there (made by another cluster's host
+    of the same run, with this cluster's claim on it) by the time the batch lists what carries that claim."""
+
+    def __init__(self, app: dict[str, Any]) -> None:
+        super().__init__()
+        self.later = app
+
+    def by_unique_name(self, unique_name: str) -> dict[str, Any] | None:
+        found = super().by_unique_name(unique_name)
+        self.apps[self.later["id"]] = self.later
+        return found
+
+
+def test_a_declared_application_made_by_another_host_meanwhile_is_not_an_orphan_to_let_go_of() -> None:
+    scope = f"{SUB}/rg-aks-dev"
+    tags = [
+        *application_marks("aks-blue", "shop", "orders", f"{SUB}/rg-aks-blue"),
+        application_claim_tag("aks-blue", f"{SUB}/rg-aks-blue"),
+        application_claim_tag(CLUSTER, scope),
+    ]
+    made = {"id": str(uuid.uuid4()), "appId": str(uuid.uuid4()), "uniqueName": "wi-orders-shared", "tags": tags}
+    estate = Estate()
+    estate.apps = MadeMeanwhile(made)
+    estate.engine = Workloads(
+        AzureApis(FakeIdentities(estate.writes), FakeFics(estate.writes), estate.roles, SUB), estate.apps
+    )
+    workloads = [
+        {
+            "name": "orders",
+            "namespace": "shop",
+            "service_account": "orders",
+            "identity_type": "application",
+            "application_unique_name": "wi-orders-shared",
+            "roles": [],
+        }
+    ]
+    specs = validate_workloads(CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False).specs
+    batch = Batch(CLUSTER, SUB, ISSUER, "westeurope", specs, True, False, ("rg-ids",), cluster_scope=scope)
+    reads = estate.engine.read(batch)
+    assert reads.applications["orders"] == (None, None)  # looked up before it was made
+    assert reads.marked_apps == []  # listed after, with this cluster's claim: declared, so not let go of
