@@ -15,6 +15,7 @@ Which exceptions are API failures is decided by the caller's ``translate`` (``_a
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -34,6 +35,10 @@ WEBHOOK_FAILED = "WebhookFailed"
 
 
 DEFAULT_BUDGET = 300.0
+# Where a call still being retried says so while the module runs (a module answers only when it ends): the
+# collection's action plugins set it for modules that run on the controller, read it, and print each line.
+PROGRESS_ENV = "WORKLOAD_IDENTITY_PROGRESS_FILE"
+PROGRESS_EVERY = 15.0  # seconds a call is retried before its first progress line, and between two
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ def call(
     policy = policy or RetryPolicy()
     started = clock()
     attempt = 0
+    reported = 0.0
     while True:
         attempt += 1
         try:
@@ -98,4 +104,28 @@ def call(
                         f"the retry budget is {policy.budget:.0f} s, retry_budget)"
                     )
                 raise error from exc
+            if elapsed >= reported + PROGRESS_EVERY:
+                reported = elapsed
+                replicating = error.code == PRINCIPAL_NOT_FOUND or error.replication
+                bound = (
+                    f"{policy.principal_wait:.0f} s replication wait"
+                    if replicating
+                    else f"{policy.budget:.0f} s retry budget"
+                )
+                progress(
+                    f"still retrying {operation}: {error.code or error.status} (attempt {attempt}, {elapsed:.0f} s "
+                    f"so far of the {bound}; next in {delay:.0f} s)"
+                )
             sleep(delay)
+
+
+def progress(line: str) -> None:
+    """One line of progress where the action plugin reads it; nowhere when no plugin asked (a module run by hand)."""
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line.replace("\n", " ") + "\n")
+    except OSError:
+        pass  # progress is a courtesy: the call's own outcome is what the run reports

@@ -252,12 +252,13 @@ def test_two_runs_at_once_on_one_inventory_leave_no_duplicate(estate: Estate) ->
 def test_a_stopped_api_server_fails_the_run_with_a_message_and_the_next_run_converges(estate: Estate) -> None:
     """kube-apiserver stopped (SIGSTOP: it accepts connections and never answers, as a hung control plane does) from
     the start of a run: the run fails on its own, naming the cluster and what it waited for, with Azure untouched;
-    once it answers again, the next run converges. The retry budget is made short so that the test does not wait
-    out the default one; the bound itself is each request's read timeout plus the budget."""
+    once it answers again, the next run converges. Meanwhile the run prints what it still retries. The retry budget
+    is made short so that the test does not wait out the default one; the bound itself is each request's read
+    timeout plus the budget."""
     estate.add_workload()
     running = estate.box.control.call("GET", "/_sandbox/health")["kube"]
     pid = next(p for key, p in running.items() if CLUSTER in key and key.endswith("/kube-apiserver"))
-    estate.env["WORKLOAD_IDENTITY_RETRY_BUDGET"] = "20"
+    estate.env["WORKLOAD_IDENTITY_RETRY_BUDGET"] = "40"
     estate.box.control.reset_stats()
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -270,6 +271,9 @@ def test_a_stopped_api_server_fails_the_run_with_a_message_and_the_next_run_conv
     assert code != 0, output[-3000:]
     assert f"cluster {CLUSTER}" in output or f"[{CLUSTER}]" in output, output[-3000:]
     assert "the API server did not answer within" in output, output[-3000:]
+    # While it waited, the run said so: what it retries, for how long so far, and the bound.
+    assert f"{CLUSTER}: still retrying read namespace {NAMESPACE}: ConnectionError (attempt" in output, output[-3000:]
+    assert "s retry budget; next in" in output
     assert "Traceback" not in output
     assert write_requests(estate.box) == []
     estate.recover()

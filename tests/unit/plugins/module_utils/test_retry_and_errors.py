@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_errors import azure_call, translate
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, KubeApiError
-from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy, call, decide
+from ansible_collections.workload_identity.aks.plugins.module_utils._retry import (
+    PROGRESS_ENV,
+    RetryPolicy,
+    call,
+    decide,
+)
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.core.pipeline.transport import RequestsTransportResponse
 from azure.core.rest import HttpRequest
@@ -142,3 +149,40 @@ def test_throttling_is_waited_out_within_a_time_budget_not_a_count() -> None:
     assert decide(throttled, 2, 55, policy) is None  # 10 more seconds would overrun it
     reset = AzureApiError("connection reset", code="ConnectionError")
     assert decide(reset, 30, 0, policy) == policy.max_delay  # backs off to the cap, never gives up by count
+
+
+def test_a_call_still_retried_says_so_every_15_seconds_where_the_action_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    progress = tmp_path / "progress"
+    monkeypatch.setenv(PROGRESS_ENV, str(progress))
+    now = [0.0]
+
+    def throttled() -> None:
+        raise AzureApiError("slow down", status=429, code="TooManyRequests", retry_after=10)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(AzureApiError, match=r"gave up after 7 attempts in 60 s"):
+        call("list identities", throttled, lambda exc, op: exc, RetryPolicy(budget=65), sleep, lambda: now[0])
+    # Attempts at 0, 10, ..., 60 s: a line once 15 s have passed since the last (at 20 and 40 s), none after the last.
+    line = (
+        "still retrying list identities: TooManyRequests (attempt {}, {} s so far of the 65 s retry budget; "
+        "next in 10 s)"
+    )
+    assert progress.read_text().splitlines() == [line.format(3, 20), line.format(5, 40)]
+
+
+def test_without_the_action_a_retried_call_writes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PROGRESS_ENV, raising=False)
+    now = [0.0]
+    outcomes = iter([AzureApiError("x", status=503), AzureApiError("x", status=503)])
+
+    def flaky() -> str:
+        error = next(outcomes, None)
+        if error:
+            raise error
+        return "ok"
+
+    assert call("read", flaky, lambda exc, op: exc, RetryPolicy(base_delay=20), lambda s: None, lambda: now[0]) == "ok"
