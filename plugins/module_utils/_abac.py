@@ -78,7 +78,7 @@ def condition_problem(text: str) -> str | None:
 
 
 def condition_actions(text: str) -> list[str]:
-    """The actions a (parsable) condition names in ActionMatches / SubOperationMatches's action."""
+    """The actions a (parsable) condition names in ActionMatches."""
     return _Parser(text).parse()
 
 
@@ -90,7 +90,6 @@ class _Parser:
     """
 
     def __init__(self, text: str) -> None:
-        self.text = text
         self.tokens = self._tokenize(text)
         self.at = 0
         self.actions: list[str] = []
@@ -98,7 +97,7 @@ class _Parser:
     def parse(self) -> list[str]:
         self._group()
         if self.at < len(self.tokens):
-            kind, value, where = self.tokens[self.at]
+            _kind, value, where = self.tokens[self.at]
             raise ConditionError(f"unexpected {value!r} at character {where + 1}")
         return self.actions
 
