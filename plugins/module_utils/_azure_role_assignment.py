@@ -46,9 +46,18 @@ class Role:
 
     def allows(self, action: str) -> bool:
         """Whether a permission block allows a control-plane action (its actions, less its notActions)."""
+        return self._permits(action, data=False)
+
+    def grants(self, action: str) -> bool:
+        """Whether a permission block grants an action of either plane (its actions and dataActions, less its
+        notActions)."""
+        return self._permits(action, data=True)
+
+    def _permits(self, action: str, data: bool) -> bool:
         return any(
-            any(action_matches(g, action) for g in actions) and not any(action_matches(g, action) for g in denied)
-            for actions, denied, _data in self.permissions
+            any(action_matches(g, action) for g in (*actions, *(data_actions if data else ())))
+            and not any(action_matches(g, action) for g in denied)
+            for actions, denied, data_actions in self.permissions
         )
 
     @property
@@ -72,12 +81,7 @@ def condition_role_problem(role: Role, condition: str) -> str | None:
             "actions, or that write or delete role assignments (remove condition, or choose such a role)"
         )
     for named in condition_actions(condition):
-        granted = any(
-            any(action_matches(pattern, named) for pattern in (*actions, *data))
-            and not any(action_matches(pattern, named) for pattern in denied)
-            for actions, denied, data in role.permissions
-        )
-        if "*" not in named and not granted:
+        if "*" not in named and not role.grants(named):
             return f"names the action {named}, which {name} does not grant (Azure refuses such a condition)"
     return None
 

@@ -20,11 +20,8 @@ def kube_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     with running(tmp_path_factory.mktemp("kube-sandbox"), KUBE_SETTINGS) as box:
         # aks-kube is seeded before anything else: the env file's K8S_AUTH_* name the session's first kube-backed
         # cluster, and which test file a worker runs first is xdist's choice, not ours.
-        _FIRST_CLUSTER[box.state_dir] = dict(box.control.seed_cluster("rg-kube", "aks-kube", kube=True))
+        box.control.seed_cluster("rg-kube", "aks-kube", kube=True)
         yield box
-
-
-_FIRST_CLUSTER: dict[object, dict[str, str]] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +50,7 @@ def release_the_files_clusters(request: pytest.FixtureRequest) -> Iterator[None]
 @pytest.fixture(scope="session")
 def cluster(kube_sandbox: Sandbox) -> dict[str, str]:
     """An existing AKS cluster (issuer off) backed by its own kube-apiserver: the one K8S_AUTH_* name."""
-    return _FIRST_CLUSTER[kube_sandbox.state_dir]
+    return kube_sandbox.control.cluster("rg-kube", "aks-kube")
 
 
 @pytest.fixture(scope="session")

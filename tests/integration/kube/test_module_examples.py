@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 from tests.integration.kube.rollout_runs import run_playbook
-from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, running
+from tests.integration.sandbox_helpers import PROJECT, Sandbox, running
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain
+
+from .conftest import KUBE_SETTINGS
 
 MODULES = PROJECT / "plugins" / "modules"
 # Makers before users, removals last: the issuer, then what trusts and grants on an identity and an application,
@@ -69,7 +71,7 @@ class Estate:
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     # A sandbox of its own: the examples name aks-prod, aks-dev and aks-old as written, names other modules' estates
     # in the session's sandbox may hold.
-    with running(tmp_path_factory.mktemp("examples-sandbox"), {**TEST_SETTINGS, "kube_clusters": True}) as box:
+    with running(tmp_path_factory.mktemp("examples-sandbox"), KUBE_SETTINGS) as box:
         yield from _estate(box, tmp_path_factory)
 
 
