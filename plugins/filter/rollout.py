@@ -150,7 +150,8 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         # Made elsewhere, the identity stays: only the assignments this collection granted it go.
         what = "the role assignments this collection granted it" if row.get("assignments_only") else "it"
         lines.append(
-            f"replaced identity {row['name']} (workload {row['workload']}, client id {row['client_id']}): "
+            f"replaced {row.get('kind', 'identity')} {row['name']} (workload {row['workload']}, client id "
+            f"{row['client_id']}): "
             + (
                 ("removed" if what == "it" else f"{what} removed") + " once no pod signs in as it any more"
                 if row["name"] in removed

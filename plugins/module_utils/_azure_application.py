@@ -12,6 +12,7 @@ assignments name) is ensured the same way, by ``appId``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._azure_graph import UPSERT, GraphClient, quote
@@ -155,11 +156,13 @@ def ensure_application(
     check_mode: bool,
     purge: bool = False,
     known: tuple[dict[str, Any] | None, dict[str, Any] | None] | Unread = UNREAD,
+    retired: Sequence[str] = (),
 ) -> Outcome[ApplicationState]:
     """One application and its service principal, by ``unique_name`` (ours) or ``app_id`` (someone's).
 
     ``known``: (application, service principal) as the caller already read them. An application named by
-    ``app_id`` is used as it is: never renamed or re-tagged, and it must exist.
+    ``app_id`` is used as it is: never renamed or re-tagged, and it must exist. ``retired``: tags of ours that go
+    unless ``tags`` names them (the mark of the workload an application served before a rename); others stay.
     """
     if bool(unique_name) == bool(app_id):
         raise ValidationError(["application: give exactly one of unique_name and application_id"])
@@ -181,7 +184,9 @@ def ensure_application(
     if unique_name:  # ours: its name and our tags are kept as declared (other tags are left alone)
         if display_name and display_name != app.get("displayName"):
             changes["displayName"] = display_name
-        wanted = list(dict.fromkeys([*(app.get("tags") or []), *(tags or [])]))
+        wanted = [
+            t for t in dict.fromkeys([*(app.get("tags") or []), *(tags or [])]) if t not in retired or t in (tags or [])
+        ]
         if wanted != list(app.get("tags") or []):
             changes["tags"] = wanted
     return ensure_application_changes(api, app, principal, changes, check_mode)

@@ -37,6 +37,7 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._lock import object_lock
 from ._ownership import (
+    APP_WORKLOAD_TAG_PREFIX,
     FORMAT_VERSION,
     Claim,
     app_created_role_digests,
@@ -48,6 +49,7 @@ from ._ownership import (
     application_others,
     application_owned_by,
     application_owner_cluster,
+    application_workloads,
     role_digest,
 )
 from ._ownership_assignments import AssignmentMark
@@ -91,31 +93,89 @@ class ApplicationKind:
             reads.applications[workload.name] = (app, principal)
             if app:
                 reads.app_fics[str(app["id"])] = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
+        unfound = [w for w in listed if w.named_by_default and reads.applications[w.name][0] is None]
+        marked = self._marked(batch) if writer and (cleaning or unfound) else []
+        self._continue(batch, reads, unfound, marked)
         if cleaning and writer:
-            self._read_marked(batch, reads)
+            self._read_marked(batch, reads, marked)
 
-    def _read_marked(self, batch: Batch, reads: Reads) -> None:
+    def _marked(self, batch: Batch) -> list[dict[str, Any]]:
+        """The applications this collection made that this cluster uses: made for it (before claims were recorded),
+        or claimed by it; one request per tag."""
+        found: dict[str, dict[str, Any]] = {}
+        for tag in (application_cluster_tag(batch.cluster), application_claim_tag(batch.cluster, batch.cluster_scope)):
+            for app in self.api.marked(tag):
+                if application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope):
+                    found.setdefault(str(app["id"]), app)
+        return list(found.values())
+
+    def _continue(self, batch: Batch, reads: Reads, unfound: list[WorkloadSpec], marked: list[dict[str, Any]]) -> None:
+        """A workload renamed (same namespace and service account) or moved (same name, another namespace or service
+        account) keeps the application this collection made for it on this cluster, as a managed identity does
+        (``_azure_batch_reads.continue_identities``): its appId is what its running pods sign in as. Found by its
+        marks (``wi-workload:<namespace>/<workload>``) and, for a rename, by a credential of it trusting the same
+        subject from this cluster's issuer; only one no other listed workload names; more than one match is none."""
+        names = {w.name for w in batch.workloads}
+        declared = {str(w.application_unique_name).lower() for w in batch.workloads if w.is_application}
+        free = [
+            app
+            for app in marked
+            if str(app.get("uniqueName")).lower() not in declared
+            and not application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
+        ]
+        for workload in unfound:
+            made_for = {str(app["id"]): application_workloads(app.get("tags")) for app in free}
+            renamed = [
+                app
+                for app in free
+                if any(ns == workload.namespace and name not in names for ns, name in made_for[str(app["id"])])
+                and workload.subject in self._trusted(batch, reads, app)
+            ]
+            moved = [app for app in free if any(name == workload.name for _ns, name in made_for[str(app["id"])])]
+            for found, why in (
+                (renamed, "workload {old} renamed {new}"),
+                (moved, "moved from {old}: the new subject is trusted first; the old one goes with prune"),
+            ):
+                if len(found) != 1:
+                    continue
+                app = found[0]
+                old = ", ".join(f"{ns}/{name}" for ns, name in made_for[str(app["id"])])
+                reads.continued[workload.name] = (
+                    f"application {app.get('displayName')} kept (client id {app.get('appId')}, its pods' sign-in "
+                    f"uninterrupted): " + why.format(old=old, new=workload.name)
+                )
+                tags = app.get("tags") or []
+                reads.stale_marks[workload.name] = [t for t in tags if t.startswith(APP_WORKLOAD_TAG_PREFIX)]
+                workload.application_unique_name = str(app.get("uniqueName"))
+                reads.applications[workload.name] = (app, self.api.principal(str(app["appId"])))
+                self._trusted(batch, reads, app)
+                free.remove(app)
+                declared.add(workload.application_unique_name.lower())
+                break
+
+    def _trusted(self, batch: Batch, reads: Reads, app: dict[str, Any]) -> set[str]:
+        """The subjects an application's credentials trust from this cluster's issuer (listed once per run)."""
+        key = str(app["id"])
+        if key not in reads.app_fics:
+            reads.app_fics[key] = self.api.list_fics(key, str(app.get("displayName")))
+        return {f["subject"] for f in reads.app_fics[key] if batch.issuer_url and f["issuer"] == batch.issuer_url}
+
+    def _read_marked(self, batch: Batch, reads: Reads, marked: list[dict[str, Any]]) -> None:
         known = {str(app["id"]) for app, _sp in reads.applications.values() if app}
         # Declared is declared, whether or not the read above found it: another cluster's host of this run may have
         # made it since, with this cluster's claim, and it is not an orphan to let go of.
         declared = {str(w.application_unique_name).lower() for w in batch.workloads if w.is_application} | {
             str(w.application_id).lower() for w in batch.workloads if w.application_id
         }
-        # Made for this cluster (before claims were recorded), or claimed by it.
-        for tag in (application_cluster_tag(batch.cluster), application_claim_tag(batch.cluster, batch.cluster_scope)):
-            for app in self.api.marked(tag):
-                if (
-                    not application_owned_by(app.get("tags"), batch.cluster, batch.cluster_scope)
-                    or str(app["id"]) in known
-                    or {str(app.get("uniqueName")).lower(), str(app.get("appId")).lower()} & declared
-                ):
-                    continue
-                known.add(str(app["id"]))
-                reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
-                if application_others(app.get("tags"), batch.cluster, batch.cluster_scope):
-                    # Shared: only this cluster's credentials will go, so they are read.
-                    fics = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
-                    reads.app_fics[str(app["id"])] = fics
+        for app in marked:
+            names = {str(app.get("uniqueName")).lower(), str(app.get("appId")).lower()}
+            if str(app["id"]) in known or names & declared:
+                continue
+            known.add(str(app["id"]))
+            reads.marked_apps.append((app, self.api.principal(str(app["appId"]))))
+            if application_others(app.get("tags"), batch.cluster, batch.cluster_scope) or batch.defer_replaced:
+                # Shared: only this cluster's credentials will go; replaced: whose subject it trusted tells for whom.
+                self._trusted(batch, reads, app)
 
     # -- before any write -----------------------------------------------------------------------------
     def check(
@@ -155,7 +215,7 @@ class ApplicationKind:
         ours = workload.application_id is None
         others = application_others(app.get("tags"), batch.cluster, batch.cluster_scope) if app else []
         outcome, (app, principal) = self._ensure_application(
-            batch, workload, (app, principal), bool(others), check_mode
+            batch, workload, (app, principal), bool(others), check_mode, reads.stale_marks.get(workload.name, [])
         )
         after = outcome.after
         # A new application's ids are Entra's to assign: check mode plans with placeholders.
@@ -185,7 +245,7 @@ class ApplicationKind:
             ),
             ours=ours,
             exactly_ours=exactly_ours,
-            notes=[],
+            notes=[reads.continued[workload.name]] if workload.name in reads.continued else [],
             known=(app, principal),
         )
 
@@ -196,8 +256,10 @@ class ApplicationKind:
         found: tuple[dict[str, Any] | None, dict[str, Any] | None],
         claimed: bool,
         check_mode: bool,
+        stale: list[str],
     ) -> tuple[Outcome[ApplicationState], tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """The application and its service principal ensured; with what it was found as (read afresh when shared)."""
+        """The application and its service principal ensured; with what it was found as (read afresh when shared).
+        ``stale``: marks of the workload it was made for before a rename, replaced by this one's."""
         app, principal = found
         ours = workload.application_id is None
         # Another cluster's host may write this application's tags at the same time: read them afresh, under a lock.
@@ -207,15 +269,17 @@ class ApplicationKind:
             if shared and not check_mode:
                 app = self.api.by_unique_name(unique)
                 principal = self.api.principal(str(app["appId"])) if app else None
+            current = [t for t in app.get("tags") or [] if t not in stale] if app else None
             outcome = ensure_application(
                 self.api,
                 unique_name=workload.application_unique_name,
                 app_id=workload.application_id,
                 display_name=workload.application_display_name,
-                tags=application_tags(batch, workload, list(app.get("tags") or []) if app else None) if ours else None,
+                tags=application_tags(batch, workload, current) if ours else None,
                 state="present",
                 check_mode=check_mode,
                 known=(app, principal),
+                retired=stale,
             )
         return outcome, (app, principal)
 

@@ -33,6 +33,7 @@ from ._ownership import (
     application_others,
     application_owned_by,
     application_without_claim,
+    application_workloads,
     own_credential_names,
     role_digest,
 )
@@ -216,6 +217,19 @@ def prune_applications(
     this cluster's claim, when shared); on those still declared, this issuer's stale credentials and roles."""
     for app, principal in reads.marked_apps:
         state = application_state(app, principal)
+        successor = _successor(batch, app, reads) if batch.defer_replaced else None
+        if successor is not None:
+            # Its pods sign in as it until they restart with the successor's identity: kept until none does.
+            pruned["replaced"].append(
+                {
+                    "name": state["display_name"],
+                    "resource_group": "",
+                    "client_id": str(state["app_id"]),
+                    "workload": successor.name,
+                    "kind": "application",
+                }
+            )
+            continue
         gone: PrunedApplication = {
             "name": state["display_name"],
             "app_id": str(state["app_id"]),
@@ -253,3 +267,16 @@ def prune_applications(
             pruned["federated_credentials"].append(
                 {"identity": state["display_name"], "name": row["name"], "subject": row["subject"]}
             )
+
+
+def _successor(batch: Batch, app: dict[str, Any], reads: Reads) -> WorkloadSpec | None:
+    """The listed workload now on a ServiceAccount this application of ours served on this cluster, under another
+    identity (switched to a managed identity, say): the one it was made for, or a subject this cluster's credentials
+    on it trust."""
+    made_for = set(application_workloads(app.get("tags")))
+    trusted = {
+        f["subject"]
+        for f in reads.app_fics.get(str(app["id"]), [])
+        if batch.issuer_url and f["issuer"] == batch.issuer_url
+    }
+    return next((w for w in batch.workloads if (w.namespace, w.name) in made_for or w.subject in trusted), None)

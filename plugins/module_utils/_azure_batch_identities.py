@@ -378,8 +378,9 @@ class ManagedIdentityKind:
     @staticmethod
     def _successor(batch: Batch, identity: IdentityState, reads: Reads) -> WorkloadSpec | None:
         """The listed workload now on a ServiceAccount this identity of ours served on this cluster (under another
-        identity): the one it was made for, or a subject this cluster's credentials on it trust (one shared with
-        other clusters may have been made for another's)."""
+        identity, of either kind: a workload switched to an app registration is one): the one it was made for, or a
+        subject this cluster's credentials on it trust (one shared with other clusters may have been made for
+        another's)."""
         tags = identity["tags"]
         made_for = subject_for(tags.get(NAMESPACE_TAG, ""), tags.get(SERVICE_ACCOUNT_TAG, ""))
         trusted = {made_for} | {
@@ -387,4 +388,4 @@ class ManagedIdentityKind:
             for f in reads.fics.get(ref_key(batch.ref_of(identity)), [])
             if batch.issuer_url and f["issuer"] == batch.issuer_url
         }
-        return next((w for w in batch.identity_workloads if w.subject in trusted), None)
+        return next((w for w in batch.workloads if w.subject in trusted), None)

@@ -198,6 +198,8 @@ class Reads:
     scope_problems: dict[str, str | None] = field(default_factory=dict)
     # Workloads that keep the identity made for them under another name or subject (renamed, moved): why, per workload.
     continued: dict[str, str] = field(default_factory=dict)
+    # An application kept through a rename: the marks of the workload it was made for, replaced by the new name's.
+    stale_marks: dict[str, list[str]] = field(default_factory=dict)
     # The resource groups whose identities were listed (lowercase), and this cluster's role assignments whose principal
     # is gone or unused (``_azure_batch_orphans.Orphan``).
     groups_read: set[str] = field(default_factory=set)

@@ -67,7 +67,9 @@ def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
         units += fic["identity"] not in gone_names
     for replaced in pruned.get("replaced", []):
         # Kept until no pod signs in as it, then deleted by the same run: a deletion all the same.
-        found.append(f"identity {replaced['name']} (replaced for workload {replaced['workload']})")
+        found.append(
+            f"{replaced.get('kind', 'identity')} {replaced['name']} (replaced for workload {replaced['workload']})"
+        )
         units += 1
     for role in pruned["role_assignments"]:
         found.append(

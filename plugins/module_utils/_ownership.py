@@ -314,6 +314,12 @@ def application_marks(cluster: str, namespace: str, workload: str, scope: str | 
     ]
 
 
+def application_workloads(tags: list[str] | None) -> list[tuple[str, str]]:
+    """The (namespace, workload) pairs an application's marks say this collection made it for."""
+    marks = [t.removeprefix(APP_WORKLOAD_TAG_PREFIX) for t in tags or [] if t.startswith(APP_WORKLOAD_TAG_PREFIX)]
+    return [(m.split("/", 1)[0], m.split("/", 1)[1]) for m in marks if "/" in m]
+
+
 def application_format_mark() -> str:
     """The string tag a new application carries with its marks: the format they are written in."""
     return f"{APP_FORMAT_TAG_PREFIX}{FORMAT_VERSION}"

@@ -170,13 +170,14 @@ class PrunedApplication(TypedDict):
 
 
 class ReplacedIdentity(TypedDict):
-    """An identity of ours that a listed workload's ServiceAccount moves away from: kept (with its role assignments
-    and credentials) until no pod signs in as it, then removed."""
+    """An identity (or app registration) of ours that a listed workload's ServiceAccount moves away from: kept (with
+    its role assignments and credentials) until no pod signs in as it, then removed."""
 
     name: str
-    resource_group: str
+    resource_group: str  # empty for an application
     client_id: str
     workload: str  # the workload whose ServiceAccount it served
+    kind: NotRequired[str]  # "application" for an app registration (its client id is its appId)
     # Made elsewhere: it stays; only the role assignments this collection granted it go (``_azure_batch_orphans``).
     assignments_only: NotRequired[bool]
 

@@ -206,3 +206,83 @@ def test_a_declared_application_made_by_another_host_meanwhile_is_not_an_orphan_
     reads = estate.engine.read(batch)
     assert reads.applications["orders"] == (None, None)  # looked up before it was made
     assert reads.marked_apps == []  # listed after, with this cluster's claim: declared, so not let go of
+
+
+def _converge(estate: Estate, workloads: list[dict[str, Any]], check_mode: bool = False, defer: bool = True) -> Any:
+    """A run as the rollout's converge makes it: with prune, and (unless ``defer`` is off) replaced kept."""
+    specs = validate_workloads(CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False).specs
+    batch = Batch(CLUSTER, SUB, ISSUER, "westeurope", specs, True, False, ("rg-ids",), defer_replaced=defer)
+    return dict(estate.engine.converge(batch, estate.engine.read(batch), check_mode, workers=1))
+
+
+def _app_workload(name: str = "orders", **more: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": "shop",
+        "service_account": "orders",
+        "identity_type": "application",
+        "roles": [{"role": "Reader", "scope": DATA}],
+        **more,
+    }
+
+
+def test_a_renamed_app_registration_workload_keeps_its_application_and_client_id() -> None:
+    estate = Estate()
+    _converge(estate, [_app_workload()])
+    (before,) = estate.apps.apps.values()
+    renamed = [_app_workload("checkout")]
+    plan = _converge(estate, renamed, check_mode=True)
+    done = _converge(estate, renamed)
+    for result in (plan, done):
+        row = result["workloads"][0]
+        assert row["identity"]["client_id"] == before["appId"]
+        assert row["notes"] == [
+            f"application {before['displayName']} kept (client id {before['appId']}, its pods' sign-in "
+            "uninterrupted): workload shop/orders renamed checkout"
+        ]
+        assert [f["action"] for f in row["federated_credentials"]] == ["unchanged"]
+        assert [r["action"] for r in row["role_assignments"]] == ["unchanged"]
+        assert not any(result["pruned"].values())
+    (after,) = estate.apps.apps.values()
+    assert after["appId"] == before["appId"]
+    # Its mark names the workload it serves now, not the old one.
+    assert "wi-workload:shop/checkout" in after["tags"] and "wi-workload:shop/orders" not in after["tags"]
+    assert not _converge(estate, renamed)["changed"]
+
+
+def test_a_renamed_workload_on_another_service_account_does_not_take_the_application() -> None:
+    estate = Estate()
+    _converge(estate, [_app_workload()])
+    (before,) = estate.apps.apps.values()
+    other = [_app_workload("checkout", service_account="checkout")]
+    done = _converge(estate, other, defer=False)
+    assert done["workloads"][0]["identity"]["client_id"] != before["appId"]
+    assert [a["app_id"] for a in done["pruned"]["applications"]] == [before["appId"]]
+
+
+def test_switching_kinds_keeps_what_the_pods_sign_in_as_until_a_call_without_defer() -> None:
+    estate = Estate()
+    _converge(estate, [_app_workload()])
+    (app,) = estate.apps.apps.values()
+    as_identity = [{k: v for k, v in _app_workload().items() if k != "identity_type"}]
+    plan = _converge(estate, as_identity, check_mode=True)
+    kept = _converge(estate, as_identity)
+    replaced = {
+        "name": app["displayName"],
+        "resource_group": "",
+        "client_id": app["appId"],
+        "workload": "orders",
+        "kind": "application",
+    }
+    for result in (plan, kept):
+        assert result["pruned"]["replaced"] == [replaced] and result["pruned"]["applications"] == []
+    assert app["id"] in estate.apps.apps  # its pods still sign in as it
+    gone = _converge(estate, as_identity, defer=False)
+    assert [a["app_id"] for a in gone["pruned"]["applications"]] == [app["appId"]]
+    assert app["id"] not in estate.apps.apps
+    # And back: the identity is kept (replaced) while the application is made.
+    (identity,) = estate.engine.ctx.identities.items.values()  # type: ignore[attr-defined]
+    back = _converge(estate, [_app_workload()])
+    assert [(r["name"], r["workload"]) for r in back["pruned"]["replaced"]] == [(identity["name"], "orders")]
+    assert back["workloads"][0]["identity"]["action"] == "created" and back["pruned"]["identities"] == []
+    assert not _converge(estate, [_app_workload()], defer=False)["pruned"]["replaced"]
