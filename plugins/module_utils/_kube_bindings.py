@@ -18,6 +18,7 @@ a template that was already right are never restarted by a teardown.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ._errors import KubeApiError
@@ -38,6 +39,7 @@ from ._kube_paths import (
     USE_LABEL,
     Paths,
     patch_change,
+    pod_client_id,
     sa_view,
     template_view,
 )
@@ -46,6 +48,7 @@ from ._kube_release import Releases
 from ._ownership_kube import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
+    RESTARTED_FOR_ANNOTATION,
     TEMPLATE_CLIENT_ID_ANNOTATION,
     adopted_record,
     kube_created_by_collection,
@@ -107,10 +110,18 @@ class Bindings(Releases):
 
     # -- controllers --------------------------------------------------------------------------------
     def _bind_controller(
-        self, spec: WorkloadSpec, kind: str, current: dict[str, Any], client_id: str | None, new_identity: bool
+        self,
+        spec: WorkloadSpec,
+        kind: str,
+        current: dict[str, Any],
+        client_id: str | None,
+        new_identity: bool,
+        drifted: list[dict[str, Any]],
     ) -> Change:
         """``new_identity``: its ServiceAccount's client id changes in this run, so its pods must restart to sign in
-        as the new one (the webhook injects the client id when a pod is created, never after)."""
+        as the new one (the webhook injects the client id when a pod is created, never after). ``drifted``: the pods
+        on its ServiceAccount made with another client id than ``client_id`` (while the account named a wrong one):
+        restarted too, when its template records the right client id already."""
         meta = current["metadata"]
         path = self.paths.controller(kind, meta["namespace"], meta["name"])
         change = Change(kind, meta["namespace"], meta["name"], "unchanged", path, workload=spec.name)
@@ -137,6 +148,10 @@ class Bindings(Releases):
         # Not on a template already bound by hand (adopting it must not restart its pods), nor on a Job's (immutable).
         if kind != "Job" and (binding or stamped or new_identity):
             template_meta["annotations"] = {TEMPLATE_CLIENT_ID_ANNOTATION: client_id or UNKNOWN_CLIENT_ID}
+        recorded = dig(current, *template_path, "metadata", "annotations", TEMPLATE_CLIENT_ID_ANNOTATION)
+        if kind != "Job" and drifted and client_id and recorded == client_id:
+            # The template is right already, so it would not change: its drifted pods are named on it instead.
+            template_meta.setdefault("annotations", {})[RESTARTED_FOR_ANNOTATION] = pods_digest(drifted)
         patch = combine(
             {"metadata": {"labels": kube_marks(self.cluster, spec.name)}},
             nest(template_path, {"metadata": template_meta, "spec": template_spec}),
@@ -156,11 +171,29 @@ class Bindings(Releases):
                 previous = dig(current, *template_path, "spec", "serviceAccountName")
                 if previous and previous not in ("default", spec.service_account):
                     change.note = f"replaces ServiceAccount {previous}; {change.note}"
+                elif new_identity and drifted and recorded == client_id:
+                    change.note = f"{len(drifted)} pod(s) made with a wrong client id; {change.note}"
                 elif new_identity:
                     change.note = f"client id changes; {change.note}"
             elif kind == "Job" and new_identity:
                 change.note = "client id changes; a Job's pods keep the old one (recreate it)"
         return change
+
+    def _pods_not_signing_in_as(
+        self, spec: WorkloadSpec, client_id: str, pods: dict[str, list[dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """The pods on the workload's ServiceAccount that the webhook gave another client id (one list per
+        namespace, of the pods that use workload identity)."""
+        if spec.namespace not in pods:
+            path = f"/api/v1/namespaces/{spec.namespace}/pods"
+            pods[spec.namespace] = self.api.list(path, f"list pods of {spec.namespace}", f"{USE_LABEL}=true")
+        return [
+            pod
+            for pod in pods[spec.namespace]
+            if dig(pod, "spec", "serviceAccountName") == spec.service_account
+            and pod_client_id(pod) not in (None, client_id)
+            and not dig(pod, "metadata", "deletionTimestamp")
+        ]
 
     # -- planning -----------------------------------------------------------------------------------
     def plan_present(
@@ -202,6 +235,7 @@ class Bindings(Releases):
             )
             accounts[namespace] = {sa["metadata"]["name"]: sa for sa in listed}
         bound: set[tuple[str, str, str]] = set()
+        pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its workload-identity pods, listed once
         for spec in specs:
             current_sa = accounts[spec.namespace].get(spec.service_account)
             conflict = foreign_binding(self.cluster, spec, client_ids.get(spec.name), current_sa)
@@ -219,13 +253,10 @@ class Bindings(Releases):
             account = self._bind_account(spec, client_id, current_sa)
             was = (dig(current_sa, "metadata", "annotations") or {}).get(CLIENT_ID) if current_sa else None
             new_identity = bool(was) and was != client_id
-            if new_identity:
-                whose = " (set by hand; teardown puts it back)" if account.action == "adopted" else ""
-                account.note = (
-                    f"client id changes from {was}{whose} to {client_id or 'the new identity'}: the pods of its "
-                    "controllers restart to sign in as it"
-                )
+            # Pods made while the account named another client id carry it: listed only when it changes here.
+            drifted = self._pods_not_signing_in_as(spec, client_id, pods) if new_identity and client_id else []
             plan.service_accounts.append(account)
+            planned = len(plan.controllers)
             for ref in spec.controllers:
                 kind, name = ref.kind, ref.name
                 bound.add((kind, spec.namespace, name))
@@ -242,7 +273,7 @@ class Bindings(Releases):
                         plan.problems.append(message)
                     plan.controllers.append(Change(kind, spec.namespace, name, "missing", path, workload=spec.name))
                     continue
-                change = self._bind_controller(spec, kind, current, client_id, new_identity)
+                change = self._bind_controller(spec, kind, current, client_id, new_identity, drifted)
                 if change.note == "immutable":
                     plan.problems.append(
                         f"cluster {self.cluster}: workload '{spec.name}': controllers: Job {spec.namespace}/{name} "
@@ -251,6 +282,11 @@ class Bindings(Releases):
                         "so it is recreated from one that has them"
                     )
                 plan.controllers.append(change)
+            if new_identity:
+                whose = " (set by hand; teardown puts it back)" if account.action == "adopted" else ""
+                account.note = f"client id changes from {was}{whose} to {client_id or 'the new identity'}: " + (
+                    restart_note(plan.controllers[planned:], drifted)
+                )
         if prune:
             declared = {(s.namespace, s.service_account) for s in specs}
 
@@ -299,3 +335,23 @@ class Bindings(Releases):
                         self.api.patch(merged[0], merged[1], what)
             else:
                 self.api.patch(change.path, change.body or {}, what)
+
+
+def pods_digest(pods: list[dict[str, Any]]) -> str:
+    """Which pods a restart was for: the same pods give the same value (never restarted twice), new ones another."""
+    uids = sorted(str(dig(pod, "metadata", "uid") or dig(pod, "metadata", "name")) for pod in pods)
+    return hashlib.sha256("\n".join(uids).encode()).hexdigest()[:16]
+
+
+def restart_note(controllers: list[Change], drifted: list[dict[str, Any]]) -> str:
+    """What happens to the pods of a ServiceAccount whose client id changes, from what the plan does (never a restart
+    that does not happen)."""
+    restarting = [c for c in controllers if c.changed and c.before != c.after and c.kind != "Job"]
+    if restarting:
+        # Each controller's note says what its pods do (a rolling restart, a CronJob's next run, OnDelete).
+        how = [f"{c.kind} {c.name} ({(c.note or '').split('; ', 1)[-1]})" for c in restarting]
+        return "its controllers' pods get it: " + ", ".join(how)
+    if drifted:
+        names = ", ".join(sorted(str(dig(p, "metadata", "name")) for p in drifted))
+        return f"pods {names} carry another client id and no listed controller restarts them: restart them"
+    return "no pod was made with the old one"

@@ -10,7 +10,7 @@ from typing import Any
 from ._kube_client import KubeClient
 from ._kube_patch import dig, merge_patch
 from ._kube_plan import Change
-from ._ownership_kube import TEMPLATE_CLIENT_ID_ANNOTATION
+from ._ownership_kube import RESTARTED_FOR_ANNOTATION, TEMPLATE_CLIENT_ID_ANNOTATION
 
 # The webhook's contract: the annotations it reads from a ServiceAccount and the label it selects pods by.
 CLIENT_ID = "azure.workload.identity/client-id"
@@ -72,13 +72,26 @@ def template_view(kind: str, obj: dict[str, Any] | None) -> dict[str, Any] | Non
     if obj is None:
         return None
     template = dig(obj, *CONTROLLERS[kind][2]) or {}
-    client_id = (dig(template, "metadata", "annotations") or {}).get(TEMPLATE_CLIENT_ID_ANNOTATION)
+    annotations = dig(template, "metadata", "annotations") or {}
+    client_id = annotations.get(TEMPLATE_CLIENT_ID_ANNOTATION)
+    restarted_for = annotations.get(RESTARTED_FOR_ANNOTATION)
     return {
         "serviceAccountName": dig(template, "spec", "serviceAccountName"),
         "labels": dig(template, "metadata", "labels") or {},
-        # What its pods were made for, once this collection recorded it.
+        # What its pods were made for, once this collection recorded it; which drifted pods it restarted.
         **({"client_id": client_id} if client_id else {}),
+        **({"restarted_for": restarted_for} if restarted_for else {}),
     }
+
+
+def pod_client_id(pod: dict[str, Any]) -> str | None:
+    """The client id the webhook injected into a pod (``AZURE_CLIENT_ID`` of its first container that has one)."""
+    spec = pod.get("spec") or {}
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for env in container.get("env") or []:
+            if env.get("name") == "AZURE_CLIENT_ID" and env.get("value"):
+                return str(env["value"])
+    return None
 
 
 def patch_change(change: Change, current: dict[str, Any], patch: dict[str, Any], view: Any) -> Change:

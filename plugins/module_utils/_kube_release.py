@@ -31,6 +31,7 @@ from ._kube_plan import Change, Plan, rollout_consequence
 from ._ownership_kube import (
     ADOPTED_ANNOTATION,
     PREVIOUS_ACCOUNT_ANNOTATION,
+    RESTARTED_FOR_ANNOTATION,
     TEMPLATE_CLIENT_ID_ANNOTATION,
     adopted_values,
     kube_cluster_selector,
@@ -87,25 +88,14 @@ class Releases:
             # Its pod template is immutable: only this collection's marks on the Job itself can go.
             change.note = "pod template is immutable; left as it is"
         else:
-            patch = combine(
-                patch,
-                nest(
-                    template_path,
-                    {
-                        "metadata": {
-                            "labels": {USE_LABEL: label_before},
-                            # The client id its pods were made for goes with the binding (only when recorded).
-                            **(
-                                {"annotations": {TEMPLATE_CLIENT_ID_ANNOTATION: None}}
-                                if TEMPLATE_CLIENT_ID_ANNOTATION
-                                in (dig(current, *template_path, "metadata", "annotations") or {})
-                                else {}
-                            ),
-                        },
-                        "spec": template_spec,
-                    },
-                ),
-            )
+            # The client id its pods were made for, and the drift it restarted them for, go with the binding (only
+            # those recorded: a template this collection never stamped is not restarted by a teardown).
+            stamped = dig(current, *template_path, "metadata", "annotations") or {}
+            recorded = [a for a in (TEMPLATE_CLIENT_ID_ANNOTATION, RESTARTED_FOR_ANNOTATION) if a in stamped]
+            template_meta: dict[str, Any] = {"labels": {USE_LABEL: label_before}}
+            if recorded:
+                template_meta["annotations"] = dict.fromkeys(recorded)
+            patch = combine(patch, nest(template_path, {"metadata": template_meta, "spec": template_spec}))
         change = patch_change(change, current, patch, lambda obj: template_view(kind, obj))
         if change.action == "updated":
             change.action = "unbound"

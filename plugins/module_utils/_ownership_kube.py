@@ -26,6 +26,9 @@ PREVIOUS_ACCOUNT_ANNOTATION = "workload-identity.aks/previous-service-account"
 # On a bound controller's pod template: the client id its pods were made for. A new client id changes the template, so
 # the pods restart and sign in as the new identity (the webhook injects the client id only when a pod is created).
 TEMPLATE_CLIENT_ID_ANNOTATION = "workload-identity.aks/client-id"
+# On a bound controller's pod template, after its ServiceAccount's client id was repaired: which pods (a digest of their
+# uids) were made with a wrong one while it was wrong. Changing it restarts them; the same pods never twice.
+RESTARTED_FOR_ANNOTATION = "workload-identity.aks/restarted-for"
 ADOPTED_ANNOTATION = "workload-identity.aks/adopted"
 FORMAT_LABEL = "workload-identity.aks/format"
 

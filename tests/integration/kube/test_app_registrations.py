@@ -8,7 +8,9 @@ in through a real TokenRequest from the cluster's API server.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook
 from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 
@@ -245,23 +247,99 @@ def test_least_privilege_owned_by_works_for_its_own_apps_and_refuses_a_foreign_o
     assert foreign["appId"] in refused.output and "Application.ReadWrite.OwnedBy" in refused.output
 
 
-def test_switching_a_workload_to_an_application_is_a_planned_change(estate: Estate) -> None:
+@contextmanager
+def signing_in(estate: Estate, namespace: str, deployment: str) -> Iterator[list[str]]:
+    """The deployment's newest pod signs in over and over (its projected token exchanged at Entra) while the body
+    runs; every outcome is kept ("ok" or what Entra said). Between an old pod and its replacement nobody signs in."""
+    config = k8s_config.new_client_from_config(str(estate.box.state_dir / "kubeconfig"), context=CLUSTER)
+    core, apps = k8s.CoreV1Api(config), k8s.AppsV1Api(config)
+    outcomes: list[str] = []
+    done = threading.Event()
+
+    def keep_signing_in() -> None:
+        while not done.is_set():
+            try:
+                outcomes.append(pod_signs_in(estate.box, core, apps, namespace, deployment))
+            except (IndexError, k8s.ApiException):
+                pass
+            done.wait(0.3)
+
+    signer = threading.Thread(target=keep_signing_in)
+    signer.start()
+    try:
+        yield outcomes
+    finally:
+        done.set()
+        signer.join()
+
+
+def test_switching_kinds_both_ways_keeps_every_pod_signing_in(estate: Estate) -> None:
+    """From a managed identity to an app registration and back: the new one is made and trusted first, the
+    ServiceAccount names it, the pods restart with it, and the old one goes only once no pod signs in as it."""
+    config = k8s_config.new_client_from_config(str(estate.box.state_dir / "kubeconfig"), context=CLUSTER)
+    # One replica that must stop before another starts (a rolling update would wait for a ready pod: none here).
+    recreate = {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}}
+    k8s.AppsV1Api(config).patch_namespaced_deployment("web-frontend", "web", recreate)
     apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
     listed = mixed(estate, apps[0]["appId"])
-    listed[2]["identity_type"] = "application"  # web-frontend: from a managed identity to an app registration
+    estate.run(listed)  # as the tests before left it, whether or not they ran
+    identities = estate.box.msi().user_assigned_identities
+    old = identities.get(IDENTITY_RG, f"id-{CLUSTER}-web-web-frontend")
+    listed[2]["identity_type"] = "application"
     plan = estate.run(listed, options=("--check", "--diff"))
     planned = plan.report(plan=True)
     web = next(w for w in planned["workloads"] if w["name"] == "web-frontend")
     assert (web["kind"], web["identity_action"], web["service_account_action"]) == ("application", "created", "updated")
-    assert [p["name"] for p in planned["pruned"]["identities"]] == [f"id-{CLUSTER}-web-web-frontend"]
-    real = estate.run(listed)
+    assert planned["pruned"]["identities"] == []
+    replaced = f"replaced identity {old.name} (workload web-frontend, client id {old.client_id})"
+    assert replaced in plan.output, plan.output[-6000:]
+    with signing_in(estate, "web", "web-frontend") as outcomes:
+        real = estate.run(listed, workload_identity_replaced_wait=300)
+    assert outcomes and all(o == "ok" for o in outcomes), [o for o in outcomes if o != "ok"][:3]
     assert outcome(real.report()) == outcome(planned)
+    assert f"{replaced}: removed once no pod signs in as it any more" in real.output, real.output[-6000:]
     app = estate.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-web-web-frontend')")
     annotation = estate.account("web", "web-frontend").metadata.annotations["azure.workload.identity/client-id"]
     assert annotation == app["appId"]
-    assert f"id-{CLUSTER}-web-web-frontend" not in [
-        i.name for i in estate.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG)
-    ]
+    assert old.name not in [i.name for i in identities.list_by_resource_group(IDENTITY_RG)]
+    assert estate.run(listed).changed == 0
+
+    # And back to a managed identity: the application is the one replaced.
+    del listed[2]["identity_type"]
+    with signing_in(estate, "web", "web-frontend") as outcomes:
+        back = estate.run(listed, workload_identity_replaced_wait=300)
+    assert outcomes and all(o == "ok" for o in outcomes), [o for o in outcomes if o != "ok"][:3]
+    assert (
+        f"replaced application {app['displayName']} (workload web-frontend, client id {app['appId']}): removed once "
+        "no pod signs in as it any more"
+    ) in back.output, back.output[-6000:]
+    assert estate.box.graph("GET", f"/applications/{app['id']}").status_code == 404
+    new = identities.get(IDENTITY_RG, f"id-{CLUSTER}-web-web-frontend")
+    annotation = estate.account("web", "web-frontend").metadata.annotations["azure.workload.identity/client-id"]
+    assert annotation == new.client_id != old.client_id
+    assert estate.run(listed).changed == 0
+
+
+def test_a_renamed_app_registration_workload_keeps_its_application_and_its_pods_sign_in(estate: Estate) -> None:
+    apps = estate.graph("GET", "/applications?$filter=displayName eq 'billing (made by hand)'")["value"]
+    listed = mixed(estate, apps[0]["appId"])
+    estate.run(listed)
+    ours = estate.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-orders-orders-api')")
+    listed[0]["name"] = "orders-api-v2"  # the same namespace and ServiceAccount
+    plan = estate.run(listed, options=("--check", "--diff"))
+    kept = f"application {ours['displayName']} kept (client id {ours['appId']}, its pods' sign-in uninterrupted)"
+    assert kept in plan.output, plan.output[-6000:]
+    with signing_in(estate, "orders", "orders-api") as outcomes:
+        real = estate.run(listed)
+    assert outcomes and all(o == "ok" for o in outcomes), [o for o in outcomes if o != "ok"][:3]
+    assert outcome(real.report()) == outcome(plan.report(plan=True))
+    same = estate.graph("GET", f"/applications/{ours['id']}")
+    assert same["appId"] == ours["appId"] and "wi-workload:orders/orders-api-v2" in same["tags"]
+    assert estate.box.graph("GET", f"/applications(uniqueName='wi-{CLUSTER}-orders-orders-api-v2')").status_code == 404
+    assert (
+        estate.account("orders", "orders-api").metadata.annotations["azure.workload.identity/client-id"]
+        == ours["appId"]
+    )
     assert estate.run(listed).changed == 0
 
 

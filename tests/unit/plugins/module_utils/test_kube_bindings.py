@@ -24,6 +24,9 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_k
     PREVIOUS_ACCOUNT_ANNOTATION,
     WORKLOAD_LABEL,
 )
+from ansible_collections.workload_identity.aks.plugins.module_utils._ownership_kube import (
+    RESTARTED_FOR_ANNOTATION as RESTARTED_FOR,
+)
 
 CLUSTER = "aks-dev"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -413,7 +416,10 @@ def test_a_new_client_id_restarts_the_bound_pods_and_the_plan_says_so() -> None:
     assert not report(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"))["changed"]
     plan = engine.plan_present(specs(ORDERS), {"orders": "c2"}, False, "fail")
     (account,) = plan.service_accounts
-    assert account.note == "client id changes from c1 to c2: the pods of its controllers restart to sign in as it"
+    assert account.note == (
+        "client id changes from c1 to c2: its controllers' pods get it: Deployment orders (its pods restart (rolling "
+        "update))"
+    )
     (controller,) = plan.controllers
     assert controller.action == "bound" and controller.note == "client id changes; its pods restart (rolling update)"
     assert (controller.before["client_id"], controller.after["client_id"]) == ("c1", "c2")
@@ -423,14 +429,73 @@ def test_a_new_client_id_restarts_the_bound_pods_and_the_plan_says_so() -> None:
     assert not report(engine.plan_present(specs(ORDERS), {"orders": "c2"}, False, "fail"))["changed"]
 
 
+def _pod(name: str, client_id: str, account: str = "orders") -> dict[str, Any]:
+    """A pod as the webhook left it: on the account, with the client id it injected."""
+    return {
+        "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}", "labels": {USE_LABEL: "true"}},
+        "spec": {
+            "serviceAccountName": account,
+            "containers": [{"env": [{"name": "AZURE_CLIENT_ID", "value": client_id}]}],
+        },
+    }
+
+
+def test_a_repaired_client_id_restarts_the_pods_made_while_it_was_wrong_once() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"), "present")
+    account_path = "/api/v1/namespaces/shop/serviceaccounts/orders"
+    # An operator sets a wrong client id by hand; a pod restarts meanwhile and is given it.
+    cluster.objects[account_path]["metadata"]["annotations"][CLIENT_ID] = "c-wrong"
+    cluster.add("/api/v1/namespaces/shop/pods/orders-1", _pod("orders-1", "c1"))
+    cluster.add("/api/v1/namespaces/shop/pods/orders-2", _pod("orders-2", "c-wrong"))
+    cluster.add("/api/v1/namespaces/shop/pods/other-1", _pod("other-1", "c-wrong", account="other"))
+    plan = engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail")
+    (account,) = plan.service_accounts
+    (controller,) = plan.controllers
+    assert controller.action == "bound"
+    assert controller.note == "1 pod(s) made with a wrong client id; its pods restart (rolling update)"
+    assert account.note == (
+        "client id changes from c-wrong to c1: its controllers' pods get it: Deployment orders (its pods restart "
+        "(rolling update))"
+    )
+    engine.apply(plan, "present")
+    template = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    assert set(template["metadata"]["annotations"]) == {"workload-identity.aks/client-id", RESTARTED_FOR}
+    # The same pods are never restarted for twice (a pod still there, say while its rollout goes on).
+    assert not report(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"))["changed"]
+    # Teardown takes the mark with the binding.
+    engine.apply(engine.plan_absent(specs(ORDERS), everything=False), "absent")
+    template = cluster.objects["/apis/apps/v1/namespaces/shop/deployments/orders"]["spec"]["template"]
+    assert RESTARTED_FOR not in (template["metadata"].get("annotations") or {})
+
+
+def test_a_repaired_client_id_with_no_pod_made_meanwhile_restarts_nothing_and_says_so() -> None:
+    cluster = cluster_with_shop()
+    engine = Bindings(cluster, CLUSTER, TENANT)
+    engine.apply(engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail"), "present")
+    cluster.objects["/api/v1/namespaces/shop/serviceaccounts/orders"]["metadata"]["annotations"][CLIENT_ID] = "c-x"
+    cluster.add("/api/v1/namespaces/shop/pods/orders-1", _pod("orders-1", "c1"))
+    plan = engine.plan_present(specs(ORDERS), {"orders": "c1"}, False, "fail")
+    assert [c.action for c in plan.controllers] == ["unchanged"]
+    assert plan.service_accounts[0].note == "client id changes from c-x to c1: no pod was made with the old one"
+    # Without a listed controller, the pods made with the wrong one are named.
+    cluster.add("/api/v1/namespaces/shop/pods/orders-2", _pod("orders-2", "c-x"))
+    bare = engine.plan_present(specs({**ORDERS, "controllers": []}), {"orders": "c1"}, False, "fail")
+    assert bare.service_accounts[0].note == (
+        "client id changes from c-x to c1: pods orders-2 carry another client id and no listed controller restarts "
+        "them: restart them"
+    )
+
+
 def test_a_hand_bound_account_moved_to_this_identity_says_whose_it_was_and_restarts_its_pods() -> None:
     cluster = walkthrough_cluster()
     engine = Bindings(cluster, CLUSTER, TENANT)
     plan = engine.plan_present(specs({**ORDERS, "rebind": True}), {"orders": "c-new"}, prune=False, missing="fail")
     (account,) = plan.service_accounts
     assert account.action == "adopted" and account.note == (
-        "client id changes from c-by-hand (set by hand; teardown puts it back) to c-new: the pods of its controllers "
-        "restart to sign in as it"
+        "client id changes from c-by-hand (set by hand; teardown puts it back) to c-new: its controllers' pods get "
+        "it: Deployment orders (its pods restart (rolling update))"
     )
     (controller,) = plan.controllers
     # Already bound by hand, but its pods were made for the old client id: they must restart.
