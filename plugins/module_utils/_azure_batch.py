@@ -146,6 +146,7 @@ class Workloads:
             (seen, planned),
             exact=ensured.ours,
             mark=ensured.mark,
+            shared_with=sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}),
         )
         kind.record_created_roles(batch, workload, ensured, roles, check_mode)
         planned[kind.label] = kind.brief(ensured.after)

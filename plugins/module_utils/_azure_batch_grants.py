@@ -13,6 +13,7 @@ were granted to (``_azure_batch_orphans``). Role assignments are read in bulk wi
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from ._azure_batch_reads import PENDING, Batch, BatchContext, Reads, Resolved, resolve, role_key
@@ -22,7 +23,14 @@ from ._ids import parse_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import privileged_problem
 from ._limits import GRANT_ACTION, PRIVILEGED_SCOPE_KINDS
-from ._ownership_assignments import DESCRIPTION_MAX, AssignmentMark, made_by_collection_assignment, marked_description
+from ._lock import object_lock
+from ._ownership_assignments import (
+    DESCRIPTION_MAX,
+    AssignmentMark,
+    made_by_collection_assignment,
+    marked_description,
+    read_mark,
+)
 from ._results import PrunedAssignment, RoleAssignmentRow
 
 Pair = tuple[str, str]  # (scope key, role definition GUID): one assignment of a principal
@@ -127,13 +135,16 @@ class RoleAssignments:
         sides: tuple[dict[str, Any], dict[str, Any]],
         exact: bool,
         mark: AssignmentMark,
+        shared_with: list[str] | None = None,
     ) -> list[RoleAssignmentRow]:
         """Exactly the declared role assignments, for the principal of an identity or an application.
 
         ``exact`` for this collection's own identity or application: on its assignments, unset means none (a
         condition dropped from the inventory, or added by hand, is removed). What this collection grants carries
         ``mark`` at the end of its description; an operator's assignment is adopted as it is, and reported so.
-        ``sides``: the diff's before and after, filled in.
+        ``sides``: the diff's before and after, filled in. ``shared_with``: the other clusters of this run that use
+        the same principal: each assignment is made once, by the first to get there, and found by the others; the
+        rows say which cluster made it.
         """
         seen, planned = sides
         rows: list[RoleAssignmentRow] = []
@@ -148,21 +159,26 @@ class RoleAssignments:
                         f"at most {DESCRIPTION_MAX - len(mark.text) - 1}"
                     ]
                 )
-            outcome = ensure_role_assignment(
-                self.ctx.roles,
-                scope=spec.scope,
-                role=role,
-                principal_id=principal,
-                principal_type="ServicePrincipal",
-                state="present",
-                check_mode=check_mode,
-                condition=spec.condition,
-                condition_version=spec.condition_version,
-                description=spec.description,
-                listed=listed,
-                exact=exact,
-                mark=mark.text,
-            )
+            # Another cluster's host may grant the same assignment at this moment: one of them makes it, under a lock.
+            together = bool(shared_with) and not check_mode
+            key = f"assignment:{principal}:{parse_scope(spec.scope).key}:{role.guid}"
+            with object_lock(key) if together else nullcontext():
+                outcome = ensure_role_assignment(
+                    self.ctx.roles,
+                    scope=spec.scope,
+                    role=role,
+                    principal_id=principal,
+                    principal_type="ServicePrincipal",
+                    state="present",
+                    check_mode=check_mode,
+                    condition=spec.condition,
+                    condition_version=spec.condition_version,
+                    description=spec.description,
+                    listed=listed,
+                    exact=exact,
+                    mark=mark.text,
+                    shared=bool(shared_with),
+                )
             if outcome.before:
                 seen[self.report_key].append(f"{role.name} @ {spec.scope}")
             planned[self.report_key].append(f"{role.name} @ {spec.scope}")
@@ -170,6 +186,18 @@ class RoleAssignments:
             adopted = before is not None and not made_by_collection_assignment(
                 before["name"], before["description"], before["scope"], role.guid, principal
             )
+            notes = list(outcome.notes)
+            made_by = read_mark(before["description"]) if before is not None and not adopted else None
+            if made_by is not None and not made_by.of(mark.cluster, mark.place):
+                notes.append(
+                    f"made by cluster {made_by.cluster} (its workload {made_by.namespace}/{made_by.workload}), which "
+                    "shares the identity; found here"
+                )
+            elif outcome.action == "created" and shared_with:
+                notes.append(
+                    f"shared with cluster(s) {', '.join(shared_with)} of this run: made once, by the first to get "
+                    "there; the others find it"
+                )
             rows.append(
                 {
                     "role": role.name,
@@ -179,7 +207,7 @@ class RoleAssignments:
                     "name": None if principal == PENDING or not outcome.after else outcome.after["name"],
                     "action": outcome.action,
                     "adopted": adopted,
-                    "notes": outcome.notes,
+                    "notes": notes,
                 }
             )
         return rows

@@ -205,8 +205,12 @@ def ensure_role_assignment(
     listed: list[Any] | None = None,
     exact: bool = False,
     mark: str | None = None,
+    shared: bool = False,
 ) -> Outcome[RoleAssignmentState]:
     """``listed``: the principal's assignments at the scope when the caller already has them (batch path).
+
+    ``shared``: the principal is shared with other clusters, whose runs may grant the same assignment at the same
+    moment: one that ``listed`` did not have is read afresh before it is created, and found rather than made again.
 
     ``exact``: the principal is the caller's own (made by this collection), so a condition it does not declare is
     removed (a dropped one, or one added by hand); otherwise only what is declared is compared.
@@ -232,6 +236,10 @@ def ensure_role_assignment(
     if condition and not condition_version:
         condition_version = "2.0"
     declared = _Declared(condition, condition_version, description, exact, mark)
+    if before is None and shared and listed is not None and not check_mode:
+        # Another cluster sharing the principal may have made it since it was listed (its runs go in parallel).
+        existing = api.find(scope, principal_id, resolved.guid)
+        before = assignment_state(existing, resolved.name) if existing is not None else None
     if before is not None:
         return ensure_existing_assignment(
             api, scope, resolved, principal_id, principal_type, before, declared, name, check_mode

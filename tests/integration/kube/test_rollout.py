@@ -12,6 +12,7 @@ import copy
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -706,6 +707,45 @@ def test_a_workload_given_another_identity_signs_in_throughout_and_the_old_one_g
     }
     assert pod_signs_in(estate.box, core, apps, "orders", "orders-api") == "ok"
     again = estate.run(moved)
+    assert again.changed == 0, again.output[-6000:]
+
+
+def test_a_client_id_put_right_restarts_the_pods_made_while_it_was_wrong(estate: Estate) -> None:
+    """An operator sets a wrong client id on a ServiceAccount and a pod restarts meanwhile (the webhook gives it the
+    wrong one): the run that repairs the account restarts that pod's controller, says so, and the next changes
+    nothing."""
+    core, apps = k8s.CoreV1Api(estate.kube()), k8s.AppsV1Api(estate.kube())
+    apps.patch_namespaced_deployment(
+        "orders-api", "orders", {"spec": {"strategy": {"type": "Recreate", "rollingUpdate": None}}}
+    )
+    listed = workloads(estate)[:1]
+    estate.run(listed)  # as the tests before left it, whether or not they ran
+    right = estate.account("orders", "orders-api").metadata.annotations["azure.workload.identity/client-id"]
+    wrong = "3f0c1e7a-5b2d-4c8e-9a61-0d4b7e2f9c11"
+    core.patch_namespaced_service_account(
+        "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": wrong}}}
+    )
+    (pod,) = newest_pods(core, apps, "orders", "orders-api")
+    core.delete_namespaced_pod(pod.metadata.name, "orders", grace_period_seconds=0)
+
+    def client_ids() -> set[str]:
+        return {injected(p).env["AZURE_CLIENT_ID"] for p in newest_pods(core, apps, "orders", "orders-api")}
+
+    deadline = time.monotonic() + 60
+    while wrong not in client_ids():
+        assert time.monotonic() < deadline, "the ReplicaSet made no pod with the wrong client id"
+        time.sleep(0.25)
+    plan = estate.run(listed, options=("--check", "--diff"))
+    real = estate.run(listed, options=("--diff",))
+    for run in (plan, real):
+        assert "1 pod(s) made with a wrong client id; its pods restart" in run.output, run.output[-6000:]
+        assert f"client id changes from {wrong} to {right}: its controllers' pods get it" in run.output
+    deadline = time.monotonic() + 60
+    while client_ids() != {right}:
+        assert time.monotonic() < deadline, "the Deployment's pods were not restarted with the right client id"
+        time.sleep(0.25)
+    assert pod_signs_in(estate.box, core, apps, "orders", "orders-api") == "ok"
+    again = estate.run(listed)
     assert again.changed == 0, again.output[-6000:]
 
 

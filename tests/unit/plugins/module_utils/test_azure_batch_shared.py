@@ -397,3 +397,34 @@ def test_an_adopted_identity_keeps_the_assignments_another_cluster_still_uses_on
     both_converged(estate)
     estate.run("aks-blue", tuple(CLUSTERS), state="absent")
     assert estate.roles.items == [] and estate.identity() is not None
+
+
+def test_an_assignment_two_hosts_grant_at_once_is_made_by_one_and_found_by_the_other_and_their_reports_say_so() -> None:
+    estate = Estate()
+    run = tuple(CLUSTERS)
+    plan = estate.run("aks-blue", run, check_mode=True)
+    assert plan["workloads"][0]["role_assignments"][0]["notes"] == [
+        "shared with cluster(s) aks-green of this run: made once, by the first to get there; the others find it"
+    ]
+    results: dict[str, dict[str, Any]] = {}
+    together = threading.Barrier(len(CLUSTERS))
+
+    def host(cluster: str) -> None:
+        results[cluster] = estate.run(cluster, run, read_together=together)
+
+    threads = [threading.Thread(target=host, args=(c,)) for c in CLUSTERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    rows = {c: r["workloads"][0]["role_assignments"][0] for c, r in results.items()}
+    made = [c for c, row in rows.items() if row["action"] == "created"]
+    assert len(made) == 1 and len(estate.roles.items) == 1
+    (found,) = set(CLUSTERS) - set(made)
+    assert rows[found]["action"] == "unchanged"
+    assert rows[found]["notes"] == [
+        f"made by cluster {made[0]} (its workload shop/orders), which shares the identity; found here"
+    ]
+    # Every later run says the same of it, on the cluster that found it; the one that made it says nothing.
+    again = {c: estate.run(c, run)["workloads"][0]["role_assignments"][0] for c in CLUSTERS}
+    assert again[found]["notes"] == rows[found]["notes"] and again[made[0]]["notes"] == []
