@@ -28,6 +28,7 @@ from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, Ensured, IdentityKind
 from ._azure_batch_orphans import find_orphans, remove_orphans
+from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_names
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
@@ -117,6 +118,7 @@ class Workloads:
         planned = batch_report(
             plans, self._prune(batch, reads, resolved, True), remove_orphans(self.grants, batch, reads, True)
         )
+        self._may(batch, planned, reads)
         if guard is not None:
             guard(planned)
         if check_mode:
@@ -168,11 +170,17 @@ class Workloads:
     # -- removing and pruning -----------------------------------------------------------------------
     def remove(self, batch: Batch, reads: Reads, check_mode: bool, guard: Guard | None = None) -> AzureBatchResult:
         """state=absent; ``guard`` sees the plan (the same removal in check mode) before any write."""
-        if guard is None:
-            return self._remove(batch, reads, check_mode)
         planned = self._remove(batch, reads, True)
-        guard(planned)
+        self._may(batch, planned, reads)
+        if guard is not None:
+            guard(planned)
         return planned if check_mode else self._remove(batch, reads, False)
+
+    def _may(self, batch: Batch, planned: AzureBatchResult, reads: Reads) -> None:
+        """The automation principal may make every write of the plan, or nothing is written (ARM's answer)."""
+        problems = permission_problems(self.ctx, batch, planned, reads)
+        if problems:
+            raise ValidationError(problems)
 
     def _remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
         """state=absent for the listed workloads (and, with prune, everything else made for this cluster): each

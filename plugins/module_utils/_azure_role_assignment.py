@@ -27,13 +27,18 @@ from ._retry import RetryPolicy
 PRINCIPAL_TYPES = ("ServicePrincipal", "User", "Group", "ForeignGroup", "Device")
 
 
+# Permission blocks as (actions, notActions, dataActions), one per role definition (or per role held, as ARM's
+# permissions API answers).
+Blocks = tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True)
 class Role:
     id: str  # as read at the scope
     guid: str
     name: str | None  # None when only the GUID is known (an assignment listed, its role not looked up)
     # Its permission blocks, as (actions, notActions, dataActions): empty when not read.
-    permissions: tuple[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = ()
+    permissions: Blocks = ()
 
     @classmethod
     def of(cls, model: Any) -> Role:
@@ -108,11 +113,51 @@ def assignment_state(model: Any, role_name: str | None = None) -> RoleAssignment
     }
 
 
+PERMISSIONS_API = "2022-04-01"
+
+
+def read_permissions(client: Any, scope: str, policy: RetryPolicy) -> list[dict[str, Any]]:
+    """What the client's caller may do at ``scope`` (ARM's permissions API): one block per role it holds there or
+    above (actions, notActions, dataActions, notDataActions), every page. Sent through the SDK client's pipeline (its
+    credential, the collection's user agent); the operation is not in every API version the SDK carries."""
+    from azure.core.rest import HttpRequest
+
+    pipeline = client._client  # pylint: disable=protected-access
+    url: str | None = pipeline.format_url(
+        f"{scope}/providers/Microsoft.Authorization/permissions?api-version={PERMISSIONS_API}"
+    )
+    blocks: list[dict[str, Any]] = []
+    while url:
+
+        def get(page_url: str = url) -> dict[str, Any]:
+            response = pipeline.send_request(HttpRequest("GET", page_url))
+            response.raise_for_status()
+            return dict(response.json())
+
+        page = azure_call(f"read the permissions at {scope}", get, policy)
+        blocks.extend(page.get("value") or [])
+        url = page.get("nextLink")
+    return blocks
+
+
+def permission_blocks(blocks: list[dict[str, Any]]) -> Blocks:
+    """The permissions API's blocks as a :class:`Role`'s (actions, notActions, dataActions)."""
+    return tuple(
+        (tuple(b.get("actions") or ()), tuple(b.get("notActions") or ()), tuple(b.get("dataActions") or ()))
+        for b in blocks
+    )
+
+
 class RoleAssignmentApi:
     def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
+        self.client = client
         self.assignments = client.role_assignments
         self.definitions = client.role_definitions
         self.policy = policy or RetryPolicy()
+
+    def permissions(self, scope: str) -> Blocks:
+        """What the automation principal holds at ``scope``, inherited included (ARM's permissions API)."""
+        return permission_blocks(read_permissions(self.client, scope, self.policy))
 
     def resolve_role(self, scope: str, role: str) -> Role:
         """A role name, GUID or full definition id -> the one definition assignable at ``scope``."""

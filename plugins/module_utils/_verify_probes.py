@@ -12,15 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from ._azure_client import Connection
+from ._azure_role_assignment import read_permissions
 from ._kube_client import KubeClient
 from ._kube_patch import dig
 from ._kube_paths import CONTROLLERS, Paths
 from ._limits import DEFAULT_AUDIENCE
-from ._retry import RetryPolicy, call
+from ._retry import RetryPolicy
 
 # The shortest lifetime the API server issues (it raises anything lower to 10 minutes).
 TOKEN_SECONDS = 600
-PERMISSIONS_API = "2022-04-01"
 
 
 class KubeProbe:
@@ -56,29 +56,7 @@ class ArmProbe:
     def permissions(self, credential: Any, scope: str) -> list[dict[str, Any]]:
         """What the caller may do at ``scope``: one block per role it holds there or above (actions, notActions,
         dataActions, notDataActions), every page."""
-        from azure.core.rest import HttpRequest
-
-        from ._azure_errors import translate
-
-        # The SDK client's pipeline (the workload's credential, the collection's user agent, its retries off); the
-        # permissions operation is not in every API version the SDK carries, so the request is made directly.
-        pipeline = self.connection.client("authorization", credential)._client
-        url: str | None = (
-            f"{self.connection.resource_manager}{scope}/providers/Microsoft.Authorization/permissions"
-            f"?api-version={PERMISSIONS_API}"
-        )
-        blocks: list[dict[str, Any]] = []
-        while url:
-
-            def get(page_url: str = url) -> dict[str, Any]:
-                response = pipeline.send_request(HttpRequest("GET", page_url))
-                response.raise_for_status()
-                return dict(response.json())
-
-            page = call(f"read the permissions at {scope}", get, translate, self.policy)
-            blocks.extend(page.get("value") or [])
-            url = page.get("nextLink")
-        return blocks
+        return read_permissions(self.connection.client("authorization", credential), scope, self.policy)
 
 
 def exchange_error(exc: BaseException) -> str | None:

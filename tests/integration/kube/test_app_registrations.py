@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook
+from tests.integration.kube.rollout_runs import Run, cluster_host, pod_signs_in, run_playbook, write_requests
 from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ansible_env, deploy_apps, ensure_resource_chain, service_account_token, sign_in
 
@@ -245,6 +245,46 @@ def test_least_privilege_owned_by_works_for_its_own_apps_and_refuses_a_foreign_o
     )
     assert refused.returncode != 0
     assert foreign["appId"] in refused.output and "Application.ReadWrite.OwnedBy" in refused.output
+
+
+def test_a_permission_the_automation_lacks_is_a_plan_problem_before_any_write(estate: Estate) -> None:
+    """The automation may make identities (Managed Identity Contributor on their group) but not grant roles where a
+    workload asks: the plan says so, naming the workload, the field, the scope and the role to grant, in check mode
+    and in a real run, and nothing is written (no identity, no credential)."""
+    sub = f"/subscriptions/{estate.box.subscription_id}"
+    automation = estate.box.control.create_principal(
+        display_name="automation-no-rbac",
+        roles=[
+            {"role": "Reader", "scope": sub},
+            {"role": "Managed Identity Contributor", "scope": estate.box.rg_id(IDENTITY_RG)},
+        ],
+    )
+    env = {
+        "AZURE_CLIENT_ID": automation["client_id"],
+        "AZURE_CLIENT_SECRET": automation["client_secret"],
+        "AZURE_SECRET": automation["client_secret"],
+    }
+    listed = [
+        {
+            "name": "no-grant",
+            "namespace": "web",
+            "service_account": "no-grant",
+            "roles": [{"role": "Reader", "scope": estate.scope}],
+        }
+    ]
+    estate.box.control.reset_stats()
+    for options in (("--check",), ()):
+        refused = estate.run(listed, env=env, options=options, workload_identity_prune=False, expect_ok=False)
+        assert refused.returncode != 0
+        said = " ".join(refused.output.split())
+        assert (
+            f"cluster {CLUSTER}: workload 'no-grant': roles[0]: scope: the automation principal may not "
+            f"Microsoft.Authorization/roleAssignments/write at {estate.scope} (ARM's permissions API); grant it Role "
+            "Based Access Control Administrator (or User Access Administrator) there or above"
+        ) in said, said[-3000:]
+    assert write_requests(estate.box) == []
+    identities = estate.box.msi().user_assigned_identities.list_by_resource_group(IDENTITY_RG)
+    assert f"id-{CLUSTER}-web-no-grant" not in [i.name for i in identities]
 
 
 @contextmanager

@@ -131,6 +131,14 @@ class FakeRoles(RoleAssignmentApi):
         self.items: list[SimpleNamespace] = []
         self.writes = writes
         self.race: SimpleNamespace | None = None  # made "by someone else" just before our next create
+        self.denied: list[tuple[str, str]] = []  # (scope, action) the automation principal may not do there or below
+        self.asked: list[str] = []  # the scopes whose permissions were read
+
+    def permissions(self, scope: str) -> Any:
+        """What the automation principal holds at the scope: everything, unless a test takes some away."""
+        self.asked.append(scope)
+        denied = tuple(a for s, a in self.denied if scope.lower().startswith(s.lower()))
+        return ((("*",), denied, ()),)
 
     def resolve_role(self, scope: str, role: str) -> Role:
         ref = parse_role(role)

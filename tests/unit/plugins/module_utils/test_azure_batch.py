@@ -526,3 +526,53 @@ def test_a_new_location_is_for_new_identities_and_each_existing_one_says_it_stay
         ]
         for name in ("orders", "cart")
     ]
+
+
+def test_a_write_the_automation_may_not_make_is_a_plan_problem_naming_the_role_and_scope_and_nothing_is_written() -> (
+    None
+):
+    estate = Estate()
+    listed = [orders({"role": "Reader", "scope": DATA})]
+    estate.roles.denied.append((DATA, "Microsoft.Authorization/roleAssignments/write"))
+    for check_mode in (True, False):
+        with pytest.raises(ValidationError) as refused:
+            estate.run(listed, check_mode=check_mode)
+        assert refused.value.problems == [
+            f"cluster {CLUSTER}: workload 'orders': roles[0]: scope: the automation principal may not "
+            f"Microsoft.Authorization/roleAssignments/write at {DATA} (ARM's permissions API); grant it Role Based "
+            "Access Control Administrator (or User Access Administrator) there or above, then run again (nothing was "
+            "changed)"
+        ]
+    assert estate.writes == []  # not the identity, not its credential: nothing before the problem
+    # One question per scope the plan writes at: the identity's resource group and the role's scope.
+    assert sorted(set(estate.roles.asked)) == sorted({f"/subscriptions/{SUB}/resourceGroups/rg-ids", DATA})
+    estate.roles.denied.clear()
+    estate.run(listed)
+    estate.roles.asked.clear()
+    assert not estate.run(listed)["changed"]
+    assert estate.roles.asked == []  # a plan that writes nothing asks nothing
+
+
+def test_an_identity_the_automation_may_manage_only_by_itself_is_asked_about_alone() -> None:
+    estate = Estate()
+    estate.run([orders()])
+    (identity,) = estate.identities.items.values()
+    group = f"/subscriptions/{SUB}/resourceGroups/rg-ids"
+    # Managed Identity Contributor on the identity alone: its group says no, the identity itself yes.
+    estate.roles.denied.append((group, "Microsoft.ManagedIdentity/userAssignedIdentities/*"))
+    original = estate.roles.permissions
+
+    def on_the_identity(scope: str) -> Any:
+        return ((("*",), (), ()),) if scope.lower() == identity["id"].lower() else original(scope)
+
+    estate.roles.permissions = on_the_identity  # type: ignore[method-assign]
+    tagged = [{**orders(), "tags": {"team": "shop"}}]
+    assert estate.run(tagged, check_mode=True)["workloads"][0]["identity"]["action"] == "updated"
+    # A new identity in that group is another matter: named, with the role to grant.
+    with pytest.raises(ValidationError) as refused:
+        estate.run([*tagged, {**orders(), "name": "cart", "service_account": "cart"}], check_mode=True)
+    assert [p.split(": the automation")[0] for p in refused.value.problems] == [
+        f"cluster {CLUSTER}: workload 'cart': identity_name",
+        f"cluster {CLUSTER}: workload 'cart': service_account (its federated credential)",
+    ]
+    assert "grant it Managed Identity Contributor there or above" in refused.value.problems[0]
