@@ -15,7 +15,7 @@ class ActionModule(ActionBase):
     """Runs on the controller only: nothing is sent to a host."""
 
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("lines",))
+    _VALID_ARGS = frozenset(("lines", "warnings"))
     _requires_connection = False
     _supports_check_mode = True
 
@@ -26,6 +26,11 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("lines: a list of strings is required")
         # One call, so the lines of two clusters summarised at once never interleave; a worker's display goes through
         # the controller's queue, and AWX records it as the job's output.
+        warnings = self._task.args.get("warnings") or []
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise AnsibleActionFail("warnings: a list of strings is required")
         display.display("\n".join(lines))
         result.update(changed=False, lines=lines)
+        if warnings:
+            result["warnings"] = warnings  # shown by Ansible as [WARNING], and kept in AWX's job events
         return result

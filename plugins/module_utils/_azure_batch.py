@@ -24,6 +24,7 @@ from typing import Any
 from ._azure_application import ApplicationApi
 from ._azure_batch_apps import ApplicationKind
 from ._azure_batch_checks import check_all
+from ._azure_batch_gone import find_gone, release_gone
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, Ensured, IdentityKind
@@ -31,6 +32,7 @@ from ._azure_batch_orphans import find_orphans, remove_orphans
 from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_names
+from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
@@ -67,10 +69,17 @@ class Workloads:
 
     @classmethod
     def from_clients(
-        cls, msi: Any, authorization: Any, policy: RetryPolicy, subscription_id: str, graph: Any = None
+        cls,
+        msi: Any,
+        authorization: Any,
+        policy: RetryPolicy,
+        subscription_id: str,
+        graph: Any = None,
+        containerservice: Any = None,
     ) -> Workloads:
         identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
-        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id)
+        clusters = ClusterApi(containerservice, policy) if containerservice is not None else None
+        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id, clusters)
         return cls(apis, ApplicationApi(graph) if graph is not None else None)
 
     @property
@@ -97,6 +106,7 @@ class Workloads:
         if self.application_kind is not None:
             self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
+        find_gone(self.ctx, batch, reads)
         return reads
 
     # -- planning and converging --------------------------------------------------------------------
@@ -139,6 +149,7 @@ class Workloads:
         planned: dict[str, Any] = {kind.label: kind.brief(ensured.after), "federated_credentials": {}, key: []}
         notes = list(ensured.notes)
         fics = trust(batch, workload, ensured, check_mode, (seen, planned, notes))
+        fics += release_gone(batch, workload, reads, ensured, check_mode, (seen, notes))
         roles = self.grants.ensure(
             workload,
             ensured.principal,

@@ -270,6 +270,12 @@ class ApplicationKind:
                 app = self.api.by_unique_name(unique)
                 principal = self.api.principal(str(app["appId"])) if app else None
             current = [t for t in app.get("tags") or [] if t not in stale] if app else None
+            # The claims of clusters that no longer exist, released by this run (ensure_application keeps other tags).
+            gone = [
+                f"{c.key}={c.scope or ''}"
+                for c in application_others(app.get("tags") if app else None, batch.cluster, batch.cluster_scope)
+                if c.key and batch.released(c)
+            ]
             outcome = ensure_application(
                 self.api,
                 unique_name=workload.application_unique_name,
@@ -279,7 +285,7 @@ class ApplicationKind:
                 state="present",
                 check_mode=check_mode,
                 known=(app, principal),
-                retired=stale,
+                retired=[*stale, *gone],
             )
         return outcome, (app, principal)
 

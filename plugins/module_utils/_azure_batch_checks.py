@@ -59,5 +59,7 @@ def _shared_problems(
     full = credential_problem(batch, workload, reads)
     others, principal = used
     held = reads.assignments.get(principal.lower(), []) if principal else []
-    outside = outside_problem(batch, workload, outside_claims(batch, others), resolved, reads, held)
-    problems.extend(p for p in (full, f"{where}: {outside}" if outside else None) if p)
+    # A cluster that no longer exists, whose claim this run releases, has nothing left to agree to.
+    outside = [c for c in outside_claims(batch, others) if not batch.released(c)]
+    refused = outside_problem(batch, workload, outside, resolved, reads, held)
+    problems.extend(p for p in (full, f"{where}: {refused}" if refused else None) if p)

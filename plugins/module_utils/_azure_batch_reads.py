@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._azure_application import ApplicationApi
+from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
@@ -65,6 +66,15 @@ class Batch:
     read_only: bool = False
     # The inventory's other clusters (their workloads that may share an identity with this one's).
     peers: list[Peer] = field(default_factory=list)
+    # Release the claims (and credentials) of other clusters that ARM says no longer exist, on the identities and
+    # applications this cluster uses; without it they are reported (``_azure_batch_gone``). The claims found gone and
+    # to be released, as (cluster, place), once read.
+    release_gone: bool = False
+    released_claims: set[tuple[str, str | None]] = field(default_factory=set)
+
+    def released(self, claim: Claim) -> bool:
+        """A claim of a cluster that no longer exists, released by this run."""
+        return (claim.cluster, claim.scope) in self.released_claims
 
     def owns(self, tags: dict[str, str] | None) -> bool:
         """Made by this collection, and used by this very cluster (name and place): its claim is on it."""
@@ -206,6 +216,8 @@ class Reads:
     orphans: list[Any] = field(default_factory=list)
     # Identities made elsewhere that a listed workload moved away from, whose assignments wait for its pods to restart.
     held: list[ReplacedIdentity] = field(default_factory=list)
+    # Other clusters' claims on what the listed workloads use, of clusters ARM says no longer exist: (cluster, place).
+    gone: set[tuple[str, str | None]] = field(default_factory=set)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -225,6 +237,8 @@ class AzureApis:
     fics: FederatedCredentialApi
     roles: RoleAssignmentApi
     subscription_id: str
+    # Whether another cluster that claims a shared identity still exists (``_azure_batch_gone``); None: not asked.
+    clusters: ClusterApi | None = None
 
 
 @dataclass

@@ -227,7 +227,8 @@ def application_tags(batch: Batch, workload: WorkloadSpec, current: list[str] | 
     else:
         marks = []
     tags = list(dict.fromkeys([*(current or []), *marks]))
-    return application_with_claims(tags, application_claims(current), [(c, s) for c, s, _w in run])
+    kept = [c for c in application_claims(current) if not batch.released(c)]
+    return application_with_claims(tags, kept, [(c, s) for c, s, _w in run])
 
 
 def identity_tags(batch: Batch, workload: WorkloadSpec, current: dict[str, str] | None) -> dict[str, str]:
@@ -245,4 +246,5 @@ def identity_tags(batch: Batch, workload: WorkloadSpec, current: dict[str, str] 
     else:
         marks = {}
     tags = tags_with_record(current, workload.tags, marks)
-    return with_claims(tags, claims(current) if current else [], [(c, s) for c, s, _w in run])
+    kept = [c for c in claims(current) if not batch.released(c)] if current else []
+    return with_claims(tags, kept, [(c, s) for c, s, _w in run])

@@ -113,6 +113,10 @@ class ClusterApi:
         return answer if isinstance(answer, float) else None
 
 
+class ClusterNotFound(ValidationError):
+    """ARM says the cluster does not exist (deleted, or never made in that resource group)."""
+
+
 def _changed(body: dict[str, Any], oidc: bool, workload_identity: bool | None) -> dict[str, Any]:
     new = copy.deepcopy(body)
     props = new.setdefault("properties", {})
@@ -135,7 +139,7 @@ def ensure_issuer(
 ) -> Outcome[IssuerState]:
     body = api.get(resource_group, name)
     if body is None:
-        raise ValidationError([f"cluster: no AKS cluster {name} in resource group {resource_group}"])
+        raise ClusterNotFound([f"cluster: no AKS cluster {name} in resource group {resource_group}"])
     before = issuer_state(body)
     if not oidc_issuer:
         if before["oidc_issuer_enabled"]:

@@ -42,6 +42,7 @@ VARIABLE_TYPES: dict[str, str | tuple[str, ...]] = {
     "workload_identity_prune_confirm": "str",
     "workload_identity_prune_max": "count",
     "workload_identity_rebind": ("refuse", "warn"),
+    "workload_identity_release_gone_clusters": "bool",
     "workload_identity_replaced_wait": "count",
     "workload_identity_report_dir": "str",
     "workload_identity_teardown_everything": "bool",

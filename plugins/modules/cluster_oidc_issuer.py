@@ -97,6 +97,13 @@ action:
   returned: always
   type: str
   sample: updated
+exists:
+  description:
+    - V(false) when ARM says the cluster does not exist; the task fails then. The teardown role reads it to skip the
+      Kubernetes side of a cluster deleted without a teardown, and release its Azure side by its marks.
+  returned: when the cluster does not exist
+  type: bool
+  sample: false
 notes:
   description:
     - What the update involves beyond the issuer, for the operator. A cluster whose last operation failed
@@ -109,7 +116,11 @@ notes:
 """
 
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import ClusterApi, ensure_issuer
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import (
+    ClusterApi,
+    ClusterNotFound,
+    ensure_issuer,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
 
 
@@ -135,6 +146,8 @@ def main() -> None:
             workload_identity=p["workload_identity"],
             check_mode=module.check_mode,
         )
+    except ClusterNotFound as exc:
+        module.fail_error(exc, exists=False)
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
     if not module.check_mode:  # a real run's notes (a failed cluster reconciled) are worth a warning

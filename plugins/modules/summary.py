@@ -22,6 +22,11 @@ options:
     type: list
     elements: str
     required: true
+  warnings:
+    description: Warnings to show with the lines (as Ansible shows a module's warnings).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full

@@ -92,6 +92,17 @@ options:
         in as them.
     type: bool
     default: false
+  release_gone_clusters:
+    description:
+      - Another cluster's claim on an identity or application a listed workload uses is checked with ARM (one request
+        per cluster, for clusters not converging in this run whose resource group is recorded in this subscription).
+        A claim of a cluster that no longer exists (deleted without a teardown) is reported as a warning; with
+        O(release_gone_clusters=true) this run releases it, with that cluster's federated credentials on it (named
+        as its credentials are, and trusting no issuer of this cluster or of O(shared_with)). The plan shows both.
+      - That cluster's own identities are released by its own teardown (P(workload_identity.aks.teardown#role) on
+        a cluster that no longer exists skips the Kubernetes side and releases the Azure side by its marks).
+    type: bool
+    default: false
   allow_privileged_roles:
     description: Allow roles that can grant roles (at any scope), and Contributor at management-group or subscription
       scope.
@@ -361,6 +372,7 @@ def main() -> None:
             "cluster_name": {"type": "str", "required": True},
             "cluster_resource_group": {"type": "str"},
             "defer_replaced": {"type": "bool", "default": False},
+            "release_gone_clusters": {"type": "bool", "default": False},
             "issuer_url": {"type": "str"},
             "location": {"type": "str"},
             "identity_resource_group": {"type": "str"},
@@ -437,6 +449,7 @@ def main() -> None:
         cluster_scope=scope,
         defer_replaced=p["defer_replaced"],
         peers=peers_from(p["shared_with"], module.connection.subscription_id or "", cluster, scope),
+        release_gone=p["release_gone_clusters"],
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"
@@ -447,6 +460,7 @@ def main() -> None:
             module.retry_policy,
             module.connection.subscription_id or "",
             module.client("graph") if uses_graph else None,
+            module.client("containerservice"),
         )
         reads = engine.read(batch, p["max_concurrency"])
 

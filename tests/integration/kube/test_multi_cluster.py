@@ -281,3 +281,57 @@ def test_an_app_registration_shared_by_two_clusters(estate: Estate) -> None:
     ]
     estate.run({"aks-green": app}, "teardown.yml")
     assert estate.box.graph("GET", "/applications(uniqueName='wi-orders-shared-app')").status_code == 404
+
+
+def test_a_cluster_deleted_without_teardown_is_noticed_released_and_torn_down_by_its_marks(estate: Estate) -> None:
+    """aks-teal shares an identity with aks-blue and has one of its own; it is deleted in Azure, never torn down.
+    aks-blue's plan notices its claim and says so; with workload_identity_release_gone_clusters it releases the claim
+    and aks-teal's credential; aks-teal's own teardown skips Kubernetes and removes its identity and assignment. Nothing
+    of aks-blue's is touched, and it signs in throughout."""
+    shared = estate.workloads("id-orders-gone")
+    solo = {
+        "name": "solo",
+        "namespace": "orders",
+        "service_account": "solo",
+        "roles": [{"role": "Reader", "scope": estate.scope}],
+    }
+    inventory = {"aks-blue": shared, "aks-teal": [*shared, solo]}
+    estate.run(inventory)
+    identity = estate.identities()["id-orders-gone"]
+    own = estate.identities()["id-aks-teal-orders-solo"]
+    assert set(estate.credentials(identity.name)) == {"aks-blue-orders-orders-api", "aks-teal-orders-orders-api"}
+    estate.box.aks().managed_clusters.begin_delete(CLUSTERS["aks-teal"], "aks-teal", polling_interval=0.2).result()
+
+    # Still in the inventory, limited out: aks-blue's plan names the claim of a cluster that is gone, changes nothing.
+    changed, output = estate.run(inventory, "site.yml", "--limit", "aks-blue")
+    flat = " ".join(output.split())
+    assert changed == {"aks-blue": 0}, output[-6000:]
+    assert (
+        "identity id-orders-gone is also claimed by cluster aks-teal in resource group rg-aks-teal of subscription "
+        f"{estate.box.subscription_id}, which ARM says no longer exists"
+    ) in flat, flat[-4000:]
+    # Asked to, aks-blue releases that claim and aks-teal's credential (the plan says so first).
+    release = ("--limit", "aks-blue", "-e", "workload_identity_release_gone_clusters=true")
+    _plan, planned = estate.run(inventory, "site.yml", "--check", *release)
+    assert "released the claim of cluster aks-teal" in " ".join(planned.split()), planned[-4000:]
+    assert set(estate.credentials(identity.name)) == {"aks-blue-orders-orders-api", "aks-teal-orders-orders-api"}
+    changed, output = estate.run(inventory, "site.yml", *release)
+    assert changed["aks-blue"] > 0
+    assert estate.credentials(identity.name) == {"aks-blue-orders-orders-api": estate.issuer("aks-blue")}
+    assert [k for k in estate.identities()[identity.name].tags if k.startswith("wi-uses:")] == ["wi-uses:aks-blue"]
+    assert signed_in(estate.signs_in("aks-blue", identity.client_id))
+
+    # aks-teal's own teardown: no Kubernetes to reach, said as a warning; its own identity and assignment go by marks.
+    changed, output = estate.run(inventory, "teardown.yml", "--limit", "aks-teal")
+    flat = " ".join(output.split())
+    assert "ARM says cluster aks-teal no longer exists" in flat, output[-6000:]
+    assert changed["aks-teal"] > 0
+    assert "id-aks-teal-orders-solo" not in estate.identities()
+    assert estate.assignments(own.principal_id) == []
+    assert estate.identities()[identity.name].client_id == identity.client_id
+    assert len(estate.assignments(identity.principal_id)) == 1
+    assert signed_in(estate.signs_in("aks-blue", identity.client_id))
+    changed, output = estate.run(inventory, "teardown.yml", "--limit", "aks-teal")
+    assert changed == {"aks-teal": 0}, output[-6000:]
+    estate.run({"aks-blue": shared}, "teardown.yml")
+    assert identity.name not in estate.identities()

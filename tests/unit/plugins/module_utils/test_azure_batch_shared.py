@@ -58,8 +58,12 @@ class Estate:
         self.roles = FakeRoles(self.writes)
         self.apps = GraphApps()
         self.inventory: dict[str, list[dict[str, Any]]] = {c: [orders()] for c in CLUSTERS}
+        self.clusters = FakeClusters(set(CLUSTERS))
+        self.warnings: list[str] = []
 
-    def batch(self, cluster: str, run: tuple[str, ...], prune: bool = False, state: str = "present") -> Batch:
+    def batch(
+        self, cluster: str, run: tuple[str, ...], prune: bool = False, state: str = "present", release: bool = False
+    ) -> Batch:
         validated = validate_workloads(
             cluster, self.inventory[cluster], identity_resource_group="rg-ids", allow_privileged_roles=False
         )
@@ -88,6 +92,7 @@ class Estate:
             state,
             cluster_scope=scope,
             peers=peers_from(entries, SUB, cluster, scope),
+            release_gone=release,
         )
 
     def run(
@@ -100,9 +105,10 @@ class Estate:
     ) -> dict[str, Any]:
         """One host's converge (or removal); ``run``: the hosts converging in this run (this one too).
         ``read_together``: every host has read before any writes (what they read is stale by the time they do)."""
-        engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB), self.apps)
+        engine = Workloads(AzureApis(self.identities, self.fics, self.roles, SUB, self.clusters), self.apps)
         batch = self.batch(cluster, run or (cluster,), **kwargs)
         reads = engine.read(batch)
+        self.warnings = list(engine.warnings)
         if read_together is not None:
             read_together.wait(timeout=30)
         if batch.state == "absent":
@@ -119,6 +125,18 @@ class Estate:
     def claimed(self) -> list[str]:
         identity = self.identity()
         return sorted(c.cluster for c in claims(identity["tags"])) if identity else []
+
+
+class FakeClusters:
+    """Which clusters exist, as ARM answers a GET of each (in any resource group of the subscription)."""
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.asked: list[str] = []
+
+    def get(self, resource_group: str, name: str) -> dict[str, Any] | None:
+        self.asked.append(name)
+        return {"name": name} if name in self.existing else None
 
 
 def at_once(estate: Estate, **kwargs: Any) -> None:
@@ -428,3 +446,41 @@ def test_an_assignment_two_hosts_grant_at_once_is_made_by_one_and_found_by_the_o
     # Every later run says the same of it, on the cluster that found it; the one that made it says nothing.
     again = {c: estate.run(c, run)["workloads"][0]["role_assignments"][0] for c in CLUSTERS}
     assert again[found]["notes"] == rows[found]["notes"] and again[made[0]]["notes"] == []
+
+
+def test_a_cluster_deleted_without_teardown_is_reported_then_released_with_its_credential_on_request() -> None:
+    estate = Estate()
+    run = tuple(CLUSTERS)
+    for cluster in CLUSTERS:
+        estate.run(cluster, run)
+    assert estate.claimed() == ["aks-blue", "aks-green"] and len(estate.credentials()) == 2
+    estate.clusters.asked.clear()
+    assert not estate.run("aks-blue", run)["changed"]
+    assert estate.clusters.asked == []  # a cluster converging in this run is its own host's to read
+    estate.clusters.existing.discard("aks-green")  # deleted in Azure, never torn down
+    writes = len(estate.writes)
+    reported = estate.run("aks-blue")
+    assert not reported["changed"] and len(estate.writes) == writes
+    assert estate.clusters.asked == ["aks-green"]
+    assert estate.warnings == [
+        "cluster aks-blue: workload 'orders': identity id-orders is also claimed by cluster aks-green in resource group "
+        f"rg-aks-green of subscription {SUB}, which ARM says no longer exists: its claim and credentials stay on it "
+        "until `teardown.yml --limit <that cluster's host>` releases them, or a run with "
+        "workload_identity_release_gone_clusters: true on a cluster that uses it"
+    ]
+    plan = estate.run("aks-blue", check_mode=True, release=True)
+    done = estate.run("aks-blue", release=True)
+    for result in (plan, done):
+        row = result["workloads"][0]
+        assert row["identity"]["action"] == "updated"
+        assert [(f["name"], f["action"]) for f in row["federated_credentials"]] == [
+            (fic_name("aks-blue", SUBJECT), "unchanged"),
+            (fic_name("aks-green", SUBJECT), "deleted"),
+        ]
+        assert row["notes"][-1].startswith("released the claim of cluster aks-green")
+    assert estate.claimed() == ["aks-blue"]
+    assert estate.credentials() == {fic_name("aks-blue", SUBJECT): issuer("aks-blue")}
+    assert len(estate.roles.items) == 1  # the identity and its assignment stay: aks-blue uses them
+    estate.clusters.asked.clear()
+    assert not estate.run("aks-blue", release=True)["changed"]
+    assert estate.clusters.asked == []  # no other claim left to ask about
