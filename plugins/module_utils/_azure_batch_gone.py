@@ -41,7 +41,7 @@ def find_gone(ctx: BatchContext, batch: Batch, reads: Reads) -> None:
         for claim in claims:
             if any(claim.of(peer.cluster, peer.scope) for peer in in_run) or not claim.scope:
                 continue  # its own host reads it in this run; or its place is not recorded: nothing to ask
-            subscription, _, group = claim.scope.partition("/")
+            subscription, _slash, group = claim.scope.partition("/")
             if subscription.lower() != batch.subscription_id.lower() or not group:
                 continue  # another subscription's clusters: not asked with this one's credential
             key = (claim.cluster, claim.scope)
