@@ -463,9 +463,9 @@ def test_a_cluster_deleted_without_teardown_is_reported_then_released_with_its_c
     assert not reported["changed"] and len(estate.writes) == writes
     assert estate.clusters.asked == ["aks-green"]
     assert estate.warnings == [
-        "cluster aks-blue: workload 'orders': identity id-orders is also claimed by cluster aks-green in resource group "
-        f"rg-aks-green of subscription {SUB}, which ARM says no longer exists: its claim and credentials stay on it "
-        "until `teardown.yml --limit <that cluster's host>` releases them, or a run with "
+        "cluster aks-blue: workload 'orders': identity id-orders is also claimed by cluster aks-green in resource "
+        f"group rg-aks-green of subscription {SUB}, which ARM says no longer exists: its claim and credentials stay on "
+        "it until `teardown.yml --limit <that cluster's host>` releases them, or a run with "
         "workload_identity_release_gone_clusters: true on a cluster that uses it"
     ]
     plan = estate.run("aks-blue", check_mode=True, release=True)
