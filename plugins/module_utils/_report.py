@@ -170,7 +170,13 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                 {"kind": c["kind"], "name": c["name"], "action": c["action"], "note": c.get("note")} for c in own
             ],
             "status": _status(item, own + ([account] if account else [])),
-            "notes": list(_need(item, "notes", where)),
+            # The role assignments' own notes (on a shared identity: which cluster made it) are the workload's too.
+            "notes": list(_need(item, "notes", where))
+            + [
+                f"role {r['role'] or r['role_definition_guid']} @ {r['scope']}: {n}"
+                for r in roles
+                for n in r.get("notes") or []
+            ],
         }
     except KeyError as exc:
         raise ReportError(f"{where}: a row has no {exc}: not the contract a report is built from (_results)") from exc

@@ -169,6 +169,16 @@ def test_one_identity_on_two_clusters_in_parallel_then_teardown_one_at_a_time(es
     assert estate.client_id("aks-blue") == estate.client_id("aks-green") == identity.client_id
     for cluster in both:
         assert signed_in(estate.signs_in(cluster, identity.client_id)), cluster
+    # The one assignment was made by one of the two hosts; the other's report says it found it, and whose it is.
+    reports = {c: json.loads((estate.root / f"run-{estate.runs}" / "reports" / f"{c}.json").read_text()) for c in both}
+    roles = {c: r["workloads"][0]["roles"][0]["action"] for c, r in reports.items()}
+    assert sorted(roles.values()) == ["created", "unchanged"], roles
+    (maker,) = [c for c, action in roles.items() if action == "created"]
+    (finder,) = set(both) - {maker}
+    assert any(
+        f"made by cluster {maker} (its workload orders/orders-api), which shares the identity; found here" in note
+        for note in reports[finder]["workloads"][0]["notes"]
+    ), reports[finder]["workloads"][0]["notes"]
     changed, output = estate.run(both)
     assert changed == {"aks-blue": 0, "aks-green": 0}, output[-6000:]
 
