@@ -725,7 +725,7 @@ def test_a_client_id_put_right_restarts_the_pods_made_while_it_was_wrong(estate:
     core.patch_namespaced_service_account(
         "orders-api", "orders", {"metadata": {"annotations": {"azure.workload.identity/client-id": wrong}}}
     )
-    (pod,) = newest_pods(core, apps, "orders", "orders-api")
+    pod = newest_pods(core, apps, "orders", "orders-api")[0]
     core.delete_namespaced_pod(pod.metadata.name, "orders", grace_period_seconds=0)
 
     def client_ids() -> set[str]:
