@@ -286,3 +286,15 @@ def test_switching_kinds_keeps_what_the_pods_sign_in_as_until_a_call_without_def
     assert [(r["name"], r["workload"]) for r in back["pruned"]["replaced"]] == [(identity["name"], "orders")]
     assert back["workloads"][0]["identity"]["action"] == "created" and back["pruned"]["identities"] == []
     assert not _converge(estate, [_app_workload()], defer=False)["pruned"]["replaced"]
+
+
+def test_an_operators_application_id_not_found_is_never_looked_for_among_ours() -> None:
+    estate = Estate()
+    _converge(estate, [_app_workload()])
+    missing = str(uuid.uuid4())
+    with pytest.raises(ValidationError) as refused:
+        _converge(estate, [_app_workload("checkout", application_id=missing)])
+    assert refused.value.problems == [
+        f"cluster {CLUSTER}: workload 'checkout': application_id: no application {missing} (or the automation "
+        "principal may not read it)"
+    ]
