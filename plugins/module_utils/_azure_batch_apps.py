@@ -93,11 +93,8 @@ class ApplicationKind:
             reads.applications[workload.name] = (app, principal)
             if app:
                 reads.app_fics[str(app["id"])] = self.api.list_fics(str(app["id"]), str(app.get("displayName")))
-        # Ours by the default name and not found by it: renamed or moved, perhaps (an operator's, by application_id,
-        # is never looked for elsewhere).
-        unfound = [
-            w for w in listed if w.named_by_default and not w.application_id and reads.applications[w.name][0] is None
-        ]
+        # Ours by the default name (never an operator's application_id) and not found by it: renamed or moved, perhaps.
+        unfound = [w for w in listed if w.named_by_default and reads.applications[w.name][0] is None]
         marked = self._marked(batch) if writer and (cleaning or unfound) else []
         self._continue(batch, reads, unfound, marked)
         if cleaning and writer:
