@@ -104,6 +104,7 @@ exists:
   returned: when the cluster does not exist
   type: bool
   sample: false
+  version_added: 0.2.0
 notes:
   description:
     - What the update involves beyond the issuer, for the operator. A cluster whose last operation failed

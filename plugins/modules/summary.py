@@ -27,6 +27,7 @@ options:
     type: list
     elements: str
     default: []
+    version_added: 0.2.0
 attributes:
   check_mode:
     support: full

@@ -103,6 +103,7 @@ options:
         a cluster that no longer exists skips the Kubernetes side and releases the Azure side by its marks).
     type: bool
     default: false
+    version_added: 0.2.0
   allow_privileged_roles:
     description: Allow roles that can grant roles (at any scope), and Contributor at management-group or subscription
       scope.
