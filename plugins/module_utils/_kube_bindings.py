@@ -179,6 +179,29 @@ class Bindings(Releases):
                 change.note = "client id changes; a Job's pods keep the old one (recreate it)"
         return change
 
+    def _read_controllers(
+        self, specs: list[WorkloadSpec], created: set[str]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The listed controllers that exist, by (kind, namespace, name): one GET for a kind named once in a namespace,
+        one list for a kind named more than once there (a request per controller would grow with the workloads)."""
+        wanted: dict[tuple[str, str], set[str]] = {}
+        for spec in specs:
+            for ref in spec.controllers:
+                if spec.namespace not in created:  # a namespace this run makes holds nothing yet
+                    wanted.setdefault((ref.kind, spec.namespace), set()).add(ref.name)
+        found: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for (kind, namespace), names in sorted(wanted.items()):
+            if len(names) == 1:
+                (name,) = names
+                one = self.api.get(self.paths.controller(kind, namespace, name), f"read {kind} {name}")
+                items = [one] if one is not None else []
+            else:
+                items = self.api.list(self.paths.controller(kind, namespace), f"list {kind}s of {namespace}")
+            for item in items:
+                if item["metadata"]["name"] in names:
+                    found[(kind, namespace, item["metadata"]["name"])] = item
+        return found
+
     def _pods_not_signing_in_as(
         self, spec: WorkloadSpec, client_id: str, pods: dict[str, list[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
@@ -234,6 +257,7 @@ class Bindings(Releases):
                 [] if namespace in created else self.api.list(Paths.service_account(namespace), "list service accounts")
             )
             accounts[namespace] = {sa["metadata"]["name"]: sa for sa in listed}
+        controllers = self._read_controllers(specs, created)
         bound: set[tuple[str, str, str]] = set()
         pods: dict[str, list[dict[str, Any]]] = {}  # namespace -> its workload-identity pods, listed once
         for spec in specs:
@@ -261,7 +285,7 @@ class Bindings(Releases):
                 kind, name = ref.kind, ref.name
                 bound.add((kind, spec.namespace, name))
                 path = self.paths.controller(kind, spec.namespace, name)
-                current = None if spec.namespace in created else self.api.get(path, f"read {kind} {name}")
+                current = controllers.get((kind, spec.namespace, name))
                 if current is None:
                     message = (
                         f"cluster {self.cluster}: workload '{spec.name}': controllers: {kind} "

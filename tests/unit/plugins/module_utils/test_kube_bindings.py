@@ -557,3 +557,30 @@ def test_an_object_another_run_created_meanwhile_is_merged_and_a_strangers_is_a_
     engine = Bindings(cluster, CLUSTER, TENANT)
     with pytest.raises(KubeApiError, match="already exists"):
         engine.apply(engine.plan_present(specs(CART), {"cart": "c-cart"}, False, "fail"), "present")
+
+
+def test_the_plan_reads_a_namespaces_controllers_with_one_request_however_many_workloads_it_holds() -> None:
+    def planned(count: int) -> tuple[int, list[str]]:
+        cluster = cluster_with_shop()
+        workloads = []
+        for n in range(count):
+            name = f"app-{n}"
+            cluster.add(f"/apis/apps/v1/namespaces/shop/deployments/{name}", deployment("shop", name, "default"))
+            workloads.append(
+                {
+                    "name": name,
+                    "namespace": "shop",
+                    "service_account": name,
+                    "controllers": [{"kind": "Deployment", "name": name}],
+                }
+            )
+        workloads.append({**ORDERS, "controllers": [*ORDERS["controllers"], {"kind": "Deployment", "name": "gone"}]})
+        cluster.requests = 0
+        plan = Bindings(cluster, CLUSTER, TENANT).plan_present(
+            specs(*workloads), {w["name"]: f"c-{w['name']}" for w in workloads}, False, "warn"
+        )
+        missing = [c.name for c in plan.controllers if c.action == "missing"]
+        return cluster.requests, missing
+
+    # The namespace, its ServiceAccounts, its Deployments: three requests for 3 workloads or 30.
+    assert planned(3) == planned(30) == (3, ["gone"])
