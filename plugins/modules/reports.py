@@ -10,11 +10,11 @@ short_description: Write a run's report files on the controller, in one task
 version_added: 0.2.0
 author: workload_identity.aks maintainers (@workload-identity)
 description:
-  - Writes each given file in O(dir) (made if missing), replacing it whole (written beside it, then renamed over it:
-    a reader never sees half a report), mode C(0644).
+  - Writes each given file in O(dir) (made if missing), replacing it whole (written beside it, then renamed over it,
+    so a reader never sees half a report), mode C(0644).
   - The rollout, plan and verify reports use it; one task, with no module process, where a C(file) and a C(copy) per
     file cost a process each.
-  - A report is the run's record, not a change to the cluster: it is written in check mode too (then it is the plan)
+  - A report is the run's record, not a change to the cluster. It is written in check mode too (then it is the plan),
     and the task never reports a change.
 options:
   dir:
