@@ -28,6 +28,7 @@ from ._azure_batch_apps_removal import (
     remove_application,
 )
 from ._azure_batch_grants import RoleAssignments
+from ._azure_batch_identities import shared_notes
 from ._azure_batch_kinds import Converged, Ensured
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved
 from ._azure_batch_shared import application_tags
@@ -213,6 +214,7 @@ class ApplicationKind:
     # -- converging -----------------------------------------------------------------------------------
     def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured:
         app, principal = reads.applications.get(workload.name, (None, None))
+        found = app  # as the plan read it (a shared one is read again, under its lock, before it is written)
         ours = workload.application_id is None
         others = application_others(app.get("tags"), batch.cluster, batch.cluster_scope) if app else []
         outcome, (app, principal) = self._ensure_application(
@@ -246,7 +248,8 @@ class ApplicationKind:
             ),
             ours=ours,
             exactly_ours=exactly_ours,
-            notes=[reads.continued[workload.name]] if workload.name in reads.continued else [],
+            notes=([reads.continued[workload.name]] if workload.name in reads.continued else [])
+            + shared_notes(batch, workload, outcome.action, found_meanwhile=app is not None and found is None),
             known=(app, principal),
         )
 

@@ -124,6 +124,9 @@ class ManagedIdentityKind:
                 known = self.ctx.identities.get(ref)
             identity, moved = self._identity(batch, workload, ref, known, ours, check_mode)
         notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
+        notes += shared_notes(
+            batch, workload, identity.action, found_meanwhile=known is not None and not reads.identity(ref)
+        )
         after: dict[str, Any] | None = dict(identity.after) if identity.after is not None else None
         if after is not None and not after["tenant_id"]:
             # A new identity (check mode): its tenant is the subscription's, as every identity read there has.
@@ -389,3 +392,16 @@ class ManagedIdentityKind:
             if batch.issuer_url and f["issuer"] == batch.issuer_url
         }
         return next((w for w in batch.workloads if w.subject in trusted), None)
+
+
+def shared_notes(batch: Batch, workload: WorkloadSpec, action: str, found_meanwhile: bool) -> list[str]:
+    """What a report says of an identity (or application) other clusters of this run share: made once, by the first
+    host to get there; the others find it."""
+    peers = ", ".join(sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}))
+    if not peers:
+        return []
+    if found_meanwhile:
+        return [f"made meanwhile by the host of another cluster of this run that shares it ({peers}); found here"]
+    if action == "created":
+        return [f"shared with cluster(s) {peers} of this run: made once, by the first to get there; the others find it"]
+    return []
