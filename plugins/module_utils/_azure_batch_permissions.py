@@ -105,7 +105,9 @@ def permission_problems(ctx: BatchContext, batch: Batch, planned: AzureBatchResu
             try:
                 blocks = ctx.roles.permissions(scope)
             except AzureApiError as exc:
-                if exc.status not in (403, 404):
+                # Not readable by the automation, or a scope ARM answers no permissions at (a management group's,
+                # say): not checked, and said; a throttled or failing ARM fails the run as any read does.
+                if exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 429):
                     raise
                 ctx.warnings.append(
                     f"cluster {batch.cluster}: the automation principal's permissions at {scope} could not be read "

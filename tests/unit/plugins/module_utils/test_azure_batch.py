@@ -576,3 +576,17 @@ def test_an_identity_the_automation_may_manage_only_by_itself_is_asked_about_alo
         f"cluster {CLUSTER}: workload 'cart': service_account (its federated credential)",
     ]
     assert "grant it Managed Identity Contributor there or above" in refused.value.problems[0]
+
+
+def test_a_scope_whose_permissions_cannot_be_read_is_not_checked_and_the_run_says_so() -> None:
+    estate = Estate()
+
+    def unreadable(scope: str) -> Any:
+        raise AzureApiError("no permissions here", status=400, code="InvalidResourceType")
+
+    estate.roles.permissions = unreadable  # type: ignore[method-assign]
+    done = estate.run([orders({"role": "Reader", "scope": DATA})])
+    assert done["workloads"][0]["role_assignments"][0]["action"] == "created"
+    assert f"cluster {CLUSTER}: the automation principal's permissions at {DATA} could not be read " in " ".join(
+        estate.engine.warnings
+    )
