@@ -74,14 +74,21 @@ def run_measured(command: list[str], env: dict[str, str], cwd: Path) -> Measured
             peak_tree = max(peak_tree, _tree_rss(process.pid))
             done.wait(0.1)
 
-    sampler = threading.Thread(target=sample)
+    sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
+    try:
+        _pid, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        # Interrupted (Ctrl-C, a failing harness): the playbook goes too, and the threads stop, so nothing hangs.
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
+        reader.join()
     process.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    sampler.join()
-    reader.join()
     return Measured(
         seconds=round(seconds, 2),
         cpu_seconds=round(usage.ru_utime + usage.ru_stime, 2),

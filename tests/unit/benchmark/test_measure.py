@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.benchmark.measure import LogTail, count_requests, recap, run_measured, tasks_per_play, throttle_bound
 from tests.benchmark.report import targets
@@ -89,6 +94,27 @@ def test_a_run_is_measured_and_a_log_read_from_its_mark(tmp_path: Path) -> None:
     busy = run_measured([sys.executable, "-c", "print(sum(range(20_000_000)))"], {}, tmp_path)
     assert busy.cpu_seconds > 0 and busy.cpu_seconds >= measured.cpu_seconds
     assert tail.lines() == [{"b": 2}]
+
+
+def test_an_interrupted_measurement_stops_its_run_and_its_threads(tmp_path: Path) -> None:
+    """Ctrl-C (here: an exception raised by a signal while the harness waits) kills the playbook and ends the
+    sampler and reader threads: the bench stops instead of hanging."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    threads = threading.active_count()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_measured(
+                [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(600)"], {}, tmp_path
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert threading.active_count() == threads
 
 
 def test_targets_name_what_is_missed() -> None:
