@@ -84,10 +84,10 @@ options:
     default: false
   defer_replaced:
     description:
-      - With O(prune=true), keep an identity this collection made for a ServiceAccount that a listed workload now
-        binds to another identity (a new C(identity_name) of the workload, say), with its credentials and role
-        assignments, and report it in RV(pruned) (as C(replaced)) instead of deleting it. Its pods sign in as it until
-        they restart with the new client id.
+      - With O(prune=true), keep an identity or app registration this collection made for a ServiceAccount that a
+        listed workload now binds to another identity (a new C(identity_name) of the workload, or a switch of its
+        C(identity_type)), with its credentials and role assignments, and report it in RV(pruned) (as C(replaced))
+        instead of deleting it. Its pods sign in as it until they restart with the new client id.
       - The C(workloads) role sets it, then removes those identities (by running again without it) once no pod signs
         in as them.
     type: bool
@@ -292,8 +292,9 @@ workloads:
 pruned:
   description: What O(prune) removed (or would remove), by kind (C(identities), C(applications),
     C(federated_credentials),
-    C(role_assignments)); with O(defer_replaced=true), the identities kept until their pods restart
-    (C(replaced), each with C(name), C(resource_group), C(client_id) and C(workload)); and the identities this cluster
+    C(role_assignments)); with O(defer_replaced=true), the identities and app registrations kept until their pods
+    restart (C(replaced), each with C(name), C(resource_group), C(client_id), C(workload), and C(kind=application)
+    for an app registration, whose C(client_id) is its appId); and the identities this cluster
     let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by)).
   returned: always
   type: dict
