@@ -556,7 +556,7 @@ def test_a_write_the_automation_may_not_make_is_a_plan_problem_naming_the_role_a
 def test_an_identity_the_automation_may_manage_only_by_itself_is_asked_about_alone() -> None:
     estate = Estate()
     estate.run([orders()])
-    (identity,) = estate.identities.items.values()
+    (identity,) = list(estate.identities.items.values())
     group = f"/subscriptions/{SUB}/resourceGroups/rg-ids"
     # Managed Identity Contributor on the identity alone: its group says no, the identity itself yes.
     estate.roles.denied.append((group, "Microsoft.ManagedIdentity/userAssignedIdentities/*"))

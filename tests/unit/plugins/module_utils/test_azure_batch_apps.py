@@ -229,7 +229,7 @@ def _app_workload(name: str = "orders", **more: Any) -> dict[str, Any]:
 def test_a_renamed_app_registration_workload_keeps_its_application_and_client_id() -> None:
     estate = Estate()
     _converge(estate, [_app_workload()])
-    (before,) = estate.apps.apps.values()
+    (before,) = list(estate.apps.apps.values())
     renamed = [_app_workload("checkout")]
     plan = _converge(estate, renamed, check_mode=True)
     done = _converge(estate, renamed)
@@ -243,7 +243,7 @@ def test_a_renamed_app_registration_workload_keeps_its_application_and_client_id
         assert [f["action"] for f in row["federated_credentials"]] == ["unchanged"]
         assert [r["action"] for r in row["role_assignments"]] == ["unchanged"]
         assert not any(result["pruned"].values())
-    (after,) = estate.apps.apps.values()
+    (after,) = list(estate.apps.apps.values())
     assert after["appId"] == before["appId"]
     # Its mark names the workload it serves now, not the old one.
     assert "wi-workload:shop/checkout" in after["tags"] and "wi-workload:shop/orders" not in after["tags"]
@@ -253,7 +253,7 @@ def test_a_renamed_app_registration_workload_keeps_its_application_and_client_id
 def test_a_renamed_workload_on_another_service_account_does_not_take_the_application() -> None:
     estate = Estate()
     _converge(estate, [_app_workload()])
-    (before,) = estate.apps.apps.values()
+    (before,) = list(estate.apps.apps.values())
     other = [_app_workload("checkout", service_account="checkout")]
     done = _converge(estate, other, defer=False)
     assert done["workloads"][0]["identity"]["client_id"] != before["appId"]
@@ -263,7 +263,7 @@ def test_a_renamed_workload_on_another_service_account_does_not_take_the_applica
 def test_switching_kinds_keeps_what_the_pods_sign_in_as_until_a_call_without_defer() -> None:
     estate = Estate()
     _converge(estate, [_app_workload()])
-    (app,) = estate.apps.apps.values()
+    (app,) = list(estate.apps.apps.values())
     as_identity = [{k: v for k, v in _app_workload().items() if k != "identity_type"}]
     plan = _converge(estate, as_identity, check_mode=True)
     kept = _converge(estate, as_identity)
@@ -281,7 +281,7 @@ def test_switching_kinds_keeps_what_the_pods_sign_in_as_until_a_call_without_def
     assert [a["app_id"] for a in gone["pruned"]["applications"]] == [app["appId"]]
     assert app["id"] not in estate.apps.apps
     # And back: the identity is kept (replaced) while the application is made.
-    (identity,) = estate.engine.ctx.identities.items.values()  # type: ignore[attr-defined]
+    (identity,) = list(estate.engine.ctx.identities.items.values())  # type: ignore[attr-defined]
     back = _converge(estate, [_app_workload()])
     assert [(r["name"], r["workload"]) for r in back["pruned"]["replaced"]] == [(identity["name"], "orders")]
     assert back["workloads"][0]["identity"]["action"] == "created" and back["pruned"]["identities"] == []
