@@ -48,12 +48,13 @@ notes:
 """
 
 EXAMPLES = r"""
+# report: what the workload_identity.aks.rollout_report filter builds from the batch modules' results.
 - name: Write the JSON and Markdown reports
   workload_identity.aks.reports:
-    dir: "{{ report_dir }}"
+    dir: "{{ playbook_dir }}/workload-identity-reports"
     files:
-      - {name: "aks-dev.json", content: "{{ report | to_nice_json }}"}
-      - {name: "aks-dev.md", content: "{{ report | workload_identity.aks.rollout_markdown }}"}
+      - {name: "{{ inventory_hostname }}.json", content: "{{ report | to_nice_json }}"}
+      - {name: "{{ inventory_hostname }}.md", content: "{{ report | workload_identity.aks.rollout_markdown }}"}
 """
 
 RETURN = r"""

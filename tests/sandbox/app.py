@@ -306,6 +306,8 @@ class Sandbox:
         if record and record.get("kube"):
             self.webhooks.forget(key)
             self.kube.release_cluster(key)
+            # The env files and the merged kubeconfig must not name an API server that is gone.
+            self.write_env_files()
 
     # -- the pipeline ----------------------------------------------------------------------------
     def resolve(self, request: Request) -> Route:

@@ -256,6 +256,28 @@ def test_down_stops_every_process_and_up_brings_the_cluster_back(tmp_path: Path)
             assert "survives" in names
 
 
+def test_the_env_files_keep_naming_a_live_api_server_through_updates_and_deletions(tmp_path: Path) -> None:
+    """sandbox.env's K8S_AUTH_* and the kubeconfig's current context name the oldest kube-backed cluster: an update
+    through ARM does not make another one older, and a deleted one is no longer named (its API server is gone)."""
+    with running(tmp_path / "own", KUBE_SETTINGS) as box:
+        first = box.control.seed_cluster("rg-env", "aks-env-first", kube=True)
+        second = box.control.seed_cluster("rg-env", "aks-env-second", kube=True)
+
+        def named() -> tuple[str, str]:
+            env = json.loads((box.state_dir / "sandbox.json").read_text())
+            config = yaml.safe_load((box.state_dir / "kubeconfig").read_text())
+            return env["K8S_AUTH_HOST"], config["current-context"]
+
+        assert named() == (first["kube"]["server"], "aks-env-first")  # type: ignore[index]
+        clusters = box.aks().managed_clusters
+        updated = clusters.get("rg-env", "aks-env-second")
+        updated.tags = {"team": "platform"}
+        clusters.begin_create_or_update("rg-env", "aks-env-second", updated, polling_interval=0.2).result()
+        assert named() == (first["kube"]["server"], "aks-env-first")  # type: ignore[index]
+        clusters.begin_delete("rg-env", "aks-env-first", polling_interval=0.2).result()
+        assert named() == (second["kube"]["server"], "aks-env-second")  # type: ignore[index]
+
+
 def test_an_existing_cluster_named_by_sandbox_kubeconfig(
     kube_sandbox: Sandbox, cluster: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,8 +26,8 @@ from .conftest import KUBE_SETTINGS
 
 MODULES = PROJECT / "plugins" / "modules"
 # Makers before users, removals last: the issuer, then what trusts and grants on an identity and an application,
-# the batch modules (they converge and then release aks-old), discovery and verify, the summary, then the examples
-# that delete.
+# the batch modules (they converge and then release aks-old), discovery and verify, the summary and the reports,
+# then the examples that delete.
 ORDER = [
     "cluster_oidc_issuer",
     "user_assigned_identity_info",
@@ -42,6 +42,7 @@ ORDER = [
     "workload_identities_info",
     "verify",
     "summary",
+    "reports",
     "application",
     "user_assigned_identity",
 ]
@@ -155,3 +156,5 @@ def test_every_modules_examples_run_as_written(estate: Estate) -> None:
     assert run.returncode == 0, f"the EXAMPLES of {failed[-1] if failed else '?'} failed:\n{run.output[-6000:]}"
     for module in ORDER:
         assert f"PLAY [EXAMPLES of {module}]" in run.output
+    written = json.loads((estate.root / "workload-identity-reports" / "aks-prod.json").read_text())
+    assert written == estate.variables["report"]

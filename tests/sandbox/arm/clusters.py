@@ -291,6 +291,8 @@ class ClustersProvider(ArmBase):
             "published": bool(existing and existing.get("published")),
             "operation": None,
             **({"kube": existing["kube"]} if existing and existing.get("kube") else {}),
+            # Its age: the env files name the oldest kube-backed cluster, whatever updates it since.
+            **({"seeded_at": existing["seeded_at"]} if existing and "seeded_at" in existing else {}),
         }
 
     def cluster_action(self, ctx: Context, segs: list[str]) -> Response:
