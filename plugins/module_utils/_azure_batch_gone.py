@@ -28,8 +28,8 @@ from ._results import FederatedCredentialRow, FederatedCredentialState
 
 
 def find_gone(ctx: BatchContext, batch: Batch, reads: Reads) -> None:
-    """``reads.gone`` (and, with ``release_gone``, ``batch.released_claims``): the other claims on what the listed
-    workloads use of clusters ARM says no longer exist."""
+    """The other claims on what the listed workloads use, of clusters ARM says no longer exist: warned about, or, with
+    ``release_gone``, recorded in ``batch.released_claims`` for this run to release."""
     clusters = ctx.apis.clusters
     if clusters is None:
         return
@@ -50,7 +50,6 @@ def find_gone(ctx: BatchContext, batch: Batch, reads: Reads) -> None:
             if not asked[key]:
                 gone.append(claim)
         for claim in gone:
-            reads.gone.add((claim.cluster, claim.scope))
             if batch.release_gone:
                 batch.released_claims.add((claim.cluster, claim.scope))
                 continue
@@ -107,6 +106,6 @@ def release_gone(
     return removed
 
 
-def _names(cluster: str, fic: FederatedCredentialState | Any) -> set[str]:
+def _names(cluster: str, fic: FederatedCredentialState) -> set[str]:
     """The names a cluster's credential for this subject and issuer can have."""
     return {fic_name(cluster, fic["subject"]).lower(), fic_name(cluster, fic["subject"], fic["issuer"]).lower()}

@@ -216,8 +216,6 @@ class Reads:
     orphans: list[Any] = field(default_factory=list)
     # Identities made elsewhere that a listed workload moved away from, whose assignments wait for its pods to restart.
     held: list[ReplacedIdentity] = field(default_factory=list)
-    # Other clusters' claims on what the listed workloads use, of clusters ARM says no longer exist: (cluster, place).
-    gone: set[tuple[str, str | None]] = field(default_factory=set)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
