@@ -125,8 +125,8 @@ class ApplicationKind:
             if str(app.get("uniqueName")).lower() not in declared
             and not application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
         ]
+        made_for = {str(app["id"]): application_workloads(app.get("tags")) for app in free}
         for workload in unfound:
-            made_for = {str(app["id"]): application_workloads(app.get("tags")) for app in free}
             renamed = [
                 app
                 for app in free

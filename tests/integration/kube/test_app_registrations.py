@@ -111,6 +111,15 @@ def by_hand(estate: Estate) -> dict[str, Any]:
     return {"app": app, "principal": principal}
 
 
+def signed_in_as(principal: dict[str, str]) -> dict[str, str]:
+    """The environment a run signs in to Azure with as this principal (made by the sandbox's control API)."""
+    return {
+        "AZURE_CLIENT_ID": principal["client_id"],
+        "AZURE_CLIENT_SECRET": principal["client_secret"],
+        "AZURE_SECRET": principal["client_secret"],
+    }
+
+
 def mixed(estate: Estate, billing_app_id: str) -> list[dict[str, Any]]:
     return [
         {
@@ -209,11 +218,7 @@ def test_least_privilege_owned_by_works_for_its_own_apps_and_refuses_a_foreign_o
         roles=[{"role": "Owner", "scope": sub}],
         graph_roles=["Application.ReadWrite.OwnedBy"],
     )
-    env = {
-        "AZURE_CLIENT_ID": automation["client_id"],
-        "AZURE_CLIENT_SECRET": automation["client_secret"],
-        "AZURE_SECRET": automation["client_secret"],
-    }
+    env = signed_in_as(automation)
     own = [
         {
             "name": "lp-api",
@@ -259,11 +264,7 @@ def test_a_permission_the_automation_lacks_is_a_plan_problem_before_any_write(es
             {"role": "Managed Identity Contributor", "scope": estate.box.rg_id(IDENTITY_RG)},
         ],
     )
-    env = {
-        "AZURE_CLIENT_ID": automation["client_id"],
-        "AZURE_CLIENT_SECRET": automation["client_secret"],
-        "AZURE_SECRET": automation["client_secret"],
-    }
+    env = signed_in_as(automation)
     listed = [
         {
             "name": "no-grant",
