@@ -1,11 +1,49 @@
 # Copyright: workload_identity.aks contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Runs the workload_identities module, printing what it still retries while it runs (plugin_utils.progress)."""
+"""Runs the workload_identities module, printing what it still retries while it runs (plugin_utils.progress).
+
+With ``validate_only``, nothing is asked of Azure: the request is checked here, on the controller, by the module's
+own check (``_workload_request``), without starting a module process (an interpreter, the Azure SDK's imports): the
+roles validate every cluster's list before anything else, so this is paid once per cluster and run.
+"""
 
 from __future__ import annotations
 
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AUTH_ARGSPEC
+from ansible_collections.workload_identity.aks.plugins.module_utils._workload_request import (
+    ARGUMENT_SPEC,
+    check_request,
+)
 from ansible_collections.workload_identity.aks.plugins.plugin_utils.progress import ProgressAction
 
 
 class ActionModule(ProgressAction):
-    """The workload_identities module with progress lines."""
+    """The workload_identities module with progress lines; ``validate_only`` checked on the controller."""
+
+    def run(self, tmp=None, task_vars=None):
+        if not boolean(self._task.args.get("validate_only", False), strict=False):
+            return super().run(tmp, task_vars)
+        result = super(ProgressAction, self).run(tmp, task_vars)  # ActionBase's: no module is executed
+        del tmp
+        validated = ArgumentSpecValidator({**ARGUMENT_SPEC, **AUTH_ARGSPEC}).validate(dict(self._task.args))
+        if validated.error_messages:
+            raise AnsibleActionFail("; ".join(validated.error_messages))
+        params = validated.validated_parameters
+        checked = check_request(params)
+        result["deprecations"] = [
+            {"msg": message, "version": "2.0.0", "collection_name": "workload_identity.aks"}
+            for message in checked.deprecations
+        ]
+        if checked.problems:
+            where = f"in the workloads of {params['cluster_name']}"
+            result.update(
+                failed=True,
+                msg=f"{len(checked.problems)} problem(s) {where}: " + "; ".join(checked.problems),
+                problems=checked.problems,
+            )
+            return result
+        result.update(changed=False, workloads=[], pruned={}, problems=[])
+        return result

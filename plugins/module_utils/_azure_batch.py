@@ -38,7 +38,7 @@ from ._azure_identity import IdentityApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import ValidationError
 from ._inventory import RoleSpec, WorkloadSpec
-from ._limits import DEFAULT_AUDIENCE, FIC_FIELD_MAX
+from ._limits import DEFAULT_AUDIENCE
 from ._ownership import fic_name
 from ._results import (
     AzureBatchResult,
@@ -50,12 +50,6 @@ from ._results import (
 from ._retry import RetryPolicy
 
 Guard = Callable[[AzureBatchResult], None]  # sees the plan before any write, and may refuse it
-
-
-def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
-    if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIC_FIELD_MAX:
-        return [f"cluster {cluster}: issuer_url: must be the cluster's https OIDC issuer URL (got {issuer_url!r})"]
-    return []
 
 
 class Workloads:

@@ -346,94 +346,33 @@ problems:
   elements: str
 """
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads, issuer_problems
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
-    DEFAULT_PRUNE_MAX,
-    azure_deletions,
-    check_deletions,
-)
-
-# The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
-from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
-    list_problems,
-    validate_workloads,
-    workload_entries,
-)
+from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions, check_deletions
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
-from ansible_collections.workload_identity.aks.plugins.module_utils._variables import value_problems, variable_problems
+
+# The options, and the check of the request without any request (the action plugin runs it for validate_only). The
+# deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
+from ansible_collections.workload_identity.aks.plugins.module_utils._workload_request import (
+    ARGUMENT_SPEC,
+    check_request,
+)
 
 
 def main() -> None:
-    module = AzureModule(
-        argument_spec={
-            "cluster_name": {"type": "str", "required": True},
-            "cluster_resource_group": {"type": "str"},
-            "defer_replaced": {"type": "bool", "default": False},
-            "release_gone_clusters": {"type": "bool", "default": False},
-            "issuer_url": {"type": "str"},
-            "location": {"type": "str"},
-            "identity_resource_group": {"type": "str"},
-            "workloads": {"type": "raw", "required": True},
-            "workloads_variable": {"type": "str", "default": "workloads"},
-            "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
-            "prune": {"type": "bool", "default": False},
-            "allow_privileged_roles": {"type": "bool", "default": False},
-            "max_concurrency": {"type": "int", "default": 8},
-            "application_purge": {"type": "bool", "default": False},
-            "validate_only": {"type": "bool", "default": False},
-            "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
-            "prune_confirm": {"type": "str"},
-            "inventory_variables": {"type": "list", "elements": "str", "default": []},
-            "inventory_values": {"type": "dict", "default": {}},
-            "workloads_kind": {"type": "str"},
-            "shared_with": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "cluster_name": {"type": "str", "required": True},
-                    "cluster_resource_group": {"type": "str"},
-                    "identity_resource_group": {"type": "str"},
-                    "subscription_id": {"type": "str"},
-                    "issuer_url": {"type": "str"},
-                    "in_run": {"type": "bool", "default": True},
-                    "workloads": {"type": "list", "elements": "dict", "default": []},
-                },
-            },
-        },
-        supports_check_mode=True,
-    )
+    module = AzureModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
     cluster = p["cluster_name"]
-    workloads, list_problems = workload_entries(cluster, p["workloads"], p["workloads_variable"])
     present = p["state"] == "present"
-    # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
-    problems = issuer_problems(cluster, p["issuer_url"]) if present and not p["validate_only"] else []
-    validated = validate_workloads(
-        cluster,
-        workloads,
-        identity_resource_group=p["identity_resource_group"],
-        allow_privileged_roles=p["allow_privileged_roles"],
-    )
-    for message in validated.deprecations:
+    checked = check_request(p)
+    for message in checked.deprecations:
         module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
-    problems += validated.problems
-    problems += variable_problems(cluster, p["inventory_variables"])
-    problems += value_problems(cluster, p["inventory_values"])
-    problems += list_problems + kind_problems(cluster, p["workloads_kind"])
-    if p["workloads_kind"] is not None:
-        module.deprecate(
-            "workloads_kind is not needed any more: give workloads as the inventory holds it",
-            version="2.0.0",
-            collection_name="workload_identity.aks",
-        )
-    if problems:
-        module.fail_problems(problems, f"in the workloads of {cluster}")
+    if checked.problems:
+        module.fail_problems(checked.problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
     scope = cluster_scope(module.connection.subscription_id, p["cluster_resource_group"])
@@ -442,7 +381,7 @@ def main() -> None:
         module.connection.subscription_id or "",
         p["issuer_url"],
         p["location"],
-        validated.specs,
+        checked.specs,
         p["prune"],
         p["allow_privileged_roles"],
         resource_groups=(p["identity_resource_group"],) if p["identity_resource_group"] else (),
@@ -454,7 +393,7 @@ def main() -> None:
         release_gone=p["release_gone_clusters"],
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
-    uses_graph = any(w.is_application for w in validated.specs) or p["prune"] or p["state"] == "absent"
+    uses_graph = any(w.is_application for w in checked.specs) or p["prune"] or p["state"] == "absent"
     try:
         engine = Workloads.from_clients(
             module.client("msi"),
@@ -468,14 +407,14 @@ def main() -> None:
 
         def guard(planned: AzureBatchResult) -> None:
             units, deletions = azure_deletions(planned)
-            everything = not validated.specs or not present
+            everything = not checked.specs or not present
             check_deletions(cluster, units, deletions, everything, p["prune_max"], p["prune_confirm"])
 
-        checked = guard if p["prune"] else None
+        guarded = guard if p["prune"] else None
         if present:
-            result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"], checked)
+            result = engine.converge(batch, reads, module.check_mode, p["max_concurrency"], guarded)
         else:
-            result = engine.remove(batch, reads, module.check_mode, checked)
+            result = engine.remove(batch, reads, module.check_mode, guarded)
     except ValidationError as exc:
         module.fail_problems(exc.problems, f"in the workloads of {cluster}")
     except AzureApiError as exc:
@@ -485,17 +424,6 @@ def main() -> None:
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)
-
-
-def kind_problems(cluster: str, kind: str | None) -> list[str]:
-    """The deprecated workloads_kind (what 0.1.0's roles passed beside a list they had filtered): its problems, as
-    the list itself would have had them."""
-    if kind is None:
-        return []
-    positions = kind.split()[1:] if kind.startswith("list #") else []
-    return list_problems(
-        cluster, "workload_identity_workloads", "list" if positions else kind, [p.lstrip("#") for p in positions]
-    )
 
 
 if __name__ == "__main__":
