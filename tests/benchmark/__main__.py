@@ -2,11 +2,14 @@
 
 One sandbox, ARM's throttling on and a realistic latency on every ARM, Entra and Graph request. For each size N
 a cluster of its own (its own kube-apiserver) runs N applications; ``playbooks/site.yml`` rolls workload identity
-out on it: check mode first (the plan of a cold estate), cold, no-op, one changed workload, then
-``playbooks/teardown.yml``. Each run's wall time, CPU, memory, tasks and every request (read from the servers'
-own logs) go to tests/output/benchmark.json, .md and .png, with the time ARM's buckets allow for those requests.
-With ``--peer``, the same estate rolled out with azure.azcollection + kubernetes.core (tests/benchmark/peer).
-Numbers are printed, never asserted: tests assert counts (``make test``); time is measured here.
+out on it: check mode first (the plan of a cold estate), cold, then the no-op ``--repeat`` times, alternated with
+a trivial play on the same inventory (Ansible's own start: the baseline) and, with ``--peer``, the peer's no-op
+(azure.azcollection + kubernetes.core, tests/benchmark/peer), then one changed workload, then
+``playbooks/teardown.yml``. Each run's wall time, CPU, memory, tasks, every request (read from the servers' own
+logs), its request floor and the machine's other load go to tests/output/benchmark.json, .md and .png, with the
+time ARM's buckets allow for those requests; repeated runs are judged by their medians, and a run measured while
+something else loaded the machine is marked untrusted. Numbers are printed, never asserted: tests assert counts
+(``make test``); time is measured here.
 """
 
 from __future__ import annotations
@@ -22,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmark.estate import Estate
-from tests.benchmark.measure import LogTail, count_requests, recap, run_measured, tasks_per_play, throttle_bound
+from tests.benchmark.measure import (
+    LogTail,
+    MachineLoad,
+    count_requests,
+    recap,
+    request_floor,
+    run_measured,
+    tasks_per_play,
+    throttle_bound,
+)
 from tests.benchmark.report import render
 from tests.integration.sandbox_helpers import PROJECT, TEST_SETTINGS, Sandbox, running
 from tests.integration.scale_estate import ScaleEstate
@@ -31,10 +43,12 @@ from tests.sandbox.demo import ansible_env
 LATENCY_MS = 40  # a typical ARM round trip from inside Azure is 30-100 ms
 SIZES = (10, 50, 200, 1000)
 PEER_SIZES = (10, 50)
-OURS = ("check mode", "cold", "no-op", "one change", "teardown")
-PEER = ("cold", "no-op")
+REPEAT = 3
+# A run during which other processes kept more than this many cores busy (on average) is not trusted.
+UNTRUSTED_LOAD = 0.25
 PEER_FOLDER = PROJECT / "tests" / "benchmark" / "peer"
 PEER_VENV = PROJECT / ".build" / "peer-venv"
+TRIVIAL = PROJECT / "tests" / "benchmark" / "trivial.yml"
 OUTPUT = PROJECT / "tests" / "output"
 
 
@@ -80,28 +94,39 @@ class Bench:
         self.limits = box.control.call("GET", "/_sandbox/config")["buckets"]
         self.rows: list[dict[str, Any]] = []
 
-    def measure(self, tool: str, run: str, estate: Estate, command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    def measure(
+        self, tool: str, run: str, estate: Estate, command: list[str], env: dict[str, str], repeat: int = 0
+    ) -> dict[str, Any]:
         # Full buckets at the start of every run (the bound below assumes so).
         self.box.control.configure({"buckets": self.limits})
         kube_log = LogTail(estate.audit_log)
         self.azure_log.mark()
         kube_log.mark()
+        load_average = os.getloadavg()[0]
+        load = MachineLoad([os.getpid(), self.box.server_pid])
         measured = run_measured(command, env, PROJECT)
-        (self.work / f"{tool}-{estate.size}-{run.replace(' ', '-')}.log").write_text(measured.output)
+        other = load.other_cores(measured.cpu_seconds)
+        (self.work / f"{tool}-{estate.size}-{run.replace(' ', '-')}-{repeat}.log").write_text(measured.output)
         if measured.returncode != 0:
             raise SystemExit(f"{tool} {run} at N={estate.size} failed:\n{measured.output[-6000:]}")
         time.sleep(0.5)  # the API server writes its audit batch asynchronously
-        counted = count_requests(self.azure_log.lines(), kube_log.lines())
+        azure_lines, kube_lines = self.azure_log.lines(), kube_log.lines()
+        counted = count_requests(azure_lines, kube_lines)
         plays = tasks_per_play(measured.output)
         row = {
             "tool": tool,
             "workloads": estate.size,
             "run": run,
+            "repeat": repeat,
             "seconds": measured.seconds,
             "throttle_bound_s": throttle_bound(counted.buckets, self.limits),
+            "request_floor_s": request_floor(azure_lines, kube_lines),
             "cpu_seconds": measured.cpu_seconds,
             "peak_rss_mb_largest": measured.peak_rss_mb_largest,
             "peak_rss_mb_tree": measured.peak_rss_mb_tree,
+            "load_average": round(load_average, 2),
+            "other_load_cores": other,
+            "trusted": other <= UNTRUSTED_LOAD,
             "arm": counted.arm,
             "arm_answered": counted.arm - counted.arm_throttled,  # what the run needed; the rest were 429s retried
             "entra": counted.entra,
@@ -117,28 +142,55 @@ class Bench:
         }
         self.rows.append(row)
         print(
-            f"  {tool:<5} N={estate.size:<5} {run:<11} {row['seconds']:>7.1f} s (bound {row['throttle_bound_s']:>5.1f})"
-            f"  cpu {row['cpu_seconds']:>6.1f} s  ARM {row['arm']:>5}  Entra {row['entra']:>3}  Graph {row['graph']:>3}"
-            f"  kube {row['kube']:>5}  writes {row['writes']:>5}  tasks {row['tasks']:>3}  changed {row['changed']:>3}"
-            f"  rss {row['peak_rss_mb_largest']:>5.0f}/{row['peak_rss_mb_tree']:>5.0f} MB",
+            f"  {tool:<7} N={estate.size:<5} {run:<11} {row['seconds']:>7.1f} s (floor {row['request_floor_s']:>5.1f},"
+            f" bound {row['throttle_bound_s']:>5.1f})  cpu {row['cpu_seconds']:>6.1f} s  ARM {row['arm']:>5}"
+            f"  Entra {row['entra']:>3}  Graph {row['graph']:>3}  kube {row['kube']:>5}  writes {row['writes']:>5}"
+            f"  tasks {row['tasks']:>3}  changed {row['changed']:>3}"
+            f"  rss {row['peak_rss_mb_largest']:>5.0f}/{row['peak_rss_mb_tree']:>5.0f} MB"
+            f"  load {load_average:.2f}, other {other:.2f} cores{'' if row['trusted'] else '  UNTRUSTED'}",
             flush=True,
         )
         return row
 
-    def ours(self, size: int, data_group: str) -> None:
+    def estate(self, size: int, data_group: str) -> tuple[Estate, Path]:
         estate = Estate(self.box, f"aks-bench-{size}", size, data_group)
+        return estate, estate.write_inventory(self.work / f"ours-{size}")
+
+    def ours(self, estate: Estate, run: str, repeat: int = 0) -> None:
         env = ansible_env(self.box.env, self.box.state_dir)
         binary = str(PROJECT / ".venv" / "bin" / "ansible-playbook")
-        for run in OURS:
-            if run == "one change":
-                estate.change_one()
-            hosts = estate.write_inventory(self.work / f"ours-{size}")
+        if run == "one change":
+            estate.change_one()
+        hosts = estate.write_inventory(self.work / f"ours-{estate.size}")
+        if run == "trivial play":
+            playbook = TRIVIAL
+        else:
             playbook = PROJECT / "playbooks" / ("teardown.yml" if run == "teardown" else "site.yml")
-            extra = ["--check"] if run == "check mode" else []
-            self.measure("ours", run, estate, [binary, "-i", str(hosts), str(playbook), *extra], env)
+        extra = ["--check"] if run == "check mode" else []
+        tool = "ansible" if run == "trivial play" else "ours"
+        self.measure(tool, run, estate, [binary, "-i", str(hosts), str(playbook), *extra], env, repeat)
 
-    def peer(self, size: int, data_group: str) -> None:
-        estate = Estate(self.box, f"aks-peer-{size}", size, data_group, issuer_on=True)
+    def sequence(self, size: int, data_group: str, repeat: int, peer: bool) -> None:
+        """Check mode and cold once each; then the no-op ``repeat`` times, alternated with the trivial play (and the
+        peer's no-op): each pair measured minutes, not a whole sequence, apart; then one change, then teardown."""
+        estate, _hosts = self.estate(size, data_group)
+        self.ours(estate, "check mode")
+        self.ours(estate, "cold")
+        theirs = self.peer_estate(size, data_group) if peer else None
+        if theirs is not None:
+            self.peer(theirs, "cold")
+        for attempt in range(repeat):
+            self.ours(estate, "no-op", attempt)
+            self.ours(estate, "trivial play", attempt)
+            if theirs is not None:
+                self.peer(theirs, "no-op", attempt)
+        self.ours(estate, "one change")
+        self.ours(estate, "teardown")
+
+    def peer_estate(self, size: int, data_group: str) -> Estate:
+        return Estate(self.box, f"aks-peer-{size}", size, data_group, issuer_on=True)
+
+    def peer(self, estate: Estate, run: str, repeat: int = 0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "K8S_AUTH_", "ANSIBLE_"))}
         env.update(
             {
@@ -160,7 +212,7 @@ class Bench:
                 "PATH": f"{PEER_VENV / 'bin'}:{os.environ['PATH']}",
             }
         )
-        hosts = estate.write_inventory(self.work / f"peer-{size}")
+        hosts = estate.write_inventory(self.work / f"peer-{estate.size}")
         command = [
             str(PEER_VENV / "bin" / "ansible-playbook"),
             "-i",
@@ -169,8 +221,7 @@ class Bench:
             "-e",
             f"peer_issuer_url={estate.cluster['issuer_url']}",
         ]
-        for run in PEER:
-            self.measure("peer", run, estate, command, env)
+        self.measure("peer", run, estate, command, env, repeat)
 
 
 def main() -> None:
@@ -179,6 +230,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="workloads per cluster, comma-separated")
     parser.add_argument("--peer", action="store_true", help=f"also the peer, at the sizes of {PEER_SIZES} given")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="no-op runs per size (alternated), for medians")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.peer and not (PEER_VENV / "bin" / "ansible-playbook").exists():
@@ -186,7 +238,7 @@ def main() -> None:
     work = PROJECT / ".build" / "bench"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    report: dict[str, Any] = {"latency_ms": LATENCY_MS, "sizes": sizes}
+    report: dict[str, Any] = {"latency_ms": LATENCY_MS, "sizes": sizes, "repeat": args.repeat, "cores": os.cpu_count()}
     print("==> module start (imports + credential + client, fresh interpreter, median of 5)", flush=True)
     report["module_start_s"] = {sdk: module_start(sdk) for sdk in ("msi", "authorization", "containerservice")}
     print("   ", ", ".join(f"{k} {v:.2f} s" for k, v in report["module_start_s"].items()))
@@ -201,9 +253,7 @@ def main() -> None:
         report["buckets"] = bench.limits
         print(f"==> the rollout ({LATENCY_MS} ms per ARM/Entra/Graph request, ARM throttling on)", flush=True)
         for size in sizes:
-            bench.ours(size, "rg-data-bench")
-            if args.peer and size in PEER_SIZES:
-                bench.peer(size, "rg-data-bench")
+            bench.sequence(size, "rg-data-bench", max(1, args.repeat), args.peer and size in PEER_SIZES)
         report["runs"] = bench.rows
     OUTPUT.mkdir(exist_ok=True)
     name = "benchmark-peer" if args.peer else "benchmark"

@@ -1,7 +1,12 @@
 """Measuring one ansible-playbook run: wall time, CPU, memory, and every request it caused, by kind.
 
 Requests are read from what the servers recorded, not from the client: the sandbox's request log (ARM, Entra
-and Graph, with method and principal) and each cluster's API-server audit log (verb and user agent).
+and Graph, with method and principal) and each cluster's API-server audit log (verb and user agent). From the same
+logs, the request floor: the time at least one of the run's requests was in flight.
+
+A shared machine's other load moves every time measured here; ``MachineLoad`` measures it during each run (the CPU
+the machine spent on processes that are neither the run nor the servers it talks to), so that a row measured
+under load is marked, and not trusted.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,9 @@ CONTROL_PLANE_AGENTS = ("kube-controller-manager", "kube-apiserver", "azure-work
 KUBE_WRITES = {"create", "update", "patch", "delete", "deletecollection"}
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Measured:
     seconds: float
@@ -32,6 +42,86 @@ class Measured:
     peak_rss_mb_tree: float  # the whole tree at its largest, sampled every 0.1 s
     returncode: int
     output: str
+
+
+def _processes() -> dict[int, tuple[int, int]]:
+    """Every process: pid -> (parent pid, CPU ticks so far)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return found
+
+
+def _busy_ticks() -> int:
+    """CPU ticks the machine spent busy (user, nice, system, irq, softirq, steal), all cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[:3]) + sum(fields[5:8])
+
+
+def _descendants(roots: Iterable[int], processes: dict[int, tuple[int, int]]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _ticks) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    found, todo = set(), list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.add(pid)
+            todo.extend(children.get(pid, []))
+    return found
+
+
+class MachineLoad:
+    """The other load on the machine during a run: busy CPU that is neither the run (measured by wait4) nor the
+    processes under ``ours`` (the harness, the sandbox, the API servers: their own descendants, found when marked).
+    In cores: 0.0 on an otherwise idle machine, 1.0 when something else kept a whole core busy throughout."""
+
+    def __init__(self, ours: Iterable[int]) -> None:
+        self.ours = list(ours)
+        self.started = time.perf_counter()
+        self.busy = _busy_ticks()
+        self.before = _processes()
+
+    def other_cores(self, run_cpu_seconds: float) -> float:
+        seconds = time.perf_counter() - self.started
+        after = _processes()
+        busy = (_busy_ticks() - self.busy) / TICKS
+        mine = _descendants(self.ours, after) | _descendants(self.ours, self.before)
+        # The run's own processes have ended (their CPU is the run's); the harness's and the servers' are read here.
+        servers = sum(after[p][1] - self.before.get(p, (0, 0))[1] for p in mine if p in after) / TICKS
+        return round(max(0.0, busy - run_cpu_seconds - servers) / seconds, 2) if seconds > 0 else 0.0
+
+
+def _instant(value: str) -> float:
+    """An audit log's RFC 3339 time (microseconds, Z), as seconds since the epoch."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def request_floor(azure: list[dict[str, Any]], kube: list[dict[str, Any]]) -> float:
+    """Seconds during which at least one of the run's requests was in flight (the union of their intervals): what
+    the run would take if the client cost nothing and kept its requests as they were, in sequence or in parallel."""
+    spans = [
+        (entry["ts"] - entry["ms"] / 1000, entry["ts"])
+        for entry in azure
+        if entry.get("service") != "control" and isinstance(entry.get("ms"), (int, float))
+    ]
+    spans += [
+        (_instant(event["requestReceivedTimestamp"]), _instant(event["stageTimestamp"]))
+        for event in kube
+        if not event.get("userAgent", "").startswith(CONTROL_PLANE_AGENTS) and event.get("stageTimestamp")
+    ]
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return round(total, 2)
 
 
 def _tree_rss(root: int) -> int:

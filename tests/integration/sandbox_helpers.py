@@ -78,6 +78,11 @@ class Sandbox:
     def ca(self) -> str:
         return self.env["AZURE_CA_BUNDLE"]
 
+    @property
+    def server_pid(self) -> int:
+        """The sandbox's server (the API servers and the rest it runs are its descendants)."""
+        return int((self.state_dir / "sandbox.pid").read_text())
+
     def rg_id(self, rg: str) -> str:
         return f"/subscriptions/{self.subscription_id}/resourceGroups/{rg}"
 
