@@ -37,6 +37,47 @@ def plan_changes_nothing(azure: AzureBatchResult, kube: KubeBatchResult | None =
     return all(row.get("action") in UNCHANGED_KUBE_ACTIONS for row in rows)
 
 
+def plan_unchanged(azure: AzureBatchResult) -> list[str]:
+    """The managed-identity workloads a plan (workload_identities in check mode) found unchanged, for the converge to
+    take as they are (its ``planned_unchanged``); none when the plan prunes, releases or reports anything beyond the
+    workloads (then the converge reads every workload again)."""
+    if not isinstance(azure, dict) or "workloads" not in azure:
+        return []
+    if any(entries for entries in (azure.get("pruned") or {}).values()) or azure.get("orphaned_assignments"):
+        return []
+    return [
+        str(row["name"])
+        for row in azure["workloads"]
+        if not row.get("changed") and (row.get("identity") or {}).get("kind") != "application"
+    ]
+
+
+def with_plan_rows(converged: AzureBatchResult, planned: AzureBatchResult) -> AzureBatchResult:
+    """The converge's result with the plan's rows (and diff) for the workloads it took from the plan (its
+    ``reused``), in the list's order: what the Kubernetes side binds and the report shows."""
+    reused = set(converged.get("reused") or [])
+    if not reused:
+        return converged
+    if not isinstance(planned, dict) or "workloads" not in planned:
+        raise AnsibleFilterError("with_plan_rows expects the plan's registered result of workload_identities")
+    done = {row["name"]: row for row in converged.get("workloads") or []}
+    rows = [
+        row if row["name"] in reused else done[row["name"]]
+        for row in planned["workloads"]
+        if row["name"] in reused or row["name"] in done
+    ]
+    merged: dict[str, Any] = {**converged, "workloads": rows}
+    if "diff" in converged and "diff" in planned:
+        merged["diff"] = {
+            side: {
+                **{k: v for k, v in planned["diff"].get(side, {}).items() if k in reused},
+                **converged["diff"].get(side, {}),
+            }
+            for side in ("before", "after")
+        }
+    return merged  # type: ignore[return-value]
+
+
 def rollout_report(azure: AzureBatchResult, kube: KubeBatchResult | None = None, **options: Any) -> RolloutReport:
     """The report (``_report.RolloutReport``): the Azure side (workload_identities) and the Kubernetes side
     (service_accounts) joined per workload, built in module_utils (its options: cluster, webhook_mode, issuer_url,
@@ -200,6 +241,8 @@ class FilterModule:
         return {
             "rollout_report": rollout_report,
             "plan_changes_nothing": plan_changes_nothing,
+            "plan_unchanged": plan_unchanged,
+            "with_plan_rows": with_plan_rows,
             "rollout_lines": rollout_lines,
             "rollout_markdown": rollout_markdown,
         }

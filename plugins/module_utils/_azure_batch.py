@@ -112,7 +112,7 @@ class Workloads:
         # Plan first, with no writes: surfaces the rest of the problems (all of them), and is check mode's answer.
         plans: list[Converged] = []
         problems: list[str] = []
-        for workload in batch.workloads:
+        for workload in batch.converged_workloads:
             try:
                 plans.append(self._workload(batch, workload, reads, resolved, True))
             except ValidationError as exc:
@@ -128,7 +128,7 @@ class Workloads:
         if check_mode:
             return planned
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.workloads))
+            done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.converged_workloads))
         orphaned = remove_orphans(self.grants, batch, reads, False)
         return batch_report(done, self._prune(batch, reads, resolved, False), orphaned)
 

@@ -33,7 +33,8 @@ def check_all(
     """What only Azure can tell, for every workload, before any write: every problem at once."""
     problems: list[str] = []
     resolved: Resolved = {}
-    for workload in batch.workloads:
+    # Those the plan left unchanged were checked by it, on reads a moment older; their credentials are not read again.
+    for workload in batch.converged_workloads:
         others, principal = kind_of(workload).check(batch, workload, reads, problems)
         grants.check(batch, workload, reads, resolved, problems, principal)
         _shared_problems(grants, batch, workload, reads, resolved, (others, principal), problems)

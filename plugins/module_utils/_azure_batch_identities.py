@@ -306,7 +306,9 @@ class ManagedIdentityKind:
                 continue  # never touch what this collection (for this cluster) did not make
             workload = declared.get(key)
             if workload is not None:
-                self._prune_declared(batch, workload, identity, reads, resolved, check_mode, pruned)
+                # The plan pruned nothing, so nothing of an identity it left unchanged (neither read nor resolved now).
+                if not batch.reuses(workload):
+                    self._prune_declared(batch, workload, identity, reads, resolved, check_mode, pruned)
                 continue
             successor = self._successor(batch, identity, reads) if batch.defer_replaced else None
             if successor is not None:

@@ -71,6 +71,19 @@ class Batch:
     # to be released, as (cluster, place), once read.
     release_gone: bool = False
     released_claims: set[tuple[str, str | None]] = field(default_factory=set)
+    # Managed-identity workloads this run's plan (its check-mode pass, moments ago, on the same list) found unchanged,
+    # when it found nothing to prune: their identities' credentials are not listed again, nor checked or converged.
+    # Their rows are the plan's (the roles take them from it): one changed workload among many costs its own reads.
+    reused: frozenset[str] = frozenset()
+
+    def reuses(self, workload: WorkloadSpec) -> bool:
+        """Left as the plan found it: not read, checked or converged again (``reused``)."""
+        return workload.name in self.reused and not workload.is_application
+
+    @property
+    def converged_workloads(self) -> list[WorkloadSpec]:
+        """The workloads this call reads, checks and converges: all of them but those the plan's rows stand for."""
+        return [w for w in self.workloads if not self.reuses(w)]
 
     def released(self, claim: Claim) -> bool:
         """A claim of a cluster that no longer exists, released by this run."""
@@ -314,6 +327,11 @@ def _credentials_to_list(batch: Batch, reads: Reads) -> set[str]:
     """The identities whose federated credentials the plan needs: the listed workloads', and (prune) this cluster's."""
     wanted = {identity_key(batch.ref(w).resource_group, w.identity_name) for w in batch.identity_workloads}
     owned = {k for k, i in reads.identities.items() if batch.owns(i["tags"])} if batch.prune else set()
+    # An identity only workloads the plan left unchanged use: its credentials are the plan's, not listed again.
+    needed = {ref_key(batch.ref(w)) for w in batch.identity_workloads if not batch.reuses(w)}
+    only_reused = {ref_key(batch.ref(w)) for w in batch.identity_workloads if batch.reuses(w)} - needed
+    wanted -= only_reused
+    owned -= only_reused
     if batch.state == "absent":
         # An identity of ours goes whole, its credentials with it; only others' credentials need listing.
         owned = set()

@@ -35,6 +35,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "max_concurrency": {"type": "int", "default": 8},
     "application_purge": {"type": "bool", "default": False},
     "validate_only": {"type": "bool", "default": False},
+    "planned_unchanged": {"type": "list", "elements": "str", "default": []},
     "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
     "prune_confirm": {"type": "str"},
     "inventory_variables": {"type": "list", "elements": "str", "default": []},

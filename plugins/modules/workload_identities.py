@@ -120,9 +120,24 @@ options:
     type: int
     default: 8
   validate_only:
-    description: Only validate O(workloads) (no request to Azure) and report the problems.
+    description:
+      - Only validate O(workloads) (no request to Azure) and report the problems.
+      - Checked on the controller by the module's action, without starting the module.
     type: bool
     default: false
+  planned_unchanged:
+    description:
+      - Managed-identity workloads that this run's plan (this module in check mode on the same list, a moment before)
+        found unchanged, with nothing to prune. Their identities' federated credentials are not listed again, and they
+        are neither checked nor converged again; their rows are not in RV(workloads) but named in RV(reused), for the
+        caller to take from the plan (P(workload_identity.aks.with_plan_rows#filter)).
+      - So one changed workload among a thousand costs its own reads, not a thousand. The C(workloads) role passes the
+        plan's P(workload_identity.aks.plan_unchanged#filter); with O(state=absent) it is ignored.
+      - Only for a plan made moments before. A change made in between to those workloads' objects is converged by
+        the next run.
+    type: list
+    elements: str
+    default: []
   prune_max:
     description:
       - With O(prune=true), a plan that deletes more than this many identities or applications (each with what is
@@ -339,6 +354,13 @@ orphaned_assignments:
     action:
       description: C(deleted) or C(reported).
       type: str
+reused:
+  description:
+    - The workloads of O(planned_unchanged) taken as the plan found them (managed identities only; app registrations
+      are always read again). Their rows are the plan's.
+  returned: with O(state=present)
+  type: list
+  elements: str
 problems:
   description: Every problem found in the list (when it fails validation).
   returned: on failure
@@ -391,6 +413,7 @@ def main() -> None:
         defer_replaced=p["defer_replaced"],
         peers=peers_from(p["shared_with"], module.connection.subscription_id or "", cluster, scope),
         release_gone=p["release_gone_clusters"],
+        reused=frozenset(p["planned_unchanged"]) if present else frozenset(),
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in checked.specs) or p["prune"] or p["state"] == "absent"
@@ -423,6 +446,8 @@ def main() -> None:
         module.warn(warning)
     if not module._diff:
         result.pop("diff")
+    if present:
+        result["reused"] = [w.name for w in batch.workloads if batch.reuses(w)]
     module.exit_json(**result)
 
 

@@ -240,6 +240,39 @@ def test_no_op_reads_are_n_plus_three() -> None:
     assert READER.name == "Reader"
 
 
+def test_workloads_the_plan_left_unchanged_are_not_read_checked_or_converged_again() -> None:
+    """One changed workload among many: its own credentials are read, not every identity's; the others' rows are the
+    plan's, and prune touches nothing of theirs (their roles are not resolved again, so nothing may be taken away)."""
+    estate = Estate()
+    listed = [
+        {**orders({"role": "Reader", "scope": DATA}), "name": f"w{i}", "service_account": f"w{i}"} for i in range(6)
+    ]
+    estate.run(listed, prune=True)
+    changed = [{**listed[0], "roles": [*listed[0]["roles"], {"role": "Storage Blob Data Contributor", "scope": DATA}]}]
+    changed += listed[1:]
+    plan = estate.run(changed, check_mode=True, prune=True)
+    unchanged = [w["name"] for w in plan["workloads"] if not w["changed"]]
+    assert unchanged == ["w1", "w2", "w3", "w4", "w5"]
+    listings: list[str] = []
+    original = estate.fics.list_all
+
+    def counted(ref: IdentityRef) -> Any:
+        listings.append(ref.name)
+        return original(ref)
+
+    estate.fics.list_all = counted  # type: ignore[method-assign]
+    estate.writes.clear()
+    batch = estate.batch(changed, prune=True)
+    batch.reused = frozenset(unchanged)
+    done = estate.engine.converge(batch, estate.engine.read(batch, workers=2), False, workers=2)
+    assert listings == ["id-aks-dev-shop-w0"]
+    assert [w["name"] for w in done["workloads"]] == ["w0"]
+    assert [(w[0], w[1]) for w in estate.writes] == [("role", "put")]
+    assert not any(done["pruned"].values())
+    # And the estate is as a full converge leaves it: nothing left to do for anyone.
+    assert estate.run(changed, prune=True)["changed"] is False
+
+
 def test_credentials_read_in_parallel_are_what_one_reader_finds() -> None:
     estate = Estate()
     listed = [{**orders(), "name": f"w{i}", "service_account": f"w{i}"} for i in range(12)]
