@@ -52,6 +52,20 @@ def plan_unchanged(azure: AzureBatchResult) -> list[str]:
     ]
 
 
+def client_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of workload_identities as the Kubernetes side needs them: each workload's name, and its identity's
+    client and tenant ids (what service_accounts annotates), not the whole identity, credentials and grants."""
+    if not isinstance(rows, list):
+        raise AnsibleFilterError("client_ids expects the workloads of workload_identities' result")
+    return [
+        {
+            "name": row.get("name"),
+            "identity": {key: (row.get("identity") or {}).get(key) for key in ("client_id", "tenant_id")},
+        }
+        for row in rows
+    ]
+
+
 def with_plan_rows(converged: AzureBatchResult, planned: AzureBatchResult) -> AzureBatchResult:
     """The converge's result with the plan's rows (and diff) for the workloads it took from the plan (its
     ``reused``), in the list's order: what the Kubernetes side binds and the report shows."""
@@ -242,6 +256,7 @@ class FilterModule:
             "rollout_report": rollout_report,
             "plan_changes_nothing": plan_changes_nothing,
             "plan_unchanged": plan_unchanged,
+            "client_ids": client_ids,
             "with_plan_rows": with_plan_rows,
             "rollout_lines": rollout_lines,
             "rollout_markdown": rollout_markdown,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.workload_identity.aks.plugins.filter.rollout import plan_unchanged, with_plan_rows
+from ansible_collections.workload_identity.aks.plugins.filter.rollout import client_ids, plan_unchanged, with_plan_rows
 
 
 def row(name: str, changed: bool = False, kind: str | None = None) -> dict[str, Any]:
@@ -52,3 +52,16 @@ def test_the_converge_gets_the_plans_rows_back_in_the_lists_order() -> None:
     assert with_plan_rows({"workloads": [row("a")]}, planned) == {"workloads": [row("a")]}
     with pytest.raises(AnsibleFilterError):
         with_plan_rows(converged, {"failed": True})
+
+
+def test_the_kubernetes_side_gets_only_the_ids_it_annotates() -> None:
+    rows = [
+        row("a"),
+        {**row("b"), "identity": {"name": "id-b", "client_id": "c-b", "tenant_id": "t", "tags": {"x": "y"}}},
+    ]
+    assert client_ids(rows) == [
+        {"name": "a", "identity": {"client_id": "c-a", "tenant_id": None}},
+        {"name": "b", "identity": {"client_id": "c-b", "tenant_id": "t"}},
+    ]
+    with pytest.raises(AnsibleFilterError):
+        client_ids({"workloads": []})  # type: ignore[arg-type]
