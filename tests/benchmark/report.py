@@ -119,6 +119,22 @@ def targets(report: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple[st
                 last / first <= 1.2,
             )
         )
+    if big != small:
+        # What the rollout adds to Ansible's own memory for that inventory (the trivial play's largest process): a
+        # thousand workloads in YAML cost Ansible itself as much as anything the rollout holds.
+        added = []
+        for n in (small, big):
+            trivial = [r["peak_rss_mb_largest"] for r in rows if r["tool"] == "ansible" and r["workloads"] == n]
+            if trivial:
+                added.append(max(r["peak_rss_mb_largest"] for r in ours if r["workloads"] == n) - max(trivial))
+        if len(added) == 2 and added[0] > 0:
+            found.append(
+                (
+                    f"memory over the trivial play's flat in N (N={small} -> {big}, <= 1.2x)",
+                    f"{added[0]:.1f} -> {added[1]:.1f} MB ({added[1] / added[0]:.2f}x)",
+                    added[1] / added[0] <= 1.2,
+                )
+            )
     for run in ("cold", "no-op"):
         ours_cpu, peer_cpu = (median(rows, tool, run, 50, "cpu_seconds") for tool in ("ours", "peer"))
         if ours_cpu and peer_cpu:
