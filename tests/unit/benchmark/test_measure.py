@@ -152,7 +152,7 @@ def test_targets_name_what_is_missed() -> None:
         },
     ]
     met = {what: ok for what, _measured, ok in targets({"module_start_s": {"msi": 0.4}}, rows)}
-    assert met["no-op at N=1000: ARM requests <= N + 10"] is True
+    assert met["no-op at N=1000: ARM requests <= N + 4 + 10 pages"] is True
     assert met["no-op at N=1000: Kubernetes requests <= 50"] is False
     assert met["tasks per play constant in N (no-op)"] is False
     assert met["module start <= 0.5 s"] is True
