@@ -126,21 +126,23 @@ demo: setup tools kube
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
 
-## bench: the whole rollout (site.yml, Kubernetes included) at 10, 50, 200 and 1000 workloads: cold, no-op,
-## check mode, one change, teardown; time, CPU, memory, requests by kind, the throttle bound; JSON, Markdown, PNG
-## in tests/output (about 25 minutes; BENCH_SIZES=10,50 for a shorter one)
+## bench: the whole rollout (site.yml, Kubernetes included) at 10, 50, 200 and 1000 workloads: check mode, cold,
+## the no-op BENCH_REPEAT times alternated with a trivial play, one change, teardown; time, CPU, memory, requests by
+## kind, the request floor, the throttle bound, the machine's other load; medians; JSON, Markdown, PNG in
+## tests/output (about 35 minutes; BENCH_SIZES=10,50 for a shorter one)
 BENCH_SIZES ?= 10,50,200,1000
+BENCH_REPEAT ?= 3
 bench: setup tools kube $(VENV)/.bench-installed
-	@$(BIN)/python -m tests.benchmark --sizes $(BENCH_SIZES)
+	@$(BIN)/python -m tests.benchmark --sizes $(BENCH_SIZES) --repeat $(BENCH_REPEAT)
 
 $(VENV)/.bench-installed: tests/benchmark/requirements.txt $(STAMP)
 	@$(BIN)/pip install -q -r tests/benchmark/requirements.txt && touch $@
 
 ## bench-peer: the same at 10 and 50 workloads beside the peer (azure.azcollection + kubernetes.core, in a venv of
-## its own, ~1.7 GB); prints the ratios (about 30 minutes: the peer is slow)
+## its own, ~1.7 GB); its no-op alternated with ours; prints the ratios (over an hour on a slow machine: the peer is slow)
 PEER_VENV := .build/peer-venv
 bench-peer: setup tools kube $(VENV)/.bench-installed $(PEER_VENV)/.installed
-	@$(BIN)/python -m tests.benchmark --sizes 10,50 --peer
+	@$(BIN)/python -m tests.benchmark --sizes 10,50 --peer --repeat $(BENCH_REPEAT)
 
 $(PEER_VENV)/.installed: tests/benchmark/peer/requirements.txt
 	@echo "==> the peer's venv in $(PEER_VENV) (ansible 12.3.0 and azure.azcollection's requirements; a few minutes)"
