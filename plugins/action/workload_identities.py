@@ -13,6 +13,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AUTH_ARGSPEC
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import problems_message
 from ansible_collections.workload_identity.aks.plugins.module_utils._workload_request import (
     ARGUMENT_SPEC,
     check_request,
@@ -38,12 +39,8 @@ class ActionModule(ProgressAction):
             for message in checked.deprecations
         ]
         if checked.problems:
-            where = f"in the workloads of {params['cluster_name']}"
-            result.update(
-                failed=True,
-                msg=f"{len(checked.problems)} problem(s) {where}: " + "; ".join(checked.problems),
-                problems=checked.problems,
-            )
+            where = f"in the workloads of {params['cluster_name']}"  # as the module says it
+            result.update(failed=True, msg=problems_message(checked.problems, where), problems=checked.problems)
             return result
         result.update(changed=False, workloads=[], pruned={}, problems=[])
         return result

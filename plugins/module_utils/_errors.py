@@ -84,3 +84,9 @@ class ValidationError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+def problems_message(problems: list[str], where: str = "") -> str:
+    """Every problem in one message, counted and placed (``where``: "in the workloads of <cluster>")."""
+    head = f"{len(problems)} problem(s) {where}: " if where else ""
+    return head + "; ".join(problems)

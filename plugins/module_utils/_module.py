@@ -12,14 +12,13 @@ from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ._errors import ApiError, ValidationError
+from ._errors import ApiError, ValidationError, problems_message
 
 
 class CollectionModule(AnsibleModule):  # type: ignore[misc]  # AnsibleModule is untyped
     def fail_problems(self, problems: list[str], where: str = "", **result: Any) -> NoReturn:
         """Fail with every problem found, before anything was changed."""
-        head = f"{len(problems)} problem(s) {where}: " if where else ""
-        self.fail_json(msg=head + "; ".join(problems), problems=problems, **result)
+        self.fail_json(msg=problems_message(problems, where), problems=problems, **result)
         raise AssertionError("fail_json returned")  # pragma: no cover (it exits)
 
     def fail_error(self, error: BaseException, where: str = "", **result: Any) -> NoReturn:

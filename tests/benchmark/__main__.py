@@ -152,10 +152,6 @@ class Bench:
         )
         return row
 
-    def estate(self, size: int, data_group: str) -> tuple[Estate, Path]:
-        estate = Estate(self.box, f"aks-bench-{size}", size, data_group)
-        return estate, estate.write_inventory(self.work / f"ours-{size}")
-
     def ours(self, estate: Estate, run: str, repeat: int = 0) -> None:
         env = ansible_env(self.box.env, self.box.state_dir)
         binary = str(PROJECT / ".venv" / "bin" / "ansible-playbook")
@@ -173,10 +169,10 @@ class Bench:
     def sequence(self, size: int, data_group: str, repeat: int, peer: bool) -> None:
         """Check mode and cold once each; then the no-op ``repeat`` times, alternated with the trivial play (and the
         peer's no-op): each pair measured minutes, not a whole sequence, apart; then one change, then teardown."""
-        estate, _hosts = self.estate(size, data_group)
+        estate = Estate(self.box, f"aks-bench-{size}", size, data_group)
         self.ours(estate, "check mode")
         self.ours(estate, "cold")
-        theirs = self.peer_estate(size, data_group) if peer else None
+        theirs = Estate(self.box, f"aks-peer-{size}", size, data_group, issuer_on=True) if peer else None
         if theirs is not None:
             self.peer(theirs, "cold")
         for attempt in range(repeat):
@@ -186,9 +182,6 @@ class Bench:
                 self.peer(theirs, "no-op", attempt)
         self.ours(estate, "one change")
         self.ours(estate, "teardown")
-
-    def peer_estate(self, size: int, data_group: str) -> Estate:
-        return Estate(self.box, f"aks-peer-{size}", size, data_group, issuer_on=True)
 
     def peer(self, estate: Estate, run: str, repeat: int = 0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "K8S_AUTH_", "ANSIBLE_"))}
