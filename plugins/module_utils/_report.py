@@ -127,6 +127,32 @@ def rollout_report(
     }
 
 
+def merge_plan_rows(converged: Mapping[str, Any], planned: Mapping[str, Any]) -> AzureBatchResult:
+    """The converge's result with the plan's rows (and diff) for the workloads it took from the plan (its
+    ``reused``), in the list's order: what the Kubernetes side binds and the report shows."""
+    reused = set(converged.get("reused") or [])
+    if not reused:
+        return converged  # type: ignore[return-value]
+    if not isinstance(planned, Mapping) or "workloads" not in planned:
+        raise ReportError("expects the plan's registered result of workload_identities")
+    done = {row["name"]: row for row in converged.get("workloads") or []}
+    rows = [
+        row if row["name"] in reused else done[row["name"]]
+        for row in planned["workloads"]
+        if row["name"] in reused or row["name"] in done
+    ]
+    merged: dict[str, Any] = {**converged, "workloads": rows}
+    if "diff" in converged and "diff" in planned:
+        merged["diff"] = {
+            side: {
+                **{k: v for k, v in planned["diff"].get(side, {}).items() if k in reused},
+                **converged["diff"].get(side, {}),
+            }
+            for side in ("before", "after")
+        }
+    return merged  # type: ignore[return-value]
+
+
 def _need(mapping: Mapping[str, Any], key: str, what: str) -> Any:
     if not isinstance(mapping, Mapping) or key not in mapping:
         raise ReportError(f"{what} has no {key!r}: not the contract a report is built from (_results)")

@@ -194,7 +194,7 @@ def test_installed_offline_it_runs_by_fqcn_from_a_project_and_reports_there(inst
     # The summary is plain lines, under the task's own name (no host's values in it).
     assert f"\n{CLUSTER}: webhook addon, issuer " in rolled.output
     assert "  orders-api [created] -> identity " in rolled.output
-    assert "TASK [workload_identity.aks.workloads : Summary]" in rolled.output
+    assert "TASK [workload_identity.aks.workloads : Summary and reports (JSON and Markdown)]" in rolled.output
     assert "  orders-api [would be created] -> identity " in plan.output
     assert run().changed == 0
     # Nothing was written into the installed collection.

@@ -43,6 +43,7 @@ ORDER = [
     "verify",
     "summary",
     "reports",
+    "rollout_report",
     "application",
     "user_assigned_identity",
 ]
@@ -158,3 +159,5 @@ def test_every_modules_examples_run_as_written(estate: Estate) -> None:
         assert f"PLAY [EXAMPLES of {module}]" in run.output
     written = json.loads((estate.root / "workload-identity-reports" / "aks-prod.json").read_text())
     assert written == estate.variables["report"]
+    plan = json.loads((estate.root / "workload-identity-reports" / "aks-prod.plan.json").read_text())
+    assert plan["check_mode"] is True and {w["name"] for w in plan["workloads"]} == {"orders-api", "reports"}
