@@ -129,7 +129,7 @@ def test_an_awx_job_with_only_the_azure_rm_credential_converged_the_demo_and_cha
     assert "KUBECONFIG" not in given and "K8S_AUTH_" not in given
     assert "AZURE_SECRET" in given
     events = [e for e in rollout.events if e["event"] == "runner_on_ok"]
-    assert any(e["event_data"].get("task") == "Summary" for e in events)
+    assert any(e["event_data"].get("task") == "Summary and reports (JSON and Markdown)" for e in events)
 
 
 def test_every_workload_of_both_clusters_is_verified(estate: Estate) -> None:
