@@ -75,30 +75,22 @@ class ActionModule(ActionBase):
         }
         check_mode = bool(self._task.check_mode)
         try:
-            plan = rollout_report(planned_azure, planned_kube, check_mode=True, **options)
-            if stage == "plan":
-                reports = {f"{cluster}.plan": plan}
-            elif converged_azure is not None:
+            if converged_azure is not None and stage == "result":
                 azure = merge_plan_rows(converged_azure, planned_azure)
                 report = rollout_report(azure, converged_kube, check_mode=check_mode, **options)
                 reports = {f"{cluster}.plan" if check_mode else cluster: report}
-            elif check_mode:
-                reports = {f"{cluster}.plan": plan}
             else:
-                # Nothing was converged: the plan changed nothing, and its reads are the run's result. Its own files
-                # were not written before the (no) changes, so they are written here too.
-                reports = {cluster: rollout_report(planned_azure, planned_kube, check_mode=False, **options)}
-                reports[f"{cluster}.plan"] = plan
+                reports = {f"{cluster}.plan": rollout_report(planned_azure, planned_kube, check_mode=True, **options)}
+                if stage == "result" and not check_mode:
+                    # Nothing was converged: the plan changed nothing, and its reads are the run's result. The plan's
+                    # own files were not written before the (no) changes, so they are written here too.
+                    run = rollout_report(planned_azure, planned_kube, check_mode=False, **options)
+                    reports = {cluster: run, **reports}
         except ReportError as exc:
             raise AnsibleActionFail(f"rollout_report: {exc}") from exc
         files = []
         for name, report in reports.items():
-            files.append(
-                {
-                    "name": f"{name}.json",
-                    "content": json.dumps(report, indent=4, sort_keys=True, separators=(",", ": ")) + "\n",
-                }
-            )
+            files.append({"name": f"{name}.json", "content": json.dumps(report, indent=4, sort_keys=True) + "\n"})
             files.append({"name": f"{name}.md", "content": rollout_markdown(report)})
         written = write_files(args.get("dir"), files)
         shown = next(iter(reports.values()))
