@@ -34,18 +34,32 @@ options:
         required: true
       roles:
         description:
-          - Exactly the role assignments its identity holds; with prune, any other assignment this collection made
-            for it is removed.
+          - Exactly the access its identity holds; with prune, any other assignment (or access policy entry) this
+            collection made for it is removed.
+          - Each entry is an ARM role assignment (C(role) and C(scope)), or, on a Key Vault that uses access policies
+            (C(enableRbacAuthorization) false), the principal's access policy entry (C(scope) the vault's id and
+            C(access_policy)). Such a vault ignores role assignments for its data, so a role with Key Vault data
+            actions there is refused before any change, with the entry to declare instead; and an access policy on a
+            vault that uses Azure RBAC is refused the other way round.
         type: list
         elements: dict
         default: []
         suboptions:
           role:
-            description: A role name, GUID or role definition id.
+            description: A role name, GUID or role definition id. Required unless C(access_policy) is given.
             type: str
-            required: true
+          access_policy:
+            description:
+              - Instead of C(role), on a Key Vault that uses access policies - the permissions of the workload's
+                principal's entry, per kind (C(keys), C(secrets), C(certificates), C(storage)), each a list of Key
+                Vault's permission names (for example C(secrets) with V(get) and V(list)).
+              - Written with the vault's C(accessPolicies/add|replace|remove) operations, never a PUT of the whole
+                vault, so other principals' entries stay. On an identity this collection made the entry is exactly
+                this; on one made elsewhere, permissions it already had are kept.
+            type: dict
           scope:
-            description: A management group, subscription, resource group or resource id.
+            description:
+              - A management group, subscription, resource group or resource id (a vault's id for C(access_policy)).
             type: str
             required: true
           condition:

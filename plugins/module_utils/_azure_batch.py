@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._azure_application import ApplicationApi
+from ._azure_batch_access_policies import AccessPolicies, policy_key
 from ._azure_batch_apps import ApplicationKind
 from ._azure_batch_checks import check_all
 from ._azure_batch_gone import find_gone, release_gone
@@ -30,17 +31,20 @@ from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, Ensured, IdentityKind
 from ._azure_batch_orphans import find_orphans, remove_orphans
 from ._azure_batch_permissions import permission_problems
-from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, read_batch, resolve
+from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_names
 from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
+from ._azure_key_vault import KeyVaultApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import ValidationError
+from ._ids import short_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._limits import DEFAULT_AUDIENCE
 from ._ownership import fic_name
 from ._results import (
+    AccessPolicyRow,
     AzureBatchResult,
     FederatedCredentialRow,
     Pruned,
@@ -58,6 +62,7 @@ class Workloads:
     def __init__(self, apis: AzureApis, applications: ApplicationApi | None = None) -> None:
         self.ctx = BatchContext(apis, applications)
         self.grants = RoleAssignments(self.ctx)
+        self.policies = AccessPolicies(apis.vaults)
         self.identity_kind = ManagedIdentityKind(self.grants)
         self.application_kind = ApplicationKind(self.grants, applications) if applications is not None else None
 
@@ -73,7 +78,8 @@ class Workloads:
     ) -> Workloads:
         identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
         clusters = ClusterApi(containerservice, policy) if containerservice is not None else None
-        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id, clusters)
+        vaults = KeyVaultApi(authorization, policy)  # ARM's requests through the same client's pipeline
+        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id, clusters, vaults)
         return cls(apis, ApplicationApi(graph) if graph is not None else None)
 
     @property
@@ -97,6 +103,7 @@ class Workloads:
         if any(w.is_application for w in batch.workloads) and self.application_kind is None:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
         reads = read_batch(self.ctx, batch, workers)
+        self.policies.read(batch, reads)
         if self.application_kind is not None:
             self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
@@ -108,7 +115,7 @@ class Workloads:
         self, batch: Batch, reads: Reads, check_mode: bool, workers: int, guard: Guard | None = None
     ) -> AzureBatchResult:
         """``guard`` sees the plan before any write and may refuse it (raising ValidationError)."""
-        resolved = check_all(self.grants, batch, reads, self.kind_of)
+        resolved = check_all(self.grants, batch, reads, self.kind_of, self.policies)
         # Plan first, with no writes: surfaces the rest of the problems (all of them), and is check mode's answer.
         plans: list[Converged] = []
         problems: list[str] = []
@@ -156,21 +163,61 @@ class Workloads:
             shared_with=sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}),
         )
         kind.record_created_roles(batch, workload, ensured, roles, check_mode)
+        policies = self._access_policies(batch, workload, ensured, reads, check_mode, (seen, planned))
         planned[kind.label] = kind.brief(ensured.after)
         changed = (
             ensured.outcome.changed
             or any(f["action"] != "unchanged" for f in fics)
-            or any(r["action"] != "unchanged" for r in roles)
+            or any(r["action"] != "unchanged" for r in [*roles, *(policies or [])])
         )
+        names = workload_names(workload)
         result: WorkloadResult = {
-            **workload_names(workload),
+            "name": names["name"],
+            "namespace": names["namespace"],
+            "service_account": names["service_account"],
+            "subject": names["subject"],
             "identity": kind.result(workload, ensured),
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
             "notes": notes,
         }
+        if policies is not None:
+            result["access_policies"] = policies
         return result, {"before": seen, "after": planned}
+
+    def _access_policies(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        ensured: Ensured,
+        reads: Reads,
+        check_mode: bool,
+        sides: tuple[dict[str, Any], dict[str, Any]],
+    ) -> list[AccessPolicyRow] | None:
+        """The workload's Key Vault access policy entries (None: it declares none, and has none to lose)."""
+        key = self.policies.report_key
+        rows: list[AccessPolicyRow] = []
+        if workload.access_policies:
+            for side in sides:
+                side[key] = []
+            rows = self.policies.ensure(workload, ensured.principal, reads, check_mode, sides, exact=ensured.ours)
+        if ensured.ours and batch.prune and self.policies.in_use(batch):
+            # Exactly the declared ones on an identity or application of ours: an entry dropped from the list goes.
+            declared = {policy_key(p.vault) for p in workload.access_policies}
+            label = ensured.outcome.after["name"] if ensured.outcome.after else workload.name
+            for gone in self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared):
+                sides[0].setdefault(key, []).append(f"{short_scope(gone['vault'])}: {gone['permissions']}")
+                rows.append(
+                    {
+                        "vault": gone["vault"],
+                        "permissions": gone["permissions"],
+                        "action": "deleted",
+                        "adopted": False,
+                        "notes": ["no longer declared"],
+                    }
+                )
+        return rows if workload.access_policies or rows else None
 
     # -- removing and pruning -----------------------------------------------------------------------
     def remove(self, batch: Batch, reads: Reads, check_mode: bool, guard: Guard | None = None) -> AzureBatchResult:
@@ -191,6 +238,24 @@ class Workloads:
         """state=absent for the listed workloads (and, with prune, everything else made for this cluster): each
         kind removes what is its own, lets go of what it shares, and keeps what an operator made."""
         done = [self.kind_of(w).remove(batch, w, reads, check_mode) for w in batch.workloads]
+        for result, diff in done:
+            identity = result["identity"]
+            if identity.get("action") == "deleted" and self.policies.in_use(batch):
+                # Its entries would outlive it on the vaults (Key Vault keeps deleted principals' entries forever).
+                gone = self.policies.remove(batch, identity.get("principal_id"), identity["name"], reads, check_mode)
+                result["access_policies"] = [
+                    {
+                        "vault": g["vault"],
+                        "permissions": g["permissions"],
+                        "action": "deleted",
+                        "adopted": False,
+                        "notes": [],
+                    }
+                    for g in gone
+                ]
+                result["changed"] = result["changed"] or bool(gone)
+                if diff["before"] is not None and gone:
+                    diff["before"]["access_policies"] = [f"{short_scope(g['vault'])}: {g['permissions']}" for g in gone]
         return batch_report(
             done, self._prune(batch, reads, {}, check_mode), remove_orphans(self.grants, batch, reads, check_mode)
         )
@@ -203,7 +268,26 @@ class Workloads:
         for kind in self.kinds():
             kind.prune(batch, reads, resolved, check_mode, pruned)
         pruned["replaced"].extend(reads.held)
+        if self.policies.in_use(batch):
+            identities = [
+                reads.identities.get(identity_key(i["resource_group"], i["name"])) for i in pruned["identities"]
+            ]
+            principals = [i["principal_id"] if i else None for i in identities]
+            principals += [_principal_of(reads, a["app_id"]) for a in pruned["applications"]]
+            labels = [i["name"] for i in pruned["identities"]] + [a["name"] for a in pruned["applications"]]
+            remove = self.policies.remove
+            gone = [g for p, n in zip(principals, labels, strict=True) for g in remove(batch, p, n, reads, check_mode)]
+            if gone:
+                pruned["access_policies"] = gone
         return pruned
+
+
+def _principal_of(reads: Reads, app_id: str) -> str | None:
+    """The service principal of an application this collection made, as read for prune."""
+    for app, principal in reads.marked_apps:
+        if str(app.get("appId", "")).lower() == app_id.lower() and principal is not None:
+            return str(principal.get("id"))
+    return None
 
 
 def trust(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ._azure_batch_access_policies import AccessPolicies
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_kinds import IdentityKind
 from ._azure_batch_reads import Batch, Reads, Resolved
@@ -28,7 +29,11 @@ from ._ownership import Claim
 
 
 def check_all(
-    grants: RoleAssignments, batch: Batch, reads: Reads, kind_of: Callable[[WorkloadSpec], IdentityKind]
+    grants: RoleAssignments,
+    batch: Batch,
+    reads: Reads,
+    kind_of: Callable[[WorkloadSpec], IdentityKind],
+    policies: AccessPolicies | None = None,
 ) -> Resolved:
     """What only Azure can tell, for every workload, before any write: every problem at once."""
     problems: list[str] = []
@@ -37,6 +42,8 @@ def check_all(
     for workload in batch.converged_workloads:
         others, principal = kind_of(workload).check(batch, workload, reads, problems)
         grants.check(batch, workload, reads, resolved, problems, principal)
+        if policies is not None:
+            policies.check(batch, workload, reads, resolved, problems, principal)
         _shared_problems(grants, batch, workload, reads, resolved, (others, principal), problems)
     if problems:
         raise ValidationError(problems)

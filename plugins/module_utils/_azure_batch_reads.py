@@ -19,6 +19,7 @@ from ._azure_application import ApplicationApi
 from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
+from ._azure_key_vault import KeyVaultApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, parse_role, parse_scope
@@ -229,6 +230,10 @@ class Reads:
     orphans: list[Any] = field(default_factory=list)
     # Identities made elsewhere that a listed workload moved away from, whose assignments wait for its pods to restart.
     held: list[ReplacedIdentity] = field(default_factory=list)
+    # Key vaults by lowercase id, with their access policies (None: it does not exist): those the workloads name, and
+    # every vault of the subscription once ``all_vaults_read`` (a principal let go of may hold entries anywhere).
+    vaults: dict[str, Any] = field(default_factory=dict)
+    all_vaults_read: bool = False
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -250,6 +255,8 @@ class AzureApis:
     subscription_id: str
     # Whether another cluster that claims a shared identity still exists (``_azure_batch_gone``); None: not asked.
     clusters: ClusterApi | None = None
+    # Key vaults and their access policies (``_azure_batch_access_policies``).
+    vaults: KeyVaultApi | None = None
 
 
 @dataclass

@@ -93,8 +93,12 @@ def removal_result(
     """What removing one workload did (identity or application alike), and its diff (nothing after)."""
     if before is not None:
         before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
+    names = workload_names(workload)
     result: WorkloadResult = {
-        **workload_names(workload),
+        "name": names["name"],
+        "namespace": names["namespace"],
+        "service_account": names["service_account"],
+        "subject": names["subject"],
         "identity": identity,
         "federated_credentials": fics,
         "role_assignments": [

@@ -19,7 +19,16 @@ from typing import Any
 
 from ._abac import condition_problem
 from ._ids import InvalidScope, parse_scope
-from ._inventory_fields import Seen, _application, _once, _subjects, _token_expiration, privileged_problem
+from ._inventory_fields import (
+    AccessPolicySpec,
+    Seen,
+    _application,
+    _once,
+    _subjects,
+    _token_expiration,
+    access_policy_entry,
+    privileged_problem,
+)
 from ._limits import (
     IDENTITY_NAME,
     RESERVED_TAG_PREFIX,
@@ -57,7 +66,13 @@ WORKLOAD_FIELDS = (
     Field("name", "str", True, "The workload's name, a DNS label unique in the cluster."),
     Field("namespace", "str", True, "Its Kubernetes namespace (created if missing)."),
     Field("service_account", "str", True, "Its ServiceAccount (created if missing, else annotated)."),
-    Field("roles", "list", False, "Exactly the role assignments it holds, each a role and a scope."),
+    Field(
+        "roles",
+        "list",
+        False,
+        "Exactly the access it holds: role assignments (a role and a scope), and Key Vault access policies (a vault "
+        "and an access_policy).",
+    ),
     Field("identity_type", "str", False, "user_assigned (a managed identity, the default) or application."),
     Field("identity_name", "str", False, "The identity's name; default id-<cluster>-<namespace>-<name>."),
     Field("identity_resource_group", "str", False, "Where its identity lives; default the cluster's."),
@@ -72,11 +87,18 @@ WORKLOAD_FIELDS = (
     Field("teardown_adopted", "bool", False, "Teardown deletes its identity or app even if made elsewhere."),
 )
 ROLE_FIELDS = (
-    Field("role", "str", True, "A role name, GUID or role definition id."),
+    Field("role", "str", False, "A role name, GUID or role definition id (required unless access_policy is given)."),
     Field("scope", "str", True, "A management group, subscription, resource group or resource id."),
     Field("condition", "str", False, "An ABAC condition."),
     Field("condition_version", "str", False, "The condition's version: 2.0 (the default, and the only one)."),
     Field("description", "str", False, "The assignment's description."),
+    Field(
+        "access_policy",
+        "dict",
+        False,
+        "Instead of a role, on a Key Vault that uses access policies (scope: the vault's id): the workload's entry, "
+        "permissions per kind (keys, secrets, certificates, storage).",
+    ),
 )
 CONTROLLER_FIELDS = (
     Field("kind", "str", True, f"One of {', '.join(CONTROLLER_KINDS)}."),
@@ -112,6 +134,8 @@ class WorkloadSpec:
     identity_resource_group: str | None
     roles: list[RoleSpec]
     subjects: list[str]  # the service account's subject first, then extra_subjects
+    # The roles list's Key Vault access policy entries (its ARM role assignments are ``roles``).
+    access_policies: list[AccessPolicySpec] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     controllers: list[ControllerRef] = field(default_factory=list)
     token_expiration: int | None = None
@@ -252,7 +276,7 @@ def _workload(
         resource_group, identity_name = _managed_identity(
             raw, label, cluster, (default_group, group_required), seen, problems
         )
-    roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
+    roles, access_policies = _roles(raw.get("roles", []), label, allow_privileged, problems)
     subjects = _subjects(raw.get("extra_subjects"), subject_for(namespace, account), label, problems)
     tags = _tags(raw.get("tags"), label, problems)
     controllers = _workload_controllers(raw, label, str(name), namespace, seen, result)
@@ -271,6 +295,7 @@ def _workload(
         identity_name=str(identity_name),
         identity_resource_group=str(resource_group) if resource_group else None,
         roles=roles,
+        access_policies=access_policies,
         subjects=subjects,
         tags=tags,
         controllers=controllers,
@@ -446,11 +471,15 @@ def _controllers(
     return controllers
 
 
-def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) -> list[RoleSpec]:
+def _roles(
+    raw: Any, label: str, allow_privileged: bool, problems: list[str]
+) -> tuple[list[RoleSpec], list[AccessPolicySpec]]:
+    """The list's role assignments, and its Key Vault access policy entries (``access_policy`` instead of ``role``)."""
     if not isinstance(raw, list):
         problems.append(f"{label}: roles: must be a list of {{role, scope}}")
-        return []
+        return [], []
     roles: list[RoleSpec] = []
+    policies: list[AccessPolicySpec] = []
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(raw):
         at = f"{label}: roles[{position}]"
@@ -460,6 +489,13 @@ def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) ->
         for key in sorted(set(item) - _keys(ROLE_FIELDS)):
             expected = ", ".join(sorted(_keys(ROLE_FIELDS)))
             problems.append(f"{at}: {key}: unknown field (expected one of {expected})")
+        if "access_policy" in item:
+            policy = access_policy_entry(item, position, at, problems)
+            if policy is not None and any(p.vault.lower() == policy.vault.lower() for p in policies):
+                problems.append(f"{at}: access_policy: {policy.vault} has one entry per principal: declared twice")
+            elif policy is not None:
+                policies.append(policy)
+            continue
         role, scope_text = item.get("role"), item.get("scope")
         if not isinstance(role, str) or not role.strip():
             problems.append(f"{at}: role: required (a role name, GUID or role definition id)")
@@ -492,4 +528,4 @@ def _roles(raw: Any, label: str, allow_privileged: bool, problems: list[str]) ->
         roles.append(
             RoleSpec(role, scope.path, item.get("condition"), item.get("condition_version"), item.get("description"))
         )
-    return roles
+    return roles, policies

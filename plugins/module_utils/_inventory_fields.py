@@ -12,18 +12,91 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._ids import is_guid, parse_role
+from ._ids import InvalidScope, is_guid, parse_role, parse_scope
 from ._limits import (
     ACCESS_ADMIN_ROLES,
     BROAD_ROLES,
     FIC_FIELD_MAX,
     FICS_PER_IDENTITY,
+    KEY_VAULT_PERMISSIONS,
+    KEY_VAULT_TYPE,
     PRIVILEGED_SCOPE_KINDS,
     TOKEN_EXPIRATION,
 )
 from ._ownership import default_application_unique_name
 
 UNIQUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+
+
+@dataclass(frozen=True)
+class AccessPolicySpec:
+    """A Key Vault access policy entry for the workload's principal, declared in ``roles`` (``position`` there)."""
+
+    vault: str  # the vault's resource id
+    permissions: dict[str, tuple[str, ...]]  # kind -> permissions, as Key Vault spells them, sorted
+    position: int
+
+
+def vault_of(scope: str) -> str | None:
+    """The scope when it is a key vault's id (``.../providers/Microsoft.KeyVault/vaults/<name>``), else None."""
+    parts = scope.strip("/").split("/")
+    kind = "/".join(parts[5:7]).lower() if len(parts) == 8 else ""
+    return "/" + "/".join(parts) if kind == KEY_VAULT_TYPE.lower() else None
+
+
+def access_policy_entry(item: dict[str, Any], position: int, at: str, problems: list[str]) -> AccessPolicySpec | None:
+    """A ``roles`` entry with ``access_policy``: a vault's id as its scope, and known permissions per kind."""
+    before = len(problems)
+    for key in ("role", "condition", "condition_version", "description"):
+        if item.get(key) is not None:
+            problems.append(
+                f"{at}: {key}: not with access_policy (an access policy entry is a vault's own grant, not a role "
+                "assignment: give either a role or an access_policy)"
+            )
+    scope_text = item.get("scope")
+    try:
+        scope = parse_scope(str(scope_text))
+    except InvalidScope as exc:
+        problems.append(f"{at}: scope: {exc}")
+        return None
+    vault = vault_of(scope.path)
+    if vault is None:
+        problems.append(
+            f"{at}: scope: an access_policy is given on a key vault: "
+            "/subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.KeyVault/vaults/<name>, "
+            f"not {scope.path}"
+        )
+    raw = item.get("access_policy")
+    if not isinstance(raw, dict) or not raw:
+        problems.append(
+            f"{at}: access_policy: must be a mapping of {', '.join(KEY_VAULT_PERMISSIONS)} to lists of permissions"
+        )
+        return None
+    permissions: dict[str, tuple[str, ...]] = {}
+    for kind, values in raw.items():
+        known = {p.lower(): p for p in KEY_VAULT_PERMISSIONS.get(str(kind), ())}
+        if not known:
+            problems.append(
+                f"{at}: access_policy: {kind}: unknown kind (expected one of {', '.join(KEY_VAULT_PERMISSIONS)})"
+            )
+            continue
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            problems.append(f"{at}: access_policy: {kind}: must be a list of permissions")
+            continue
+        unknown = [v for v in values if v.lower() not in known]
+        if unknown:
+            problems.append(
+                f"{at}: access_policy: {kind}: {', '.join(unknown)}: not a Key Vault permission for {kind} (one of "
+                f"{', '.join(KEY_VAULT_PERMISSIONS[str(kind)])})"
+            )
+            continue
+        if values:
+            permissions[str(kind)] = tuple(sorted({known[v.lower()] for v in values}, key=str.lower))
+    if not permissions and len(problems) == before:
+        problems.append(f"{at}: access_policy: grants nothing (give at least one permission, or remove the entry)")
+    if len(problems) != before or vault is None:
+        return None
+    return AccessPolicySpec(vault, permissions, position)
 
 
 @dataclass

@@ -41,3 +41,29 @@ TAG_NAME_FORBIDDEN = frozenset("<>%&\\?/")
 # The collection's own marks (_ownership): refused as an inventory's tag, so none can be forged or overwritten.
 RESERVED_TAGS = frozenset({"managed-by"})
 RESERVED_TAG_PREFIX = "wi-"
+# Key Vault access policies: the permissions an entry may hold, per kind, spelled as Key Vault's API spells them (it
+# compares them in any case); at most this many entries per vault.
+KEY_VAULT_TYPE = "Microsoft.KeyVault/vaults"
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+KEY_VAULT_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "keys": _words(
+        "all encrypt decrypt wrapKey unwrapKey sign verify get list create update import delete backup "
+        "restore recover purge release rotate getrotationpolicy setrotationpolicy"
+    ),
+    "secrets": _words("all get list set delete backup restore recover purge"),
+    "certificates": _words(
+        "all get list delete create import update managecontacts getissuers listissuers setissuers "
+        "deleteissuers manageissuers recover purge backup restore"
+    ),
+    "storage": _words(
+        "all get list delete set update regeneratekey recover purge backup restore setsas listsas getsas deletesas"
+    ),
+}
+KEY_VAULT_POLICY_LIMIT = 1024
+# On a vault with access policies, who may change the vault (or its policies) may grant itself any access to its data.
+KEY_VAULT_POLICY_ACTIONS = ("Microsoft.KeyVault/vaults/accessPolicies/write", "Microsoft.KeyVault/vaults/write")

@@ -153,6 +153,11 @@ def merge_plan_rows(converged: Mapping[str, Any], planned: Mapping[str, Any]) ->
     return merged  # type: ignore[return-value]
 
 
+def policy_text(permissions: Mapping[str, list[str]]) -> str:
+    """An access policy entry's permissions as a person reads them: ``secrets: get, list; keys: get``."""
+    return "; ".join(f"{kind}: {', '.join(values)}" for kind, values in sorted(permissions.items()))
+
+
 def _need(mapping: Mapping[str, Any], key: str, what: str) -> Any:
     if not isinstance(mapping, Mapping) or key not in mapping:
         raise ReportError(f"{what} has no {key!r}: not the contract a report is built from (_results)")
@@ -164,6 +169,7 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
     where = f"workload {item['name']}"
     identity = _need(item, "identity", where)
     roles = _need(item, "role_assignments", where)
+    policies = item.get("access_policies") or []
     try:
         row: ReportWorkload = {
             "name": item["name"],
@@ -187,9 +193,19 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                     "adopted": bool(r["adopted"]),
                 }
                 for r in roles
+            ]
+            # A Key Vault access policy entry reads as a role on the vault: what the workload may do there.
+            + [
+                {
+                    "role": f"access policy ({policy_text(p['permissions'])})",
+                    "scope": p["vault"],
+                    "action": p["action"],
+                    "adopted": bool(p["adopted"]),
+                }
+                for p in policies
             ],
             # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
-            "access": "declared" if roles else "none",
+            "access": "declared" if roles or policies else "none",
             "service_account_action": account["action"] if account else None,
             "service_account_note": account.get("note") if account else None,
             "controllers": [
@@ -202,7 +218,8 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                 f"role {r['role'] or r['role_definition_guid']} @ {r['scope']}: {n}"
                 for r in roles
                 for n in r.get("notes") or []
-            ],
+            ]
+            + [f"access policy @ {p['vault']}: {n}" for p in policies for n in p.get("notes") or []],
         }
     except KeyError as exc:
         raise ReportError(f"{where}: a row has no {exc}: not the contract a report is built from (_results)") from exc

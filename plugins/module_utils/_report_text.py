@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._ids import short_scope
+from ._report import policy_text
 
 
 def _roles(workload: dict[str, Any], short: bool = False) -> list[str]:
@@ -93,6 +94,10 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         f"pruned role assignment of {row['identity']}: role {row.get('role') or row['role_definition_guid']} "
         f"@ {scope(row['scope'])}"
         for row in pruned.get("role_assignments", [])
+    ]
+    lines += [
+        f"pruned access policy of {row['identity']} @ {scope(row['vault'])} ({policy_text(row['permissions'])})"
+        for row in pruned.get("access_policies", [])
     ]
     lines += [
         f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"

@@ -77,7 +77,17 @@ class Unread:
 UNREAD = Unread()
 
 
-S = TypeVar("S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState, ApplicationState)
+class AccessPolicyState(TypedDict):
+    """A principal's own entry in a key vault's access policies."""
+
+    vault: str
+    object_id: str
+    permissions: dict[str, list[str]]  # kind -> permissions (Key Vault's spelling, sorted)
+
+
+S = TypeVar(
+    "S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState, ApplicationState, AccessPolicyState
+)
 
 
 @dataclass
@@ -130,6 +140,16 @@ class RoleAssignmentRow(TypedDict):
     notes: list[str]
 
 
+class AccessPolicyRow(TypedDict):
+    """A Key Vault access policy entry of the workload's principal (declared in ``roles`` with ``access_policy``)."""
+
+    vault: str  # the vault's resource id
+    permissions: dict[str, list[str]]  # as declared (deleted: as the entry held them)
+    action: str
+    adopted: bool  # an operator's principal already held it: used as it is, extra permissions kept
+    notes: list[str]
+
+
 class WorkloadResult(TypedDict):
     name: str
     namespace: str
@@ -138,6 +158,8 @@ class WorkloadResult(TypedDict):
     identity: IdentityResult
     federated_credentials: list[FederatedCredentialRow]
     role_assignments: list[RoleAssignmentRow]
+    # Only for a workload that declares access policies (or whose entries were removed).
+    access_policies: NotRequired[list[AccessPolicyRow]]
     changed: bool
     # What a person should know about the change: an issuer a credential no longer trusts, an identity kept through a
     # rename or a move.
@@ -161,6 +183,12 @@ class PrunedAssignment(TypedDict):
     role_definition_guid: str
     scope: str
     name: str
+
+
+class PrunedAccessPolicy(TypedDict):
+    identity: str
+    vault: str
+    permissions: dict[str, list[str]]
 
 
 class PrunedApplication(TypedDict):
@@ -198,6 +226,8 @@ class Pruned(TypedDict):
     role_assignments: list[PrunedAssignment]
     replaced: list[ReplacedIdentity]
     released: list[ReleasedIdentity]
+    # Key Vault access policy entries of identities or applications removed (only when there were some).
+    access_policies: NotRequired[list[PrunedAccessPolicy]]
 
 
 class OrphanedAssignment(TypedDict):

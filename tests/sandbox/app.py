@@ -79,12 +79,14 @@ class Sandbox:
         from .entra import EntraApi
         from .graph import GraphApi
         from .guard import GuardApi
+        from .vault import VaultDataPlane
 
         self.arm = ArmApi(self)
         self.graph = GraphApi(self)
         self.entra = EntraApi(self)
         self.control = ControlApi(self)
         self.guard = GuardApi(self)
+        self.vaults = VaultDataPlane(self)
 
     # -- identity of this "cloud" -------------------------------------------------------------
     @property
@@ -313,7 +315,7 @@ class Sandbox:
     def resolve(self, request: Request) -> Route:
         segs = ids.segments(request.path)
         low = [s.lower() for s in segs]
-        for api in (self.control, self.guard, self.graph, self.entra, self.arm):
+        for api in (self.control, self.guard, self.vaults, self.graph, self.entra, self.arm):
             route = api.route(request, segs, low)
             if route is not None:
                 return route
@@ -479,6 +481,8 @@ class Sandbox:
                 service = "control"
             elif op.startswith("guard."):
                 service = "guard"
+            elif op.startswith("vault."):
+                service = "keyvault"
             totals[service] += sum(counts.values())
         return {
             "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},

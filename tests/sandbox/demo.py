@@ -269,18 +269,19 @@ def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any], api_
     response.raise_for_status()
 
 
-def ensure_resource_chain(url: str, ca: str, token: str, scope: str) -> None:
-    """The storage account / vault / registry a workload is granted on (made with generic PUTs)."""
+def ensure_resource_chain(url: str, ca: str, token: str, scope: str, rbac_vault: bool = True) -> None:
+    """The storage account / vault / registry a workload is granted on (made with generic PUTs). A key vault is made
+    as Key Vault requires (its tenant and SKU), with Azure RBAC for its data unless ``rbac_vault`` is false (access
+    policies, the older model many existing vaults still use)."""
     head, _sep, tail = scope.partition("/providers/")
     parts = tail.split("/")
     for end in range(3, len(parts) + 1, 2):
-        arm_put(
-            url,
-            ca,
-            token,
-            f"{head}/providers/{'/'.join(parts[:end])}",
-            {"location": "westeurope"} if end == 3 else {"properties": {}},
-        )
+        body: dict[str, Any] = {"location": "westeurope"} if end == 3 else {"properties": {}}
+        if end == 3 and parts[0].lower() == "microsoft.keyvault" and parts[1].lower() == "vaults":
+            tenant = jwt.unverified(token)[1]["tid"]
+            sku = {"family": "A", "name": "standard"}
+            body["properties"] = {"tenantId": tenant, "sku": sku, "enableRbacAuthorization": rbac_vault}
+        arm_put(url, ca, token, f"{head}/providers/{'/'.join(parts[:end])}", body)
 
 
 def _kube(state: Path, cluster: str) -> Any:

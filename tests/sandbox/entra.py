@@ -191,8 +191,9 @@ class EntraApi:
             )
         resource = scopes[0][: -len("/.default")]
         from .guard import AKS_SERVER_APP_ID
+        from .vault import AUDIENCE as VAULT_AUDIENCE
 
-        known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID}
+        known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID, VAULT_AUDIENCE}
         if resource.rstrip("/").lower() not in known:
             raise EntraError(
                 400,

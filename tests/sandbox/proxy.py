@@ -33,18 +33,33 @@ PUBLIC_HOSTS = {
     "login.windows.net": "",  # Entra's older name, still its alias (ARM's 401 challenge names it)
     "graph.microsoft.com": "/graph",
 }
+# Data planes: each account's own host under the service's domain, and where its requests go in the sandbox.
+DATA_PLANE_DOMAINS = {".vault.azure.net": "/dataplane/vault/"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _data_plane(host: str) -> tuple[str, str] | None:
+    """(account name, sandbox prefix) for a data-plane host like ``kv-orders.vault.azure.net``."""
+    for domain, prefix in DATA_PLANE_DOMAINS.items():
+        name = host[: -len(domain)] if host.endswith(domain) else ""
+        if name and "." not in name:
+            return name, prefix
+    return None
 
 
 def public_host(host_header: str) -> str | None:
     """The public host a request named in its Host header, or None for the sandbox's own address."""
     host = host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
     host = host.strip().lower()
-    return host if host in PUBLIC_HOSTS else None
+    return host if host in PUBLIC_HOSTS or _data_plane(host) else None
 
 
 def sandbox_path(host: str | None, path: str) -> str:
-    """The sandbox's path for a request to ``host`` (Graph's public host serves under /graph)."""
+    """The sandbox's path for a request to ``host`` (Graph's public host serves under /graph, a vault's under
+    /dataplane/vault/<name>)."""
+    plane = _data_plane(host or "")
+    if plane is not None:
+        return plane[1] + plane[0] + path
     return PUBLIC_HOSTS.get(host or "", "") + path
 
 
@@ -60,7 +75,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         host, _colon, port = self.path.rpartition(":")
         host = host.strip("[]").lower()
         self.close_connection = True
-        if host in PUBLIC_HOSTS and port == "443":
+        if (host in PUBLIC_HOSTS or _data_plane(host)) and port == "443":
             self._established()
             try:
                 tls = self.server.public_context.wrap_socket(self.connection, server_side=True)
@@ -116,13 +131,14 @@ class PublicHostsProxy(ThreadingHTTPServer):
 
     def __init__(self, port: int, state_dir: Path, serve_tls: Callable[[ssl.SSLSocket, Any], None]) -> None:
         # Named after the hosts it covers: a state dir from before a host was added gets a new certificate.
-        names = hashlib.sha256(" ".join(sorted(PUBLIC_HOSTS)).encode()).hexdigest()[:8]
+        hosts = [*PUBLIC_HOSTS, *(f"*{domain}" for domain in DATA_PLANE_DOMAINS)]
+        names = hashlib.sha256(" ".join(sorted(hosts)).encode()).hexdigest()[:8]
         cert, key = issue_server_certificate(
             state_dir,
             state_dir / f"public-hosts-{names}-cert.pem",
             state_dir / f"public-hosts-{names}-key.pem",
             "management.azure.com",
-            list(PUBLIC_HOSTS),
+            hosts,
             [],
         )
         self.public_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -6,6 +6,7 @@ One provider per file, combined here behind one route table:
 - ``identities.py``: Microsoft.ManagedIdentity (identities, federated credentials)
 - ``authorization.py``: Microsoft.Authorization (role definitions, role assignments, permissions)
 - ``clusters.py``: Microsoft.ContainerService (managed clusters, long-running operations)
+- ``keyvault.py``: Microsoft.KeyVault (vaults, their access policies)
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from .. import jwt
 from ..core import ApiError, Caller, Request, Response, Route
 from .authorization import AuthorizationProvider, assignment_body, assignment_record, role_definition_id
 from .clusters import ClustersProvider
-from .common import AKS, AUTHZ, MSI, _unsupported
+from .common import AKS, AUTHZ, KEYVAULT, MSI, _unsupported
 from .identities import IdentitiesProvider
+from .keyvault import KeyVaultProvider
 from .resources import ResourcesProvider
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["ArmApi", "assignment_body", "assignment_record", "role_definition_id"]
 
 
-class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, ClustersProvider):
+class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, ClustersProvider, KeyVaultProvider):
     def __init__(self, app: Sandbox) -> None:
         self.app = app
         self.store = app.store
@@ -67,6 +69,8 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
             return Route("operationResults.get", "arm", lambda c: Response(200, None), sub)
         if len(low) == 5 and low[2] == "providers" and low[3] == MSI and low[4] == "userassignedidentities":
             return Route("userAssignedIdentities.list", "arm", lambda c: self.list_identities(c, segs[1], None), sub)
+        if len(low) == 5 and low[2] == "providers" and low[3] == KEYVAULT and low[4] == "vaults":
+            return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], None), sub)
         if len(low) == 5 and low[2] == "providers" and low[3] == AKS and low[4] == "managedclusters":
             return Route("managedClusters.list", "arm", lambda c: self.list_clusters(c, segs[1], None), sub)
         if (
@@ -121,6 +125,18 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
                 return Route(f"managedClusters.{verb}", "arm", lambda c: self.cluster(c, segs), sub)
             if len(rest) == 3 and m == "POST":
                 return Route(f"managedClusters.{rest[2]}", "arm", lambda c: self.cluster_action(c, segs), sub)
+        if ns == KEYVAULT and rest[0] == "vaults":
+            if len(rest) == 1:
+                return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], segs[3]), sub)
+            if len(rest) == 2:
+                return Route(f"vaults.{verb}", "arm", lambda c: self.vault(c, segs), sub)
+            if len(rest) == 4 and rest[2] == "accesspolicies":
+                return Route(
+                    f"vaults.accessPolicies.{rest[3]}",
+                    "arm",
+                    lambda c: self.vault_access_policies(c, segs, rest[3]),
+                    sub,
+                )
         if len(rest) >= 2 and len(rest) % 2 == 0:
             return Route(f"genericResources.{verb}", "arm", lambda c: self.generic(c, segs), sub)
         return Route("provider.unsupported", "arm", _unsupported, sub)

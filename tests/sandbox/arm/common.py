@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 MSI = "microsoft.managedidentity"
 AKS = "microsoft.containerservice"
 AUTHZ = "microsoft.authorization"
+KEYVAULT = "microsoft.keyvault"
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 FIC_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
 IDENTITY_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
@@ -94,6 +95,19 @@ class ArmBase:
             if record is not None:
                 return record
         return None
+
+    def _delete_under(self, key: str) -> None:
+        """Delete a resource group or resource and everything in it, with the role assignments on it."""
+        with self.store.transaction():
+            for kind in ("resourceGroup", "identity", "fic", "cluster", "generic", "secret", "roleAssignment"):
+                for k, record in list(self.store.all(kind).items()):
+                    target = record["scope_key"] if kind == "roleAssignment" else k
+                    if ids.is_at_or_below(target, key):
+                        if kind == "identity":
+                            self._drop_principal(record)
+                        if kind == "cluster":
+                            self.app.release_kube(k, record)
+                        self.store.delete(kind, k)
 
     def _drop_principal(self, identity: dict[str, Any]) -> None:
         self.app.directory.drop_principal(identity["body"]["properties"]["principalId"])

@@ -187,19 +187,6 @@ class ResourcesProvider(ArmBase):
             self.store.put("resourceGroup", key, {"body": new})
             return Response(200 if existing else 201, new)
 
-    def _delete_under(self, key: str) -> None:
-        """Delete a resource group or resource and everything in it, with the role assignments on it."""
-        with self.store.transaction():
-            for kind in ("resourceGroup", "identity", "fic", "cluster", "generic", "roleAssignment"):
-                for k, record in list(self.store.all(kind).items()):
-                    target = record["scope_key"] if kind == "roleAssignment" else k
-                    if ids.is_at_or_below(target, key):
-                        if kind == "identity":
-                            self._drop_principal(record)
-                        if kind == "cluster":
-                            self.app.release_kube(k, record)
-                        self.store.delete(kind, k)
-
     # -- any other resource type (storage accounts, key vaults, containers ...) --------------------------
     def generic(self, ctx: Context, segs: list[str]) -> Response:
         method = ctx.request.method

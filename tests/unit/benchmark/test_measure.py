@@ -95,9 +95,9 @@ def test_a_run_is_measured_and_a_log_read_from_its_mark(tmp_path: Path) -> None:
     log.write_text('{"a": 1}\n')
     tail = LogTail(log)
     tail.mark()
-    measured = run_measured(
-        [sys.executable, "-c", f"open({str(log)!r}, 'a').write('{{\"b\": 2}}\\n'); print('done')"], {}, tmp_path
-    )
+    # Memory is sampled every 0.1 s: the child lives through several samples (a loaded machine may miss a short one).
+    script = f"import time; open({str(log)!r}, 'a').write('{{\"b\": 2}}\\n'); time.sleep(1); print('done')"
+    measured = run_measured([sys.executable, "-c", script], {}, tmp_path)
     assert measured.returncode == 0 and measured.output.strip() == "done"
     assert measured.peak_rss_mb_largest > 0
     # The child's CPU is what is counted (this process's own is not): a child that computes shows some.
