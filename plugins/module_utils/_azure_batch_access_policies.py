@@ -82,7 +82,7 @@ class AccessPolicies:
             for policy in workload.access_policies:
                 named[policy_key(policy.vault)] = policy.vault
             for spec in workload.roles:
-                vault = _vault_above(spec.scope)
+                vault = vault_above(spec.scope)
                 if vault:
                     named[policy_key(vault)] = vault
         return named
@@ -129,7 +129,7 @@ class AccessPolicies:
                     f"Key Vault's limit ({KEY_VAULT_POLICY_LIMIT}); remove unused entries or move it to Azure RBAC"
                 )
         for position, spec in enumerate(workload.roles):
-            vault_id = _vault_above(spec.scope)
+            vault_id = vault_above(spec.scope)
             vault = reads.vaults.get(policy_key(vault_id)) if vault_id else None
             role = resolved.get(role_key(workload, spec.role, spec.scope))
             if vault is None or vault["rbac"] or role is None:
@@ -227,7 +227,7 @@ class AccessPolicies:
         return dict(reads.vaults)
 
 
-def _vault_above(scope: str) -> str | None:
+def vault_above(scope: str) -> str | None:
     """The vault a scope is (or is under): ``.../vaults/<name>[/secrets/<name>...]``."""
     parts = parse_scope(scope).path.split("/")
     return vault_of("/".join(parts[:9])) if len(parts) >= 9 else None

@@ -49,7 +49,7 @@ def _union(a: Permissions, b: Permissions) -> Permissions:
     return normalise({k: [*a.get(k, []), *b.get(k, [])] for k in {*a, *b}})
 
 
-def _covers(held: Permissions, wanted: Permissions) -> bool:
+def covers(held: Permissions, wanted: Permissions) -> bool:
     lower = {k: {p.lower() for p in v} for k, v in held.items()}
     return all({p.lower() for p in v} <= lower.get(k, set()) for k, v in wanted.items())
 
@@ -157,7 +157,7 @@ def ensure_access_policy(
         kind, after = "add", wanted
     elif exact and before["permissions"] != wanted:
         kind, after = "replace", wanted
-    elif not exact and not _covers(before["permissions"], wanted):
+    elif not exact and not covers(before["permissions"], wanted):
         kind, after = "add", _union(before["permissions"], wanted)
     else:
         return Outcome(False, "unchanged", before, before)

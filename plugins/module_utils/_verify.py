@@ -12,7 +12,10 @@ credentials, role definitions and every assignment of the subscriptions involved
 4. ``webhook``: a server-side dry-run pod of each comes back mutated (token file, client id, audience);
 5. ``sign_in``: a token for the account exchanges at Entra for an ARM token of the identity, a new
    credential waited out for a bounded time;
-6. ``permissions``: with that token, ARM's permissions API grants each declared role's actions at its scope;
+6. ``permissions``: with that token, ARM's permissions API grants each declared role's actions at its scope; and
+   on a key vault's data plane, where the workload declares it may read secrets there (by an access policy entry, or
+   by a role with Key Vault data actions), one harmless read as the workload: the vault itself says whether it
+   lets the workload in, whatever ARM lists (a vault with access policies ignores role assignments for its data);
 
 and the access review: ``assignments`` the principal holds beyond the declared ones (from the read above).
 """
@@ -50,6 +53,7 @@ from ._verify_checks import (
 )
 from ._verify_findings import CHAIN, PROPAGATION_CODES, Verdict, aadsts_cause, aadsts_code
 from ._verify_probes import ArmProbe, KubeProbe, exchange_error
+from ._verify_vaults import VaultChecks
 
 POLL_SECONDS = 5.0
 
@@ -339,8 +343,14 @@ class Verifier:
                     f"{what} is not assigned; what it grants comes from other roles the principal holds",
                     rerun(self.cluster, "it assigns the role"),
                 )
+        workload = next((w for w in self.batch.workloads if w.name == verdict.name), None)
+        policies = workload.access_policies if workload is not None else []
+        reads = VaultChecks(self.reads, self.arm, self.cluster).check(
+            signer.principal_id, signer.name, policies, roles, credential, verdict
+        )
         if not any(f.link == "permissions" for f in verdict.findings):
-            verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles)")
+            on_vaults = f"; {reads} key vault(s) let it read, asked as the workload" if reads else ""
+            verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles){on_vaults}")
 
     # -- the access review ----------------------------------------------------------------------------
     def _held(self, signer: Signer) -> list[tuple[tuple[str, str], Any]]:

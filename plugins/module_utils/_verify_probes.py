@@ -2,16 +2,19 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal to workload_identity.aks (not a public API): what verification asks the cluster and Azure.
 
-Read-only, or without effect: a server-side dry run creates no pod, a TokenRequest stores nothing.
-The ServiceAccount token and the ARM token it is exchanged for live in memory only, for the
-duration of one workload's check; they are never returned, logged or written.
+Read-only, or without effect: a server-side dry run creates no pod, a TokenRequest stores nothing, a vault is asked
+for its secrets' names or for a secret that cannot exist (never a value). The ServiceAccount token and the tokens it
+is exchanged for live in memory only, for the duration of one workload's check; they are never returned, logged or
+written.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from ._azure_client import Connection
+from ._azure_errors import azure_call
 from ._azure_role_assignment import read_permissions
 from ._kube_client import KubeClient
 from ._kube_patch import dig
@@ -57,6 +60,36 @@ class ArmProbe:
         """What the caller may do at ``scope``: one block per role it holds there or above (actions, notActions,
         dataActions, notDataActions), every page."""
         return read_permissions(self.connection.client("authorization", credential), scope, self.policy)
+
+    def vault_read(self, credential: Any, vault_uri: str, list_names: bool) -> tuple[int, str]:
+        """One harmless read on a key vault's data plane, as the workload: its secrets' names (``list_names``), or a
+        secret no one has (a 404 says the read was allowed). Returns the status and the vault's own message."""
+        from azure.core import PipelineClient
+        from azure.core.pipeline import policies
+        from azure.core.rest import HttpRequest
+
+        base = vault_uri.rstrip("/")
+        # The vault's audience is its cloud's Key Vault domain (https://vault.azure.net for the public cloud).
+        audience = "https://vault." + base.split(".vault.", 1)[1] if ".vault." in base else "https://vault.azure.net"
+        client: Any = PipelineClient(
+            base_url=base, policies=[policies.BearerTokenCredentialPolicy(credential, f"{audience}/.default")]
+        )
+        path = "/secrets?maxresults=1&" if list_names else f"/secrets/wi-verify-probe-{uuid.uuid4().hex}?"
+        verify = {"connection_verify": self.connection.ca_bundle} if self.connection.ca_bundle else {}
+
+        def send() -> tuple[int, str]:
+            response = client.send_request(HttpRequest("GET", f"{base}{path}api-version=7.4"), **verify)
+            if response.status_code < 400:
+                return response.status_code, ""
+            try:
+                message = str((response.json().get("error") or {}).get("message") or "")
+            except ValueError:
+                message = response.text()[:300]
+            if response.status_code in (429, 500, 502, 503, 504):
+                response.raise_for_status()  # retried by the policy
+            return response.status_code, message.splitlines()[0] if message else ""
+
+        return azure_call(f"read key vault {base} as the workload", send, self.policy)
 
 
 def exchange_error(exc: BaseException) -> str | None:

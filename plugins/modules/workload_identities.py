@@ -295,6 +295,14 @@ workloads:
           and never taken for an orphan.
       type: list
       elements: dict
+    access_policies:
+      description:
+        - Only for a workload that declares Key Vault access policies (or whose entries were removed) - each entry's
+          C(vault) (its id), C(permissions) (per kind, as declared; for a removed one, as the entry held them),
+          C(action) and C(adopted) (an identity made elsewhere already held it; permissions it had besides are kept).
+      type: list
+      elements: dict
+      returned: when the workload declares access policies
     changed:
       description: Whether anything changed for this workload.
       type: bool
@@ -310,7 +318,9 @@ pruned:
     C(role_assignments)); with O(defer_replaced=true), the identities and app registrations kept until their pods
     restart (C(replaced), each with C(name), C(resource_group), C(client_id), C(workload), and C(kind=application)
     for an app registration, whose C(client_id) is its appId); and the identities this cluster
-    let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by)).
+    let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by));
+    and the Key Vault access policy entries of the identities and app registrations removed (C(access_policies), each
+    with C(identity), C(vault) and C(permissions); only when there were some).
   returned: always
   type: dict
 orphaned_assignments:

@@ -43,6 +43,8 @@ RESOURCES = [
     "Microsoft.ContainerRegistry/registries/acr{env}apps",
 ]
 PROD_RESOURCES = ["Microsoft.Storage/storageAccounts/stprodaudit/blobServices/default/containers/audit"]
+# An older vault that uses access policies, not Azure RBAC, for its data (as many existing vaults still do).
+POLICY_VAULTS = ["Microsoft.KeyVault/vaults/kv-legacy-{env}"]
 # ... and the applications, running under the namespace's default service account.
 APPS = [
     ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
@@ -191,9 +193,9 @@ def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> 
         grant_kubernetes_role(url, ca, token, cluster_id, sub, AKS_RBAC_CLUSTER_ADMIN)
         for group in (f"rg-data-{env_name}", f"rg-identities-{env_name}"):
             arm_put(url, ca, token, f"/subscriptions/{sub}/resourcegroups/{group}", {"location": "westeurope"})
-        for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []):
+        for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []) + POLICY_VAULTS:
             scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + resource.format(env=env_name)
-            ensure_resource_chain(url, ca, token, scope)
+            ensure_resource_chain(url, ca, token, scope, rbac_vault=resource not in POLICY_VAULTS)
         apps = APPS + (PROD_APPS if env_name == "prod" else [])
         deploy_apps(state, cluster, apps)
         print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
@@ -212,6 +214,13 @@ def ansible_env(env: dict[str, str], state: Path) -> dict[str, str]:
     return {
         **base,
         **azure,
+        # Data planes (a vault at https://<name>.vault.azure.net, which verify reads as each workload) are reached
+        # through the sandbox's public-hostnames proxy, as a client behind a corporate proxy reaches them.
+        **(
+            {"HTTPS_PROXY": env["SANDBOX_HTTPS_PROXY"], "NO_PROXY": "127.0.0.1,localhost"}
+            if env.get("SANDBOX_HTTPS_PROXY")
+            else {}
+        ),
         "KUBECONFIG": str(state / "kubeconfig"),
         "ANSIBLE_COLLECTIONS_PATH": f"{collections}:{PROJECT / '.tools' / 'collections'}",
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,

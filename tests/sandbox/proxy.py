@@ -8,6 +8,9 @@ sandbox itself, over TLS with a certificate for those hosts signed by the sandbo
 through ``SSL_CERT_FILE``). The requests inside are the sandbox's own; Graph's are served under its ``/graph``
 prefix, and the URLs an answer hands out name the public host the client used.
 
+Data planes have a host per account (``<vault>.vault.azure.net``): a ``CONNECT`` to one is answered the same way,
+with a wildcard certificate, its requests served under ``/dataplane/vault/<vault>``.
+
 A ``CONNECT`` to a loopback address (a cluster's API server, the sandbox's own URL) is tunnelled as any proxy
 would, for clients that proxy loopback too (Go never does). Any other host is refused with 403: nothing here
 reaches the internet.

@@ -253,3 +253,102 @@ def test_an_orphaned_assignment_of_the_workload_is_a_finding_and_anothers_is_not
         finding.link == "assignments" and "orphaned" in finding.message and "identity rg-ids/id-old" in finding.message
     )
     assert "az role assignment delete --ids /a/gone" in finding.remedy
+
+
+# -- key vaults: what the vault itself says ----------------------------------------------------------------
+VAULT = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults/kv-orders"
+READ_NAMES = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
+SECRETS_USER = Role(
+    "/x/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
+    "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets User",
+    (((), (), ("Microsoft.KeyVault/vaults/secrets/getSecret/action", READ_NAMES)),),
+)
+
+
+class VaultArm(Arm):
+    """ARM, and the vault's data plane: answers ``status`` (with the vault's message) to the workload's read."""
+
+    def __init__(self, status: int, message: str = "") -> None:
+        super().__init__()
+        self.status, self.message = status, message
+        self.reads: list[tuple[str, bool]] = []
+
+    def vault_read(self, credential: Any, vault_uri: str, list_names: bool) -> tuple[int, str]:
+        self.reads.append((vault_uri, list_names))
+        return self.status, self.message
+
+
+def vault_verifier(arm: VaultArm, roles: list[dict[str, Any]], entry: dict[str, list[str]] | None, rbac: bool) -> Any:
+    kube, entra, clock = Kube(), Entra(), Clock()
+    check = verifier(kube, arm, entra, clock)
+    spec = validate_workloads(
+        "aks-dev",
+        [
+            {
+                "name": "orders-api",
+                "namespace": "orders",
+                "service_account": "orders-api",
+                "roles": roles,
+                "controllers": [{"kind": "Deployment", "name": "orders-api"}],
+            }
+        ],
+        identity_resource_group="rg-ids",
+        allow_privileged_roles=True,
+    ).specs
+    check.batch.workloads = spec
+    policies = [{"tenantId": TENANT, "objectId": PRINCIPAL, "permissions": entry}] if entry else []
+    check.reads.vaults[VAULT.lower()] = {
+        "id": VAULT,
+        "name": "kv-orders",
+        "location": "westeurope",
+        "tenant_id": TENANT,
+        "rbac": rbac,
+        "uri": "https://kv-orders.vault.azure.net/",
+        "policies": policies,
+    }
+    check.resolve = lambda spec, reads: SECRETS_USER if spec.role == "Key Vault Secrets User" else BLOB
+    # The principal holds exactly the declared roles (the access review has nothing to say).
+    check.reads.assignments[PRINCIPAL] = [
+        SimpleNamespace(id="/a/kv", role_definition_id=SECRETS_USER.id, scope=VAULT, principal_id=PRINCIPAL)
+        for r in roles
+        if r.get("role")
+    ]
+    arm.grants[VAULT.lower()] = [
+        {"actions": [], "notActions": [], "dataActions": ["Microsoft.KeyVault/vaults/secrets/*"]}
+    ]
+    return check
+
+
+def test_an_access_policy_entry_is_proven_by_the_vault_itself() -> None:
+    arm = VaultArm(200)
+    entry = {"secrets": ["get", "list"]}
+    [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
+    assert verdict.verified and arm.reads == [("https://kv-orders.vault.azure.net/", True)]
+    assert any("1 key vault(s) let it read" in d for d in verdict.details)
+
+
+def test_an_entry_that_grants_less_than_declared_is_a_finding_before_any_read() -> None:
+    arm = VaultArm(200)
+    roles = [{"scope": VAULT, "access_policy": {"secrets": ["get", "list"]}}]
+    [verdict] = vault_verifier(arm, roles, {"secrets": ["get"]}, rbac=False).verify_all(1)
+    assert not verdict.verified and arm.reads == []
+    assert "grants secrets: get, not all that is declared" in verdict.findings[0].message
+
+
+def test_a_role_arm_lists_but_an_access_policy_vault_refuses_is_a_finding_with_the_entry_to_declare() -> None:
+    refusal = "The user, group or application 'appid=x;oid=y' does not have secrets list permission on key vault"
+    arm = VaultArm(403, refusal)
+    [verdict] = vault_verifier(arm, [{"role": "Key Vault Secrets User", "scope": VAULT}], None, rbac=False).verify_all(
+        1
+    )
+    finding = next(f for f in verdict.findings if f.link == "permissions")
+    assert "the vault refuses the workload's read (403: The user, group or application" in finding.message
+    assert "declare its entry instead" in finding.remedy and not verdict.verified
+
+
+def test_a_get_only_entry_is_proven_by_a_secret_no_one_has() -> None:
+    arm = VaultArm(404, "A secret with (name/id) wi-verify-probe-... was not found in this key vault.")
+    entry = {"secrets": ["get"]}
+    [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
+    assert verdict.verified and arm.reads == [("https://kv-orders.vault.azure.net/", False)]
