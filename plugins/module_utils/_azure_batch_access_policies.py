@@ -163,8 +163,9 @@ class AccessPolicies:
         seen, planned = sides
         rows: list[AccessPolicyRow] = []
         for policy in workload.access_policies:
-            vault = reads.vaults[policy_key(policy.vault)]
-            assert vault is not None and self.api is not None  # check refused the plan otherwise
+            vault = reads.vaults.get(policy_key(policy.vault))
+            if vault is None or self.api is None:  # check refused the plan: not reached
+                raise ValidationError([f"roles[{policy.position}]: scope: key vault {policy.vault} was not read"])
             wanted = {k: list(v) for k, v in policy.permissions.items()}
             outcome = ensure_access_policy(
                 self.api, vault, principal, permissions=wanted, state="present", check_mode=check_mode, exact=exact
