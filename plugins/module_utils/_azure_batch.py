@@ -163,7 +163,9 @@ class Workloads:
             shared_with=sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}),
         )
         kind.record_created_roles(batch, workload, ensured, roles, check_mode)
-        policies = self._access_policies(batch, workload, ensured, reads, check_mode, (seen, planned))
+        identity = kind.result(workload, ensured)
+        label = str(identity.get("name") or workload.name)
+        policies = self._access_policies(batch, workload, (ensured, label), reads, check_mode, (seen, planned))
         planned[kind.label] = kind.brief(ensured.after)
         changed = (
             ensured.outcome.changed
@@ -176,7 +178,7 @@ class Workloads:
             "namespace": names["namespace"],
             "service_account": names["service_account"],
             "subject": names["subject"],
-            "identity": kind.result(workload, ensured),
+            "identity": identity,
             "federated_credentials": fics,
             "role_assignments": roles,
             "changed": changed,
@@ -190,12 +192,14 @@ class Workloads:
         self,
         batch: Batch,
         workload: WorkloadSpec,
-        ensured: Ensured,
+        held_by: tuple[Ensured, str],
         reads: Reads,
         check_mode: bool,
         sides: tuple[dict[str, Any], dict[str, Any]],
     ) -> list[AccessPolicyRow] | None:
-        """The workload's Key Vault access policy entries (None: it declares none, and has none to lose)."""
+        """The workload's Key Vault access policy entries (None: it declares none, and has none to lose).
+        ``held_by``: its identity (or application) as ensured, and its name as reported."""
+        ensured, label = held_by
         key = self.policies.report_key
         rows: list[AccessPolicyRow] = []
         if workload.access_policies:
@@ -205,7 +209,6 @@ class Workloads:
         if ensured.ours and batch.prune and self.policies.in_use(batch):
             # Exactly the declared ones on an identity or application of ours: an entry dropped from the list goes.
             declared = {policy_key(p.vault) for p in workload.access_policies}
-            label = ensured.outcome.after["name"] if ensured.outcome.after else workload.name
             for gone in self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared):
                 sides[0].setdefault(key, []).append(f"{short_scope(gone['vault'])}: {gone['permissions']}")
                 rows.append(

@@ -8,6 +8,7 @@ failed, status, code, message, request id), never with a raw client exception.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule
@@ -29,4 +30,13 @@ class CollectionModule(AnsibleModule):  # type: ignore[misc]  # AnsibleModule is
         if isinstance(error, ApiError):
             self.fail_json(msg=prefix + str(error), error=error.to_dict(), **result)
         self.fail_json(msg=f"{prefix}{type(error).__name__}: {error}", **result)
+        raise AssertionError("fail_json returned")  # pragma: no cover (it exits)
+
+    def fail_bug(self, error: BaseException) -> NoReturn:
+        """An exception no code path expects (a bug): its type, message and traceback, and where to report it."""
+        self.fail_json(
+            msg=f"unexpected {type(error).__name__}: {error} (a bug in workload_identity.aks: please report it with "
+            "this message)",
+            exception="".join(traceback.format_exception(error)),
+        )
         raise AssertionError("fail_json returned")  # pragma: no cover (it exits)

@@ -452,6 +452,10 @@ def main() -> None:
         module.fail_problems(exc.problems, f"in the workloads of {cluster}")
     except AzureApiError as exc:
         module.fail_error(exc)
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        # A bug: failed with its message and traceback, rather than a crash whose output a plan that collects every
+        # problem before failing (roles/workloads/tasks/plan.yml) could not show.
+        module.fail_bug(exc)
     for warning in dict.fromkeys(engine.warnings):
         module.warn(warning)
     if not module._diff:

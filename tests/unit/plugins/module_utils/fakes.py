@@ -6,6 +6,7 @@ tested alone; the real Api classes are exercised against the sandbox by the inte
 
 from __future__ import annotations
 
+import copy
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_feder
     FederatedCredentialApi,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_key_vault import KeyVaultApi, vault_state
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
     Role,
     RoleAssignmentApi,
@@ -183,3 +185,47 @@ class FakeRoles(RoleAssignmentApi):
     def delete(self, scope: str, name: str) -> None:
         self.writes.append(("role", "delete", name))
         self.items = [a for a in self.items if a.name != name]
+
+
+class FakeVaults(KeyVaultApi):
+    """Key vaults with their access policies, each write applied as Key Vault applies it (one principal's entry)."""
+
+    def __init__(self, writes: Writes) -> None:
+        super().__init__(None)
+        self.writes = writes
+        self.vaults: dict[str, dict[str, Any]] = {}
+        self.gets = 0
+
+    def add(self, vault_id: str, rbac: bool = False, policies: list[dict[str, Any]] | None = None) -> None:
+        name = vault_id.rsplit("/", 1)[1]
+        body = {
+            "id": vault_id,
+            "name": name,
+            "location": "westeurope",
+            "properties": {
+                "tenantId": TENANT,
+                "enableRbacAuthorization": rbac,
+                "vaultUri": f"https://{name}.vault.azure.net/",
+                "accessPolicies": list(policies or []),
+            },
+        }
+        self.vaults[vault_id.lower()] = body
+
+    def get(self, vault_id: str) -> Any:
+        self.gets += 1
+        body = self.vaults.get(vault_id.lower())
+        return vault_state(copy.deepcopy(body)) if body else None
+
+    def list_all(self, subscription: str) -> list[Any]:
+        return [vault_state(copy.deepcopy(v)) for v in self.vaults.values()]
+
+    def update(self, vault: Any, kind: str, object_id: str, permissions: dict[str, list[str]]) -> None:
+        self.writes.append(("vault", kind, f"{vault['name']}:{object_id}"))
+        policies = self.vaults[vault["id"].lower()]["properties"]["accessPolicies"]
+        kept = [e for e in policies if e["objectId"].lower() != object_id.lower()]
+        held = next((e["permissions"] for e in policies if e["objectId"].lower() == object_id.lower()), {})
+        if kind == "add":
+            permissions = {k: sorted({*held.get(k, []), *v}) for k, v in {**held, **permissions}.items()}
+        if kind != "remove":
+            kept.append({"tenantId": TENANT, "objectId": object_id, "permissions": permissions})
+        self.vaults[vault["id"].lower()]["properties"]["accessPolicies"] = kept
