@@ -208,7 +208,9 @@ class Workloads:
             rows = self.policies.ensure(workload, ensured.principal, reads, check_mode, sides, exact=ensured.ours)
         if ensured.ours and batch.prune and self.policies.in_use(batch):
             # Exactly the declared ones on an identity or application of ours: an entry dropped from the list goes.
-            declared = {policy_key(p.vault) for p in workload.access_policies}
+            # Another cluster of the inventory that shares the identity may declare an entry this one dropped.
+            theirs = [p for _peer, other in batch.sharing(workload) for p in other.access_policies]
+            declared = {policy_key(p.vault) for p in [*workload.access_policies, *theirs]}
             for gone in self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared):
                 sides[0].setdefault(key, []).append(f"{short_scope(gone['vault'])}: {gone['permissions']}")
                 rows.append(

@@ -202,7 +202,7 @@ class AccessPolicies:
         if not principal_id or principal_id == PENDING or self.api is None:
             return []
         removed: list[PrunedAccessPolicy] = []
-        for key, vault in sorted(self._vaults_for_removal(batch, reads).items()):
+        for key, vault in sorted(self.all_vaults(batch, reads).items()):
             if vault is None or key in keep:
                 continue
             outcome = ensure_access_policy(
@@ -217,9 +217,9 @@ class AccessPolicies:
         longer names (one list of the subscription's vaults), so an estate without any pays no request for them."""
         return any(w.access_policies for w in batch.workloads)
 
-    def _vaults_for_removal(self, batch: Batch, reads: Reads) -> dict[str, VaultState | None]:
+    def all_vaults(self, batch: Batch, reads: Reads) -> dict[str, VaultState | None]:
         """Every vault of the subscription (one list, once per run, whichever worker asks first): a principal let go
-        of may hold entries on vaults no listed workload names any more."""
+        of may hold entries on vaults no listed workload names any more, and the access review lists every entry."""
         with self._listing:
             if not reads.all_vaults_read and self.api is not None:
                 for vault in self.api.list_all(batch.subscription_id):

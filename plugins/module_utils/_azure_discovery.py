@@ -25,11 +25,10 @@ from typing import Any, TypedDict
 
 from ._azure_application import ApplicationApi, application_state
 from ._azure_batch_reads import AzureApis
-from ._azure_role_assignment import assignment_state
+from ._azure_discovery_grants import GrantsFound
 from ._errors import AzureApiError
-from ._ids import IdentityRef, InvalidScope, parse_scope
+from ._ids import IdentityRef, InvalidScope
 from ._inventory import default_identity_name, subject_for
-from ._inventory_fields import privileged_problem
 from ._ownership import (
     APP_WORKLOAD_TAG_PREFIX,
     CLAIM_TAG_PREFIX,
@@ -89,8 +88,7 @@ class Discovery:
         self.result: Discovered = {"workloads": [], "notes": {}, "findings": []}
         self.names: set[str] = set()
         self.identities: dict[str, IdentityState] = {}  # client id (lower) -> identity
-        self.role_names: dict[str, str | None] = {}  # role GUID -> its name when no other role has it
-        self.assignments: dict[str, list[Any]] = {}  # principal id (lower) -> SDK models
+        self.grants = GrantsFound()  # what each principal holds: role assignments, key vault access policies
         self.behind: dict[str, Behind | None] = {}  # client id (lower) -> what it is (None: nothing found)
         self.by_client: dict[str, str] = {}  # client id (lower) -> the workload declared with it
 
@@ -108,14 +106,7 @@ class Discovery:
             for identity in listed:
                 if identity["client_id"]:
                     self.identities[identity["client_id"].lower()] = identity
-        scope = f"/subscriptions/{self.subscription}"
-        roles = self.apis.roles.list_definitions(scope)
-        counts: dict[str, int] = {}
-        for role in roles:
-            counts[(role.name or "").lower()] = counts.get((role.name or "").lower(), 0) + 1
-        self.role_names = {r.guid: r.name if r.name and counts[r.name.lower()] == 1 else None for r in roles}
-        for model in self.apis.roles.list_at(scope):
-            self.assignments.setdefault(str(model.principal_id).lower(), []).append(model)
+        self.grants.read(self.apis, self.subscription)
 
     def lookup(self, client_id: str, identity: IdentityState | None = None) -> Behind | None:
         key = client_id.lower()
@@ -183,7 +174,7 @@ class Discovery:
         if expiration and expiration.isdigit():
             declaration["token_expiration"] = int(expiration)
         self._trust(declaration, behind, subject, notes)
-        declaration["roles"] = self._roles(behind, notes)
+        declaration["roles"] = self.grants.declared(behind.principal_id, notes)
         declaration["controllers"] = [{"kind": c["kind"], "name": c["name"]} for c in account["controllers"]]
         if not account["controllers"]:
             notes.append("no pod controller runs as this ServiceAccount")
@@ -242,7 +233,7 @@ class Discovery:
             ]
             self._identity_fields(declaration, behind, notes)
             self._trust(declaration, behind, subject_for(namespace, account), notes)
-            declaration["roles"] = self._roles(behind, notes)
+            declaration["roles"] = self.grants.declared(behind.principal_id, notes)
             declaration["controllers"] = [{"kind": c["kind"], "name": c["name"]} for c in controllers]
             self._declare(declaration, notes, behind)
 
@@ -322,24 +313,6 @@ class Discovery:
         extra = sorted({f["subject"] for f in here if f["subject"] != subject})
         if extra:
             declaration["extra_subjects"] = extra
-
-    def _roles(self, behind: Behind, notes: list[str]) -> list[dict[str, Any]]:
-        roles: list[dict[str, Any]] = []
-        for model in self.assignments.get(str(behind.principal_id).lower(), []) if behind.principal_id else []:
-            state = assignment_state(model)
-            guid = state["role_definition_guid"]
-            role: dict[str, Any] = {"role": self.role_names.get(guid) or guid, "scope": state["scope"]}
-            if state["condition"]:
-                role.update(condition=state["condition"], condition_version=state["condition_version"] or "2.0")
-            try:
-                kind = parse_scope(state["scope"]).kind
-            except InvalidScope:
-                kind = "unknown"
-            problem = privileged_problem(guid, kind, state["scope"], "roles")
-            if problem:
-                notes.append(f"{problem}; without it the site playbook refuses this workload")
-            roles.append(role)
-        return sorted(roles, key=lambda r: (r["scope"].lower(), r["role"]))
 
     def _leftovers(self) -> None:
         """What this collection made for this cluster that no ServiceAccount is bound to any more."""

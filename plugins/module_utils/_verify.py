@@ -36,6 +36,7 @@ from ._azure_role_assignment import Role
 from ._errors import ApiError, KubeApiError, ValidationError
 from ._ids import parse_scope, role_guid
 from ._inventory import RoleSpec, WorkloadSpec
+from ._inventory_fields import AccessPolicySpec
 from ._results import FederatedCredentialState
 from ._retry import WEBHOOK_FAILED
 from ._verify_checks import (
@@ -93,6 +94,7 @@ class Verifier:
         self.batch, self.reads, self.resolve = batch, reads, resolve
         self.kube, self.arm, self.connection = kube, arm, connection
         self.propagation_wait = propagation_wait
+        self.vaults = VaultChecks(reads, arm, batch.cluster)  # grants on key vaults, where they take effect
         self.sleep, self.clock = sleep, clock
 
     @property
@@ -152,7 +154,7 @@ class Verifier:
             # A link that could not be checked is not verified: say which (the first one not reached), and why.
             link = next((link for link in CHAIN if link not in verdict.links), "permissions")
             verdict.find(link, f"could not be checked: {exc}", "see the error; run verify again once it is fixed")
-        self._review(signer, roles, verdict)
+        self._review(signer, roles, verdict, workload.access_policies)
         return verdict
 
     # -- the identity -------------------------------------------------------------------------------
@@ -254,7 +256,7 @@ class Verifier:
         credential = self._sign_in(workload, signer, trust, verdict)
         if credential is None:
             return
-        self._permissions(signer, roles, credential, verdict)
+        self._permissions(signer, roles, credential, verdict, workload.access_policies)
 
     def _sign_in(self, workload: WorkloadSpec, signer: Signer, trust: Trust, verdict: Verdict) -> Any:
         """The workload's credential once Entra accepted its token; None (and the finding) if it did not."""
@@ -306,7 +308,12 @@ class Verifier:
         return credential
 
     def _permissions(
-        self, signer: Signer, roles: list[tuple[RoleSpec, Role | None]], credential: Any, verdict: Verdict
+        self,
+        signer: Signer,
+        roles: list[tuple[RoleSpec, Role | None]],
+        credential: Any,
+        verdict: Verdict,
+        policies: list[AccessPolicySpec],
     ) -> None:
         held = {key for key, _model in self._held(signer)}
         granted_at: dict[str, list[dict[str, Any]]] = {}
@@ -343,11 +350,7 @@ class Verifier:
                     f"{what} is not assigned; what it grants comes from other roles the principal holds",
                     rerun(self.cluster, "it assigns the role"),
                 )
-        workload = next((w for w in self.batch.workloads if w.name == verdict.name), None)
-        policies = workload.access_policies if workload is not None else []
-        reads = VaultChecks(self.reads, self.arm, self.cluster).check(
-            signer.principal_id, signer.name, policies, roles, credential, verdict
-        )
+        reads = self.vaults.check(signer.principal_id, signer.name, policies, roles, credential, verdict)
         if not any(f.link == "permissions" for f in verdict.findings):
             on_vaults = f"; {reads} key vault(s) let it read, asked as the workload" if reads else ""
             verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles){on_vaults}")
@@ -360,7 +363,13 @@ class Verifier:
             for m in self.reads.assignments.get(signer.principal_id.lower(), [])
         ]
 
-    def _review(self, signer: Signer, roles: list[tuple[RoleSpec, Role | None]], verdict: Verdict) -> None:
+    def _review(
+        self,
+        signer: Signer,
+        roles: list[tuple[RoleSpec, Role | None]],
+        verdict: Verdict,
+        policies: list[AccessPolicySpec],
+    ) -> None:
         declared = {(role.guid.lower(), parse_scope(spec.scope).key) for spec, role in roles if role is not None}
         extras = [model for key, model in self._held(signer) if key not in declared]
         for model in extras:
@@ -373,5 +382,6 @@ class Verifier:
                 f"remove it (az role assignment delete --ids {model.id}) or declare it in the workload's roles; "
                 "verify removes nothing",
             )
-        if not extras:
+        entries = self.vaults.extras(signer.principal_id, signer.name, policies, verdict)
+        if not extras and not entries:
             verdict.passed("assignments", "no role assignment beyond the declared ones")

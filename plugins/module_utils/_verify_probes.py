@@ -78,7 +78,15 @@ class ArmProbe:
         verify = {"connection_verify": self.connection.ca_bundle} if self.connection.ca_bundle else {}
 
         def send() -> tuple[int, str]:
-            response = client.send_request(HttpRequest("GET", f"{base}{path}api-version=7.4"), **verify)
+            from azure.core.exceptions import ServiceRequestError
+
+            try:
+                response = client.send_request(HttpRequest("GET", f"{base}{path}api-version=7.4"), **verify)
+            except ServiceRequestError as exc:
+                if not _unresolved(exc):
+                    raise  # retried by the policy
+                # Not a blip: this machine has no way to the vault's name (a private endpoint's zone, a proxy).
+                return 0, f"{base.split('://', 1)[-1]} does not resolve from where the playbook runs"
             if response.status_code < 400:
                 return response.status_code, ""
             try:
@@ -90,6 +98,11 @@ class ArmProbe:
             return response.status_code, message.splitlines()[0] if message else ""
 
         return azure_call(f"read key vault {base} as the workload", send, self.policy)
+
+
+def _unresolved(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "failed to resolve" in text or "name or service not known" in text or "nodename nor servname" in text
 
 
 def exchange_error(exc: BaseException) -> str | None:

@@ -79,6 +79,25 @@ class VaultChecks:
                 self._read_vault(vault, credential, names, (what, True), verdict, asked)
         return sum(asked.values())
 
+    def extras(self, principal_id: str, name: str, policies: list[AccessPolicySpec], verdict: Verdict) -> int:
+        """The access review's part on key vaults (those read): entries the principal holds that the workload does
+        not declare, on vaults that use access policies. How many were found."""
+        declared = {policy_key(p.vault) for p in policies}
+        found = 0
+        for key, vault in sorted(self.reads.vaults.items()):
+            held = entry_of(vault, principal_id) if vault is not None and not vault["rbac"] else None
+            if held is None or key in declared:
+                continue
+            found += 1
+            verdict.find(
+                "assignments",
+                f"{name} holds an access policy entry on key vault {short_scope(vault['id'])} "
+                f"({policy_text(held['permissions'])}), which the workload does not declare",
+                f"remove it (az keyvault delete-policy --name {vault['name']} --object-id {principal_id}) or declare "
+                "it in the workload's roles; verify removes nothing",
+            )
+        return found
+
     def _read_vault(
         self,
         vault: Any,
@@ -94,8 +113,17 @@ class VaultChecks:
         if key in asked:
             return
         status, message = self.arm.vault_read(credential, vault["uri"], list_names)
-        asked[key] = status < 400 or (status == 404 and not list_names)
+        asked[key] = 0 < status < 400 or (status == 404 and not list_names)
         if asked[key]:
+            return
+        if status == 0:
+            verdict.find(
+                "permissions",
+                f"{what}: could not be checked on the vault: {message}",
+                "verify reads each vault as the workload, from where the playbook runs: give that machine (the AWX "
+                "execution environment) a way to it: its private endpoint's DNS zone (privatelink.vaultcore.azure.net) "
+                "or HTTPS_PROXY",
+            )
             return
         remedy = (
             "the vault uses access policies, which ignore role assignments for its data: declare its entry instead "

@@ -294,6 +294,8 @@ def main() -> None:
             module.client("graph") if any(w.is_application for w in validated.specs) else None,
         )
         reads = engine.read(batch)
+        if engine.policies.in_use(batch):
+            engine.policies.all_vaults(batch, reads)  # the access review lists each principal's entries anywhere
         kube = kube_connection.client(module.retry_policy)
         verifier = Verifier(
             batch,

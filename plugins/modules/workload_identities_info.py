@@ -112,6 +112,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_feder
     FederatedCredentialApi,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_key_vault import KeyVaultApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import RoleAssignmentApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
@@ -138,6 +139,7 @@ def main() -> None:
         FederatedCredentialApi(module.client("msi"), policy),
         RoleAssignmentApi(module.client("authorization"), policy),
         subscription,
+        vaults=KeyVaultApi(module.client("authorization"), policy),
     )
     discovery = Discovery(
         apis,

@@ -30,6 +30,12 @@ def azure_rm_credential(sandbox_env: dict[str, str]) -> dict[str, str]:
     return {name: sandbox_env[name] for name in AZURE_RM_INJECTED + SANDBOX_ENDPOINTS}
 
 
+def awx_task_env(sandbox_env: dict[str, str]) -> dict[str, str]:
+    """AWX's "Extra Environment Variables" (AWX_TASK_ENV), where an organisation behind a proxy sets HTTPS_PROXY for
+    every job: here the sandbox's public-hostnames proxy, by which verify reaches vaults' data planes."""
+    return {"HTTPS_PROXY": sandbox_env["SANDBOX_HTTPS_PROXY"], "NO_PROXY": "127.0.0.1,localhost"}
+
+
 def awx_project(runner_dir: Path, inventories: dict[str, Path | dict[str, Any]]) -> Path:
     """A copy of the example project in runner's private data dir, with inventories/<env>/: a folder copied as it is
     (hosts.yml and group_vars/), or one hosts.yml written from a dict."""

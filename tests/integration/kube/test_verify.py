@@ -25,7 +25,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from tests.integration.kube.awx_jobs import awx_project, azure_rm_credential, run_jobs
+from tests.integration.kube.awx_jobs import awx_project, awx_task_env, azure_rm_credential, run_jobs
 from tests.integration.sandbox_helpers import PROJECT, Sandbox
 from tests.sandbox.demo import INVENTORY, ansible_env, prepare_estate
 
@@ -100,6 +100,7 @@ def awx_rollout(estate: Estate, sandbox_env: dict[str, str]) -> list[Any]:
     project = awx_project(runner_dir, {"sandbox": INVENTORY})
     envvars = {
         **azure_rm_credential(sandbox_env),
+        **awx_task_env(sandbox_env),
         "ANSIBLE_COLLECTIONS_PATH": estate.env["ANSIBLE_COLLECTIONS_PATH"],
         "ANSIBLE_HOME": estate.env["ANSIBLE_HOME"],
         "ANSIBLE_LOCAL_TEMP": estate.env["ANSIBLE_LOCAL_TEMP"],

@@ -12,13 +12,26 @@ import yaml
 from ansible_collections.workload_identity.aks.plugins.filter.discovery import discovered_host_vars
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_discovery import Discovery, dns_label
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_discovery import discover
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import identity_marks
 
-from .fakes import BLOB, OWNER, READER, SUB, FakeFics, FakeIdentities, FakeRoles, Writes, assignment
+from .fakes import (
+    BLOB,
+    OWNER,
+    READER,
+    SUB,
+    TENANT,
+    FakeFics,
+    FakeIdentities,
+    FakeRoles,
+    FakeVaults,
+    Writes,
+    assignment,
+)
 from .test_azure_batch_apps import GraphApps
 from .test_kube_bindings import FakeCluster, deployment
 
@@ -106,21 +119,31 @@ def test_a_cluster_without_pod_identity_crds_has_no_bindings() -> None:
     assert discover(NoCrds())["pod_identity"] == []
 
 
+# A built-in role with Key Vault data actions (what a vault with access policies ignores).
+SECRETS_READER = Role(
+    f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6",
+    "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets User",
+    (((), (), ("Microsoft.KeyVault/vaults/secrets/getSecret/action",)),),
+)
+
+
 class Subscription:
     def __init__(self) -> None:
         self.writes = Writes()
         self.identities, self.fics, self.roles = (
             FakeIdentities(self.writes),
             FakeFics(self.writes),
-            FakeRoles(self.writes),
+            FakeRoles(self.writes, (READER, OWNER, BLOB, SECRETS_READER)),
         )
         self.apps = GraphApps()
+        self.vaults = FakeVaults(self.writes)
 
     def identity(self, group: str, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
         return dict(self.identities.put(IdentityRef(SUB, group, name), "westeurope", tags or {}))
 
     def discovery(self, groups: list[str] | None = None) -> Discovery:
-        apis = AzureApis(self.identities, self.fics, self.roles, SUB)
+        apis = AzureApis(self.identities, self.fics, self.roles, SUB, vaults=self.vaults)
         return Discovery(apis, self.apps, CLUSTER, ISSUER, groups or [])
 
 
@@ -213,3 +236,31 @@ def test_the_written_host_vars_load_back_to_the_same_workloads_with_notes_as_com
 def test_names_are_dns_labels() -> None:
     assert dns_label("Reports.Binding_1") == "reports-binding-1"
     assert len(dns_label("x" * 80)) == 63
+
+
+def test_discovery_declares_an_identitys_key_vault_entries_and_notes_a_role_the_vault_ignores() -> None:
+    sub = Subscription()
+    by_hand = sub.identity("rg-hand", "orders-identity")
+    ref = IdentityRef(SUB, "rg-hand", "orders-identity")
+    sub.fics.put(ref, "by-hand", ISSUER, "system:serviceaccount:shop:orders", ["api://AzureADTokenExchange"])
+    vaults = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults"
+    entry = {"tenantId": TENANT, "objectId": by_hand["principal_id"], "permissions": {"secrets": ["list", "get"]}}
+    sub.vaults.add(f"{vaults}/kv-legacy", policies=[entry])
+    sub.vaults.add(f"{vaults}/kv-rbac", rbac=True, policies=[entry])  # ignored there: not declared
+    sub.roles.items.append(assignment(f"{vaults}/kv-legacy", SECRETS_READER, by_hand["principal_id"]))
+    cluster = FakeCluster()
+    cluster.add(
+        "/api/v1/namespaces/shop/serviceaccounts/orders",
+        {
+            "metadata": {
+                "name": "orders",
+                "namespace": "shop",
+                "annotations": {"azure.workload.identity/client-id": by_hand["client_id"]},
+            }
+        },
+    )
+    found = sub.discovery().run(discover(cluster))
+    [orders] = found["workloads"]
+    assert {"scope": f"{vaults}/kv-legacy", "access_policy": {"secrets": ["get", "list"]}} in orders["roles"]
+    assert not any(r["scope"].endswith("kv-rbac") for r in orders["roles"])
+    assert any("grants nothing on its data (the vault uses access policies)" in n for n in found["notes"]["orders"])

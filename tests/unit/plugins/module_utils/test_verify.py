@@ -352,3 +352,23 @@ def test_a_get_only_entry_is_proven_by_a_secret_no_one_has() -> None:
     entry = {"secrets": ["get"]}
     [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
     assert verdict.verified and arm.reads == [("https://kv-orders.vault.azure.net/", False)]
+
+
+def test_a_vault_that_does_not_resolve_here_is_named_with_the_way_to_reach_it() -> None:
+    arm = VaultArm(0, "kv-orders.vault.azure.net does not resolve from where the playbook runs")
+    entry = {"secrets": ["get", "list"]}
+    [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
+    finding = next(f for f in verdict.findings if f.link == "permissions")
+    assert "could not be checked on the vault: kv-orders.vault.azure.net does not resolve" in finding.message
+    assert "privatelink.vaultcore.azure.net" in finding.remedy and not verdict.verified
+
+
+def test_the_access_review_lists_an_entry_the_workload_does_not_declare() -> None:
+    arm = VaultArm(200)
+    check = vault_verifier(arm, [], {"secrets": ["get"]}, rbac=False)
+    [verdict] = check.verify_all(1)
+    [finding] = [f for f in verdict.findings if f.link == "assignments"]
+    assert "holds an access policy entry on key vault rg-data: Microsoft.KeyVault/vaults/kv-orders (secrets: get)" in (
+        finding.message
+    )
+    assert "az keyvault delete-policy --name kv-orders" in finding.remedy and arm.reads == []
