@@ -171,3 +171,30 @@ def test_a_bad_entry_is_named_before_any_request(sandbox: Sandbox, collections: 
     assert "roles[2]: access_policy: blobs: unknown kind" in text
     assert "roles[3]: role: not with access_policy" in text
     assert sandbox.control.stats()["totals"].get("arm", 0) == 0
+
+
+def test_throttling_and_5xx_on_key_vault_are_waited_out_and_the_next_run_changes_nothing(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    scope = vault(sandbox, "kv-faults", False)
+    workload = {
+        "name": "faulted",
+        "namespace": "ns",
+        "service_account": "faulted",
+        "roles": [{"scope": scope, "access_policy": {"secrets": ["get"]}}],
+    }
+    sandbox.control.reset_stats()
+    sandbox.control.add_fault(operation="vaults.get", status=429, retry_after=1, count=2)
+    sandbox.control.add_fault(operation="vaults.accessPolicies.add", status=503, count=2)
+    try:
+        (tmp_path / "faulted").mkdir()
+        done = run(sandbox, collections, tmp_path / "faulted", [workload])
+    finally:
+        sandbox.control.clear_faults()
+    operations = sandbox.control.stats()["operations"]
+    assert operations["vaults.get"]["by_status"]["429"] == 2
+    assert operations["vaults.accessPolicies.add"]["by_status"] == {"503": 2, "200": 1}
+    principal = done["workloads"][0]["identity"]["principal_id"]
+    assert entries(sandbox, scope) == {principal: {"secrets": ["get"]}}
+    (tmp_path / "again").mkdir()
+    assert run(sandbox, collections, tmp_path / "again", [workload])["changed"] is False

@@ -23,6 +23,7 @@ CLUSTER = "aks-matrix"
 SUB = "{sub}"
 RG = f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}"
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stmatrix"
+VAULT = f"{RG}/providers/Microsoft.KeyVault/vaults/kv-matrix"
 CONTAINER = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'"
 WRITE_ONLY = (
     f"((!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'}})) OR ({CONTAINER}))"
@@ -330,6 +331,69 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
     ("teardown flag a word", [], values(teardown_everything="all"), "teardown_everything: 'all' is not a boolean"),
     ("issuer not https", [], {"issuer_url": "http://issuer.example/x/"}, "issuer_url"),
     ("no location for a new identity", [bad("a")], {"location": None}, "workload 'a': location"),
+    # Key Vault access policy entries (roles entries with access_policy instead of role).
+    (
+        "access policy not on a vault",
+        [bad("a", roles=[{"scope": STORAGE, "access_policy": {"secrets": ["get"]}}])],
+        {},
+        "workload 'a': roles[0]: scope: an access_policy is given on a key vault",
+    ),
+    (
+        "access policy under a vault",
+        [bad("a", roles=[{"scope": VAULT + "/secrets/db", "access_policy": {"secrets": ["get"]}}])],
+        {},
+        "workload 'a': roles[0]: scope: an access_policy is given on a key vault",
+    ),
+    (
+        "access policy unknown permission",
+        [bad("a", roles=[{"scope": VAULT, "access_policy": {"secrets": ["get", "read"]}}])],
+        {},
+        "workload 'a': roles[0]: access_policy: secrets: read: not a Key Vault permission for secrets",
+    ),
+    (
+        "access policy unknown kind",
+        [bad("a", roles=[{"scope": VAULT, "access_policy": {"blobs": ["get"]}}])],
+        {},
+        "workload 'a': roles[0]: access_policy: blobs: unknown kind",
+    ),
+    (
+        "access policy grants nothing",
+        [bad("a", roles=[{"scope": VAULT, "access_policy": {"secrets": []}}])],
+        {},
+        "workload 'a': roles[0]: access_policy: grants nothing",
+    ),
+    (
+        "access policy not a mapping",
+        [bad("a", roles=[{"scope": VAULT, "access_policy": ["get", "list"]}])],
+        {},
+        "workload 'a': roles[0]: access_policy: must be a mapping",
+    ),
+    (
+        "access policy permissions not a list",
+        [bad("a", roles=[{"scope": VAULT, "access_policy": {"secrets": "get"}}])],
+        {},
+        "workload 'a': roles[0]: access_policy: secrets: must be a list of permissions",
+    ),
+    (
+        "access policy with a role",
+        [bad("a", roles=[{"role": "Reader", "scope": VAULT, "access_policy": {"secrets": ["get"]}}])],
+        {},
+        "workload 'a': roles[0]: role: not with access_policy",
+    ),
+    (
+        "access policy twice on a vault",
+        [
+            bad(
+                "a",
+                roles=[
+                    {"scope": VAULT, "access_policy": {"secrets": ["get"]}},
+                    {"scope": VAULT + "/", "access_policy": {"keys": ["get"]}},
+                ],
+            )
+        ],
+        {},
+        "workload 'a': roles[1]: access_policy: ",
+    ),
     # Accepted by design (run in check mode).
     ("no roles: no access", [bad("a", roles=[])], {}, None),
     ("contributor at a resource group", [bad("a", roles=[{"role": "Contributor", "scope": RG}])], {}, None),
