@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,20 @@ def main() -> None:
         assertion = service_account_token(state, cluster, first_workload["namespace"], "default")
         refused = sign_in(env, assertion, first_workload["client_id"], first_workload["roles"][0]["scope"], sub)[0]
         print(f"{cluster:<9} {first_workload['namespace'] + '/default':<44} {'(not bound)':<37} {refused[:60]}")
+
+    # On the vaults themselves: the Key Vault SDK in each pod, with its own token, at https://<vault>.vault.azure.net.
+    print("\n==> on the vaults themselves: azure-keyvault-secrets as each pod (a vault with access policies, one with")
+    print("    Azure RBAC), through the sandbox's public-hostnames proxy")
+    print(f"{'cluster':<9} {'workload':<16} {'vault (its model)':<38} answer")
+    for env_name, (_rg, cluster) in CLUSTERS.items():
+        report = json.loads((reports / f"{cluster}.json").read_text())
+        for workload in report["workloads"]:
+            if workload["name"] not in ("orders-api", "billing-worker"):
+                continue
+            _who, client_id, assertion, authority = workload_credentials(state, cluster, workload, from_pod=not helm)
+            for vault, model in ((f"kv-legacy-{env_name}", "access policies"), (f"kv-billing-{env_name}", "RBAC")):
+                answer = read_vault(env, assertion, client_id, vault, authority)
+                print(f"{cluster:<9} {workload['name']:<16} {vault + ' (' + model + ')':<38} {answer}")
 
     # What an operator runs to prove it: each workload's chain, link by link, and the access review.
     verify = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/verify.yml"]
@@ -196,6 +213,8 @@ def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> 
         for resource in RESOURCES + (PROD_RESOURCES if env_name == "prod" else []) + POLICY_VAULTS:
             scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + resource.format(env=env_name)
             ensure_resource_chain(url, ca, token, scope, rbac_vault=resource not in POLICY_VAULTS)
+            if resource in POLICY_VAULTS:
+                seed_secret(url, ca, admin, scope, "orders-db-connection")
         apps = APPS + (PROD_APPS if env_name == "prod" else [])
         deploy_apps(state, cluster, apps)
         print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
@@ -274,6 +293,30 @@ def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any], api_
         verify=ca,
         timeout=30,
         headers={"Authorization": f"Bearer {token}"},
+    )
+    response.raise_for_status()
+
+
+def seed_secret(url: str, ca: str, admin: Any, vault_id: str, name: str) -> None:
+    """The platform team's own access policy entry on a vault with access policies (which the rollout must leave as
+    it is), and a secret it keeps there."""
+    principal = jwt.unverified(admin.get_token(url + "/.default").token)[1]
+    entry = {"tenantId": principal["tid"], "objectId": principal["oid"], "permissions": {"secrets": ["get", "set"]}}
+    response = requests.put(
+        f"{url}{vault_id}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+        verify=ca,
+        timeout=30,
+        headers={"Authorization": f"Bearer {admin.get_token(url + '/.default').token}"},
+    )
+    response.raise_for_status()
+    vault_token = admin.get_token("https://vault.azure.net/.default").token
+    response = requests.put(
+        f"{url}/dataplane/vault/{vault_id.rsplit('/', 1)[1]}/secrets/{name}?api-version=7.4",
+        json={"value": secrets.token_urlsafe(24)},
+        verify=ca,
+        timeout=30,
+        headers={"Authorization": f"Bearer {vault_token}"},
     )
     response.raise_for_status()
 
@@ -400,27 +443,57 @@ def service_account_token(state: Path, cluster: str, namespace: str, name: str) 
     return str(issued.status.token)
 
 
+def read_vault(env: dict[str, str], assertion: str, client_id: str, vault: str, authority: str | None) -> str:
+    """What the workload's Key Vault SDK gets from a vault's data plane with its own token: the secrets' names, or
+    the vault's refusal (never a value)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    with pod_credential(env, assertion, client_id, authority) as credential:
+        client = SecretClient(
+            f"https://{vault}.vault.azure.net",
+            credential,
+            connection_verify=env["AZURE_CA_BUNDLE"],
+            proxies={"https": env["SANDBOX_HTTPS_PROXY"]},
+        )
+        try:
+            names = [s.name for s in client.list_properties_of_secrets()]
+        except HttpResponseError as exc:
+            body = json.loads(exc.response.text() or "{}") if exc.response is not None else {}
+            inner = ((body.get("error") or {}).get("innererror") or {}).get("code")
+            return f"refused: {exc.status_code} ({inner or exc.reason})"
+    return f"lists its secrets: {', '.join(str(n) for n in names) or '(none)'}"
+
+
+@contextmanager
+def pod_credential(env: dict[str, str], assertion: str, client_id: str, authority: str | None) -> Iterator[Any]:
+    """The credential the pod's SDK builds from what the webhook injected: its projected token in a file (removed
+    after), its client id, the authority host."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
+        handle.write(assertion)
+    try:
+        yield WorkloadIdentityCredential(
+            tenant_id=env["AZURE_TENANT_ID"],
+            client_id=client_id,
+            token_file_path=handle.name,
+            authority=authority or env["SANDBOX_URL"],
+            connection_verify=env["AZURE_CA_BUNDLE"],
+        )
+    finally:
+        os.unlink(handle.name)
+
+
 def sign_in(
     env: dict[str, str], assertion: str, client_id: str, scope: str, sub: str, authority: str | None = None
 ) -> tuple[str, str]:
     """What the pod's SDK does with its projected token; then what ARM lets that token do."""
     url, ca = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"]
-    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
-        handle.write(assertion)
-    try:
-        credential = WorkloadIdentityCredential(
-            tenant_id=env["AZURE_TENANT_ID"],
-            client_id=client_id,
-            token_file_path=handle.name,
-            authority=authority or url,
-            connection_verify=ca,
-        )
-        token = credential.get_token(url + "/.default").token
-    except (ClientAuthenticationError, CredentialUnavailableError) as exc:
-        code = re.search(r"AADSTS\d+", str(exc))
-        return f"refused by Entra ID ({code.group(0) if code else type(exc).__name__})", "-"
-    finally:
-        os.unlink(handle.name)
+    with pod_credential(env, assertion, client_id, authority) as credential:
+        try:
+            token = credential.get_token(url + "/.default").token
+        except (ClientAuthenticationError, CredentialUnavailableError) as exc:
+            code = re.search(r"AADSTS\d+", str(exc))
+            return f"refused by Entra ID ({code.group(0) if code else type(exc).__name__})", "-"
     headers = {"Authorization": f"Bearer {token}"}
     granted = requests.get(
         f"{url}{scope}/providers/Microsoft.Authorization/permissions?api-version=2022-04-01",
