@@ -42,12 +42,13 @@ from ._errors import ValidationError
 from ._ids import short_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._limits import DEFAULT_AUDIENCE
-from ._ownership import fic_name
+from ._ownership import app_created_role_digests, created_role_digests, fic_name
 from ._results import (
     AccessPolicyRow,
     AzureBatchResult,
     FederatedCredentialRow,
     Pruned,
+    PrunedAccessPolicy,
     WorkloadResult,
     empty_pruned,
 )
@@ -162,10 +163,11 @@ class Workloads:
             mark=ensured.mark,
             shared_with=sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}),
         )
-        kind.record_created_roles(batch, workload, ensured, roles, check_mode)
-        identity = kind.result(workload, ensured)
-        label = str(identity.get("name") or workload.name)
+        label = str(kind.result(workload, ensured).get("name") or workload.name)
         policies = self._access_policies(batch, workload, (ensured, label), reads, check_mode, (seen, planned))
+        # On an identity made elsewhere, what this run created (assignments and entries) is recorded on it.
+        kind.record_created_roles(batch, workload, ensured, roles + self.policies.to_record(policies or []), check_mode)
+        identity = kind.result(workload, ensured)
         planned[kind.label] = kind.brief(ensured.after)
         changed = (
             ensured.outcome.changed
@@ -205,7 +207,10 @@ class Workloads:
         if workload.access_policies:
             for side in sides:
                 side[key] = []
-            rows = self.policies.ensure(workload, ensured.principal, reads, check_mode, sides, exact=ensured.ours)
+            recorded = set() if ensured.ours else self._recorded_entries(batch, workload, reads)
+            rows = self.policies.ensure(
+                workload, ensured.principal, reads, check_mode, sides, exact=ensured.ours, recorded=recorded
+            )
         if ensured.ours and batch.prune and self.policies.in_use(batch):
             # Exactly the declared ones on an identity or application of ours: an entry dropped from the list goes.
             # Another cluster of the inventory that shares the identity may declare an entry this one dropped.
@@ -233,6 +238,19 @@ class Workloads:
             guard(planned)
         return planned if check_mode else self._remove(batch, reads, False)
 
+    def _recorded_entries(self, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[str]:
+        """The declared vaults whose entry an operator's identity (or application) records this collection created."""
+        if not workload.access_policies:
+            return set()
+        args = (batch.cluster, workload.namespace, workload.name)
+        if workload.is_application:
+            app, _principal = reads.applications.get(workload.name, (None, None))
+            digests = app_created_role_digests(list((app or {}).get("tags") or []), *args)
+        else:
+            identity = reads.identity(batch.ref(workload))
+            digests = created_role_digests(identity["tags"] if identity else None, *args)
+        return self.policies.created_on(batch, workload, digests)
+
     def _may(self, batch: Batch, planned: AzureBatchResult, reads: Reads) -> None:
         """The automation principal may make every write of the plan, or nothing is written (ARM's answer)."""
         problems = permission_problems(self.ctx, batch, planned, reads)
@@ -242,12 +260,21 @@ class Workloads:
     def _remove(self, batch: Batch, reads: Reads, check_mode: bool) -> AzureBatchResult:
         """state=absent for the listed workloads (and, with prune, everything else made for this cluster): each
         kind removes what is its own, lets go of what it shares, and keeps what an operator made."""
+        # What an operator's identity or application records as created here, read before its removal drops the record.
+        recorded = {w.name: self._recorded_entries(batch, w, reads) for w in batch.workloads}
         done = [self.kind_of(w).remove(batch, w, reads, check_mode) for w in batch.workloads]
-        for result, diff in done:
+        for workload, (result, diff) in zip(batch.workloads, done, strict=True):
             identity = result["identity"]
+            gone: list[PrunedAccessPolicy] = []
             if identity.get("action") == "deleted" and self.policies.in_use(batch):
                 # Its entries would outlive it on the vaults (Key Vault keeps deleted principals' entries forever).
                 gone = self.policies.remove(batch, identity.get("principal_id"), identity["name"], reads, check_mode)
+            elif identity.get("action") == "kept" and recorded[workload.name]:
+                # Kept (an operator's): only the entries this collection created for the workload go.
+                only = recorded[workload.name]
+                principal = identity.get("principal_id")
+                gone = self.policies.remove(batch, principal, identity["name"], reads, check_mode, only=only)
+            if gone:
                 result["access_policies"] = [
                     {
                         "vault": g["vault"],
@@ -258,9 +285,9 @@ class Workloads:
                     }
                     for g in gone
                 ]
-                result["changed"] = result["changed"] or bool(gone)
-                if diff["before"] is not None and gone:
-                    diff["before"]["access_policies"] = [f"{short_scope(g['vault'])}: {g['permissions']}" for g in gone]
+                result["changed"] = True
+                diff["before"] = diff["before"] or {}
+                diff["before"]["access_policies"] = [f"{short_scope(g['vault'])}: {g['permissions']}" for g in gone]
         return batch_report(
             done, self._prune(batch, reads, {}, check_mode), remove_orphans(self.grants, batch, reads, check_mode)
         )

@@ -32,7 +32,8 @@ from ._ids import parse_scope, short_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import vault_of
 from ._limits import KEY_VAULT_POLICY_ACTIONS, KEY_VAULT_POLICY_LIMIT
-from ._results import AccessPolicyRow, PrunedAccessPolicy
+from ._ownership import ACCESS_POLICY_RECORD, policy_digest
+from ._results import AccessPolicyRow, PrunedAccessPolicy, RoleAssignmentRow
 
 # A role's Key Vault data actions, and the access policy permissions that grant the same (for the refusal's remedy).
 _EQUIVALENT = (
@@ -158,8 +159,10 @@ class AccessPolicies:
         check_mode: bool,
         sides: tuple[dict[str, Any], dict[str, Any]],
         exact: bool,
+        recorded: set[str] | frozenset[str] = frozenset(),
     ) -> list[AccessPolicyRow]:
-        """Exactly the declared entries for the principal (``exact``: made by this collection), or at least them."""
+        """Exactly the declared entries for the principal (``exact``: its identity is this collection's; ``recorded``:
+        the vaults where an operator's identity records the entry as this collection's), or at least them."""
         seen, planned = sides
         rows: list[AccessPolicyRow] = []
         for policy in workload.access_policies:
@@ -167,8 +170,9 @@ class AccessPolicies:
             if vault is None or self.api is None:  # check refused the plan: not reached
                 raise ValidationError([f"roles[{policy.position}]: scope: key vault {policy.vault} was not read"])
             wanted = {k: list(v) for k, v in policy.permissions.items()}
+            ours = exact or policy_key(policy.vault) in recorded
             outcome = ensure_access_policy(
-                self.api, vault, principal, permissions=wanted, state="present", check_mode=check_mode, exact=exact
+                self.api, vault, principal, permissions=wanted, state="present", check_mode=check_mode, exact=ours
             )
             label = short_scope(policy.vault)
             if outcome.before:
@@ -183,7 +187,7 @@ class AccessPolicies:
                     "vault": policy.vault,
                     "permissions": normalise(wanted),
                     "action": outcome.action,
-                    "adopted": outcome.before is not None and not exact,
+                    "adopted": outcome.before is not None and not ours,
                     "notes": notes,
                 }
             )
@@ -197,12 +201,15 @@ class AccessPolicies:
         reads: Reads,
         check_mode: bool,
         keep: set[str] | frozenset[str] = frozenset(),
+        only: set[str] | None = None,
     ) -> list[PrunedAccessPolicy]:
-        """The principal's entries on every vault of the subscription but those in ``keep`` (by vault key), removed."""
+        """The principal's entries on every vault of the subscription but those in ``keep`` (by vault key), removed;
+        with ``only``, on those vaults alone (as read for the plan: no list of the subscription's vaults)."""
         if not principal_id or principal_id == PENDING or self.api is None:
             return []
         removed: list[PrunedAccessPolicy] = []
-        for key, vault in sorted(self.all_vaults(batch, reads).items()):
+        vaults = self.all_vaults(batch, reads) if only is None else {k: reads.vaults.get(k) for k in only}
+        for key, vault in sorted(vaults.items()):
             if vault is None or key in keep:
                 continue
             outcome = ensure_access_policy(
@@ -211,6 +218,31 @@ class AccessPolicies:
             if outcome.action == "deleted" and outcome.before is not None:
                 removed.append({"identity": label, "vault": vault["id"], "permissions": outcome.before["permissions"]})
         return removed
+
+    @staticmethod
+    def to_record(rows: list[AccessPolicyRow]) -> list[RoleAssignmentRow]:
+        """The entries this run created, as the rows an operator's identity or application records (beside the role
+        assignments it created), so that teardown removes those and leaves the ones it found."""
+        return [
+            {
+                "role": None,
+                "role_definition_guid": ACCESS_POLICY_RECORD,
+                "scope": row["vault"],
+                "name": None,
+                "action": row["action"],
+                "adopted": False,
+                "notes": [],
+            }
+            for row in rows
+            if row["action"] == "created"
+        ]
+
+    def created_on(self, batch: Batch, workload: WorkloadSpec, recorded: set[str]) -> set[str]:
+        """The workload's declared vaults whose entry the record says this collection created (and no other cluster
+        of the inventory sharing the identity declares)."""
+        theirs = {policy_key(p.vault) for _peer, other in batch.sharing(workload) for p in other.access_policies}
+        declared = {policy_key(p.vault) for p in workload.access_policies}
+        return {key for key in declared - theirs if policy_digest(key) in recorded}
 
     def in_use(self, batch: Batch) -> bool:
         """Whether this cluster's list declares access policies: only then are entries looked for on vaults it no

@@ -249,6 +249,15 @@ def role_digest(scope_key: str, role_guid: str) -> str:
     return hashlib.sha256(f"{scope_key.lower()}|{role_guid.lower()}".encode()).hexdigest()[:10]
 
 
+# What a Key Vault access policy entry is recorded as, in the same record as role assignments (an entry carries no
+# description for a mark): a digest of (the vault, this word) beside the (scope, role) digests.
+ACCESS_POLICY_RECORD = "keyvault-access-policy"
+
+
+def policy_digest(vault_key: str) -> str:
+    return role_digest(vault_key, ACCESS_POLICY_RECORD)
+
+
 def _created_roles_key(cluster: str, namespace: str, workload: str) -> str:
     return f"{CREATED_ROLES_TAG}:{cluster}:{namespace}:{workload}"
 

@@ -198,3 +198,40 @@ def test_throttling_and_5xx_on_key_vault_are_waited_out_and_the_next_run_changes
     assert entries(sandbox, scope) == {principal: {"secrets": ["get"]}}
     (tmp_path / "again").mkdir()
     assert run(sandbox, collections, tmp_path / "again", [workload])["changed"] is False
+
+
+def test_on_an_operators_identity_teardown_removes_only_the_entry_it_created(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    made = sandbox.msi().user_assigned_identities.create_or_update(
+        RESOURCE_GROUP, "id-orders-by-hand", {"location": "westeurope", "tags": {"team": "orders"}}
+    )
+    principal = made.principal_id
+    found = {"tenantId": sandbox.tenant_id, "objectId": principal, "permissions": {"secrets": ["get"]}}
+    found_vault = vault(sandbox, "kv-found", False, [found])
+    made_vault = vault(sandbox, "kv-made", False)
+    workload = {
+        "name": "by-hand",
+        "namespace": "ns",
+        "service_account": "by-hand",
+        "identity_name": "id-orders-by-hand",
+        "roles": [
+            {"scope": found_vault, "access_policy": {"secrets": ["get"]}},
+            {"scope": made_vault, "access_policy": {"secrets": ["get", "list"]}},
+        ],
+    }
+    for step in ("first", "second"):
+        (tmp_path / step).mkdir()
+        done = run(sandbox, collections, tmp_path / step, [workload])
+    rows = done["workloads"][0]["access_policies"]
+    # The entry it found is the operator's (adopted); the one it made is its own, recorded on the identity.
+    assert done["changed"] is False and [(r["action"], r["adopted"]) for r in rows] == [
+        ("unchanged", True),
+        ("unchanged", False),
+    ]
+    (tmp_path / "teardown").mkdir()
+    gone = run(sandbox, collections, tmp_path / "teardown", [workload], state="absent")
+    assert [r["vault"] for r in gone["workloads"][0]["access_policies"]] == [made_vault]
+    assert entries(sandbox, found_vault) == {principal: {"secrets": ["get"]}}  # it was there before: it stays
+    assert principal not in entries(sandbox, made_vault)
+    assert sandbox.msi().user_assigned_identities.get(RESOURCE_GROUP, "id-orders-by-hand").principal_id == principal

@@ -18,6 +18,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_key_v
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
 from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import validate_workloads
 
 from .fakes import READER, SUB, TENANT, FakeFics, FakeIdentities, FakeRoles, FakeVaults, Writes
@@ -55,7 +56,8 @@ class Estate:
         self.writes = Writes()
         self.vaults = FakeVaults(self.writes)
         roles = FakeRoles(self.writes, (READER, SECRETS_USER, CONTRIBUTOR))
-        apis = AzureApis(FakeIdentities(self.writes), FakeFics(self.writes), roles, SUB, vaults=self.vaults)
+        self.identities = FakeIdentities(self.writes)
+        apis = AzureApis(self.identities, FakeFics(self.writes), roles, SUB, vaults=self.vaults)
         self.engine = Workloads(apis, GraphApps())
 
     def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **options: Any) -> dict[str, Any]:
@@ -189,3 +191,33 @@ def test_permissions_are_compared_as_key_vault_compares_them() -> None:
         "secrets": ["get", "list"],
     }
     assert normalise({"keys": ["WRAPKEY"]}) == {"keys": ["wrapKey"]}
+
+
+def test_on_an_operators_identity_teardown_removes_only_the_entries_this_collection_created() -> None:
+    estate = Estate()
+    operators = estate.identities.put(IdentityRef(SUB, "rg-team", "orders-by-hand"), "westeurope", {"team": "orders"})
+    principal = operators["principal_id"]
+    found = {"tenantId": TENANT, "objectId": principal, "permissions": {"secrets": ["get"]}}
+    estate.vaults.add(f"{VAULTS}/kv-found", policies=[found])  # there before: adopted, never recorded
+    estate.vaults.add(f"{VAULTS}/kv-made")
+    listed = [
+        orders(
+            {"scope": f"{VAULTS}/kv-found", "access_policy": {"secrets": ["get"]}},
+            {"scope": f"{VAULTS}/kv-made", "access_policy": {"secrets": ["get"]}},
+            identity_name="orders-by-hand",
+            identity_resource_group="rg-team",
+        )
+    ]
+    done = estate.run(listed)
+    rows = done["workloads"][0]["access_policies"]
+    assert [(r["action"], r["adopted"]) for r in rows] == [("unchanged", True), ("created", False)]
+    tags = estate.identities.get(IdentityRef(SUB, "rg-team", "orders-by-hand"))["tags"]
+    assert any(k.startswith("wi-created-roles:") for k in tags)  # the entry it created, recorded on the identity
+    again = estate.run(listed)["workloads"][0]["access_policies"]
+    assert [(r["action"], r["adopted"]) for r in again] == [("unchanged", True), ("unchanged", False)]
+    planned = estate.run(listed, check_mode=True, state="absent")
+    gone = estate.run(listed, state="absent")
+    assert planned["workloads"][0]["access_policies"] == gone["workloads"][0]["access_policies"]
+    assert [r["vault"].rsplit("/", 1)[1] for r in gone["workloads"][0]["access_policies"]] == ["kv-made"]
+    assert principal in estate.entries(f"{VAULTS}/kv-found") and principal not in estate.entries(f"{VAULTS}/kv-made")
+    assert estate.identities.get(IdentityRef(SUB, "rg-team", "orders-by-hand")) is not None  # the operator's stays
