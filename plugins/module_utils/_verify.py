@@ -52,9 +52,9 @@ from ._verify_checks import (
     template_problem,
     webhook_failure,
 )
+from ._verify_data_planes import DataPlanes
 from ._verify_findings import CHAIN, PROPAGATION_CODES, Verdict, aadsts_cause, aadsts_code
 from ._verify_probes import ArmProbe, KubeProbe, exchange_error
-from ._verify_vaults import VaultChecks
 
 POLL_SECONDS = 5.0
 
@@ -94,7 +94,7 @@ class Verifier:
         self.batch, self.reads, self.resolve = batch, reads, resolve
         self.kube, self.arm, self.connection = kube, arm, connection
         self.propagation_wait = propagation_wait
-        self.vaults = VaultChecks(reads, arm, batch.cluster)  # grants on key vaults, where they take effect
+        self.data_planes = DataPlanes(reads, arm, batch.cluster)  # grants where they take effect: on the services
         self.sleep, self.clock = sleep, clock
 
     @property
@@ -350,9 +350,9 @@ class Verifier:
                     f"{what} is not assigned; what it grants comes from other roles the principal holds",
                     rerun(self.cluster, "it assigns the role"),
                 )
-        reads = self.vaults.check(signer.principal_id, signer.name, policies, roles, credential, verdict)
+        reads = self.data_planes.check(signer.principal_id, signer.name, policies, roles, credential, verdict)
         if not any(f.link == "permissions" for f in verdict.findings):
-            on_vaults = f"; {reads} key vault(s) let it read, asked as the workload" if reads else ""
+            on_vaults = f"; {reads} service(s) let it read, asked as the workload" if reads else ""
             verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles){on_vaults}")
 
     # -- the access review ----------------------------------------------------------------------------
@@ -382,6 +382,6 @@ class Verifier:
                 f"remove it (az role assignment delete --ids {model.id}) or declare it in the workload's roles; "
                 "verify removes nothing",
             )
-        entries = self.vaults.extras(signer.principal_id, signer.name, policies, verdict)
+        entries = self.data_planes.extras(signer.principal_id, signer.name, policies, verdict)
         if not extras and not entries:
             verdict.passed("assignments", "no role assignment beyond the declared ones")

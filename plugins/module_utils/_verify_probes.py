@@ -10,6 +10,7 @@ written.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -22,6 +23,9 @@ from ._kube_paths import CONTROLLERS, Paths
 from ._limits import DEFAULT_AUDIENCE
 from ._retry import RetryPolicy
 
+# Blob storage: the audience of its Entra tokens, and a service version that takes them.
+STORAGE_AUDIENCE = "https://storage.azure.com"
+BLOB_VERSION = "2021-08-06"
 # The shortest lifetime the API server issues (it raises anything lower to 10 minutes).
 TOKEN_SECONDS = 600
 
@@ -64,40 +68,60 @@ class ArmProbe:
     def vault_read(self, credential: Any, vault_uri: str, list_names: bool) -> tuple[int, str]:
         """One harmless read on a key vault's data plane, as the workload: its secrets' names (``list_names``), or a
         secret no one has (a 404 says the read was allowed). Returns the status and the vault's own message."""
-        from azure.core import PipelineClient
-        from azure.core.pipeline import policies
-        from azure.core.rest import HttpRequest
-
         base = vault_uri.rstrip("/")
         # The vault's audience is its cloud's Key Vault domain (https://vault.azure.net for the public cloud).
         audience = "https://vault." + base.split(".vault.", 1)[1] if ".vault." in base else "https://vault.azure.net"
-        client: Any = PipelineClient(
-            base_url=base, policies=[policies.BearerTokenCredentialPolicy(credential, f"{audience}/.default")]
-        )
         path = "/secrets?maxresults=1&" if list_names else f"/secrets/wi-verify-probe-{uuid.uuid4().hex}?"
+        return self._data_plane_read(credential, audience, f"{base}{path}api-version=7.4", {}, f"key vault {base}")
+
+    def blob_list(self, credential: Any, account: str, container: str) -> tuple[int, str]:
+        """One harmless read on a blob container, as the workload: at most one blob's name, never its content."""
+        base = f"https://{account}.blob.core.windows.net"
+        url = f"{base}/{container}?restype=container&comp=list&maxresults=1"
+        return self._data_plane_read(credential, STORAGE_AUDIENCE, url, {"x-ms-version": BLOB_VERSION}, url)
+
+    def _data_plane_read(
+        self, credential: Any, audience: str, url: str, headers: dict[str, str], what: str
+    ) -> tuple[int, str]:
+        """A GET with the workload's token for ``audience``: the status and the service's own message (JSON
+        ``error.message`` or XML ``<Message>``, its first line); 0 when the host does not resolve from here."""
+        from azure.core import PipelineClient
+        from azure.core.exceptions import ServiceRequestError
+        from azure.core.pipeline import policies
+        from azure.core.rest import HttpRequest
+
+        client: Any = PipelineClient(
+            base_url=url, policies=[policies.BearerTokenCredentialPolicy(credential, f"{audience}/.default")]
+        )
         verify = {"connection_verify": self.connection.ca_bundle} if self.connection.ca_bundle else {}
 
         def send() -> tuple[int, str]:
-            from azure.core.exceptions import ServiceRequestError
-
             try:
-                response = client.send_request(HttpRequest("GET", f"{base}{path}api-version=7.4"), **verify)
+                response = client.send_request(HttpRequest("GET", url, headers=headers), **verify)
             except ServiceRequestError as exc:
                 if not _unresolved(exc):
                     raise  # retried by the policy
-                # Not a blip: this machine has no way to the vault's name (a private endpoint's zone, a proxy).
-                return 0, f"{base.split('://', 1)[-1]} does not resolve from where the playbook runs"
-            if response.status_code < 400:
-                return response.status_code, ""
-            try:
-                message = str((response.json().get("error") or {}).get("message") or "")
-            except ValueError:
-                message = response.text()[:300]
+                # Not a blip: this machine has no way to the service's name (a private endpoint's zone, a proxy).
+                return 0, f"{url.split('://', 1)[-1].split('/', 1)[0]} does not resolve from where the playbook runs"
             if response.status_code in (429, 500, 502, 503, 504):
                 response.raise_for_status()  # retried by the policy
-            return response.status_code, message.splitlines()[0] if message else ""
+            if response.status_code < 400:
+                return response.status_code, ""
+            return response.status_code, _service_message(response)
 
-        return azure_call(f"read key vault {base} as the workload", send, self.policy)
+        return azure_call(f"read {what} as the workload", send, self.policy)
+
+
+def _service_message(response: Any) -> str:
+    text = response.text() or ""
+    try:
+        message = str((response.json().get("error") or {}).get("message") or "")
+    except ValueError:
+        found = re.search(r"<Message>(.*?)</Message>", text, re.S)
+        message = found.group(1) if found else text[:300]
+    code = response.headers.get("x-ms-error-code")
+    first = message.strip().splitlines()[0] if message.strip() else ""
+    return f"{code}: {first}" if code and code not in first else first
 
 
 def _unresolved(exc: BaseException) -> bool:

@@ -75,6 +75,7 @@ class Sandbox:
         self._entra_key = jwt.load_private(self.store.meta("entra_key"))
         # Imported here: the API modules import this one for typing.
         from .arm import ArmApi
+        from .blob import BlobDataPlane
         from .control import ControlApi
         from .entra import EntraApi
         from .graph import GraphApi
@@ -87,6 +88,7 @@ class Sandbox:
         self.control = ControlApi(self)
         self.guard = GuardApi(self)
         self.vaults = VaultDataPlane(self)
+        self.blobs = BlobDataPlane(self)
 
     # -- identity of this "cloud" -------------------------------------------------------------
     @property
@@ -315,7 +317,7 @@ class Sandbox:
     def resolve(self, request: Request) -> Route:
         segs = ids.segments(request.path)
         low = [s.lower() for s in segs]
-        for api in (self.control, self.guard, self.vaults, self.graph, self.entra, self.arm):
+        for api in (self.control, self.guard, self.vaults, self.blobs, self.graph, self.entra, self.arm):
             route = api.route(request, segs, low)
             if route is not None:
                 return route
@@ -483,6 +485,8 @@ class Sandbox:
                 service = "guard"
             elif op.startswith("vault."):
                 service = "keyvault"
+            elif op.startswith("blob."):
+                service = "storage"
             totals[service] += sum(counts.values())
         return {
             "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},

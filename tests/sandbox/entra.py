@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -190,10 +191,15 @@ class EntraApi:
                 "a scope value with /.default suffixed to the resource identifier (application ID URI).",
             )
         resource = scopes[0][: -len("/.default")]
+        from .blob import AUDIENCES as STORAGE_AUDIENCES
         from .guard import AKS_SERVER_APP_ID
         from .vault import AUDIENCE as VAULT_AUDIENCE
 
         known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID, VAULT_AUDIENCE}
+        known |= set(STORAGE_AUDIENCES)
+        # A storage account's own blob endpoint is its audience too.
+        if re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/?", resource.lower()):
+            known.add(resource.rstrip("/").lower())
         if resource.rstrip("/").lower() not in known:
             raise EntraError(
                 400,

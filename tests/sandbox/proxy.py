@@ -8,8 +8,9 @@ sandbox itself, over TLS with a certificate for those hosts signed by the sandbo
 through ``SSL_CERT_FILE``). The requests inside are the sandbox's own; Graph's are served under its ``/graph``
 prefix, and the URLs an answer hands out name the public host the client used.
 
-Data planes have a host per account (``<vault>.vault.azure.net``): a ``CONNECT`` to one is answered the same way,
-with a wildcard certificate, its requests served under ``/dataplane/vault/<vault>``.
+Data planes have a host per account (``<vault>.vault.azure.net``, ``<account>.blob.core.windows.net``): a
+``CONNECT`` to one is answered the same way, with a wildcard certificate, its requests served under
+``/dataplane/vault/<vault>`` or ``/dataplane/blob/<account>``.
 
 A ``CONNECT`` to a loopback address (a cluster's API server, the sandbox's own URL) is tunnelled as any proxy
 would, for clients that proxy loopback too (Go never does). Any other host is refused with 403: nothing here
@@ -37,7 +38,7 @@ PUBLIC_HOSTS = {
     "graph.microsoft.com": "/graph",
 }
 # Data planes: each account's own host under the service's domain, and where its requests go in the sandbox.
-DATA_PLANE_DOMAINS = {".vault.azure.net": "/dataplane/vault/"}
+DATA_PLANE_DOMAINS = {".vault.azure.net": "/dataplane/vault/", ".blob.core.windows.net": "/dataplane/blob/"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

@@ -278,6 +278,10 @@ class VaultArm(Arm):
         self.reads.append((vault_uri, list_names))
         return self.status, self.message
 
+    def blob_list(self, credential: Any, account: str, container: str) -> tuple[int, str]:
+        self.reads.append((f"{account}/{container}", True))
+        return self.status, self.message
+
 
 def vault_verifier(arm: VaultArm, roles: list[dict[str, Any]], entry: dict[str, list[str]] | None, rbac: bool) -> Any:
     kube, entra, clock = Kube(), Entra(), Clock()
@@ -325,7 +329,7 @@ def test_an_access_policy_entry_is_proven_by_the_vault_itself() -> None:
     entry = {"secrets": ["get", "list"]}
     [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
     assert verdict.verified and arm.reads == [("https://kv-orders.vault.azure.net/", True)]
-    assert any("1 key vault(s) let it read" in d for d in verdict.details)
+    assert any("1 service(s) let it read" in d for d in verdict.details)
 
 
 def test_an_entry_that_grants_less_than_declared_is_a_finding_before_any_read() -> None:
@@ -359,7 +363,7 @@ def test_a_vault_that_does_not_resolve_here_is_named_with_the_way_to_reach_it() 
     entry = {"secrets": ["get", "list"]}
     [verdict] = vault_verifier(arm, [{"scope": VAULT, "access_policy": entry}], entry, rbac=False).verify_all(1)
     finding = next(f for f in verdict.findings if f.link == "permissions")
-    assert "could not be checked on the vault: kv-orders.vault.azure.net does not resolve" in finding.message
+    assert "could not be checked: kv-orders.vault.azure.net does not resolve" in finding.message
     assert "privatelink.vaultcore.azure.net" in finding.remedy and not verdict.verified
 
 
@@ -372,3 +376,38 @@ def test_the_access_review_lists_an_entry_the_workload_does_not_declare() -> Non
         finding.message
     )
     assert "az keyvault delete-policy --name kv-orders" in finding.remedy and arm.reads == []
+
+
+def test_a_blob_role_at_a_container_is_proven_by_listing_it_as_the_workload() -> None:
+    container = f"{SCOPE}/blobServices/default/containers/orders"
+    for status, verified in ((200, True), (403, False)):
+        arm = VaultArm(status, "AuthorizationPermissionMismatch: This request is not authorized")
+        check = vault_verifier(arm, [], None, rbac=False)
+        check.batch.workloads[0].roles[:] = []
+        specs = validate_workloads(
+            "aks-dev",
+            [
+                {
+                    "name": "orders-api",
+                    "namespace": "orders",
+                    "service_account": "orders-api",
+                    "roles": [{"role": "Storage Blob Data Contributor", "scope": container}],
+                    "controllers": [{"kind": "Deployment", "name": "orders-api"}],
+                }
+            ],
+            identity_resource_group="rg-ids",
+            allow_privileged_roles=True,
+        ).specs
+        check.batch.workloads = specs
+        check.resolve = lambda spec, reads: BLOB
+        check.reads.assignments[PRINCIPAL] = [
+            SimpleNamespace(id="/a/blob", role_definition_id=BLOB.id, scope=container, principal_id=PRINCIPAL)
+        ]
+        arm.grants[container.lower()] = GRANTS
+        [verdict] = check.verify_all(1)
+        assert arm.reads == [("st/orders", True)] and verdict.verified is verified
+        if not verified:
+            finding = next(f for f in verdict.findings if f.link == "permissions")
+            assert "the storage account refuses the workload's read (403: AuthorizationPermissionMismatch" in (
+                finding.message
+            )

@@ -1,16 +1,23 @@
 # Copyright: workload_identity.aks contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Internal to workload_identity.aks (not a public API): verification on key vaults' data planes.
+"""Internal to workload_identity.aks (not a public API): verification on the services' own data planes.
 
-ARM's permissions API lists a role's data actions wherever the role is assigned, and a vault with access policies
-ignores them: only the vault can say whether it lets the workload in. For each access policy entry the workload
-declares, the entry as the vault holds it; and for each vault the workload may read secrets from (by its entry, or
-by a role with Key Vault data actions), one harmless read with the workload's own token (``ArmProbe.vault_read``:
-its secrets' names, or a secret no one has; never a value). A refusal is a finding with its remedy.
+ARM's permissions API lists a role's data actions wherever the role is assigned; only the service can say whether it
+lets the workload in (a vault with access policies ignores role assignments for its data; a condition, a firewall, a
+storage account that refuses Entra tokens). Where the workload declares it may read, one harmless read with its own
+token, on the service itself:
+
+- key vaults: each access policy entry as the vault holds it, then its secrets' names or a secret no one has
+  (``ArmProbe.vault_read``; never a value), by an entry or by a role with Key Vault data actions;
+- blob containers: a role that lets it read blobs, at a container, lists at most one blob's name
+  (``ArmProbe.blob_list``).
+
+A refusal is a finding with its remedy.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ._azure_batch_access_policies import policy_key, vault_above
@@ -25,13 +32,25 @@ from ._verify_checks import described_assignment, rerun
 from ._verify_findings import Verdict
 from ._verify_probes import ArmProbe
 
+# A blob container's id, and the data action that lists (and reads) its blobs.
+CONTAINER = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
+    r"/blobServices/default/containers/(?P<container>[^/]+)",
+    re.IGNORECASE,
+)
+READ_BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+STORAGE_REMEDY = (
+    "look for a condition on the assignment, a deny assignment, the account's firewall or private endpoint, or "
+    "allowSharedKeyAccess-only settings; a new assignment can take minutes to apply"
+)
 # The data actions that read a vault's secrets: their names, and their values.
 SECRET_NAMES = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
 SECRET_VALUES = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 
 
-class VaultChecks:
-    """One workload's grants on key vaults, checked where they take effect (handed the verification's reads)."""
+class DataPlanes:
+    """One workload's grants on the services' data planes, checked where they take effect (handed the verification's
+    reads)."""
 
     def __init__(self, reads: Reads, arm: ArmProbe, cluster: str) -> None:
         self.reads, self.arm, self.cluster = reads, arm, cluster
@@ -45,8 +64,8 @@ class VaultChecks:
         credential: Any,
         verdict: Verdict,
     ) -> int:
-        """Each access policy entry as the vault holds it, and one read on each vault the workload may read secrets
-        from (by its entry, or by a role); how many vaults answered yes."""
+        """Each access policy entry as the vault holds it, one read on each vault the workload may read secrets from
+        (by its entry, or by a role) and on each container it may read blobs from; how many services answered yes."""
         asked: dict[str, bool] = {}  # vault key -> it let the workload read
         for policy in policies:
             vault = self.reads.vaults.get(policy_key(policy.vault))
@@ -69,14 +88,22 @@ class VaultChecks:
                 listing = "list" in secrets or "all" in secrets
                 self._read_vault(vault, credential, listing, (where, False), verdict, asked)
         for spec, role in roles:
+            if role is None:
+                continue
+            what = f"{described_assignment(role.name or spec.role, role.guid, spec.scope)}, on the service itself"
             vault_id = vault_above(spec.scope)
             vault = self.reads.vaults.get(policy_key(vault_id)) if vault_id else None
-            if vault is None or role is None:
-                continue
             names, values = role.grants(SECRET_NAMES), role.grants(SECRET_VALUES)
-            if names or values:
-                what = f"{described_assignment(role.name or spec.role, role.guid, spec.scope)}, on the vault itself"
+            if vault is not None and (names or values):
                 self._read_vault(vault, credential, names, (what, True), verdict, asked)
+            container = CONTAINER.fullmatch(spec.scope)
+            if container is not None and role.grants(READ_BLOBS) and spec.scope.lower() not in asked:
+                status, message = self.arm.blob_list(credential, container["account"], container["container"])
+                asked[spec.scope.lower()] = status == 200
+                if status != 200:
+                    verdict.find(
+                        "permissions", f"{what}: the storage account {refusal(status, message)}", STORAGE_REMEDY
+                    )
         return sum(asked.values())
 
     def extras(self, principal_id: str, name: str, policies: list[AccessPolicySpec], verdict: Verdict) -> int:
@@ -119,7 +146,7 @@ class VaultChecks:
         if status == 0:
             verdict.find(
                 "permissions",
-                f"{what}: could not be checked on the vault: {message}",
+                f"{what}: {refusal(status, message)}",
                 "verify reads each vault as the workload, from where the playbook runs: give that machine (the AWX "
                 "execution environment) a way to it: its private endpoint's DNS zone (privatelink.vaultcore.azure.net) "
                 "or HTTPS_PROXY",
@@ -132,4 +159,11 @@ class VaultChecks:
             else "look for a firewall or private endpoint on the vault, or a condition or deny assignment; a new "
             "grant can take minutes to apply"
         )
-        verdict.find("permissions", f"{what}: the vault refuses the workload's read ({status}: {message})", remedy)
+        verdict.find("permissions", f"{what}: the vault {refusal(status, message)}", remedy)
+
+
+def refusal(status: int, message: str) -> str:
+    """How a data plane's answer reads in a finding (status 0: the service's name does not resolve from here)."""
+    if status == 0:
+        return f"could not be checked: {message}"
+    return f"refuses the workload's read ({status}: {message})"
