@@ -39,6 +39,8 @@ class Settings:
     # A new federated credential is not usable for token exchange for this long (AADSTS70021).
     fic_propagation_seconds: float = 0.0
     role_assignment_limit: int = 4000
+    # Cosmos DB SQL role assignments per account.
+    cosmos_role_assignment_limit: int = 2000
     fic_limit: int = 20
     # How long AKS long-running operations take before they succeed.
     lro_seconds: float = 2.0

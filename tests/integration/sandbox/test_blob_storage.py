@@ -60,7 +60,7 @@ def test_a_containers_blobs_are_listed_by_a_role_on_it_and_refused_elsewhere(san
     with pytest.raises(ResourceNotFoundError):
         blobs(sandbox, reader, "storders", "nothere")
     # A role at the account covers its containers; a control-plane role (Reader) covers no data.
-    account = orders.split("/blobServices/")[0]
+    account = orders.partition("/blobServices/")[0]
     outsider = sandbox.control.create_principal(display_name="reader-of-arm")
     assign(sandbox, account, outsider["principal_id"], role="acdd72a7-3385-48ef-bd42-f606fba81ae7")
     with pytest.raises(HttpResponseError):

@@ -7,6 +7,7 @@ One provider per file, combined here behind one route table:
 - ``authorization.py``: Microsoft.Authorization (role definitions, role assignments, permissions)
 - ``clusters.py``: Microsoft.ContainerService (managed clusters, long-running operations)
 - ``keyvault.py``: Microsoft.KeyVault (vaults, their access policies)
+- ``cosmos.py``: Microsoft.DocumentDB (Cosmos DB accounts, databases, containers, SQL role definitions and assignments)
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .. import jwt
 from ..core import ApiError, Caller, Request, Response, Route
 from .authorization import AuthorizationProvider, assignment_body, assignment_record, role_definition_id
 from .clusters import ClustersProvider
-from .common import AKS, AUTHZ, KEYVAULT, MSI, _unsupported
+from .common import AKS, AUTHZ, COSMOS, KEYVAULT, MSI, _unsupported
+from .cosmos import CosmosProvider
 from .identities import IdentitiesProvider
 from .keyvault import KeyVaultProvider
 from .resources import ResourcesProvider
@@ -30,7 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["ArmApi", "assignment_body", "assignment_record", "role_definition_id"]
 
 
-class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, ClustersProvider, KeyVaultProvider):
+class ArmApi(
+    ResourcesProvider, IdentitiesProvider, AuthorizationProvider, ClustersProvider, KeyVaultProvider, CosmosProvider
+):
     def __init__(self, app: Sandbox) -> None:
         self.app = app
         self.store = app.store
@@ -73,14 +77,17 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
             return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], None), sub)
         if len(low) == 5 and low[2] == "providers" and low[3] == AKS and low[4] == "managedclusters":
             return Route("managedClusters.list", "arm", lambda c: self.list_clusters(c, segs[1], None), sub)
-        if (
-            len(low) == 8
-            and low[2:4] == ["providers", AKS]
-            and low[4] == "locations"
-            and low[6] in ("operations", "operationresults")
-        ):
-            kind = "operations" if low[6] == "operations" else "operationResults"
-            return Route(f"{kind}.get", "arm", lambda c: self.operation_status(c, segs[7], low[6]), sub)
+        # Long-running operations, per provider: its status segment, and the names of its status and result reads.
+        operations = {
+            AKS: ("operations", "operations.get", "operationResults.get"),
+            COSMOS: ("operationsstatus", "cosmos.operationsStatus.get", "cosmos.operationResults.get"),
+        }
+        if len(low) == 8 and low[2] == "providers" and low[3] in operations and low[4] == "locations":
+            status, status_name, result_name = operations[low[3]]
+            handler = self.operation_status if low[3] == AKS else self.cosmos_operation
+            if low[6] in (status, "operationresults"):
+                name = status_name if low[6] == status else result_name
+                return Route(name, "arm", lambda c: handler(c, segs[7], low[6]), sub)
         if len(low) >= 7 and low[2] == "resourcegroups" and low[4] == "providers":
             return self._provider_route(request, segs, low, sub)
         return None
@@ -125,6 +132,8 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
                 return Route(f"managedClusters.{verb}", "arm", lambda c: self.cluster(c, segs), sub)
             if len(rest) == 3 and m == "POST":
                 return Route(f"managedClusters.{rest[2]}", "arm", lambda c: self.cluster_action(c, segs), sub)
+        if ns == COSMOS and rest[0] == "databaseaccounts" and len(rest) >= 2:
+            return self._cosmos_route(request, segs, rest, verb, sub)
         if ns == KEYVAULT and rest[0] == "vaults":
             if len(rest) == 1:
                 return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], segs[3]), sub)
@@ -140,6 +149,23 @@ class ArmApi(ResourcesProvider, IdentitiesProvider, AuthorizationProvider, Clust
         if len(rest) >= 2 and len(rest) % 2 == 0:
             return Route(f"genericResources.{verb}", "arm", lambda c: self.generic(c, segs), sub)
         return Route("provider.unsupported", "arm", _unsupported, sub)
+
+    def _cosmos_route(self, request: Request, segs: list[str], rest: list[str], verb: str, sub: str | None) -> Route:
+        """A Cosmos DB account and what is under it; other child types (keys, regions...) are plain resources."""
+        if len(rest) == 2 or (len(rest) in (4, 6) and rest[2] == "sqldatabases" and rest[4:5] in ([], ["containers"])):
+            kind = {2: "databaseAccounts", 4: "sqlDatabases", 6: "sqlContainers"}[len(rest)]
+            return Route(f"{kind}.{verb}", "arm", lambda c: self.cosmos_resource(c, segs), sub)
+        name = segs[-1] if len(rest) == 4 else None
+        operation = verb if name else "list"
+        if rest[2:3] == ["sqlroledefinitions"] and len(rest) in (3, 4):
+            return Route(
+                f"sqlRoleDefinitions.{operation}", "arm", lambda c: self.sql_role_definitions(c, segs, name), sub
+            )
+        if rest[2:3] == ["sqlroleassignments"] and len(rest) in (3, 4):
+            return Route(
+                f"sqlRoleAssignments.{operation}", "arm", lambda c: self.sql_role_assignments(c, segs, name), sub
+            )
+        return Route(f"genericResources.{verb}", "arm", lambda c: self.generic(c, segs), sub)
 
     # -- ARM's steps of the request pipeline (app.Sandbox.handle) ---------------------------------------
     def take_token(self, request: Request, route: Route, caller: Caller) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import ids
@@ -16,6 +17,7 @@ MSI = "microsoft.managedidentity"
 AKS = "microsoft.containerservice"
 AUTHZ = "microsoft.authorization"
 KEYVAULT = "microsoft.keyvault"
+COSMOS = "microsoft.documentdb"
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 FIC_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
 IDENTITY_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
@@ -108,6 +110,33 @@ class ArmBase:
                         if kind == "cluster":
                             self.app.release_kube(k, record)
                         self.store.delete(kind, k)
+
+    def _authorized(self, ctx: Context, segs: list[str], error: type[ApiError] = ApiError) -> ids.Scope:
+        """A resource request's scope, once the caller may do its method's action there and the group exists."""
+        method = ctx.request.method
+        scope = _scope(segs)
+        action = {"GET": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}.get(method)
+        if action is None:
+            raise error(405, "MethodNotAllowed", f"The method '{method}' is not allowed.")
+        self.app.authorize(ctx, f"{scope.resource_type}/{action}", scope)
+        self._require_rg(scope.subscription or "", scope.resource_group or "")
+        return scope
+
+    def _read_or_delete(
+        self, ctx: Context, scope: ids.Scope, existing: dict[str, Any] | None, deleted: Callable[[], Response]
+    ) -> Response | None:
+        """A GET (the stored body, or ARM's 404) or a DELETE (204 when there is nothing, else the resource and what
+        is under it go, answered by ``deleted``) of a stored resource; None for a write."""
+        if ctx.request.method == "GET":
+            if existing is None:
+                raise self._not_found(scope.resource_type, "/".join(scope.names), scope.resource_group or "")
+            return Response(200, existing["body"])
+        if ctx.request.method == "DELETE":
+            if existing is None:
+                return Response(204)
+            self._delete_under(scope.key)
+            return deleted()
+        return None
 
     def _drop_principal(self, identity: dict[str, Any]) -> None:
         self.app.directory.drop_principal(identity["body"]["properties"]["principalId"])

@@ -133,24 +133,13 @@ def apply_update(policies: list[dict[str, Any]], kind: str, given: list[dict[str
 class KeyVaultProvider(ArmBase):
     def vault(self, ctx: Context, segs: list[str]) -> Response:
         method = ctx.request.method
-        scope = _scope(segs)
-        action = {"GET": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}.get(method)
-        if action is None:
-            raise ApiError(405, "MethodNotAllowed", f"The method '{method}' is not allowed.")
-        self.app.authorize(ctx, f"{VAULT_TYPE}/{action}", scope)
-        self._require_rg(scope.subscription or "", scope.resource_group or "")
+        scope = self._authorized(ctx, segs)
         name = scope.names[-1]
         with self.store.lock:
             existing = self.store.get("generic", scope.key)
-            if method == "GET":
-                if existing is None:
-                    raise self._not_found(VAULT_TYPE, name, scope.resource_group or "")
-                return Response(200, existing["body"])
-            if method == "DELETE":
-                if existing is None:
-                    return Response(204)
-                self._delete_under(scope.key)
-                return Response(200)
+            answered = self._read_or_delete(ctx, scope, existing, lambda: Response(200))
+            if answered is not None:
+                return answered
             body = ctx.request.json_object()
             if method == "PATCH":
                 if existing is None:

@@ -11,7 +11,6 @@ from ..core import ApiError, Context, Response
 from .common import (
     RG_NAME_RE,
     ArmBase,
-    _scope,
     _validate_tags,
 )
 
@@ -190,24 +189,13 @@ class ResourcesProvider(ArmBase):
     # -- any other resource type (storage accounts, key vaults, containers ...) --------------------------
     def generic(self, ctx: Context, segs: list[str]) -> Response:
         method = ctx.request.method
-        scope = _scope(segs)
-        action = {"GET": "read", "PUT": "write", "DELETE": "delete", "PATCH": "write"}.get(method)
-        if action is None:
-            raise ApiError(405, "MethodNotAllowed", f"The method '{method}' is not allowed.")
-        self.app.authorize(ctx, f"{scope.resource_type}/{action}", scope)
-        self._require_rg(scope.subscription or "", scope.resource_group or "")
+        scope = self._authorized(ctx, segs)
         key = scope.key
         with self.store.lock:
             existing = self.store.get("generic", key)
-            if method == "GET":
-                if existing is None:
-                    raise self._not_found(scope.resource_type, "/".join(scope.names), scope.resource_group or "")
-                return Response(200, existing["body"])
-            if method == "DELETE":
-                if existing is None:
-                    return Response(204)
-                self._delete_under(key)
-                return Response(200)
+            answered = self._read_or_delete(ctx, scope, existing, lambda: Response(200))
+            if answered is not None:
+                return answered
             parent = scope.parent()
             if parent is not None and parent.kind == "resource" and self.find_resource(parent.key) is None:
                 raise ApiError(
