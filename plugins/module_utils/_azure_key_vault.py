@@ -12,6 +12,7 @@ Vault SDK is needed for two requests.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, TypedDict
 
 from ._azure_errors import azure_call
@@ -169,11 +170,16 @@ def ensure_access_policy(
 
 
 def _apply(vault: VaultState, object_id: str, permissions: Permissions | None) -> None:
-    kept = [
-        e
-        for e in vault["policies"]
-        if str(e.get("objectId", "")).lower() != object_id.lower() or e.get("applicationId")
-    ]
-    if permissions is not None:
-        kept.append({"tenantId": vault["tenant_id"], "objectId": object_id, "permissions": permissions})
-    vault["policies"] = kept
+    """What was written, applied to the vault as read (workloads converge in parallel, several on one vault)."""
+    with _APPLYING:
+        kept = [
+            e
+            for e in vault["policies"]
+            if str(e.get("objectId", "")).lower() != object_id.lower() or e.get("applicationId")
+        ]
+        if permissions is not None:
+            kept.append({"tenantId": vault["tenant_id"], "objectId": object_id, "permissions": permissions})
+        vault["policies"] = kept
+
+
+_APPLYING = threading.Lock()
