@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ._azure_application import ApplicationApi
-from ._azure_batch_access_policies import AccessPolicies, policy_key
+from ._azure_batch_access_policies import AccessPolicies, diff_line, policy_key
 from ._azure_batch_apps import ApplicationKind
 from ._azure_batch_checks import check_all
 from ._azure_batch_gone import find_gone, release_gone
@@ -32,14 +32,13 @@ from ._azure_batch_kinds import Converged, Ensured, IdentityKind
 from ._azure_batch_orphans import find_orphans, remove_orphans
 from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
-from ._azure_batch_report import batch_report, workload_names
+from ._azure_batch_report import batch_report, workload_result
 from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
 from ._azure_key_vault import KeyVaultApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import ValidationError
-from ._ids import short_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._limits import DEFAULT_AUDIENCE
 from ._ownership import app_created_role_digests, created_role_digests, fic_name
@@ -49,7 +48,6 @@ from ._results import (
     FederatedCredentialRow,
     Pruned,
     PrunedAccessPolicy,
-    WorkloadResult,
     empty_pruned,
 )
 from ._retry import RetryPolicy
@@ -174,18 +172,7 @@ class Workloads:
             or any(f["action"] != "unchanged" for f in fics)
             or any(r["action"] != "unchanged" for r in [*roles, *(policies or [])])
         )
-        names = workload_names(workload)
-        result: WorkloadResult = {
-            "name": names["name"],
-            "namespace": names["namespace"],
-            "service_account": names["service_account"],
-            "subject": names["subject"],
-            "identity": identity,
-            "federated_credentials": fics,
-            "role_assignments": roles,
-            "changed": changed,
-            "notes": notes,
-        }
+        result = workload_result(workload, identity, fics, roles, changed, notes)
         if policies is not None:
             result["access_policies"] = policies
         return result, {"before": seen, "after": planned}
@@ -216,17 +203,10 @@ class Workloads:
             # Another cluster of the inventory that shares the identity may declare an entry this one dropped.
             theirs = [p for _peer, other in batch.sharing(workload) for p in other.access_policies]
             declared = {policy_key(p.vault) for p in [*workload.access_policies, *theirs]}
-            for gone in self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared):
-                sides[0].setdefault(key, []).append(f"{short_scope(gone['vault'])}: {gone['permissions']}")
-                rows.append(
-                    {
-                        "vault": gone["vault"],
-                        "permissions": gone["permissions"],
-                        "action": "deleted",
-                        "adopted": False,
-                        "notes": ["no longer declared"],
-                    }
-                )
+            gone = self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared)
+            if gone:
+                sides[0].setdefault(key, []).extend(diff_line(g["vault"], g["permissions"]) for g in gone)
+                rows += self.policies.removed_rows(gone, ["no longer declared"])
         return rows if workload.access_policies or rows else None
 
     # -- removing and pruning -----------------------------------------------------------------------
@@ -275,19 +255,10 @@ class Workloads:
                 principal = identity.get("principal_id")
                 gone = self.policies.remove(batch, principal, identity["name"], reads, check_mode, only=only)
             if gone:
-                result["access_policies"] = [
-                    {
-                        "vault": g["vault"],
-                        "permissions": g["permissions"],
-                        "action": "deleted",
-                        "adopted": False,
-                        "notes": [],
-                    }
-                    for g in gone
-                ]
+                result["access_policies"] = self.policies.removed_rows(gone, [])
                 result["changed"] = True
                 diff["before"] = diff["before"] or {}
-                diff["before"]["access_policies"] = [f"{short_scope(g['vault'])}: {g['permissions']}" for g in gone]
+                diff["before"]["access_policies"] = [diff_line(g["vault"], g["permissions"]) for g in gone]
         return batch_report(
             done, self._prune(batch, reads, {}, check_mode), remove_orphans(self.grants, batch, reads, check_mode)
         )

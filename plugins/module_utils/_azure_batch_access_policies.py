@@ -89,10 +89,16 @@ class AccessPolicies:
         return named
 
     def read(self, batch: Batch, reads: Reads) -> None:
-        """Each vault named, once (its access policies come with it)."""
+        """Each vault named, once (its access policies come with it): one GET each, or, when the run needs every vault
+        of the subscription anyway (``wants_all``), that one list alone."""
         named = self.vaults_named(batch)
         if named and self.api is None:
             raise ValidationError([f"cluster {batch.cluster}: key vaults are named, and no ARM client reads them"])
+        if named and self.wants_all(batch):
+            self.all_vaults(batch, reads)
+            for key in named:
+                reads.vaults.setdefault(key, None)  # not listed: it does not exist
+            return
         for key, vault in sorted(named.items()):
             if key not in reads.vaults:
                 reads.vaults[key] = self.api.get(vault) if self.api is not None else None
@@ -174,11 +180,10 @@ class AccessPolicies:
             outcome = ensure_access_policy(
                 self.api, vault, principal, permissions=wanted, state="present", check_mode=check_mode, exact=ours
             )
-            label = short_scope(policy.vault)
             if outcome.before:
-                seen[self.report_key].append(f"{label}: {_text(outcome.before['permissions'])}")
+                seen[self.report_key].append(diff_line(policy.vault, outcome.before["permissions"]))
             if outcome.after:
-                planned[self.report_key].append(f"{label}: {_text(outcome.after['permissions'])}")
+                planned[self.report_key].append(diff_line(policy.vault, outcome.after["permissions"]))
             notes = []
             if outcome.action == "unchanged" and outcome.before and outcome.before["permissions"] != normalise(wanted):
                 notes.append(f"its entry grants more than declared ({_text(outcome.before['permissions'])}): kept")
@@ -220,6 +225,20 @@ class AccessPolicies:
         return removed
 
     @staticmethod
+    def removed_rows(gone: list[PrunedAccessPolicy], notes: list[str]) -> list[AccessPolicyRow]:
+        """Entries removed (or to be), as a workload's rows."""
+        return [
+            {
+                "vault": g["vault"],
+                "permissions": g["permissions"],
+                "action": "deleted",
+                "adopted": False,
+                "notes": notes,
+            }
+            for g in gone
+        ]
+
+    @staticmethod
     def to_record(rows: list[AccessPolicyRow]) -> list[RoleAssignmentRow]:
         """The entries this run created, as the rows an operator's identity or application records (beside the role
         assignments it created), so that teardown removes those and leaves the ones it found."""
@@ -243,6 +262,11 @@ class AccessPolicies:
         theirs = {policy_key(p.vault) for _peer, other in batch.sharing(workload) for p in other.access_policies}
         declared = {policy_key(p.vault) for p in workload.access_policies}
         return {key for key in declared - theirs if policy_digest(key) in recorded}
+
+    def wants_all(self, batch: Batch) -> bool:
+        """Whether this run looks at every vault of the subscription: prune and teardown look for entries the list no
+        longer declares, verification for entries beyond the declared ones (only when the list declares some)."""
+        return self.in_use(batch) and (batch.prune or batch.state == "absent" or batch.read_only)
 
     def in_use(self, batch: Batch) -> bool:
         """Whether this cluster's list declares access policies: only then are entries looked for on vaults it no
@@ -273,6 +297,11 @@ def _equivalent(role: Any) -> str:
             granted.setdefault(kind, set()).add(permission)
     text = ", ".join(f"{k}: [{', '.join(sorted(v))}]" for k, v in sorted(granted.items()))
     return "{" + (text or "secrets: [get]") + "}"
+
+
+def diff_line(vault: str, permissions: dict[str, list[str]]) -> str:
+    """An entry as ``--diff`` shows it: the vault as a person reads it, and its permissions."""
+    return f"{short_scope(vault)}: {_text(permissions)}"
 
 
 def _text(permissions: dict[str, list[str]]) -> str:

@@ -19,7 +19,7 @@ from ._azure_application import ApplicationApi
 from ._azure_cluster import ClusterApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
-from ._azure_key_vault import KeyVaultApi
+from ._azure_key_vault import KeyVaultApi, VaultState
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, parse_role, parse_scope
@@ -232,7 +232,7 @@ class Reads:
     held: list[ReplacedIdentity] = field(default_factory=list)
     # Key vaults by lowercase id, with their access policies (None: it does not exist): those the workloads name, and
     # every vault of the subscription once ``all_vaults_read`` (a principal let go of may hold entries anywhere).
-    vaults: dict[str, Any] = field(default_factory=dict)
+    vaults: dict[str, VaultState | None] = field(default_factory=dict)
     all_vaults_read: bool = False
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:

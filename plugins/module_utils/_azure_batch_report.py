@@ -8,7 +8,7 @@ user can change (not the ids Azure assigns), for the module's result and ``--dif
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 from ._inventory import WorkloadSpec
 from ._results import (
@@ -19,23 +19,31 @@ from ._results import (
     OrphanedAssignment,
     Pruned,
     PrunedAssignment,
+    RoleAssignmentRow,
     WorkloadResult,
 )
 
 
-class _Names(TypedDict):
-    name: str
-    namespace: str
-    service_account: str
-    subject: str
-
-
-def workload_names(workload: WorkloadSpec) -> _Names:
+def workload_result(
+    workload: WorkloadSpec,
+    identity: IdentityResult,
+    fics: list[FederatedCredentialRow],
+    roles: list[RoleAssignmentRow],
+    changed: bool,
+    notes: list[str],
+) -> WorkloadResult:
+    """One workload's row: its names, and what was done for its identity, credentials and role assignments (its access
+    policy entries, only when it has some, are added by the caller)."""
     return {
         "name": workload.name,
         "namespace": workload.namespace,
         "service_account": workload.service_account,
         "subject": workload.subject,
+        "identity": identity,
+        "federated_credentials": fics,
+        "role_assignments": roles,
+        "changed": changed,
+        "notes": notes,
     }
 
 
@@ -93,27 +101,17 @@ def removal_result(
     """What removing one workload did (identity or application alike), and its diff (nothing after)."""
     if before is not None:
         before["role_assignments"] = [f"{r['role'] or r['role_definition_guid']} @ {r['scope']}" for r in roles]
-    names = workload_names(workload)
-    result: WorkloadResult = {
-        "name": names["name"],
-        "namespace": names["namespace"],
-        "service_account": names["service_account"],
-        "subject": names["subject"],
-        "identity": identity,
-        "federated_credentials": fics,
-        "role_assignments": [
-            {
-                "role": r["role"],
-                "role_definition_guid": r["role_definition_guid"],
-                "scope": r["scope"],
-                "name": r["name"],
-                "action": "deleted",
-                "adopted": False,
-                "notes": [],
-            }
-            for r in roles
-        ],
-        "changed": identity.get("action") in ("deleted", "released") or bool(fics or roles),
-        "notes": [],
-    }
-    return result, {"before": before, "after": None}
+    removed: list[RoleAssignmentRow] = [
+        {
+            "role": r["role"],
+            "role_definition_guid": r["role_definition_guid"],
+            "scope": r["scope"],
+            "name": r["name"],
+            "action": "deleted",
+            "adopted": False,
+            "notes": [],
+        }
+        for r in roles
+    ]
+    changed = identity.get("action") in ("deleted", "released") or bool(fics or roles)
+    return workload_result(workload, identity, fics, removed, changed, []), {"before": before, "after": None}

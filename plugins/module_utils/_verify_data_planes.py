@@ -112,8 +112,10 @@ class DataPlanes:
         declared = {policy_key(p.vault) for p in policies}
         found = 0
         for key, vault in sorted(self.reads.vaults.items()):
-            held = entry_of(vault, principal_id) if vault is not None and not vault["rbac"] else None
-            if held is None or key in declared:
+            if vault is None or vault["rbac"] or key in declared:
+                continue
+            held = entry_of(vault, principal_id)
+            if held is None:
                 continue
             found += 1
             verdict.find(

@@ -302,9 +302,7 @@ def main() -> None:
             subscription,
             module.client("graph") if any(w.is_application for w in validated.specs) else None,
         )
-        reads = engine.read(batch)
-        if engine.policies.in_use(batch):
-            engine.policies.all_vaults(batch, reads)  # the access review lists each principal's entries anywhere
+        reads = engine.read(batch)  # with access policies declared, every vault (the review looks at all entries)
         kube = kube_connection.client(module.retry_policy)
         verifier = Verifier(
             batch,

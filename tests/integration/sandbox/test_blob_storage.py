@@ -4,8 +4,6 @@ the data actions of the caller's role assignments; plain requests for what the S
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -14,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 from tests.integration.sandbox_helpers import Sandbox
 from tests.sandbox.demo import ensure_resource_chain
 
-BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
+from .test_rbac import assign
 
 
 def container(sandbox: Sandbox, account: str, name: str) -> str:
@@ -23,19 +21,6 @@ def container(sandbox: Sandbox, account: str, name: str) -> str:
     scope += f"/blobServices/default/containers/{name}"
     ensure_resource_chain(sandbox.url, sandbox.ca, sandbox.token(), scope)
     return scope
-
-
-def assign(sandbox: Sandbox, scope: str, principal: str, role: str = BLOB_READER) -> None:
-    sub = f"/subscriptions/{sandbox.subscription_id}"
-    body = {
-        "properties": {
-            "roleDefinitionId": f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-            "principalId": principal,
-            "principalType": "ServicePrincipal",
-        }
-    }
-    path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    assert sandbox.raw("PUT", path, body, api_version="2022-04-01").status_code == 201
 
 
 def blobs(sandbox: Sandbox, principal: dict[str, str], account: str, name: str) -> list[str]:
@@ -52,7 +37,7 @@ def test_a_containers_blobs_are_listed_by_a_role_on_it_and_refused_elsewhere(san
     orders = container(sandbox, "storders", "orders")
     container(sandbox, "storders", "audit")
     reader = sandbox.control.create_principal(display_name="reader")
-    assign(sandbox, orders, reader["principal_id"])
+    assign(sandbox, orders, "Storage Blob Data Reader", reader["principal_id"])
     assert blobs(sandbox, reader, "storders", "orders") == []
     with pytest.raises(HttpResponseError) as refused:
         blobs(sandbox, reader, "storders", "audit")
@@ -62,10 +47,10 @@ def test_a_containers_blobs_are_listed_by_a_role_on_it_and_refused_elsewhere(san
     # A role at the account covers its containers; a control-plane role (Reader) covers no data.
     account = orders.partition("/blobServices/")[0]
     outsider = sandbox.control.create_principal(display_name="reader-of-arm")
-    assign(sandbox, account, outsider["principal_id"], role="acdd72a7-3385-48ef-bd42-f606fba81ae7")
+    assign(sandbox, account, "Reader", outsider["principal_id"])
     with pytest.raises(HttpResponseError):
         blobs(sandbox, outsider, "storders", "orders")
-    assign(sandbox, account, outsider["principal_id"])
+    assign(sandbox, account, "Storage Blob Data Reader", outsider["principal_id"])
     assert blobs(sandbox, outsider, "storders", "audit") == []
 
 

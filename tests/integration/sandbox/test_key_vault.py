@@ -25,7 +25,7 @@ from azure.mgmt.keyvault.models import (
 
 from tests.integration.sandbox_helpers import Sandbox
 
-SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
+from .test_rbac import assign
 
 
 @pytest.fixture
@@ -144,7 +144,7 @@ def test_the_data_plane_authorizes_by_the_vaults_own_model(sandbox: Sandbox, pub
     assert denied.value.status_code == 403 and "does not have secrets get permission" in str(denied.value.message)
     # A role assignment grants nothing on an access-policy vault's data, and an access policy nothing on an RBAC vault.
     for vault in (policies, rbac):
-        assign(sandbox, vault.id, by_role["principal_id"])
+        assign(sandbox, vault.id, "Key Vault Secrets User", by_role["principal_id"])
     with pytest.raises(HttpResponseError):
         secrets(sandbox, policies, by_role).get_secret("db-password")
     with pytest.raises(HttpResponseError) as by_policy:
@@ -155,21 +155,6 @@ def test_the_data_plane_authorizes_by_the_vaults_own_model(sandbox: Sandbox, pub
     # The role is what the RBAC vault goes by: allowed, and nothing there.
     with pytest.raises(ResourceNotFoundError):
         secrets(sandbox, rbac, by_role).get_secret("anything")
-
-
-def assign(sandbox: Sandbox, scope: str, principal: str) -> None:
-    import uuid
-
-    sub = f"/subscriptions/{sandbox.subscription_id}"
-    body = {
-        "properties": {
-            "roleDefinitionId": f"{sub}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER}",
-            "principalId": principal,
-            "principalType": "ServicePrincipal",
-        }
-    }
-    path = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    assert sandbox.raw("PUT", path, body, api_version="2022-04-01").status_code == 201
 
 
 def test_a_token_for_another_audience_or_none_is_refused_with_the_challenge(sandbox: Sandbox) -> None:

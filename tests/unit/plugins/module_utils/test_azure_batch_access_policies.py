@@ -150,7 +150,9 @@ def test_prune_removes_a_dropped_entry_and_teardown_every_entry_of_the_identity_
     principals = [w["identity"]["principal_id"] for w in done["workloads"]]
     assert all(p in estate.entries(f"{VAULTS}/kv-orders") for p in principals)
     listed[0]["roles"] = [both[0]]
+    gets = estate.vaults.gets
     pruned = estate.run(listed, prune=True)
+    assert estate.vaults.gets == gets  # prune reads every vault with the one list it needs, not a read per vault
     rows = pruned["workloads"][0]["access_policies"]
     assert [(r["vault"].rsplit("/", 1)[1], r["action"]) for r in rows] == [
         ("kv-orders", "unchanged"),
