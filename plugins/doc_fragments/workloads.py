@@ -41,12 +41,23 @@ options:
             C(access_policy)). Such a vault ignores role assignments for its data, so a role with Key Vault data
             actions there is refused before any change, with the entry to declare instead; and an access policy on a
             vault that uses Azure RBAC is refused the other way round.
+          - On a Cosmos DB account (NoSQL API), an entry is a Cosmos DB SQL role assignment when its C(role) is one of
+            the account's SQL role definitions (V(Cosmos DB Built-in Data Reader), V(Cosmos DB Built-in Data
+            Contributor), or a custom one; by name, GUID or id) and its C(scope) the account's id, or it followed by
+            C(/dbs/<database>) or C(/dbs/<database>/colls/<container>). Cosmos DB's data is reached only through
+            those; an ARM role on the account (for example V(Cosmos DB Account Reader Role)) stays an ARM role
+            assignment, and one that may assign SQL roles or list the account's keys is refused unless
+            privileged roles are allowed.
         type: list
         elements: dict
         default: []
         suboptions:
           role:
-            description: A role name, GUID or role definition id. Required unless C(access_policy) is given.
+            description:
+              - A role name, GUID or role definition id. Required unless C(access_policy) is given.
+              - At a Cosmos DB account, one of its SQL role definitions (name, GUID or id) makes the entry a Cosmos DB
+                SQL role assignment. A name that is neither an ARM role nor one of the account's SQL roles is refused,
+                naming what the account defines.
             type: str
           access_policy:
             description:
@@ -60,6 +71,8 @@ options:
           scope:
             description:
               - A management group, subscription, resource group or resource id (a vault's id for C(access_policy)).
+              - For a Cosmos DB SQL role, the account's id, or it followed by C(/dbs/<database>) or
+                C(/dbs/<database>/colls/<container>).
             type: str
             required: true
           condition:

@@ -19,21 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from ._azure_application import ApplicationApi
-from ._azure_batch_access_policies import AccessPolicies, diff_line, policy_key
+from ._azure_batch_access_policies import AccessPolicies
 from ._azure_batch_apps import ApplicationKind
 from ._azure_batch_checks import check_all
+from ._azure_batch_cosmos import CosmosRoles
 from ._azure_batch_gone import find_gone, release_gone
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_identities import ManagedIdentityKind
-from ._azure_batch_kinds import Converged, Ensured, IdentityKind
+from ._azure_batch_kinds import Converged, DataGrantKind, Ensured, IdentityKind
 from ._azure_batch_orphans import find_orphans, remove_orphans
 from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_result
 from ._azure_cluster import ClusterApi
+from ._azure_cosmos import CosmosApi
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
 from ._azure_key_vault import KeyVaultApi
@@ -42,14 +44,7 @@ from ._errors import ValidationError
 from ._inventory import RoleSpec, WorkloadSpec
 from ._limits import DEFAULT_AUDIENCE
 from ._ownership import app_created_role_digests, created_role_digests, fic_name
-from ._results import (
-    AccessPolicyRow,
-    AzureBatchResult,
-    FederatedCredentialRow,
-    Pruned,
-    PrunedAccessPolicy,
-    empty_pruned,
-)
+from ._results import AzureBatchResult, FederatedCredentialRow, Pruned, WorkloadResult, empty_pruned
 from ._retry import RetryPolicy
 
 Guard = Callable[[AzureBatchResult], None]  # sees the plan before any write, and may refuse it
@@ -62,6 +57,9 @@ class Workloads:
         self.ctx = BatchContext(apis, applications)
         self.grants = RoleAssignments(self.ctx)
         self.policies = AccessPolicies(apis.vaults)
+        self.cosmos = CosmosRoles(apis.cosmos)
+        # The grants data services keep themselves, handled alike after the role assignments.
+        self.data_grants: tuple[DataGrantKind, ...] = (self.policies, self.cosmos)
         self.identity_kind = ManagedIdentityKind(self.grants)
         self.application_kind = ApplicationKind(self.grants, applications) if applications is not None else None
 
@@ -77,8 +75,10 @@ class Workloads:
     ) -> Workloads:
         identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
         clusters = ClusterApi(containerservice, policy) if containerservice is not None else None
-        vaults = KeyVaultApi(authorization, policy)  # ARM's requests through the same client's pipeline
-        apis = AzureApis(identities, fics, RoleAssignmentApi(authorization, policy), subscription_id, clusters, vaults)
+        # Key Vault's and Cosmos DB's few requests go through the same ARM client's pipeline.
+        vaults, cosmos = KeyVaultApi(authorization, policy), CosmosApi(authorization, policy)
+        roles = RoleAssignmentApi(authorization, policy)
+        apis = AzureApis(identities, fics, roles, subscription_id, clusters, vaults, cosmos)
         return cls(apis, ApplicationApi(graph) if graph is not None else None)
 
     @property
@@ -102,7 +102,8 @@ class Workloads:
         if any(w.is_application for w in batch.workloads) and self.application_kind is None:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
         reads = read_batch(self.ctx, batch, workers)
-        self.policies.read(batch, reads)
+        for grant_kind in self.data_grants:
+            grant_kind.read(batch, reads)
         if self.application_kind is not None:
             self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
@@ -114,7 +115,7 @@ class Workloads:
         self, batch: Batch, reads: Reads, check_mode: bool, workers: int, guard: Guard | None = None
     ) -> AzureBatchResult:
         """``guard`` sees the plan before any write and may refuse it (raising ValidationError)."""
-        resolved = check_all(self.grants, batch, reads, self.kind_of, self.policies)
+        resolved = check_all(self.grants, batch, reads, self.kind_of, self.data_grants)
         # Plan first, with no writes: surfaces the rest of the problems (all of them), and is check mode's answer.
         plans: list[Converged] = []
         problems: list[str] = []
@@ -162,52 +163,58 @@ class Workloads:
             shared_with=sorted({peer.cluster for peer, _theirs in batch.sharing(workload) if peer.in_run}),
         )
         label = str(kind.result(workload, ensured).get("name") or workload.name)
-        policies = self._access_policies(batch, workload, (ensured, label), reads, check_mode, (seen, planned))
+        data: dict[str, list[Any]] = {}
+        for grant_kind in self.data_grants:
+            rows = self._data_grants(grant_kind, batch, workload, (ensured, label), reads, check_mode, (seen, planned))
+            if rows is not None:
+                data[grant_kind.report_key] = rows
         # On an identity made elsewhere, what this run created (assignments and entries) is recorded on it.
-        kind.record_created_roles(batch, workload, ensured, roles + self.policies.to_record(policies or []), check_mode)
+        records = [r for k in self.data_grants for r in k.to_record(data.get(k.report_key, []))]
+        kind.record_created_roles(batch, workload, ensured, roles + records, check_mode)
         identity = kind.result(workload, ensured)
         planned[kind.label] = kind.brief(ensured.after)
         changed = (
             ensured.outcome.changed
             or any(f["action"] != "unchanged" for f in fics)
-            or any(r["action"] != "unchanged" for r in [*roles, *(policies or [])])
+            or any(r["action"] != "unchanged" for r in [*roles, *(r for rows in data.values() for r in rows)])
         )
         result = workload_result(workload, identity, fics, roles, changed, notes)
-        if policies is not None:
-            result["access_policies"] = policies
+        _add_rows(result, data)
         return result, {"before": seen, "after": planned}
 
-    def _access_policies(
+    def _data_grants(
         self,
+        grant_kind: DataGrantKind,
         batch: Batch,
         workload: WorkloadSpec,
         held_by: tuple[Ensured, str],
         reads: Reads,
         check_mode: bool,
         sides: tuple[dict[str, Any], dict[str, Any]],
-    ) -> list[AccessPolicyRow] | None:
-        """The workload's Key Vault access policy entries (None: it declares none, and has none to lose).
+    ) -> list[Any] | None:
+        """The workload's grants of a data grant kind (None: it declares none, and has none to lose).
         ``held_by``: its identity (or application) as ensured, and its name as reported."""
         ensured, label = held_by
-        key = self.policies.report_key
-        rows: list[AccessPolicyRow] = []
-        if workload.access_policies:
+        key = grant_kind.report_key
+        rows: list[Any] = []
+        if grant_kind.declared(workload):
             for side in sides:
                 side[key] = []
-            recorded = set() if ensured.ours else self._recorded_entries(batch, workload, reads)
-            rows = self.policies.ensure(
+            recorded = set() if ensured.ours else self._made_here(grant_kind, batch, workload, reads)
+            rows = grant_kind.ensure(
                 workload, ensured.principal, reads, check_mode, sides, exact=ensured.ours, recorded=recorded
             )
-        if ensured.ours and batch.prune and self.policies.in_use(batch):
-            # Exactly the declared ones on an identity or application of ours: an entry dropped from the list goes.
-            # Another cluster of the inventory that shares the identity may declare an entry this one dropped.
-            theirs = [p for _peer, other in batch.sharing(workload) for p in other.access_policies]
-            declared = {policy_key(p.vault) for p in [*workload.access_policies, *theirs]}
-            gone = self.policies.remove(batch, ensured.principal, label, reads, check_mode, keep=declared)
+        if ensured.ours and batch.prune and grant_kind.in_use(batch):
+            # Exactly the declared ones on an identity or application of ours: one dropped from the list goes.
+            # Another cluster of the inventory that shares the identity may declare one this one dropped.
+            keep = grant_kind.declared_keys(workload, reads).union(
+                *(grant_kind.declared_keys(other, reads) for _peer, other in batch.sharing(workload))
+            )
+            gone = grant_kind.remove(batch, ensured.principal, label, reads, check_mode, keep=keep)
             if gone:
-                sides[0].setdefault(key, []).extend(diff_line(g["vault"], g["permissions"]) for g in gone)
-                rows += self.policies.removed_rows(gone, ["no longer declared"])
-        return rows if workload.access_policies or rows else None
+                sides[0].setdefault(key, []).extend(grant_kind.diff_lines(gone))
+                rows += grant_kind.removed_rows(gone, ["no longer declared"])
+        return rows if grant_kind.declared(workload) or rows else None
 
     # -- removing and pruning -----------------------------------------------------------------------
     def remove(self, batch: Batch, reads: Reads, check_mode: bool, guard: Guard | None = None) -> AzureBatchResult:
@@ -218,18 +225,21 @@ class Workloads:
             guard(planned)
         return planned if check_mode else self._remove(batch, reads, False)
 
-    def _recorded_entries(self, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[str]:
-        """The declared vaults whose entry an operator's identity (or application) records this collection created."""
-        if not workload.access_policies:
+    def _made_here(self, grant_kind: DataGrantKind, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[str]:
+        """The workload's declared grants of the kind that this collection made on an operator's identity (or
+        application): as its record says, or as the grant's name does."""
+        if not grant_kind.declared(workload):
             return set()
         args = (batch.cluster, workload.namespace, workload.name)
         if workload.is_application:
-            app, _principal = reads.applications.get(workload.name, (None, None))
+            app, principal = reads.applications.get(workload.name, (None, None))
             digests = app_created_role_digests(list((app or {}).get("tags") or []), *args)
+            principal_id = str(principal["id"]) if principal else None
         else:
             identity = reads.identity(batch.ref(workload))
             digests = created_role_digests(identity["tags"] if identity else None, *args)
-        return self.policies.created_on(batch, workload, digests)
+            principal_id = identity["principal_id"] if identity else None
+        return grant_kind.made_here(batch, workload, reads, principal_id, digests)
 
     def _may(self, batch: Batch, planned: AzureBatchResult, reads: Reads) -> None:
         """The automation principal may make every write of the plan, or nothing is written (ARM's answer)."""
@@ -241,24 +251,30 @@ class Workloads:
         """state=absent for the listed workloads (and, with prune, everything else made for this cluster): each
         kind removes what is its own, lets go of what it shares, and keeps what an operator made."""
         # What an operator's identity or application records as created here, read before its removal drops the record.
-        recorded = {w.name: self._recorded_entries(batch, w, reads) for w in batch.workloads}
+        recorded = {
+            (k.report_key, w.name): self._made_here(k, batch, w, reads)
+            for k in self.data_grants
+            for w in batch.workloads
+        }
         done = [self.kind_of(w).remove(batch, w, reads, check_mode) for w in batch.workloads]
         for workload, (result, diff) in zip(batch.workloads, done, strict=True):
             identity = result["identity"]
-            gone: list[PrunedAccessPolicy] = []
-            if identity.get("action") == "deleted" and self.policies.in_use(batch):
-                # Its entries would outlive it on the vaults (Key Vault keeps deleted principals' entries forever).
-                gone = self.policies.remove(batch, identity.get("principal_id"), identity["name"], reads, check_mode)
-            elif identity.get("action") == "kept" and recorded[workload.name]:
-                # Kept (an operator's): only the entries this collection created for the workload go.
-                only = recorded[workload.name]
-                principal = identity.get("principal_id")
-                gone = self.policies.remove(batch, principal, identity["name"], reads, check_mode, only=only)
-            if gone:
-                result["access_policies"] = self.policies.removed_rows(gone, [])
-                result["changed"] = True
-                diff["before"] = diff["before"] or {}
-                diff["before"]["access_policies"] = [diff_line(g["vault"], g["permissions"]) for g in gone]
+            principal, name = identity.get("principal_id"), identity["name"]
+            for grant_kind in self.data_grants:
+                gone: list[Any] = []
+                made = recorded[(grant_kind.report_key, workload.name)]
+                if identity.get("action") == "deleted" and grant_kind.in_use(batch):
+                    # Its grants would outlive it (Key Vault keeps deleted principals' entries forever, and Cosmos DB
+                    # their SQL role assignments).
+                    gone = grant_kind.remove(batch, principal, name, reads, check_mode)
+                elif identity.get("action") == "kept" and made:
+                    # Kept (an operator's): only the grants this collection made for the workload go.
+                    gone = grant_kind.remove(batch, principal, name, reads, check_mode, only=made)
+                if gone:
+                    _add_rows(result, {grant_kind.report_key: grant_kind.removed_rows(gone, [])})
+                    result["changed"] = True
+                    diff["before"] = diff["before"] or {}
+                    diff["before"][grant_kind.report_key] = grant_kind.diff_lines(gone)
         return batch_report(
             done, self._prune(batch, reads, {}, check_mode), remove_orphans(self.grants, batch, reads, check_mode)
         )
@@ -271,18 +287,22 @@ class Workloads:
         for kind in self.kinds():
             kind.prune(batch, reads, resolved, check_mode, pruned)
         pruned["replaced"].extend(reads.held)
-        if self.policies.in_use(batch):
-            identities = [
-                reads.identities.get(identity_key(i["resource_group"], i["name"])) for i in pruned["identities"]
-            ]
-            principals = [i["principal_id"] if i else None for i in identities]
-            principals += [_principal_of(reads, a["app_id"]) for a in pruned["applications"]]
-            labels = [i["name"] for i in pruned["identities"]] + [a["name"] for a in pruned["applications"]]
-            remove = self.policies.remove
+        identities = [reads.identities.get(identity_key(i["resource_group"], i["name"])) for i in pruned["identities"]]
+        principals = [i["principal_id"] if i else None for i in identities]
+        principals += [_principal_of(reads, a["app_id"]) for a in pruned["applications"]]
+        labels = [i["name"] for i in pruned["identities"]] + [a["name"] for a in pruned["applications"]]
+        for grant_kind in (k for k in self.data_grants if k.in_use(batch)):
+            # The grants of the identities and applications removed, which would outlive them.
+            remove = grant_kind.remove
             gone = [g for p, n in zip(principals, labels, strict=True) for g in remove(batch, p, n, reads, check_mode)]
             if gone:
-                pruned["access_policies"] = gone
+                cast(dict[str, Any], pruned)[grant_kind.report_key] = gone
         return pruned
+
+
+def _add_rows(result: WorkloadResult, rows: dict[str, list[Any]]) -> None:
+    """A workload's rows of the data grant kinds (each under its ``report_key``, only when it has some)."""
+    cast(dict[str, Any], result).update(rows)
 
 
 def _principal_of(reads: Reads, app_id: str) -> str | None:

@@ -135,13 +135,13 @@ class AccessPolicies:
                     f"{at}: access_policy: key vault {vault['name']} holds {len(vault['policies'])} access policies, "
                     f"Key Vault's limit ({KEY_VAULT_POLICY_LIMIT}); remove unused entries or move it to Azure RBAC"
                 )
-        for position, spec in enumerate(workload.roles):
+        for index, spec in enumerate(workload.roles):
             vault_id = vault_above(spec.scope)
             vault = reads.vaults.get(policy_key(vault_id)) if vault_id else None
             role = resolved.get(role_key(workload, spec.role, spec.scope))
             if vault is None or vault["rbac"] or role is None:
                 continue
-            at = f"{where}: roles[{position}]"
+            at = f"{where}: roles[{spec.listed_at(index)}]"
             data = [a for a in role.data_actions if a.lower().startswith(DATA_PREFIX)]
             if data:
                 problems.append(
@@ -256,11 +256,27 @@ class AccessPolicies:
             if row["action"] == "created"
         ]
 
-    def created_on(self, batch: Batch, workload: WorkloadSpec, recorded: set[str]) -> set[str]:
+    @staticmethod
+    def declared(workload: WorkloadSpec) -> list[Any]:
+        return list(workload.access_policies)
+
+    @staticmethod
+    def declared_keys(workload: WorkloadSpec, reads: Reads) -> set[str]:
+        del reads  # a vault's id is its key
+        return {policy_key(p.vault) for p in workload.access_policies}
+
+    @staticmethod
+    def diff_lines(gone: list[PrunedAccessPolicy]) -> list[str]:
+        return [diff_line(g["vault"], g["permissions"]) for g in gone]
+
+    def made_here(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, principal: str | None, recorded: set[str]
+    ) -> set[str]:
         """The workload's declared vaults whose entry the record says this collection created (and no other cluster
         of the inventory sharing the identity declares)."""
+        del principal  # an entry has no mark of its own: the record says
         theirs = {policy_key(p.vault) for _peer, other in batch.sharing(workload) for p in other.access_policies}
-        declared = {policy_key(p.vault) for p in workload.access_policies}
+        declared = self.declared_keys(workload, reads)
         return {key for key in declared - theirs if policy_digest(key) in recorded}
 
     def wants_all(self, batch: Batch) -> bool:

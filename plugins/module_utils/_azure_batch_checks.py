@@ -6,7 +6,8 @@ For every workload of the batch, on what ``_azure_batch_reads`` read, and all pr
 
 - its identity (the kind's ``check``): a location to create it in, not another cluster's or an operator's found by
   coincidence under the default name, its resource group existing;
-- its grants (the grant kind's ``check``): each role resolves to one definition; none that lets the workload grant
+- its grants (the role assignments' ``check``, then each data grant kind's: Key Vault,
+  Cosmos DB): each role resolves to one definition; none that lets the workload grant
   roles (judged by the role's permissions), nor Contributor at a broad scope, unless allowed; a role with data
   actions at a broad scope warned; each scope where an assignment would be created exists and the automation may
   read its assignments (one read per distinct scope, none where the assignment already exists);
@@ -16,11 +17,10 @@ For every workload of the batch, on what ``_azure_batch_reads`` read, and all pr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from ._azure_batch_access_policies import AccessPolicies
 from ._azure_batch_grants import RoleAssignments
-from ._azure_batch_kinds import IdentityKind
+from ._azure_batch_kinds import DataGrantKind, IdentityKind
 from ._azure_batch_reads import Batch, Reads, Resolved
 from ._azure_batch_shared import credential_problem, disagreements, outside_claims, outside_problem
 from ._errors import ValidationError
@@ -33,7 +33,7 @@ def check_all(
     batch: Batch,
     reads: Reads,
     kind_of: Callable[[WorkloadSpec], IdentityKind],
-    policies: AccessPolicies | None = None,
+    data_grants: Sequence[DataGrantKind] = (),
 ) -> Resolved:
     """What only Azure can tell, for every workload, before any write: every problem at once."""
     problems: list[str] = []
@@ -42,8 +42,8 @@ def check_all(
     for workload in batch.converged_workloads:
         others, principal = kind_of(workload).check(batch, workload, reads, problems)
         grants.check(batch, workload, reads, resolved, problems, principal)
-        if policies is not None:
-            policies.check(batch, workload, reads, resolved, problems, principal)
+        for grant_kind in data_grants:
+            grant_kind.check(batch, workload, reads, resolved, problems, principal)
         _shared_problems(grants, batch, workload, reads, resolved, (others, principal), problems)
     if problems:
         raise ValidationError(problems)

@@ -57,12 +57,13 @@ class RoleAssignments:
         """Each declared role: resolved, allowed, and its scope checked where an assignment would be created."""
         where = f"cluster {batch.cluster}: workload '{workload.name}'"
         listed = reads.assignments.get(str(principal).lower(), []) if principal else []
-        for position, spec in enumerate(workload.roles):
-            at = f"{where}: roles[{position}]"
+        for index, spec in enumerate(workload.roles):
+            at = f"{where}: roles[{spec.listed_at(index)}]"
             try:
                 role = resolve(self.ctx, spec, reads)
             except ValidationError as exc:
-                problems.extend(f"{at}: {p}" for p in exc.problems)
+                hint = reads.role_hints.get(role_key(workload, spec.role, spec.scope), "")
+                problems.extend(f"{at}: {p}{hint}" for p in exc.problems)
                 continue
             kind = parse_scope(spec.scope).kind
             problem = None if batch.allow_privileged_roles else self._privileged(role, kind, spec.scope, at)
@@ -148,7 +149,8 @@ class RoleAssignments:
         """
         seen, planned = sides
         rows: list[RoleAssignmentRow] = []
-        for position, spec in enumerate(workload.roles):
+        for index, spec in enumerate(workload.roles):
+            position = spec.listed_at(index)
             role = resolved[role_key(workload, spec.role, spec.scope)]
             written = marked_description(spec.description, mark.text)
             if len(written) > DESCRIPTION_MAX:

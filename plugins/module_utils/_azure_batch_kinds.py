@@ -16,8 +16,12 @@ grant before any write, ensures exactly the declared ones through its engine wit
 principal's (all, or those not declared any more), finds its marked grants whose principal is gone
 (``_azure_batch_orphans``), and is proven by ``verify`` where the service can tell.
 
-To add a grant kind: a class like ``RoleAssignments`` taking the ``BatchContext``, its bulk read in
-``_azure_batch_reads.read_batch``, its rows in ``_results``; the pipeline calls it where it calls ``RoleAssignments``.
+**Data grant kinds** (``DataGrantKind``): the grants a data service keeps itself, declared in the same ``roles``: Key
+Vault's access policies (``_azure_batch_access_policies``) and Cosmos DB's SQL role assignments
+(``_azure_batch_cosmos``). The pipeline treats them alike, in a loop: read per vault or account, checked after the
+role assignments, ensured after them, removed with the principal (teardown, prune), and their rows under their own
+``report_key``. To add one: a class with the ``DataGrantKind`` methods, its engine (the only code that writes), its
+rows in ``_results``, and an entry in ``Workloads.data_grants``.
 """
 
 from __future__ import annotations
@@ -124,3 +128,75 @@ class GrantKind(Protocol):
         keep: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
     ) -> list[PrunedAssignment]:
         """The principal's grants of this kind (those in ``only``, if given) that are not in ``keep``, removed."""
+
+
+class DataGrantKind(Protocol):
+    """A grant a data service keeps itself (Key Vault's access policies, Cosmos DB's SQL roles): declared in ``roles``
+    beside ARM role assignments, read per vault or account the workloads name, without a description to carry the
+    collection's mark (what it made is told by a record on the identity, or by the name it gives)."""
+
+    report_key: str  # its rows' key in a workload's result, its diff and the pruned result
+
+    def read(self, batch: Batch, reads: Reads) -> None:
+        """What the workloads name, read once per vault or account (every one of the subscription when needed)."""
+
+    def check(
+        self,
+        batch: Batch,
+        workload: WorkloadSpec,
+        reads: Reads,
+        resolved: Resolved,
+        problems: list[str],
+        principal: str | None,
+    ) -> None:
+        """Each declared grant possible and allowed, and each ARM role on its services judged; every problem
+        appended (after the role assignments' check: ``resolved`` holds the workload's ARM roles)."""
+
+    def declared(self, workload: WorkloadSpec) -> list[Any]:
+        """The workload's entries of this kind."""
+
+    def declared_keys(self, workload: WorkloadSpec, reads: Reads) -> set[str]:
+        """Its entries as ``remove`` keeps or takes them."""
+
+    def ensure(
+        self,
+        workload: WorkloadSpec,
+        principal: str,
+        reads: Reads,
+        check_mode: bool,
+        sides: tuple[dict[str, Any], dict[str, Any]],
+        exact: bool,
+        recorded: set[str] | frozenset[str] = frozenset(),
+    ) -> list[Any]:
+        """The declared grants for the principal (``exact``: its identity is this collection's; ``recorded``: those
+        ``made_here`` on an operator's); its rows, the diff's sides filled in."""
+
+    def remove(
+        self,
+        batch: Batch,
+        principal_id: str | None,
+        label: str,
+        reads: Reads,
+        check_mode: bool,
+        keep: set[str] | frozenset[str] = frozenset(),
+        only: set[str] | None = None,
+    ) -> list[Any]:
+        """The principal's grants of this kind on every vault or account but ``keep`` (or ``only`` those), removed."""
+
+    def removed_rows(self, gone: list[Any], notes: list[str]) -> list[Any]:
+        """What ``remove`` removed, as a workload's rows."""
+
+    def diff_lines(self, gone: list[Any]) -> list[str]:
+        """What ``remove`` removed, as the diff's before side shows it."""
+
+    def to_record(self, rows: list[Any]) -> list[RoleAssignmentRow]:
+        """What ``ensure`` created that an operator's identity must record as the collection's."""
+
+    def made_here(
+        self, batch: Batch, workload: WorkloadSpec, reads: Reads, principal: str | None, recorded: set[str]
+    ) -> set[str]:
+        """Of the workload's entries, those this collection made on an operator's identity (``recorded``: the digests
+        the identity's record holds), which no other cluster sharing it declares."""
+
+    def in_use(self, batch: Batch) -> bool:
+        """Whether this cluster's list declares grants of this kind at all."""

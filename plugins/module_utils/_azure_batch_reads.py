@@ -17,6 +17,7 @@ from typing import Any
 
 from ._azure_application import ApplicationApi
 from ._azure_cluster import ClusterApi
+from ._azure_cosmos import AccountState, CosmosApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
 from ._azure_key_vault import KeyVaultApi, VaultState
@@ -234,6 +235,13 @@ class Reads:
     # every vault of the subscription once ``all_vaults_read`` (a principal let go of may hold entries anywhere).
     vaults: dict[str, VaultState | None] = field(default_factory=dict)
     all_vaults_read: bool = False
+    # Cosmos DB accounts by lowercase id, with their SQL roles (and assignments, where the run grants or removes; None:
+    # it does not exist), every account of the subscription once ``all_cosmos_read``; what telling SQL roles from
+    # ARM roles found: per workload, its problems, and per declared role that stayed ARM's, what the account offered.
+    cosmos_accounts: dict[str, AccountState | None] = field(default_factory=dict)
+    all_cosmos_read: bool = False
+    cosmos_problems: dict[str, list[str]] = field(default_factory=dict)
+    role_hints: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -257,6 +265,8 @@ class AzureApis:
     clusters: ClusterApi | None = None
     # Key vaults and their access policies (``_azure_batch_access_policies``).
     vaults: KeyVaultApi | None = None
+    # Cosmos DB accounts' SQL roles (``_azure_batch_cosmos``).
+    cosmos: CosmosApi | None = None
 
 
 @dataclass
@@ -325,7 +335,7 @@ def _unknown_subscription(batch: Batch, sub: str, exc: AzureApiError) -> list[st
         f"cluster {batch.cluster}: workload {w.name!r}: roles[{i}]: scope: subscription {sub} {why} ({exc.code}); "
         "check the scope's subscription id"
         for w in batch.workloads
-        for i, r in enumerate(w.roles)
+        for i, r in ((r.listed_at(i), r) for i, r in enumerate(w.roles))
         if (parse_scope(r.scope).subscription or "").lower() == sub.lower()
     ]
 

@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal to workload_identity.aks (not a public API): discovery's reading of what principals hold.
 
-Read once for the subscription: its role definitions and assignments (one request each), and its key vaults with
-their access policies (one list). Each principal's grants are then declared as a workload's ``roles`` would: role
-assignments, and its entries on vaults that use access policies; what the site playbook would refuse is noted.
+Read once for the subscription: its role definitions and assignments (one request each), its key vaults with their
+access policies (one list), and its Cosmos DB accounts with their SQL roles (one list, two reads per account). Each
+principal's grants are then declared as a workload's ``roles`` would: role assignments, its entries on vaults that
+use access policies, and its Cosmos DB SQL role assignments; what the site playbook would refuse is noted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from ._azure_batch_access_policies import DATA_PREFIX, vault_above
 from ._azure_batch_reads import AzureApis
+from ._azure_cosmos import AccountState
 from ._azure_key_vault import VaultState, entry_of
 from ._azure_role_assignment import assignment_state
 from ._ids import InvalidScope, parse_scope
@@ -25,6 +27,7 @@ class GrantsFound:
         self.role_data: dict[str, tuple[str, ...]] = {}  # role GUID -> its data actions
         self.assignments: dict[str, list[Any]] = {}  # principal id (lower) -> SDK models
         self.vaults: list[VaultState] = []  # the subscription's key vaults, with their access policies
+        self.accounts: list[AccountState] = []  # its Cosmos DB accounts, with their SQL roles and assignments
 
     def read(self, apis: AzureApis, subscription: str) -> None:
         scope = f"/subscriptions/{subscription}"
@@ -39,6 +42,10 @@ class GrantsFound:
         # Key vaults with access policies grant data by entry, not by role: one list of the subscription's vaults.
         if apis.vaults is not None:
             self.vaults = apis.vaults.list_all(subscription)
+        # Cosmos DB grants data by its own SQL role assignments, which ARM's list of assignments does not hold.
+        if apis.cosmos is not None:
+            found = (apis.cosmos.account(a, with_assignments=True) for a in apis.cosmos.list_accounts(subscription))
+            self.accounts = [a for a in found if a is not None]
 
     def declared(self, principal_id: str | None, notes: list[str]) -> list[dict[str, Any]]:
         """The principal's grants as a workload's ``roles`` declares them (problems the site would refuse noted)."""
@@ -67,6 +74,12 @@ class GrantsFound:
             entry = entry_of(vault, principal_id) if principal_id and not vault["rbac"] else None
             if entry is not None:
                 roles.append({"scope": vault["id"], "access_policy": entry["permissions"]})
+        for account in self.accounts:
+            for assignment in account["assignments"] or []:
+                if principal_id and assignment["principal_id"].lower() == principal_id.lower():
+                    guid = assignment["role_definition_id"].rsplit("/", 1)[-1].lower()
+                    known = next((d for d in account["definitions"] if d["guid"].lower() == guid), None)
+                    roles.append({"role": known["name"] if known else guid, "scope": assignment["scope"]})
         return sorted(roles, key=lambda r: (r["scope"].lower(), str(r.get("role", ""))))
 
     def _policy_vault(self, scope: str) -> VaultState | None:

@@ -6,8 +6,8 @@ On a vault whose ``enableRbacAuthorization`` is false, data access is decided by
 entry per principal (tenant, object id), with permissions per kind (keys, secrets, certificates, storage). One
 principal's entry is changed with ``PUT {vault}/accessPolicies/{add|replace|remove}``: the other entries (other
 teams') stay as they are, where a PUT of the whole vault would replace the list. :func:`ensure_access_policy` is the
-only code that writes one. ARM is asked through the SDK client's pipeline (its credential and user agent): no Key
-Vault SDK is needed for two requests.
+only code that writes one. ARM is asked through the SDK client's pipeline (``_azure_arm_rest``): no Key Vault SDK
+is needed for three requests.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any, TypedDict
 
-from ._azure_errors import azure_call
-from ._errors import AzureApiError
+from ._azure_arm_rest import ArmRestClient
 from ._limits import KEY_VAULT_PERMISSIONS
 from ._results import AccessPolicyState, Outcome
 from ._retry import RetryPolicy
@@ -80,48 +79,22 @@ class KeyVaultApi:
     """Vaults read and their access policies changed, through an ARM SDK client's pipeline."""
 
     def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
-        self.client = client
-        self.policy = policy or RetryPolicy()
-
-    def _send(self, method: str, path: str, operation: str, body: Any = None) -> dict[str, Any]:
-        from azure.core.rest import HttpRequest
-
-        pipeline = self.client._client  # pylint: disable=protected-access
-        joiner = "&" if "?" in path else "?"
-        url = pipeline.format_url(f"{path}{joiner}api-version={API_VERSION}") if path.startswith("/") else path
-
-        def send() -> dict[str, Any]:
-            response = pipeline.send_request(HttpRequest(method, url, json=body))
-            response.raise_for_status()
-            return dict(response.json()) if response.content else {}
-
-        return azure_call(operation, send, self.policy)
+        self.rest = ArmRestClient(client, API_VERSION, policy)
 
     def get(self, vault_id: str) -> VaultState | None:
         """The vault with its access policies; None when it does not exist."""
-        try:
-            return vault_state(self._send("GET", vault_id, f"read key vault {vault_id}"))
-        except AzureApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found = self.rest.get_or_none(vault_id, f"read key vault {vault_id}")
+        return vault_state(found) if found is not None else None
 
     def list_all(self, subscription: str) -> list[VaultState]:
         """Every vault of the subscription, with its access policies (every page)."""
-        vaults: list[VaultState] = []
-        page: dict[str, Any] | None = self._send(
-            "GET", f"/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults", "list key vaults"
-        )
-        while page is not None:
-            vaults.extend(vault_state(v) for v in page.get("value") or [])
-            link = page.get("nextLink")
-            page = self._send("GET", link, "list key vaults") if link else None
-        return vaults
+        path = f"/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults"
+        return [vault_state(v) for v in self.rest.pages(path, "list key vaults")]
 
     def update(self, vault: VaultState, kind: str, object_id: str, permissions: Permissions) -> None:
         """One principal's entry: ``add`` (merged into its permissions), ``replace`` or ``remove``."""
         entry = {"tenantId": vault["tenant_id"], "objectId": object_id, "permissions": permissions}
-        self._send(
+        self.rest.send(
             "PUT",
             f"{vault['id']}/accessPolicies/{kind}",
             f"{kind} the access policy of {object_id} on key vault {vault['name']}",

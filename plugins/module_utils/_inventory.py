@@ -21,12 +21,16 @@ from ._abac import condition_problem
 from ._ids import InvalidScope, parse_scope
 from ._inventory_fields import (
     AccessPolicySpec,
+    CosmosRoleSpec,
     Seen,
     _application,
     _once,
     _subjects,
     _token_expiration,
     access_policy_entry,
+    cosmos_account_of,
+    cosmos_by_form,
+    cosmos_entry_problems,
     privileged_problem,
 )
 from ._limits import (
@@ -70,7 +74,8 @@ WORKLOAD_FIELDS = (
         "roles",
         "list",
         False,
-        "Exactly the access it holds: role assignments (a role and a scope), and Key Vault access policies (a vault "
+        "Exactly the access it holds: role assignments (a role and a scope), Cosmos DB SQL role assignments (a SQL "
+        "role at a Cosmos DB account, or its /dbs/<db>[/colls/<container>]), and Key Vault access policies (a vault "
         "and an access_policy).",
     ),
     Field("identity_type", "str", False, "user_assigned (a managed identity, the default) or application."),
@@ -87,8 +92,20 @@ WORKLOAD_FIELDS = (
     Field("teardown_adopted", "bool", False, "Teardown deletes its identity or app even if made elsewhere."),
 )
 ROLE_FIELDS = (
-    Field("role", "str", False, "A role name, GUID or role definition id (required unless access_policy is given)."),
-    Field("scope", "str", True, "A management group, subscription, resource group or resource id."),
+    Field(
+        "role",
+        "str",
+        False,
+        "A role name, GUID or role definition id; at a Cosmos DB account, one of its SQL roles' (required unless "
+        "access_policy is given).",
+    ),
+    Field(
+        "scope",
+        "str",
+        True,
+        "A management group, subscription, resource group or resource id; for a Cosmos DB SQL role, the account's id, "
+        "or it followed by /dbs/<db> or /dbs/<db>/colls/<container>.",
+    ),
     Field("condition", "str", False, "An ABAC condition."),
     Field("condition_version", "str", False, "The condition's version: 2.0 (the default, and the only one)."),
     Field("description", "str", False, "The assignment's description."),
@@ -117,6 +134,12 @@ class RoleSpec:
     condition: str | None = None
     condition_version: str | None = None
     description: str | None = None
+    # Where the entry is in the workload's roles list (None: made in code, not read from one).
+    position: int | None = field(default=None, compare=False)
+
+    def listed_at(self, index: int) -> int:
+        """Its place in the inventory's ``roles`` (``index``: in the role assignments alone, when not known)."""
+        return self.position if self.position is not None else index
 
 
 @dataclass(frozen=True)
@@ -134,8 +157,10 @@ class WorkloadSpec:
     identity_resource_group: str | None
     roles: list[RoleSpec]
     subjects: list[str]  # the service account's subject first, then extra_subjects
-    # The roles list's Key Vault access policy entries (its ARM role assignments are ``roles``).
+    # The roles list's Key Vault access policy entries and Cosmos DB SQL role assignments (its ARM role assignments
+    # are ``roles``).
     access_policies: list[AccessPolicySpec] = field(default_factory=list)
+    cosmos_roles: list[CosmosRoleSpec] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     controllers: list[ControllerRef] = field(default_factory=list)
     token_expiration: int | None = None
@@ -276,7 +301,7 @@ def _workload(
         resource_group, identity_name = _managed_identity(
             raw, label, cluster, (default_group, group_required), seen, problems
         )
-    roles, access_policies = _roles(raw.get("roles", []), label, allow_privileged, problems)
+    roles, access_policies, cosmos_roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
     subjects = _subjects(raw.get("extra_subjects"), subject_for(namespace, account), label, problems)
     tags = _tags(raw.get("tags"), label, problems)
     controllers = _workload_controllers(raw, label, str(name), namespace, seen, result)
@@ -296,6 +321,7 @@ def _workload(
         identity_resource_group=str(resource_group) if resource_group else None,
         roles=roles,
         access_policies=access_policies,
+        cosmos_roles=cosmos_roles,
         subjects=subjects,
         tags=tags,
         controllers=controllers,
@@ -473,13 +499,15 @@ def _controllers(
 
 def _roles(
     raw: Any, label: str, allow_privileged: bool, problems: list[str]
-) -> tuple[list[RoleSpec], list[AccessPolicySpec]]:
-    """The list's role assignments, and its Key Vault access policy entries (``access_policy`` instead of ``role``)."""
+) -> tuple[list[RoleSpec], list[AccessPolicySpec], list[CosmosRoleSpec]]:
+    """The list's role assignments, its Key Vault access policy entries (``access_policy`` instead of ``role``), and
+    its Cosmos DB SQL role assignments (told by their form, ``cosmos_by_form``; the rest at read time)."""
     if not isinstance(raw, list):
         problems.append(f"{label}: roles: must be a list of {{role, scope}}")
-        return [], []
+        return [], [], []
     roles: list[RoleSpec] = []
     policies: list[AccessPolicySpec] = []
+    cosmos: list[CosmosRoleSpec] = []
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(raw):
         at = f"{label}: roles[{position}]"
@@ -522,10 +550,13 @@ def _roles(
         if key in seen:
             problems.append(f"{at}: role: {role} at {scope.path} is declared twice")
         seen.add(key)
+        if cosmos_by_form(role, scope.path):
+            cosmos_entry_problems(role, scope.path, item, at, problems)
+            cosmos.append(CosmosRoleSpec(str(cosmos_account_of(scope.path)), role.strip(), scope.path, position))
+            continue
         problem = None if allow_privileged else privileged_problem(role, scope.kind, scope.path, at)
         if problem:
             problems.append(problem)
-        roles.append(
-            RoleSpec(role, scope.path, item.get("condition"), item.get("condition_version"), item.get("description"))
-        )
-    return roles, policies
+        condition, version, description = (item.get(k) for k in ("condition", "condition_version", "description"))
+        roles.append(RoleSpec(role, scope.path, condition, version, description, position=position))
+    return roles, policies, cosmos

@@ -16,6 +16,8 @@ from ._ids import InvalidScope, is_guid, parse_role, parse_scope
 from ._limits import (
     ACCESS_ADMIN_ROLES,
     BROAD_ROLES,
+    COSMOS_ACCOUNT_TYPE,
+    COSMOS_BUILT_IN_ROLES,
     FIC_FIELD_MAX,
     FICS_PER_IDENTITY,
     KEY_VAULT_PERMISSIONS,
@@ -35,6 +37,47 @@ class AccessPolicySpec:
     vault: str  # the vault's resource id
     permissions: dict[str, tuple[str, ...]]  # kind -> permissions, as Key Vault spells them, sorted
     position: int
+
+
+@dataclass(frozen=True)
+class CosmosRoleSpec:
+    """A Cosmos DB SQL role assignment for the workload's principal, declared in ``roles`` (``position`` there)."""
+
+    account: str  # the account's resource id
+    role: str  # a SQL role definition's roleName, GUID or id
+    scope: str  # the account, or ``<account>/dbs/<db>[/colls/<container>]``
+    position: int
+
+
+def cosmos_account_of(scope: str) -> str | None:
+    """The Cosmos DB account a scope is, or is under in Cosmos DB's own form (``/dbs/<db>[/colls/<container>]``)."""
+    parts = scope.strip("/").split("/")
+    if len(parts) < 8 or "/".join(parts[5:7]).lower() != COSMOS_ACCOUNT_TYPE.lower():
+        return None
+    below = [p.lower() for p in parts[8:]]
+    cosmos_form = len(below) in (0, 2, 4) and below[0::2] == ["dbs", "colls"][: len(below) // 2]
+    return "/" + "/".join(parts[:8]) if cosmos_form and all(parts[8:]) else None
+
+
+def cosmos_by_form(role: str, scope: str) -> bool:
+    """Whether a ``roles`` entry is a Cosmos DB SQL role assignment by its form alone: a scope under an account in
+    Cosmos DB's own form (ARM has no such scope), or a role that is a SQL role definition's id or a built-in one's
+    name or GUID. A custom SQL role named at the account itself is told from an ARM role by the account's roles."""
+    if cosmos_account_of(scope) is None:
+        return False
+    wanted = role.strip().lower()
+    built_in = {k.lower() for pair in COSMOS_BUILT_IN_ROLES.items() for k in pair}
+    return "/dbs/" in scope.lower() or "/sqlroledefinitions/" in wanted or wanted in built_in
+
+
+def cosmos_entry_problems(role: str, scope: str, item: dict[str, Any], at: str, problems: list[str]) -> None:
+    """What a Cosmos DB SQL role assignment may not have (it has no condition or description)."""
+    for key in ("condition", "condition_version", "description"):
+        if item.get(key) is not None:
+            problems.append(
+                f"{at}: {key}: {role} at {scope} is a Cosmos DB SQL role assignment, which has no {key} (Cosmos DB "
+                "keeps its own role system for data: only a role and a scope)"
+            )
 
 
 def vault_of(scope: str) -> str | None:

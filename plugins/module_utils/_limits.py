@@ -67,3 +67,18 @@ KEY_VAULT_PERMISSIONS: dict[str, tuple[str, ...]] = {
 KEY_VAULT_POLICY_LIMIT = 1024
 # On a vault with access policies, who may change the vault (or its policies) may grant itself any access to its data.
 KEY_VAULT_POLICY_ACTIONS = ("Microsoft.KeyVault/vaults/accessPolicies/write", "Microsoft.KeyVault/vaults/write")
+# Cosmos DB (NoSQL API) keeps its own role system for data: SQL role definitions (two built in, in every account) and
+# at most this many SQL role assignments per account (Microsoft Learn's limit).
+COSMOS_ACCOUNT_TYPE = "Microsoft.DocumentDB/databaseAccounts"
+COSMOS_BUILT_IN_ROLES = {
+    "00000000-0000-0000-0000-000000000001": "Cosmos DB Built-in Data Reader",
+    "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
+}
+COSMOS_ROLE_ASSIGNMENT_LIMIT = 2000
+# An ARM role with one of these on a Cosmos DB account may grant itself any access to its data (SQL role assignments
+# and definitions), or read it with the account's keys.
+COSMOS_ACCESS_ACTIONS = (
+    "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write",
+    "Microsoft.DocumentDB/databaseAccounts/sqlRoleDefinitions/write",
+    "Microsoft.DocumentDB/databaseAccounts/listKeys/action",
+)

@@ -170,6 +170,7 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
     identity = _need(item, "identity", where)
     roles = _need(item, "role_assignments", where)
     policies = item.get("access_policies") or []
+    sql_roles = item.get("cosmos_roles") or []
     try:
         row: ReportWorkload = {
             "name": item["name"],
@@ -203,9 +204,19 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                     "adopted": bool(p["adopted"]),
                 }
                 for p in policies
+            ]
+            # A Cosmos DB SQL role reads as a role at its scope, said to be Cosmos DB's own.
+            + [
+                {
+                    "role": f"{c['role']} (Cosmos DB SQL role)",
+                    "scope": c["scope"],
+                    "action": c["action"],
+                    "adopted": bool(c["adopted"]),
+                }
+                for c in sql_roles
             ],
             # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
-            "access": "declared" if roles or policies else "none",
+            "access": "declared" if roles or policies or sql_roles else "none",
             "service_account_action": account["action"] if account else None,
             "service_account_note": account.get("note") if account else None,
             "controllers": [

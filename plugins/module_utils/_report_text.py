@@ -100,6 +100,10 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         for row in pruned.get("access_policies", [])
     ]
     lines += [
+        f"pruned Cosmos DB SQL role assignment of {row['identity']}: role {row['role']} @ {scope(row['scope'])}"
+        for row in pruned.get("cosmos_roles", [])
+    ]
+    lines += [
         f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"
         for row in pruned.get("kubernetes", [])
     ]

@@ -85,8 +85,25 @@ class AccessPolicyState(TypedDict):
     permissions: dict[str, list[str]]  # kind -> permissions (Key Vault's spelling, sorted)
 
 
+class CosmosRoleAssignmentState(TypedDict):
+    """A Cosmos DB SQL role assignment (a child of its account)."""
+
+    name: str
+    account: str  # the account's resource id
+    role_definition_id: str
+    scope: str
+    principal_id: str
+
+
 S = TypeVar(
-    "S", IdentityState, FederatedCredentialState, RoleAssignmentState, IssuerState, ApplicationState, AccessPolicyState
+    "S",
+    IdentityState,
+    FederatedCredentialState,
+    RoleAssignmentState,
+    IssuerState,
+    ApplicationState,
+    AccessPolicyState,
+    CosmosRoleAssignmentState,
 )
 
 
@@ -150,6 +167,18 @@ class AccessPolicyRow(TypedDict):
     notes: list[str]
 
 
+class CosmosRoleRow(TypedDict):
+    """A Cosmos DB SQL role assignment of the workload's principal (a ``roles`` entry on a Cosmos DB account)."""
+
+    role: str  # the definition's roleName
+    role_definition_id: str
+    scope: str
+    name: str | None  # the assignment's name (None until its principal exists)
+    action: str
+    adopted: bool  # an operator's assignment, found and used as it is
+    notes: list[str]
+
+
 class WorkloadResult(TypedDict):
     name: str
     namespace: str
@@ -160,6 +189,7 @@ class WorkloadResult(TypedDict):
     role_assignments: list[RoleAssignmentRow]
     # Only for a workload that declares access policies (or whose entries were removed).
     access_policies: NotRequired[list[AccessPolicyRow]]
+    cosmos_roles: NotRequired[list[CosmosRoleRow]]
     changed: bool
     # What a person should know about the change: an issuer a credential no longer trusts, an identity kept through a
     # rename or a move.
@@ -189,6 +219,14 @@ class PrunedAccessPolicy(TypedDict):
     identity: str
     vault: str
     permissions: dict[str, list[str]]
+
+
+class PrunedCosmosRole(TypedDict):
+    identity: str
+    role: str
+    role_definition_id: str
+    scope: str
+    name: str
 
 
 class PrunedApplication(TypedDict):
@@ -228,6 +266,8 @@ class Pruned(TypedDict):
     released: list[ReleasedIdentity]
     # Key Vault access policy entries of identities or applications removed (only when there were some).
     access_policies: NotRequired[list[PrunedAccessPolicy]]
+    # Cosmos DB SQL role assignments of identities or applications removed (only when there were some).
+    cosmos_roles: NotRequired[list[PrunedCosmosRole]]
 
 
 class OrphanedAssignment(TypedDict):

@@ -36,7 +36,6 @@ from ._azure_role_assignment import Role
 from ._errors import ApiError, KubeApiError, ValidationError
 from ._ids import parse_scope, role_guid
 from ._inventory import RoleSpec, WorkloadSpec
-from ._inventory_fields import AccessPolicySpec
 from ._results import FederatedCredentialState
 from ._retry import WEBHOOK_FAILED
 from ._verify_checks import (
@@ -147,14 +146,16 @@ class Verifier:
         if trust.matched is not None:
             verdict.credential = {k: trust.matched[k] for k in ("name", "issuer", "subject")}
         roles = self._roles(workload)
-        verdict.roles = [{"role": r.role, "scope": r.scope, "granted": None} for r in workload.roles]
+        # The ARM roles, then the Cosmos DB SQL roles (checked as their accounts hold them).
+        declared = [(r.role, r.scope) for r in workload.roles] + [(c.role, c.scope) for c in workload.cosmos_roles]
+        verdict.roles = [{"role": role, "scope": scope, "granted": None} for role, scope in declared]
         try:
             self._chain(workload, signer, trust, roles, verdict)
         except ApiError as exc:
             # A link that could not be checked is not verified: say which (the first one not reached), and why.
             link = next((link for link in CHAIN if link not in verdict.links), "permissions")
             verdict.find(link, f"could not be checked: {exc}", "see the error; run verify again once it is fixed")
-        self._review(signer, roles, verdict, workload.access_policies)
+        self._review(signer, roles, verdict, workload)
         return verdict
 
     # -- the identity -------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ class Verifier:
         credential = self._sign_in(workload, signer, trust, verdict)
         if credential is None:
             return
-        self._permissions(signer, roles, credential, verdict, workload.access_policies)
+        self._permissions(signer, roles, credential, verdict, workload)
 
     def _sign_in(self, workload: WorkloadSpec, signer: Signer, trust: Trust, verdict: Verdict) -> Any:
         """The workload's credential once Entra accepted its token; None (and the finding) if it did not."""
@@ -313,7 +314,7 @@ class Verifier:
         roles: list[tuple[RoleSpec, Role | None]],
         credential: Any,
         verdict: Verdict,
-        policies: list[AccessPolicySpec],
+        workload: WorkloadSpec,
     ) -> None:
         held = {key for key, _model in self._held(signer)}
         granted_at: dict[str, list[dict[str, Any]]] = {}
@@ -350,7 +351,7 @@ class Verifier:
                     f"{what} is not assigned; what it grants comes from other roles the principal holds",
                     rerun(self.cluster, "it assigns the role"),
                 )
-        reads = self.data_planes.check(signer.principal_id, signer.name, policies, roles, credential, verdict)
+        reads = self.data_planes.check(signer.principal_id, signer.name, workload, roles, credential, verdict)
         if not any(f.link == "permissions" for f in verdict.findings):
             on_vaults = f"; {reads} service(s) let it read, asked as the workload" if reads else ""
             verdict.passed("permissions", f"ARM grants each declared role's actions ({len(roles)} roles){on_vaults}")
@@ -368,7 +369,7 @@ class Verifier:
         signer: Signer,
         roles: list[tuple[RoleSpec, Role | None]],
         verdict: Verdict,
-        policies: list[AccessPolicySpec],
+        workload: WorkloadSpec,
     ) -> None:
         declared = {(role.guid.lower(), parse_scope(spec.scope).key) for spec, role in roles if role is not None}
         extras = [model for key, model in self._held(signer) if key not in declared]
@@ -382,6 +383,6 @@ class Verifier:
                 f"remove it (az role assignment delete --ids {model.id}) or declare it in the workload's roles; "
                 "verify removes nothing",
             )
-        entries = self.data_planes.extras(signer.principal_id, signer.name, policies, verdict)
+        entries = self.data_planes.extras(signer.principal_id, signer.name, workload, verdict)
         if not extras and not entries:
             verdict.passed("assignments", "no role assignment beyond the declared ones")

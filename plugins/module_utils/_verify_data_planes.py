@@ -10,7 +10,11 @@ token, on the service itself:
 - key vaults: each access policy entry as the vault holds it, then its secrets' names or a secret no one has
   (``ArmProbe.vault_read``; never a value), by an entry or by a role with Key Vault data actions;
 - blob containers: a role that lets it read blobs, at a container, lists at most one blob's name
-  (``ArmProbe.blob_list``).
+  (``ArmProbe.blob_list``);
+- Cosmos DB: each SQL role assignment as the account holds it (the account's own role system, which ARM's
+  permissions API knows nothing of), then, as the workload, the metadata of its scope (the account, a database or a
+  container: what ``readMetadata`` allows) and, where the role reads items, an item no one has in the container
+  (``ArmProbe.cosmos_read``; never an item's content).
 
 A refusal is a finding with its remedy.
 """
@@ -21,12 +25,13 @@ import re
 from typing import Any
 
 from ._azure_batch_access_policies import policy_key, vault_above
+from ._azure_batch_cosmos import account_key, grant_key
 from ._azure_batch_reads import Reads
+from ._azure_cosmos import definition_of, held
 from ._azure_key_vault import covers, entry_of
-from ._azure_role_assignment import Role
+from ._azure_role_assignment import Role, action_matches
 from ._ids import short_scope
-from ._inventory import RoleSpec
-from ._inventory_fields import AccessPolicySpec
+from ._inventory import RoleSpec, WorkloadSpec
 from ._report import policy_text
 from ._verify_checks import described_assignment, rerun
 from ._verify_findings import Verdict
@@ -43,6 +48,7 @@ STORAGE_REMEDY = (
     "look for a condition on the assignment, a deny assignment, the account's firewall or private endpoint, or "
     "allowSharedKeyAccess-only settings; a new assignment can take minutes to apply"
 )
+COSMOS_ITEMS = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items"
 # The data actions that read a vault's secrets: their names, and their values.
 SECRET_NAMES = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
 SECRET_VALUES = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
@@ -59,15 +65,17 @@ class DataPlanes:
         self,
         principal_id: str,
         name: str,
-        policies: list[AccessPolicySpec],
+        workload: WorkloadSpec,
         roles: list[tuple[RoleSpec, Role | None]],
         credential: Any,
         verdict: Verdict,
     ) -> int:
         """Each access policy entry as the vault holds it, one read on each vault the workload may read secrets from
-        (by its entry, or by a role) and on each container it may read blobs from; how many services answered yes."""
-        asked: dict[str, bool] = {}  # vault key -> it let the workload read
-        for policy in policies:
+        (by its entry, or by a role) and on each container it may read blobs from, each Cosmos DB SQL role as its
+        account holds it; how many services answered yes."""
+        asked: dict[str, bool] = {}  # vault key (or Cosmos DB scope) -> it let the workload read
+        self._sql_roles(principal_id, name, workload, (len(roles), credential), verdict, asked)
+        for policy in workload.access_policies:
             vault = self.reads.vaults.get(policy_key(policy.vault))
             where = f"access policy on key vault {short_scope(policy.vault)}"
             if vault is None or vault["rbac"]:
@@ -106,10 +114,94 @@ class DataPlanes:
                     )
         return sum(asked.values())
 
-    def extras(self, principal_id: str, name: str, policies: list[AccessPolicySpec], verdict: Verdict) -> int:
-        """The access review's part on key vaults (those read): entries the principal holds that the workload does
-        not declare, on vaults that use access policies. How many were found."""
-        declared = {policy_key(p.vault) for p in policies}
+    def _sql_roles(
+        self,
+        principal_id: str,
+        name: str,
+        workload: WorkloadSpec,
+        place: tuple[int, Any],
+        verdict: Verdict,
+        asked: dict[str, bool],
+    ) -> None:
+        """Each declared SQL role as its account holds it, then read as the workload on the account's data plane
+        (``place``: the first SQL role's place after the ARM roles in the verdict, and the workload's credential)."""
+        first, credential = place
+        for index, spec in enumerate(workload.cosmos_roles, start=first):
+            account = self.reads.cosmos_accounts.get(account_key(spec.account))
+            definition = definition_of(account, spec.role) if account is not None else None
+            what = f"Cosmos DB SQL role {spec.role} @ {short_scope(spec.scope)}"
+            if account is None or definition is None:
+                why = "the account does not exist" if account is None else "the account defines no such SQL role"
+                verdict.roles[index]["granted"] = False
+                verdict.find("permissions", f"{what}: {why}", "correct the workload's roles")
+                continue
+            found = held(account, principal_id, definition["id"], spec.scope)
+            verdict.roles[index]["granted"] = found is not None
+            if found is None:
+                verdict.find(
+                    "permissions",
+                    f"{what}: Cosmos DB account {account['name']} holds no such assignment for {name}",
+                    rerun(self.cluster, "it assigns the SQL role"),
+                )
+            elif spec.scope.lower() not in asked:
+                reads_items = any(action_matches(a, f"{COSMOS_ITEMS}/read") for a in definition["data_actions"])
+                asked[spec.scope.lower()] = self._read_cosmos(account["name"], spec, reads_items, credential, verdict)
+
+    def _read_cosmos(self, account: str, spec: Any, reads_items: bool, credential: Any, verdict: Verdict) -> bool:
+        """The SQL role's scope read as the workload (its metadata), and an item no one has where it reads items."""
+        path = spec.scope[len(spec.account.rstrip("/")) :] or "/"
+        what = f"Cosmos DB SQL role {spec.role} @ {short_scope(spec.scope)}, on the service itself"
+        status, message = self.arm.cosmos_read(credential, account, path)
+        if status == 200 and reads_items and "/colls/" in path:
+            status, message = self.arm.cosmos_read(credential, account, path, partition_paths=1)
+            # An item no one has: 404 says the read was allowed (400: a hierarchical key; the metadata said yes).
+            status = 200 if status in (400, 404) else status
+        if status == 200:
+            return True
+        if status == 0:
+            remedy = (
+                "verify reads Cosmos DB as the workload, from where the playbook runs: give that machine a way to it: "
+                "its private endpoint's DNS zone (privatelink.documents.azure.com) or HTTPS_PROXY"
+            )
+        else:
+            remedy = (
+                "a new SQL role assignment can take minutes to apply; look for the account's firewall or private "
+                "endpoint, and for a role whose data actions do not cover the read"
+            )
+        verdict.find("permissions", f"{what}: Cosmos DB {refusal(status, message)}", remedy)
+        return False
+
+    def extras(self, principal_id: str, name: str, workload: WorkloadSpec, verdict: Verdict) -> int:
+        """The access review's part on key vaults and Cosmos DB accounts (those read): entries and SQL role
+        assignments the principal holds that the workload does not declare. How many were found."""
+        found = self._vault_extras(principal_id, name, workload, verdict)
+        declared = {
+            grant_key(d["id"], s.scope)
+            for s in workload.cosmos_roles
+            for a in [self.reads.cosmos_accounts.get(account_key(s.account))]
+            if a is not None
+            for d in [definition_of(a, s.role)]
+            if d is not None
+        }
+        for _key, account in sorted(self.reads.cosmos_accounts.items()):
+            for assignment in (account["assignments"] if account else None) or []:
+                key = grant_key(assignment["role_definition_id"], assignment["scope"])
+                if assignment["principal_id"].lower() != principal_id.lower() or key in declared or account is None:
+                    continue
+                found += 1
+                group = assignment["scope"].split("/")[4]
+                verdict.find(
+                    "assignments",
+                    f"{name} holds Cosmos DB SQL role {assignment['role_definition_id'].rsplit('/', 1)[-1]} @ "
+                    f"{short_scope(assignment['scope'])}, which the workload does not declare",
+                    f"remove it (az cosmosdb sql role assignment delete --account-name {account['name']} "
+                    f"--resource-group {group} --role-assignment-id {assignment['name']}) or declare it in the "
+                    "workload's roles; verify removes nothing",
+                )
+        return found
+
+    def _vault_extras(self, principal_id: str, name: str, workload: WorkloadSpec, verdict: Verdict) -> int:
+        declared = {policy_key(p.vault) for p in workload.access_policies}
         found = 0
         for key, vault in sorted(self.reads.vaults.items()):
             if vault is None or vault["rbac"] or key in declared:

@@ -10,8 +10,10 @@ written.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from email.utils import formatdate
 from typing import Any
 
 from ._azure_client import Connection
@@ -26,6 +28,8 @@ from ._retry import RetryPolicy
 # Blob storage: the audience of its Entra tokens, and a service version that takes them.
 STORAGE_AUDIENCE = "https://storage.azure.com"
 BLOB_VERSION = "2021-08-06"
+# Cosmos DB's data plane: a REST version that takes Entra tokens.
+COSMOS_VERSION = "2018-12-31"
 # The shortest lifetime the API server issues (it raises anything lower to 10 minutes).
 TOKEN_SECONDS = 600
 
@@ -80,19 +84,32 @@ class ArmProbe:
         url = f"{base}/{container}?restype=container&comp=list&maxresults=1"
         return self._data_plane_read(credential, STORAGE_AUDIENCE, url, {"x-ms-version": BLOB_VERSION}, url)
 
+    def cosmos_read(self, credential: Any, account: str, path: str, partition_paths: int = 0) -> tuple[int, str]:
+        """One harmless read on a Cosmos DB account's data plane, as the workload: ``path`` (``/``, ``/dbs/<db>``,
+        ``/dbs/<db>/colls/<c>``: metadata, what ``readMetadata`` allows), or with ``partition_paths`` an item no one
+        has in that container (a 404 says ``items/read`` was allowed). Never an item's content."""
+        base = f"https://{account}.documents.azure.com"
+        headers = {"x-ms-version": COSMOS_VERSION, "x-ms-date": formatdate(usegmt=True)}
+        if partition_paths:
+            path = f"{path}/docs/wi-verify-probe-{uuid.uuid4().hex}"
+            headers["x-ms-documentdb-partitionkey"] = json.dumps(["wi-verify-probe"] * partition_paths)
+        return self._data_plane_read(credential, base, f"{base}{path}", headers, f"Cosmos DB {base}{path}", cosmos=True)
+
     def _data_plane_read(
-        self, credential: Any, audience: str, url: str, headers: dict[str, str], what: str
+        self, credential: Any, audience: str, url: str, headers: dict[str, str], what: str, cosmos: bool = False
     ) -> tuple[int, str]:
-        """A GET with the workload's token for ``audience``: the status and the service's own message (JSON
-        ``error.message`` or XML ``<Message>``, its first line); 0 when the host does not resolve from here."""
+        """A GET with the workload's token for ``audience`` (with ``cosmos``, as Cosmos DB takes it:
+        ``type=aad&ver=1.0&sig=``, not a bearer token): the status and the service's own message (JSON
+        ``error.message`` or ``message``, or XML ``<Message>``, its first line); 0 when the host does not resolve."""
         from azure.core import PipelineClient
         from azure.core.exceptions import ServiceRequestError
         from azure.core.pipeline import policies
         from azure.core.rest import HttpRequest
 
-        client: Any = PipelineClient(
-            base_url=url, policies=[policies.BearerTokenCredentialPolicy(credential, f"{audience}/.default")]
-        )
+        scope = f"{audience}/.default"
+        bearer = policies.BearerTokenCredentialPolicy
+        auth: Any = _cosmos_token_policy(bearer, credential, scope) if cosmos else bearer(credential, scope)
+        client: Any = PipelineClient(base_url=url, policies=[auth])
         verify = {"connection_verify": self.connection.ca_bundle} if self.connection.ca_bundle else {}
 
         def send() -> tuple[int, str]:
@@ -112,10 +129,22 @@ class ArmProbe:
         return azure_call(f"read {what} as the workload", send, self.policy)
 
 
+def _cosmos_token_policy(bearer: Any, credential: Any, scope: str) -> Any:
+    """azure-core's token policy, writing the token as Cosmos DB's data plane takes it (as its own SDK does)."""
+
+    class CosmosTokenPolicy(bearer):  # type: ignore[misc]
+        @staticmethod
+        def _update_headers(headers: Any, token: str) -> None:
+            headers["Authorization"] = f"type=aad&ver=1.0&sig={token}"
+
+    return CosmosTokenPolicy(credential, scope)
+
+
 def _service_message(response: Any) -> str:
     text = response.text() or ""
     try:
-        message = str((response.json().get("error") or {}).get("message") or "")
+        body = response.json()
+        message = str((body.get("error") or {}).get("message") or body.get("message") or "")
     except ValueError:
         found = re.search(r"<Message>(.*?)</Message>", text, re.S)
         message = found.group(1) if found else text[:300]

@@ -31,20 +31,23 @@ description:
     whether they let the workload in, where it declares it may read. On a key vault, its access policy entry as the
     vault holds it, and one read as the workload (its secrets' names, or a secret no one has; never a value), by an
     entry or by a role; a role that a vault with access policies ignores is a finding, with the entry to declare. On a
-    blob container, with a role that reads blobs there, a list of at most one blob's name. The controller must reach
-    the service's host (C(<vault>.vault.azure.net), C(<account>.blob.core.windows.net)); one that does not resolve
-    from there is reported as not checked, naming the host.
+    blob container, with a role that reads blobs there, a list of at most one blob's name. On a Cosmos DB account,
+    each SQL role assignment as the account holds it, then as the workload the metadata of its scope and, where the
+    role reads items, an item no one has in the container (never an item). The controller must reach the service's
+    host (C(<vault>.vault.azure.net), C(<account>.blob.core.windows.net), C(<account>.documents.azure.com)); one
+    that does not resolve from there is reported as not checked, naming the host.
   - C(assignments), the access review, outside the chain; the principal holds no role assignment beyond the
-    declared ones, in the subscriptions the workloads' scopes name, and no key vault access policy entry beyond the
-    declared ones. Extras are findings; nothing is removed.
+    declared ones, in the subscriptions the workloads' scopes name, no key vault access policy entry and no Cosmos DB
+    SQL role assignment beyond the declared ones. Extras are findings; nothing is removed.
   - Read only, with read permissions (Reader; Graph's C(Application.Read.All) for app registrations). A dry run
     stores no pod and a TokenRequest stores nothing. The tokens stay in memory and never
     appear in the result, even with C(-vvv).
   - Azure is read once for the cluster, as the rollout reads it. Each workload costs one read of its
     ServiceAccount, one of each controller, one dry run per template, one token request, one exchange at Entra,
     one permissions read per declared scope, and one read per vault or container it may read (with a token
-    exchanged for that service). When the workloads declare access policies, the subscription's vaults are listed
-    once for the access review.
+    exchanged for that service), two per Cosmos DB container it reads items from. When the workloads declare access
+    policies, the subscription's vaults are listed once for the access review; when they declare Cosmos DB SQL roles,
+    its Cosmos DB accounts, and each account's SQL roles and assignments are read once.
 options:
   cluster_name:
     description: The cluster's name, as the inventory names it.

@@ -303,6 +303,15 @@ workloads:
       type: list
       elements: dict
       returned: when the workload declares access policies
+    cosmos_roles:
+      description:
+        - Only for a workload that declares Cosmos DB SQL roles (or whose assignments were removed) - each assignment's
+          C(role) (the SQL role definition's name), C(role_definition_id), C(scope) (the account, or a database or
+          container under it), C(name), C(action) and C(adopted) (an assignment an operator made for the same
+          principal, role and scope, used as it is and never removed by teardown of an identity made elsewhere).
+      type: list
+      elements: dict
+      returned: when the workload declares Cosmos DB SQL roles
     changed:
       description: Whether anything changed for this workload.
       type: bool
@@ -320,7 +329,9 @@ pruned:
     for an app registration, whose C(client_id) is its appId); and the identities this cluster
     let go of while other clusters still use them (C(released), each with C(name), C(resource_group) and C(used_by));
     and the Key Vault access policy entries of the identities and app registrations removed (C(access_policies), each
-    with C(identity), C(vault) and C(permissions); only when there were some).
+    with C(identity), C(vault) and C(permissions); only when there were some), and their Cosmos DB SQL role
+    assignments (C(cosmos_roles), each with C(identity), C(role), C(role_definition_id), C(scope) and C(name); only
+    when there were some).
   returned: always
   type: dict
 orphaned_assignments:

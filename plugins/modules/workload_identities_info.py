@@ -107,6 +107,7 @@ findings:
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_application import ApplicationApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import CosmosApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_discovery import Discovery
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
@@ -140,6 +141,7 @@ def main() -> None:
         RoleAssignmentApi(module.client("authorization"), policy),
         subscription,
         vaults=KeyVaultApi(module.client("authorization"), policy),
+        cosmos=CosmosApi(module.client("authorization"), policy),
     )
     discovery = Discovery(
         apis,

@@ -77,6 +77,7 @@ class Sandbox:
         from .arm import ArmApi
         from .blob import BlobDataPlane
         from .control import ControlApi
+        from .cosmos_data import CosmosDataPlane
         from .entra import EntraApi
         from .graph import GraphApi
         from .guard import GuardApi
@@ -89,6 +90,7 @@ class Sandbox:
         self.guard = GuardApi(self)
         self.vaults = VaultDataPlane(self)
         self.blobs = BlobDataPlane(self)
+        self.cosmos = CosmosDataPlane(self)
 
     # -- identity of this "cloud" -------------------------------------------------------------
     @property
@@ -317,7 +319,7 @@ class Sandbox:
     def resolve(self, request: Request) -> Route:
         segs = ids.segments(request.path)
         low = [s.lower() for s in segs]
-        for api in (self.control, self.guard, self.vaults, self.blobs, self.graph, self.entra, self.arm):
+        for api in (self.control, self.guard, self.vaults, self.blobs, self.cosmos, self.graph, self.entra, self.arm):
             route = api.route(request, segs, low)
             if route is not None:
                 return route
@@ -487,6 +489,8 @@ class Sandbox:
                 service = "keyvault"
             elif op.startswith("blob."):
                 service = "storage"
+            elif op.startswith("cosmos.") and not op.startswith(("cosmos.operationsStatus", "cosmos.operationResults")):
+                service = "cosmos"
             totals[service] += sum(counts.values())
         return {
             "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},

@@ -15,25 +15,22 @@ import json
 import logging
 import os
 import re
-import secrets
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import requests
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity import ClientSecretCredential, CredentialUnavailableError, WorkloadIdentityCredential
+from azure.identity import ClientSecretCredential, CredentialUnavailableError
 
 from . import jwt
 from .__main__ import DEFAULT_STATE, PROJECT
 from .client import SandboxClient
+from .demo_data import arm_put, ensure_cosmos_account, pod_credential, read_item, read_vault, seed_item, seed_secret
 from .pods import injected, newest_pods, projected_token
 
 CLUSTERS = {"dev": ("rg-aks-dev", "aks-dev"), "prod": ("rg-aks-prod", "aks-prod")}
@@ -48,6 +45,8 @@ RESOURCES = [
 PROD_RESOURCES = ["Microsoft.Storage/storageAccounts/stprodaudit/blobServices/default/containers/audit"]
 # An older vault that uses access policies, not Azure RBAC, for its data (as many existing vaults still do).
 POLICY_VAULTS = ["Microsoft.KeyVault/vaults/kv-legacy-{env}"]
+# A Cosmos DB account (NoSQL API) with the orders database and its items container: data granted by its own SQL roles.
+COSMOS_ACCOUNTS = ["Microsoft.DocumentDB/databaseAccounts/cosmos-orders-{env}"]
 # ... and the applications, running under the namespace's default service account.
 APPS = [
     ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
@@ -108,19 +107,8 @@ def main() -> None:
         refused = sign_in(env, assertion, first_workload["client_id"], first_workload["roles"][0]["scope"], sub)[0]
         print(f"{cluster:<9} {first_workload['namespace'] + '/default':<44} {'(not bound)':<37} {refused[:60]}")
 
-    # On the vaults themselves: the Key Vault SDK in each pod, with its own token, at https://<vault>.vault.azure.net.
-    print("\n==> on the vaults themselves: azure-keyvault-secrets as each pod (a vault with access policies, one with")
-    print("    Azure RBAC), through the sandbox's public-hostnames proxy")
-    print(f"{'cluster':<9} {'workload':<16} {'vault (its model)':<38} answer")
-    for env_name, (_rg, cluster) in CLUSTERS.items():
-        report = json.loads((reports / f"{cluster}.json").read_text())
-        for workload in report["workloads"]:
-            if workload["name"] not in ("orders-api", "billing-worker"):
-                continue
-            _who, client_id, assertion, authority = workload_credentials(state, cluster, workload, from_pod=not helm)
-            for vault, model in ((f"kv-legacy-{env_name}", "access policies"), (f"kv-billing-{env_name}", "RBAC")):
-                answer = read_vault(env, assertion, client_id, vault, authority)
-                print(f"{cluster:<9} {workload['name']:<16} {vault + ' (' + model + ')':<38} {answer}")
+    # On the services themselves: the SDKs in each pod, with its own token, at their public hosts.
+    print_data_plane_reads(env, reports, (state, helm))
 
     # What an operator runs to prove it: each workload's chain, link by link, and the access review.
     verify = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/verify.yml"]
@@ -215,6 +203,10 @@ def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> 
             ensure_resource_chain(url, ca, token, scope, rbac_vault=resource not in POLICY_VAULTS)
             if resource in POLICY_VAULTS:
                 seed_secret(url, ca, admin, scope, "orders-db-connection")
+        for account in COSMOS_ACCOUNTS:
+            scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + account.format(env=env_name)
+            ensure_cosmos_account(url, ca, token, scope)
+            seed_item(url, ca, admin, scope)
         apps = APPS + (PROD_APPS if env_name == "prod" else [])
         deploy_apps(state, cluster, apps)
         print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
@@ -286,41 +278,6 @@ def grant_kubernetes_role(url: str, ca: str, token: str, cluster_id: str, sub: s
     arm_put(url, ca, token, path, {"properties": properties}, api_version="2022-04-01")
 
 
-def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any], api_version: str = "2022-09-01") -> None:
-    response = requests.put(
-        f"{url}{path}?api-version={api_version}",
-        json=body,
-        verify=ca,
-        timeout=30,
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    response.raise_for_status()
-
-
-def seed_secret(url: str, ca: str, admin: Any, vault_id: str, name: str) -> None:
-    """The platform team's own access policy entry on a vault with access policies (which the rollout must leave as
-    it is), and a secret it keeps there."""
-    principal = jwt.unverified(admin.get_token(url + "/.default").token)[1]
-    entry = {"tenantId": principal["tid"], "objectId": principal["oid"], "permissions": {"secrets": ["get", "set"]}}
-    response = requests.put(
-        f"{url}{vault_id}/accessPolicies/add?api-version=2023-07-01",
-        json={"properties": {"accessPolicies": [entry]}},
-        verify=ca,
-        timeout=30,
-        headers={"Authorization": f"Bearer {admin.get_token(url + '/.default').token}"},
-    )
-    response.raise_for_status()
-    vault_token = admin.get_token("https://vault.azure.net/.default").token
-    response = requests.put(
-        f"{url}/dataplane/vault/{vault_id.rsplit('/', 1)[1]}/secrets/{name}?api-version=7.4",
-        json={"value": secrets.token_urlsafe(24)},
-        verify=ca,
-        timeout=30,
-        headers={"Authorization": f"Bearer {vault_token}"},
-    )
-    response.raise_for_status()
-
-
 def ensure_resource_chain(url: str, ca: str, token: str, scope: str, rbac_vault: bool = True) -> None:
     """The storage account / vault / registry a workload is granted on (made with generic PUTs). A key vault is made
     as Key Vault requires (its tenant and SKU), with Azure RBAC for its data unless ``rbac_vault`` is false (access
@@ -334,6 +291,27 @@ def ensure_resource_chain(url: str, ca: str, token: str, scope: str, rbac_vault:
             sku = {"family": "A", "name": "standard"}
             body["properties"] = {"tenantId": tenant, "sku": sku, "enableRbacAuthorization": rbac_vault}
         arm_put(url, ca, token, f"{head}/providers/{'/'.join(parts[:end])}", body)
+
+
+def print_data_plane_reads(env: dict[str, str], reports: Path, where: tuple[Path, bool]) -> None:
+    """What orders-api and billing-worker read on the vaults and the Cosmos DB account, as their pods, each with the
+    SDK an application uses (``where``: the sandbox's state, and whether the webhook is Helm's)."""
+    state, helm = where
+    print("\n==> on the services themselves, as each pod, through the sandbox's public-hostnames proxy: vaults with")
+    print("    azure-keyvault-secrets (one with access policies, one with Azure RBAC), Cosmos DB with azure-cosmos")
+    print(f"{'cluster':<9} {'workload':<16} {'service (its model)':<44} answer")
+    for env_name, (_rg, cluster) in CLUSTERS.items():
+        report = json.loads((reports / f"{cluster}.json").read_text())
+        for workload in report["workloads"]:
+            if workload["name"] not in ("orders-api", "billing-worker"):
+                continue
+            _who, client_id, assertion, authority = workload_credentials(state, cluster, workload, from_pod=not helm)
+            for vault, model in ((f"kv-legacy-{env_name}", "access policies"), (f"kv-billing-{env_name}", "RBAC")):
+                answer = read_vault(env, assertion, client_id, vault, authority)
+                print(f"{cluster:<9} {workload['name']:<16} {vault + ' (' + model + ')':<44} {answer}")
+            account = f"cosmos-orders-{env_name}"
+            answer = read_item(env, assertion, client_id, account, authority)
+            print(f"{cluster:<9} {workload['name']:<16} {account + ' (Cosmos DB SQL roles)':<44} {answer}")
 
 
 def _kube(state: Path, cluster: str) -> Any:
@@ -441,46 +419,6 @@ def service_account_token(state: Path, cluster: str, namespace: str, name: str) 
     if issued.status is None:
         raise RuntimeError(f"the API server issued no token for {namespace}/{name}")
     return str(issued.status.token)
-
-
-def read_vault(env: dict[str, str], assertion: str, client_id: str, vault: str, authority: str | None) -> str:
-    """What the workload's Key Vault SDK gets from a vault's data plane with its own token: the secrets' names, or
-    the vault's refusal (never a value)."""
-    from azure.core.exceptions import HttpResponseError
-    from azure.keyvault.secrets import SecretClient
-
-    with pod_credential(env, assertion, client_id, authority) as credential:
-        client = SecretClient(
-            f"https://{vault}.vault.azure.net",
-            credential,
-            connection_verify=env["AZURE_CA_BUNDLE"],
-            proxies={"https": env["SANDBOX_HTTPS_PROXY"]},
-        )
-        try:
-            names = [s.name for s in client.list_properties_of_secrets()]
-        except HttpResponseError as exc:
-            body = json.loads(exc.response.text() or "{}") if exc.response is not None else {}
-            inner = ((body.get("error") or {}).get("innererror") or {}).get("code")
-            return f"refused: {exc.status_code} ({inner or exc.reason})"
-    return f"lists its secrets: {', '.join(str(n) for n in names) or '(none)'}"
-
-
-@contextmanager
-def pod_credential(env: dict[str, str], assertion: str, client_id: str, authority: str | None) -> Iterator[Any]:
-    """The credential the pod's SDK builds from what the webhook injected: its projected token in a file (removed
-    after), its client id, the authority host."""
-    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
-        handle.write(assertion)
-    try:
-        yield WorkloadIdentityCredential(
-            tenant_id=env["AZURE_TENANT_ID"],
-            client_id=client_id,
-            token_file_path=handle.name,
-            authority=authority or env["SANDBOX_URL"],
-            connection_verify=env["AZURE_CA_BUNDLE"],
-        )
-    finally:
-        os.unlink(handle.name)
 
 
 def sign_in(

@@ -192,13 +192,16 @@ class EntraApi:
             )
         resource = scopes[0][: -len("/.default")]
         from .blob import AUDIENCES as STORAGE_AUDIENCES
+        from .cosmos_data import cosmos_audience
         from .guard import AKS_SERVER_APP_ID
         from .vault import AUDIENCE as VAULT_AUDIENCE
 
         known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID, VAULT_AUDIENCE}
         known |= set(STORAGE_AUDIENCES)
-        # A storage account's own blob endpoint is its audience too.
-        if re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/?", resource.lower()):
+        # A storage account's own blob endpoint is its audience too; so is a Cosmos DB account's, and Cosmos DB's.
+        if re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/?", resource.lower()) or cosmos_audience(
+            resource
+        ):
             known.add(resource.rstrip("/").lower())
         if resource.rstrip("/").lower() not in known:
             raise EntraError(

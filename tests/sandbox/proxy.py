@@ -38,7 +38,11 @@ PUBLIC_HOSTS = {
     "graph.microsoft.com": "/graph",
 }
 # Data planes: each account's own host under the service's domain, and where its requests go in the sandbox.
-DATA_PLANE_DOMAINS = {".vault.azure.net": "/dataplane/vault/", ".blob.core.windows.net": "/dataplane/blob/"}
+DATA_PLANE_DOMAINS = {
+    ".vault.azure.net": "/dataplane/vault/",
+    ".blob.core.windows.net": "/dataplane/blob/",
+    ".documents.azure.com": "/dataplane/cosmos/",
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 

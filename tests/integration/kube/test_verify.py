@@ -361,6 +361,41 @@ def test_a_deleted_assignment_and_an_extra_owner(estate: Estate) -> None:
         authz.role_assignments.delete_by_id(owner.id)
 
 
+def test_a_deleted_cosmos_db_sql_role_is_a_finding_on_the_account_itself(estate: Estate) -> None:
+    """Cosmos DB's own role system: ARM's permissions API knows nothing of it; verify reads the account's assignments,
+    and the account's data plane as the workload (a container's metadata, an item no one has)."""
+    from azure.mgmt.cosmosdb import CosmosDBManagementClient
+
+    cosmos = CosmosDBManagementClient(estate.box.credential(), estate.box.subscription_id, **estate.box.arm_kwargs())
+    review, _output = estate.verify(expect_ok=True)
+    orders = next(w for w in review["clusters"][0]["workloads"] if w["name"] == "orders-api")
+    assert {"role": "Cosmos DB Built-in Data Reader", "granted": True}.items() <= orders["roles"][-1].items()
+    held = [
+        a
+        for a in cosmos.sql_resources.list_sql_role_assignments("rg-data-dev", "cosmos-orders-dev")
+        if a.principal_id == orders["identity"]["principal_id"]
+    ]
+    [reader] = held
+    cosmos.sql_resources.begin_delete_sql_role_assignment(reader.name, "rg-data-dev", "cosmos-orders-dev").result()
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        [(workload, link, message)] = findings(review)
+        assert (workload, link) == ("orders-api", "permissions")
+        assert "Cosmos DB account cosmos-orders-dev holds no such assignment" in message
+    finally:
+        body = {
+            "properties": {
+                "roleDefinitionId": reader.role_definition_id,
+                "scope": reader.scope,
+                "principalId": reader.principal_id,
+            }
+        }
+        cosmos.sql_resources.begin_create_update_sql_role_assignment(
+            reader.name, "rg-data-dev", "cosmos-orders-dev", body
+        ).result()
+    review, _output = estate.verify(expect_ok=True)
+
+
 def test_a_mistake_in_the_accepted_findings_is_named_before_any_check(estate: Estate) -> None:
     accepted = [{"workload": "order-api", "link": "roles", "reason": ""}, "assignments"]
     extra = json.dumps({"workload_identity_verify_accepted": accepted})

@@ -24,6 +24,7 @@ SUB = "{sub}"
 RG = f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}"
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stmatrix"
 VAULT = f"{RG}/providers/Microsoft.KeyVault/vaults/kv-matrix"
+COSMOS = f"{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-matrix"
 CONTAINER = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'"
 WRITE_ONLY = (
     f"((!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'}})) OR ({CONTAINER}))"
@@ -393,6 +394,27 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         ],
         {},
         "workload 'a': roles[1]: access_policy: ",
+    ),
+    # Cosmos DB SQL role assignments (a SQL role at an account, or its /dbs/<db>[/colls/<container>]).
+    (
+        "sql role with a description",
+        [bad("a", roles=[{"role": "Cosmos DB Built-in Data Reader", "scope": COSMOS + "/dbs/x", "description": "d"}])],
+        {},
+        "workload 'a': roles[0]: description: Cosmos DB Built-in Data Reader at ",
+    ),
+    (
+        "sql role with a condition",
+        [
+            bad(
+                "a",
+                roles=[
+                    {"role": "Reader", "scope": RG},
+                    {"role": "00000000-0000-0000-0000-000000000001", "scope": COSMOS, "condition": "true"},
+                ],
+            )
+        ],
+        {},
+        "workload 'a': roles[1]: condition: 00000000-0000-0000-0000-000000000001 at ",
     ),
     # Accepted by design (run in check mode).
     ("no roles: no access", [bad("a", roles=[])], {}, None),

@@ -113,3 +113,11 @@ def test_an_account_holds_at_most_its_limit_of_role_assignments(sandbox: Sandbox
         assert "the most it may hold (3)" in str(full.value.message)
     finally:
         sandbox.control.configure({"cosmos_role_assignment_limit": 2000})
+
+
+def test_accounts_are_listed_by_subscription_and_by_resource_group(sandbox: Sandbox) -> None:
+    client, made = account(sandbox, "cosmos-listed")
+    sandbox.resource_group("rg-other")
+    assert [a.id for a in client.database_accounts.list()] == [made.id]
+    assert [a.name for a in client.database_accounts.list_by_resource_group("rg-cosmos")] == ["cosmos-listed"]
+    assert list(client.database_accounts.list_by_resource_group("rg-other")) == []

@@ -77,6 +77,8 @@ class ArmApi(
             return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], None), sub)
         if len(low) == 5 and low[2] == "providers" and low[3] == AKS and low[4] == "managedclusters":
             return Route("managedClusters.list", "arm", lambda c: self.list_clusters(c, segs[1], None), sub)
+        if len(low) == 5 and low[2] == "providers" and low[3] == COSMOS and low[4] == "databaseaccounts":
+            return Route("databaseAccounts.list", "arm", lambda c: self.list_cosmos_accounts(c, segs[1], None), sub)
         # Long-running operations, per provider: its status segment, and the names of its status and result reads.
         operations = {
             AKS: ("operations", "operations.get", "operationResults.get"),
@@ -132,6 +134,8 @@ class ArmApi(
                 return Route(f"managedClusters.{verb}", "arm", lambda c: self.cluster(c, segs), sub)
             if len(rest) == 3 and m == "POST":
                 return Route(f"managedClusters.{rest[2]}", "arm", lambda c: self.cluster_action(c, segs), sub)
+        if ns == COSMOS and rest[0] == "databaseaccounts" and len(rest) == 1:
+            return Route("databaseAccounts.list", "arm", lambda c: self.list_cosmos_accounts(c, segs[1], segs[3]), sub)
         if ns == COSMOS and rest[0] == "databaseaccounts" and len(rest) >= 2:
             return self._cosmos_route(request, segs, rest, verb, sub)
         if ns == KEYVAULT and rest[0] == "vaults":

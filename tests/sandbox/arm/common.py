@@ -150,6 +150,21 @@ class ArmBase:
             "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
         )
 
+    def _listed(self, ctx: Context, sub: str, rg: str | None, resource_type: str) -> list[dict[str, Any]]:
+        """A provider's ``List`` / ``ListByResourceGroup``: every resource of the type in the subscription (or the
+        group), whole, once the caller may read them there."""
+        scope = ids.parse_scope(f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else ""))
+        self.app.authorize(ctx, f"{resource_type}/read", scope)
+        if rg:
+            self._require_rg(sub, rg)
+        else:
+            self._require_subscription(sub)
+        return [
+            dict(record["body"])
+            for key, record in sorted(self.store.all("generic").items())
+            if record["body"].get("type") == resource_type and ids.is_at_or_below(key, scope.key)
+        ]
+
     def _page(self, ctx: Context, items: list[dict[str, Any]]) -> Response:
         return Response(200, paged(items, ctx.request, self.app.origin(ctx.request), self.app.settings.page_size))
 

@@ -153,6 +153,11 @@ class CosmosProvider(ArmBase):
             "properties": {"resource": {**resource, "_rid": uuid.uuid4().hex[:8]}},
         }
 
+    def list_cosmos_accounts(self, ctx: Context, sub: str, rg: str | None) -> Response:
+        """``DatabaseAccounts_List`` / ``_ListByResourceGroup``: every account, whole, in one page (Cosmos DB's list
+        has no ``nextLink``)."""
+        return Response(200, {"value": self._listed(ctx, sub, rg, ACCOUNT_TYPE)})
+
     def _accepted(self, ctx: Context, scope: ids.Scope) -> Response:
         """Cosmos DB's writes are long-running: 202, and an operation that has succeeded when polled."""
         op_id = str(uuid.uuid4())
@@ -210,6 +215,14 @@ class CosmosProvider(ArmBase):
         definition = _definition(account["id"], guid, name, "CustomRole", [str(s) for s in scopes], permissions)
         self.store.put("cosmosRoleDefinition", key, {"body": definition})
         return self._accepted(ctx, _scope(segs[: len(segs) - 2]))
+
+    def definitions_of(self, account: dict[str, Any]) -> list[dict[str, Any]]:
+        """The account's SQL role definitions (its data plane authorizes by them)."""
+        return self._definitions(account)
+
+    def assignments_of(self, account: dict[str, Any]) -> list[dict[str, Any]]:
+        """The account's SQL role assignments (its data plane authorizes by them)."""
+        return self._assignments(account)
 
     def _definitions(self, account: dict[str, Any]) -> list[dict[str, Any]]:
         built = [

@@ -237,18 +237,7 @@ class KeyVaultProvider(ArmBase):
     def list_vaults(self, ctx: Context, sub: str, rg: str | None) -> Response:
         """``Vaults_ListBySubscription`` / ``Vaults_ListByResourceGroup``: whole vaults, access policies included,
         paged with ``$top`` and ``nextLink``."""
-        scope = ids.parse_scope(f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else ""))
-        self.app.authorize(ctx, f"{VAULT_TYPE}/read", scope)
-        if rg:
-            self._require_rg(sub, rg)
-        else:
-            self._require_subscription(sub)
-        found = [
-            dict(record["body"])
-            for key, record in sorted(self.store.all("generic").items())
-            if record["body"].get("type") == VAULT_TYPE and ids.is_at_or_below(key, scope.key)
-        ]
-        return self._page(ctx, found)
+        return self._page(ctx, self._listed(ctx, sub, rg, VAULT_TYPE))
 
     def vault_record(self, name: str) -> dict[str, Any] | None:
         """The vault of that name (vault names are unique in Azure), for its data plane."""

@@ -11,6 +11,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import CosmosApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
 )
@@ -229,3 +230,70 @@ class FakeVaults(KeyVaultApi):
         if kind != "remove":
             kept.append({"tenantId": TENANT, "objectId": object_id, "permissions": permissions})
         self.vaults[vault["id"].lower()]["properties"]["accessPolicies"] = kept
+
+
+COSMOS_READER = "00000000-0000-0000-0000-000000000001"
+COSMOS_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+
+
+class FakeCosmos(CosmosApi):
+    """Cosmos DB accounts with their SQL role definitions (the two built-ins, and custom ones) and assignments; each
+    write applied as Cosmos DB applies it. Reads counted per kind."""
+
+    def __init__(self, writes: Writes) -> None:
+        super().__init__(None)
+        self.writes = writes
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.reads = {"definitions": 0, "assignments": 0, "accounts": 0}
+
+    def add(self, account_id: str, custom: dict[str, str] | None = None) -> None:
+        """An account; ``custom``: its custom SQL roles, GUID -> roleName (with item read only)."""
+        definitions = [
+            (COSMOS_READER, "Cosmos DB Built-in Data Reader", "BuiltInRole"),
+            (COSMOS_CONTRIBUTOR, "Cosmos DB Built-in Data Contributor", "BuiltInRole"),
+            *((guid, name, "CustomRole") for guid, name in (custom or {}).items()),
+        ]
+        self.accounts[account_id.lower()] = {
+            "id": account_id,
+            "name": account_id.rsplit("/", 1)[1],
+            "definitions": [
+                {
+                    "id": f"{account_id}/sqlRoleDefinitions/{guid}",
+                    "guid": guid,
+                    "name": name,
+                    "built_in": kind == "BuiltInRole",
+                    "data_actions": ["Microsoft.DocumentDB/databaseAccounts/readMetadata"],
+                    "assignable_scopes": [account_id],
+                }
+                for guid, name, kind in definitions
+            ],
+            "assignments": [],
+        }
+
+    def account(self, account_id: str, with_assignments: bool) -> Any:
+        self.reads["definitions"] += 1
+        found = self.accounts.get(account_id.lower())
+        if found is None:
+            return None
+        state = {**copy.deepcopy(found), "assignments": None}
+        if with_assignments:
+            self.read_assignments(state)
+        return state
+
+    def read_assignments(self, account: Any) -> None:
+        self.reads["assignments"] += 1
+        account["assignments"] = copy.deepcopy(self.accounts[account["id"].lower()]["assignments"])
+
+    def list_accounts(self, subscription: str) -> list[str]:
+        self.reads["accounts"] += 1
+        return [a["id"] for a in self.accounts.values()]
+
+    def put(self, account: Any, state: Any) -> None:
+        self.writes.append(("cosmos", "put", f"{account['name']}:{state['name']}"))
+        held = self.accounts[account["id"].lower()]["assignments"]
+        held[:] = [a for a in held if a["name"] != state["name"]] + [copy.deepcopy(state)]
+
+    def delete(self, account: Any, state: Any) -> None:
+        self.writes.append(("cosmos", "delete", f"{account['name']}:{state['name']}"))
+        held = self.accounts[account["id"].lower()]["assignments"]
+        held[:] = [a for a in held if a["name"] != state["name"]]

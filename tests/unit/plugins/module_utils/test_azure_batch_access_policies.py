@@ -61,30 +61,33 @@ class Estate:
         self.engine = Workloads(apis, GraphApps())
 
     def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **options: Any) -> dict[str, Any]:
-        validated = validate_workloads(
-            CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False
-        )
-        assert validated.problems == []
-        batch = Batch(
-            CLUSTER,
-            SUB,
-            ISSUER,
-            "westeurope",
-            validated.specs,
-            options.get("prune", False),
-            False,
-            ("rg-ids",),
-            options.get("state", "present"),
-        )
-        reads = self.engine.read(batch, workers=2)
-        if batch.state == "absent":
-            return dict(self.engine.remove(batch, reads, check_mode))
-        return dict(self.engine.converge(batch, reads, check_mode, workers=2))
+        return run_batch(self.engine, workloads, check_mode, **options)
 
     def entries(self, vault: str) -> dict[str, Any]:
         return {
             e["objectId"]: e["permissions"] for e in self.vaults.vaults[vault.lower()]["properties"]["accessPolicies"]
         }
+
+
+def run_batch(engine: Workloads, workloads: list[dict[str, Any]], check_mode: bool, **options: Any) -> dict[str, Any]:
+    """One cluster's list through the batch, as the module runs it: validated, read, then converged (or removed)."""
+    validated = validate_workloads(CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False)
+    assert validated.problems == []
+    batch = Batch(
+        CLUSTER,
+        SUB,
+        ISSUER,
+        "westeurope",
+        validated.specs,
+        options.get("prune", False),
+        False,
+        ("rg-ids",),
+        options.get("state", "present"),
+    )
+    reads = engine.read(batch, workers=2)
+    if batch.state == "absent":
+        return dict(engine.remove(batch, reads, check_mode))
+    return dict(engine.converge(batch, reads, check_mode, workers=2))
 
 
 def orders(*roles: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._ownership i
 
 from .fakes import (
     BLOB,
+    COSMOS_READER,
     OWNER,
     READER,
     SUB,
     TENANT,
+    FakeCosmos,
     FakeFics,
     FakeIdentities,
     FakeRoles,
@@ -138,12 +140,13 @@ class Subscription:
         )
         self.apps = GraphApps()
         self.vaults = FakeVaults(self.writes)
+        self.cosmos = FakeCosmos(self.writes)
 
     def identity(self, group: str, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
         return dict(self.identities.put(IdentityRef(SUB, group, name), "westeurope", tags or {}))
 
     def discovery(self, groups: list[str] | None = None) -> Discovery:
-        apis = AzureApis(self.identities, self.fics, self.roles, SUB, vaults=self.vaults)
+        apis = AzureApis(self.identities, self.fics, self.roles, SUB, vaults=self.vaults, cosmos=self.cosmos)
         return Discovery(apis, self.apps, CLUSTER, ISSUER, groups or [])
 
 
@@ -238,6 +241,17 @@ def test_names_are_dns_labels() -> None:
     assert len(dns_label("x" * 80)) == 63
 
 
+def orders_bound_to(client_id: str) -> FakeCluster:
+    """A cluster whose shop/orders ServiceAccount names the client id, as an operator bound it by hand."""
+    cluster = FakeCluster()
+    annotations = {"azure.workload.identity/client-id": client_id}
+    cluster.add(
+        "/api/v1/namespaces/shop/serviceaccounts/orders",
+        {"metadata": {"name": "orders", "namespace": "shop", "annotations": annotations}},
+    )
+    return cluster
+
+
 def test_discovery_declares_an_identitys_key_vault_entries_and_notes_a_role_the_vault_ignores() -> None:
     sub = Subscription()
     by_hand = sub.identity("rg-hand", "orders-identity")
@@ -248,19 +262,37 @@ def test_discovery_declares_an_identitys_key_vault_entries_and_notes_a_role_the_
     sub.vaults.add(f"{vaults}/kv-legacy", policies=[entry])
     sub.vaults.add(f"{vaults}/kv-rbac", rbac=True, policies=[entry])  # ignored there: not declared
     sub.roles.items.append(assignment(f"{vaults}/kv-legacy", SECRETS_READER, by_hand["principal_id"]))
-    cluster = FakeCluster()
-    cluster.add(
-        "/api/v1/namespaces/shop/serviceaccounts/orders",
-        {
-            "metadata": {
-                "name": "orders",
-                "namespace": "shop",
-                "annotations": {"azure.workload.identity/client-id": by_hand["client_id"]},
-            }
-        },
-    )
-    found = sub.discovery().run(discover(cluster))
+    found = sub.discovery().run(discover(orders_bound_to(by_hand["client_id"])))
     [orders] = found["workloads"]
     assert {"scope": f"{vaults}/kv-legacy", "access_policy": {"secrets": ["get", "list"]}} in orders["roles"]
     assert not any(r["scope"].endswith("kv-rbac") for r in orders["roles"])
     assert any("grants nothing on its data (the vault uses access policies)" in n for n in found["notes"]["orders"])
+
+
+def test_discovery_declares_an_identitys_cosmos_db_sql_roles_as_the_site_reads_them() -> None:
+    sub = Subscription()
+    by_hand = sub.identity("rg-hand", "orders-identity")
+    ref = IdentityRef(SUB, "rg-hand", "orders-identity")
+    sub.fics.put(ref, "by-hand", ISSUER, "system:serviceaccount:shop:orders", ["api://AzureADTokenExchange"])
+    account = (
+        f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-orders"
+    )
+    sub.cosmos.add(account, custom={"5f0c6d4a-1e2b-4c3d-8e9f-0a1b2c3d4e5f": "Orders Item Reader"})
+    held = sub.cosmos.accounts[account.lower()]["assignments"]
+    for guid, scope in (
+        (COSMOS_READER, f"{account}/dbs/orders/colls/items"),
+        ("5f0c6d4a-1e2b-4c3d-8e9f-0a1b2c3d4e5f", account),
+    ):
+        held.append(
+            {
+                "name": str(uuid.uuid4()),
+                "account": account,
+                "role_definition_id": f"{account}/sqlRoleDefinitions/{guid}",
+                "scope": scope,
+                "principal_id": by_hand["principal_id"],
+            }
+        )
+    found = sub.discovery().run(discover(orders_bound_to(by_hand["client_id"])))
+    [orders] = found["workloads"]
+    assert {"role": "Cosmos DB Built-in Data Reader", "scope": f"{account}/dbs/orders/colls/items"} in orders["roles"]
+    assert {"role": "Orders Item Reader", "scope": account} in orders["roles"]

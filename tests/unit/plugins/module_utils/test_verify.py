@@ -282,6 +282,18 @@ class VaultArm(Arm):
         self.reads.append((f"{account}/{container}", True))
         return self.status, self.message
 
+    def cosmos_read(self, credential: Any, account: str, path: str, partition_paths: int = 0) -> tuple[int, str]:
+        self.reads.append((f"{account}{path}", bool(partition_paths)))
+        # An item no one has: Cosmos DB's 404 when the read is allowed.
+        return (
+            (404, "Entity with the specified id does not exist")
+            if partition_paths and self.status == 200
+            else (
+                self.status,
+                self.message,
+            )
+        )
+
 
 def vault_verifier(arm: VaultArm, roles: list[dict[str, Any]], entry: dict[str, list[str]] | None, rbac: bool) -> Any:
     kube, entra, clock = Kube(), Entra(), Clock()

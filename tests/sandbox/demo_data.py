@@ -1,0 +1,188 @@
+"""The data the demo's workloads are granted, and what they read of it on the services themselves.
+
+The platform team's own grants and data, made before the rollout (a secret in a vault with access policies, an item
+in a Cosmos DB container, each through the service's data plane as its own principal), and what a workload's pod
+reads there with its own token, through the same SDKs an application uses (azure-keyvault-secrets, azure-cosmos),
+at the services' public hosts through the sandbox's proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from azure.identity import WorkloadIdentityCredential
+
+from . import jwt
+
+COSMOS_API = "2024-11-15"
+COSMOS_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+ORDER_ID, CUSTOMER = "order-1001", "contoso"  # the item, and its partition key value
+ORDER: dict[str, Any] = {"id": ORDER_ID, "customer": CUSTOMER, "total": 42}
+
+
+def arm_put(url: str, ca: str, token: str, path: str, body: dict[str, Any], api_version: str = "2022-09-01") -> None:
+    response = requests.put(
+        f"{url}{path}?api-version={api_version}",
+        json=body,
+        verify=ca,
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    response.raise_for_status()
+
+
+def seed_secret(url: str, ca: str, admin: Any, vault_id: str, name: str) -> None:
+    """The platform team's own access policy entry on a vault with access policies (which the rollout must leave as
+    it is), and a secret it keeps there."""
+    principal = jwt.unverified(admin.get_token(url + "/.default").token)[1]
+    entry = {"tenantId": principal["tid"], "objectId": principal["oid"], "permissions": {"secrets": ["get", "set"]}}
+    response = requests.put(
+        f"{url}{vault_id}/accessPolicies/add?api-version=2023-07-01",
+        json={"properties": {"accessPolicies": [entry]}},
+        verify=ca,
+        timeout=30,
+        headers={"Authorization": f"Bearer {admin.get_token(url + '/.default').token}"},
+    )
+    response.raise_for_status()
+    vault_token = admin.get_token("https://vault.azure.net/.default").token
+    response = requests.put(
+        f"{url}/dataplane/vault/{vault_id.rsplit('/', 1)[1]}/secrets/{name}?api-version=7.4",
+        json={"value": secrets.token_urlsafe(24)},
+        verify=ca,
+        timeout=30,
+        headers={"Authorization": f"Bearer {vault_token}"},
+    )
+    response.raise_for_status()
+
+
+def ensure_cosmos_account(url: str, ca: str, token: str, scope: str) -> None:
+    """A Cosmos DB account as Cosmos DB requires it (offer type, a location), its orders database and items
+    container."""
+    account = {
+        "location": "westeurope",
+        "kind": "GlobalDocumentDB",
+        "properties": {
+            "databaseAccountOfferType": "Standard",
+            "locations": [{"locationName": "westeurope", "failoverPriority": 0}],
+        },
+    }
+    arm_put(url, ca, token, scope, account, api_version="2024-11-15")
+    database = {"properties": {"resource": {"id": "orders"}}}
+    arm_put(url, ca, token, f"{scope}/sqlDatabases/orders", database, api_version="2024-11-15")
+    container = {"properties": {"resource": {"id": "items", "partitionKey": {"paths": ["/customer"], "kind": "Hash"}}}}
+    arm_put(url, ca, token, f"{scope}/sqlDatabases/orders/containers/items", container, api_version="2024-11-15")
+
+
+def read_vault(env: dict[str, str], assertion: str, client_id: str, vault: str, authority: str | None) -> str:
+    """What the workload's Key Vault SDK gets from a vault's data plane with its own token: the secrets' names, or
+    the vault's refusal (never a value)."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.keyvault.secrets import SecretClient
+
+    with pod_credential(env, assertion, client_id, authority) as credential:
+        client = SecretClient(
+            f"https://{vault}.vault.azure.net",
+            credential,
+            connection_verify=env["AZURE_CA_BUNDLE"],
+            proxies={"https": env["SANDBOX_HTTPS_PROXY"]},
+        )
+        try:
+            names = [s.name for s in client.list_properties_of_secrets()]
+        except HttpResponseError as exc:
+            body = json.loads(exc.response.text() or "{}") if exc.response is not None else {}
+            inner = ((body.get("error") or {}).get("innererror") or {}).get("code")
+            return f"refused: {exc.status_code} ({inner or exc.reason})"
+    return f"lists its secrets: {', '.join(str(n) for n in names) or '(none)'}"
+
+
+@contextmanager
+def pod_credential(env: dict[str, str], assertion: str, client_id: str, authority: str | None) -> Iterator[Any]:
+    """The credential the pod's SDK builds from what the webhook injected: its projected token in a file (removed
+    after), its client id, the authority host."""
+    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as handle:
+        handle.write(assertion)
+    try:
+        yield WorkloadIdentityCredential(
+            tenant_id=env["AZURE_TENANT_ID"],
+            client_id=client_id,
+            token_file_path=handle.name,
+            authority=authority or env["SANDBOX_URL"],
+            connection_verify=env["AZURE_CA_BUNDLE"],
+        )
+    finally:
+        os.unlink(handle.name)
+
+
+def seed_item(url: str, ca: str, admin: Any, account_id: str) -> None:
+    """The platform team's SQL role on the account (Data Contributor), and an order it keeps in the items container,
+    written on Cosmos DB's data plane with its Entra token (a second run finds both)."""
+    oid = jwt.unverified(admin.get_token(url + "/.default").token)[1]["oid"]
+    name = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account_id.lower()}|{oid}"))
+    role = {
+        "properties": {
+            "roleDefinitionId": f"{account_id}/sqlRoleDefinitions/{COSMOS_CONTRIBUTOR}",
+            "scope": account_id,
+            "principalId": oid,
+        }
+    }
+    arm_put(
+        url, ca, admin.get_token(url + "/.default").token, f"{account_id}/sqlRoleAssignments/{name}", role, COSMOS_API
+    )
+    account = account_id.rsplit("/", 1)[1]
+    token = admin.get_token(f"https://{account}.documents.azure.com/.default").token
+    response = requests.post(
+        f"{url}/dataplane/cosmos/{account}/dbs/orders/colls/items/docs",
+        json=ORDER,
+        verify=ca,
+        timeout=30,
+        headers={
+            "Authorization": f"type=aad&ver=1.0&sig={token}",
+            "x-ms-documentdb-partitionkey": json.dumps([CUSTOMER]),
+            "x-ms-version": "2018-12-31",
+        },
+    )
+    if response.status_code != 409:  # there from an earlier run
+        response.raise_for_status()
+
+
+def read_item(env: dict[str, str], assertion: str, client_id: str, account: str, authority: str | None) -> str:
+    """What the workload's Cosmos DB SDK gets from the account's data plane with its own token: the order, or Cosmos
+    DB's refusal."""
+    from azure.cosmos import CosmosClient, exceptions
+
+    with pod_credential(env, assertion, client_id, authority) as credential, through_proxy(env):
+        try:
+            # The client reads the account first: a principal without any SQL role there is refused already.
+            client = CosmosClient(f"https://{account}.documents.azure.com:443/", credential)
+            container = client.get_database_client("orders").get_container_client("items")
+            item = container.read_item(ORDER_ID, partition_key=CUSTOMER)
+        except exceptions.CosmosHttpResponseError as exc:
+            return f"refused: {exc.status_code} (substatus {exc.sub_status})"
+    return f"reads {item['id']} (total {item['total']})"
+
+
+@contextmanager
+def through_proxy(env: dict[str, str]) -> Iterator[None]:
+    """The SDK's transport honours HTTPS_PROXY, as a pod behind a corporate proxy does, and trusts the CA bundle
+    REQUESTS_CA_BUNDLE names (azure-cosmos's client does not pass ``connection_verify`` to its first read): set for
+    the read only."""
+    names = ("HTTPS_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE")
+    saved = {k: os.environ.get(k) for k in names}
+    values = (env["SANDBOX_HTTPS_PROXY"], "127.0.0.1,localhost", env["AZURE_CA_BUNDLE"])
+    os.environ.update(dict(zip(names, values, strict=True)))
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
