@@ -4,12 +4,13 @@
 
 Asked of ARM's permissions API (``{scope}/providers/Microsoft.Authorization/permissions``: what the caller holds at
 a scope, inherited included) before any write, at each scope where the plan writes: a role assignment created,
-updated or deleted; an identity made, re-tagged or deleted, and its federated credentials. A missing permission is a
-plan problem naming the workload and field, the scope, the action and the built-in role that grants it: the run
-stops before its first write rather than half-way on Azure's bare 403. Costs nothing when the plan writes nothing,
-and one request per distinct scope otherwise (identities: their resource group; one identity is asked about alone
-only when its resource group says no). App registrations are judged by Graph's app roles, read from the token
-(``_azure_batch_apps``).
+updated or deleted; an identity made, re-tagged or deleted, and its federated credentials; a key vault's access
+policy entry (at the vault) and a Cosmos DB SQL role assignment (at the account) made, changed or removed. A
+missing permission is a plan problem naming the workload and field, the scope, the action and the built-in role that
+grants it: the run stops before its first write rather than half-way on Azure's bare 403. Costs nothing when the
+plan writes nothing, and one request per distinct scope otherwise (identities: their resource group; one identity is
+asked about alone only when its resource group says no). App registrations are judged by Graph's app roles, read
+from the token (``_azure_batch_apps``).
 
 What this cannot see: deny assignments and a condition on the automation's own ``roleAssignments/write`` (the
 delegation conditions of Role Based Access Control Administrator), which ARM applies at the write.
@@ -18,11 +19,12 @@ delegation conditions of Role Based Access Control Administrator), which ARM app
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ._azure_batch_reads import Batch, BatchContext, Reads
 from ._azure_role_assignment import Role
 from ._errors import AzureApiError
-from ._ids import parse_scope
+from ._ids import parse_scope, short_scope
 from ._results import AzureBatchResult
 
 ASSIGN = "Microsoft.Authorization/roleAssignments/write"
@@ -31,6 +33,9 @@ IDENTITY_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/write"
 IDENTITY_DELETE = "Microsoft.ManagedIdentity/userAssignedIdentities/delete"
 TRUST_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
 TRUST_DELETE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete"
+POLICY_WRITE = "Microsoft.KeyVault/vaults/accessPolicies/write"  # add, replace and remove alike
+SQL_ASSIGN = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"
+SQL_UNASSIGN = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/delete"
 
 # The least privileged built-in role that grants each action.
 ROLE_TO_GRANT = {
@@ -40,6 +45,9 @@ ROLE_TO_GRANT = {
     IDENTITY_DELETE: "Managed Identity Contributor",
     TRUST_WRITE: "Managed Identity Contributor",
     TRUST_DELETE: "Managed Identity Contributor",
+    POLICY_WRITE: "Key Vault Contributor",
+    SQL_ASSIGN: "DocumentDB Account Contributor (or a custom role with sqlRoleAssignments/*)",
+    SQL_UNASSIGN: "DocumentDB Account Contributor (or a custom role with sqlRoleAssignments/*)",
 }
 WRITES = ("created", "updated")
 
@@ -71,6 +79,7 @@ def needs(batch: Batch, planned: AzureBatchResult, reads: Reads) -> list[Need]:
         for position, role in enumerate(row["role_assignments"]):
             if role["action"] in WRITES:
                 found.append(Need(parse_scope(role["scope"]).path, ASSIGN, f"{where}: roles[{position}]: scope"))
+        found += _data_grant_needs(row.get("access_policies") or [], row.get("cosmos_roles") or [], where)
     pruned = planned["pruned"]
     prune = f"cluster {batch.cluster}: prune"
     for gone in pruned["identities"]:
@@ -88,10 +97,29 @@ def needs(batch: Batch, planned: AzureBatchResult, reads: Reads) -> list[Need]:
     for assignment in pruned["role_assignments"]:
         what = f"{prune}: role assignment {assignment['role'] or assignment['role_definition_guid']}"
         found.append(Need(parse_scope(assignment["scope"]).path, UNASSIGN, f"{what} of {assignment['identity']}"))
+    for removed in pruned.get("access_policies") or []:
+        found += _data_grant_needs([{**removed, "action": "deleted"}], [], f"{prune}: {removed['identity']}")
+    for removed_role in pruned.get("cosmos_roles") or []:
+        found += _data_grant_needs([], [{**removed_role, "action": "deleted"}], f"{prune}: {removed_role['identity']}")
     for orphan in planned["orphaned_assignments"]:
         if orphan["action"] == "deleted":
             what = f"{prune}: orphaned role assignment {orphan['role'] or orphan['role_definition_guid']}"
             found.append(Need(parse_scope(orphan["scope"]).path, UNASSIGN, what))
+    return found
+
+
+def _data_grant_needs(policies: list[Any], sql_roles: list[Any], where: str) -> list[Need]:
+    """The writes of a workload's (or a removed identity's) key vault entries and Cosmos DB SQL role assignments."""
+    found = [
+        Need(p["vault"], POLICY_WRITE, f"{where}: roles (access_policy on key vault {short_scope(p['vault'])})")
+        for p in policies
+        if p["action"] != "unchanged"
+    ]
+    for role in sql_roles:
+        if role["action"] in ("created", "deleted"):
+            account = role["scope"].split("/dbs/", 1)[0]
+            action = SQL_ASSIGN if role["action"] == "created" else SQL_UNASSIGN
+            found.append(Need(account, action, f"{where}: roles ({role['role']} at {short_scope(role['scope'])})"))
     return found
 
 

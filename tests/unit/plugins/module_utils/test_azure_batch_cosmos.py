@@ -27,6 +27,7 @@ from .fakes import (
     FakeFics,
     FakeIdentities,
     FakeRoles,
+    FakeVaults,
     Writes,
 )
 from .test_azure_batch_access_policies import CLUSTER, orders, run_batch
@@ -220,3 +221,27 @@ def test_on_an_operators_identity_an_assignment_found_is_adopted_and_teardown_re
     assert [r["scope"] for r in gone["workloads"][0]["cosmos_roles"]] == [f"{ORDERS}/dbs/audit"]
     assert estate.held(ORDERS) == [(principal, COSMOS_READER, "/dbs/shop")]
     assert estate.identities.get(IdentityRef(SUB, "rg-team", "orders-by-hand")) is not None
+
+
+def test_the_automation_may_not_assign_sql_roles_or_write_entries_and_nothing_is_written() -> None:
+    estate = Estate()
+    vaults = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults"
+    estate.engine.policies.api = vaults_api = FakeVaults(estate.writes)
+    vaults_api.add(f"{vaults}/kv-orders")
+    estate.roles.denied.append((ORDERS, "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"))
+    estate.roles.denied.append((vaults, "Microsoft.KeyVault/vaults/accessPolicies/write"))
+    listed = [
+        orders(
+            {"role": "Cosmos DB Built-in Data Reader", "scope": f"{ORDERS}/dbs/shop"},
+            {"scope": f"{vaults}/kv-orders", "access_policy": {"secrets": ["get"]}},
+        )
+    ]
+    with pytest.raises(ValidationError) as refused:
+        estate.run(listed)
+    assert len(refused.value.problems) == 2
+    sql, entry = sorted(refused.value.problems)
+    assert "roles (Cosmos DB Built-in Data Reader at " in sql
+    assert f"may not Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write at {ORDERS}" in sql
+    assert "DocumentDB Account Contributor" in sql
+    assert "roles (access_policy on key vault " in entry and "grant it Key Vault Contributor there" in entry
+    assert estate.writes == []  # refused in the plan: not even the identity is made
