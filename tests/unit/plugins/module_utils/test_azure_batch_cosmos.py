@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
@@ -245,3 +246,46 @@ def test_the_automation_may_not_assign_sql_roles_or_write_entries_and_nothing_is
     assert "DocumentDB Account Contributor" in sql
     assert "roles (access_policy on key vault " in entry and "grant it Key Vault Contributor there" in entry
     assert estate.writes == []  # refused in the plan: not even the identity is made
+
+
+def test_a_shared_identitys_sql_roles_another_cluster_declares_outlive_one_clusters_prune_and_teardown() -> None:
+    estate = Estate()
+    shop = {"role": "Cosmos DB Built-in Data Reader", "scope": f"{ORDERS}/dbs/shop"}
+    audit = {"role": "Cosmos DB Built-in Data Reader", "scope": f"{ORDERS}/dbs/audit"}
+    shared = {"identity_name": "id-orders-shared", "identity_resource_group": "rg-ids"}
+    inventory = {"aks-dev": [orders(shop, **shared)], "aks-prod": [orders(shop, audit, **shared)]}
+
+    def run(cluster: str, **options: Any) -> dict[str, Any]:
+        validated = validate_workloads(
+            cluster, inventory[cluster], identity_resource_group="rg-ids", allow_privileged_roles=False
+        )
+        others = [
+            {"cluster_name": c, "identity_resource_group": "rg-ids", "workloads": w}
+            for c, w in inventory.items()
+            if c != cluster
+        ]
+        batch = Batch(
+            cluster,
+            SUB,
+            f"https://oidc.example/{cluster}/",
+            "westeurope",
+            validated.specs,
+            options.get("prune", False),
+            False,
+            ("rg-ids",),
+            options.get("state", "present"),
+            peers=peers_from(others, SUB, cluster, None),
+        )
+        reads = estate.engine.read(batch, workers=2)
+        if batch.state == "absent":
+            return dict(estate.engine.remove(batch, reads, False))
+        return dict(estate.engine.converge(batch, reads, False, workers=2))
+
+    principal = run("aks-dev")["workloads"][0]["identity"]["principal_id"]
+    run("aks-prod")
+    assert [s for p, _r, s in estate.held(ORDERS) if p == principal] == ["/dbs/audit", "/dbs/shop"]
+    # Dev's prune keeps what prod declares on the identity they share; so does its teardown.
+    pruned = run("aks-dev", prune=True)
+    assert [r["action"] for r in pruned["workloads"][0]["cosmos_roles"]] == ["unchanged"]
+    run("aks-dev", state="absent")
+    assert [s for p, _r, s in estate.held(ORDERS) if p == principal] == ["/dbs/audit", "/dbs/shop"]
