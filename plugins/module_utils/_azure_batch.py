@@ -30,7 +30,7 @@ from ._azure_batch_gone import find_gone, release_gone
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, DataGrantKind, Ensured, IdentityKind
-from ._azure_batch_orphans import find_orphans, remove_orphans
+from ._azure_batch_orphans import find_cosmos_orphans, find_orphans, remove_cosmos_orphans, remove_orphans
 from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_result
@@ -107,6 +107,7 @@ class Workloads:
         if self.application_kind is not None:
             self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
+        find_cosmos_orphans(batch, reads, self.ctx.applications, self.ctx.warnings)
         find_gone(self.ctx, batch, reads)
         return reads
 
@@ -297,6 +298,10 @@ class Workloads:
             gone = [g for p, n in zip(principals, labels, strict=True) for g in remove(batch, p, n, reads, check_mode)]
             if gone:
                 cast(dict[str, Any], pruned)[grant_kind.report_key] = gone
+        # SQL role assignments this collection made for principals since deleted by hand (Cosmos DB keeps them).
+        orphaned = remove_cosmos_orphans(self.cosmos.api, reads, check_mode)
+        if orphaned:
+            pruned["cosmos_roles"] = [*pruned.get("cosmos_roles", []), *orphaned]
         return pruned
 
 

@@ -258,7 +258,7 @@ class CosmosRoles:
                     check_mode=check_mode,
                 )
                 if outcome.action == "deleted":
-                    removed.append(_pruned(label, account, held))
+                    removed.append(pruned_row(label, account, held))
         return removed
 
     @staticmethod
@@ -354,7 +354,8 @@ def diff_line(role: str, scope: str) -> str:
     return f"{role} @ {scope}"
 
 
-def _pruned(label: str, account: AccountState, held: CosmosRoleAssignmentState) -> PrunedCosmosRole:
+def pruned_row(label: str, account: AccountState, held: CosmosRoleAssignmentState) -> PrunedCosmosRole:
+    """A SQL role assignment removed from the principal (``label``), as ``pruned`` reports it."""
     known = next(
         (d for d in account["definitions"] if role_guid(d["id"]) == role_guid(held["role_definition_id"])), None
     )

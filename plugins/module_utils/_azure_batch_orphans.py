@@ -15,20 +15,27 @@ whole subscription of each declared scope: no other listing), by the mark this c
   another cluster of the inventory.
 
 An operator's assignment (no mark) is never one. With prune they are deleted, through the engine; without, reported.
+
+Cosmos DB keeps a principal's SQL role assignments too when it is deleted by hand. Those this collection made (their
+name says so, ``_azure_cosmos.ours``) on the accounts the run read, whose principal Microsoft Graph confirms gone,
+are removed by prune (``find_cosmos_orphans``, ``remove_cosmos_orphans``).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._azure_application import ApplicationApi
+from ._azure_batch_cosmos import account_key, pruned_row
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_reads import Batch, BatchContext, Reads, identity_key, ref_key
+from ._azure_cosmos import CosmosApi, ensure_sql_role_assignment, ours
 from ._azure_role_assignment import assignment_state
 from ._errors import AzureApiError
 from ._ids import IdentityRef
 from ._inventory import WorkloadSpec
 from ._ownership_assignments import AssignmentMark, read_mark
-from ._results import IdentityState, OrphanedAssignment
+from ._results import IdentityState, OrphanedAssignment, PrunedCosmosRole
 
 
 class Orphan(NamedTuple):
@@ -193,3 +200,54 @@ def remove_orphans(grants: RoleAssignments, batch: Batch, reads: Reads, check_mo
             }
         )
     return rows
+
+
+def find_cosmos_orphans(batch: Batch, reads: Reads, applications: ApplicationApi | None, warnings: list[str]) -> None:
+    """The SQL role assignments this collection made (its name) on the accounts read whose principal no longer
+    exists: Cosmos DB keeps them when an identity is deleted by hand. Only with prune (or teardown), which removes
+    them, and Microsoft Graph to confirm it (one read per principal not read by the batch)."""
+    if not (batch.prune or batch.state == "absent") or applications is None:
+        return
+    known = {str(i["principal_id"]).lower() for i in reads.identities.values()}
+    known |= {str(p.get("id")).lower() for _a, p in [*reads.applications.values(), *reads.marked_apps] if p}
+    gone: dict[str, bool] = {}
+    for _key, account in sorted(reads.cosmos_accounts.items()):
+        for held in (account["assignments"] if account else None) or []:
+            principal = held["principal_id"].lower()
+            if principal in known or not ours(held):
+                continue
+            if principal not in gone:
+                try:
+                    gone[principal] = applications.principal_by_id(principal) is None
+                except AzureApiError as exc:
+                    if exc.status != 403:
+                        raise
+                    gone[principal] = False
+                    warnings.append(
+                        f"cluster {batch.cluster}: the SQL role assignments this collection made for principal "
+                        f"{principal} were not checked for deletion: reading another's service principal needs "
+                        "Application.Read.All"
+                    )
+            if gone[principal]:
+                reads.cosmos_orphans.append(held)
+
+
+def remove_cosmos_orphans(api: CosmosApi | None, reads: Reads, check_mode: bool) -> list[PrunedCosmosRole]:
+    """The orphans, deleted through the engine (prune); each as a removed identity's assignment."""
+    removed: list[PrunedCosmosRole] = []
+    for held in reads.cosmos_orphans:
+        account = reads.cosmos_accounts.get(account_key(held["account"]))
+        if account is None or api is None:
+            continue
+        outcome = ensure_sql_role_assignment(
+            api,
+            account,
+            held["principal_id"],
+            held["role_definition_id"],
+            held["scope"],
+            state="absent",
+            check_mode=check_mode,
+        )
+        if outcome.action == "deleted":
+            removed.append(pruned_row(f"(deleted principal {held['principal_id']})", account, held))
+    return removed

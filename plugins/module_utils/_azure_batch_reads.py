@@ -26,7 +26,7 @@ from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, parse_role, parse_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._ownership import NAMESPACE_TAG, SERVICE_ACCOUNT_TAG, WORKLOAD_TAG, Claim, others_claims, owned_by
-from ._results import FederatedCredentialState, IdentityState, ReplacedIdentity
+from ._results import CosmosRoleAssignmentState, FederatedCredentialState, IdentityState, ReplacedIdentity
 
 
 @dataclass
@@ -241,6 +241,8 @@ class Reads:
     cosmos_accounts: dict[str, AccountState | None] = field(default_factory=dict)
     all_cosmos_read: bool = False
     cosmos_problems: dict[str, list[str]] = field(default_factory=dict)
+    # SQL role assignments this collection made whose principal Microsoft Graph confirms gone (prune removes them).
+    cosmos_orphans: list[CosmosRoleAssignmentState] = field(default_factory=list)
     role_hints: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:

@@ -53,7 +53,15 @@ def _workload_deletions(workload: WorkloadResult) -> tuple[int, list[str]]:
         for r in workload["role_assignments"]
         if r["action"] == "deleted"
     ]
-    return (1 if gone else len(fics) + len(roles)), found + fics + roles
+    # The grants data services keep (key vault entries, Cosmos DB SQL role assignments) dropped from the list.
+    data = [
+        f"access policy @ {p['vault']}" for p in workload.get("access_policies") or [] if p["action"] == "deleted"
+    ] + [
+        f"Cosmos DB SQL role {c['role']} @ {c['scope']}"
+        for c in workload.get("cosmos_roles") or []
+        if c["action"] == "deleted"
+    ]
+    return (1 if gone else len(fics) + len(roles) + len(data)), found + fics + roles + data
 
 
 def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
@@ -77,6 +85,14 @@ def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
             f"{role['identity']} (pruned)"
         )
         units += role["identity"] not in gone_names
+    # A removed identity's key vault entries and SQL role assignments go with it; those of a principal deleted by hand
+    # (the orphans) are one unit per principal, as a pruned identity is one.
+    data = [(p["identity"], f"access policy @ {p['vault']}") for p in pruned.get("access_policies") or []]
+    data += [
+        (c["identity"], f"Cosmos DB SQL role {c['role']} @ {c['scope']}") for c in pruned.get("cosmos_roles") or []
+    ]
+    found.extend(f"{what} of {holder} (pruned)" for holder, what in data)
+    units += len({holder for holder, _what in data} - gone_names)
     return units, found
 
 

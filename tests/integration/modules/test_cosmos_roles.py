@@ -158,3 +158,26 @@ def test_what_cannot_be_granted_or_grants_too_much_is_refused_before_any_write(
     assert "workload 'keys': roles[0]: role: DocumentDB Account Contributor may assign SQL roles" in out
     assert "workload 'nowhere': roles[0]: scope: Cosmos DB account" in out and "does not exist" in out
     assert not writes(sandbox)
+
+
+def test_prune_removes_the_sql_roles_of_an_identity_deleted_by_hand(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    client, made = account(sandbox, "cosmos-orders")
+    workload = {
+        "name": "orders",
+        "namespace": "orders",
+        "service_account": "api",
+        "roles": [{"role": "Cosmos DB Built-in Data Reader", "scope": f"{made.id}/dbs/orders"}],
+    }
+    first = run(sandbox, collections, tmp_path, [workload], prune=True)["workloads"][0]["identity"]
+    # Deleted by hand (with its service principal, as Azure does): Cosmos DB keeps its SQL role assignment.
+    sandbox.msi().user_assigned_identities.delete(RESOURCE_GROUP, first["name"])
+    assert [p for p, _g, _s, _n in held(client)] == [first["principal_id"]]
+    again = run(sandbox, collections, tmp_path, [workload], prune=True)
+    [orphan] = again["pruned"]["cosmos_roles"]
+    assert orphan["identity"] == f"(deleted principal {first['principal_id']})"
+    now = again["workloads"][0]["identity"]["principal_id"]
+    assert [p for p, _g, _s, _n in held(client)] == [now] and now != first["principal_id"]
+    settled = run(sandbox, collections, tmp_path, [workload], prune=True)
+    assert settled["changed"] is False and "cosmos_roles" not in settled["pruned"]

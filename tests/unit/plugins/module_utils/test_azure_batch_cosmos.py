@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import ensure_sql_role_assignment
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import ValidationError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef
@@ -61,7 +62,8 @@ class Estate:
         self.roles = FakeRoles(self.writes, (READER, ACCOUNT_READER, ACCOUNT_CONTRIBUTOR))
         self.identities = FakeIdentities(self.writes)
         apis = AzureApis(self.identities, FakeFics(self.writes), self.roles, SUB, cosmos=self.cosmos)
-        self.engine = Workloads(apis, GraphApps())
+        self.graph = GraphApps()
+        self.engine = Workloads(apis, self.graph)
 
     def run(self, workloads: list[dict[str, Any]], check_mode: bool = False, **options: Any) -> dict[str, Any]:
         return run_batch(self.engine, workloads, check_mode, **options)
@@ -289,3 +291,37 @@ def test_a_shared_identitys_sql_roles_another_cluster_declares_outlive_one_clust
     assert [r["action"] for r in pruned["workloads"][0]["cosmos_roles"]] == ["unchanged"]
     run("aks-dev", state="absent")
     assert [s for p, _r, s in estate.held(ORDERS) if p == principal] == ["/dbs/audit", "/dbs/shop"]
+
+
+def test_prune_removes_the_sql_roles_of_a_principal_deleted_by_hand_and_keeps_those_of_one_that_exists() -> None:
+    estate = Estate()
+    listed = [orders({"role": "Cosmos DB Built-in Data Reader", "scope": f"{ORDERS}/dbs/shop"})]
+    first = estate.run(listed, prune=True)["workloads"][0]["identity"]
+    estate.identities.items.pop(first["id"].lower())  # deleted by hand: Cosmos DB keeps its assignment
+    # Another principal this collection granted (another cluster's app registration), which exists: kept.
+    elsewhere = {"id": str(uuid.uuid4()), "appId": str(uuid.uuid4())}
+    estate.graph.principals[elsewhere["appId"]] = elsewhere
+    reader = f"{ORDERS}/sqlRoleDefinitions/{COSMOS_READER}"
+    made = ensure_sql_role_assignment(
+        estate.cosmos,
+        estate.cosmos.account(ORDERS, True),
+        elsewhere["id"],
+        reader,
+        f"{ORDERS}/dbs/x",
+        state="present",
+        check_mode=False,
+    )
+    assert made.action == "created"
+    planned = estate.run(listed, check_mode=True, prune=True)
+    done = estate.run(listed, prune=True)
+    assert planned["pruned"]["cosmos_roles"] == done["pruned"]["cosmos_roles"]
+    [orphan] = done["pruned"]["cosmos_roles"]
+    assert (
+        orphan["identity"] == f"(deleted principal {first['principal_id']})" and orphan["scope"] == f"{ORDERS}/dbs/shop"
+    )
+    principals = {p for p, _r, _s in estate.held(ORDERS)}
+    assert principals == {elsewhere["id"], done["workloads"][0]["identity"]["principal_id"]}
+    # Without prune, nothing is looked for (Microsoft Graph is not asked).
+    asked = len([w for w in estate.graph.writes if w[0] == "read principal"])
+    estate.run(listed)
+    assert len([w for w in estate.graph.writes if w[0] == "read principal"]) == asked

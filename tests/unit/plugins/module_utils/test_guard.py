@@ -35,6 +35,32 @@ def test_an_identity_with_its_assignments_counts_once_and_a_stray_assignment_cou
     assert listed[0] == "identity id-a (pruned)" and listed[-1] == "role assignment g2 @ /s/x of id-kept (pruned)"
 
 
+def test_data_grants_count_with_their_identity_or_per_principal_and_a_listed_workloads_one_by_one() -> None:
+    pruned = pruned_identity("id-a", roles=0)
+    pruned["access_policies"] = [{"identity": "id-a", "vault": "/v/kv", "permissions": {"secrets": ["get"]}}]
+    pruned["cosmos_roles"] = [
+        {"identity": "id-a", "role": "R", "role_definition_id": "/d", "scope": "/c/1", "name": "n1"},
+        {"identity": "(deleted principal p)", "role": "R", "role_definition_id": "/d", "scope": "/c/2", "name": "n2"},
+        {"identity": "(deleted principal p)", "role": "R", "role_definition_id": "/d", "scope": "/c/3", "name": "n3"},
+    ]
+    workload = {
+        "name": "w",
+        "identity": {"name": "id-w", "action": "unchanged"},
+        "federated_credentials": [],
+        "role_assignments": [],
+        "access_policies": [{"vault": "/v/kv", "action": "deleted"}],
+        "cosmos_roles": [
+            {"role": "R", "scope": "/c/4", "action": "deleted"},
+            {"role": "R", "scope": "/c/5", "action": "unchanged"},
+        ],
+    }
+    units, listed = azure_deletions({"workloads": [workload], "pruned": pruned})  # type: ignore[typeddict-item]
+    # id-a whole (1), the deleted principal's two (1), the listed workload's entry and SQL role (2).
+    assert units == 4 and len(listed) == 7
+    assert "Cosmos DB SQL role R @ /c/2 of (deleted principal p) (pruned)" in listed
+    assert "access policy @ /v/kv" in listed
+
+
 def test_kube_counts_released_workloads_and_deleted_namespaces() -> None:
     rows = {
         "controllers": [
