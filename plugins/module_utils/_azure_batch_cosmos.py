@@ -8,12 +8,13 @@ Contributor" on an account reads no item. A workload declares a SQL role in the 
 is told by their form (``_inventory_fields.cosmos_by_form``) and, for a role named at an account itself, by the
 account's own SQL role definitions (``split``): a custom SQL role there is one, any other role stays an ARM role.
 
-Each account named is read once: its SQL role definitions, and its assignments where the run grants (two GETs),
-whatever the number of workloads. Refused before any write: an account that does not exist, a role that is none of
-its SQL roles (and none of ARM's: the message names both), a scope outside the definition's assignable scopes, an
-account at Cosmos DB's assignment limit, and an ARM role on (or under) an account that may grant itself any access to
-its data (``COSMOS_ACCESS_ACTIONS``, unless ``allow_privileged_roles``). Written by ``ensure_sql_role_assignment``;
-what this collection creates is named deterministically, so removal takes only its own from an operator's principal.
+Each account named is read once, whatever the number of workloads: its assignments (one GET), and its SQL role
+definitions only where a custom role is named or an ARM role at the account could be one (the built-ins are known).
+Refused before any write: an account that does not exist, a role that is none of its SQL roles (and none of ARM's:
+the message names both), a scope outside the definition's assignable scopes, an account at Cosmos DB's assignment
+limit, and an ARM role on (or under) an account that may grant itself any access to its data
+(``COSMOS_ACCESS_ACTIONS``, unless ``allow_privileged_roles``). Written by ``ensure_sql_role_assignment``; what this
+collection creates is named deterministically, so removal takes only its own from an operator's principal.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ import threading
 from typing import Any
 
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved, role_key
-from ._azure_cosmos import AccountState, CosmosApi, definition_of, ensure_sql_role_assignment, ours, within
+from ._azure_cosmos import (
+    AccountState,
+    CosmosApi,
+    built_in_state,
+    definition_of,
+    ensure_sql_role_assignment,
+    is_built_in,
+    ours,
+    within,
+)
 from ._errors import ValidationError
 from ._ids import parse_scope, role_guid, short_scope
 from ._inventory import RoleSpec, WorkloadSpec
@@ -62,11 +72,14 @@ class CosmosRoles:
             )
         if named and self.wants_all(batch):
             self.all_accounts(batch, reads)
-        for _key, account_id in sorted(named.items()):
-            self._account(reads, account_id, with_assignments=True)
+        custom = {
+            account_key(s.account) for w in batch.converged_workloads for s in w.cosmos_roles if not is_built_in(s.role)
+        }
+        for key, account_id in sorted(named.items()):
+            self._account(reads, account_id, with_assignments=True, definitions=key in custom)
         for peer in batch.peers:  # what a cluster sharing an identity declares is resolved against the same accounts
             for spec in (s for w in peer.workloads for s in w.cosmos_roles):
-                self._account(reads, spec.account, with_assignments=False)
+                self._account(reads, spec.account, with_assignments=False, definitions=not is_built_in(spec.role))
 
     def split(self, batch: Batch, reads: Reads) -> None:
         """A role named at a Cosmos DB account itself is one of its SQL roles when the account defines one of that
@@ -82,7 +95,7 @@ class CosmosRoles:
         kept: list[RoleSpec] = []
         for index, spec in enumerate(workload.roles):
             account_id = cosmos_account_of(spec.scope)
-            account = self._account(reads, account_id, with_assignments=False) if account_id else None
+            account = self._account(reads, account_id, with_assignments=False, definitions=True) if account_id else None
             if account is None or account_id is None:
                 kept.append(spec)
                 continue
@@ -107,15 +120,21 @@ class CosmosRoles:
             return workload
         return dataclasses.replace(workload, roles=kept, cosmos_roles=[*workload.cosmos_roles, *moved])
 
-    def _account(self, reads: Reads, account_id: str, with_assignments: bool) -> AccountState | None:
-        """An account's SQL roles read once a run (and its assignments, once, when they are needed)."""
+    def _account(self, reads: Reads, account_id: str, with_assignments: bool, definitions: bool) -> AccountState | None:
+        """An account as this run needs it, each part read once a run: its assignments (where the run grants or
+        removes), its own SQL role definitions (where a custom role is named; the built-ins need no read). None when
+        it does not exist (as the first read says)."""
         key = account_key(account_id)
-        if key not in reads.cosmos_accounts and self.api is not None:
-            reads.cosmos_accounts[key] = self.api.account(account_id, with_assignments)
-        account = reads.cosmos_accounts.get(key)
-        if account is not None and with_assignments and account["assignments"] is None and self.api is not None:
-            self.api.read_assignments(account)
-        return account
+        if key in reads.cosmos_accounts and reads.cosmos_accounts[key] is None:
+            return None
+        account = reads.cosmos_accounts.get(key) or built_in_state(account_id)
+        exists = True
+        if definitions and not account["definitions_read"] and self.api is not None:
+            exists = self.api.read_definitions(account)
+        if exists and with_assignments and account["assignments"] is None and self.api is not None:
+            exists = self.api.read_assignments(account)
+        reads.cosmos_accounts[key] = account if exists else None
+        return account if exists else None
 
     # -- before any write ---------------------------------------------------------------------------
     def check(
@@ -331,12 +350,12 @@ class CosmosRoles:
         return any(w.cosmos_roles for w in batch.workloads)
 
     def all_accounts(self, batch: Batch, reads: Reads) -> dict[str, AccountState | None]:
-        """Every Cosmos DB account of the subscription with its assignments (a list, then two reads per account, once
+        """Every Cosmos DB account of the subscription with its assignments (a list, then one read per account, once
         per run): a principal let go of may hold assignments on accounts no listed workload names any more."""
         with self._listing:
             if not reads.all_cosmos_read and self.api is not None:
                 for account_id in self.api.list_accounts(batch.subscription_id):
-                    self._account(reads, account_id, with_assignments=True)
+                    self._account(reads, account_id, with_assignments=True, definitions=False)
                 reads.all_cosmos_read = True
         return {k: v for k, v in reads.cosmos_accounts.items() if v is not None and v["assignments"] is not None}
 

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 
 from ._azure_arm_rest import ArmRestClient
 from ._ids import assignment_name, role_guid
-from ._limits import COSMOS_ACCOUNT_TYPE
+from ._limits import COSMOS_ACCOUNT_TYPE, COSMOS_BUILT_IN_ACTIONS, COSMOS_BUILT_IN_ROLES
 from ._results import CosmosRoleAssignmentState, Outcome
 from ._retry import RetryPolicy
 
@@ -39,7 +39,10 @@ class CosmosRoleDefinition(TypedDict):
 class AccountState(TypedDict):
     id: str
     name: str
+    # Its SQL role definitions: the two built-ins every account has, until its own are read (``definitions_read``:
+    # a run reads them only where a custom role is named, or a role at an account that could be one).
     definitions: list[CosmosRoleDefinition]
+    definitions_read: bool
     # Its SQL role assignments (None: not read; a run reads them only for the accounts it grants on).
     assignments: list[CosmosRoleAssignmentState] | None
 
@@ -51,6 +54,30 @@ def same_scope(a: str, b: str) -> bool:
 def within(scope: str, above: str) -> bool:
     """Whether ``scope`` is ``above`` or under it."""
     return same_scope(scope, above) or scope.strip("/").lower().startswith(above.strip("/").lower() + "/")
+
+
+def is_built_in(role: str) -> bool:
+    """Whether a declared role names one of the built-in SQL roles (by name, GUID or id): nothing to read for it."""
+    wanted = role.strip().lower().rstrip("/")
+    guid = wanted.rsplit("/", 1)[-1] if "/sqlroledefinitions/" in wanted else wanted
+    return guid in COSMOS_BUILT_IN_ROLES or wanted in {n.lower() for n in COSMOS_BUILT_IN_ROLES.values()}
+
+
+def built_in_state(account_id: str) -> AccountState:
+    """An account as known before any read: its name, and the two built-in SQL roles every account has."""
+    definitions: list[CosmosRoleDefinition] = [
+        {
+            "id": f"{account_id}/sqlRoleDefinitions/{guid}",
+            "guid": guid,
+            "name": name,
+            "built_in": True,
+            "data_actions": list(COSMOS_BUILT_IN_ACTIONS[guid]),
+            "assignable_scopes": [account_id],
+        }
+        for guid, name in COSMOS_BUILT_IN_ROLES.items()
+    ]
+    name = account_id.rstrip("/").rsplit("/", 1)[-1]
+    return {"id": account_id, "name": name, "definitions": definitions, "definitions_read": False, "assignments": None}
 
 
 def definition_of(account: AccountState, role: str) -> CosmosRoleDefinition | None:
@@ -91,28 +118,31 @@ class CosmosApi:
     def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
         self.rest = ArmRestClient(client, API_VERSION, policy)
 
-    def account(self, account_id: str, with_assignments: bool) -> AccountState | None:
-        """The account's role definitions (and assignments); None when it does not exist."""
-        found = self.rest.get_or_none(f"{account_id}/sqlRoleDefinitions", f"read the SQL roles of {account_id}")
-        if found is None:
-            return None
-        name = account_id.rstrip("/").rsplit("/", 1)[-1]
-        state: AccountState = {
-            "id": account_id,
-            "name": name,
-            "definitions": [_definition(d) for d in found.get("value") or []],
-            "assignments": None,
-        }
-        if with_assignments:
-            self.read_assignments(state)
-        return state
+    def account(self, account_id: str) -> AccountState | None:
+        """The account with its own SQL role definitions and its assignments; None when it does not exist."""
+        state = built_in_state(account_id)
+        return state if self.read_definitions(state) and self.read_assignments(state) else None
 
-    def read_assignments(self, account: AccountState) -> None:
-        listed = self.rest.pages(
+    def read_definitions(self, account: AccountState) -> bool:
+        """The account's own SQL role definitions into ``account``; False when it does not exist."""
+        found = self.rest.get_or_none(
+            f"{account['id']}/sqlRoleDefinitions", f"read the SQL roles of Cosmos DB account {account['name']}"
+        )
+        if found is not None:
+            account["definitions"] = [_definition(d) for d in found.get("value") or []]
+            account["definitions_read"] = True
+        return found is not None
+
+    def read_assignments(self, account: AccountState) -> bool:
+        """The account's SQL role assignments into ``account`` (one page: Cosmos DB's list has no nextLink); False
+        when it does not exist."""
+        found = self.rest.get_or_none(
             f"{account['id']}/sqlRoleAssignments",
             f"read the SQL role assignments of Cosmos DB account {account['name']}",
         )
-        account["assignments"] = [_assignment(a, account["id"]) for a in listed]
+        if found is not None:
+            account["assignments"] = [_assignment(a, account["id"]) for a in found.get("value") or []]
+        return found is not None
 
     def list_accounts(self, subscription: str) -> list[str]:
         """Every Cosmos DB account of the subscription, by id."""

@@ -3,9 +3,10 @@
 """Internal to workload_identity.aks (not a public API): discovery's reading of what principals hold.
 
 Read once for the subscription: its role definitions and assignments (one request each), its key vaults with their
-access policies (one list), and its Cosmos DB accounts with their SQL roles (one list, two reads per account). Each
-principal's grants are then declared as a workload's ``roles`` would: role assignments, its entries on vaults that
-use access policies, and its Cosmos DB SQL role assignments; what the site playbook would refuse is noted.
+access policies (one list), and its Cosmos DB accounts with their SQL roles (one list, two reads per account: its
+definitions and assignments). Each principal's grants are then declared as a workload's ``roles`` would: role
+assignments, its entries on vaults that use access policies, and its Cosmos DB SQL role assignments; what the site
+playbook would refuse is noted.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class GrantsFound:
             self.vaults = apis.vaults.list_all(subscription)
         # Cosmos DB grants data by its own SQL role assignments, which ARM's list of assignments does not hold.
         if apis.cosmos is not None:
-            found = (apis.cosmos.account(a, with_assignments=True) for a in apis.cosmos.list_accounts(subscription))
+            found = (apis.cosmos.account(a) for a in apis.cosmos.list_accounts(subscription))
             self.accounts = [a for a in found if a is not None]
 
     def declared(self, principal_id: str | None, notes: list[str]) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from ._inventory_fields import (
     cosmos_account_of,
     cosmos_by_form,
     cosmos_entry_problems,
+    cosmos_path_problem,
     privileged_problem,
 )
 from ._limits import (
@@ -546,6 +547,10 @@ def _roles(
         elif item.get("condition_version") not in (None, "2.0"):
             # ARM refuses any other version for a new or updated assignment (InvalidConditionVersion).
             problems.append(f"{at}: condition_version: must be 2.0, the only version Azure accepts")
+        malformed = cosmos_path_problem(scope.path)
+        if malformed:
+            problems.append(f"{at}: scope: {malformed}")
+            continue
         key = (role.lower(), scope.key)
         if key in seen:
             problems.append(f"{at}: role: {role} at {scope.path} is declared twice")

@@ -59,6 +59,21 @@ def cosmos_account_of(scope: str) -> str | None:
     return "/" + "/".join(parts[:8]) if cosmos_form and all(parts[8:]) else None
 
 
+def cosmos_path_problem(scope: str) -> str | None:
+    """Why a scope under a Cosmos DB account in Cosmos DB's own form (``dbs``, ``colls``) is not one: a database
+    and a container each need a name, in that order, and nothing below a container."""
+    parts = scope.strip("/").split("/")
+    if len(parts) < 8 or "/".join(parts[5:7]).lower() != COSMOS_ACCOUNT_TYPE.lower():
+        return None
+    below = [p.lower() for p in parts[8:]]
+    if not {"dbs", "colls"} & set(below) or cosmos_account_of(scope) is not None:
+        return None
+    return (
+        f"{scope} is not a Cosmos DB SQL role's scope: the account's id, or it followed by /dbs/<database> or "
+        "/dbs/<database>/colls/<container>"
+    )
+
+
 def cosmos_by_form(role: str, scope: str) -> bool:
     """Whether a ``roles`` entry is a Cosmos DB SQL role assignment by its form alone: a scope under an account in
     Cosmos DB's own form (ARM has no such scope), or a role that is a SQL role definition's id or a built-in one's

@@ -74,6 +74,21 @@ COSMOS_BUILT_IN_ROLES = {
     "00000000-0000-0000-0000-000000000001": "Cosmos DB Built-in Data Reader",
     "00000000-0000-0000-0000-000000000002": "Cosmos DB Built-in Data Contributor",
 }
+# Their data actions, as every account defines them (so that a run naming only these reads no definitions).
+_COSMOS_CONTAINERS = "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers"
+COSMOS_BUILT_IN_ACTIONS = {
+    "00000000-0000-0000-0000-000000000001": (
+        "Microsoft.DocumentDB/databaseAccounts/readMetadata",
+        f"{_COSMOS_CONTAINERS}/executeQuery",
+        f"{_COSMOS_CONTAINERS}/readChangeFeed",
+        f"{_COSMOS_CONTAINERS}/items/read",
+    ),
+    "00000000-0000-0000-0000-000000000002": (
+        "Microsoft.DocumentDB/databaseAccounts/readMetadata",
+        f"{_COSMOS_CONTAINERS}/*",
+        f"{_COSMOS_CONTAINERS}/items/*",
+    ),
+}
 COSMOS_ROLE_ASSIGNMENT_LIMIT = 2000
 # An ARM role with one of these on a Cosmos DB account may grant itself any access to its data (SQL role assignments
 # and definitions), or read it with the account's keys.

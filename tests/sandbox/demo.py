@@ -310,8 +310,9 @@ def print_data_plane_reads(env: dict[str, str], reports: Path, where: tuple[Path
                 answer = read_vault(env, assertion, client_id, vault, authority)
                 print(f"{cluster:<9} {workload['name']:<16} {vault + ' (' + model + ')':<44} {answer}")
             account = f"cosmos-orders-{env_name}"
-            answer = read_item(env, assertion, client_id, account, authority)
-            print(f"{cluster:<9} {workload['name']:<16} {account + ' (Cosmos DB SQL roles)':<44} {answer}")
+            for container in ("items", "payments") if workload["name"] == "orders-api" else ("items",):
+                answer = read_item(env, assertion, client_id, (account, container), authority)
+                print(f"{cluster:<9} {workload['name']:<16} {f'{account}/{container} (SQL roles)':<44} {answer}")
 
 
 def _kube(state: Path, cluster: str) -> Any:

@@ -64,8 +64,8 @@ def seed_secret(url: str, ca: str, admin: Any, vault_id: str, name: str) -> None
 
 
 def ensure_cosmos_account(url: str, ca: str, token: str, scope: str) -> None:
-    """A Cosmos DB account as Cosmos DB requires it (offer type, a location), its orders database and items
-    container."""
+    """A Cosmos DB account as Cosmos DB requires it (offer type, a location), its orders database, and its items and
+    payments containers."""
     account = {
         "location": "westeurope",
         "kind": "GlobalDocumentDB",
@@ -77,8 +77,9 @@ def ensure_cosmos_account(url: str, ca: str, token: str, scope: str) -> None:
     arm_put(url, ca, token, scope, account, api_version="2024-11-15")
     database = {"properties": {"resource": {"id": "orders"}}}
     arm_put(url, ca, token, f"{scope}/sqlDatabases/orders", database, api_version="2024-11-15")
-    container = {"properties": {"resource": {"id": "items", "partitionKey": {"paths": ["/customer"], "kind": "Hash"}}}}
-    arm_put(url, ca, token, f"{scope}/sqlDatabases/orders/containers/items", container, api_version="2024-11-15")
+    for name in ("items", "payments"):  # the workload reads the first; the second is another team's
+        container = {"properties": {"resource": {"id": name, "partitionKey": {"paths": ["/customer"], "kind": "Hash"}}}}
+        arm_put(url, ca, token, f"{scope}/sqlDatabases/orders/containers/{name}", container, api_version="2024-11-15")
 
 
 def read_vault(env: dict[str, str], assertion: str, client_id: str, vault: str, authority: str | None) -> str:
@@ -153,16 +154,19 @@ def seed_item(url: str, ca: str, admin: Any, account_id: str) -> None:
         response.raise_for_status()
 
 
-def read_item(env: dict[str, str], assertion: str, client_id: str, account: str, authority: str | None) -> str:
-    """What the workload's Cosmos DB SDK gets from the account's data plane with its own token: the order, or Cosmos
-    DB's refusal."""
+def read_item(
+    env: dict[str, str], assertion: str, client_id: str, where: tuple[str, str], authority: str | None
+) -> str:
+    """What the workload's Cosmos DB SDK gets from a container (``where``: the account and the container) with its own
+    token: the order, or Cosmos DB's refusal."""
+    account, container_name = where
     from azure.cosmos import CosmosClient, exceptions
 
     with pod_credential(env, assertion, client_id, authority) as credential, through_proxy(env):
         try:
             # The client reads the account first: a principal without any SQL role there is refused already.
             client = CosmosClient(f"https://{account}.documents.azure.com:443/", credential)
-            container = client.get_database_client("orders").get_container_client("items")
+            container = client.get_database_client("orders").get_container_client(container_name)
             item = container.read_item(ORDER_ID, partition_key=CUSTOMER)
         except exceptions.CosmosHttpResponseError as exc:
             return f"refused: {exc.status_code} (substatus {exc.sub_status})"

@@ -397,6 +397,18 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
     ),
     # Cosmos DB SQL role assignments (a SQL role at an account, or its /dbs/<db>[/colls/<container>]).
     (
+        "sql role at a malformed path",
+        [bad("a", roles=[{"role": "Cosmos DB Built-in Data Reader", "scope": COSMOS + "/colls/items"}])],
+        {},
+        "workload 'a': roles[0]: scope: /subscriptions/",
+    ),
+    (
+        "sql role below a container",
+        [bad("a", roles=[{"role": "Cosmos DB Built-in Data Reader", "scope": COSMOS + "/dbs/x/colls/y/docs/z"}])],
+        {},
+        "is not a Cosmos DB SQL role's scope",
+    ),
+    (
         "sql role with a description",
         [bad("a", roles=[{"role": "Cosmos DB Built-in Data Reader", "scope": COSMOS + "/dbs/x", "description": "d"}])],
         {},

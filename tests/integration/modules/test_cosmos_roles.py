@@ -13,6 +13,8 @@ from tests.integration.sandbox.test_cosmos_db import CONTRIBUTOR, READER, accoun
 from tests.integration.sandbox_helpers import Sandbox
 
 from .conftest import RESOURCE_GROUP, auth, play
+from .test_access_policies import entries
+from .test_access_policies import vault as make_vault
 from .test_workload_identities import batch_task, result_of
 
 CUSTOM = "5f0c6d4a-1e2b-4c3d-8e9f-0a1b2c3d4e5f"
@@ -33,11 +35,11 @@ def custom_role(client: Any, account_id: str) -> str:
     return f"{account_id}/sqlRoleDefinitions/{CUSTOM}"
 
 
-def held(client: Any) -> list[tuple[str, str, str, str]]:
+def held(client: Any, account_name: str = "cosmos-orders") -> list[tuple[str, str, str, str]]:
     """(principal, role GUID, scope, name) of every assignment of the account, sorted."""
     return sorted(
         (a.principal_id, a.role_definition_id.rsplit("/", 1)[1], a.scope, a.name)
-        for a in client.sql_resources.list_sql_role_assignments("rg-cosmos", "cosmos-orders")
+        for a in client.sql_resources.list_sql_role_assignments("rg-cosmos", account_name)
     )
 
 
@@ -181,3 +183,47 @@ def test_prune_removes_the_sql_roles_of_an_identity_deleted_by_hand(
     assert [p for p, _g, _s, _n in held(client)] == [now] and now != first["principal_id"]
     settled = run(sandbox, collections, tmp_path, [workload], prune=True)
     assert settled["changed"] is False and "cosmos_roles" not in settled["pruned"]
+
+
+def test_throttling_5xx_and_resets_on_cosmos_db_and_key_vault_are_retried_and_nothing_is_duplicated(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    client, made = account(sandbox, "cosmos-faults")
+    vault = make_vault(sandbox, "kv-faults", False)
+    workload = {
+        "name": "orders",
+        "namespace": "orders",
+        "service_account": "api",
+        "roles": [
+            {"role": "Cosmos DB Built-in Data Reader", "scope": f"{made.id}/dbs/orders/colls/items"},
+            {"scope": vault, "access_policy": {"secrets": ["get"]}},
+        ],
+    }
+    faults = [
+        {"operation": "sqlRoleAssignments.list", "status": 429, "retry_after": 1, "count": 2},
+        {"operation": "sqlRoleAssignments.put", "status": 503, "count": 2},
+        {"operation": "cosmos.operationsStatus.get", "reset": True, "count": 1},
+        {"operation": "vaults.get", "status": 429, "retry_after": 1, "count": 2},
+        {"operation": "vaults.accessPolicies.add", "status": 500, "count": 2},
+    ]
+    sandbox.control.clear_faults()
+    sandbox.control.reset_stats()
+    for fault in faults:
+        sandbox.control.add_fault(**fault)
+    try:
+        done = run(sandbox, collections, tmp_path, [workload])
+    finally:
+        sandbox.control.clear_faults()
+    operations = sandbox.control.stats()["operations"]
+    for fault in faults:  # each fault really happened, as often as asked
+        outcome = "reset" if fault.get("reset") else str(fault["status"])
+        assert operations[fault["operation"]]["by_status"].get(outcome) == fault["count"], operations[
+            fault["operation"]
+        ]
+    assert [r["action"] for r in done["workloads"][0]["cosmos_roles"]] == ["created"]
+    assert [r["action"] for r in done["workloads"][0]["access_policies"]] == ["created"]
+    again = run(sandbox, collections, tmp_path, [workload])
+    assert again["changed"] is False
+    principal = done["workloads"][0]["identity"]["principal_id"]
+    assert [p for p, _g, _s, _n in held(client, "cosmos-faults")] == [principal]  # one assignment, not two
+    assert list(entries(sandbox, vault)) == [principal]

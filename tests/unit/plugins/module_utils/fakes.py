@@ -11,7 +11,7 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import CosmosApi
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import CosmosApi, built_in_state
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_federated_credential import (
     FederatedCredentialApi,
 )
@@ -270,19 +270,23 @@ class FakeCosmos(CosmosApi):
             "assignments": [],
         }
 
-    def account(self, account_id: str, with_assignments: bool) -> Any:
-        self.reads["definitions"] += 1
-        found = self.accounts.get(account_id.lower())
-        if found is None:
-            return None
-        state = {**copy.deepcopy(found), "assignments": None}
-        if with_assignments:
-            self.read_assignments(state)
-        return state
+    def account(self, account_id: str) -> Any:
+        state = built_in_state(account_id)
+        return state if self.read_definitions(state) and self.read_assignments(state) else None
 
-    def read_assignments(self, account: Any) -> None:
+    def read_definitions(self, account: Any) -> bool:
+        self.reads["definitions"] += 1
+        found = self.accounts.get(account["id"].lower())
+        if found is not None:
+            account["definitions"], account["definitions_read"] = copy.deepcopy(found["definitions"]), True
+        return found is not None
+
+    def read_assignments(self, account: Any) -> bool:
         self.reads["assignments"] += 1
-        account["assignments"] = copy.deepcopy(self.accounts[account["id"].lower()]["assignments"])
+        found = self.accounts.get(account["id"].lower())
+        if found is not None:
+            account["assignments"] = copy.deepcopy(found["assignments"])
+        return found is not None
 
     def list_accounts(self, subscription: str) -> list[str]:
         self.reads["accounts"] += 1

@@ -159,6 +159,22 @@ def test_what_cannot_be_granted_or_grants_too_much_is_refused_before_any_write_n
     assert estate.writes == []
 
 
+def test_a_path_in_cosmos_dbs_form_that_is_not_a_database_or_container_is_refused_before_any_request() -> None:
+    for below in ("/colls/items", "/dbs", "/dbs/shop/colls", "/dbs/shop/colls/items/docs/1", "/dbs/shop/items/x"):
+        validated = validate_workloads(
+            CLUSTER,
+            [orders({"role": "Cosmos DB Built-in Data Reader", "scope": ORDERS + below})],
+            identity_resource_group="rg-ids",
+            allow_privileged_roles=False,
+        )
+        assert [p.split(": scope: ", 1)[0] for p in validated.problems] == [
+            f"cluster {CLUSTER}: workload 'orders': roles[0]"
+        ], below
+        # An odd number of segments is no resource id at all: the scope's parser says so first.
+        expected = "is not a Cosmos DB SQL role's scope" if below.count("/") % 2 == 0 else "a resource scope is"
+        assert expected in validated.problems[0], validated.problems
+
+
 def test_a_sql_role_has_no_condition_or_description() -> None:
     validated = validate_workloads(
         CLUSTER,
@@ -304,7 +320,7 @@ def test_prune_removes_the_sql_roles_of_a_principal_deleted_by_hand_and_keeps_th
     reader = f"{ORDERS}/sqlRoleDefinitions/{COSMOS_READER}"
     made = ensure_sql_role_assignment(
         estate.cosmos,
-        estate.cosmos.account(ORDERS, True),
+        estate.cosmos.account(ORDERS),
         elsewhere["id"],
         reader,
         f"{ORDERS}/dbs/x",
@@ -325,3 +341,20 @@ def test_prune_removes_the_sql_roles_of_a_principal_deleted_by_hand_and_keeps_th
     asked = len([w for w in estate.graph.writes if w[0] == "read principal"])
     estate.run(listed)
     assert len([w for w in estate.graph.writes if w[0] == "read principal"]) == asked
+
+
+def test_a_no_op_with_built_in_roles_reads_one_thing_per_account_whatever_the_number_of_workloads() -> None:
+    estate = Estate()
+    reader = {"role": "Cosmos DB Built-in Data Reader", "scope": f"{ORDERS}/dbs/shop"}
+    by_guid = {"role": COSMOS_CONTRIBUTOR, "scope": f"{AUDIT}/dbs/log/colls/events"}
+    listed = [orders(reader, by_guid, name=f"w{i}", service_account=f"w{i}") for i in range(6)]
+    estate.run(listed)
+    before = dict(estate.cosmos.reads)
+    again = estate.run(listed)
+    assert again["changed"] is False
+    # Each account's assignments, once; the built-ins' definitions are known without a read.
+    assert {k: estate.cosmos.reads[k] - before[k] for k in before} == {
+        "definitions": 0,
+        "assignments": 2,
+        "accounts": 0,
+    }

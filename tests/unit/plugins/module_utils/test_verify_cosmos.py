@@ -36,6 +36,7 @@ def cosmos_verifier(held: list[tuple[str, str]], arm: VaultArm | None = None) ->
     check.reads.cosmos_accounts[ACCOUNT.lower()] = {
         "id": ACCOUNT,
         "name": "cosmos-orders",
+        "definitions_read": True,
         "definitions": [
             {
                 "id": reader,
