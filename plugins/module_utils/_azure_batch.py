@@ -30,7 +30,13 @@ from ._azure_batch_gone import find_gone, release_gone
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, DataGrantKind, Ensured, IdentityKind
-from ._azure_batch_orphans import find_cosmos_orphans, find_orphans, remove_cosmos_orphans, remove_orphans
+from ._azure_batch_orphans import (
+    find_cosmos_orphans,
+    find_orphans,
+    remove_cosmos_orphans,
+    remove_orphans,
+    remove_policy_orphans,
+)
 from ._azure_batch_permissions import permission_problems
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_result
@@ -298,10 +304,14 @@ class Workloads:
             gone = [g for p, n in zip(principals, labels, strict=True) for g in remove(batch, p, n, reads, check_mode)]
             if gone:
                 cast(dict[str, Any], pruned)[grant_kind.report_key] = gone
-        # SQL role assignments this collection made for principals since deleted by hand (Cosmos DB keeps them).
+        # What principals since deleted by hand still hold: SQL role assignments this collection made (Cosmos DB keeps
+        # them), and the entries of this cluster's principals its marked assignments show gone (Key Vault keeps them).
         orphaned = remove_cosmos_orphans(self.cosmos.api, reads, check_mode)
         if orphaned:
             pruned["cosmos_roles"] = [*pruned.get("cosmos_roles", []), *orphaned]
+        entries = remove_policy_orphans(self.policies, batch, reads, check_mode)
+        if entries:
+            pruned["access_policies"] = [*pruned.get("access_policies", []), *entries]
         return pruned
 
 

@@ -16,7 +16,10 @@ whole subscription of each declared scope: no other listing), by the mark this c
 
 An operator's assignment (no mark) is never one. With prune they are deleted, through the engine; without, reported.
 
-Cosmos DB keeps a principal's SQL role assignments too when it is deleted by hand. Those this collection made (their
+Key Vault keeps a deleted principal's access policy entries: with prune, the entries on the vaults the run read of a
+principal this cluster's marked assignments show gone are removed too (``find_policy_orphans``; an entry has no mark
+of its own, so a principal nothing of this cluster marked is not judged). Cosmos DB keeps a principal's SQL role
+assignments too when it is deleted by hand. Those this collection made (their
 name says so, ``_azure_cosmos.ours``) on the accounts the run read, whose principal Microsoft Graph confirms gone,
 are removed by prune (``find_cosmos_orphans``, ``remove_cosmos_orphans``).
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._azure_application import ApplicationApi
+from ._azure_batch_access_policies import AccessPolicies
 from ._azure_batch_cosmos import account_key, pruned_row
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_reads import Batch, BatchContext, Reads, identity_key, ref_key
@@ -35,13 +39,14 @@ from ._errors import AzureApiError
 from ._ids import IdentityRef
 from ._inventory import WorkloadSpec
 from ._ownership_assignments import AssignmentMark, read_mark
-from ._results import IdentityState, OrphanedAssignment, PrunedCosmosRole
+from ._results import IdentityState, OrphanedAssignment, PrunedAccessPolicy, PrunedCosmosRole
 
 
 class Orphan(NamedTuple):
     model: Any  # the role assignment, as listed
     mark: AssignmentMark
     why: str
+    gone: bool = False  # its principal no longer exists (else: it exists, and nothing of this cluster uses it)
 
 
 def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
@@ -76,7 +81,7 @@ def find_orphans(ctx: BatchContext, batch: Batch, reads: Reads) -> list[Orphan]:
         if principal not in gone:
             gone[principal] = _confirmed_gone(ctx, batch, reads, mark, principal, unchecked)
         if gone[principal]:
-            orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})"))
+            orphans.append(Orphan(model, mark, f"its principal no longer exists ({mark.kind} {mark.holder})", True))
     if unchecked:
         ctx.warnings.append(
             f"cluster {batch.cluster}: {len(unchecked)} principal(s) of role assignments this collection granted "
@@ -251,3 +256,19 @@ def remove_cosmos_orphans(api: CosmosApi | None, reads: Reads, check_mode: bool)
         if outcome.action == "deleted":
             removed.append(pruned_row(f"(deleted principal {held['principal_id']})", account, held))
     return removed
+
+
+def remove_policy_orphans(
+    policies: AccessPolicies, batch: Batch, reads: Reads, check_mode: bool
+) -> list[PrunedAccessPolicy]:
+    """The entries of this cluster's principals found gone (by their marked role assignments), on every vault the run
+    read, removed through the engine (with prune)."""
+    gone = sorted({str(o.model.principal_id).lower() for o in reads.orphans if o.gone})
+    if not batch.prune or not gone:
+        return []
+    vaults = {key for key, vault in reads.vaults.items() if vault is not None}
+    return [
+        row
+        for principal in gone
+        for row in policies.remove(batch, principal, f"(deleted principal {principal})", reads, check_mode, only=vaults)
+    ]

@@ -226,3 +226,26 @@ def test_on_an_operators_identity_teardown_removes_only_the_entries_this_collect
     assert [r["vault"].rsplit("/", 1)[1] for r in gone["workloads"][0]["access_policies"]] == ["kv-made"]
     assert principal in estate.entries(f"{VAULTS}/kv-found") and principal not in estate.entries(f"{VAULTS}/kv-made")
     assert estate.identities.get(IdentityRef(SUB, "rg-team", "orders-by-hand")) is not None  # the operator's stays
+
+
+def test_prune_removes_the_entries_of_this_clusters_identity_deleted_by_hand_and_leaves_anothers() -> None:
+    estate = Estate()
+    team = {"tenantId": TENANT, "objectId": TEAM, "permissions": {"secrets": ["get"]}}
+    estate.vaults.add(f"{VAULTS}/kv-orders", policies=[team])
+    listed = [
+        orders(
+            {"role": "Reader", "scope": f"/subscriptions/{SUB}/resourceGroups/rg-data"},
+            {"scope": f"{VAULTS}/kv-orders", "access_policy": {"secrets": ["get"]}},
+        )
+    ]
+    first = estate.run(listed, prune=True)["workloads"][0]["identity"]
+    estate.identities.items.pop(first["id"].lower())  # deleted by hand: Key Vault keeps its entry
+    planned = estate.run(listed, check_mode=True, prune=True)
+    done = estate.run(listed, prune=True)
+    assert planned["pruned"]["access_policies"] == done["pruned"]["access_policies"]
+    [orphan] = done["pruned"]["access_policies"]
+    assert orphan["identity"] == f"(deleted principal {first['principal_id']})"
+    # The marked role assignment that told it (an orphan itself) went too; the other team's entry stays.
+    assert [o["action"] for o in done["orphaned_assignments"]] == ["deleted"]
+    now = done["workloads"][0]["identity"]["principal_id"]
+    assert set(estate.entries(f"{VAULTS}/kv-orders")) == {TEAM, now}
