@@ -25,7 +25,6 @@ from .fakes import READER, SUB, TENANT, FakeFics, FakeIdentities, FakeRoles, Fak
 from .test_azure_batch_apps import GraphApps
 
 CLUSTER = "aks-dev"
-ISSUER = "https://oidc.example/tenant/aks-dev/"
 VAULTS = f"/subscriptions/{SUB}/resourceGroups/rg-data/providers/Microsoft.KeyVault/vaults"
 TEAM = "11111111-2222-3333-4444-555555555555"
 SECRETS_USER = Role(
@@ -70,19 +69,22 @@ class Estate:
 
 
 def run_batch(engine: Workloads, workloads: list[dict[str, Any]], check_mode: bool, **options: Any) -> dict[str, Any]:
-    """One cluster's list through the batch, as the module runs it: validated, read, then converged (or removed)."""
-    validated = validate_workloads(CLUSTER, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False)
+    """One cluster's list through the batch, as the module runs it: validated, read, then converged (or removed).
+    ``options``: prune, state, and another ``cluster`` (with ``peers``, the inventory's other clusters) than aks-dev."""
+    cluster = options.get("cluster", CLUSTER)
+    validated = validate_workloads(cluster, workloads, identity_resource_group="rg-ids", allow_privileged_roles=False)
     assert validated.problems == []
     batch = Batch(
-        CLUSTER,
+        cluster,
         SUB,
-        ISSUER,
+        f"https://oidc.example/tenant/{cluster}/",
         "westeurope",
         validated.specs,
         options.get("prune", False),
         False,
         ("rg-ids",),
         options.get("state", "present"),
+        peers=options.get("peers", []),
     )
     reads = engine.read(batch, workers=2)
     if batch.state == "absent":

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis, Batch
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import AzureApis
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cosmos import ensure_sql_role_assignment
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import Role
@@ -274,30 +274,13 @@ def test_a_shared_identitys_sql_roles_another_cluster_declares_outlive_one_clust
     inventory = {"aks-dev": [orders(shop, **shared)], "aks-prod": [orders(shop, audit, **shared)]}
 
     def run(cluster: str, **options: Any) -> dict[str, Any]:
-        validated = validate_workloads(
-            cluster, inventory[cluster], identity_resource_group="rg-ids", allow_privileged_roles=False
-        )
         others = [
             {"cluster_name": c, "identity_resource_group": "rg-ids", "workloads": w}
             for c, w in inventory.items()
             if c != cluster
         ]
-        batch = Batch(
-            cluster,
-            SUB,
-            f"https://oidc.example/{cluster}/",
-            "westeurope",
-            validated.specs,
-            options.get("prune", False),
-            False,
-            ("rg-ids",),
-            options.get("state", "present"),
-            peers=peers_from(others, SUB, cluster, None),
-        )
-        reads = estate.engine.read(batch, workers=2)
-        if batch.state == "absent":
-            return dict(estate.engine.remove(batch, reads, False))
-        return dict(estate.engine.converge(batch, reads, False, workers=2))
+        peers = peers_from(others, SUB, cluster, None)
+        return run_batch(estate.engine, inventory[cluster], False, cluster=cluster, peers=peers, **options)
 
     principal = run("aks-dev")["workloads"][0]["identity"]["principal_id"]
     run("aks-prod")
