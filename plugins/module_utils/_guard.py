@@ -26,12 +26,14 @@ def azure_deletions(result: AzureBatchResult) -> tuple[int, list[str]]:
         count, lines = _workload_deletions(workload)
         units += count
         found.extend(lines)
+    orphaned = [o for o in result.get("orphaned_assignments", []) if o["action"] == "deleted"]
     pruned = result.get("pruned")
     if pruned:
-        count, lines = _pruned_deletions(pruned)
+        # A principal deleted by hand is one unit, whatever it still held (role assignments, entries, SQL roles).
+        counted = {f"(deleted principal {o['principal_id'].lower()})" for o in orphaned}
+        count, lines = _pruned_deletions(pruned, counted)
         units += count
         found.extend(lines)
-    orphaned = [o for o in result.get("orphaned_assignments", []) if o["action"] == "deleted"]
     found.extend(
         f"role assignment {o['role'] or o['role_definition_guid']} @ {o['scope']} of {o['granted_to']} (orphaned)"
         for o in orphaned
@@ -64,8 +66,9 @@ def _workload_deletions(workload: WorkloadResult) -> tuple[int, list[str]]:
     return (1 if gone else len(fics) + len(roles) + len(data)), found + fics + roles + data
 
 
-def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
-    """What prune takes: identities and applications whole, and what goes from one that stays."""
+def _pruned_deletions(pruned: Pruned, counted: set[str]) -> tuple[int, list[str]]:
+    """What prune takes: identities and applications whole, and what goes from one that stays (``counted``: holders
+    already counted as a unit elsewhere)."""
     gone_names = {i["name"] for i in pruned["identities"]} | {a["name"] for a in pruned["applications"]}
     units = len(gone_names)
     found = [f"identity {i['name']} (pruned)" for i in pruned["identities"]]
@@ -92,7 +95,7 @@ def _pruned_deletions(pruned: Pruned) -> tuple[int, list[str]]:
         (c["identity"], f"Cosmos DB SQL role {c['role']} @ {c['scope']}") for c in pruned.get("cosmos_roles") or []
     ]
     found.extend(f"{what} of {holder} (pruned)" for holder, what in data)
-    units += len({holder for holder, _what in data} - gone_names)
+    units += len({holder for holder, _what in data} - gone_names - counted)
     return units, found
 
 

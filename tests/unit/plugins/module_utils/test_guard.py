@@ -59,6 +59,17 @@ def test_data_grants_count_with_their_identity_or_per_principal_and_a_listed_wor
     assert units == 4 and len(listed) == 7
     assert "Cosmos DB SQL role R @ /c/2 of (deleted principal p) (pruned)" in listed
     assert "access policy @ /v/kv" in listed
+    # The same principal's orphaned role assignment counts it already: still one unit for it.
+    orphan = {
+        "action": "deleted",
+        "principal_id": "P",
+        "role": "R",
+        "role_definition_guid": "g",
+        "scope": "/s",
+        "granted_to": "x",
+    }
+    plan = {"workloads": [workload], "pruned": pruned, "orphaned_assignments": [orphan]}
+    assert azure_deletions(plan)[0] == 4  # type: ignore[arg-type]
 
 
 def test_kube_counts_released_workloads_and_deleted_namespaces() -> None:
