@@ -30,15 +30,15 @@ from ._azure_cosmos import (
     built_in_state,
     definition_of,
     ensure_sql_role_assignment,
-    is_built_in,
+    held,
     ours,
     within,
 )
 from ._errors import ValidationError
-from ._ids import parse_scope, role_guid, short_scope
+from ._ids import role_guid, short_scope
 from ._inventory import RoleSpec, WorkloadSpec
-from ._inventory_fields import CosmosRoleSpec, cosmos_account_of
-from ._limits import COSMOS_ACCESS_ACTIONS, COSMOS_ACCOUNT_TYPE, COSMOS_ROLE_ASSIGNMENT_LIMIT
+from ._inventory_fields import CosmosRoleSpec, cosmos_account_above, cosmos_account_of, is_built_in
+from ._limits import COSMOS_ACCESS_ACTIONS, COSMOS_ROLE_ASSIGNMENT_LIMIT
 from ._results import CosmosRoleAssignmentState, CosmosRoleRow, PrunedCosmosRole, RoleAssignmentRow
 
 
@@ -65,16 +65,15 @@ class CosmosRoles:
         """The SQL roles named at an account told apart from ARM roles (``split``); then each account the workloads
         grant on, once, with its assignments; or every account of the subscription when the run needs them all."""
         self.split(batch, reads)
-        named = {account_key(s.account): s.account for w in batch.converged_workloads for s in w.cosmos_roles}
+        specs = [s for w in batch.converged_workloads for s in w.cosmos_roles]
+        named = {account_key(s.account): s.account for s in specs}
+        custom = {account_key(s.account) for s in specs if not is_built_in(s.role)}  # their definitions are read
         if named and self.api is None:
             raise ValidationError(
                 [f"cluster {batch.cluster}: Cosmos DB accounts are named, and no ARM client reads them"]
             )
         if named and self.wants_all(batch):
             self.all_accounts(batch, reads)
-        custom = {
-            account_key(s.account) for w in batch.converged_workloads for s in w.cosmos_roles if not is_built_in(s.role)
-        }
         for key, account_id in sorted(named.items()):
             self._account(reads, account_id, with_assignments=True, definitions=key in custom)
         for peer in batch.peers:  # what a cluster sharing an identity declares is resolved against the same accounts
@@ -169,15 +168,11 @@ class CosmosRoles:
                     f"{at}: scope: {definition['name']} may be assigned only at or under "
                     f"{', '.join(definition['assignable_scopes'])}, not at {spec.scope}"
                 )
-            held = account["assignments"] or []
-            mine = principal is not None and any(
-                grant_key(a["role_definition_id"], a["scope"]) == grant_key(definition["id"], spec.scope)
-                and a["principal_id"].lower() == principal.lower()
-                for a in held
-            )
-            if not mine and len(held) >= COSMOS_ROLE_ASSIGNMENT_LIMIT:
+            count = len(account["assignments"] or [])
+            mine = principal is not None and held(account, principal, definition["id"], spec.scope) is not None
+            if not mine and count >= COSMOS_ROLE_ASSIGNMENT_LIMIT:
                 problems.append(
-                    f"{at}: role: Cosmos DB account {account['name']} holds {len(held)} SQL role assignments, its "
+                    f"{at}: role: Cosmos DB account {account['name']} holds {count} SQL role assignments, its "
                     f"limit ({COSMOS_ROLE_ASSIGNMENT_LIMIT}); remove unused ones, or assign at a database instead of "
                     "per container"
                 )
@@ -185,7 +180,7 @@ class CosmosRoles:
             return
         for index, arm_role in enumerate(workload.roles):
             role = resolved.get(role_key(workload, arm_role.role, arm_role.scope))
-            account_id = account_above(arm_role.scope)
+            account_id = cosmos_account_above(arm_role.scope)
             if role is None or account_id is None or not any(map(role.allows, COSMOS_ACCESS_ACTIONS)):
                 continue
             position = arm_role.listed_at(index)
@@ -251,19 +246,16 @@ class CosmosRoles:
         ``grant_key``), removed; with ``only``, those alone (on the accounts as read for the plan)."""
         if not principal_id or principal_id == PENDING or self.api is None:
             return []
-        if only is None:
-            accounts = self.all_accounts(batch, reads)
-        else:
-            wanted = {account_key("/" + "/".join(k.split("|", 1)[1].split("/")[:8])) for k in only}
-            accounts = {k: reads.cosmos_accounts.get(k) for k in wanted}
+        # With ``only``, the accounts as read for the plan hold them (no list of the subscription's accounts).
+        accounts = self.all_accounts(batch, reads) if only is None else dict(reads.cosmos_accounts)
         removed: list[PrunedCosmosRole] = []
         for _key, account in sorted(accounts.items()):
             if account is None:
                 continue
             # In the order a person reads them (the account's own order follows the assignments' GUID names).
-            for held in sorted(account["assignments"] or [], key=lambda a: (a["scope"].lower(), a["name"])):
-                key = grant_key(held["role_definition_id"], held["scope"])
-                if held["principal_id"].lower() != principal_id.lower() or key in keep:
+            for found in sorted(account["assignments"] or [], key=lambda a: (a["scope"].lower(), a["name"])):
+                key = grant_key(found["role_definition_id"], found["scope"])
+                if found["principal_id"].lower() != principal_id.lower() or key in keep:
                     continue
                 if only is not None and key not in only:
                     continue
@@ -271,13 +263,13 @@ class CosmosRoles:
                     self.api,
                     account,
                     principal_id,
-                    held["role_definition_id"],
-                    held["scope"],
+                    found["role_definition_id"],
+                    found["scope"],
                     state="absent",
                     check_mode=check_mode,
                 )
                 if outcome.action == "deleted":
-                    removed.append(pruned_row(label, account, held))
+                    removed.append(pruned_row(label, account, found))
         return removed
 
     @staticmethod
@@ -310,15 +302,9 @@ class CosmosRoles:
     def declared(workload: WorkloadSpec) -> list[Any]:
         return list(workload.cosmos_roles)
 
-    def declared_keys(self, workload: WorkloadSpec, reads: Reads) -> set[str]:
-        """The workload's declared assignments, by ``grant_key`` (those that resolve)."""
-        keys = set()
-        for spec in workload.cosmos_roles:
-            account = reads.cosmos_accounts.get(account_key(spec.account))
-            definition = definition_of(account, spec.role) if account is not None else None
-            if definition is not None:
-                keys.add(grant_key(definition["id"], spec.scope))
-        return keys
+    @staticmethod
+    def declared_keys(workload: WorkloadSpec, reads: Reads) -> set[str]:
+        return declared_grant_keys(workload, reads)
 
     def made_here(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, principal: str | None, recorded: set[str]
@@ -332,12 +318,12 @@ class CosmosRoles:
         theirs = set().union(*(self.declared_keys(other, reads) for _peer, other in batch.sharing(workload)))
         declared = self.declared_keys(workload, reads) - theirs
         made = set()
-        for spec in workload.cosmos_roles:
-            account = reads.cosmos_accounts.get(account_key(spec.account))
-            for held in (account["assignments"] if account else None) or []:
-                key = grant_key(held["role_definition_id"], held["scope"])
-                if key in declared and held["principal_id"].lower() == principal.lower() and ours(held):
-                    made.add(key)
+        for key in {account_key(s.account) for s in workload.cosmos_roles}:
+            account = reads.cosmos_accounts.get(key)
+            for found in (account["assignments"] if account else None) or []:
+                grant = grant_key(found["role_definition_id"], found["scope"])
+                if grant in declared and found["principal_id"].lower() == principal.lower() and ours(found):
+                    made.add(grant)
         return made
 
     def wants_all(self, batch: Batch) -> bool:
@@ -360,12 +346,15 @@ class CosmosRoles:
         return {k: v for k, v in reads.cosmos_accounts.items() if v is not None and v["assignments"] is not None}
 
 
-def account_above(scope: str) -> str | None:
-    """The Cosmos DB account an ARM scope is, or is under (``.../databaseAccounts/<name>[/sqlDatabases/...]``)."""
-    parts = parse_scope(scope).path.strip("/").split("/")
-    if len(parts) >= 8 and "/".join(parts[5:7]).lower() == COSMOS_ACCOUNT_TYPE.lower():
-        return "/" + "/".join(parts[:8])
-    return None
+def declared_grant_keys(workload: WorkloadSpec, reads: Reads) -> set[str]:
+    """The workload's declared SQL role assignments that resolve in their accounts as read, by ``grant_key``."""
+    keys = set()
+    for spec in workload.cosmos_roles:
+        account = reads.cosmos_accounts.get(account_key(spec.account))
+        definition = definition_of(account, spec.role) if account is not None else None
+        if definition is not None:
+            keys.add(grant_key(definition["id"], spec.scope))
+    return keys
 
 
 def diff_line(role: str, scope: str) -> str:

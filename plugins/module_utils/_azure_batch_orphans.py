@@ -39,7 +39,7 @@ from ._errors import AzureApiError
 from ._ids import IdentityRef
 from ._inventory import WorkloadSpec
 from ._ownership_assignments import AssignmentMark, read_mark
-from ._results import IdentityState, OrphanedAssignment, PrunedAccessPolicy, PrunedCosmosRole
+from ._results import IdentityState, OrphanedAssignment, PrunedAccessPolicy, PrunedCosmosRole, deleted_principal
 
 
 class Orphan(NamedTuple):
@@ -254,7 +254,7 @@ def remove_cosmos_orphans(api: CosmosApi | None, reads: Reads, check_mode: bool)
             check_mode=check_mode,
         )
         if outcome.action == "deleted":
-            removed.append(pruned_row(f"(deleted principal {held['principal_id']})", account, held))
+            removed.append(pruned_row(deleted_principal(held["principal_id"]), account, held))
     return removed
 
 
@@ -270,5 +270,5 @@ def remove_policy_orphans(
     return [
         row
         for principal in gone
-        for row in policies.remove(batch, principal, f"(deleted principal {principal})", reads, check_mode, only=vaults)
+        for row in policies.remove(batch, principal, deleted_principal(principal), reads, check_mode, only=vaults)
     ]

@@ -25,6 +25,7 @@ from ._azure_batch_reads import Batch, BatchContext, Reads
 from ._azure_role_assignment import Role
 from ._errors import AzureApiError
 from ._ids import parse_scope, short_scope
+from ._inventory_fields import cosmos_account_above
 from ._results import AzureBatchResult
 
 ASSIGN = "Microsoft.Authorization/roleAssignments/write"
@@ -117,7 +118,7 @@ def _data_grant_needs(policies: list[Any], sql_roles: list[Any], where: str) -> 
     ]
     for role in sql_roles:
         if role["action"] in ("created", "deleted"):
-            account = role["scope"].split("/dbs/", 1)[0]
+            account = cosmos_account_above(role["scope"]) or role["scope"]
             action = SQL_ASSIGN if role["action"] == "created" else SQL_UNASSIGN
             found.append(Need(account, action, f"{where}: roles ({role['role']} at {short_scope(role['scope'])})"))
     return found

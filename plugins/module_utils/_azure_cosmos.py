@@ -19,7 +19,7 @@ import threading
 from typing import Any, TypedDict
 
 from ._azure_arm_rest import ArmRestClient
-from ._ids import assignment_name, role_guid
+from ._ids import assignment_name, normalise, role_guid, same_scope
 from ._limits import COSMOS_ACCOUNT_TYPE, COSMOS_BUILT_IN_ACTIONS, COSMOS_BUILT_IN_ROLES
 from ._results import CosmosRoleAssignmentState, Outcome
 from ._retry import RetryPolicy
@@ -47,20 +47,9 @@ class AccountState(TypedDict):
     assignments: list[CosmosRoleAssignmentState] | None
 
 
-def same_scope(a: str, b: str) -> bool:
-    return a.strip("/").lower() == b.strip("/").lower()
-
-
 def within(scope: str, above: str) -> bool:
     """Whether ``scope`` is ``above`` or under it."""
-    return same_scope(scope, above) or scope.strip("/").lower().startswith(above.strip("/").lower() + "/")
-
-
-def is_built_in(role: str) -> bool:
-    """Whether a declared role names one of the built-in SQL roles (by name, GUID or id): nothing to read for it."""
-    wanted = role.strip().lower().rstrip("/")
-    guid = wanted.rsplit("/", 1)[-1] if "/sqlroledefinitions/" in wanted else wanted
-    return guid in COSMOS_BUILT_IN_ROLES or wanted in {n.lower() for n in COSMOS_BUILT_IN_ROLES.values()}
+    return same_scope(scope, above) or normalise(scope).lower().startswith(normalise(above).lower() + "/")
 
 
 def built_in_state(account_id: str) -> AccountState:

@@ -12,7 +12,7 @@ Kubernetes batch each count their own deletions.
 from __future__ import annotations
 
 from ._errors import ValidationError
-from ._results import AzureBatchResult, KubeBatchResult, Pruned, WorkloadResult
+from ._results import AzureBatchResult, KubeBatchResult, Pruned, WorkloadResult, deleted_principal
 
 DEFAULT_PRUNE_MAX = 5
 CONFIRM_VARIABLE = "workload_identity_prune_confirm"
@@ -30,7 +30,7 @@ def azure_deletions(result: AzureBatchResult) -> tuple[int, list[str]]:
     pruned = result.get("pruned")
     if pruned:
         # A principal deleted by hand is one unit, whatever it still held (role assignments, entries, SQL roles).
-        counted = {f"(deleted principal {o['principal_id'].lower()})" for o in orphaned}
+        counted = {deleted_principal(o["principal_id"]) for o in orphaned}
         count, lines = _pruned_deletions(pruned, counted)
         units += count
         found.extend(lines)

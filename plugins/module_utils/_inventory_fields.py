@@ -49,24 +49,35 @@ class CosmosRoleSpec:
     position: int
 
 
-def cosmos_account_of(scope: str) -> str | None:
-    """The Cosmos DB account a scope is, or is under in Cosmos DB's own form (``/dbs/<db>[/colls/<container>]``)."""
+def cosmos_account_above(scope: str) -> str | None:
+    """The Cosmos DB account a scope is or is under, in any form (ARM's ``sqlDatabases/...`` or Cosmos DB's own)."""
     parts = scope.strip("/").split("/")
     if len(parts) < 8 or "/".join(parts[5:7]).lower() != COSMOS_ACCOUNT_TYPE.lower():
         return None
-    below = [p.lower() for p in parts[8:]]
-    cosmos_form = len(below) in (0, 2, 4) and below[0::2] == ["dbs", "colls"][: len(below) // 2]
-    return "/" + "/".join(parts[:8]) if cosmos_form and all(parts[8:]) else None
+    return "/" + "/".join(parts[:8])
+
+
+def cosmos_account_of(scope: str) -> str | None:
+    """The Cosmos DB account a scope is, or is under in Cosmos DB's own form (``/dbs/<db>[/colls/<container>]``)."""
+    account = cosmos_account_above(scope)
+    below = scope.strip("/").split("/")[8:]
+    kinds = [p.lower() for p in below[0::2]]
+    cosmos_form = len(below) in (0, 2, 4) and kinds == ["dbs", "colls"][: len(below) // 2] and all(below)
+    return account if cosmos_form else None
+
+
+def is_built_in(role: str) -> bool:
+    """Whether a declared role names one of Cosmos DB's built-in SQL roles (by name, GUID or id)."""
+    wanted = role.strip().lower().rstrip("/")
+    guid = wanted.rsplit("/", 1)[-1] if "/sqlroledefinitions/" in wanted else wanted
+    return guid in COSMOS_BUILT_IN_ROLES or wanted in {n.lower() for n in COSMOS_BUILT_IN_ROLES.values()}
 
 
 def cosmos_path_problem(scope: str) -> str | None:
     """Why a scope under a Cosmos DB account in Cosmos DB's own form (``dbs``, ``colls``) is not one: a database
     and a container each need a name, in that order, and nothing below a container."""
-    parts = scope.strip("/").split("/")
-    if len(parts) < 8 or "/".join(parts[5:7]).lower() != COSMOS_ACCOUNT_TYPE.lower():
-        return None
-    below = [p.lower() for p in parts[8:]]
-    if not {"dbs", "colls"} & set(below) or cosmos_account_of(scope) is not None:
+    below = {p.lower() for p in scope.strip("/").split("/")[8:]}
+    if cosmos_account_above(scope) is None or not {"dbs", "colls"} & below or cosmos_account_of(scope) is not None:
         return None
     return (
         f"{scope} is not a Cosmos DB SQL role's scope: the account's id, or it followed by /dbs/<database> or "
@@ -80,9 +91,7 @@ def cosmos_by_form(role: str, scope: str) -> bool:
     name or GUID. A custom SQL role named at the account itself is told from an ARM role by the account's roles."""
     if cosmos_account_of(scope) is None:
         return False
-    wanted = role.strip().lower()
-    built_in = {k.lower() for pair in COSMOS_BUILT_IN_ROLES.items() for k in pair}
-    return "/dbs/" in scope.lower() or "/sqlroledefinitions/" in wanted or wanted in built_in
+    return "/dbs/" in scope.lower() or "/sqlroledefinitions/" in role.lower() or is_built_in(role)
 
 
 def cosmos_entry_problems(role: str, scope: str, item: dict[str, Any], at: str, problems: list[str]) -> None:

@@ -293,6 +293,11 @@ class AzureBatchResult(TypedDict, total=False):
     diff: dict[str, Any]
 
 
+def deleted_principal(principal_id: str) -> str:
+    """How ``pruned`` names the holder of grants removed because their principal was deleted by hand."""
+    return f"(deleted principal {principal_id.lower()})"
+
+
 def empty_pruned() -> Pruned:
     return {
         "identities": [],

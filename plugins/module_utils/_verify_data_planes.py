@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from ._azure_batch_access_policies import policy_key, vault_above
-from ._azure_batch_cosmos import account_key, grant_key
+from ._azure_batch_cosmos import account_key, declared_grant_keys, grant_key
 from ._azure_batch_reads import Reads
 from ._azure_cosmos import definition_of, held
 from ._azure_key_vault import covers, entry_of
@@ -175,18 +175,12 @@ class DataPlanes:
         """The access review's part on key vaults and Cosmos DB accounts (those read): entries and SQL role
         assignments the principal holds that the workload does not declare. How many were found."""
         found = self._vault_extras(principal_id, name, workload, verdict)
-        declared = {
-            grant_key(d["id"], s.scope)
-            for s in workload.cosmos_roles
-            for a in [self.reads.cosmos_accounts.get(account_key(s.account))]
-            if a is not None
-            for d in [definition_of(a, s.role)]
-            if d is not None
-        }
-        for _key, account in sorted(self.reads.cosmos_accounts.items()):
-            for assignment in (account["assignments"] if account else None) or []:
+        declared = declared_grant_keys(workload, self.reads)
+        accounts = [a for _key, a in sorted(self.reads.cosmos_accounts.items()) if a is not None]
+        for account in accounts:
+            for assignment in account["assignments"] or []:
                 key = grant_key(assignment["role_definition_id"], assignment["scope"])
-                if assignment["principal_id"].lower() != principal_id.lower() or key in declared or account is None:
+                if assignment["principal_id"].lower() != principal_id.lower() or key in declared:
                     continue
                 found += 1
                 group = assignment["scope"].split("/")[4]
