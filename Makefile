@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube browser shellcheck bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest matrix-oldest-static matrix-oldest-rollout docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser postgres shellcheck bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest matrix-oldest-static matrix-oldest-rollout docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -34,7 +34,7 @@ kube:
 test: lint sanity unit matrix-oldest-static docs importer integration matrix-oldest-rollout
 
 ## matrix: sanity, unit and the rollout's integration tests on every ansible-core meta/runtime.yml claims (noxfile.py)
-matrix: setup tools kube browser shellcheck $(AZ_CLI)
+matrix: setup tools kube browser postgres shellcheck $(AZ_CLI)
 	@$(BIN)/nox -s matrix
 
 # The oldest release in CI: sanity, the unit tests, and the rollout's scenarios where the release itself shows (the
@@ -45,7 +45,7 @@ matrix-oldest: matrix-oldest-static matrix-oldest-rollout
 matrix-oldest-static: setup shellcheck
 	@echo "==> ansible-core 2.16: sanity, unit"
 	@MATRIX_PART=static $(BIN)/nox -s "matrix(core='2.16')"
-matrix-oldest-rollout: setup tools kube browser shellcheck $(AZ_CLI)
+matrix-oldest-rollout: setup tools kube browser postgres shellcheck $(AZ_CLI)
 	@echo "==> ansible-core 2.16: rollout"
 	@MATRIX_PART=rollout $(BIN)/nox -s "matrix(core='2.16')" -- -k "$(MATRIX_CI_SCENARIOS)"
 
@@ -93,7 +93,7 @@ unit: setup
 	@echo "==> unit tests"
 	@$(BIN)/pytest -q tests/unit
 
-integration: setup tools kube browser $(AZ_CLI)
+integration: setup tools kube browser postgres $(AZ_CLI)
 	@echo "==> integration tests (against the sandbox)"
 	@# Two workers (the machine's two cores), a whole file each at a time, so its module fixtures and its order hold;
 	@# each worker starts its own sandboxes, with their own ports and state.
@@ -105,6 +105,12 @@ browser:
 	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { echo "==> installing chromium and chromium-driver"; \
 		$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
 		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }; }
+
+## postgres: Debian's PostgreSQL server binaries, which the sandbox runs behind each flexible server it emulates
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { echo "==> installing postgresql"; \
+		$(SUDO) apt-get install -y -qq postgresql >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; }; }
 
 ## shellcheck: Debian's, for ansible-test's shellcheck sanity test (skipped, with a warning, where it is missing)
 shellcheck:
@@ -122,7 +128,7 @@ $(AZ_CLI):
 
 ## demo: the main job: the sandbox with two AKS clusters running apps; playbooks/site.yml on examples/inventories/sandbox, twice
 ## (WEBHOOK_CHART=<path> runs the clusters in helm mode with that chart)
-demo: setup tools kube
+demo: setup tools kube postgres
 	@$(BIN)/python -m tests.sandbox up --settings '{"throttling": true}'
 	@$(BIN)/python -m tests.sandbox.demo
 
@@ -151,7 +157,7 @@ $(PEER_VENV)/.installed: tests/benchmark/peer/requirements.txt
 	@$(PEER_VENV)/bin/pip install -q -r "$$($(PEER_VENV)/bin/python -c 'import ansible_collections.azure.azcollection as c; print(list(c.__path__)[0])')/requirements.txt"
 	@touch $@
 
-sandbox-up: setup kube
+sandbox-up: setup kube postgres
 	@$(BIN)/python -m tests.sandbox up
 
 sandbox-down: setup

@@ -79,6 +79,15 @@ class Sandbox:
         return self.env["AZURE_CA_BUNDLE"]
 
     @property
+    def admin_principal_id(self) -> str:
+        """The object id of the principal the env's credential signs in as (its token's ``oid``)."""
+        import base64
+        import json
+
+        payload = self.token().split(".")[1]
+        return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["oid"])
+
+    @property
     def server_pid(self) -> int:
         """The sandbox's server (the API servers and the rest it runs are its descendants)."""
         return int((self.state_dir / "sandbox.pid").read_text())

@@ -91,6 +91,10 @@ class Sandbox:
         self.vaults = VaultDataPlane(self)
         self.blobs = BlobDataPlane(self)
         self.cosmos = CosmosDataPlane(self)
+        from .postgres import PostgresServers
+
+        self.postgres = PostgresServers(state_dir, self.tenant_id)
+        self.postgres_port: int | None = None  # the PostgreSQL gateway's, once serving (postgres_gateway.py)
 
     # -- identity of this "cloud" -------------------------------------------------------------
     @property
@@ -192,6 +196,7 @@ class Sandbox:
         """Wipe every resource (keep the tenant, subscription and admin principal)."""
         self.webhooks.forget_all()
         self.kube.wipe()
+        self.postgres.wipe()
         with self.store.transaction():
             for kind in list(self.store._by_kind):
                 for key in list(self.store.all(kind)):
@@ -217,6 +222,13 @@ class Sandbox:
                 "K8S_AUTH_VERIFY_SSL": "true",
                 "K8S_AUTH_SSL_CA_CERT": first["ca_file"] or str(ca_bundle),
             }
+        # libpq (psql, psycopg, every driver on it) connects to <server>.postgres.database.azure.com through the
+        # gateway: PGHOSTADDR and PGPORT name where, the host name stays the server's (TLS's SNI and verify-full).
+        postgres = (
+            {"PGHOSTADDR": "127.0.0.1", "PGPORT": str(self.postgres_port), "PGSSLROOTCERT": str(ca_bundle)}
+            if self.postgres_port
+            else {}
+        )
         return {
             **kube,
             "AZURE_SUBSCRIPTION_ID": self.subscription_id,
@@ -234,6 +246,7 @@ class Sandbox:
             "SANDBOX_URL": self.base_url,
             "SANDBOX_STATE_DIR": str(self.state_dir),
             **({"SANDBOX_HTTPS_PROXY": self.proxy_url} if self.proxy_url else {}),
+            **postgres,
         }
 
     def kube_backed(self) -> list[tuple[str, dict[str, Any]]]:
@@ -504,6 +517,7 @@ class Sandbox:
     def close(self) -> None:
         self.webhooks.forget_all()
         self.kube.stop_all()
+        self.postgres.close()
         self._log.close()
         self.store.close()
 

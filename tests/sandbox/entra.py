@@ -194,10 +194,11 @@ class EntraApi:
         from .blob import AUDIENCES as STORAGE_AUDIENCES
         from .cosmos_data import cosmos_audience
         from .guard import AKS_SERVER_APP_ID
+        from .postgres_gateway import AUDIENCE as POSTGRES_AUDIENCE
         from .vault import AUDIENCE as VAULT_AUDIENCE
 
         known = self.app.arm_audiences | self.app.graph.audiences | {AKS_SERVER_APP_ID, VAULT_AUDIENCE}
-        known |= set(STORAGE_AUDIENCES)
+        known |= set(STORAGE_AUDIENCES) | {POSTGRES_AUDIENCE}
         # A storage account's own blob endpoint is its audience too; so is a Cosmos DB account's, and Cosmos DB's.
         if re.fullmatch(r"https://[a-z0-9]{3,24}\.blob\.core\.windows\.net/?", resource.lower()) or cosmos_audience(
             resource

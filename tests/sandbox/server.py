@@ -14,6 +14,7 @@ from typing import Any
 from .app import ConnectionReset, Sandbox
 from .config import Settings
 from .core import Request
+from .postgres_gateway import PostgresGateway
 from .proxy import PublicHostsProxy, public_host, sandbox_path
 from .tls import ensure_certificates
 
@@ -101,9 +102,10 @@ def make_server(state_dir: Path, port: int, settings: Settings | None = None) ->
     return SandboxServer(port, app, context)
 
 
-def _proxy_port(state_dir: Path) -> int:
-    """The public-hostnames proxy's port: kept across restarts, like the server's (clients hold it in HTTPS_PROXY)."""
-    saved = state_dir / "proxy-port"
+def _saved_port(state_dir: Path, file_name: str) -> int:
+    """A port of the proxy or the PostgreSQL gateway: kept across restarts, like the server's (clients hold it in
+    HTTPS_PROXY, PGPORT)."""
+    saved = state_dir / file_name
     if saved.exists():
         return int(saved.read_text())
     with socket.socket() as sock:
@@ -115,13 +117,17 @@ def _proxy_port(state_dir: Path) -> int:
 
 def serve_forever(state_dir: Path, port: int) -> None:
     server = make_server(state_dir, port)
-    proxy = PublicHostsProxy(_proxy_port(state_dir), state_dir, server.serve_tls)
+    proxy = PublicHostsProxy(_saved_port(state_dir, "proxy-port"), state_dir, server.serve_tls)
     server.app.proxy_url = proxy.url
     threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    gateway = PostgresGateway(_saved_port(state_dir, "postgres-port"), server.app, state_dir)
+    server.app.postgres_port = gateway.port
+    threading.Thread(target=gateway.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 
     def stop(_signum: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
         threading.Thread(target=proxy.shutdown, daemon=True).start()
+        threading.Thread(target=gateway.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -133,4 +139,5 @@ def serve_forever(state_dir: Path, port: int) -> None:
     finally:
         server.server_close()
         proxy.server_close()
+        gateway.server_close()
         server.app.close()

@@ -8,6 +8,7 @@ One provider per file, combined here behind one route table:
 - ``clusters.py``: Microsoft.ContainerService (managed clusters, long-running operations)
 - ``keyvault.py``: Microsoft.KeyVault (vaults, their access policies)
 - ``cosmos.py``: Microsoft.DocumentDB (Cosmos DB accounts, databases, containers, SQL role definitions and assignments)
+- ``postgres.py``: Microsoft.DBforPostgreSQL (flexible servers, their databases and Microsoft Entra administrators)
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from .. import jwt
 from ..core import ApiError, Caller, Request, Response, Route
 from .authorization import AuthorizationProvider, assignment_body, assignment_record, role_definition_id
 from .clusters import ClustersProvider
-from .common import AKS, AUTHZ, COSMOS, KEYVAULT, MSI, _unsupported
+from .common import AKS, AUTHZ, COSMOS, KEYVAULT, MSI, POSTGRES, _unsupported
 from .cosmos import CosmosProvider
 from .identities import IdentitiesProvider
 from .keyvault import KeyVaultProvider
+from .postgres import PostgresProvider
 from .resources import ResourcesProvider
 
 if TYPE_CHECKING:
@@ -33,7 +35,13 @@ __all__ = ["ArmApi", "assignment_body", "assignment_record", "role_definition_id
 
 
 class ArmApi(
-    ResourcesProvider, IdentitiesProvider, AuthorizationProvider, ClustersProvider, KeyVaultProvider, CosmosProvider
+    ResourcesProvider,
+    IdentitiesProvider,
+    AuthorizationProvider,
+    ClustersProvider,
+    KeyVaultProvider,
+    CosmosProvider,
+    PostgresProvider,
 ):
     def __init__(self, app: Sandbox) -> None:
         self.app = app
@@ -79,14 +87,17 @@ class ArmApi(
             return Route("managedClusters.list", "arm", lambda c: self.list_clusters(c, segs[1], None), sub)
         if len(low) == 5 and low[2] == "providers" and low[3] == COSMOS and low[4] == "databaseaccounts":
             return Route("databaseAccounts.list", "arm", lambda c: self.list_cosmos_accounts(c, segs[1], None), sub)
+        if len(low) == 5 and low[2] == "providers" and low[3] == POSTGRES and low[4] == "flexibleservers":
+            return Route("flexibleServers.list", "arm", lambda c: self.list_postgres_servers(c, segs[1], None), sub)
         # Long-running operations, per provider: its status segment, and the names of its status and result reads.
         operations = {
             AKS: ("operations", "operations.get", "operationResults.get"),
             COSMOS: ("operationsstatus", "cosmos.operationsStatus.get", "cosmos.operationResults.get"),
+            POSTGRES: ("azureasyncoperation", "postgres.azureAsyncOperation.get", "postgres.operationResults.get"),
         }
         if len(low) == 8 and low[2] == "providers" and low[3] in operations and low[4] == "locations":
             status, status_name, result_name = operations[low[3]]
-            handler = self.operation_status if low[3] == AKS else self.cosmos_operation
+            handler = {AKS: self.operation_status, COSMOS: self.cosmos_operation}.get(low[3], self.postgres_operation)
             if low[6] in (status, "operationresults"):
                 name = status_name if low[6] == status else result_name
                 return Route(name, "arm", lambda c: handler(c, segs[7], low[6]), sub)
@@ -138,6 +149,8 @@ class ArmApi(
             return Route("databaseAccounts.list", "arm", lambda c: self.list_cosmos_accounts(c, segs[1], segs[3]), sub)
         if ns == COSMOS and rest[0] == "databaseaccounts" and len(rest) >= 2:
             return self._cosmos_route(request, segs, rest, verb, sub)
+        if ns == POSTGRES and rest[0] == "flexibleservers":
+            return self._postgres_route(segs, rest, verb, sub)
         if ns == KEYVAULT and rest[0] == "vaults":
             if len(rest) == 1:
                 return Route("vaults.list", "arm", lambda c: self.list_vaults(c, segs[1], segs[3]), sub)
@@ -153,6 +166,25 @@ class ArmApi(
         if len(rest) >= 2 and len(rest) % 2 == 0:
             return Route(f"genericResources.{verb}", "arm", lambda c: self.generic(c, segs), sub)
         return Route("provider.unsupported", "arm", _unsupported, sub)
+
+    def _postgres_route(self, segs: list[str], rest: list[str], verb: str, sub: str | None) -> Route:
+        """A flexible server, its Entra administrators and its databases; its other children are plain resources."""
+        if len(rest) == 1:
+            return Route("flexibleServers.list", "arm", lambda c: self.list_postgres_servers(c, segs[1], segs[3]), sub)
+        if len(rest) == 2:
+            return Route(f"flexibleServers.{verb}", "arm", lambda c: self.postgres_server(c, segs), sub)
+        kind = rest[2]
+        name = segs[-1] if len(rest) == 4 else None
+        operation = verb if name else "list"
+        if kind == "administrators" and len(rest) in (3, 4):
+            return Route(
+                f"administrators.{operation}", "arm", lambda c: self.postgres_administrators(c, segs, name), sub
+            )
+        if kind == "databases" and len(rest) in (3, 4):
+            return Route(
+                f"flexibleServerDatabases.{operation}", "arm", lambda c: self.postgres_databases(c, segs, name), sub
+            )
+        return Route(f"genericResources.{verb}", "arm", lambda c: self.generic(c, segs), sub)
 
     def _cosmos_route(self, request: Request, segs: list[str], rest: list[str], verb: str, sub: str | None) -> Route:
         """A Cosmos DB account and what is under it; other child types (keys, regions...) are plain resources."""

@@ -18,6 +18,8 @@ AKS = "microsoft.containerservice"
 AUTHZ = "microsoft.authorization"
 KEYVAULT = "microsoft.keyvault"
 COSMOS = "microsoft.documentdb"
+POSTGRES = "microsoft.dbforpostgresql"
+POSTGRES_SERVER_TYPE = "Microsoft.DBforPostgreSQL/flexibleServers"
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 FIC_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials"
 IDENTITY_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}$")
@@ -109,6 +111,8 @@ class ArmBase:
                             self._drop_principal(record)
                         if kind == "cluster":
                             self.app.release_kube(k, record)
+                        if kind == "generic" and record["body"].get("type") == POSTGRES_SERVER_TYPE:
+                            self.app.postgres.drop(record["body"]["name"])
                         self.store.delete(kind, k)
 
     def _authorized(self, ctx: Context, segs: list[str], error: type[ApiError] = ApiError) -> ids.Scope:
