@@ -48,6 +48,11 @@ options:
             those; an ARM role on the account (for example V(Cosmos DB Account Reader Role)) stays an ARM role
             assignment, and one that may assign SQL roles or list the account's keys is refused unless
             privileged roles are allowed.
+          - On an Azure Database for PostgreSQL flexible server, an entry with C(database) (C(scope) the server's id)
+            gives the workload a database role of its own (C(database_user), default the workload's name), mapped to
+            its principal, a member of exactly the C(database_roles) given; it logs in to C(database) with its Entra
+            token as the password. This run signs in to the server as one of its Microsoft Entra administrators, with
+            a token from the same Azure credential.
         type: list
         elements: dict
         default: []
@@ -68,6 +73,29 @@ options:
                 vault, so other principals' entries stay. On an identity this collection made the entry is exactly
                 this; on one made elsewhere, permissions it already had are kept.
             type: dict
+          database:
+            description:
+              - Instead of C(role), on an Azure Database for PostgreSQL flexible server (C(scope) its id) - the
+                database the workload connects to (it must exist; verify signs in there).
+              - The role is made with C(pgaadauth_create_principal_with_oid) and carries this collection's mark (its
+                comment); one an operator made for the same principal is adopted under its own name, and never
+                dropped.
+            type: str
+          database_roles:
+            description:
+              - With C(database), the existing roles the workload's database role is a member of (for example
+                V(pg_read_all_data), or a role the application's owner made). With prune, a membership no longer
+                declared is revoked (on an identity made elsewhere, only those this collection granted).
+              - Roles that administer the server or reach its files (V(azure_pg_admin), V(pg_read_server_files),
+                V(pg_write_server_files), V(pg_execute_server_program)) are refused unless privileged roles are
+                allowed.
+            type: list
+            elements: str
+          database_user:
+            description:
+              - With C(database), the name of the workload's database role (default the workload's name); one per
+                server for a workload.
+            type: str
           scope:
             description:
               - A management group, subscription, resource group or resource id (a vault's id for C(access_policy)).

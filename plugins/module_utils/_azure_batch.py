@@ -38,6 +38,7 @@ from ._azure_batch_orphans import (
     remove_policy_orphans,
 )
 from ._azure_batch_permissions import permission_problems
+from ._azure_batch_postgres import DatabaseRoles
 from ._azure_batch_reads import AzureApis, Batch, BatchContext, Reads, Resolved, identity_key, read_batch, resolve
 from ._azure_batch_report import batch_report, workload_result
 from ._azure_cluster import ClusterApi
@@ -45,6 +46,7 @@ from ._azure_cosmos import CosmosApi
 from ._azure_federated_credential import FederatedCredentialApi, ensure_federated_credential
 from ._azure_identity import IdentityApi
 from ._azure_key_vault import KeyVaultApi
+from ._azure_postgres import DatabaseClient, PostgresApi
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import ValidationError
 from ._inventory import RoleSpec, WorkloadSpec
@@ -64,8 +66,9 @@ class Workloads:
         self.grants = RoleAssignments(self.ctx)
         self.policies = AccessPolicies(apis.vaults)
         self.cosmos = CosmosRoles(apis.cosmos)
+        self.databases = DatabaseRoles(apis.postgres, apis.databases)
         # The grants data services keep themselves, handled alike after the role assignments.
-        self.data_grants: tuple[DataGrantKind, ...] = (self.policies, self.cosmos)
+        self.data_grants: tuple[DataGrantKind, ...] = (self.policies, self.cosmos, self.databases)
         self.identity_kind = ManagedIdentityKind(self.grants)
         self.application_kind = ApplicationKind(self.grants, applications) if applications is not None else None
 
@@ -78,13 +81,17 @@ class Workloads:
         subscription_id: str,
         graph: Any = None,
         containerservice: Any = None,
+        credential: Any = None,
     ) -> Workloads:
+        """The engine on the SDK clients; ``credential`` also signs this run in to PostgreSQL flexible servers."""
         identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
         clusters = ClusterApi(containerservice, policy) if containerservice is not None else None
         # Key Vault's and Cosmos DB's few requests go through the same ARM client's pipeline.
         vaults, cosmos = KeyVaultApi(authorization, policy), CosmosApi(authorization, policy)
         roles = RoleAssignmentApi(authorization, policy)
-        apis = AzureApis(identities, fics, roles, subscription_id, clusters, vaults, cosmos)
+        postgres = PostgresApi(authorization, policy) if credential is not None else None
+        databases = DatabaseClient(credential) if credential is not None else None
+        apis = AzureApis(identities, fics, roles, subscription_id, clusters, vaults, cosmos, postgres, databases)
         return cls(apis, ApplicationApi(graph) if graph is not None else None)
 
     @property

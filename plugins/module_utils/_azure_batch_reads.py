@@ -21,6 +21,7 @@ from ._azure_cosmos import AccountState, CosmosApi
 from ._azure_federated_credential import FederatedCredentialApi
 from ._azure_identity import IdentityApi
 from ._azure_key_vault import KeyVaultApi, VaultState
+from ._azure_postgres import DatabaseClient, PostgresApi, ServerState
 from ._azure_role_assignment import Role, RoleAssignmentApi
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, parse_role, parse_scope
@@ -72,6 +73,9 @@ class Batch:
     # applications this cluster uses; without it they are reported (``_azure_batch_gone``). The claims found gone and
     # to be released, as (cluster, place), once read.
     release_gone: bool = False
+    # The name this run's principal is added under as a PostgreSQL flexible server's Microsoft Entra administrator
+    # where it is not one (and Entra authentication enabled); None: such a server is a problem the plan names.
+    database_admin_name: str | None = None
     released_claims: set[tuple[str, str | None]] = field(default_factory=set)
     # Managed-identity workloads this run's plan (its check-mode pass, moments ago, on the same list) found unchanged,
     # when it found nothing to prune: their identities' credentials are not listed again, nor checked or converged.
@@ -244,6 +248,12 @@ class Reads:
     # SQL role assignments this collection made whose principal Microsoft Graph confirms gone (prune removes them).
     cosmos_orphans: list[CosmosRoleAssignmentState] = field(default_factory=list)
     role_hints: dict[tuple[str, str], str] = field(default_factory=dict)
+    # PostgreSQL flexible servers by lowercase id, with their Entra roles as this run's principal (their administrator)
+    # reads them (None: it does not exist), every server of the subscription once ``all_postgres_read``.
+    postgres_servers: dict[str, ServerState | None] = field(default_factory=dict)
+    all_postgres_read: bool = False
+    # Roles this collection made whose principal Microsoft Graph confirms gone: (server key, object id).
+    database_orphans: list[tuple[str, str]] = field(default_factory=list)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))
@@ -269,6 +279,9 @@ class AzureApis:
     vaults: KeyVaultApi | None = None
     # Cosmos DB accounts' SQL roles (``_azure_batch_cosmos``).
     cosmos: CosmosApi | None = None
+    # PostgreSQL flexible servers' Entra administrators (ARM) and database roles (the servers themselves).
+    postgres: PostgresApi | None = None
+    databases: DatabaseClient | None = None
 
 
 @dataclass

@@ -78,6 +78,12 @@ class KubeApiError(ApiError):
     retriable_conflicts = frozenset({"Conflict"})
 
 
+class DatabaseError(ApiError):
+    """A failed sign-in or statement on a database server; ``code`` is its SQLSTATE (or what kept it from answering)."""
+
+    service = "PostgreSQL"
+
+
 class ValidationError(Exception):
     """Bad input, found before anything was sent. ``problems`` lists every one found."""
 

@@ -56,13 +56,19 @@ def _workload_deletions(workload: WorkloadResult) -> tuple[int, list[str]]:
         if r["action"] == "deleted"
     ]
     # The grants data services keep (key vault entries, Cosmos DB SQL role assignments) dropped from the list.
-    data = [
-        f"access policy @ {p['vault']}" for p in workload.get("access_policies") or [] if p["action"] == "deleted"
-    ] + [
-        f"Cosmos DB SQL role {c['role']} @ {c['scope']}"
-        for c in workload.get("cosmos_roles") or []
-        if c["action"] == "deleted"
-    ]
+    data = (
+        [f"access policy @ {p['vault']}" for p in workload.get("access_policies") or [] if p["action"] == "deleted"]
+        + [
+            f"Cosmos DB SQL role {c['role']} @ {c['scope']}"
+            for c in workload.get("cosmos_roles") or []
+            if c["action"] == "deleted"
+        ]
+        + [
+            f"database role {d['user']} @ {d['server']}"
+            for d in workload.get("database_roles") or []
+            if d["action"] == "deleted"
+        ]
+    )
     return (1 if gone else len(fics) + len(roles) + len(data)), found + fics + roles + data
 
 
@@ -94,6 +100,7 @@ def _pruned_deletions(pruned: Pruned, counted: set[str]) -> tuple[int, list[str]
     data += [
         (c["identity"], f"Cosmos DB SQL role {c['role']} @ {c['scope']}") for c in pruned.get("cosmos_roles") or []
     ]
+    data += [(d["identity"], f"database role {d['user']} @ {d['server']}") for d in pruned.get("database_roles") or []]
     found.extend(f"{what} of {holder} (pruned)" for holder, what in data)
     units += len({holder for holder, _what in data} - gone_names - counted)
     return units, found

@@ -20,8 +20,10 @@ from typing import Any
 from ._abac import condition_problem
 from ._ids import InvalidScope, parse_scope
 from ._inventory_fields import (
+    DATABASE_ROLE_KEYS,
     AccessPolicySpec,
     CosmosRoleSpec,
+    DatabaseRoleSpec,
     Seen,
     _application,
     _once,
@@ -32,6 +34,8 @@ from ._inventory_fields import (
     cosmos_by_form,
     cosmos_entry_problems,
     cosmos_path_problem,
+    database_entry_problems,
+    database_role_entry,
     privileged_problem,
 )
 from ._limits import (
@@ -76,8 +80,9 @@ WORKLOAD_FIELDS = (
         "list",
         False,
         "Exactly the access it holds: role assignments (a role and a scope), Cosmos DB SQL role assignments (a SQL "
-        "role at a Cosmos DB account, or its /dbs/<db>[/colls/<container>]), and Key Vault access policies (a vault "
-        "and an access_policy).",
+        "role at a Cosmos DB account, or its /dbs/<db>[/colls/<container>]), Key Vault access policies (a vault "
+        "and an access_policy), and database roles on Azure Database for PostgreSQL (a flexible server, a database "
+        "and its database_roles).",
     ),
     Field("identity_type", "str", False, "user_assigned (a managed identity, the default) or application."),
     Field("identity_name", "str", False, "The identity's name; default id-<cluster>-<namespace>-<name>."),
@@ -117,6 +122,15 @@ ROLE_FIELDS = (
         "Instead of a role, on a Key Vault that uses access policies (scope: the vault's id): the workload's entry, "
         "permissions per kind (keys, secrets, certificates, storage).",
     ),
+    Field(
+        "database",
+        "str",
+        False,
+        "Instead of a role, on an Azure Database for PostgreSQL flexible server (scope: the server's id): the "
+        "database the workload connects to, as a database role of its own mapped to its principal.",
+    ),
+    Field("database_roles", "list", False, "With database: the existing roles its database role is a member of."),
+    Field("database_user", "str", False, "With database: its database role's name; default the workload's name."),
 )
 CONTROLLER_FIELDS = (
     Field("kind", "str", True, f"One of {', '.join(CONTROLLER_KINDS)}."),
@@ -162,6 +176,7 @@ class WorkloadSpec:
     # are ``roles``).
     access_policies: list[AccessPolicySpec] = field(default_factory=list)
     cosmos_roles: list[CosmosRoleSpec] = field(default_factory=list)
+    database_roles: list[DatabaseRoleSpec] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     controllers: list[ControllerRef] = field(default_factory=list)
     token_expiration: int | None = None
@@ -302,7 +317,9 @@ def _workload(
         resource_group, identity_name = _managed_identity(
             raw, label, cluster, (default_group, group_required), seen, problems
         )
-    roles, access_policies, cosmos_roles = _roles(raw.get("roles", []), label, allow_privileged, problems)
+    roles, access_policies, cosmos_roles, database_roles = _roles(
+        raw.get("roles", []), label, str(name), allow_privileged, problems
+    )
     subjects = _subjects(raw.get("extra_subjects"), subject_for(namespace, account), label, problems)
     tags = _tags(raw.get("tags"), label, problems)
     controllers = _workload_controllers(raw, label, str(name), namespace, seen, result)
@@ -323,6 +340,7 @@ def _workload(
         roles=roles,
         access_policies=access_policies,
         cosmos_roles=cosmos_roles,
+        database_roles=database_roles,
         subjects=subjects,
         tags=tags,
         controllers=controllers,
@@ -499,16 +517,18 @@ def _controllers(
 
 
 def _roles(
-    raw: Any, label: str, allow_privileged: bool, problems: list[str]
-) -> tuple[list[RoleSpec], list[AccessPolicySpec], list[CosmosRoleSpec]]:
-    """The list's role assignments, its Key Vault access policy entries (``access_policy`` instead of ``role``), and
-    its Cosmos DB SQL role assignments (told by their form, ``cosmos_by_form``; the rest at read time)."""
+    raw: Any, label: str, workload: str, allow_privileged: bool, problems: list[str]
+) -> tuple[list[RoleSpec], list[AccessPolicySpec], list[CosmosRoleSpec], list[DatabaseRoleSpec]]:
+    """The list's role assignments, its Key Vault access policy entries (``access_policy`` instead of ``role``), its
+    Cosmos DB SQL role assignments (told by their form, ``cosmos_by_form``; the rest at read time), and its database
+    roles (``database`` instead of ``role``)."""
     if not isinstance(raw, list):
         problems.append(f"{label}: roles: must be a list of {{role, scope}}")
-        return [], [], []
+        return [], [], [], []
     roles: list[RoleSpec] = []
     policies: list[AccessPolicySpec] = []
     cosmos: list[CosmosRoleSpec] = []
+    databases: list[DatabaseRoleSpec] = []
     seen: set[tuple[str, str]] = set()
     for position, item in enumerate(raw):
         at = f"{label}: roles[{position}]"
@@ -524,6 +544,12 @@ def _roles(
                 problems.append(f"{at}: access_policy: {policy.vault} has one entry per principal: declared twice")
             elif policy is not None:
                 policies.append(policy)
+            continue
+        if any(key in item for key in DATABASE_ROLE_KEYS):
+            entry = database_role_entry(item, position, at, workload, allow_privileged, problems)
+            if entry is not None:
+                database_entry_problems(entry, databases, at, problems)
+                databases.append(entry)
             continue
         role, scope_text = item.get("role"), item.get("scope")
         if not isinstance(role, str) or not role.strip():
@@ -564,4 +590,4 @@ def _roles(
             problems.append(problem)
         condition, version, description = (item.get(k) for k in ("condition", "condition_version", "description"))
         roles.append(RoleSpec(role, scope.path, condition, version, description, position=position))
-    return roles, policies, cosmos
+    return roles, policies, cosmos, databases

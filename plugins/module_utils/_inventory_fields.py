@@ -22,6 +22,9 @@ from ._limits import (
     FICS_PER_IDENTITY,
     KEY_VAULT_PERMISSIONS,
     KEY_VAULT_TYPE,
+    POSTGRES_NAME_MAX,
+    POSTGRES_SERVER_TYPE,
+    PRIVILEGED_DATABASE_ROLES,
     PRIVILEGED_SCOPE_KINDS,
     TOKEN_EXPIRATION,
 )
@@ -164,6 +167,111 @@ def access_policy_entry(item: dict[str, Any], position: int, at: str, problems: 
     if len(problems) != before or vault is None:
         return None
     return AccessPolicySpec(vault, permissions, position)
+
+
+@dataclass(frozen=True)
+class DatabaseRoleSpec:
+    """A database role for the workload's principal on an Azure Database for PostgreSQL flexible server, made a member
+    of existing roles, declared in ``roles`` (``position`` there) with the database the workload connects to."""
+
+    server: str  # the flexible server's resource id
+    database: str  # where the workload connects (verify reads there)
+    roles: tuple[str, ...]  # the existing roles it is a member of, in the order declared
+    user: str  # its role's name: database_user, or the workload's name
+    position: int
+
+
+DATABASE_ROLE_KEYS = ("database", "database_roles", "database_user")
+
+
+def postgres_server_of(scope: str) -> str | None:
+    """The flexible server a scope is (``.../providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>``)."""
+    parts = scope.strip("/").split("/")
+    if len(parts) != 8 or "/".join(parts[5:7]).lower() != POSTGRES_SERVER_TYPE.lower():
+        return None
+    return "/" + "/".join(parts)
+
+
+def _postgres_name(value: Any) -> str | None:
+    """Why a PostgreSQL name (a role's, a database's) is not one, or None."""
+    if not isinstance(value, str) or not value or len(value.encode()) > POSTGRES_NAME_MAX:
+        return f"must be a name of 1-{POSTGRES_NAME_MAX} bytes (got {value!r})"
+    if "\0" in value or not value.isprintable():
+        return f"must hold no control character (got {value!r})"
+    return None
+
+
+def database_role_entry(
+    item: dict[str, Any], position: int, at: str, workload: str, allow_privileged: bool, problems: list[str]
+) -> DatabaseRoleSpec | None:
+    """A ``roles`` entry with ``database``: a flexible server's id as its scope, the database, the existing roles its
+    database role is a member of, and that role's name (``database_user``, default the workload's name)."""
+    before = len(problems)
+    for key in ("role", "condition", "condition_version", "description", "access_policy"):
+        if item.get(key) is not None:
+            problems.append(
+                f"{at}: {key}: not with database (a database role is the server's own grant, not a role assignment: "
+                "give either a role or a database with its database_roles)"
+            )
+    try:
+        scope = parse_scope(str(item.get("scope")))
+        server = postgres_server_of(scope.path)
+    except InvalidScope as exc:
+        problems.append(f"{at}: scope: {exc}")
+        server = None
+    else:
+        if server is None:
+            problems.append(
+                f"{at}: scope: a database role is given on an Azure Database for PostgreSQL flexible server: "
+                f"/subscriptions/<id>/resourceGroups/<rg>/providers/{POSTGRES_SERVER_TYPE}/<name>, not {scope.path}"
+            )
+    database = item.get("database")
+    problem = _postgres_name(database)
+    if problem:
+        problems.append(f"{at}: database: {problem}")
+    raw_roles = item.get("database_roles")
+    if not isinstance(raw_roles, list) or not raw_roles:
+        problems.append(
+            f"{at}: database_roles: must be a list of the existing roles it is granted, e.g. [pg_read_all_data]"
+        )
+        raw_roles = []
+    for role in raw_roles:
+        problem = _postgres_name(role)
+        if problem:
+            problems.append(f"{at}: database_roles: {problem}")
+        elif not allow_privileged and role.lower() in PRIVILEGED_DATABASE_ROLES:
+            problems.append(
+                f"{at}: database_roles: {role} administers the server or reaches its files and programs: refused for "
+                "a workload (set allow_privileged_roles to allow it)"
+            )
+    if len({str(r) for r in raw_roles}) != len(raw_roles):
+        problems.append(f"{at}: database_roles: names a role twice")
+    user = item.get("database_user", workload)
+    problem = _postgres_name(user)
+    if problem:
+        problems.append(f"{at}: database_user: {problem}")
+    elif str(user).lower().startswith("pg_"):
+        problems.append(f"{at}: database_user: {user}: names starting with pg_ are PostgreSQL's own")
+    if len(problems) != before or server is None:
+        return None
+    return DatabaseRoleSpec(server, str(database), tuple(str(r) for r in raw_roles), str(user), position)
+
+
+def database_entry_problems(
+    entry: DatabaseRoleSpec, earlier: list[DatabaseRoleSpec], at: str, problems: list[str]
+) -> None:
+    """One database role per server for a workload (its principal maps to one role there): a second entry on the
+    same server names another database, under the same database_user."""
+    for other in earlier:
+        if other.server.lower() != entry.server.lower():
+            continue
+        if other.database == entry.database:
+            problems.append(f"{at}: database: {entry.database} on {entry.server} is declared twice")
+        elif other.user != entry.user:
+            problems.append(
+                f"{at}: database_user: {entry.user}, where roles[{other.position}] names {other.user} on the same "
+                "server: a principal has one database role per server"
+            )
 
 
 @dataclass

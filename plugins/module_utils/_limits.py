@@ -97,3 +97,17 @@ COSMOS_ACCESS_ACTIONS = (
     "Microsoft.DocumentDB/databaseAccounts/sqlRoleDefinitions/write",
     "Microsoft.DocumentDB/databaseAccounts/listKeys/action",
 )
+# Azure Database for PostgreSQL flexible servers: a workload signs in to a database with an Entra token for this
+# audience as its password, as a role mapped to its principal (``pgaadauth``); PostgreSQL's own limit on a name.
+POSTGRES_SERVER_TYPE = "Microsoft.DBforPostgreSQL/flexibleServers"
+POSTGRES_AUDIENCE = "https://ossrdbms-aad.database.windows.net"
+POSTGRES_NAME_MAX = 63
+# Roles a workload's database role is not made a member of unless allow_privileged_roles: they administer the server
+# (and its Entra roles), or reach its file system and programs.
+PRIVILEGED_DATABASE_ROLES = (
+    "azure_pg_admin",
+    "azuresu",
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+)

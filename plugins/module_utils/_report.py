@@ -171,6 +171,7 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
     roles = _need(item, "role_assignments", where)
     policies = item.get("access_policies") or []
     sql_roles = item.get("cosmos_roles") or []
+    databases = item.get("database_roles") or []
     try:
         row: ReportWorkload = {
             "name": item["name"],
@@ -214,9 +215,19 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                     "adopted": bool(c["adopted"]),
                 }
                 for c in sql_roles
+            ]
+            # A database role reads as the roles it is a member of, in the database it signs in to.
+            + [
+                {
+                    "role": f"database role {d['user']} (member of {', '.join(d['roles']) or 'none'})",
+                    "scope": f"{d['server']}/databases/{d['database']}" if d["database"] else d["server"],
+                    "action": d["action"],
+                    "adopted": bool(d["adopted"]),
+                }
+                for d in databases
             ],
             # No role declared: it signs in, and may do nothing (prune took any assignment it had away).
-            "access": "declared" if roles or policies or sql_roles else "none",
+            "access": "declared" if roles or policies or sql_roles or databases else "none",
             "service_account_action": account["action"] if account else None,
             "service_account_note": account.get("note") if account else None,
             "controllers": [
@@ -230,7 +241,8 @@ def _workload(item: WorkloadResult | Mapping[str, Any], account: KubeRow | None,
                 for r in roles
                 for n in r.get("notes") or []
             ]
-            + [f"access policy @ {p['vault']}: {n}" for p in policies for n in p.get("notes") or []],
+            + [f"access policy @ {p['vault']}: {n}" for p in policies for n in p.get("notes") or []]
+            + [f"database role {d['user']} @ {d['server']}: {n}" for d in databases for n in d.get("notes") or []],
         }
     except KeyError as exc:
         raise ReportError(f"{where}: a row has no {exc}: not the contract a report is built from (_results)") from exc

@@ -104,6 +104,13 @@ def _pruned(pruned: dict[str, list[dict[str, Any]]], short: bool = False) -> lis
         for row in pruned.get("cosmos_roles", [])
     ]
     lines += [
+        f"pruned database role {row['user']} of {row['identity']} @ {scope(row['server'])}: "
+        + (f"revoked {', '.join(row['roles'])}" if row["roles"] else "")
+        + ("; " if row["roles"] and row["dropped"] else "")
+        + ("dropped" if row["dropped"] else "")
+        for row in pruned.get("database_roles", [])
+    ]
+    lines += [
         f"released {row['kind']} {row['namespace']}/{row['name']} ({row['action']})"
         for row in pruned.get("kubernetes", [])
     ]

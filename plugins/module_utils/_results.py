@@ -95,8 +95,19 @@ class CosmosRoleAssignmentState(TypedDict):
     principal_id: str
 
 
+class DatabaseRoleState(TypedDict):
+    """A principal's database role on a PostgreSQL flexible server: the role it signs in as, its memberships, and
+    whether this collection made it."""
+
+    server: str
+    user: str
+    member_of: list[str]
+    ours: bool
+
+
 S = TypeVar(
     "S",
+    DatabaseRoleState,
     IdentityState,
     FederatedCredentialState,
     RoleAssignmentState,
@@ -179,6 +190,20 @@ class CosmosRoleRow(TypedDict):
     notes: list[str]
 
 
+class DatabaseRoleRow(TypedDict):
+    """A database role of the workload's principal on a PostgreSQL flexible server (a ``roles`` entry with
+    ``database``): the role it signs in as, the roles it is a member of."""
+
+    server: str  # the flexible server's resource id
+    database: str
+    user: str  # the role it signs in as (one found mapped to its principal is adopted under its own name)
+    roles: list[str]  # as declared (deleted: the memberships revoked)
+    granted: list[str]  # the memberships this run gives it (or would)
+    action: str
+    adopted: bool  # a role an operator made for its principal, used as it is
+    notes: list[str]
+
+
 class WorkloadResult(TypedDict):
     name: str
     namespace: str
@@ -190,6 +215,7 @@ class WorkloadResult(TypedDict):
     # Only for a workload that declares access policies (or whose entries were removed).
     access_policies: NotRequired[list[AccessPolicyRow]]
     cosmos_roles: NotRequired[list[CosmosRoleRow]]
+    database_roles: NotRequired[list[DatabaseRoleRow]]
     changed: bool
     # What a person should know about the change: an issuer a credential no longer trusts, an identity kept through a
     # rename or a move.
@@ -227,6 +253,14 @@ class PrunedCosmosRole(TypedDict):
     role_definition_id: str
     scope: str
     name: str
+
+
+class PrunedDatabaseRole(TypedDict):
+    identity: str
+    server: str
+    user: str
+    roles: list[str]  # the memberships revoked
+    dropped: bool  # the role itself dropped (only ever one this collection made)
 
 
 class PrunedApplication(TypedDict):
@@ -268,6 +302,8 @@ class Pruned(TypedDict):
     access_policies: NotRequired[list[PrunedAccessPolicy]]
     # Cosmos DB SQL role assignments of identities or applications removed (only when there were some).
     cosmos_roles: NotRequired[list[PrunedCosmosRole]]
+    # Database roles on PostgreSQL flexible servers of identities or applications removed (only when there were some).
+    database_roles: NotRequired[list[PrunedDatabaseRole]]
 
 
 class OrphanedAssignment(TypedDict):

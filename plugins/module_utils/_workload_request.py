@@ -32,6 +32,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
     "prune": {"type": "bool", "default": False},
     "allow_privileged_roles": {"type": "bool", "default": False},
+    "database_admin_name": {"type": "str"},
     "max_concurrency": {"type": "int", "default": 8},
     "application_purge": {"type": "bool", "default": False},
     "validate_only": {"type": "bool", "default": False},

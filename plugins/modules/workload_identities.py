@@ -109,6 +109,17 @@ options:
       scope.
     type: bool
     default: false
+  database_admin_name:
+    description:
+      - Database roles are made on a PostgreSQL flexible server by one of its Microsoft Entra administrators; this run
+        signs in as one, with a token from its Azure credential. Where a server's Entra sign-ins are off, or this
+        run's principal is none of its Entra administrators, the plan stops and says what to set.
+      - With a name (its service principal's display name), this run sets them itself on such a server instead -
+        Entra sign-ins enabled, its principal added as an Entra administrator under that name - and says so in the
+        workload's notes. It needs C(Microsoft.DBforPostgreSQL/flexibleServers/write) and
+        C(.../administrators/write) on the server.
+    type: str
+    version_added: 0.2.0
   application_purge:
     description:
       - Applications this collection removes (prune, O(state=absent)) go to Entra's deleted items for 30 days, from
@@ -312,6 +323,15 @@ workloads:
       type: list
       elements: dict
       returned: when the workload declares Cosmos DB SQL roles
+    database_roles:
+      description:
+        - Only for a workload that declares database roles on PostgreSQL flexible servers (or whose role was removed)
+          - each entry's C(server) (its id), C(database), C(user) (the role it signs in as), C(roles) (its declared
+          memberships; for a removal, those revoked), C(granted) (the memberships this run gives it), C(action) and
+          C(adopted) (a role an operator made for the same principal, used under its own name and never dropped).
+      type: list
+      elements: dict
+      returned: when the workload declares database roles
     changed:
       description: Whether anything changed for this workload.
       type: bool
@@ -331,7 +351,8 @@ pruned:
     and the Key Vault access policy entries of the identities and app registrations removed (C(access_policies), each
     with C(identity), C(vault) and C(permissions); only when there were some), and their Cosmos DB SQL role
     assignments (C(cosmos_roles), each with C(identity), C(role), C(role_definition_id), C(scope) and C(name); only
-    when there were some).
+    when there were some), and their database roles (C(database_roles), each with C(identity), C(server), C(user),
+    C(roles) revoked and C(dropped); only when there were some).
   returned: always
   type: dict
 orphaned_assignments:
@@ -393,7 +414,11 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
+    AzureApiError,
+    DatabaseError,
+    ValidationError,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions, check_deletions
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
@@ -435,6 +460,7 @@ def main() -> None:
         peers=peers_from(p["shared_with"], module.connection.subscription_id or "", cluster, scope),
         release_gone=p["release_gone_clusters"],
         reused=frozenset(p["planned_unchanged"]) if present else frozenset(),
+        database_admin_name=p["database_admin_name"],
     )
     # Graph is asked only when an app registration is listed, or may have been made before (prune, teardown).
     uses_graph = any(w.is_application for w in checked.specs) or p["prune"] or p["state"] == "absent"
@@ -446,6 +472,7 @@ def main() -> None:
             module.connection.subscription_id or "",
             module.client("graph") if uses_graph else None,
             module.client("containerservice"),
+            module.connection.credential(),
         )
         reads = engine.read(batch, p["max_concurrency"])
 
@@ -461,7 +488,7 @@ def main() -> None:
             result = engine.remove(batch, reads, module.check_mode, guarded)
     except ValidationError as exc:
         module.fail_problems(exc.problems, f"in the workloads of {cluster}")
-    except AzureApiError as exc:
+    except (AzureApiError, DatabaseError) as exc:
         module.fail_error(exc)
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # A bug: failed with its message and traceback, rather than a crash whose output a plan that collects every
