@@ -25,6 +25,7 @@ VARIABLE_TYPES: dict[str, str | tuple[str, ...]] = {
     "workload_identity_azure_auth": "dict",
     "workload_identity_cluster_name": "str",
     "workload_identity_cluster_resource_group": "str",
+    "workload_identity_database_admin_name": "str",
     "workload_identity_discover_dir": "str",
     "workload_identity_discover_overwrite": "bool",
     "workload_identity_discover_resource_groups": "list",
