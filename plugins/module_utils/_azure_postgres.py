@@ -178,16 +178,16 @@ class DatabaseSession:
         self.conn = conn
         self.host = host
 
-    def _rows(self, query: str) -> list[Any]:
+    def rows(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with translated(f"read {self.host}"):
-            return list(self.conn.execute(query).fetchall())
+            return list(self.conn.execute(query, params).fetchall())
 
     def principals(self) -> dict[str, str]:
-        rows = self._rows("SELECT objectid, rolname FROM pg_catalog.pgaadauth_list_principals(false)")
+        rows = self.rows("SELECT objectid, rolname FROM pg_catalog.pgaadauth_list_principals(false)")
         return {str(oid).lower(): str(name) for oid, name in rows}
 
     def roles(self) -> dict[str, RoleState]:
-        rows = self._rows(
+        rows = self.rows(
             "SELECT r.rolname, r.rolcanlogin, pg_catalog.shobj_description(r.oid, 'pg_authid'), "
             "ARRAY(SELECT g.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid "
             "WHERE m.member = r.oid ORDER BY g.rolname) FROM pg_catalog.pg_roles r"
@@ -198,7 +198,7 @@ class DatabaseSession:
         }
 
     def databases(self) -> list[str]:
-        return [str(r[0]) for r in self._rows("SELECT datname FROM pg_catalog.pg_database WHERE NOT datistemplate")]
+        return [str(r[0]) for r in self.rows("SELECT datname FROM pg_catalog.pg_database WHERE NOT datistemplate")]
 
     def run(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Statements in one transaction: a role is made with its mark and memberships, or not at all."""

@@ -146,8 +146,14 @@ class Verifier:
         if trust.matched is not None:
             verdict.credential = {k: trust.matched[k] for k in ("name", "issuer", "subject")}
         roles = self._roles(workload)
-        # The ARM roles, then the Cosmos DB SQL roles (checked as their accounts hold them).
+        # The ARM roles, then the Cosmos DB SQL roles (checked as their accounts hold them), then each database role's
+        # memberships (as their servers hold them).
         declared = [(r.role, r.scope) for r in workload.roles] + [(c.role, c.scope) for c in workload.cosmos_roles]
+        declared += [
+            (f"{role} (database role {d.user})", f"{d.server}/databases/{d.database}")
+            for d in workload.database_roles
+            for role in d.roles
+        ]
         verdict.roles = [{"role": role, "scope": scope, "granted": None} for role, scope in declared]
         try:
             self._chain(workload, signer, trust, roles, verdict)

@@ -11,6 +11,8 @@ token, on the service itself:
   (``ArmProbe.vault_read``; never a value), by an entry or by a role with Key Vault data actions;
 - blob containers: a role that lets it read blobs, at a container, lists at most one blob's name
   (``ArmProbe.blob_list``);
+- PostgreSQL flexible servers: each database role as the server holds it, then a sign-in as the workload
+  (``_verify_databases``);
 - Cosmos DB: each SQL role assignment as the account holds it (the account's own role system, which ARM's
   permissions API knows nothing of), then, as the workload, the metadata of its scope (the account, a database or a
   container: what ``readMetadata`` allows) and, where the role reads items, an item no one has in the container
@@ -34,6 +36,7 @@ from ._ids import short_scope
 from ._inventory import RoleSpec, WorkloadSpec
 from ._report import policy_text
 from ._verify_checks import described_assignment, rerun
+from ._verify_databases import DatabaseLogins
 from ._verify_findings import Verdict
 from ._verify_probes import ArmProbe
 
@@ -60,6 +63,7 @@ class DataPlanes:
 
     def __init__(self, reads: Reads, arm: ArmProbe, cluster: str) -> None:
         self.reads, self.arm, self.cluster = reads, arm, cluster
+        self.databases = DatabaseLogins(reads, cluster)  # database roles, proven by signing in as the workload
 
     def check(
         self,
@@ -112,7 +116,8 @@ class DataPlanes:
                     verdict.find(
                         "permissions", f"{what}: the storage account {refusal(status, message)}", STORAGE_REMEDY
                     )
-        return sum(asked.values())
+        first = len(roles) + len(workload.cosmos_roles)
+        return sum(asked.values()) + self.databases.check(principal_id, name, workload, (first, credential), verdict)
 
     def _sql_roles(
         self,
@@ -175,6 +180,7 @@ class DataPlanes:
         """The access review's part on key vaults and Cosmos DB accounts (those read): entries and SQL role
         assignments the principal holds that the workload does not declare. How many were found."""
         found = self._vault_extras(principal_id, name, workload, verdict)
+        found += self.databases.extras(principal_id, name, workload, verdict)
         declared = declared_grant_keys(workload, self.reads)
         accounts = [a for _key, a in sorted(self.reads.cosmos_accounts.items()) if a is not None]
         for account in accounts:

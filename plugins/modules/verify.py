@@ -230,6 +230,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
     AzureApiError,
+    DatabaseError,
     KubeApiError,
     ValidationError,
 )
@@ -304,6 +305,8 @@ def main() -> None:
             module.retry_policy,
             subscription,
             module.client("graph") if any(w.is_application for w in validated.specs) else None,
+            None,
+            module.connection.credential(),
         )
         reads = engine.read(batch)  # with access policies declared, every vault (the review looks at all entries)
         kube = kube_connection.client(module.retry_policy)
@@ -319,7 +322,7 @@ def main() -> None:
         verdicts = verifier.verify_all(p["max_concurrency"])
     except ValidationError as exc:
         module.fail_problems(exc.problems, f"verifying {cluster}")
-    except (AzureApiError, KubeApiError) as exc:
+    except (AzureApiError, KubeApiError, DatabaseError) as exc:
         module.fail_error(exc, f"verifying {cluster}")
     accept(verdicts, p["accepted"])
     listed = {(w.namespace, w.name) for w in validated.specs}

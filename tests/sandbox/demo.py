@@ -30,7 +30,17 @@ from azure.identity import ClientSecretCredential, CredentialUnavailableError
 from . import jwt
 from .__main__ import DEFAULT_STATE, PROJECT
 from .client import SandboxClient
-from .demo_data import arm_put, ensure_cosmos_account, pod_credential, read_item, read_vault, seed_item, seed_secret
+from .demo_data import (
+    arm_put,
+    ensure_cosmos_account,
+    ensure_postgres_server,
+    pod_credential,
+    read_item,
+    read_order,
+    read_vault,
+    seed_item,
+    seed_secret,
+)
 from .pods import injected, newest_pods, projected_token
 
 CLUSTERS = {"dev": ("rg-aks-dev", "aks-dev"), "prod": ("rg-aks-prod", "aks-prod")}
@@ -47,6 +57,8 @@ PROD_RESOURCES = ["Microsoft.Storage/storageAccounts/stprodaudit/blobServices/de
 POLICY_VAULTS = ["Microsoft.KeyVault/vaults/kv-legacy-{env}"]
 # A Cosmos DB account (NoSQL API) with the orders database and its items container: data granted by its own SQL roles.
 COSMOS_ACCOUNTS = ["Microsoft.DocumentDB/databaseAccounts/cosmos-orders-{env}"]
+# A PostgreSQL flexible server (a real PostgreSQL in the sandbox) with Entra sign-ins and the orders database.
+POSTGRES_SERVERS = ["Microsoft.DBforPostgreSQL/flexibleServers/pg-orders-{env}"]
 # ... and the applications, running under the namespace's default service account.
 APPS = [
     ("Deployment", "orders", "orders-api", "ghcr.io/contoso/orders-api:2.4.1"),
@@ -207,6 +219,12 @@ def prepare_estate(state: Path, env: dict[str, str], **cluster_options: Any) -> 
             scope = f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + account.format(env=env_name)
             ensure_cosmos_account(url, ca, token, scope)
             seed_item(url, ca, admin, scope)
+        for server in POSTGRES_SERVERS:
+            ensure_postgres_server(
+                env,
+                admin,
+                f"/subscriptions/{sub}/resourceGroups/rg-data-{env_name}/providers/" + server.format(env=env_name),
+            )
         apps = APPS + (PROD_APPS if env_name == "prod" else [])
         deploy_apps(state, cluster, apps)
         print(f"    {cluster}: AKS cluster (OIDC issuer as found), apps running: {', '.join(a[2] for a in apps)}")
@@ -298,7 +316,8 @@ def print_data_plane_reads(env: dict[str, str], reports: Path, where: tuple[Path
     SDK an application uses (``where``: the sandbox's state, and whether the webhook is Helm's)."""
     state, helm = where
     print("\n==> on the services themselves, as each pod, through the sandbox's public-hostnames proxy: vaults with")
-    print("    azure-keyvault-secrets (one with access policies, one with Azure RBAC), Cosmos DB with azure-cosmos")
+    print("    azure-keyvault-secrets (one with access policies, one with Azure RBAC), Cosmos DB with azure-cosmos,")
+    print("    PostgreSQL with psycopg (an Entra token as the password, TLS verify-full) as orders-api's database role")
     print(f"{'cluster':<9} {'workload':<16} {'service (its model)':<44} answer")
     for env_name, (_rg, cluster) in CLUSTERS.items():
         report = json.loads((reports / f"{cluster}.json").read_text())
@@ -313,6 +332,9 @@ def print_data_plane_reads(env: dict[str, str], reports: Path, where: tuple[Path
             for container in ("items", "payments") if workload["name"] == "orders-api" else ("items",):
                 answer = read_item(env, assertion, client_id, (account, container), authority)
                 print(f"{cluster:<9} {workload['name']:<16} {f'{account}/{container} (SQL roles)':<44} {answer}")
+            server = f"pg-orders-{env_name}"
+            answer = read_order(env, assertion, client_id, (server, "orders-api"), authority)
+            print(f"{cluster:<9} {workload['name']:<16} {f'{server}/orders as orders-api (role)':<44} {answer}")
 
 
 def _kube(state: Path, cluster: str) -> Any:

@@ -23,6 +23,9 @@ from azure.identity import WorkloadIdentityCredential
 from . import jwt
 
 COSMOS_API = "2024-11-15"
+POSTGRES_API = "2024-08-01"
+POSTGRES_AUDIENCE = "https://ossrdbms-aad.database.windows.net/.default"
+PLATFORM_ADMIN = "platform-automation"  # the automation's role on the servers: its Entra administrator's name
 COSMOS_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 ORDER_ID, CUSTOMER = "order-1001", "contoso"  # the item, and its partition key value
 ORDER: dict[str, Any] = {"id": ORDER_ID, "customer": CUSTOMER, "total": 42}
@@ -80,6 +83,69 @@ def ensure_cosmos_account(url: str, ca: str, token: str, scope: str) -> None:
     for name in ("items", "payments"):  # the workload reads the first; the second is another team's
         container = {"properties": {"resource": {"id": name, "partitionKey": {"paths": ["/customer"], "kind": "Hash"}}}}
         arm_put(url, ca, token, f"{scope}/sqlDatabases/orders/containers/{name}", container, api_version="2024-11-15")
+
+
+def ensure_postgres_server(env: dict[str, str], admin: Any, scope: str) -> None:
+    """A flexible server that takes Entra sign-ins only, the automation's principal its Entra administrator (as a
+    platform team sets it), and the orders database with an orders table the platform team keeps (one order)."""
+    url, ca = env["SANDBOX_URL"], env["AZURE_CA_BUNDLE"]
+    token = admin.get_token(url + "/.default").token
+    server = {
+        "location": "westeurope",
+        "sku": {"name": "Standard_B1ms", "tier": "Burstable"},
+        "properties": {"version": "16", "authConfig": {"activeDirectoryAuth": "Enabled", "passwordAuth": "Disabled"}},
+    }
+    arm_put(url, ca, token, scope, server, POSTGRES_API)
+    oid = jwt.unverified(token)[1]["oid"]
+    entry = {"properties": {"principalType": "ServicePrincipal", "principalName": PLATFORM_ADMIN}}
+    arm_put(url, ca, token, f"{scope}/administrators/{oid}", entry, POSTGRES_API)
+    arm_put(url, ca, token, f"{scope}/databases/orders", {"properties": {"charset": "UTF8"}}, POSTGRES_API)
+    with _database(env, scope.rsplit("/", 1)[1], PLATFORM_ADMIN, admin.get_token(POSTGRES_AUDIENCE).token) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id text PRIMARY KEY, customer text, total int)")
+        conn.execute("INSERT INTO orders VALUES (%s, %s, 42) ON CONFLICT DO NOTHING", (ORDER_ID, CUSTOMER))
+
+
+def read_order(
+    env: dict[str, str], assertion: str, client_id: str, where: tuple[str, str], authority: str | None
+) -> str:
+    """What the workload's PostgreSQL driver (psycopg) gets signing in to the orders database as the role ``where``
+    names on the server (``where``: the server, the role) with its own token: the order and a refused write, or the
+    server's refusal."""
+    import psycopg
+
+    server, role = where
+    with pod_credential(env, assertion, client_id, authority) as credential:
+        token = credential.get_token(POSTGRES_AUDIENCE).token
+    try:
+        with _database(env, server, role, token) as conn:
+            total = conn.execute("SELECT total FROM orders WHERE id = %s", (ORDER_ID,)).fetchone()
+            try:
+                conn.execute("UPDATE orders SET total = 0 WHERE id = %s", (ORDER_ID,))
+                write = "and may write it"
+            except psycopg.errors.InsufficientPrivilege:
+                write = "a write refused (permission denied)"
+    except psycopg.OperationalError as exc:
+        return f"refused: {str(exc).strip().split('FATAL:')[-1].strip()}"
+    return f"reads {ORDER_ID} (total {total[0] if total else '?'}); {write}"
+
+
+@contextmanager
+def _database(env: dict[str, str], server: str, user: str, token: str) -> Iterator[Any]:
+    """A session on the server's orders database over TLS (verify-full), through the sandbox's gateway."""
+    import psycopg
+
+    with psycopg.connect(
+        host=f"{server}.postgres.database.azure.com",
+        hostaddr=env["PGHOSTADDR"],
+        port=env["PGPORT"],
+        sslrootcert=env["PGSSLROOTCERT"],
+        sslmode="verify-full",
+        user=user,
+        password=token,
+        dbname="orders",
+        autocommit=True,
+    ) as conn:
+        yield conn
 
 
 def read_vault(env: dict[str, str], assertion: str, client_id: str, vault: str, authority: str | None) -> str:

@@ -32,8 +32,10 @@ def azure_rm_credential(sandbox_env: dict[str, str]) -> dict[str, str]:
 
 def awx_task_env(sandbox_env: dict[str, str]) -> dict[str, str]:
     """AWX's "Extra Environment Variables" (AWX_TASK_ENV), where an organisation behind a proxy sets HTTPS_PROXY for
-    every job: here the sandbox's public-hostnames proxy, by which verify reaches vaults' data planes."""
-    return {"HTTPS_PROXY": sandbox_env["SANDBOX_HTTPS_PROXY"], "NO_PROXY": "127.0.0.1,localhost"}
+    every job: here the sandbox's public-hostnames proxy, by which verify reaches vaults' data planes, and libpq's
+    address of the sandbox's PostgreSQL gateway (where a private DNS zone would resolve the servers' names)."""
+    postgres = {k: sandbox_env[k] for k in ("PGHOSTADDR", "PGPORT", "PGSSLROOTCERT") if k in sandbox_env}
+    return {"HTTPS_PROXY": sandbox_env["SANDBOX_HTTPS_PROXY"], "NO_PROXY": "127.0.0.1,localhost", **postgres}
 
 
 def awx_project(runner_dir: Path, inventories: dict[str, Path | dict[str, Any]]) -> Path:

@@ -369,7 +369,8 @@ def test_a_deleted_cosmos_db_sql_role_is_a_finding_on_the_account_itself(estate:
     cosmos = CosmosDBManagementClient(estate.box.credential(), estate.box.subscription_id, **estate.box.arm_kwargs())
     review, _output = estate.verify(expect_ok=True)
     orders = next(w for w in review["clusters"][0]["workloads"] if w["name"] == "orders-api")
-    assert {"role": "Cosmos DB Built-in Data Reader", "granted": True}.items() <= orders["roles"][-1].items()
+    reader = next(r for r in orders["roles"] if r["role"] == "Cosmos DB Built-in Data Reader")
+    assert reader["granted"] is True
     held = [
         a
         for a in cosmos.sql_resources.list_sql_role_assignments("rg-data-dev", "cosmos-orders-dev")
@@ -393,6 +394,47 @@ def test_a_deleted_cosmos_db_sql_role_is_a_finding_on_the_account_itself(estate:
         cosmos.sql_resources.begin_create_update_sql_role_assignment(
             reader.name, "rg-data-dev", "cosmos-orders-dev", body
         ).result()
+    review, _output = estate.verify(expect_ok=True)
+
+
+def test_a_revoked_database_role_is_a_finding_and_an_extra_one_is_reviewed_on_the_server_itself(estate: Estate) -> None:
+    """PostgreSQL's own grants: verify reads the server as its Entra administrator, then signs in to the orders
+    database as the workload, with its own token from its pod's credential, and reads through each declared role."""
+    import psycopg
+
+    env = estate.box.env
+    admin_token = estate.box.credential().get_token("https://ossrdbms-aad.database.windows.net/.default").token
+
+    def as_platform(statement: str) -> None:
+        with psycopg.connect(
+            host="pg-orders-dev.postgres.database.azure.com",
+            hostaddr=env["PGHOSTADDR"],
+            port=env["PGPORT"],
+            sslrootcert=env["PGSSLROOTCERT"],
+            sslmode="verify-full",
+            user="platform-automation",
+            password=admin_token,
+            dbname="orders",
+            autocommit=True,
+        ) as conn:
+            conn.execute(statement)
+
+    review, output = estate.verify(expect_ok=True)
+    orders = next(w for w in review["clusters"][0]["workloads"] if w["name"] == "orders-api")
+    database = next(r for r in orders["roles"] if r["role"] == "pg_read_all_data (database role orders-api)")
+    assert database["granted"] is True and database["scope"].endswith("/pg-orders-dev/databases/orders")
+    as_platform('REVOKE pg_read_all_data FROM "orders-api"')
+    as_platform('GRANT pg_write_all_data TO "orders-api"')
+    try:
+        review, _output = estate.verify(expect_ok=False)
+        found = sorted(findings(review))
+        assert [(w, link) for w, link, _m in found] == [("orders-api", "assignments"), ("orders-api", "permissions")]
+        assert "is a member of pg_write_all_data, which the workload does not declare" in found[0][2]
+        assert 'REVOKE "pg_write_all_data" FROM "orders-api"' in found[0][2]
+        assert "orders-api is not a member of pg_read_all_data on server pg-orders-dev" in found[1][2]
+    finally:
+        as_platform('REVOKE pg_write_all_data FROM "orders-api"')
+        as_platform('GRANT pg_read_all_data TO "orders-api"')
     review, _output = estate.verify(expect_ok=True)
 
 
