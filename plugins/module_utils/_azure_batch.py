@@ -32,8 +32,10 @@ from ._azure_batch_identities import ManagedIdentityKind
 from ._azure_batch_kinds import Converged, DataGrantKind, Ensured, IdentityKind
 from ._azure_batch_orphans import (
     find_cosmos_orphans,
+    find_database_orphans,
     find_orphans,
     remove_cosmos_orphans,
+    remove_database_orphans,
     remove_orphans,
     remove_policy_orphans,
 )
@@ -121,6 +123,7 @@ class Workloads:
             self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
         find_cosmos_orphans(batch, reads, self.ctx.applications, self.ctx.warnings)
+        find_database_orphans(batch, reads, self.ctx.applications, self.ctx.warnings)
         find_gone(self.ctx, batch, reads)
         return reads
 
@@ -316,6 +319,9 @@ class Workloads:
         orphaned = remove_cosmos_orphans(self.cosmos.api, reads, check_mode)
         if orphaned:
             pruned["cosmos_roles"] = [*pruned.get("cosmos_roles", []), *orphaned]
+        roles = remove_database_orphans(self.databases, reads, check_mode)
+        if roles:
+            pruned["database_roles"] = [*pruned.get("database_roles", []), *roles]
         entries = remove_policy_orphans(self.policies, batch, reads, check_mode)
         if entries:
             pruned["access_policies"] = [*pruned.get("access_policies", []), *entries]

@@ -21,7 +21,8 @@ principal this cluster's marked assignments show gone are removed too (``find_po
 of its own, so a principal nothing of this cluster marked is not judged). Cosmos DB keeps a principal's SQL role
 assignments too when it is deleted by hand. Those this collection made (their
 name says so, ``_azure_cosmos.ours``) on the accounts the run read, whose principal Microsoft Graph confirms gone,
-are removed by prune (``find_cosmos_orphans``, ``remove_cosmos_orphans``).
+are removed by prune (``find_cosmos_orphans``, ``remove_cosmos_orphans``). So are the database roles this
+collection made (their mark) on the servers read whose principal Graph confirms gone (``find_database_orphans``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,24 @@ from ._azure_application import ApplicationApi
 from ._azure_batch_access_policies import AccessPolicies
 from ._azure_batch_cosmos import account_key, pruned_row
 from ._azure_batch_grants import RoleAssignments
+from ._azure_batch_postgres import DatabaseRoles
 from ._azure_batch_reads import Batch, BatchContext, Reads, identity_key, ref_key
 from ._azure_cosmos import CosmosApi, ensure_sql_role_assignment, ours
+from ._azure_postgres import ours as ours_role
+from ._azure_postgres import remove_database_role, role_of
 from ._azure_role_assignment import assignment_state
 from ._errors import AzureApiError
 from ._ids import IdentityRef
 from ._inventory import WorkloadSpec
 from ._ownership_assignments import AssignmentMark, read_mark
-from ._results import IdentityState, OrphanedAssignment, PrunedAccessPolicy, PrunedCosmosRole, deleted_principal
+from ._results import (
+    IdentityState,
+    OrphanedAssignment,
+    PrunedAccessPolicy,
+    PrunedCosmosRole,
+    PrunedDatabaseRole,
+    deleted_principal,
+)
 
 
 class Orphan(NamedTuple):
@@ -213,28 +224,71 @@ def find_cosmos_orphans(batch: Batch, reads: Reads, applications: ApplicationApi
     them, and Microsoft Graph to confirm it (one read per principal not read by the batch)."""
     if not (batch.prune or batch.state == "absent") or applications is None:
         return
-    known = {str(i["principal_id"]).lower() for i in reads.identities.values()}
-    known |= {str(p.get("id")).lower() for _a, p in [*reads.applications.values(), *reads.marked_apps] if p}
-    gone: dict[str, bool] = {}
+    known = _known_principals(reads)
     for _key, account in sorted(reads.cosmos_accounts.items()):
         for held in (account["assignments"] if account else None) or []:
             principal = held["principal_id"].lower()
             if principal in known or not ours(held):
                 continue
-            if principal not in gone:
-                try:
-                    gone[principal] = applications.principal_by_id(principal) is None
-                except AzureApiError as exc:
-                    if exc.status != 403:
-                        raise
-                    gone[principal] = False
-                    warnings.append(
-                        f"cluster {batch.cluster}: the SQL role assignments this collection made for principal "
-                        f"{principal} were not checked for deletion: reading another's service principal needs "
-                        "Application.Read.All"
-                    )
-            if gone[principal]:
+            if _principal_gone(batch, reads, applications, warnings, (principal, "SQL role assignments")):
                 reads.cosmos_orphans.append(held)
+
+
+def find_database_orphans(batch: Batch, reads: Reads, applications: ApplicationApi | None, warnings: list[str]) -> None:
+    """The database roles this collection made (their mark) on the servers read whose principal no longer exists: a
+    server keeps a role when its principal is deleted. Only with prune (or teardown), and Graph to confirm it."""
+    if not (batch.prune or batch.state == "absent") or applications is None:
+        return
+    known = _known_principals(reads)
+    for key, state in sorted(reads.postgres_servers.items()):
+        if state is None or state["principals"] is None:
+            continue
+        for principal, role in sorted(state["principals"].items()):
+            if principal in known or not ours_role(state, role):
+                continue
+            if _principal_gone(batch, reads, applications, warnings, (principal, "database roles")):
+                reads.database_orphans.append((key, principal))
+
+
+def _known_principals(reads: Reads) -> set[str]:
+    """The principals the batch read: there, so not gone."""
+    known = {str(i["principal_id"]).lower() for i in reads.identities.values()}
+    return known | {str(p.get("id")).lower() for _a, p in [*reads.applications.values(), *reads.marked_apps] if p}
+
+
+def _principal_gone(
+    batch: Batch, reads: Reads, applications: ApplicationApi, warnings: list[str], asked: tuple[str, str]
+) -> bool:
+    """Whether Microsoft Graph says the principal no longer exists (asked once a run, whatever asks)."""
+    principal, what = asked
+    if principal not in reads.principals_gone:
+        try:
+            reads.principals_gone[principal] = applications.principal_by_id(principal) is None
+        except AzureApiError as exc:
+            if exc.status != 403:
+                raise
+            reads.principals_gone[principal] = False
+            warnings.append(
+                f"cluster {batch.cluster}: the {what} this collection made for principal {principal} were not "
+                "checked for deletion: reading another's service principal needs Application.Read.All"
+            )
+    return reads.principals_gone[principal]
+
+
+def remove_database_orphans(databases: DatabaseRoles, reads: Reads, check_mode: bool) -> list[PrunedDatabaseRole]:
+    """The orphans' roles dropped, with their memberships, through the engine (prune)."""
+    removed: list[PrunedDatabaseRole] = []
+    for key, principal in reads.database_orphans:
+        state = reads.postgres_servers.get(key)
+        name = role_of(state, principal) if state is not None else None
+        if state is None or state["roles"] is None or name is None or databases.client is None:
+            continue
+        held = list(state["roles"][name]["member_of"]) if name in state["roles"] else []
+        outcome = remove_database_role(databases.client, state, principal, held, True, check_mode)
+        if outcome.action == "deleted":
+            label = deleted_principal(principal)
+            removed.append({"identity": label, "server": state["id"], "user": name, "roles": held, "dropped": True})
+    return removed
 
 
 def remove_cosmos_orphans(api: CosmosApi | None, reads: Reads, check_mode: bool) -> list[PrunedCosmosRole]:

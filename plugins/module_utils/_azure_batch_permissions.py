@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._azure_batch_reads import Batch, BatchContext, Reads
+from ._azure_postgres import server_key
 from ._azure_role_assignment import Role
 from ._errors import AzureApiError
 from ._ids import parse_scope, short_scope
@@ -37,6 +38,8 @@ TRUST_DELETE = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdenti
 POLICY_WRITE = "Microsoft.KeyVault/vaults/accessPolicies/write"  # add, replace and remove alike
 SQL_ASSIGN = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/write"
 SQL_UNASSIGN = "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments/delete"
+SERVER_WRITE = "Microsoft.DBforPostgreSQL/flexibleServers/write"  # Entra sign-ins enabled (database_admin_name)
+ENTRA_ADMIN_WRITE = "Microsoft.DBforPostgreSQL/flexibleServers/administrators/write"
 
 # The least privileged built-in role that grants each action.
 ROLE_TO_GRANT = {
@@ -49,6 +52,8 @@ ROLE_TO_GRANT = {
     POLICY_WRITE: "Key Vault Contributor",
     SQL_ASSIGN: "DocumentDB Account Contributor (or a custom role with sqlRoleAssignments/*)",
     SQL_UNASSIGN: "DocumentDB Account Contributor (or a custom role with sqlRoleAssignments/*)",
+    SERVER_WRITE: "Contributor on the server (or a custom role with flexibleServers/write)",
+    ENTRA_ADMIN_WRITE: "Contributor on the server (or a custom role with flexibleServers/administrators/write)",
 }
 WRITES = ("created", "updated")
 
@@ -81,6 +86,7 @@ def needs(batch: Batch, planned: AzureBatchResult, reads: Reads) -> list[Need]:
             if role["action"] in WRITES:
                 found.append(Need(parse_scope(role["scope"]).path, ASSIGN, f"{where}: roles[{position}]: scope"))
         found += _data_grant_needs(row.get("access_policies") or [], row.get("cosmos_roles") or [], where)
+    found += _server_set_up_needs(batch, planned, reads)
     pruned = planned["pruned"]
     prune = f"cluster {batch.cluster}: prune"
     for gone in pruned["identities"]:
@@ -106,6 +112,24 @@ def needs(batch: Batch, planned: AzureBatchResult, reads: Reads) -> list[Need]:
         if orphan["action"] == "deleted":
             what = f"{prune}: orphaned role assignment {orphan['role'] or orphan['role_definition_guid']}"
             found.append(Need(parse_scope(orphan["scope"]).path, UNASSIGN, what))
+    return found
+
+
+def _server_set_up_needs(batch: Batch, planned: AzureBatchResult, reads: Reads) -> list[Need]:
+    """With database_admin_name: the ARM writes that set up a server the plan makes database roles on (its Entra
+    sign-ins, this run's principal as its Entra administrator)."""
+    if not batch.database_admin_name:
+        return []
+    found: list[Need] = []
+    named = {server_key(d["server"]) for row in planned["workloads"] for d in row.get("database_roles") or []}
+    for key in sorted(named):
+        state = reads.postgres_servers.get(key)
+        if state is None or state["admin_role"]:
+            continue
+        where = f"cluster {batch.cluster}: database_admin_name (PostgreSQL flexible server {state['name']})"
+        if not state["entra"]:
+            found.append(Need(state["id"], SERVER_WRITE, where))
+        found.append(Need(state["id"], ENTRA_ADMIN_WRITE, where))
     return found
 
 

@@ -254,6 +254,8 @@ class Reads:
     all_postgres_read: bool = False
     # Roles this collection made whose principal Microsoft Graph confirms gone: (server key, object id).
     database_orphans: list[tuple[str, str]] = field(default_factory=list)
+    # Principals Microsoft Graph was asked about for orphaned data grants: whether each is gone.
+    principals_gone: dict[str, bool] = field(default_factory=dict)
 
     def identity(self, ref: IdentityRef) -> IdentityState | None:
         return self.identities.get(ref_key(ref))

@@ -39,6 +39,9 @@ from ._results import DatabaseRoleState, Outcome
 from ._retry import RetryPolicy
 
 API_VERSION = "2024-08-01"
+# What the engine asks of a server, in one transaction: ("create", role, object id), ("grant", role, member),
+# ("revoke", role, member), ("drop", role).
+Change = tuple[str, ...]
 MARK = "made by workload_identity.aks for a workload's principal"
 
 
@@ -200,11 +203,12 @@ class DatabaseSession:
     def databases(self) -> list[str]:
         return [str(r[0]) for r in self.rows("SELECT datname FROM pg_catalog.pg_database WHERE NOT datistemplate")]
 
-    def run(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Statements in one transaction: a role is made with its mark and memberships, or not at all."""
+    def apply(self, changes: list[Change]) -> None:
+        """Changes in one transaction: a role is made with its mark and memberships, or not at all."""
         with translated(f"change roles on {self.host}"), self.conn.transaction():
-            for statement, params in statements:
-                self.conn.execute(statement, params)
+            for verb, *args in changes:
+                for statement, params in _statements(verb, args):
+                    self.conn.execute(statement, params)
 
 
 def read_server(api: PostgresApi, client: DatabaseClient, server_id: str) -> ServerState | None:
@@ -275,19 +279,11 @@ def ensure_database_role(
     missing = [g for g in grants if held is None or g not in held["member_of"]]
     if not missing and held is not None:
         return Outcome(False, "unchanged", before, before)
-    statements: list[tuple[str, tuple[Any, ...]]] = []
-    if held is None:
-        statements.append(
-            (
-                "SELECT pg_catalog.pgaadauth_create_principal_with_oid(%s, %s, 'service', false, false)",
-                (name, principal),
-            )
-        )
-        statements.append((f"COMMENT ON ROLE {quoted(name)} IS {_literal(MARK)}", ()))
-    statements += [(f"GRANT {quoted(g)} TO {quoted(name)}", ()) for g in missing]
+    changes: list[Change] = [("create", name, principal)] if held is None else []
+    changes += [("grant", g, name) for g in missing]
     if not check_mode:
         with client.session(state["host"], str(state["admin_role"])) as session:
-            session.run(statements)
+            session.apply(changes)
     member_of = sorted({*(held["member_of"] if held else []), *missing})
     made = held is None or ours(state, name)
     after: DatabaseRoleState = {"server": state["id"], "user": name, "member_of": member_of, "ours": made}
@@ -316,12 +312,12 @@ def remove_database_role(
     dropping = drop and before["ours"]
     if not revoking and not dropping:
         return Outcome(False, "unchanged", before, before)
-    statements = [f"REVOKE {quoted(g)} FROM {quoted(name)}" for g in revoking]
+    changes: list[Change] = [("revoke", g, name) for g in revoking]
     if dropping:
-        statements.append(f"DROP ROLE {quoted(name)}")
+        changes.append(("drop", name))
     if not check_mode:
         with client.session(state["host"], str(state["admin_role"])) as session:
-            session.run([(statement, ()) for statement in statements])
+            session.apply(changes)
     left = [g for g in held["member_of"] if g not in revoking]
     if not check_mode:
         _apply(state, principal, name, None if dropping else {**held, "member_of": left})
@@ -369,6 +365,24 @@ def _apply(state: ServerState, principal: str, name: str, role: RoleState | None
 
 
 _APPLYING = threading.Lock()
+
+
+def _statements(verb: str, args: list[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """A change as the SQL a server's Entra administrator runs for it."""
+    if verb == "create":  # the role, mapped to the principal, with the mark (a role's comment is the server's)
+        role, principal = args
+        return [
+            (
+                "SELECT pg_catalog.pgaadauth_create_principal_with_oid(%s, %s, 'service', false, false)",
+                (role, principal),
+            ),
+            (f"COMMENT ON ROLE {quoted(role)} IS {_literal(MARK)}", ()),
+        ]
+    if verb == "grant":
+        return [(f"GRANT {quoted(args[0])} TO {quoted(args[1])}", ())]
+    if verb == "revoke":
+        return [(f"REVOKE {quoted(args[0])} FROM {quoted(args[1])}", ())]
+    return [(f"DROP ROLE {quoted(args[0])}", ())]
 
 
 def _literal(text: str) -> str:

@@ -19,7 +19,6 @@ from typing import Any
 from ._azure_batch_reads import Reads
 from ._azure_postgres import DatabaseClient, DatabaseSession, ServerState, quoted, role_of, server_key
 from ._errors import DatabaseError
-from ._ids import short_scope
 from ._inventory import WorkloadSpec
 from ._inventory_fields import DatabaseRoleSpec
 from ._verify_checks import rerun
@@ -49,11 +48,14 @@ class DatabaseLogins:
         signed_in = 0
         for spec in workload.database_roles:
             state = self.reads.postgres_servers.get(server_key(spec.server))
-            where = f"database role {spec.user} @ {short_scope(spec.server)}/{spec.database}"
+            where = f"database role {spec.user} @ {spec.server.rsplit('/', 1)[-1]}/{spec.database}"
             user = self._held(principal_id, name, spec, state, (index, where), verdict)
-            index += len(spec.roles)
             if state is not None and user is not None:
-                signed_in += self._sign_in(credential, state, user, spec, where, verdict)
+                # What the server holds is proven as the workload (all of it, when the server could not be read).
+                rows = verdict.roles[index : index + len(spec.roles)]
+                held = [r for r, row in zip(spec.roles, rows, strict=True) if row["granted"] is not False]
+                signed_in += self._sign_in(credential, state, user, (spec, held), where, verdict)
+            index += len(spec.roles)
         return signed_in
 
     def _held(
@@ -99,13 +101,20 @@ class DatabaseLogins:
         return user
 
     def _sign_in(
-        self, credential: Any, state: ServerState, user: str, spec: DatabaseRoleSpec, where: str, verdict: Verdict
+        self,
+        credential: Any,
+        state: ServerState,
+        user: str,
+        declared: tuple[DatabaseRoleSpec, list[str]],
+        where: str,
+        verdict: Verdict,
     ) -> int:
-        """As the workload: signed in to the database, a member of each role, one read each role allows."""
+        """As the workload: signed in to the database, a member of each role held, one read each of them allows."""
+        spec, roles = declared
         what = f"{where}, on the server itself"
         try:
             with DatabaseClient(credential, self.connect).session(state["host"], user, spec.database) as session:
-                for role in spec.roles:
+                for role in roles:
                     problem = _prove(session, role)
                     if problem:
                         verdict.find("permissions", f"{what}: {problem}", rerun(self.cluster, "it grants the role"))

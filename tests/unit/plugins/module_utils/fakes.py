@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,11 +19,21 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_feder
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_key_vault import KeyVaultApi, vault_state
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_postgres import (
+    MARK,
+    DatabaseClient,
+    PostgresApi,
+    RoleState,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import (
     Role,
     RoleAssignmentApi,
 )
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, ValidationError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
+    AzureApiError,
+    DatabaseError,
+    ValidationError,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._ids import IdentityRef, parse_role, same_scope
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -301,3 +313,118 @@ class FakeCosmos(CosmosApi):
         self.writes.append(("cosmos", "delete", f"{account['name']}:{state['name']}"))
         held = self.accounts[account["id"].lower()]["assignments"]
         held[:] = [a for a in held if a["name"] != state["name"]]
+
+
+AUTOMATION = "9e0f1c2d-3b4a-4c5d-8e6f-7a8b9c0d1e2f"  # this run's principal (its token's oid)
+
+
+class FakePostgres(PostgresApi):
+    """Flexible servers as ARM holds them: Entra sign-ins on or off, their Entra administrators. Reads counted."""
+
+    def __init__(self, writes: Writes) -> None:
+        super().__init__(None)
+        self.writes = writes
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.reads = {"server": 0, "administrators": 0, "list": 0}
+
+    def add(self, server_id: str, entra: bool = True, admin: str | None = "automation") -> None:
+        name = server_id.rsplit("/", 1)[1]
+        self.servers[server_id.lower()] = {
+            "id": server_id,
+            "name": name,
+            "properties": {
+                "fullyQualifiedDomainName": f"{name}.postgres.database.azure.com",
+                "authConfig": {"activeDirectoryAuth": "Enabled" if entra else "Disabled"},
+            },
+            "admins": {AUTOMATION: admin} if admin else {},
+        }
+
+    def server(self, server_id: str) -> dict[str, Any] | None:
+        self.reads["server"] += 1
+        found = self.servers.get(server_id.lower())
+        return copy.deepcopy({k: v for k, v in found.items() if k != "admins"}) if found else None
+
+    def administrators(self, server_id: str) -> list[dict[str, Any]]:
+        self.reads["administrators"] += 1
+        admins = self.servers[server_id.lower()]["admins"]
+        return [{"name": oid, "properties": {"objectId": oid, "principalName": n}} for oid, n in admins.items()]
+
+    def list_servers(self, subscription_id: str) -> list[str]:
+        self.reads["list"] += 1
+        return [s["id"] for s in self.servers.values()]
+
+    def enable_entra(self, server_id: str) -> None:
+        self.writes.append(("postgres", "entra", server_id.rsplit("/", 1)[1]))
+        self.servers[server_id.lower()]["properties"]["authConfig"]["activeDirectoryAuth"] = "Enabled"
+
+    def add_administrator(self, server_id: str, object_id: str, name: str, tenant_id: str) -> None:
+        self.writes.append(("postgres", "admin", f"{server_id.rsplit('/', 1)[1]}:{name}"))
+        self.servers[server_id.lower()]["admins"][object_id] = name
+
+
+class FakeDatabases(DatabaseClient):
+    """The servers' roles as PostgreSQL holds them, per host: the Entra principals' mapping, each role's memberships
+    and comment, the databases; the engine's changes applied as the server applies them. Sessions counted."""
+
+    def __init__(self, writes: Writes) -> None:
+        super().__init__(None)
+        self.writes = writes
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.sessions = 0
+
+    def add(self, name: str, roles: tuple[str, ...] = ("pg_read_all_data", "pg_write_all_data")) -> dict[str, Any]:
+        host = {
+            "principals": {AUTOMATION: "automation"},
+            "roles": {r: {"login": False, "comment": None, "member_of": []} for r in roles},
+            "databases": ["postgres", "orders"],
+        }
+        host["roles"]["automation"] = {"login": True, "comment": None, "member_of": ["azure_pg_admin"]}
+        self.hosts[f"{name}.postgres.database.azure.com"] = host
+        return host
+
+    def token(self) -> str:
+        return "header.payload.signature"
+
+    def principal(self) -> tuple[str, str]:
+        return AUTOMATION, TENANT
+
+    @contextmanager
+    def session(self, host: str, user: str, dbname: str = "postgres") -> Iterator[Any]:
+        self.sessions += 1
+        server = self.hosts[host]
+        if server["principals"].get(AUTOMATION) != user:
+            raise DatabaseError(f'password authentication failed for user "{user}"', code="28P01")
+        yield FakeSession(self.writes, host, server)
+
+
+class FakeSession:
+    def __init__(self, writes: Writes, host: str, server: dict[str, Any]) -> None:
+        self.writes, self.host, self.server = writes, host, server
+
+    def principals(self) -> dict[str, str]:
+        return dict(self.server["principals"])
+
+    def roles(self) -> dict[str, RoleState]:
+        return copy.deepcopy(self.server["roles"])
+
+    def databases(self) -> list[str]:
+        return list(self.server["databases"])
+
+    def apply(self, changes: list[tuple[str, ...]]) -> None:
+        roles, principals = self.server["roles"], self.server["principals"]
+        for verb, *args in changes:
+            self.writes.append(("database", verb, ":".join(args)))
+            if verb == "create":
+                role, oid = args
+                if role in roles:
+                    raise DatabaseError(f'role "{role}" already exists', code="42710")
+                roles[role] = {"login": True, "comment": MARK, "member_of": []}
+                principals[oid.lower()] = role
+            elif verb == "grant":
+                roles[args[1]]["member_of"] = sorted({*roles[args[1]]["member_of"], args[0]})
+            elif verb == "revoke":
+                roles[args[1]]["member_of"] = [g for g in roles[args[1]]["member_of"] if g != args[0]]
+            else:
+                roles.pop(args[0])
+                for oid in [o for o, r in principals.items() if r == args[0]]:
+                    principals.pop(oid)

@@ -85,6 +85,7 @@ def run_batch(engine: Workloads, workloads: list[dict[str, Any]], check_mode: bo
         ("rg-ids",),
         options.get("state", "present"),
         peers=options.get("peers", []),
+        database_admin_name=options.get("database_admin_name"),
     )
     reads = engine.read(batch, workers=2)
     if batch.state == "absent":
