@@ -4,9 +4,10 @@
 
 Read once for the subscription: its role definitions and assignments (one request each), its key vaults with their
 access policies (one list), and its Cosmos DB accounts with their SQL roles (one list, two reads per account: its
-definitions and assignments). Each principal's grants are then declared as a workload's ``roles`` would: role
-assignments, its entries on vaults that use access policies, and its Cosmos DB SQL role assignments; what the site
-playbook would refuse is noted.
+definitions and assignments), and its PostgreSQL flexible servers with their Entra roles (one list, then each server
+this run's principal administers: two ARM reads and one session). Each principal's grants are then declared as a
+workload's ``roles`` would: role assignments, its entries on vaults that use access policies, its Cosmos DB SQL role
+assignments, and its database role on each server (its memberships); what the site playbook would refuse is noted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ._azure_batch_access_policies import DATA_PREFIX, vault_above
 from ._azure_batch_reads import AzureApis
 from ._azure_cosmos import AccountState
 from ._azure_key_vault import VaultState, entry_of
+from ._azure_postgres import ServerState, read_server, role_of
 from ._azure_role_assignment import assignment_state
 from ._ids import InvalidScope, parse_scope
 from ._inventory_fields import privileged_problem
@@ -29,6 +31,7 @@ class GrantsFound:
         self.assignments: dict[str, list[Any]] = {}  # principal id (lower) -> SDK models
         self.vaults: list[VaultState] = []  # the subscription's key vaults, with their access policies
         self.accounts: list[AccountState] = []  # its Cosmos DB accounts, with their SQL roles and assignments
+        self.servers: list[ServerState] = []  # its PostgreSQL flexible servers, with their Entra roles where read
 
     def read(self, apis: AzureApis, subscription: str) -> None:
         scope = f"/subscriptions/{subscription}"
@@ -47,6 +50,10 @@ class GrantsFound:
         if apis.cosmos is not None:
             found = (apis.cosmos.account(a) for a in apis.cosmos.list_accounts(subscription))
             self.accounts = [a for a in found if a is not None]
+        # A database role is the server's own: read as the server's Entra administrator, where this run is one.
+        if apis.postgres is not None and apis.databases is not None:
+            servers = (read_server(apis.postgres, apis.databases, s) for s in apis.postgres.list_servers(subscription))
+            self.servers = [s for s in servers if s is not None]
 
     def declared(self, principal_id: str | None, notes: list[str]) -> list[dict[str, Any]]:
         """The principal's grants as a workload's ``roles`` declares them (problems the site would refuse noted)."""
@@ -81,7 +88,31 @@ class GrantsFound:
                     guid = assignment["role_definition_id"].rsplit("/", 1)[-1].lower()
                     known = next((d for d in account["definitions"] if d["guid"].lower() == guid), None)
                     roles.append({"role": known["name"] if known else guid, "scope": assignment["scope"]})
+        roles += self._database_roles(principal_id, notes)
         return sorted(roles, key=lambda r: (r["scope"].lower(), str(r.get("role", ""))))
+
+    def _database_roles(self, principal_id: str | None, notes: list[str]) -> list[dict[str, Any]]:
+        """The principal's role on each server read, as an entry: its memberships, in the one database that is the
+        application's (the server's only one besides PostgreSQL's and Azure's own), else ``postgres`` and a note."""
+        found: list[dict[str, Any]] = []
+        for server in self.servers if principal_id else []:
+            user = role_of(server, str(principal_id))
+            if user is None or server["roles"] is None:
+                continue
+            held = server["roles"][user]["member_of"] if user in server["roles"] else []
+            own = [d for d in server["databases"] or [] if d not in ("postgres", "azure_maintenance", "azure_sys")]
+            database = own[0] if len(own) == 1 else "postgres"
+            if len(own) != 1:
+                notes.append(
+                    f"database role {user} on server {server['name']}: declared on database postgres; name the one "
+                    f"the workload connects to (the server has {', '.join(own) or 'no other'})"
+                )
+            if not held:  # an entry grants at least one role: nothing to declare
+                notes.append(f"database role {user} on server {server['name']} is a member of no role: not declared")
+                continue
+            entry: dict[str, Any] = {"scope": server["id"], "database": database, "database_roles": held}
+            found.append({**entry, "database_user": user})
+        return found
 
     def _policy_vault(self, scope: str) -> VaultState | None:
         """The vault with access policies a scope is (or is under), as listed."""

@@ -17,7 +17,9 @@ description:
   - Each workload declares its identity (C(identity_name) and C(identity_resource_group), or C(identity_type)
     application with C(application_id) for an app registration made elsewhere), the subjects its identity trusts
     from O(issuer_url) (the account's own first, the others as C(extra_subjects)), every role assignment its
-    principal holds (by role name when the name is unambiguous, else by GUID), its token expiration and the
+    principal holds (by role name when the name is unambiguous, else by GUID), its entries on key vaults with access
+    policies, its Cosmos DB SQL role assignments, its database role on each PostgreSQL flexible server this run
+    administers (its memberships, in the server's one application database), its token expiration and the
     controllers that run as it.
   - Each AAD Pod Identity binding becomes a migration proposal; the same identity (by C(resourceID), or the
     service principal's appId), a ServiceAccount (the one its controllers already share, else one named after the
@@ -114,8 +116,9 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_feder
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_identity import IdentityApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_key_vault import KeyVaultApi
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_postgres import DatabaseClient, PostgresApi
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_role_assignment import RoleAssignmentApi
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, DatabaseError
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 
 
@@ -142,6 +145,8 @@ def main() -> None:
         subscription,
         vaults=KeyVaultApi(module.client("authorization"), policy),
         cosmos=CosmosApi(module.client("authorization"), policy),
+        postgres=PostgresApi(module.client("authorization"), policy),
+        databases=DatabaseClient(module.connection.credential()),
     )
     discovery = Discovery(
         apis,
@@ -159,7 +164,7 @@ def main() -> None:
     }
     try:
         found = discovery.run(estate)  # type: ignore[arg-type]
-    except AzureApiError as exc:
+    except (AzureApiError, DatabaseError) as exc:
         module.fail_error(exc)
     module.exit_json(changed=False, **found)
 
