@@ -27,7 +27,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypedDict
@@ -39,6 +41,15 @@ from ._results import DatabaseRoleState, Outcome
 from ._retry import RetryPolicy
 
 API_VERSION = "2024-08-01"
+# Sign-in answers worth another try (a server restarting or failing over, out of connection slots, a connection
+# dropped), and the pauses between tries.
+TRANSIENT = re.compile(
+    r"the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)"
+    r"|remaining connection slots|too many clients|server closed the connection unexpectedly|Connection refused"
+    r"|Connection reset|timeout expired|could not receive data|SSL SYSCALL error",
+    re.IGNORECASE,
+)
+SIGN_IN_BACKOFF = (1.0, 2.0, 4.0)
 # What the engine asks of a server, in one transaction: ("create", role, object id), ("grant", role, member),
 # ("revoke", role, member), ("drop", role).
 Change = tuple[str, ...]
@@ -109,9 +120,12 @@ class PostgresApi:
 class DatabaseClient:
     """Sessions on flexible servers as this run's principal, with Entra tokens from its Azure credential."""
 
-    def __init__(self, credential: Any, connect: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self, credential: Any, connect: Callable[..., Any] | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.credential = credential
         self._connect = connect
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._principal: dict[str, Any] | None = None
 
@@ -131,18 +145,29 @@ class DatabaseClient:
         connect = self._connect or _psycopg_connect()
         # verify-full against the system's roots, unless libpq's environment names a bundle (PGSSLROOTCERT).
         roots = {} if os.environ.get("PGSSLROOTCERT") else {"sslrootcert": "system"}
-        with translated(f"sign in to {host} as {user}"):
-            conn = connect(
-                host=host,
-                user=user,
-                password=self.token(),
-                dbname=dbname,
-                sslmode="verify-full",
-                connect_timeout=20,
-                autocommit=True,
-                application_name="workload_identity.aks",
-                **roots,
-            )
+        for attempt, pause in enumerate((*SIGN_IN_BACKOFF, None)):
+            try:
+                with translated(f"sign in to {host} as {user}"):
+                    conn = connect(
+                        host=host,
+                        user=user,
+                        password=self.token(),
+                        dbname=dbname,
+                        sslmode="verify-full",
+                        connect_timeout=20,
+                        autocommit=True,
+                        application_name="workload_identity.aks",
+                        **roots,
+                    )
+                break
+            except DatabaseError as exc:
+                # A server restarting, failing over or out of connection slots answers again shortly; a refused
+                # token or role does not.
+                if pause is None or not TRANSIENT.search(exc.message):
+                    if attempt:
+                        exc.message += f" (after {attempt + 1} attempts)"
+                    raise
+                self._sleep(pause)
         try:
             yield DatabaseSession(conn, host)
         finally:
@@ -157,9 +182,10 @@ def translated(operation: str) -> Iterator[None]:
     except Exception as exc:  # pylint: disable=broad-exception-caught
         if type(exc).__module__.split(".")[0] != "psycopg":
             raise
-        text = str(exc).strip().splitlines()
+        # libpq's words at sign-in are "connection to server at ... failed: FATAL:  <the server's>": the server's.
+        text = " ".join(str(exc).split()).split("FATAL:")[-1].strip() or type(exc).__name__
         code = getattr(exc, "sqlstate", None) or type(exc).__name__
-        raise DatabaseError(text[0] if text else type(exc).__name__, code=code, operation=operation) from None
+        raise DatabaseError(text, code=code, operation=operation) from None
 
 
 def _psycopg_connect() -> Callable[..., Any]:

@@ -486,6 +486,11 @@ class Sandbox:
             self._log.write(json.dumps(entry) + "\n")
             self._log.flush()
 
+    def count(self, operation: str, status: str) -> None:
+        """One answer of a service that is not HTTP (the PostgreSQL gateway's sign-ins), in the same stats."""
+        with self._stats_lock:
+            self._stats[operation][status] += 1
+
     def stats(self) -> dict[str, Any]:
         with self._stats_lock:
             operations = {op: dict(counts) for op, counts in sorted(self._stats.items())}
@@ -504,6 +509,8 @@ class Sandbox:
                 service = "storage"
             elif op.startswith("cosmos.") and not op.startswith(("cosmos.operationsStatus", "cosmos.operationResults")):
                 service = "cosmos"
+            elif op.startswith("postgres.") and not op.startswith(("postgres.azureAsync", "postgres.operationResults")):
+                service = "postgres"
             totals[service] += sum(counts.values())
         return {
             "operations": {op: {"total": sum(c.values()), "by_status": c} for op, c in operations.items()},

@@ -19,6 +19,9 @@ What it does, as Azure's servers do (``require_secure_transport`` on, Entra auth
   the sandbox is trusted) and the bytes flow both ways unchanged; PostgreSQL checks the database, the role's
   privileges and every statement.
 
+Faults are injected as for HTTP operations (``postgres.signIn``, the path being the server's host): a connection reset,
+or a FATAL error with its SQLSTATE; sign-ins are counted in the sandbox's stats (``postgres.signIn``, by outcome).
+
 Not emulated: cancel requests (they arrive without TLS, so without a server name), groups' roles (a role mapped to
 a group), MFA claims.
 """
@@ -44,6 +47,10 @@ AUDIENCE = "https://ossrdbms-aad.database.windows.net"
 DOMAIN = ".postgres.database.azure.com"
 SSL_REQUEST, GSS_REQUEST, CANCEL_REQUEST, PROTOCOL_3 = 80877103, 80877104, 80877102, 196608
 MAX_STARTUP = 10000  # PostgreSQL's own limit on a startup packet
+
+
+class Reset(Exception):
+    """An injected fault: the connection dropped without an answer."""
 
 
 class Refused(Exception):
@@ -72,10 +79,18 @@ class _Connection(socketserver.BaseRequestHandler):
                 return
             startup, params = _read_startup(tls)
             backend = self.server.admit(tls, params)
+            self.server.app.count("postgres.signIn", "ok")
             backend.sendall(startup)
             tls.settimeout(None)
             _relay(tls, backend)
+        except Reset:
+            # An injected fault: RST instead of an answer, as a dropped connection looks to a client.
+            self.server.app.count("postgres.signIn", "reset")
+            (getattr(self, "_tls", None) or raw).setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
         except Refused as refused:
+            self.server.app.count("postgres.signIn", refused.code)
             try:
                 (getattr(self, "_tls", None) or raw).sendall(error_message(refused.code, refused.message))
             except OSError:
@@ -143,6 +158,13 @@ class PostgresGateway(socketserver.ThreadingTCPServer):
         server = self.app.arm.postgres_server_by_name(name) if name else None
         if server is None:
             raise Refused("08004", f'the server "{host or "(no server name: connect with TLS and SNI)"}" is not known')
+        # Injected faults (operation postgres.signIn, path the server's host): a reset, or a FATAL error such as a
+        # server restarting (57P03) or out of connection slots (53300), as Azure's servers answer during a failover.
+        fault = self.app.faults.pick("postgres.signIn", "CONNECT", host)
+        if fault is not None and fault.reset:
+            raise Reset()
+        if fault is not None:
+            raise Refused(fault.code or "57P03", fault.message or "the database system is starting up")
         tls.sendall(b"R" + struct.pack("!II", 8, 3))  # AuthenticationCleartextPassword: the token comes next
         token = _read_password(tls)
         claims = self._claims(token)

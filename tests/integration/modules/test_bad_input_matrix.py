@@ -25,6 +25,7 @@ RG = f"/subscriptions/{SUB}/resourceGroups/{RESOURCE_GROUP}"
 STORAGE = f"{RG}/providers/Microsoft.Storage/storageAccounts/stmatrix"
 VAULT = f"{RG}/providers/Microsoft.KeyVault/vaults/kv-matrix"
 COSMOS = f"{RG}/providers/Microsoft.DocumentDB/databaseAccounts/cosmos-matrix"
+POSTGRES = f"{RG}/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg-matrix"
 CONTAINER = "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'orders'"
 WRITE_ONLY = (
     f"((!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'}})) OR ({CONTAINER}))"
@@ -427,6 +428,57 @@ CASES: list[tuple[str, Any, dict[str, Any], str | None]] = [
         ],
         {},
         "workload 'a': roles[1]: condition: 00000000-0000-0000-0000-000000000001 at ",
+    ),
+    # Database roles on PostgreSQL flexible servers (a server, a database and its database_roles).
+    (
+        "database role not on a server",
+        [bad("a", roles=[{"scope": COSMOS, "database": "orders", "database_roles": ["pg_read_all_data"]}])],
+        {},
+        "workload 'a': roles[0]: scope: a database role is given on an Azure Database for PostgreSQL flexible server",
+    ),
+    (
+        "database role without roles",
+        [bad("a", roles=[{"scope": POSTGRES, "database": "orders"}])],
+        {},
+        "workload 'a': roles[0]: database_roles: must be a list",
+    ),
+    (
+        "database role with a role",
+        [bad("a", roles=[{"role": "Reader", "scope": POSTGRES, "database": "orders", "database_roles": ["x"]}])],
+        {},
+        "workload 'a': roles[0]: role: not with database",
+    ),
+    (
+        "database role that administers the server",
+        [bad("a", roles=[{"scope": POSTGRES, "database": "orders", "database_roles": ["azure_pg_admin"]}])],
+        {},
+        "workload 'a': roles[0]: database_roles: azure_pg_admin administers the server",
+    ),
+    (
+        "database user reserved",
+        [bad("a", roles=[{"scope": POSTGRES, "database": "d", "database_roles": ["r"], "database_user": "pg_a"}])],
+        {},
+        "workload 'a': roles[0]: database_user: pg_a: names starting with pg_ are PostgreSQL's own",
+    ),
+    (
+        "database name too long",
+        [bad("a", roles=[{"scope": POSTGRES, "database": "d" * 64, "database_roles": ["r"]}])],
+        {},
+        "workload 'a': roles[0]: database: must be a name of 1-63 bytes",
+    ),
+    (
+        "two database users on one server",
+        [
+            bad(
+                "a",
+                roles=[
+                    {"scope": POSTGRES, "database": "d", "database_roles": ["r"]},
+                    {"scope": POSTGRES, "database": "e", "database_roles": ["r"], "database_user": "b"},
+                ],
+            )
+        ],
+        {},
+        "workload 'a': roles[1]: database_user: b, where roles[0] names a on the same server",
     ),
     # Accepted by design (run in check mode).
     ("no roles: no access", [bad("a", roles=[])], {}, None),

@@ -209,3 +209,51 @@ def test_a_server_without_this_run_as_its_entra_admin_is_named_and_set_when_the_
         assert conn.execute("SELECT current_user").fetchone() == ("legacy",)
     again = run(sandbox, collections, tmp_path, [workload], database_admin_name="automation")
     assert again["changed"] is False
+
+
+def test_throttling_a_failing_arm_a_restarting_server_and_a_dropped_connection_are_lived_through(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    server_id = orders_database(sandbox, "pg-faults")
+    app = sandbox.control.create_principal(display_name="faults-app")
+    workload = {
+        "name": "faults",
+        "namespace": "faults",
+        "service_account": "api",
+        "identity_type": "application",
+        "application_id": app["client_id"],
+        "roles": [{"scope": server_id, "database": "orders", "database_roles": ["pg_read_all_data"]}],
+    }
+    host_name = host("pg-faults")
+    faults = [
+        {"operation": "flexibleServers.get", "status": 429, "retry_after": 1, "count": 2},
+        {"operation": "administrators.list", "status": 503, "count": 1},
+        # The server restarting (Azure's answer during a failover), then a connection dropped: the sign-in is tried
+        # again; a refused token would not be.
+        {"operation": "postgres.signIn", "path": host_name, "code": "57P03", "count": 1},
+        {"operation": "postgres.signIn", "path": host_name, "reset": True, "status": None, "count": 1},
+    ]
+    sandbox.control.clear_faults()
+    sandbox.control.reset_stats()
+    for fault in faults:
+        sandbox.control.add_fault(**fault)
+    try:
+        done = run(sandbox, collections, tmp_path, [workload])
+    finally:
+        sandbox.control.clear_faults()
+    operations = sandbox.control.stats()["operations"]
+    for fault in faults:  # each fault really happened, as often as asked
+        outcome = "reset" if fault.get("reset") else fault.get("code") or str(fault["status"])
+        assert operations[fault["operation"]]["by_status"].get(outcome) == fault["count"], operations
+    # Signed in: once to read the server (after the two faults), once to make the role; no more.
+    assert operations["postgres.signIn"]["by_status"]["ok"] == 2
+    assert [r["action"] for r in done["workloads"][0]["database_roles"]] == ["created"]
+    sandbox.control.reset_stats()
+    again = run(sandbox, collections, tmp_path, [workload])
+    assert again["changed"] is False
+    # A no-op: the server, its administrators, and one session, whatever the number of workloads.
+    operations = sandbox.control.stats()["operations"]
+    assert operations["flexibleServers.get"]["total"] == 1
+    assert operations["administrators.list"]["total"] == 1
+    assert operations["postgres.signIn"]["by_status"] == {"ok": 1}
+    assert list(principals(sandbox, "pg-faults")).count("faults") == 1

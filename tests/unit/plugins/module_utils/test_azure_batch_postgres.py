@@ -288,3 +288,64 @@ def estate_mark() -> str:
     from ansible_collections.workload_identity.aks.plugins.module_utils._azure_postgres import MARK
 
     return MARK
+
+
+class Credential:
+    def get_token(self, scope: str) -> Any:
+        from types import SimpleNamespace
+
+        assert scope == "https://ossrdbms-aad.database.windows.net/.default"
+        return SimpleNamespace(token="header.eyJvaWQiOiAiYWJjIn0.signature")
+
+
+def test_a_sign_in_is_tried_again_while_the_server_restarts_and_never_when_it_refuses_the_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import psycopg
+    from ansible_collections.workload_identity.aks.plugins.module_utils._azure_postgres import DatabaseClient
+    from ansible_collections.workload_identity.aks.plugins.module_utils._errors import DatabaseError
+
+    answers: list[Exception | None] = []
+    asked: list[dict[str, Any]] = []
+    pauses: list[float] = []
+
+    class Connection:
+        def close(self) -> None:
+            pass
+
+    def connect(**options: Any) -> Connection:
+        asked.append(options)
+        answer = answers.pop(0)
+        if answer is not None:
+            raise answer
+        return Connection()
+
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)  # the system's roots, unless libpq's environment names some
+    client = DatabaseClient(Credential(), connect, pauses.append)
+    restarting = 'connection to server at "10.0.0.4", port 5432 failed: FATAL:  the database system is starting up'
+    answers[:] = [
+        psycopg.OperationalError(restarting),
+        psycopg.OperationalError("server closed the connection unexpectedly"),
+        None,
+    ]
+    with client.session(HOST, "automation"):
+        pass
+    assert pauses == [1.0, 2.0] and len(asked) == 3
+    assert {asked[0][k] for k in ("sslmode", "sslrootcert", "password")} == {
+        "verify-full",
+        "system",
+        "header.eyJvaWQiOiAiYWJjIn0.signature",
+    }
+    assert client.principal()[0] == "abc"
+
+    pauses.clear()
+    answers[:] = [psycopg.OperationalError('failed: FATAL:  password authentication failed for user "automation"')]
+    with pytest.raises(DatabaseError) as refused, client.session(HOST, "automation"):
+        pass
+    assert pauses == [] and refused.value.message == 'password authentication failed for user "automation"'
+
+    answers[:] = [psycopg.OperationalError(restarting)] * 4
+    with pytest.raises(DatabaseError) as gave_up, client.session(HOST, "automation"):
+        pass
+    assert pauses == [1.0, 2.0, 4.0]
+    assert str(gave_up.value).endswith("the database system is starting up (after 4 attempts)")
