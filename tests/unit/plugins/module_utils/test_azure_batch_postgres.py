@@ -349,3 +349,36 @@ def test_a_sign_in_is_tried_again_while_the_server_restarts_and_never_when_it_re
         pass
     assert pauses == [1.0, 2.0, 4.0]
     assert str(gave_up.value).endswith("the database system is starting up (after 4 attempts)")
+
+
+def test_a_shared_identitys_database_role_another_cluster_declares_outlives_one_clusters_prune_and_teardown() -> None:
+    from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
+
+    estate = Estate()
+    shared = {"identity_name": "id-orders-shared", "identity_resource_group": "rg-ids"}
+    inventory = {
+        "aks-dev": [orders(entry(), **shared)],
+        "aks-prod": [orders(entry(ORDERS, "pg_read_all_data", "pg_write_all_data"), **shared)],
+    }
+
+    def run(cluster: str, **options: Any) -> dict[str, Any]:
+        others = [
+            {"cluster_name": c, "identity_resource_group": "rg-ids", "workloads": w}
+            for c, w in inventory.items()
+            if c != cluster
+        ]
+        peers = peers_from(others, SUB, cluster, None)
+        return run_batch(estate.engine, inventory[cluster], False, cluster=cluster, peers=peers, **options)
+
+    run("aks-dev")
+    run("aks-prod")
+    assert estate.roles() == {"orders": ["pg_read_all_data", "pg_write_all_data"]}
+    # Dev's prune keeps the membership prod declares on the identity they share; its teardown keeps the role.
+    pruned = run("aks-dev", prune=True)
+    assert [r["action"] for r in pruned["workloads"][0]["database_roles"]] == ["unchanged"]
+    run("aks-dev", state="absent")
+    assert estate.roles() == {"orders": ["pg_read_all_data", "pg_write_all_data"]}
+    # The last cluster's teardown takes it all.
+    inventory.pop("aks-dev")
+    run("aks-prod", state="absent")
+    assert estate.roles() == {}
