@@ -438,6 +438,21 @@ def test_a_revoked_database_role_is_a_finding_and_an_extra_one_is_reviewed_on_th
     review, _output = estate.verify(expect_ok=True)
 
 
+def test_a_rollout_that_signs_in_to_databases_leaks_no_token_even_with_vvv(estate: Estate) -> None:
+    """site.yml with -vvv on the demo's dev cluster, whose orders-api has a database role: the run signs in to the
+    PostgreSQL server with an Entra token as the password (and reads its roles), changes nothing, and no token (a
+    JWT) nor secret shows in its output or its reports."""
+    done = estate.playbook("playbooks/site.yml", "--limit", DEV, "-vvv")
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert re.findall(r"^aks-\w+\s+: ok=\d+\s+changed=(\d+)", output, re.M) == ["0"]
+    assert "pg-orders-dev" in output  # the database role's row is in the module's result, shown by -vvv
+    jwt = re.compile(r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.")
+    written = [f.read_text(errors="replace") for f in (estate.root / f"run-{estate.runs}").rglob("*") if f.is_file()]
+    for text in [output, *written]:
+        assert not jwt.search(text) and estate.env["AZURE_CLIENT_SECRET"] not in text
+
+
 def test_a_mistake_in_the_accepted_findings_is_named_before_any_check(estate: Estate) -> None:
     accepted = [{"workload": "order-api", "link": "roles", "reason": ""}, "assignments"]
     extra = json.dumps({"workload_identity_verify_accepted": accepted})
