@@ -180,10 +180,10 @@ def translated(operation: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:  # pylint: disable=broad-exception-caught
-        if type(exc).__module__.split(".")[0] != "psycopg":
+        if type(exc).__module__.split(".", maxsplit=1)[0] != "psycopg":
             raise
         # libpq's words at sign-in are "connection to server at ... failed: FATAL:  <the server's>": the server's.
-        text = " ".join(str(exc).split()).split("FATAL:")[-1].strip() or type(exc).__name__
+        text = " ".join(str(exc).split()).rsplit("FATAL:", maxsplit=1)[-1].strip() or type(exc).__name__
         code = getattr(exc, "sqlstate", None) or type(exc).__name__
         raise DatabaseError(text, code=code, operation=operation) from None
 

@@ -125,7 +125,7 @@ def read_order(
             except psycopg.errors.InsufficientPrivilege:
                 write = "a write refused (permission denied)"
     except psycopg.OperationalError as exc:
-        return f"refused: {str(exc).strip().split('FATAL:')[-1].strip()}"
+        return f"refused: {str(exc).strip().rsplit('FATAL:', maxsplit=1)[-1].strip()}"
     return f"reads {ORDER_ID} (total {total[0] if total else '?'}); {write}"
 
 
