@@ -77,6 +77,22 @@ class DatabaseRoles:
             self.all_servers(batch, reads)
         for server in named:
             self._server(reads, server)
+        if batch.state == "absent":
+            self._refuse_unreadable(batch, reads)
+
+    def _refuse_unreadable(self, batch: Batch, reads: Reads) -> None:
+        """Teardown of a workload whose server this run cannot read would leave its role there unseen: refused
+        before any change, with what to set (teardown sets nothing up)."""
+        problems = []
+        for workload in batch.workloads:
+            for spec in workload.database_roles:
+                state = reads.postgres_servers.get(server_key(spec.server))
+                problem = self._sign_in_problem(batch, state, may_set=False) if state is not None else None
+                if problem:
+                    where = f"cluster {batch.cluster}: workload '{workload.name}': roles[{spec.position}]: scope"
+                    problems.append(f"{where}: {problem}; its database role cannot be removed")
+        if problems:
+            raise ValidationError(problems)
 
     def _server(self, reads: Reads, server: str) -> ServerState | None:
         key = server_key(server)
@@ -104,7 +120,7 @@ class DatabaseRoles:
             if state is None:
                 problems.append(f"{at}: scope: PostgreSQL flexible server {spec.server} does not exist")
                 continue
-            problem = self._sign_in_problem(batch, state)
+            problem = self._sign_in_problem(batch, state, may_set=True)
             if problem:
                 problems.append(f"{at}: scope: {problem}")
                 continue
@@ -125,14 +141,15 @@ class DatabaseRoles:
                 f"{at}: database_user: {p}" for p in self._name_problems(batch, workload, spec, principal, state)
             )
 
-    def _sign_in_problem(self, batch: Batch, state: ServerState) -> str | None:
-        """Why this run cannot sign in to the server as its Entra administrator (None: it can, or will set it)."""
+    def _sign_in_problem(self, batch: Batch, state: ServerState, may_set: bool) -> str | None:
+        """Why this run cannot sign in to the server as its Entra administrator (None: it can, or, ``may_set``,
+        will set itself up as one with database_admin_name)."""
         if state["admin_role"] and state["unreachable"]:
             return (
                 f"PostgreSQL flexible server {state['name']} did not let this run in as its Entra administrator "
                 f"{state['admin_role']}: {state['unreachable']}"
             )
-        if state["admin_role"] or batch.database_admin_name:
+        if state["admin_role"] or (may_set and batch.database_admin_name):
             return None
         me = self.client.principal()[0] if self.client is not None else "<this run's principal>"
         group = parse_scope(state["id"]).resource_group
@@ -145,12 +162,12 @@ class DatabaseRoles:
                 f"PostgreSQL flexible server {state['name']} does not take Microsoft Entra sign-ins: enable them (az "
                 f"postgres flexible-server update --resource-group {group} --name {state['name']} "
                 f"--microsoft-entra-auth Enabled), make this run's principal an Entra administrator ({admin}), or set "
-                "database_admin_name to let the run do both"
+                "database_admin_name to let a rollout do both"
             )
         return (
             f"this run's principal ({me}) is not a Microsoft Entra administrator of PostgreSQL flexible server "
             f"{state['name']}, which only they may make database roles on: add it ({admin}), or set "
-            "database_admin_name to let the run add it"
+            "database_admin_name to let a rollout add it"
         )
 
     @staticmethod

@@ -382,3 +382,16 @@ def test_a_shared_identitys_database_role_another_cluster_declares_outlives_one_
     inventory.pop("aks-dev")
     run("aks-prod", state="absent")
     assert estate.roles() == {}
+
+
+def test_teardown_on_a_server_this_run_cannot_read_is_refused_before_any_change() -> None:
+    estate = Estate()
+    estate.run([orders(entry())])
+    estate.postgres.servers[ORDERS.lower()]["admins"].clear()  # an operator took this run's administration away
+    estate.writes.clear()
+    with pytest.raises(ValidationError) as refused:
+        estate.run([orders(entry())], state="absent", database_admin_name="automation")
+    [problem] = refused.value.problems
+    assert problem.startswith(f"cluster {CLUSTER}: workload 'orders': roles[0]: scope: this run's principal")
+    assert problem.endswith("its database role cannot be removed")
+    assert estate.writes == [] and estate.roles() == {"orders": ["pg_read_all_data"]}
