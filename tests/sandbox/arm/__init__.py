@@ -61,6 +61,10 @@ class ArmApi(
             return Route("tenants.list", "arm", self.list_tenants)
         if low and low[0] not in ("subscriptions", "providers"):
             return None
+        # {scope}/providers/Microsoft.Resources/tags/default: the Tags API at any scope
+        if len(low) >= 4 and low[-4:] == ["providers", "microsoft.resources", "tags", "default"]:
+            verb = {"GET": "get", "PUT": "put", "PATCH": "patch", "DELETE": "delete"}.get(m, "unsupported")
+            return Route(f"tags.{verb}", "arm", lambda c: self.tags_at_scope(c, segs[:-4]), sub)
         # {scope}/providers/Microsoft.Authorization/...: the last such pair wins
         for i in range(len(low) - 2, -1, -1):
             if low[i] == "providers" and low[i + 1] == AUTHZ:

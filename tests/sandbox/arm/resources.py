@@ -214,3 +214,78 @@ class ResourcesProvider(ArmBase):
                 new["location"] = str(new["location"]).lower().replace(" ", "")
             self.store.put("generic", key, {"body": new})
             return Response(200 if existing else 201, new)
+
+    # -- the Tags API at a scope ----------------------------------------------------------------------
+    def tags_at_scope(self, ctx: Context, scope_segs: list[str]) -> Response:
+        """``{scope}/providers/Microsoft.Resources/tags/default`` (Tags_GetAtScope, _CreateOrUpdateAtScope,
+        _UpdateAtScope, _DeleteAtScope) on a subscription, a resource group or a resource: the tags alone, changed
+        atomically. PATCH's ``operation``: ``Merge`` adds or updates the given names, ``Replace`` sets them whole,
+        ``Delete`` removes the given names (a given non-empty value must match the tag's). Concurrent writers of
+        different names all win, as with ARM; a PUT of the whole resource is a read-modify-write that can lose one.
+        (A subscription's own tags are not emulated.)
+        """
+        method = ctx.request.method
+        scope = _tag_scope(scope_segs)
+        action = {"GET": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}.get(method)
+        if action is None:
+            raise ApiError(405, "MethodNotAllowed", f"The method '{method}' is not allowed.")
+        self.app.authorize(ctx, f"Microsoft.Resources/tags/{action}", scope)
+        with self.store.lock:
+            kind, key, record = self._tagged(scope)
+            tags = dict(record["body"].get("tags") or {})
+            if method != "GET":
+                body = ctx.request.json_object() if method != "DELETE" else {}
+                given = _validate_tags(((body.get("properties") or {}).get("tags")) or {})
+                operation = str(body.get("operation") or ("Replace" if method == "PUT" else "")).lower()
+                if method == "DELETE":
+                    tags = {}
+                elif operation == "replace":
+                    tags = given
+                elif operation == "merge":
+                    tags = {**{k: v for k, v in tags.items() if k.lower() not in {g.lower() for g in given}}, **given}
+                elif operation == "delete":
+                    tags = {k: v for k, v in tags.items() if not _deleted(k, v, given)}
+                else:
+                    raise ApiError(
+                        400, "InvalidRequestContent", "The 'operation' must be one of Merge, Replace or Delete."
+                    )
+                if len(tags) > 50:
+                    raise ApiError(400, "InvalidTag", f"A resource can have at most 50 tags ({len(tags)} given).")
+                self.store.put(kind, key, {**record, "body": {**record["body"], "tags": tags}})
+        if method == "DELETE":
+            return Response(200, None)
+        return Response(
+            200,
+            {
+                "id": f"{scope.raw.rstrip('/')}/providers/Microsoft.Resources/tags/default",
+                "name": "default",
+                "type": "Microsoft.Resources/tags",
+                "properties": {"tags": tags},
+            },
+        )
+
+    def _tagged(self, scope: ids.Scope) -> tuple[str, str, dict[str, Any]]:
+        """The stored record a scope's tags live in: (kind, key, record); ARM's 404 when there is none."""
+        if scope.kind == "resourceGroup":
+            return "resourceGroup", scope.key, self._require_rg(scope.subscription or "", scope.resource_group or "")
+        if scope.kind != "resource":
+            raise ApiError(400, "InvalidScope", f"Tags are kept on resources and resource groups here, not {scope.raw}")
+        self._require_scope_exists(scope)
+        for kind in ("identity", "cluster", "generic"):
+            found = self.store.get(kind, scope.key)
+            if found is not None:
+                return kind, scope.key, found
+        raise self._not_found(scope.resource_type or "", "/".join(scope.names), scope.resource_group or "")
+
+
+def _tag_scope(segs: list[str]) -> ids.Scope:
+    try:
+        return ids.parse_scope("/" + "/".join(segs))
+    except ids.InvalidScope as exc:
+        raise ApiError(400, "InvalidScope", str(exc)) from exc
+
+
+def _deleted(name: str, value: str, given: dict[str, str]) -> bool:
+    """Whether Delete takes this tag: its name given (in any case), with no value or the same value."""
+    wanted = next((v for k, v in given.items() if k.lower() == name.lower()), None)
+    return wanted is not None and (wanted == "" or wanted == value)
