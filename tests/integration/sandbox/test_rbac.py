@@ -21,6 +21,8 @@ BUILT_IN = {
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
     "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
     "Managed Identity Operator": "f1a07417-d97a-45cb-824c-7a7467783830",
+    "Managed Identity Contributor": "e40ec5ca-96e0-45a2-b4ff-59039f2c2b59",
+    "Tag Contributor": "4a9ae827-6dc8-4573-8ac7-8239d42aa03f",
 }
 
 

@@ -73,3 +73,20 @@ def test_az_tag_update_merges_and_deletes_one_tag(sandbox: Sandbox, tmp_path: Pa
     assert merged["properties"]["tags"] == {"keep": "me", "wi-uses:aks-a": ""}
     az.json("tag", "update", "--resource-id", scope, "--operation", "delete", "--tags", "wi-uses:aks-a=")
     assert az.json("tag", "list", "--resource-id", scope)["properties"]["tags"] == {"keep": "me"}
+
+
+def test_the_tags_api_needs_tags_write_which_managed_identity_contributor_does_not_grant(sandbox: Sandbox) -> None:
+    from .test_rbac import assign
+
+    scope = identity(sandbox, "id-perms", {})
+    operator = sandbox.control.create_principal(display_name="identity-operator")
+    assign(sandbox, sandbox.rg_id("rg-tags"), "Managed Identity Contributor", operator["principal_id"])
+    token = str(
+        sandbox.credential(operator["client_id"], operator["client_secret"]).get_token(sandbox.url + "/.default").token
+    )
+    body = {"operation": "Merge", "properties": {"tags": {"wi-uses:aks-a": ""}}}
+    path = f"{scope}/providers/Microsoft.Resources/tags/default"
+    refused = sandbox.raw("PATCH", path, body, token=token, api_version=API)
+    assert refused.status_code == 403 and "Microsoft.Resources/tags/write" in refused.json()["error"]["message"]
+    assign(sandbox, sandbox.rg_id("rg-tags"), "Tag Contributor", operator["principal_id"])
+    assert sandbox.raw("PATCH", path, body, token=token, api_version=API).status_code == 200
