@@ -85,7 +85,8 @@ options:
             description:
               - With C(database), the existing roles the workload's database role is a member of (for example
                 V(pg_read_all_data), or a role the application's owner made). With prune, a membership no longer
-                declared is revoked (on an identity made elsewhere, only those this collection granted).
+                declared is revoked from a role this collection made; from an operator's role, only one this
+                collection granted on an identity made elsewhere (whose record says so).
               - Roles that administer the server or reach its files (V(azure_pg_admin), V(pg_read_server_files),
                 V(pg_write_server_files), V(pg_execute_server_program)) are refused unless privileged roles are
                 allowed.

@@ -272,8 +272,9 @@ class DatabaseRoles:
         keep: set[str] | frozenset[str] = frozenset(),
         only: set[str] | None = None,
     ) -> list[PrunedDatabaseRole]:
-        """The principal's memberships on every server read but those in ``keep`` (or ``only`` those), revoked; its
-        role dropped where this collection made it and nothing of it is kept."""
+        """The principal's memberships on every server read but those in ``keep`` (or ``only`` those), revoked, and its
+        role dropped, where this collection made the role and nothing of it is kept; on a role an operator made, only
+        ``only`` (what the identity's record says this collection granted)."""
         if not principal_id or principal_id == PENDING or self.client is None:
             return []
         servers = self.all_servers(batch, reads) if only is None else dict(reads.postgres_servers)
@@ -288,9 +289,13 @@ class DatabaseRoles:
             if only is not None:
                 revoke = [g for g in held if grant_key(key, g) in only]
                 drop = grant_key(key, None) in only
-            else:
+            elif ours(state, name):
                 revoke = [g for g in held if grant_key(key, g) not in keep]
                 drop = not any(k.startswith(key + "|") for k in keep)
+            else:
+                # A role an operator made: what it holds cannot be told apart from what this collection granted
+                # (no record but on an operator's identity, ``only``): it is left as it is.
+                continue
             outcome = remove_database_role(self.client, state, principal_id, revoke, drop, check_mode)
             if outcome.action == "deleted":
                 removed.append(

@@ -221,11 +221,12 @@ def test_an_operators_role_for_the_principal_is_adopted_kept_and_loses_only_what
         ["pg_read_all_data"],
     )
     assert "database_user not used" in row["notes"][0]
-    # Its identity is this collection's: prune converges its grants exactly; its role is not dropped.
+    # Its role is an operator's: what it holds cannot be told from what was granted here, so neither prune nor
+    # teardown revokes anything from it, nor drops it (verify's review lists what is not declared).
     estate.run([orders(entry(), name="billing", service_account="billing")], prune=True)
-    assert estate.roles() == {"billing_by_hand": ["pg_read_all_data"]}
+    assert estate.roles() == {"billing_by_hand": ["pg_read_all_data", "pg_write_all_data"]}
     estate.run([orders(entry(), name="billing", service_account="billing")], state="absent")
-    assert estate.roles() == {"billing_by_hand": []}
+    assert estate.roles() == {"billing_by_hand": ["pg_read_all_data", "pg_write_all_data"]}
 
 
 def test_with_database_admin_name_the_run_sets_up_a_server_and_check_mode_only_says_so() -> None:
