@@ -453,6 +453,26 @@ def test_a_rollout_that_signs_in_to_databases_leaks_no_token_even_with_vvv(estat
         assert not jwt.search(text) and estate.env["AZURE_CLIENT_SECRET"] not in text
 
 
+def test_discover_declares_the_database_role_as_the_inventory_does(estate: Estate) -> None:
+    """discover.yml on the demo's dev cluster: orders-api's database role is read on the server (as its Entra
+    administrator) and declared as the inventory declares it, with its role's name."""
+    import yaml
+
+    written = estate.root / "discovered"
+    done = estate.playbook("playbooks/discover.yml", "--limit", DEV, "-e", f"workload_identity_discover_dir={written}")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    workloads = yaml.safe_load((written / f"{DEV}.yml").read_text())["workload_identity_workloads"]
+    orders = next(w for w in workloads if w["name"] == "orders-api")
+    [database] = [r for r in orders["roles"] if "database" in r]
+    assert database == {
+        "scope": f"/subscriptions/{estate.box.subscription_id}/resourceGroups/rg-data-dev/providers/"
+        "Microsoft.DBforPostgreSQL/flexibleServers/pg-orders-dev",
+        "database": "orders",
+        "database_roles": ["pg_read_all_data"],
+        "database_user": "orders-api",
+    }
+
+
 def test_a_mistake_in_the_accepted_findings_is_named_before_any_check(estate: Estate) -> None:
     accepted = [{"workload": "order-api", "link": "roles", "reason": ""}, "assignments"]
     extra = json.dumps({"workload_identity_verify_accepted": accepted})
