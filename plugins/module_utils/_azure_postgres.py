@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import Any, TypedDict
 
 from ._azure_arm_rest import ArmRestClient
+from ._azure_errors import azure_call
 from ._errors import DatabaseError
 from ._limits import POSTGRES_AUDIENCE, POSTGRES_SERVER_TYPE
 from ._results import DatabaseRoleState, Outcome
@@ -130,7 +131,11 @@ class DatabaseClient:
         self._principal: dict[str, Any] | None = None
 
     def token(self) -> str:
-        return str(self.credential.get_token(POSTGRES_AUDIENCE + "/.default").token)
+        """An Entra token for the servers' audience (Entra's refusal leaves as AzureApiError, with its AADSTS code)."""
+        scope = POSTGRES_AUDIENCE + "/.default"
+        return str(
+            azure_call("get a token for Azure Database for PostgreSQL", lambda: self.credential.get_token(scope)).token
+        )
 
     def principal(self) -> tuple[str, str]:
         """This run's principal: (object id, tenant id), from its own token."""
