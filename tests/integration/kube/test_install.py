@@ -329,7 +329,7 @@ def test_ansible_builder_turns_the_ee_definition_into_a_context_with_everything(
     ours = [line.split("  #", 1)[0] for line in gathered["python"] if "workload_identity.aks" in line]
     assert [re.split(r"[<>=;\s]", line, maxsplit=1)[0] for line in ours] == [
         "azure-identity", "azure-mgmt-msi", "azure-mgmt-authorization", "azure-mgmt-containerservice", "kubernetes",
-        "helm-binary",
+        "psycopg[binary]", "helm-binary",
     ]  # fmt: skip
     assert any(line.startswith("ca-certificates") and "workload_identity.aks" in line for line in gathered["system"])
     assert any("kubernetes.core" in line for line in gathered["python"])
