@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import urllib.parse
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import ids
-from ..core import ApiError, Context, Response, paged
+from ..core import ApiError, Context, Response, paged, utc_now_iso
 
 if TYPE_CHECKING:
     from ..app import Sandbox
@@ -168,6 +170,45 @@ class ArmBase:
             for key, record in sorted(self.store.all("generic").items())
             if record["body"].get("type") == resource_type and ids.is_at_or_below(key, scope.key)
         ]
+
+    def _parent_of(
+        self, ctx: Context, segs: list[str], named: bool, child: tuple[str, str], error: type[ApiError] = ApiError
+    ) -> tuple[dict[str, Any], ids.Scope]:
+        """The resource a child request is under (``.../<parent>/<kind>`` to list, ``.../<kind>/<name>`` for one),
+        once the caller may do the method's action on that kind there; ARM's 404 when the parent does not exist.
+        ``child``: the parent's resource type and the child kind."""
+        resource_type, kind = child
+        scope = _scope(segs[: len(segs) - (2 if named else 1)])
+        verb = {"GET": "read", "PUT": "write", "DELETE": "delete"}.get(ctx.request.method)
+        if verb is None or (not named and verb != "read"):
+            raise error(405, "MethodNotAllowed", f"The method '{ctx.request.method}' is not allowed.")
+        self.app.authorize(ctx, f"{resource_type}/{kind}/{verb}", scope)
+        self._require_rg(scope.subscription or "", scope.resource_group or "")
+        record = self.store.get("generic", scope.key)
+        if record is None:
+            raise self._not_found(resource_type, scope.names[-1], scope.resource_group or "")
+        return dict(record["body"]), scope
+
+    def _operation_accepted(self, ctx: Context, scope: ids.Scope, where: tuple[str, str, str, str]) -> Response:
+        """A long-running write's 202, its operation stored as already succeeded: ``where`` is the store kind, the
+        provider, the location and the status segment (``operationsStatus``, ``azureAsyncOperation``...)."""
+        store_kind, provider, location, status_segment = where
+        op_id = str(uuid.uuid4())
+        self.store.put(store_kind, op_id, {"name": op_id, "status": "Succeeded", "startTime": utc_now_iso()})
+        base = f"{self.app.origin(ctx.request)}/subscriptions/{scope.subscription}/providers/{provider}"
+        version = urllib.parse.quote(ctx.request.q("api-version") or "")
+        status = f"{base}/locations/{location}/{status_segment}/{op_id}?api-version={version}"
+        result = f"{base}/locations/{location}/operationResults/{op_id}?api-version={version}"
+        return Response(202, None, {"Azure-AsyncOperation": status, "Location": result, "Retry-After": "1"})
+
+    def _operation(self, op_id: str, kind: str, store_kind: str, not_found: ApiError) -> Response:
+        """A stored operation's status (200), or its result (204, the write's own answer having been given)."""
+        op = self.store.get(store_kind, op_id.lower())
+        if op is None:
+            raise not_found
+        if kind == "operationresults":
+            return Response(204)
+        return Response(200, {"name": op["name"], "status": op["status"], "startTime": op["startTime"]})
 
     def _page(self, ctx: Context, items: list[dict[str, Any]]) -> Response:
         return Response(200, paged(items, ctx.request, self.app.origin(ctx.request), self.app.settings.page_size))

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import copy
 import re
-import urllib.parse
 import uuid
 from typing import Any
 
 from .. import ids
-from ..core import ApiError, Context, Response, utc_now_iso
+from ..core import ApiError, Context, Response
 from .common import ArmBase, _scope, _validate_tags
 
 ACCOUNT_TYPE = "Microsoft.DocumentDB/databaseAccounts"
@@ -160,21 +159,13 @@ class CosmosProvider(ArmBase):
 
     def _accepted(self, ctx: Context, scope: ids.Scope) -> Response:
         """Cosmos DB's writes are long-running: 202, and an operation that has succeeded when polled."""
-        op_id = str(uuid.uuid4())
-        self.store.put("cosmosOperation", op_id, {"name": op_id, "status": "Succeeded", "startTime": utc_now_iso()})
-        base = f"{self.app.origin(ctx.request)}/subscriptions/{scope.subscription}/providers/Microsoft.DocumentDB"
-        version = urllib.parse.quote(ctx.request.q("api-version") or "2024-11-15")
-        status = f"{base}/locations/westeurope/operationsStatus/{op_id}?api-version={version}"
-        result = f"{base}/locations/westeurope/operationResults/{op_id}?api-version={version}"
-        return Response(202, None, {"Azure-AsyncOperation": status, "Location": result, "Retry-After": "1"})
+        return self._operation_accepted(
+            ctx, scope, ("cosmosOperation", "Microsoft.DocumentDB", "westeurope", "operationsStatus")
+        )
 
     def cosmos_operation(self, ctx: Context, op_id: str, kind: str) -> Response:
-        op = self.store.get("cosmosOperation", op_id.lower())
-        if op is None:
-            raise CosmosError(404, "NotFound", f"Operation '{op_id}' not found.")
-        if kind == "operationresults":
-            return Response(204)
-        return Response(200, {"name": op["name"], "status": op["status"], "startTime": op["startTime"]})
+        not_found = CosmosError(404, "NotFound", f"Operation '{op_id}' not found.")
+        return self._operation(op_id, kind, "cosmosOperation", not_found)
 
     # -- SQL role definitions -----------------------------------------------------------------------
     def sql_role_definitions(self, ctx: Context, segs: list[str], guid: str | None) -> Response:
@@ -286,17 +277,7 @@ class CosmosProvider(ArmBase):
     # -- shared -------------------------------------------------------------------------------------
     def _account(self, ctx: Context, segs: list[str], kind: str, guid: str | None) -> dict[str, Any]:
         """The account a role request is under, authorized (reads and writes of its ``kind``)."""
-        end = len(segs) - (2 if guid is not None else 1)
-        scope = _scope(segs[:end])
-        verb = {"GET": "read", "PUT": "write", "DELETE": "delete"}.get(ctx.request.method)
-        if verb is None or (guid is None and verb != "read"):
-            raise CosmosError(405, "MethodNotAllowed", f"The method '{ctx.request.method}' is not allowed.")
-        self.app.authorize(ctx, f"{ACCOUNT_TYPE}/{kind}/{verb}", scope)
-        self._require_rg(scope.subscription or "", scope.resource_group or "")
-        record = self.store.get("generic", scope.key)
-        if record is None:
-            raise self._not_found(ACCOUNT_TYPE, scope.names[-1], scope.resource_group or "")
-        return dict(record["body"])
+        return self._parent_of(ctx, segs, guid is not None, (ACCOUNT_TYPE, kind), CosmosError)[0]
 
     @staticmethod
     def _in_account(account: dict[str, Any], scope: str, field: str) -> None:

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import copy
 import re
-import urllib.parse
-import uuid
 from typing import Any
 
 from .. import ids
 from ..core import ApiError, Context, Response, utc_now_iso
 from .common import POSTGRES_SERVER_TYPE as SERVER_TYPE
-from .common import ArmBase, _scope, _validate_tags
+from .common import ArmBase, _validate_tags
 
 DOMAIN = ".postgres.database.azure.com"
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
@@ -196,7 +194,7 @@ class PostgresProvider(ArmBase):
                 raise _invalid(
                     f"A role named '{role}' already exists on server '{server}' and is not mapped to {object_id}."
                 )
-            quoted = '"' + role.replace('"', '""') + '"'
+            quoted = _quoted(role)
             if row is None:
                 conn.execute(f"CREATE ROLE {quoted} LOGIN")
             conn.execute(f"ALTER ROLE {quoted} CREATEROLE CREATEDB")
@@ -210,7 +208,7 @@ class PostgresProvider(ArmBase):
     def _drop_admin_role(self, server: str, role: str) -> None:
         import psycopg
 
-        quoted = '"' + role.replace('"', '""') + '"'
+        quoted = _quoted(role)
         with self.app.postgres.superuser(server) as conn:
             try:
                 conn.execute(f"DROP ROLE IF EXISTS {quoted}")
@@ -237,7 +235,7 @@ class PostgresProvider(ArmBase):
                 if name not in names:
                     raise self._not_found(f"{SERVER_TYPE}/databases", f"{server['name']}/{name}", "")
                 return Response(200, _database(server, name))
-            quoted = '"' + name.replace('"', '""') + '"'
+            quoted = _quoted(name)
             if method == "DELETE":
                 if name not in names:
                     return Response(204)
@@ -255,34 +253,17 @@ class PostgresProvider(ArmBase):
     def _server_of(
         self, ctx: Context, segs: list[str], kind: str, name: str | None
     ) -> tuple[dict[str, Any], ids.Scope]:
-        end = len(segs) - (2 if name is not None else 1)
-        scope = _scope(segs[:end])
-        verb = {"GET": "read", "PUT": "write", "DELETE": "delete"}.get(ctx.request.method)
-        if verb is None or (name is None and verb != "read"):
-            raise ApiError(405, "MethodNotAllowed", f"The method '{ctx.request.method}' is not allowed.")
-        self.app.authorize(ctx, f"{SERVER_TYPE}/{kind}/{verb}", scope)
-        self._require_rg(scope.subscription or "", scope.resource_group or "")
-        record = self.store.get("generic", scope.key)
-        if record is None:
-            raise self._not_found(SERVER_TYPE, scope.names[0], scope.resource_group or "")
-        return dict(record["body"]), scope
+        return self._parent_of(ctx, segs, name is not None, (SERVER_TYPE, kind))
 
     def _pg_accepted(self, ctx: Context, scope: ids.Scope, location: str) -> Response:
-        op_id = str(uuid.uuid4())
-        self.store.put("pgOperation", op_id, {"name": op_id, "status": "Succeeded", "startTime": utc_now_iso()})
-        base = f"{self.app.origin(ctx.request)}/subscriptions/{scope.subscription}/providers/Microsoft.DBforPostgreSQL"
-        version = urllib.parse.quote(ctx.request.q("api-version") or "2026-10-01")
-        status = f"{base}/locations/{location}/azureAsyncOperation/{op_id}?api-version={version}"
-        result = f"{base}/locations/{location}/operationResults/{op_id}?api-version={version}"
-        return Response(202, None, {"Azure-AsyncOperation": status, "Location": result, "Retry-After": "1"})
+        return self._operation_accepted(
+            ctx, scope, ("pgOperation", "Microsoft.DBforPostgreSQL", location, "azureAsyncOperation")
+        )
 
     def postgres_operation(self, ctx: Context, op_id: str, kind: str) -> Response:
-        op = self.store.get("pgOperation", op_id.lower())
-        if op is None:
-            raise ApiError(404, "OperationNotFound", f"Operation '{op_id}' not found.")
-        if kind == "operationresults":
-            return Response(204)
-        return Response(200, {"name": op["name"], "status": op["status"], "startTime": op["startTime"]})
+        return self._operation(
+            op_id, kind, "pgOperation", ApiError(404, "OperationNotFound", f"Operation '{op_id}' not found.")
+        )
 
 
 def _auth_config(raw: Any, tenant: str, current: dict[str, Any] | None) -> dict[str, str]:
@@ -300,6 +281,11 @@ def _auth_config(raw: Any, tenant: str, current: dict[str, Any] | None) -> dict[
     if auth["activeDirectoryAuth"] == auth["passwordAuth"] == "Disabled":
         raise _invalid("At least one of Microsoft Entra or password authentication must be enabled.")
     return auth
+
+
+def _quoted(name: str) -> str:
+    """A PostgreSQL identifier, quoted (role and database names keep their case)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _properties(body: dict[str, Any]) -> dict[str, Any]:
