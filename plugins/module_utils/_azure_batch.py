@@ -154,7 +154,9 @@ class Workloads:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             done = list(pool.map(lambda w: self._workload(batch, w, reads, resolved, False), batch.converged_workloads))
         orphaned = remove_orphans(self.grants, batch, reads, False)
-        return batch_report(done, self._prune(batch, reads, resolved, False), orphaned)
+        result = batch_report(done, self._prune(batch, reads, resolved, False), orphaned)
+        self.identity_kind.whole_tags_warning(batch)
+        return result
 
     def _workload(
         self, batch: Batch, workload: WorkloadSpec, reads: Reads, resolved: Resolved, check_mode: bool
@@ -240,7 +242,11 @@ class Workloads:
         self._may(batch, planned, reads)
         if guard is not None:
             guard(planned)
-        return planned if check_mode else self._remove(batch, reads, False)
+        if check_mode:
+            return planned
+        result = self._remove(batch, reads, False)
+        self.identity_kind.whole_tags_warning(batch)
+        return result
 
     def _made_here(self, grant_kind: DataGrantKind, batch: Batch, workload: WorkloadSpec, reads: Reads) -> set[str]:
         """The workload's declared grants of the kind that this collection made on an operator's identity (or

@@ -21,7 +21,13 @@ from ._azure_application import (
 )
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_reads import Batch, Reads, Resolved
-from ._azure_batch_removal import Released, remove_credentials, stale_credentials, this_clusters_credentials
+from ._azure_batch_removal import (
+    Released,
+    remove_credentials,
+    stale_credentials,
+    this_clusters_credentials,
+    trusted_elsewhere,
+)
 from ._azure_batch_report import removal_result
 from ._azure_batch_shared import needed_by_others
 from ._ids import parse_scope
@@ -88,7 +94,10 @@ def remove_application(
     ours = workload.application_id is None
     if app is None or state is None:
         action = "absent"
-    elif ours and application_others(app.get("tags"), batch.cluster, batch.cluster_scope):
+    elif ours and (
+        application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
+        or _claimed_meanwhile(api, batch, app, check_mode)
+    ):
         # Other clusters still use it: only this cluster's credentials and its claim go.
         let_go = release_application(grants, api, batch, app, principal, workload.subjects, reads, check_mode)
         fics, roles, action = let_go.credentials, let_go.roles, let_go.action
@@ -151,7 +160,14 @@ def release_application(
     check_mode: bool,
 ) -> Released:
     """As the managed identities' ``release``: this cluster's credentials, then its claim; the application goes
-    whole (role assignments first) when no other claim is left by then."""
+    whole (role assignments first) when no other claim is left by then, and no credential of another issuer trusts
+    it (read afresh).
+
+    Graph has no per-item change of an application's ``tags`` (a PATCH replaces the list whole) and documents no
+    conditional update (``If-Match``) for applications: the claims are read afresh and written whole, under this
+    controller's lock. Two clusters converged at once on two nodes can lose one claim: its cluster writes it again on
+    its next run, and the credentials (Graph objects of their own, never lost that way) keep the application from
+    being deleted while a cluster signs in with it."""
     name = str(app.get("displayName"))
     listed = reads.app_fics.get(str(app["id"]), [])
     names = this_clusters_credentials(batch, listed, subjects)
@@ -166,6 +182,10 @@ def release_application(
             return Released(removed, "absent", [])
         tags = list(current.get("tags") or [])
         if not application_others(tags, batch.cluster, batch.cluster_scope):
+            parent = ApplicationFicApi(api, str(current["id"]), name)
+            fresh = [] if check_mode else parent.list_all()
+            if trusted_elsewhere(batch, f"application {name}", fresh, grants.ctx.warnings):
+                return Released(removed, "released", [])
             roles = _unassign(grants, batch, application_state(current, its_principal), reads, check_mode)
             return Released(removed, _delete(api, batch, current, its_principal, check_mode), roles)
         kept = application_without_claim(tags, batch.cluster, batch.cluster_scope)
@@ -236,7 +256,7 @@ def prune_applications(
             "purged": batch.application_purge,
         }
         others = application_others(app.get("tags"), batch.cluster, batch.cluster_scope)
-        if not others:
+        if not others and not _claimed_meanwhile(api, batch, app, check_mode):
             pruned["role_assignments"].extend(_unassign(grants, batch, state, reads, check_mode))
             _delete(api, batch, app, principal, check_mode)
             pruned["applications"].append(gone)
@@ -267,6 +287,15 @@ def prune_applications(
             pruned["federated_credentials"].append(
                 {"identity": state["display_name"], "name": row["name"], "subject": row["subject"]}
             )
+
+
+def _claimed_meanwhile(api: ApplicationApi, batch: Batch, app: dict[str, Any], check_mode: bool) -> bool:
+    """An application of ours that only this cluster claimed when the plan read it, about to be deleted: read afresh,
+    as a cluster converged elsewhere (another node, another job) may have claimed it since."""
+    if check_mode:
+        return False
+    current = api.by_unique_name(str(app.get("uniqueName")))
+    return current is not None and bool(application_others(current.get("tags"), batch.cluster, batch.cluster_scope))
 
 
 def _successor(batch: Batch, app: dict[str, Any], reads: Reads) -> WorkloadSpec | None:

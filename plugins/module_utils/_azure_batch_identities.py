@@ -22,7 +22,13 @@ from typing import Any
 from ._azure_batch_grants import RoleAssignments
 from ._azure_batch_kinds import Converged, Ensured
 from ._azure_batch_reads import PENDING, Batch, Reads, Resolved, ref_key
-from ._azure_batch_removal import Released, remove_credentials, stale_credentials, this_clusters_credentials
+from ._azure_batch_removal import (
+    Released,
+    remove_credentials,
+    stale_credentials,
+    this_clusters_credentials,
+    trusted_elsewhere,
+)
 from ._azure_batch_report import brief, identity_result, removal_result
 from ._azure_batch_roles_record import record_created_roles, remove_created_assignments
 from ._azure_batch_shared import identity_tags
@@ -43,6 +49,7 @@ from ._ownership import (
     others_claims,
     own_credential_names,
     place_described,
+    recorded_others,
     without_claim,
 )
 from ._ownership_assignments import AssignmentMark
@@ -220,7 +227,9 @@ class ManagedIdentityKind:
         before: dict[str, Any] | None = None
         if identity is None:
             action = "absent"
-        elif batch.owns(identity["tags"]) and batch.others(identity["tags"]):
+        elif batch.owns(identity["tags"]) and (
+            batch.others(identity["tags"]) or self._claimed_meanwhile(batch, identity, check_mode)
+        ):
             # Other clusters still use it: only this cluster's credentials and its claim go.
             let_go = self.release(batch, identity, workload.subjects, reads, check_mode)
             fics, roles, action = let_go.credentials, let_go.roles, let_go.action
@@ -255,31 +264,63 @@ class ManagedIdentityKind:
     ) -> Released:
         """This cluster lets go of an identity of ours that other clusters use: its credentials (for these subjects;
         all of this cluster's when None), then its claim. The identity and its role assignments stay for the others;
-        when none is left by then (they let go at the same moment), it goes whole, as the last one's."""
+        when none is left by then (they let go at the same moment), it goes whole, as the last one's.
+
+        The claim goes by name (ARM's Tags API, ``ensure_identity``), and ARM's answer is the claims left after it,
+        other writers' included: of two clusters letting go at once, the second sees none left and deletes. Before
+        deleting, the identity's credentials are listed afresh: one trusting another issuer means a cluster still
+        signs in with it (its claim lost to a writer without the Tags API, or its credential made by hand), and the
+        identity stays."""
         ref = batch.ref_of(identity)
         listed = reads.fics.get(ref_key(ref), [])
         names = this_clusters_credentials(batch, listed, subjects)
         removed = remove_credentials(IdentityFicApi(self.ctx.fics, ref), listed, names, check_mode)
-        # Another cluster may add or release its own claim at this moment: read the tags afresh, under a lock.
+        # The lock serves the whole-tags fallback on this controller; the Tags API needs none.
         with object_lock(ref.id):
             current = identity if check_mode else self.ctx.identities.get(ref)
             if current is None:
                 return Released(removed, "absent", [])
-            if not others_claims(current["tags"], batch.cluster, batch.cluster_scope):
-                roles = self.grants.remove(batch, current["principal_id"], current["name"], reads, check_mode)
-                return Released(removed, self._remove_identity(batch, current, check_mode), roles)
-            tags = without_claim(current["tags"], batch.cluster, batch.cluster_scope)
-            outcome = ensure_identity(
-                self.ctx.identities,
-                ref,
-                state="present",
-                location=None,
-                tags=tags,
-                purge_tags=True,
-                check_mode=check_mode,
-                known=current,
+            if others_claims(current["tags"], batch.cluster, batch.cluster_scope):
+                outcome = ensure_identity(
+                    self.ctx.identities,
+                    ref,
+                    state="present",
+                    location=None,
+                    tags=without_claim(current["tags"], batch.cluster, batch.cluster_scope),
+                    purge_tags=True,
+                    check_mode=check_mode,
+                    known=current,
+                )
+                action = "released" if outcome.changed or removed else "kept"
+                if check_mode or outcome.after is None:
+                    return Released(removed, action, [])
+                current = outcome.after
+                if recorded_others(current["tags"], batch.cluster, batch.cluster_scope):
+                    return Released(removed, action, [])
+            fresh = [] if check_mode else self.ctx.fics.list_all(ref)
+            if trusted_elsewhere(batch, f"identity {ref.name}", fresh, self.ctx.warnings):
+                return Released(removed, "released", [])
+            roles = self.grants.remove(batch, current["principal_id"], current["name"], reads, check_mode)
+            return Released(removed, self._remove_identity(batch, current, check_mode), roles)
+
+    def _claimed_meanwhile(self, batch: Batch, identity: IdentityState, check_mode: bool) -> bool:
+        """An identity of ours that only this cluster claimed when the plan read it, about to be deleted: read afresh,
+        as a cluster converged elsewhere (another node, another job) may have claimed it since."""
+        if check_mode:
+            return False
+        current = self.ctx.identities.get(batch.ref_of(identity))
+        return current is not None and bool(batch.others(current["tags"]))
+
+    def whole_tags_warning(self, batch: Batch) -> None:
+        """Said once a run wrote identity tags whole because ARM refused it the Tags API."""
+        groups = sorted(self.ctx.identities.whole_tags_in)
+        if groups:
+            self.ctx.warnings.append(
+                f"cluster {batch.cluster}: the automation principal may not write tags by name "
+                f"(Microsoft.Resources/tags/write) in resource group(s) {', '.join(groups)}: identity tags were "
+                "written whole, which can lose the claim of a cluster converged at the same moment on another "
+                "execution node or by another job; grant it Tag Contributor there"
             )
-        return Released(removed, "released" if outcome.changed or removed else "kept", [])
 
     def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
         outcome = ensure_identity(
@@ -320,7 +361,7 @@ class ManagedIdentityKind:
                         "workload": successor.name,
                     }
                 )
-            elif batch.others(identity["tags"]):
+            elif batch.others(identity["tags"]) or self._claimed_meanwhile(batch, identity, check_mode):
                 self._prune_shared(batch, identity, reads, check_mode, pruned)
             else:
                 pruned["role_assignments"].extend(

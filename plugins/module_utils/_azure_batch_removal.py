@@ -26,6 +26,21 @@ class Released(NamedTuple):
     roles: list[PrunedAssignment]
 
 
+def trusted_elsewhere(batch: Batch, label: str, listed: list[FederatedCredentialState], warnings: list[str]) -> bool:
+    """Before deleting an identity or application no cluster claims any more: does a credential of another issuer than
+    this cluster's (``listed``: read afresh) still trust it? Then a cluster may still sign in with it (its claim lost
+    to a writer of whole tags, or its credential made by hand): it stays, and the run says so. Credentials are objects
+    of their own, each created and deleted atomically, so unlike tags they are never lost to a concurrent writer."""
+    others = sorted({f["issuer"] for f in listed if f["issuer"] != batch.issuer_url})
+    if others:
+        warnings.append(
+            f"cluster {batch.cluster}: {label} is claimed by no cluster any more, but federated credentials of other "
+            f"issuers trust it ({', '.join(others)}): kept, as a cluster may still sign in with it; delete it by hand "
+            "once nothing uses it"
+        )
+    return bool(others)
+
+
 def this_clusters_credentials(
     batch: Batch, listed: list[FederatedCredentialState], subjects: list[str] | None
 ) -> list[str]:

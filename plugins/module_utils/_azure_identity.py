@@ -4,17 +4,27 @@
 
 One engine for the single-object module and the batch path: read, compare what the user set,
 write only on a difference, and in check mode predict the same result without writing.
+
+An existing identity's tags are changed by name through ARM's Tags API (``PATCH {id}/providers/Microsoft.Resources/
+tags/default``, ``Merge`` of what is new or changed, ``Delete`` of what goes, each atomic at ARM): another cluster's
+claim written meanwhile, from any controller, is never lost to this write, as it would be to a PUT of the whole
+identity (ARM replaces its tags whole, with no ETag). The Tags API needs ``Microsoft.Resources/tags/write``, which
+Managed Identity Contributor does not grant (Tag Contributor does): refused it, the write falls back to the PUT, and
+the resource group is recorded so the run can say so.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._azure_arm_rest import ArmRestClient
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, ValidationError
 from ._ids import IdentityRef, canonical
 from ._results import UNREAD, IdentityState, Outcome, Unread
 from ._retry import RetryPolicy
+
+TAGS_API_VERSION = "2021-04-01"
 
 
 def identity_state(model: Any) -> IdentityState:
@@ -38,6 +48,9 @@ class IdentityApi:
     def __init__(self, client: Any, policy: RetryPolicy | None = None) -> None:
         self.client = client
         self.policy = policy or RetryPolicy()
+        self.tags_api = ArmRestClient(client, TAGS_API_VERSION, self.policy)
+        # Resource groups where the Tags API was refused (tags then written whole): the caller says so.
+        self.whole_tags_in: set[str] = set()
 
     def get(self, ref: IdentityRef) -> IdentityState | None:
         try:
@@ -61,6 +74,36 @@ class IdentityApi:
             self.policy,
         )
         return identity_state(model)
+
+    def retag(self, ref: IdentityRef, before: IdentityState, wanted: dict[str, str]) -> IdentityState:
+        """An existing identity's tags made ``wanted``: by name (see the module's doc), else whole. The identity as it
+        is after, with whatever other writers changed meanwhile."""
+        current = before["tags"]
+        keep = {k.lower() for k in wanted}  # ARM compares tag names without case
+        merge = {k: v for k, v in wanted.items() if current.get(k) != v}
+        # With its value: a tag another writer changed meanwhile is not deleted (ARM matches name and value).
+        delete = {k: v for k, v in current.items() if k.lower() not in keep}
+        if ref.resource_group.lower() not in self.whole_tags_in:
+            try:
+                tags = current
+                for operation, given in (("Merge", merge), ("Delete", delete)):
+                    if given:
+                        tags = self._patch_tags(ref, operation, given)
+                return IdentityState(**{**before, "tags": tags})
+            except AzureApiError as exc:
+                if exc.status != 403:
+                    raise
+                self.whole_tags_in.add(ref.resource_group.lower())
+        return self.put(ref, before["location"], wanted)
+
+    def _patch_tags(self, ref: IdentityRef, operation: str, tags: dict[str, str]) -> dict[str, str]:
+        found = self.tags_api.send(
+            "PATCH",
+            f"{ref.id}/providers/Microsoft.Resources/tags/default",
+            f"{operation.lower()} tags of identity {ref.name}",
+            {"operation": operation, "properties": {"tags": tags}},
+        )
+        return dict((found.get("properties") or {}).get("tags") or {})
 
     def delete(self, ref: IdentityRef) -> None:
         azure_call(
@@ -134,7 +177,7 @@ def ensure_identity(
         return Outcome(False, "unchanged", before, before)
     after = IdentityState(**{**before, "tags": wanted})
     if not check_mode:
-        after = api.put(ref, before["location"], wanted)
+        after = api.retag(ref, before, wanted)
     return Outcome(True, "updated", before, after)
 
 

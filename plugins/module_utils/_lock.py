@@ -2,10 +2,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Internal to workload_identity.aks (not a public API): one writer at a time of an object's tags, per controller.
 
-Clusters sharing an identity are converged by parallel hosts (forks), each in its own process on the controller
-(the modules run with ``connection: local``, in AWX too: one execution environment per job). ARM replaces an
-identity's tags whole and has no ETag for them, so two processes that add or remove their claim at once would lose
-one of the two writes. Each takes this lock around reading the tags afresh and writing them back.
+Clusters sharing an identity are converged by parallel hosts (forks), each in its own process on the controller.
+Correctness does not rest on this lock: an identity's tags are written by name through ARM's Tags API
+(``_azure_identity``), atomic at ARM whichever node writes. It serves where tags are written whole: an identity
+when the automation may not use the Tags API (the run warns), and an application (Graph replaces its ``tags`` list
+whole), so that this controller's own forks at least never lose one another's write. Other nodes (a sliced AWX job)
+do not share it: see the deletion guards in ``_azure_batch_identities`` and ``_azure_batch_apps_removal``.
 """
 
 from __future__ import annotations

@@ -204,6 +204,15 @@ def others_claims(tags: Mapping[str, str] | None, cluster: str, scope: str | Non
     return [c for c in claims(tags) if not c.of(cluster, scope)]
 
 
+def recorded_others(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> list[Claim]:
+    """The other clusters' claims written on an identity (``wi-uses:`` tags), never the claim its marks stand for when
+    none is written: once this cluster has deleted its own claim, none written means none left (of two clusters
+    letting go at once, the marks are not a third)."""
+    if not made_by_collection(tags):
+        return []
+    return [c for c in _claims_in(tags or {}, None) if not c.of(cluster, scope)]
+
+
 def made_for(tags: Mapping[str, str] | None, cluster: str, scope: str | None = None) -> bool:
     """Made by this collection for this very cluster (the first to use it), whoever uses it now."""
     return (

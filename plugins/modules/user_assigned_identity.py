@@ -31,6 +31,10 @@ options:
   tags:
     description:
       - Tags to set. Unset, the identity's tags are left alone.
+      - An existing identity's tags are changed by name, through ARM's Tags API (C(Merge) of those added or changed,
+        C(Delete) of those removed), so that tags another writer sets at the same moment stay. That needs
+        C(Microsoft.Resources/tags/write) (I(Tag Contributor)), which I(Managed Identity Contributor) does not grant;
+        refused it, the module writes the identity's tags whole, as one PUT, and warns.
     type: dict
   purge_tags:
     description:
@@ -152,6 +156,12 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
+    if api.whole_tags_in:
+        module.warn(
+            f"identity {ref.name}: the Tags API was refused (Microsoft.Resources/tags/write); its tags were written "
+            "whole, which can undo a tag another writer set at the same moment: grant Tag Contributor on "
+            f"{ref.resource_group}"
+        )
     module.exit_outcome(outcome, "identity")
 
 

@@ -60,9 +60,26 @@ class Writes(list[tuple[str, ...]]):
 
 
 class FakeIdentities(IdentityApi):
-    def __init__(self, writes: Writes) -> None:
+    """ARM's identities, and its Tags API on them (``refuse_tags``: the automation may not write tags by name)."""
+
+    def __init__(self, writes: Writes, refuse_tags: bool = False) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.writes = writes
+        self.whole_tags_in: set[str] = set()
+        self.refuse_tags = refuse_tags
+
+    def _patch_tags(self, ref: IdentityRef, operation: str, tags: dict[str, str]) -> dict[str, str]:
+        if self.refuse_tags:
+            raise AzureApiError("does not have authorization", status=403, code="AuthorizationFailed")
+        self.writes.append(("identity", f"tags {operation.lower()}", ref.name))
+        item = self.items[ref.id.lower()]
+        current = dict(item["tags"])  # a new dict, as ARM's answer is: what callers hold keeps what they read
+        if operation == "Merge":
+            current.update(tags)
+        else:
+            current = {k: v for k, v in current.items() if k not in tags or (tags[k] and tags[k] != v)}
+        self.items[ref.id.lower()] = {**item, "tags": current}
+        return dict(current)
 
     def get(self, ref: IdentityRef) -> Any:
         return self.items.get(ref.id.lower())

@@ -7,6 +7,7 @@ Asserted: the decisions and the writes (counted), never time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -112,8 +113,11 @@ class Estate:
         if read_together is not None:
             read_together.wait(timeout=30)
         if batch.state == "absent":
-            return dict(engine.remove(batch, reads, check_mode))
-        return dict(engine.converge(batch, reads, check_mode, workers=2))
+            result = dict(engine.remove(batch, reads, check_mode))
+        else:
+            result = dict(engine.converge(batch, reads, check_mode, workers=2))
+        self.warnings = list(engine.warnings)
+        return result
 
     def identity(self) -> dict[str, Any] | None:
         return self.identities.items.get(SHARED.id.lower())
@@ -357,6 +361,98 @@ def test_two_clusters_letting_go_at_once_leave_no_identity_behind() -> None:
     assert estate.identity() is None and estate.roles.items == []
 
 
+def meanwhile(estate: Estate, change: Callable[[dict[str, Any]], dict[str, Any]], after: str = "get") -> None:
+    """Another writer (another node's host, or another job) changes the shared identity right after this run's next
+    read of it (``after``: ``get``, a fresh read before a write; ``list_all``, the plan's read), before this run
+    writes: ``change`` takes the identity and returns it changed, as ARM's Tags API would (atomically, by name)."""
+    original = getattr(estate.identities, after)
+
+    def read(*args: Any) -> Any:
+        found = original(*args)
+        setattr(estate.identities, after, original)
+        key = SHARED.id.lower()
+        estate.identities.items[key] = change(estate.identities.items[key])
+        return found
+
+    setattr(estate.identities, after, read)
+
+
+def claimed_by(cluster: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda identity: {**identity, "tags": {**identity["tags"], f"wi-uses:{cluster}": f"{SUB}/rg-{cluster}"}}
+
+
+def test_a_claim_written_meanwhile_from_another_node_is_kept_by_name_and_lost_to_a_whole_tags_write() -> None:
+    for refused in (False, True):
+        estate = Estate()
+        estate.identities.refuse_tags = refused
+        estate.inventory = {"aks-blue": [orders()], "aks-green": [orders()]}
+        estate.run("aks-blue", ("aks-blue",))
+        meanwhile(estate, claimed_by("aks-red"))  # read by green, then red claims it: green's write must keep it
+        estate.run("aks-green", ("aks-green",))
+        expected = ["aks-blue", "aks-green"] + ([] if refused else ["aks-red"])
+        assert estate.claimed() == expected
+        whole = [w for w in estate.warnings if "may not write tags by name" in w]
+        assert whole == (
+            [
+                "cluster aks-green: the automation principal may not write tags by name "
+                "(Microsoft.Resources/tags/write) in resource group(s) rg-ids: identity tags were written whole, which "
+                "can lose the claim of a cluster converged at the same moment on another execution node or by another "
+                "job; grant it Tag Contributor there"
+            ]
+            if refused
+            else []
+        )
+
+
+def test_the_second_of_two_letting_go_from_two_nodes_sees_no_claim_left_in_arms_answer_and_deletes() -> None:
+    estate = Estate()
+    both_converged(estate)
+    green = fic_name("aks-green", SUBJECT).lower()
+
+    def green_lets_go(identity: dict[str, Any]) -> dict[str, Any]:
+        estate.fics.items[SHARED.id.lower()].pop(green)
+        return {**identity, "tags": {k: v for k, v in identity["tags"].items() if k != "wi-uses:aks-green"}}
+
+    meanwhile(estate, green_lets_go)  # blue reads green's claim, which goes before blue's own does
+    blue = estate.run("aks-blue", state="absent")
+    assert blue["workloads"][0]["identity"]["action"] == "deleted"
+    assert estate.identity() is None and estate.roles.items == []
+
+
+def test_an_identity_a_cluster_still_signs_in_with_is_never_deleted_though_its_claim_was_lost() -> None:
+    estate = Estate()
+    both_converged(estate)
+    # Green's claim lost to a whole-tags write on another node (one without the Tags API); its credential stays.
+    meanwhile(estate, lambda i: {**i, "tags": {k: v for k, v in i["tags"].items() if k != "wi-uses:aks-green"}})
+    blue = estate.run("aks-blue", state="absent")
+    assert blue["workloads"][0]["identity"]["action"] == "released"
+    assert estate.identity() is not None and len(estate.roles.items) == 1
+    assert estate.credentials() == {fic_name("aks-green", SUBJECT): issuer("aks-green")}
+    assert estate.warnings[-1] == (
+        "cluster aks-blue: identity id-orders is claimed by no cluster any more, but federated credentials of other "
+        f"issuers trust it ({issuer('aks-green')}): kept, as a cluster may still sign in with it; delete it by hand "
+        "once nothing uses it"
+    )
+
+
+def test_an_identity_claimed_from_another_node_after_the_plan_read_it_is_released_not_deleted() -> None:
+    for prune in (False, True):
+        estate = Estate()
+        estate.inventory = {"aks-blue": [orders()]}
+        estate.run("aks-blue", ("aks-blue",))
+        if prune:
+            estate.inventory["aks-blue"] = []
+        meanwhile(estate, claimed_by("aks-red"), after="list_all")
+        done = estate.run("aks-blue", ("aks-blue",), **({"prune": True} if prune else {"state": "absent"}))
+        assert estate.identity() is not None and estate.claimed() == ["aks-red"]
+        assert len(estate.roles.items) == 1  # red's to keep
+        if prune:
+            assert [r["name"] for r in done["pruned"]["released"]] == ["id-orders"]
+            assert done["pruned"]["identities"] == []
+        else:
+            assert done["workloads"][0]["identity"]["action"] == "released"
+
+
 def orders_app(*roles: dict[str, str]) -> dict[str, Any]:
     return {
         "name": "orders",
@@ -497,3 +593,50 @@ def test_a_cluster_deleted_without_teardown_is_reported_then_released_with_its_c
     estate.clusters.asked.clear()
     assert not estate.run("aks-blue", release=True)["changed"]
     assert estate.clusters.asked == []  # no other claim left to ask about
+
+
+def test_an_application_a_cluster_still_signs_in_with_is_never_deleted_though_its_claim_was_lost() -> None:
+    """Graph writes an application's tags whole: green's claim lost to a writer on another node, after blue's plan
+    read it and before blue's fresh read; green's credential (an object of its own) keeps the application."""
+    estate = Estate()
+    estate.inventory = {c: [orders_app()] for c in CLUSTERS}
+    both_converged(estate)
+    app = next(iter(estate.apps.apps.values()))
+    original = estate.apps.by_unique_name
+    reads: list[str] = []
+
+    def lost_meanwhile(unique_name: str) -> Any:
+        reads.append(unique_name)
+        if len(reads) == 2:  # the plan's read, then the fresh one before the release writes
+            app["tags"] = [t for t in app["tags"] if not t.startswith("wi-uses:aks-green")]
+        return original(unique_name)
+
+    estate.apps.by_unique_name = lost_meanwhile  # type: ignore[method-assign]
+    blue = estate.run("aks-blue", state="absent")
+    assert blue["workloads"][0]["identity"]["action"] == "released"
+    assert list(estate.apps.apps) == [app["id"]] and len(estate.roles.items) == 1
+    assert list(estate.apps.fics[app["id"]]) == [fic_name("aks-green", SUBJECT).lower()]
+    assert estate.warnings[-1].startswith(
+        "cluster aks-blue: application wi-orders-shared is claimed by no cluster any more, but federated credentials "
+        f"of other issuers trust it ({issuer('aks-green')}): kept"
+    )
+
+
+def test_an_application_claimed_from_another_node_after_the_plan_read_it_is_released_not_deleted() -> None:
+    estate = Estate()
+    estate.inventory = {"aks-blue": [orders_app()]}
+    estate.run("aks-blue", ("aks-blue",))
+    app = next(iter(estate.apps.apps.values()))
+    original = estate.apps.marked
+
+    def claimed_meanwhile(tag: str) -> Any:
+        found = original(tag)
+        estate.apps.marked = original  # type: ignore[method-assign]
+        app["tags"] = [*app["tags"], f"wi-uses:aks-red={SUB}/rg-aks-red".lower()]
+        return found
+
+    estate.apps.marked = claimed_meanwhile  # type: ignore[method-assign]
+    estate.inventory["aks-blue"] = []
+    done = estate.run("aks-blue", ("aks-blue",), prune=True)
+    assert done["pruned"]["applications"] == [] and list(estate.apps.apps) == [app["id"]]
+    assert [t for t in app["tags"] if t.startswith("wi-uses:")] == [f"wi-uses:aks-red={SUB}/rg-aks-red".lower()]
