@@ -7,7 +7,7 @@ AZ_CLI_VERSION := 2.91.0
 AZ_CLI := .tools/azcli/bin/az
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: setup tools kube browser postgres shellcheck bench bench-peer test test-full lint sanity unit integration matrix matrix-oldest matrix-oldest-static matrix-oldest-rollout docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
+.PHONY: setup tools kube browser postgres shellcheck bench bench-peer bench-fleet test test-full lint sanity unit integration matrix matrix-oldest matrix-oldest-static matrix-oldest-rollout docs importer changelog demo sandbox-up sandbox-down sandbox-status sandbox-reset clean
 
 setup: $(STAMP)
 
@@ -138,8 +138,14 @@ demo: setup tools kube postgres
 ## tests/output (about 35 minutes; BENCH_SIZES=10,50 for a shorter one)
 BENCH_SIZES ?= 10,50,200,1000
 BENCH_REPEAT ?= 3
+BENCH_FLEET_ARGS ?=
 bench: setup tools kube $(VENV)/.bench-installed
 	@$(BIN)/python -m tests.benchmark --sizes $(BENCH_SIZES) --repeat $(BENCH_REPEAT)
+
+## bench-fleet: a fleet (24 clusters of 40 workloads, 2 subscriptions, shared identities) rolled out whole and
+## sliced in 2 and 4 as AWX slices a job: cold, no-op, one change, teardown (about an hour on 2 cores)
+bench-fleet: setup tools kube $(VENV)/.bench-installed
+	@$(BIN)/python -m tests.benchmark.fleet $(BENCH_FLEET_ARGS)
 
 $(VENV)/.bench-installed: tests/benchmark/requirements.txt $(STAMP)
 	@$(BIN)/pip install -q -r tests/benchmark/requirements.txt && touch $@

@@ -124,11 +124,19 @@ class ManagedIdentityKind:
         known = reads.identity(ref)
         # Identities made elsewhere are used as they are; only ours carry (and keep) our tags.
         ours = known is None or made_by_collection(known["tags"])
-        # Another cluster's host may write this identity's tags at the same time: read them afresh, under a lock.
-        shared = ours and bool(batch.sharing(workload) or (known and batch.others(known["tags"])))
+        # Another cluster's host may write this identity's tags at the same time: read them afresh, under a lock. So
+        # is one named explicitly that the plan found missing: a cluster this run does not know of (another slice of
+        # the job, another job) may have made it since; made meanwhile, it is claimed, not made again (a second PUT
+        # would replace the first one's tags, its claim with them).
+        shared = ours and bool(
+            batch.sharing(workload)
+            or (known and batch.others(known["tags"]))
+            or (known is None and not workload.named_by_default)
+        )
         with object_lock(ref.id) if shared and not check_mode else nullcontext():
             if shared and not check_mode:
                 known = self.ctx.identities.get(ref)
+                ours = known is None or made_by_collection(known["tags"])
             identity, moved = self._identity(batch, workload, ref, known, ours, check_mode)
         notes: list[str] = [reads.continued[workload.name]] if workload.name in reads.continued else []
         notes += shared_notes(

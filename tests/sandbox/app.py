@@ -133,25 +133,6 @@ class Sandbox:
     def seed_resources(self) -> None:
         """The subscription, its root management group and the admin principal (Owner)."""
         admin = self.store.meta("admin")
-        sub = self.subscription_id
-        self.store.put(
-            "subscription",
-            ids.norm(f"/subscriptions/{sub}"),
-            {
-                "id": f"/subscriptions/{sub}",
-                "subscriptionId": sub,
-                "tenantId": self.tenant_id,
-                "displayName": "Sandbox subscription",
-                "state": "Enabled",
-                "authorizationSource": "RoleBased",
-                "managedByTenants": [],
-                "subscriptionPolicies": {
-                    "locationPlacementId": "Public_2014-09-01",
-                    "quotaId": "PayAsYouGo_2014-09-01",
-                    "spendingLimit": "Off",
-                },
-            },
-        )
         self.store.put(
             "principal",
             "principal/" + admin["principal_id"],
@@ -168,16 +149,46 @@ class Sandbox:
                 "graph_roles": [GRAPH_ALL],
             },
         )
+        self._put_subscription(self.subscription_id, "Sandbox subscription", SEED_ASSIGNMENT)
+
+    def add_subscription(self, display_name: str) -> str:
+        """Another subscription of the tenant (under its root management group), the admin principal its Owner, as a
+        fleet spread over subscriptions has: ARM's buckets are per subscription and principal. Wiped by reset."""
+        sub = str(uuid.uuid4())
+        with self.store.transaction():
+            self._put_subscription(sub, display_name, str(uuid.uuid4()))
+        return sub
+
+    def _put_subscription(self, sub: str, display_name: str, owner_assignment: str) -> None:
+        admin = self.store.meta("admin")
+        self.store.put(
+            "subscription",
+            ids.norm(f"/subscriptions/{sub}"),
+            {
+                "id": f"/subscriptions/{sub}",
+                "subscriptionId": sub,
+                "tenantId": self.tenant_id,
+                "displayName": display_name,
+                "state": "Enabled",
+                "authorizationSource": "RoleBased",
+                "managedByTenants": [],
+                "subscriptionPolicies": {
+                    "locationPlacementId": "Public_2014-09-01",
+                    "quotaId": "PayAsYouGo_2014-09-01",
+                    "spendingLimit": "Off",
+                },
+            },
+        )
         scope = f"/subscriptions/{sub}"
         from .arm import assignment_record
 
         self.store.put(
             "roleAssignment",
-            ids.norm(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{SEED_ASSIGNMENT}"),
+            ids.norm(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{owner_assignment}"),
             assignment_record(
                 sub,
                 scope,
-                SEED_ASSIGNMENT,
+                owner_assignment,
                 OWNER,
                 admin["principal_id"],
                 "ServicePrincipal",
@@ -190,7 +201,7 @@ class Sandbox:
 
     def management_groups_of(self) -> dict[str, list[str]]:
         root = ids.norm(f"/providers/Microsoft.Management/managementGroups/{self.tenant_id}")
-        return {self.subscription_id.lower(): [root]}
+        return {str(r["subscriptionId"]).lower(): [root] for r in self.store.all("subscription").values()}
 
     def reset(self) -> None:
         """Wipe every resource (keep the tenant, subscription and admin principal)."""

@@ -84,6 +84,10 @@ class SandboxClient:
         }
         return dict(self.call("POST", "/_sandbox/principals", spec))
 
+    def add_subscription(self, display_name: str) -> str:
+        """Another subscription of the tenant, the admin principal its Owner."""
+        return str(self.call("POST", "/_sandbox/subscriptions", {"display_name": display_name})["subscription_id"])
+
     def seed_cluster(self, resource_group: str, name: str, **options: Any) -> dict[str, Any]:
         return dict(
             self.call("POST", "/_sandbox/clusters", {"resource_group": resource_group, "name": name, **options})

@@ -70,19 +70,24 @@ class ControlApi:
                 return Response(201, self.create_principal(ctx.request.json_object()))
             if len(low) == 3 and low[0] == "principals" and low[2] == "graph-roles" and m == "PUT":
                 return Response(200, self.set_graph_roles(segs[1], ctx.request.json_object().get("roles") or []))
+            if low == ["subscriptions"] and m == "POST":
+                name = str(ctx.request.json_object().get("display_name") or "Sandbox subscription")
+                return Response(201, {"subscription_id": app.add_subscription(name)})
             if low == ["clusters"] and m == "POST":
                 return Response(201, self.seed_cluster(ctx.request.json_object()))
             if low == ["clusters"] and m == "GET":
                 return Response(200, {"value": [self._cluster_info(r) for r in app.store.all("cluster").values()]})
             if len(low) == 3 and low[0] == "clusters":
-                key = ids.norm(
-                    f"/subscriptions/{app.subscription_id}/resourceGroups/{segs[1]}/providers/"
-                    f"Microsoft.ContainerService/managedClusters/{segs[2]}"
-                )
-                record = app.arm._settle(key)
-                if record is None:
-                    raise ApiError(404, "ResourceNotFound", f"No sandbox cluster {segs[1]}/{segs[2]}.")
-                return Response(200, self._cluster_info(record, with_key=True))
+                # In whichever subscription it is (a resource group's name is the caller's to keep unique).
+                for sub in (str(r["subscriptionId"]) for r in app.store.all("subscription").values()):
+                    key = ids.norm(
+                        f"/subscriptions/{sub}/resourceGroups/{segs[1]}/providers/"
+                        f"Microsoft.ContainerService/managedClusters/{segs[2]}"
+                    )
+                    record = app.arm._settle(key)
+                    if record is not None:
+                        return Response(200, self._cluster_info(record, with_key=True))
+                raise ApiError(404, "ResourceNotFound", f"No sandbox cluster {segs[1]}/{segs[2]}.")
         except (TypeError, ValueError, KeyError) as exc:
             raise ApiError(400, "BadRequest", f"Bad control request: {exc}") from exc
         raise ApiError(404, "NotFound", f"No control endpoint {m} /_sandbox/{'/'.join(segs)}.")
@@ -160,9 +165,12 @@ class ControlApi:
         raise ValueError(f"unknown role {role!r}")
 
     def seed_cluster(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """An existing AKS cluster, as if made in the portal: issuer off unless asked."""
+        """An existing AKS cluster, as if made in the portal: issuer off unless asked; in the sandbox's subscription
+        unless ``subscription_id`` names another (``POST /_sandbox/subscriptions``)."""
         app = self.app
-        sub = app.subscription_id
+        sub = str(spec.get("subscription_id") or app.subscription_id)
+        if app.store.get("subscription", ids.norm(f"/subscriptions/{sub}")) is None:
+            raise ApiError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
         rg, name = spec["resource_group"], spec["name"]
         location = spec.get("location", "westeurope")
         store = app.store

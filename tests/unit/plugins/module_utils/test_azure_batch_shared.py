@@ -435,6 +435,34 @@ def test_an_identity_a_cluster_still_signs_in_with_is_never_deleted_though_its_c
     )
 
 
+def test_an_identity_another_slice_makes_after_the_plan_found_none_is_claimed_not_made_again() -> None:
+    """Two clusters in two slices of one job (neither knows the other): both plans find no identity; blue's slice
+    makes it first; green's run reads it afresh before making it, and claims it by name instead of a second PUT that
+    would replace blue's tags (blue's claim with them)."""
+    estate = Estate()
+    slices = {"aks-blue": {"aks-blue": [orders()]}, "aks-green": {"aks-green": [orders()]}}  # each its own inventory
+    estate.inventory = slices["aks-green"]
+    original = estate.identities.list_all
+
+    def blue_makes_it_meanwhile(resource_group: str | None) -> Any:
+        found = original(resource_group)
+        estate.identities.list_all = original  # type: ignore[method-assign]
+        estate.inventory = slices["aks-blue"]
+        estate.run("aks-blue", ("aks-blue",))
+        estate.inventory = slices["aks-green"]
+        return found
+
+    estate.identities.list_all = blue_makes_it_meanwhile  # type: ignore[method-assign]
+    estate.writes.clear()
+    green = estate.run("aks-green", ("aks-green",))
+    assert estate.claimed() == ["aks-blue", "aks-green"]
+    assert [w for w in estate.writes if w[0] == "identity"].count(("identity", "put", "id-orders")) == 1  # blue's
+    assert green["workloads"][0]["identity"]["action"] == "updated"
+    assert not estate.run("aks-green", ("aks-green",))["changed"]
+    estate.inventory = slices["aks-blue"]
+    assert not estate.run("aks-blue", ("aks-blue",))["changed"]
+
+
 def test_an_identity_claimed_from_another_node_after_the_plan_read_it_is_released_not_deleted() -> None:
     for prune in (False, True):
         estate = Estate()
