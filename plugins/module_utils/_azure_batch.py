@@ -187,9 +187,10 @@ class Workloads:
             rows = self._data_grants(grant_kind, batch, workload, (ensured, label), reads, check_mode, (seen, planned))
             if rows is not None:
                 data[grant_kind.report_key] = rows
-        # On an identity made elsewhere, what this run created (assignments and entries) is recorded on it.
+        # Once the workload's writes are done: on an identity made elsewhere, what this run created (assignments and
+        # entries) is recorded on it; on one just made under an explicit name, its claim confirmed.
         records = [r for k in self.data_grants for r in k.to_record(data.get(k.report_key, []))]
-        kind.record_created_roles(batch, workload, ensured, roles + records, check_mode)
+        kind.settle(batch, workload, ensured, roles + records, check_mode)
         identity = kind.result(workload, ensured)
         planned[kind.label] = kind.brief(ensured.after)
         changed = (

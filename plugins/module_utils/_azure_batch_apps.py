@@ -293,7 +293,7 @@ class ApplicationKind:
             )
         return outcome, (app, principal)
 
-    def record_created_roles(
+    def settle(
         self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
     ) -> None:
         """An operator's application records the assignments this run created, so teardown removes only those.

@@ -48,6 +48,7 @@ from ._ownership import (
     made_by_collection,
     others_claims,
     own_credential_names,
+    owned_by,
     place_described,
     recorded_others,
     without_claim,
@@ -209,15 +210,41 @@ class ManagedIdentityKind:
         )
         return outcome, notes
 
-    def record_created_roles(
+    def settle(
         self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
     ) -> None:
-        if ensured.ours or ensured.after is None:
+        if ensured.ours:
+            self._confirm_claim(batch, workload, ensured, check_mode)
+            return
+        if ensured.after is None:
             return
         ensured.outcome = record_created_roles(
             self.grants, batch, workload, ensured.known, ensured.outcome, roles, check_mode
         )
         ensured.after = dict(ensured.outcome.after) if ensured.outcome.after is not None else None
+
+    def _confirm_claim(self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, check_mode: bool) -> None:
+        """An identity this run made under an explicit name, its credentials and grants written since: read again.
+        A cluster this run does not know of (another slice, another job) that found it missing at the same moment
+        made it too, and its PUT replaced the tags, this cluster's claim with them: written again, by name. (The
+        claim of whichever PUT came first is lost only if the other's lands after this read: one workload's writes
+        later, not one round trip.)"""
+        if check_mode or ensured.outcome.action != "created" or workload.named_by_default or ensured.known is None:
+            return
+        current = self.ctx.identities.get(ensured.known)
+        if current is None or owned_by(current["tags"], batch.cluster, batch.cluster_scope):
+            return
+        outcome = ensure_identity(
+            self.ctx.identities,
+            ensured.known,
+            state="present",
+            location=None,
+            tags=identity_tags(batch, workload, current["tags"]),
+            purge_tags=True,
+            check_mode=False,
+            known=current,
+        )
+        ensured.after = dict(outcome.after) if outcome.after is not None else ensured.after
 
     def brief(self, state: Any) -> dict[str, Any] | None:
         return brief(state)

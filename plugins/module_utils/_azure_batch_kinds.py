@@ -6,9 +6,10 @@
 app registration, an application and its service principal (``_azure_batch_apps``). Each kind answers the same few
 questions, so that converging one workload is one flow (``_azure_batch.Workloads``): what only Azure can tell before
 any write (``check``), its identity ensured and what trusting a subject and granting a role need of it (``ensure``
-returns ``Ensured``), the record of what was granted on an identity the collection did not make
-(``record_created_roles``), how the result reports it (``brief``, ``result``), and letting go of it: the workload
-removed (``remove``), what the list no longer declares (``prune``).
+returns ``Ensured``), what it does once the workload's writes are done (``settle``: the record of what was granted
+on an identity the collection did not make; the claim on one just made, confirmed), how the result reports it
+(``brief``, ``result``), and letting go of it: the workload removed (``remove``), what the list no longer declares
+(``prune``).
 
 **Grant kinds.** What gives a principal access (``_azure_batch_grants.RoleAssignments`` is the first). A grant kind
 knows its scope and how it is read in bulk (with the subscription's reads, before planning), checks every declared
@@ -72,10 +73,11 @@ class IdentityKind(Protocol):
     def ensure(self, batch: Batch, workload: WorkloadSpec, reads: Reads, check_mode: bool) -> Ensured:
         """Its identity (or application) made or kept as declared, and what trusting and granting need of it."""
 
-    def record_created_roles(
+    def settle(
         self, batch: Batch, workload: WorkloadSpec, ensured: Ensured, roles: list[RoleAssignmentRow], check_mode: bool
     ) -> None:
-        """On one the collection did not make: which grants it created, so that teardown removes only those."""
+        """Once the workload's writes are done. On one the collection did not make: which grants it created, so that
+        teardown removes only those. On one it just made under an explicit name: its claim is still there."""
 
     def brief(self, state: Any) -> dict[str, Any] | None:
         """What a diff shows of it: what a user can change, not the ids Azure assigns."""

@@ -50,6 +50,7 @@ class RetryPolicy:
     max_delay: float = 30.0
     principal_wait: float = 120.0  # total seconds to wait for a new principal to replicate
     conflict_attempts: int = 10  # for conflicts another writer caused
+    throttle_backoff: float = 4.0  # the most a 429's Retry-After is stretched by, as one call is throttled again
 
 
 def decide(error: ApiError, attempt: int, elapsed: float, policy: RetryPolicy) -> float | None:
@@ -68,6 +69,12 @@ def decide(error: ApiError, attempt: int, elapsed: float, policy: RetryPolicy) -
         return None
     if error.retry_after is not None:
         delay = float(min(max(error.retry_after, 0.0), policy.max_delay * 2))
+        if error.status == 429:
+            # Throttled: every caller sharing the bucket (the forks and workers of a fleet's run, per subscription and
+            # principal) was told about the same moment, and retrying all at once spends the bucket's refill on more
+            # 429s. Each retry of one call waits longer (up to throttle_backoff times what the server asks), jittered:
+            # never sooner than asked, and the retries spread out.
+            delay *= min(2.0 ** (attempt - 1), policy.throttle_backoff) * random.uniform(1.0, 1.5)
     else:
         delay = min(policy.max_delay, policy.base_delay * float(2 ** min(attempt - 1, 16)))
     return delay if elapsed + delay <= policy.budget else None

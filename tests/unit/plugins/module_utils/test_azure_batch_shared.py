@@ -463,6 +463,27 @@ def test_an_identity_another_slice_makes_after_the_plan_found_none_is_claimed_no
     assert not estate.run("aks-blue", ("aks-blue",))["changed"]
 
 
+def test_two_slices_making_one_identity_in_the_same_instant_both_keep_their_claim() -> None:
+    """Both find it missing, even when read again: blue's PUT lands just after green's and replaces its tags (ARM's
+    PUT has no create-only condition). Green, its credential and grants written, reads it again and claims it anew."""
+    estate = Estate()
+    estate.inventory = {"aks-green": [orders()]}  # green's slice; blue is in another
+    original = estate.identities.put
+
+    def blue_puts_right_after(ref: IdentityRef, location: str, tags: dict[str, str]) -> Any:
+        made = original(ref, location, tags)
+        estate.identities.put = original  # type: ignore[method-assign]
+        blue = identity_marks("aks-blue", "shop", "orders", "orders", cluster_scope(SUB, "rg-aks-blue"))
+        original(ref, location, {**blue, **format_mark(), "wi-uses:aks-blue": f"{SUB}/rg-aks-blue".lower()})
+        return made
+
+    estate.identities.put = blue_puts_right_after  # type: ignore[method-assign]
+    done = estate.run("aks-green", ("aks-green",))
+    assert estate.claimed() == ["aks-blue", "aks-green"]
+    assert done["workloads"][0]["identity"]["action"] == "created"
+    assert not estate.run("aks-green", ("aks-green",))["changed"]
+
+
 def test_an_identity_claimed_from_another_node_after_the_plan_read_it_is_released_not_deleted() -> None:
     for prune in (False, True):
         estate = Estate()

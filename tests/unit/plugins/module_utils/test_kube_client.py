@@ -120,7 +120,8 @@ def test_conflicts_and_throttling_are_retried_then_given_up() -> None:
     client = KubeClient(api, RetryPolicy(), sleep=sleeps.append)
     client.patch("/apis/apps/v1/namespaces/a/deployments/b", {"spec": {}}, "bound Deployment a/b")
     assert len(api.sent) == 3 and client.requests == 3
-    assert len(sleeps) == 2 and sleeps[1] == 7  # the API server's Retry-After, honoured
+    # The API server's Retry-After, honoured: at least 7 s, stretched as the call's second retry (2x) and jittered.
+    assert len(sleeps) == 2 and 14 <= sleeps[1] <= 21
     exists = ScriptedApiClient([(409, {"reason": "AlreadyExists", "message": 'serviceaccounts "x" already exists'})])
     with pytest.raises(KubeApiError) as raised:
         KubeClient(exists, RetryPolicy(), sleep=sleeps.append).create(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from ansible_collections.workload_identity.aks.plugins.module_utils import _retry as retry
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_errors import azure_call, translate
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError, KubeApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._retry import (
@@ -25,7 +26,8 @@ def error(status: int | None, code: str | None = None, retry_after: float | None
 
 def test_retry_decisions() -> None:
     policy = RetryPolicy(budget=10, base_delay=1, max_delay=30, principal_wait=20, conflict_attempts=4)
-    assert decide(error(429, retry_after=7), 1, 0, policy) == 7
+    first = decide(error(429, retry_after=7), 1, 0, policy)
+    assert first is not None and 7 <= first <= 10.5  # never sooner than asked; jittered
     assert decide(error(503), 1, 0, policy) == 1 and decide(error(503), 2, 0, policy) == 2
     assert decide(error(503), 3, 7, policy) is None  # 4 more seconds would overrun the budget
     assert decide(error(None, "ConnectionError"), 1, 0, policy) == 1
@@ -91,7 +93,8 @@ def test_call_retries_then_raises_the_translated_error() -> None:
             raise failure
         return "ok"
 
-    assert azure_call("op", flaky, RetryPolicy(), sleep=sleeps.append) == "ok" and sleeps == [2.0]
+    assert azure_call("op", flaky, RetryPolicy(), sleep=sleeps.append) == "ok"
+    assert len(sleeps) == 1 and 2.0 <= sleeps[0] <= 3.0  # at least the Retry-After, jittered
     forbidden = sdk_error(403, '{"error": {"code": "AuthorizationFailed", "message": "no"}}')
 
     def denied() -> str:
@@ -99,7 +102,7 @@ def test_call_retries_then_raises_the_translated_error() -> None:
 
     with pytest.raises(AzureApiError) as raised:
         azure_call("op", denied, sleep=sleeps.append)
-    assert raised.value.code == "AuthorizationFailed" and sleeps == [2.0]
+    assert raised.value.code == "AuthorizationFailed" and len(sleeps) == 1  # not retried
 
     def buggy() -> str:
         raise KeyError("a bug, not an Azure failure")
@@ -120,7 +123,8 @@ def test_kubernetes_conflicts_are_retried_but_not_azure_ones_of_the_same_name() 
     assert decide(conflict, 3, 0, policy) is None
     assert decide(KubeApiError("exists", status=409, code="AlreadyExists"), 1, 0, policy) is None
     assert decide(AzureApiError("busy", status=409, code="Conflict"), 1, 0, policy) is None
-    assert decide(KubeApiError("slow down", status=429, code="TooManyRequests", retry_after=4), 1, 0, policy) == 4
+    throttled = decide(KubeApiError("slow down", status=429, code="TooManyRequests", retry_after=4), 1, 0, policy)
+    assert throttled is not None and 4 <= throttled <= 6
 
 
 def test_call_leaves_unrecognised_exceptions_alone() -> None:
@@ -142,11 +146,25 @@ def test_replication_lag_is_waited_out_for_a_bounded_time() -> None:
     assert decide(lag, 1, 0, policy) == 5 and decide(lag, 9, 20, policy) is None  # ... replication is, bounded
 
 
-def test_throttling_is_waited_out_within_a_time_budget_not_a_count() -> None:
-    policy = RetryPolicy(budget=60)
+def test_throttling_is_waited_out_within_a_time_budget_not_a_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry.random, "uniform", lambda low, high: low)
+    policy = RetryPolicy(budget=300)
     throttled = AzureApiError("slow down", status=429, code="TooManyRequests", retry_after=10)
-    assert decide(throttled, 25, 40, policy) == 10  # attempt 25: still inside the budget
-    assert decide(throttled, 2, 55, policy) is None  # 10 more seconds would overrun it
+    assert decide(throttled, 25, 40, policy) == 40  # attempt 25: still inside the budget
+    assert decide(throttled, 2, 285, policy) is None  # 20 more seconds would overrun it
+
+
+def test_a_call_throttled_again_waits_longer_each_time_up_to_four_times_what_is_asked() -> None:
+    """Many callers sharing one bucket: retried at once, they would spend its refill on 429s; stretched and jittered,
+    their retries spread. Never sooner than the server asks."""
+    policy = RetryPolicy(budget=10_000)
+    throttled = AzureApiError("slow down", status=429, code="TooManyRequests", retry_after=1)
+    for attempt, (low, high) in enumerate([(1, 1.5), (2, 3), (4, 6), (4, 6), (4, 6)], 1):
+        delays = [decide(throttled, attempt, 0, policy) for _ in range(50)]
+        assert all(d is not None and low <= d <= high for d in delays), (attempt, delays)
+        assert len(set(delays)) > 1  # jittered: callers told the same moment do not come back together
+    unavailable = AzureApiError("busy", status=503, code="ServiceUnavailable", retry_after=3)
+    assert decide(unavailable, 3, 0, policy) == 3  # a 503's Retry-After is the server's own estimate: kept as is
     reset = AzureApiError("connection reset", code="ConnectionError")
     assert decide(reset, 30, 0, policy) == policy.max_delay  # backs off to the cap, never gives up by count
 
@@ -165,7 +183,9 @@ def test_a_call_still_retried_says_so_every_15_seconds_where_the_action_reads_it
         now[0] += seconds
 
     with pytest.raises(AzureApiError, match=r"gave up after 7 attempts in 60 s"):
-        call("list identities", throttled, lambda exc, op: exc, RetryPolicy(budget=65), sleep, lambda: now[0])
+        policy = RetryPolicy(budget=65, throttle_backoff=1.0)
+        monkeypatch.setattr(retry.random, "uniform", lambda low, high: low)
+        call("list identities", throttled, lambda exc, op: exc, policy, sleep, lambda: now[0])
     # Attempts at 0, 10, ..., 60 s: a line once 15 s have passed since the last (at 20 and 40 s), none after the last.
     line = (
         "still retrying list identities: TooManyRequests (attempt {}, {} s so far of the 65 s retry budget; "
