@@ -44,7 +44,7 @@ def test_a_second_subscription_has_its_own_resources_roles_and_buckets(sandbox: 
     limits = sandbox.control.call("GET", "/_sandbox/config")["buckets"]
     sandbox.control.configure({"throttling": True, "buckets": {"reads": [5, 0.01]}})
     try:
-        first = [sandbox.raw("GET", sandbox.rg_id("rg-none-a"), api_version="2022-09-01") for _ in range(6)]
+        first = [sandbox.raw("GET", sandbox.rg_id("rg-none-a"), api_version="2022-09-01") for _attempt in range(6)]
         assert [r.status_code for r in first][-1] == 429
         assert first[-1].json()["error"]["code"] == "SubscriptionRequestsThrottled"
         second = sandbox.raw("GET", group, api_version="2022-09-01")

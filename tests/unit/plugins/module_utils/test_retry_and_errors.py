@@ -160,7 +160,7 @@ def test_a_call_throttled_again_waits_longer_each_time_up_to_four_times_what_is_
     policy = RetryPolicy(budget=10_000)
     throttled = AzureApiError("slow down", status=429, code="TooManyRequests", retry_after=1)
     for attempt, (low, high) in enumerate([(1, 1.5), (2, 3), (4, 6), (4, 6), (4, 6)], 1):
-        delays = [decide(throttled, attempt, 0, policy) for _ in range(50)]
+        delays = [decide(throttled, attempt, 0, policy) for _caller in range(50)]
         assert all(d is not None and low <= d <= high for d in delays), (attempt, delays)
         assert len(set(delays)) > 1  # jittered: callers told the same moment do not come back together
     unavailable = AzureApiError("busy", status=503, code="ServiceUnavailable", retry_after=3)
