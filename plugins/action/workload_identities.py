@@ -29,10 +29,17 @@ class ActionModule(ProgressAction):
             return super().run(tmp, task_vars)
         result = super(ProgressAction, self).run(tmp, task_vars)  # ActionBase's: no module is executed
         del tmp
-        validated = ArgumentSpecValidator({**ARGUMENT_SPEC, **AUTH_ARGSPEC}).validate(dict(self._task.args))
+        # The list is "raw" to the spec, which would only copy it (deeply: seconds for thousands of workloads); the
+        # collection's own check below validates it, field by field.
+        args = dict(self._task.args)
+        if "workloads" not in args:
+            raise AnsibleActionFail("missing required arguments: workloads")
+        workloads = args.pop("workloads")
+        spec = {name: option for name, option in {**ARGUMENT_SPEC, **AUTH_ARGSPEC}.items() if name != "workloads"}
+        validated = ArgumentSpecValidator(spec).validate(args)
         if validated.error_messages:
             raise AnsibleActionFail("; ".join(validated.error_messages))
-        params = validated.validated_parameters
+        params = {**validated.validated_parameters, "workloads": workloads}
         checked = check_request(params)
         result["deprecations"] = [
             {"msg": message, "version": "2.0.0", "collection_name": "workload_identity.aks"}

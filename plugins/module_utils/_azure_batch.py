@@ -116,11 +116,16 @@ class Workloads:
     def read(self, batch: Batch, workers: int = 1) -> Reads:
         if any(w.is_application for w in batch.workloads) and self.application_kind is None:
             raise ValidationError([f"cluster {batch.cluster}: identity_type application: no Microsoft Graph client"])
-        reads = read_batch(self.ctx, batch, workers)
+        self.ctx.warnings.clear()  # each read starts a plan: its warnings are this plan's
+        reads = Reads()
+        # Microsoft Graph's reads (app registrations) need nothing ARM answers: asked meanwhile, on their own thread.
+        with ThreadPoolExecutor(max_workers=1) as graph:
+            applications = graph.submit(self.application_kind.read, batch, reads) if self.application_kind else None
+            read_batch(self.ctx, batch, workers, reads)
+            if applications is not None:
+                applications.result()
         for grant_kind in self.data_grants:
             grant_kind.read(batch, reads)
-        if self.application_kind is not None:
-            self.application_kind.read(batch, reads)
         reads.orphans = find_orphans(self.ctx, batch, reads)
         find_cosmos_orphans(batch, reads, self.ctx.applications, self.ctx.warnings)
         find_database_orphans(batch, reads, self.ctx.applications, self.ctx.warnings)

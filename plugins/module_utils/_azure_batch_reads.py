@@ -314,35 +314,42 @@ class BatchContext:
         return self.apis.subscription_id
 
 
-def read_batch(ctx: BatchContext, batch: Batch, workers: int = 1) -> Reads:
-    """Everything the plan needs on the managed-identity and ARM side, read once. ``workers``: how many identities'
-    credentials are listed at a time (one request each, the only read that grows with N: in parallel, a no-op's time
-    is ARM's read bucket's)."""
-    ctx.warnings.clear()  # each read starts a plan: its warnings are this plan's
-    reads = Reads()
+READS_PER_WORKER = 2
+
+
+def read_batch(ctx: BatchContext, batch: Batch, workers: int, reads: Reads) -> None:
+    """Everything the plan needs on the managed-identity and ARM side, read once into ``reads``. ``workers``: how many
+    workloads converge at once; twice as many reads are in flight: the subscriptions' role definitions and assignments
+    while the identities are listed, then every identity's credentials (one request each, the only read that grows
+    with N: in parallel, a no-op's time is ARM's read bucket's)."""
     groups = {g.lower(): g for g in batch.resource_groups}
     identities = batch.identity_workloads
     groups.update({batch.ref(w).resource_group.lower(): batch.ref(w).resource_group for w in identities})
     reads.groups_read = set(groups)
-    for group in groups.values():
-        for identity in _identities_in(ctx, group, reads):
-            reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
-    continue_identities(batch, reads)
     subscriptions = {
         parse_scope(r.scope).subscription or ctx.subscription_id for w in batch.workloads for r in w.roles
     } | {ctx.subscription_id}
-    for sub in sorted(subscriptions):
-        try:
-            _read_subscription(ctx, sub, reads)
-        except AzureApiError as exc:
-            if sub.lower() == str(ctx.subscription_id).lower() or exc.status not in (403, 404):
-                raise
-            raise ValidationError(_unknown_subscription(batch, sub, exc)) from exc
-    listed = [(key, reads.identities[key]) for key in sorted(_credentials_to_list(batch, reads))]
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(listed) or 1))) as pool:
-        # Each writes only its own key; list() re-raises the first failure.
-        list(pool.map(lambda item: _read_credentials(ctx, batch, reads, *item), listed))
-    return reads
+    # Reads go READS_PER_WORKER times as many at once as converges: a no-op's time is the credential lists' round trips
+    # (one per identity), ARM counts reads against its read bucket whatever their concurrency, and the client's CPU per
+    # request (about 2 ms) keeps up with 16 in flight (measured at 200 identities: 1.3 s at 8, 0.7 s at 16).
+    with ThreadPoolExecutor(max_workers=max(1, workers * READS_PER_WORKER)) as pool:
+        # Each writes only its own keys; .result() re-raises a failure.
+        by_subscription = {sub: pool.submit(_read_subscription, ctx, sub, reads) for sub in sorted(subscriptions)}
+        for group in groups.values():
+            for identity in _identities_in(ctx, group, reads):
+                reads.identities[identity_key(identity["resource_group"], identity["name"])] = identity
+        continue_identities(batch, reads)
+        listed = [(key, reads.identities[key]) for key in sorted(_credentials_to_list(batch, reads))]
+        credentials = [pool.submit(_read_credentials, ctx, batch, reads, *item) for item in listed]
+        for sub, read in by_subscription.items():
+            try:
+                read.result()
+            except AzureApiError as exc:
+                if sub.lower() == str(ctx.subscription_id).lower() or exc.status not in (403, 404):
+                    raise
+                raise ValidationError(_unknown_subscription(batch, sub, exc)) from exc
+        for read in credentials:
+            read.result()
 
 
 def _unknown_subscription(batch: Batch, sub: str, exc: AzureApiError) -> list[str]:

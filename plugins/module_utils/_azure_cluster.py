@@ -43,6 +43,13 @@ def issuer_state(body: dict[str, Any]) -> IssuerState:
     }
 
 
+# Before the issuer is enabled its URL is unknown: a plan (check mode) names this one, which no credential is ever made
+# with (the converge runs once AKS has assigned the real one).
+UNKNOWN_ISSUER = "https://issuer-known-once-enabled.invalid/"
+# The cluster's issuer in the diff of a plan that read it (workload_identities' read_issuer), beside its workloads'
+# names (which cannot hold parentheses or spaces).
+ISSUER_DIFF_KEY = "(cluster OIDC issuer)"
+
 # provisioningState values after which an AKS operation is over.
 TERMINAL_STATES = ("Succeeded", "Failed", "Canceled")
 OPERATION_IN_PROGRESS = "OperationNotAllowed"  # AKS's 409 while another operation runs on the cluster

@@ -25,6 +25,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "defer_replaced": {"type": "bool", "default": False},
     "release_gone_clusters": {"type": "bool", "default": False},
     "issuer_url": {"type": "str"},
+    # The cluster's issuer read by this module (cluster_oidc_issuer's check mode) instead of given: one module process
+    # and one cluster read fewer in a run (the oidc_issuer role reuses this read).
+    "read_issuer": {"type": "dict", "options": {"workload_identity": {"type": "bool"}}},
     "location": {"type": "str"},
     "identity_resource_group": {"type": "str"},
     "workloads": {"type": "raw", "required": True},
@@ -73,8 +76,13 @@ def check_request(params: dict[str, Any]) -> CheckedRequest:
     cluster = params["cluster_name"]
     workloads, entry_problems = workload_entries(cluster, params["workloads"], params["workloads_variable"])
     present = params["state"] == "present"
-    # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it.
-    problems = issuer_problems(cluster, params["issuer_url"]) if present and not params["validate_only"] else []
+    # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it. Read from the
+    # cluster (read_issuer), it is checked once read.
+    problems = []
+    if params.get("read_issuer") is not None:
+        problems += read_issuer_problems(cluster, params)
+    elif present and not params["validate_only"]:
+        problems += issuer_problems(cluster, params["issuer_url"])
     validated = validate_workloads(
         cluster,
         workloads,
@@ -95,6 +103,18 @@ def issuer_problems(cluster: str, issuer_url: str | None) -> list[str]:
     if not issuer_url or not issuer_url.startswith("https://") or len(issuer_url) > FIC_FIELD_MAX:
         return [f"cluster {cluster}: issuer_url: must be the cluster's https OIDC issuer URL (got {issuer_url!r})"]
     return []
+
+
+def read_issuer_problems(cluster: str, params: dict[str, Any]) -> list[str]:
+    """read_issuer reads the cluster named by cluster_name in cluster_resource_group, to plan or converge with."""
+    problems = []
+    if params["issuer_url"]:
+        problems.append(f"cluster {cluster}: read_issuer and issuer_url: give one (read_issuer reads the issuer URL)")
+    if not params["cluster_resource_group"]:
+        problems.append(f"cluster {cluster}: read_issuer needs cluster_resource_group (the cluster's resource group)")
+    if params["state"] != "present":
+        problems.append(f"cluster {cluster}: read_issuer is for state present (removing needs no issuer read)")
+    return problems
 
 
 def kind_problems(cluster: str, kind: str | None) -> list[str]:

@@ -93,6 +93,23 @@ options:
     type: str
     choices: [refuse, warn]
     default: refuse
+  read_release:
+    description:
+      - Also read a Helm release from Helm's own storage in its namespace (Secrets, or ConfigMaps with
+        C(HELM_DRIVER=configmap)), in one request, and return it as RV(release), shaped as
+        M(kubernetes.core.helm_info)'s C(status) (its latest revision, when deployed or failed, as C(helm list) shows
+        it; without the manifest, notes and hooks). No C(helm) binary is run.
+      - The roles' plan reads the webhook chart's release this way, for the C(webhook) role to reuse.
+    type: dict
+    suboptions:
+      name:
+        description: The release's name.
+        type: str
+        required: true
+      namespace:
+        description: The release's namespace.
+        type: str
+        required: true
 extends_documentation_fragment:
   - workload_identity.aks.workloads
   - workload_identity.aks.kube
@@ -160,6 +177,22 @@ controllers:
   elements: dict
   sample: [{"kind": "Deployment", "namespace": "orders", "name": "orders-api", "workload": "orders-api",
             "action": "bound"}]
+release:
+  description:
+    - With O(read_release), the release as M(kubernetes.core.helm_info) returns it in C(status) (C(name),
+      C(namespace), C(revision), C(updated), C(status), C(chart), C(app_version), and C(values), the user-supplied
+      values); empty when there is no deployed or failed release of that name.
+    - Absent when it could not be read here (another Helm storage driver, no permission to list them); then
+      RV(release_unreadable) says why, and M(kubernetes.core.helm_info) can read it with the C(helm) binary.
+  returned: with O(read_release), when read
+  type: dict
+  sample: {"name": "workload-identity-webhook", "namespace": "azure-workload-identity-system", "revision": "1",
+           "status": "deployed", "chart": "workload-identity-webhook-1.6.0", "app_version": "1.6.0",
+           "values": {"azureTenantID": "72f988bf-86f1-41af-91ab-2d7cd011db47"}}
+release_unreadable:
+  description: Why the release of O(read_release) could not be read here.
+  returned: with O(read_release), when it could not be read
+  type: str
 problems:
   description: Every problem found (when it fails before changing anything).
   returned: on failure
@@ -167,7 +200,9 @@ problems:
   elements: str
 """
 
+import os
 from importlib.util import find_spec
+from typing import Any
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import aks_kube_module
@@ -184,6 +219,8 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._inventory i
     workload_entries,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_helm import ReleaseUnreadable, read_release
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 
 # The client is imported where it is used; here only to say clearly when it is missing.
@@ -203,6 +240,13 @@ def main() -> None:
             "rebind": {"type": "str", "default": "refuse", "choices": ["refuse", "warn"]},
             "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
             "prune_confirm": {"type": "str"},
+            "read_release": {
+                "type": "dict",
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "namespace": {"type": "str", "required": True},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -256,7 +300,17 @@ def main() -> None:
     result = report(plan)
     if not module._diff:
         result.pop("diff")
+    if p["read_release"]:
+        result.update(release_read(engine.api, p["read_release"]["namespace"], p["read_release"]["name"]))
     module.exit_json(**result)
+
+
+def release_read(api: KubeClient, namespace: str, name: str) -> dict[str, Any]:
+    """``release``, or why it could not be read here (``release_unreadable``): the caller then asks helm itself."""
+    try:
+        return {"release": read_release(api, namespace, name, os.environ.get("HELM_DRIVER"))}
+    except (ReleaseUnreadable, KubeApiError) as exc:  # no permission to list them, say: helm_info may have it
+        return {"release_unreadable": f"Helm release {namespace}/{name}: {exc}"}
 
 
 if __name__ == "__main__":

@@ -54,6 +54,22 @@ options:
       - With O(state=absent), optional; given, only credentials trusting it are removed from identities made
         elsewhere (another cluster of the same name may have one of the same name there).
     type: str
+  read_issuer:
+    description:
+      - Read the cluster's OIDC issuer here instead of giving O(issuer_url), as
+        M(workload_identity.aks.cluster_oidc_issuer) reads it in check mode (with these options; the issuer itself
+        is never changed here), and return it as RV(cluster_issuer). One module run and one cluster read fewer in a
+        rollout; the roles' plan does this, and the C(oidc_issuer) role reuses the read.
+      - Needs O(cluster_resource_group) and O(state=present); not with O(issuer_url).
+      - Before AKS has assigned the cluster an issuer URL, only check mode can plan (with a placeholder URL that no
+        credential is ever made with); a real run fails naming the cluster, before any change.
+      - In diff mode (C(--diff)) with an issuer to change, the diff shows the cluster under
+        C((cluster OIDC issuer)) beside the workloads.
+    type: dict
+    suboptions:
+      workload_identity:
+        description: As M(workload_identity.aks.cluster_oidc_issuer)'s option of that name (unset leaves the add-on).
+        type: bool
   state:
     description:
       - V(present) converges every listed workload.
@@ -127,7 +143,7 @@ options:
     type: bool
     default: false
   max_concurrency:
-    description: How many workloads are converged, and how many identities' credentials are read, at once.
+    description: How many workloads are converged at once; reads (each identity's credentials) go twice as many at once.
     type: int
     default: 8
   validate_only:
@@ -396,6 +412,26 @@ orphaned_assignments:
     action:
       description: C(deleted) or C(reported).
       type: str
+cluster_issuer:
+  description:
+    - With O(read_issuer), the cluster's issuer as M(workload_identity.aks.cluster_oidc_issuer) reads it in check mode
+      (its RV(workload_identity.aks.cluster_oidc_issuer#module:action), C(cluster), C(issuer_url) and C(notes)).
+  returned: with O(read_issuer)
+  type: dict
+  contains:
+    action:
+      description: C(unchanged), or C(updated) when cluster_oidc_issuer with these options would update the cluster.
+      type: str
+    cluster:
+      description: The cluster as it would be after (RV(workload_identity.aks.cluster_oidc_issuer#module:cluster)).
+      type: dict
+    issuer_url:
+      description: The cluster's issuer URL; null while the issuer is not enabled (the plan then used a placeholder).
+      type: str
+    notes:
+      description: What the update would involve, for the operator.
+      type: list
+      elements: str
 reused:
   description:
     - The workloads of O(planned_unchanged) taken as the plan found them (managed identities only; app registrations
@@ -410,10 +446,19 @@ problems:
   elements: str
 """
 
+from typing import Any
+
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AzureModule
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import (
+    ISSUER_DIFF_KEY,
+    UNKNOWN_ISSUER,
+    ClusterApi,
+    ClusterNotFound,
+    ensure_issuer,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
     AzureApiError,
     DatabaseError,
@@ -428,6 +473,7 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._results imp
 from ansible_collections.workload_identity.aks.plugins.module_utils._workload_request import (
     ARGUMENT_SPEC,
     check_request,
+    issuer_problems,
 )
 
 
@@ -443,11 +489,12 @@ def main() -> None:
         module.fail_problems(checked.problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
+    issuer, issuer_url = read_issuer(module) if p["read_issuer"] is not None else (None, p["issuer_url"])
     scope = cluster_scope(module.connection.subscription_id, p["cluster_resource_group"])
     batch = Batch(
         cluster,
         module.connection.subscription_id or "",
-        p["issuer_url"],
+        issuer_url,
         p["location"],
         checked.specs,
         p["prune"],
@@ -496,11 +543,47 @@ def main() -> None:
         module.fail_bug(exc)
     for warning in dict.fromkeys(engine.warnings):
         module.warn(warning)
-    if not module._diff:
-        result.pop("diff")
     if present:
         result["reused"] = [w.name for w in batch.workloads if batch.reuses(w)]
+    if issuer is not None:
+        result["cluster_issuer"] = {k: v for k, v in issuer.items() if k != "diff"}
+        if issuer["action"] != "unchanged":  # the plan's diff shows the cluster's change too, beside its workloads'
+            for side in ("before", "after"):
+                result["diff"][side][ISSUER_DIFF_KEY] = issuer["diff"][side]
+    if not module._diff:
+        result.pop("diff")
     module.exit_json(**result)
+
+
+def read_issuer(module: AzureModule) -> tuple[dict[str, Any], str]:
+    """The cluster's issuer as cluster_oidc_issuer reads it in check mode (its result, with its diff), and the URL to
+    plan with: before AKS has assigned one, a placeholder that only check mode may plan with."""
+    p = module.params
+    cluster = p["cluster_name"]
+    try:
+        outcome = ensure_issuer(
+            ClusterApi(module.client("containerservice"), module.retry_policy),
+            p["cluster_resource_group"],
+            cluster,
+            oidc_issuer=True,
+            workload_identity=p["read_issuer"]["workload_identity"],
+            check_mode=True,
+        )
+    except ClusterNotFound as exc:
+        module.fail_error(exc, exists=False)
+    except AzureApiError as exc:
+        module.fail_error(exc)
+    url = (outcome.after or {}).get("issuer_url")
+    if not url and not module.check_mode:
+        module.fail_json(
+            msg=f"cluster {cluster}: its OIDC issuer is not enabled yet, so there is no issuer URL to trust (the "
+            "oidc_issuer role, or workload_identity.aks.cluster_oidc_issuer, enables it first)"
+        )
+    problems = issuer_problems(cluster, url or UNKNOWN_ISSUER)
+    if problems:
+        module.fail_problems(problems, f"in the workloads of {cluster}")
+    read = {"action": outcome.action, "cluster": outcome.after, "issuer_url": url, "notes": outcome.notes}
+    return {**read, "diff": outcome.diff()}, url or UNKNOWN_ISSUER
 
 
 if __name__ == "__main__":

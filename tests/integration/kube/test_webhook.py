@@ -275,6 +275,51 @@ def test_the_plan_says_what_installing_the_chart_changes_without_helm_diff(helm_
     assert '"msg": []' in same.output and same.changed == 0
 
 
+def test_the_plan_reads_the_release_from_helms_storage_as_helm_info_does(
+    kube_sandbox: Sandbox, helm_cluster: Any, tmp_path: Path
+) -> None:
+    """The workloads role's plan reads the chart's release from the Secrets the real helm wrote (one list request,
+    no helm binary): what helm_info's status says, but for the time's format; a release that is not there is empty."""
+    helm_cluster()  # the chart is installed (helm mode)
+    release = {"name": "workload-identity-webhook", "namespace": "azure-workload-identity-system"}
+    reads = [
+        {
+            "name": "helm_info",
+            "kubernetes.core.helm_info": {**release, "release_namespace": release["namespace"], "context": HELM},
+            "register": "by_helm",
+        },
+        {
+            "name": "from storage",
+            "workload_identity.aks.service_accounts": {
+                "cluster_name": HELM,
+                "workloads": [],
+                "context": HELM,
+                "read_release": "{{ item }}",
+            },
+            "check_mode": True,
+            "loop": [release, {**release, "name": "no-such-release"}],
+            "register": "by_storage",
+        },
+        {
+            "name": "show",
+            "ansible.builtin.debug": {
+                "msg": "READS={{ {'helm': by_helm.status, 'storage': by_storage.results | map(attribute='release')} "
+                "| to_json }}"
+            },
+        },
+    ]
+    book = tmp_path / "reads.yml"
+    book.write_text(yaml.safe_dump([{"name": "Reads", "hosts": "all", "gather_facts": False, "tasks": reads}]))
+    done = helm_cluster(playbook=book)
+    found = json.loads(json.loads('"' + done.output.split('"msg": "READS=', 1)[1].split('"\n', 1)[0] + '"'))
+    by_helm, (by_storage, missing) = found["helm"], found["storage"]
+    fields = ("name", "namespace", "revision", "status", "chart", "app_version", "values")
+    assert {k: by_storage[k] for k in fields} == {k: by_helm[k] for k in fields}, found
+    assert by_storage["values"]["azureTenantID"] == kube_sandbox.tenant_id
+    assert by_storage["revision"] == by_helm["revision"] and by_helm["status"] == "deployed"
+    assert missing == {}
+
+
 def test_switching_helm_to_addon_is_refused_before_the_add_on_is_on_then_ends_with_one_webhook(
     kube_sandbox: Sandbox, helm_cluster: Any
 ) -> None:

@@ -268,3 +268,60 @@ def test_a_custom_role_below_the_subscription_is_looked_up_once(
     assert sandbox.control.stats()["operations"]["roleDefinitions.list"]["total"] == 2  # subscription + scope
     cleanup = batch_task(sandbox, "aks-custom", [], prune=True, prune_confirm="aks-custom")
     play(sandbox, collections, tmp_path, cleanup, {"azure_auth": auth(sandbox)})
+
+
+def test_read_issuer_plans_with_the_cluster_issuer_read_once(
+    sandbox: Sandbox, collections: str, tmp_path: Path
+) -> None:
+    """read_issuer: the batch module reads the cluster's issuer itself (one GET, as cluster_oidc_issuer's check mode
+    would), plans with its URL (a placeholder before AKS assigns one, which only check mode may use), shows the
+    cluster's change in its diff, and never changes the cluster."""
+    sandbox.control.seed_cluster("rg-read-issuer", "aks-read-issuer", kube=False)
+    workloads = [{"name": "api", "namespace": "shop", "service_account": "api"}]
+    options = {"cluster_resource_group": "rg-read-issuer", "read_issuer": {"workload_identity": True}}
+
+    def run(folder: str, flags: tuple[str, ...] = (), expect_ok: bool = True, **more: Any) -> Any:
+        task = batch_task(sandbox, "aks-read-issuer", workloads, **{**options, **more})
+        if "issuer_url" not in more:
+            del task["tasks"][0]["workload_identity.aks.workload_identities"]["issuer_url"]
+        (tmp_path / folder).mkdir()
+        sandbox.control.reset_stats()
+        return play(sandbox, collections, tmp_path / folder, task, {"azure_auth": auth(sandbox)}, expect_ok, flags)
+
+    def operations() -> dict[str, Any]:
+        return dict(sandbox.control.stats()["operations"])
+
+    # Not enabled yet: check mode plans with the placeholder; the cluster's change is in the diff.
+    plan = result_of(run("plan", ("--check", "--diff")).stdout)
+    issuer = plan["cluster_issuer"]
+    assert issuer["action"] == "updated" and issuer["issuer_url"] is None, issuer
+    assert issuer["cluster"]["oidc_issuer_enabled"] and issuer["cluster"]["workload_identity_enabled"]
+    assert "AKS assigns the issuer URL when the issuer is enabled" in issuer["notes"]
+    before, after = plan["diff"]["before"]["(cluster OIDC issuer)"], plan["diff"]["after"]["(cluster OIDC issuer)"]
+    assert not before["oidc_issuer_enabled"] and after["oidc_issuer_enabled"]
+    assert plan["workloads"][0]["federated_credentials"][0]["action"] == "created"
+    assert operations()["managedClusters.get"]["total"] == 1
+    assert not [op for op in operations() if op.endswith((".put", ".patch", ".delete"))]
+
+    # A real run cannot trust an issuer that does not exist: it fails naming the cluster, before any write.
+    refused = run("refused", expect_ok=False)
+    assert "cluster aks-read-issuer: its OIDC issuer is not enabled yet" in refused.stdout, refused.stdout[-3000:]
+    assert not [op for op in operations() if op.endswith((".put", ".patch", ".delete"))]
+
+    # Enabled (as the oidc_issuer role does): the credential trusts the URL read, the add-on left as asked.
+    enabled = sandbox.control.seed_cluster("rg-read-issuer", "aks-read-issuer", oidc_issuer_enabled=True, kube=False)
+    done = result_of(run("real", read_issuer={"workload_identity": None}).stdout)
+    assert done["cluster_issuer"]["action"] == "unchanged" and done["cluster_issuer"]["issuer_url"]
+    assert done["cluster_issuer"]["issuer_url"] == enabled["issuer_url"]
+    identity = done["workloads"][0]["identity"]["name"]
+    credentials = sandbox.msi().federated_identity_credentials.list(RESOURCE_GROUP, identity)
+    assert [c.issuer for c in credentials] == [enabled["issuer_url"]]
+    assert operations()["managedClusters.get"]["total"] == 1
+    assert "managedClusters.put" not in operations()
+
+    # Both ways of naming the issuer at once: refused before any request.
+    both = run("both", expect_ok=False, issuer_url="https://issuer.example/x/")
+    assert "read_issuer and issuer_url: give one" in both.stdout, both.stdout[-3000:]
+    assert sandbox.control.stats()["totals"].get("arm", 0) == 0
+    cleanup = batch_task(sandbox, "aks-read-issuer", [], prune=True, prune_confirm="aks-read-issuer")
+    play(sandbox, collections, tmp_path, cleanup, {"azure_auth": auth(sandbox)})

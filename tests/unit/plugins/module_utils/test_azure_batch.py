@@ -5,6 +5,7 @@ What is asserted is the decisions and the writes they lead to (all through the e
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -624,3 +625,25 @@ def test_a_scope_whose_permissions_cannot_be_read_is_not_checked_and_the_run_say
     assert f"cluster {CLUSTER}: the automation principal's permissions at {DATA} could not be read " in " ".join(
         estate.engine.warnings
     )
+
+
+def test_the_subscription_is_read_while_the_identities_are_listed() -> None:
+    """The reads that do not depend on one another are in flight together: the role definitions and assignments are
+    asked for before the identities' list has answered (sequentially, this test would wait for nothing and fail)."""
+    estate = Estate()
+    estate.run([orders({"role": "Reader", "scope": DATA})])
+    definitions_asked = threading.Event()
+    list_definitions, list_all = estate.roles.list_definitions, estate.identities.list_all
+
+    def definitions(scope: str) -> list[Role]:
+        definitions_asked.set()
+        return list_definitions(scope)
+
+    def identities(group: str) -> Any:
+        assert definitions_asked.wait(10), "the identities' list answered before the subscription was asked"
+        return list_all(group)
+
+    estate.roles.list_definitions = definitions  # type: ignore[method-assign]
+    estate.identities.list_all = identities  # type: ignore[method-assign]
+    again = estate.run([orders({"role": "Reader", "scope": DATA})])
+    assert not again["changed"]
