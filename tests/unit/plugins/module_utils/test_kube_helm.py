@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-
 from ansible_collections.workload_identity.aks.plugins.module_utils._kube_helm import (
     ReleaseUnreadable,
     decode_release,
@@ -38,7 +37,8 @@ def stored(body: dict[str, Any], kind: str = "secrets", zipped: bool = True) -> 
     helm = base64.b64encode(gzip.compress(raw) if zipped else raw)
     data = base64.b64encode(helm).decode() if kind == "secrets" else helm.decode()
     labels = {"owner": "helm", "name": body["name"], "status": body["info"]["status"], "version": str(body["version"])}
-    return {"metadata": {"name": f"sh.helm.release.v1.{NAME}.v{body['version']}", "labels": labels}, "data": {"release": data}}
+    metadata = {"name": f"sh.helm.release.v1.{NAME}.v{body['version']}", "labels": labels}
+    return {"metadata": metadata, "data": {"release": data}}
 
 
 class FakeKube:
