@@ -348,14 +348,12 @@ class ManagedIdentityKind:
 
     def whole_tags_warning(self, batch: Batch) -> None:
         """Said once a run wrote identity tags whole because ARM refused it the Tags API."""
-        groups = sorted(self.ctx.identities.whole_tags_in)
-        if groups:
-            self.ctx.warnings.append(
-                f"cluster {batch.cluster}: the automation principal may not write tags by name "
-                f"(Microsoft.Resources/tags/write) in resource group(s) {', '.join(groups)}: identity tags were "
-                "written whole, which can lose the claim of a cluster converged at the same moment on another "
-                "execution node or by another job; grant it Tag Contributor there"
-            )
+        warning = self.ctx.identities.whole_tags_warning(
+            f"cluster {batch.cluster}",
+            "the claim of a cluster converged at the same moment on another execution node or by another job",
+        )
+        if warning:
+            self.ctx.warnings.append(warning)
 
     def _remove_identity(self, batch: Batch, identity: IdentityState, check_mode: bool) -> str:
         outcome = ensure_identity(

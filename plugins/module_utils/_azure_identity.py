@@ -52,6 +52,17 @@ class IdentityApi:
         # Resource groups where the Tags API was refused (tags then written whole): the caller says so.
         self.whole_tags_in: set[str] = set()
 
+    def whole_tags_warning(self, subject: str, at_risk: str) -> str | None:
+        """What to tell the operator when tags were written whole somewhere (``at_risk``: what that can lose), with
+        the role that lets them be written by name; None when they never were."""
+        if not self.whole_tags_in:
+            return None
+        return (
+            f"{subject}: the automation principal may not write tags by name (Microsoft.Resources/tags/write) in "
+            f"resource group(s) {', '.join(sorted(self.whole_tags_in))}: identity tags were written whole, which can "
+            f"lose {at_risk}; grant it Tag Contributor there"
+        )
+
     def get(self, ref: IdentityRef) -> IdentityState | None:
         try:
             model = azure_call(

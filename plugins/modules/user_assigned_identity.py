@@ -156,12 +156,9 @@ def main() -> None:
         )
     except (AzureApiError, ValidationError) as exc:
         module.fail_error(exc)
-    if api.whole_tags_in:
-        module.warn(
-            f"identity {ref.name}: the Tags API was refused (Microsoft.Resources/tags/write); its tags were written "
-            "whole, which can undo a tag another writer set at the same moment: grant Tag Contributor on "
-            f"{ref.resource_group}"
-        )
+    warning = api.whole_tags_warning(f"identity {ref.name}", "a tag another writer set at the same moment")
+    if warning:
+        module.warn(warning)
     module.exit_outcome(outcome, "identity")
 
 

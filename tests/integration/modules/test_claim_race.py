@@ -111,3 +111,30 @@ def test_without_the_tags_api_the_run_writes_tags_whole_and_says_what_to_grant(
             f"group(s) {RESOURCE_GROUP.lower()}: identity tags were written whole"
         ) in said, said[-3000:]
         assert "grant it Tag Contributor there" in said
+    # The single-object module says the same, naming the identity: a tag of another writer may be lost.
+    name = "id-tags-whole"
+    sandbox.msi().user_assigned_identities.create_or_update(RESOURCE_GROUP, name, {"location": "westeurope"})
+    task = {
+        "module_defaults": {"group/workload_identity.aks.azure": "{{ azure_auth }}"},
+        "tasks": [
+            {
+                "name": "tag",
+                "workload_identity.aks.user_assigned_identity": {
+                    "name": name,
+                    "resource_group": RESOURCE_GROUP,
+                    "location": "westeurope",
+                    "tags": {"team": "payments"},
+                },
+            }
+        ],
+    }
+    (tmp_path / "module").mkdir()
+    tagged = play(sandbox, collections, tmp_path / "module", task, {"azure_auth": auth(sandbox, **signed_in)})
+    said = " ".join((tagged.stdout + tagged.stderr).replace("\\n", " ").split())
+    assert (
+        f"identity {name}: the automation principal may not write tags by name (Microsoft.Resources/tags/write) in "
+        f"resource group(s) {RESOURCE_GROUP.lower()}: identity tags were written whole, which can lose a tag another "
+        "writer set at the same moment; grant it Tag Contributor there"
+    ) in said, said[-3000:]
+    assert (sandbox.msi().user_assigned_identities.get(RESOURCE_GROUP, name).tags or {}).get("team") == "payments"
+    sandbox.msi().user_assigned_identities.delete(RESOURCE_GROUP, name)
