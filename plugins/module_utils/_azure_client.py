@@ -328,15 +328,12 @@ class AzureModule(CollectionModule):
                 self.fail_problems(exc.problems)
         return self._clients[name]
 
-    def outcome_result(self, outcome: Outcome[Any], key: str, **extra: Any) -> dict[str, Any]:
-        """What an ensure_* engine did: changed, action, the object after, and a diff when asked."""
+    def exit_outcome(self, outcome: Outcome[Any], key: str, **extra: Any) -> None:
+        """Exit with what an ensure_* engine did: changed, action, the object after, and a diff when asked."""
         result = {"changed": outcome.changed, "action": outcome.action, key: outcome.after or {}, **extra}
         if self._diff:
             result["diff"] = outcome.diff()
-        return result
-
-    def exit_outcome(self, outcome: Outcome[Any], key: str, **extra: Any) -> None:
-        self.exit_json(**self.outcome_result(outcome, key, **extra))
+        self.exit_json(**result)
 
     def identity_ref(self, identity: str, resource_group: str | None) -> IdentityRef:
         """An identity given by name (with its resource group) or by resource id; fails naming the option."""

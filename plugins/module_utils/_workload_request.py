@@ -79,7 +79,7 @@ def check_request(params: dict[str, Any]) -> CheckedRequest:
     # Before the issuer is enabled its URL is unknown; validating the list, or removing, does not need it. Read from the
     # cluster (read_issuer), it is checked once read.
     problems = []
-    if params.get("read_issuer") is not None:
+    if params["read_issuer"] is not None:
         problems += read_issuer_problems(cluster, params)
     elif present and not params["validate_only"]:
         problems += issuer_problems(cluster, params["issuer_url"])

@@ -446,8 +446,6 @@ problems:
   elements: str
 """
 
-from typing import Any
-
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
@@ -466,7 +464,11 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions, check_deletions
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
-from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult
+from ansible_collections.workload_identity.aks.plugins.module_utils._results import (
+    AzureBatchResult,
+    IssuerState,
+    Outcome,
+)
 
 # The options, and the check of the request without any request (the action plugin runs it for validate_only). The
 # deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
@@ -546,18 +548,23 @@ def main() -> None:
     if present:
         result["reused"] = [w.name for w in batch.workloads if batch.reuses(w)]
     if issuer is not None:
-        result["cluster_issuer"] = {k: v for k, v in issuer.items() if k != "diff"}
-        if issuer["action"] != "unchanged":  # the plan's diff shows the cluster's change too, beside its workloads'
-            for side in ("before", "after"):
-                result["diff"][side][ISSUER_DIFF_KEY] = issuer["diff"][side]
+        result["cluster_issuer"] = {
+            "action": issuer.action,
+            "cluster": issuer.after,
+            "issuer_url": (issuer.after or {}).get("issuer_url"),
+            "notes": issuer.notes,
+        }
+        if issuer.changed:  # the plan's diff shows the cluster's change too, beside its workloads'
+            for side, state in issuer.diff().items():
+                result["diff"][side][ISSUER_DIFF_KEY] = state
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)
 
 
-def read_issuer(module: AzureModule) -> tuple[dict[str, Any], str]:
-    """The cluster's issuer as cluster_oidc_issuer reads it in check mode (its result, with its diff), and the URL to
-    plan with: before AKS has assigned one, a placeholder that only check mode may plan with."""
+def read_issuer(module: AzureModule) -> tuple[Outcome[IssuerState], str]:
+    """The cluster's issuer as cluster_oidc_issuer reads it in check mode, and the URL to plan with: before AKS has
+    assigned one, a placeholder that only check mode may plan with."""
     p = module.params
     cluster = p["cluster_name"]
     try:
@@ -582,8 +589,7 @@ def read_issuer(module: AzureModule) -> tuple[dict[str, Any], str]:
     problems = issuer_problems(cluster, url or UNKNOWN_ISSUER)
     if problems:
         module.fail_problems(problems, f"in the workloads of {cluster}")
-    read = {"action": outcome.action, "cluster": outcome.after, "issuer_url": url, "notes": outcome.notes}
-    return {**read, "diff": outcome.diff()}, url or UNKNOWN_ISSUER
+    return outcome, url or UNKNOWN_ISSUER
 
 
 if __name__ == "__main__":
