@@ -18,7 +18,11 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._report impo
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._report import rollout_report as build_report
 from ansible_collections.workload_identity.aks.plugins.module_utils._report_text import rollout_lines, rollout_markdown
-from ansible_collections.workload_identity.aks.plugins.module_utils._results import AzureBatchResult, KubeBatchResult
+from ansible_collections.workload_identity.aks.plugins.module_utils._results import (
+    AzureBatchResult,
+    KubeBatchResult,
+    kube_identities,
+)
 
 # What a plan row may say and still change nothing (a controller "missing" is reported, never made).
 UNCHANGED_KUBE_ACTIONS = ("unchanged", "kept", "missing")
@@ -61,13 +65,7 @@ def client_ids(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     client and tenant ids (what service_accounts annotates), not the whole identity, credentials and grants."""
     if not isinstance(rows, list):
         raise AnsibleFilterError("client_ids expects the workloads of workload_identities' result")
-    return [
-        {
-            "name": row.get("name"),
-            "identity": {key: (row.get("identity") or {}).get(key) for key in ("client_id", "tenant_id")},
-        }
-        for row in rows
-    ]
+    return kube_identities({"workloads": rows})
 
 
 def with_plan_rows(converged: AzureBatchResult, planned: AzureBatchResult) -> AzureBatchResult:

@@ -329,6 +329,21 @@ class AzureBatchResult(TypedDict, total=False):
     diff: dict[str, Any]
 
 
+def kube_identities(*results: AzureBatchResult) -> list[dict[str, Any]]:
+    """What service_accounts needs of workload_identities' rows: each workload's name and its identity's client and
+    tenant ids, not the whole identity, credentials and grants. Given several results (a converge, then its plan), a
+    workload is taken from the first that has a row for it: a converge has none for the workloads it reused."""
+    taken: dict[str, dict[str, Any]] = {}
+    for result in results:
+        for row in result.get("workloads") or []:
+            identity = row.get("identity") or {}
+            taken.setdefault(
+                row.get("name"),
+                {"name": row.get("name"), "identity": {key: identity.get(key) for key in ("client_id", "tenant_id")}},
+            )
+    return list(taken.values())
+
+
 def deleted_principal(principal_id: str) -> str:
     """How ``pruned`` names the holder of grants removed because their principal was deleted by hand."""
     return f"(deleted principal {principal_id.lower()})"
