@@ -96,9 +96,9 @@ options:
 requirements:
   - python >= 3.10
   - azure-identity >= 1.19
-  - azure-mgmt-msi >= 7.0 (user-assigned identities and their federated credentials)
+  - azure-mgmt-msi >= 7.0 (user-assigned identities, federated credentials; its client also reads and updates clusters)
   - azure-mgmt-authorization >= 4.0 (role assignments and definitions)
-  - azure-mgmt-containerservice >= 34 (AKS clusters, their OIDC issuer)
+  - azure-mgmt-containerservice >= 34 (an AKS cluster's credentials, for kube_auth azure)
 notes:
   - Every option falls back to the environment variables named, so AWX's Microsoft Azure Resource Manager
     credential or C(module_defaults) with C(group/workload_identity.aks.azure) sets them once per play.

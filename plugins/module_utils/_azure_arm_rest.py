@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._azure_errors import azure_call
+from ._azure_errors import azure_call, retry_after
 from ._errors import AzureApiError
 from ._retry import RetryPolicy
 
@@ -39,23 +39,34 @@ class ArmRestClient:
     def send(self, method: str, path: str, operation: str, body: Any = None) -> dict[str, Any]:
         """One request (a path, or a full URL such as a ``nextLink``); its JSON body (empty when it has none). A
         long-running write's operation is waited for, and fails as the operation does."""
+        found, status_url, wait = self._send(method, path, operation, body)
+        if status_url:
+            self._wait(status_url, operation, wait or 1.0)
+        return found
+
+    def start(self, method: str, path: str, operation: str, body: Any = None) -> tuple[dict[str, Any], float | None]:
+        """A long-running write, sent (retried only until it is accepted) and not waited for: its JSON body, and the
+        seconds the service asked to wait between polls (its Retry-After), if it said. The caller follows it."""
+        found, _status_url, wait = self._send(method, path, operation, body)
+        return found, wait
+
+    def _send(
+        self, method: str, path: str, operation: str, body: Any
+    ) -> tuple[dict[str, Any], str | None, float | None]:
         from azure.core.rest import HttpRequest
 
         pipeline = self.client._client  # pylint: disable=protected-access
         joiner = "&" if "?" in path else "?"
         url = pipeline.format_url(f"{path}{joiner}api-version={self.api_version}") if path.startswith("/") else path
 
-        def send() -> tuple[dict[str, Any], str | None, float]:
+        def send() -> tuple[dict[str, Any], str | None, float | None]:
             response = pipeline.send_request(HttpRequest(method, url, json=body))
             response.raise_for_status()
             found = dict(response.json()) if response.content else {}
             status_url = response.headers.get("Azure-AsyncOperation") if response.status_code in (201, 202) else None
-            return found, status_url, float(response.headers.get("Retry-After") or 1)
+            return found, status_url, retry_after(response)
 
-        found, status_url, wait = azure_call(operation, send, self.policy)
-        if status_url:
-            self._wait(status_url, operation, wait)
-        return found
+        return azure_call(operation, send, self.policy)
 
     def _wait(self, status_url: str, operation: str, wait: float) -> None:
         """Poll a long-running operation until it ends, within the retry policy's budget."""

@@ -82,12 +82,13 @@ class Workloads:
         policy: RetryPolicy,
         subscription_id: str,
         graph: Any = None,
-        containerservice: Any = None,
         credential: Any = None,
+        read_clusters: bool = True,
     ) -> Workloads:
-        """The engine on the SDK clients; ``credential`` also signs this run in to PostgreSQL flexible servers."""
+        """The engine on the SDK clients; ``credential`` also signs this run in to PostgreSQL flexible servers. With
+        ``read_clusters``, other clusters' claims are checked against ARM (do those clusters still exist)."""
         identities, fics = IdentityApi(msi, policy), FederatedCredentialApi(msi, policy)
-        clusters = ClusterApi(containerservice, policy) if containerservice is not None else None
+        clusters = ClusterApi(msi, subscription_id, policy) if read_clusters else None
         # Key Vault's and Cosmos DB's few requests go through the same ARM client's pipeline.
         vaults, cosmos = KeyVaultApi(authorization, policy), CosmosApi(authorization, policy)
         roles = RoleAssignmentApi(authorization, policy)

@@ -138,7 +138,13 @@ def main() -> None:
     )
     p = module.params
     try:
-        api = ClusterApi(module.client("containerservice"), module.retry_policy, p["polling_interval"])
+        api = ClusterApi(
+            # Its two requests ride the identities' SDK client (the container service SDK is not imported for them).
+            module.client("msi"),
+            module.connection.subscription_id or "",
+            module.retry_policy,
+            p["polling_interval"],
+        )
         outcome = ensure_issuer(
             api,
             p["resource_group"],

@@ -305,8 +305,8 @@ def main() -> None:
             module.retry_policy,
             subscription,
             module.client("graph") if any(w.is_application for w in validated.specs) else None,
-            None,
             module.connection.credential(),
+            read_clusters=False,
         )
         reads = engine.read(batch)  # with access policies declared, every vault (the review looks at all entries)
         kube = kube_connection.client(module.retry_policy)

@@ -520,7 +520,6 @@ def main() -> None:
             module.retry_policy,
             module.connection.subscription_id or "",
             module.client("graph") if uses_graph else None,
-            module.client("containerservice"),
             module.connection.credential(),
         )
         reads = engine.read(batch, p["max_concurrency"])
@@ -569,7 +568,8 @@ def read_issuer(module: AzureModule) -> tuple[Outcome[IssuerState], str]:
     cluster = p["cluster_name"]
     try:
         outcome = ensure_issuer(
-            ClusterApi(module.client("containerservice"), module.retry_policy),
+            # The cluster's two requests ride the identities' client (no container service SDK to import for them).
+            ClusterApi(module.client("msi"), module.connection.subscription_id or "", module.retry_policy),
             p["cluster_resource_group"],
             cluster,
             oidc_issuer=True,

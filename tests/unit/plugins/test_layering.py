@@ -34,7 +34,7 @@ WRITES = {
     "delete_fic",
 }
 WRITE_PREFIXES = ("begin_",)  # the SDKs' long-running writes (begin_create_or_update, begin_delete, ...)
-RAW_REQUESTS = {"request", "_call", "_send"}  # Graph's and Kubernetes' raw requests: a write by their verb
+RAW_REQUESTS = {"request", "_call", "_send", "start"}  # raw requests (Graph, Kubernetes, ARM REST): a write by verb
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE"}
 
 

@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import ClusterApi, ensure_issuer
+from ansible_collections.workload_identity.aks.plugins.module_utils._azure_cluster import (
+    API_VERSION,
+    ClusterApi,
+    ClusterNotFound,
+    ensure_issuer,
+)
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy
 from azure.core.exceptions import HttpResponseError
 
+CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"
+
+
+class Answer:
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.status_code, self.headers = status, headers or {}
+        self.content = json.dumps(body).encode() if body is not None else b""
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        assert self.status_code < 400, "errors are raised by send_request here"
+
 
 class FakeClusters:
-    """managed_clusters as AKS answers: a PUT starts an operation that reads as Updating for a few polls."""
+    """An ARM client's pipeline, answering for one cluster as AKS does: a PUT starts an operation that reads as
+    Updating for a few polls (and answers 201 with the operation's status URL, which the engine does not poll)."""
 
     def __init__(self, state: str = "Succeeded", polls_per_operation: int = 2) -> None:
         self.body = {
-            "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks",
+            "id": CLUSTER,
             "name": "aks",
             "properties": {"provisioningState": state, "kubernetesVersion": "1.36.3", "oidcIssuerProfile": {}},
         }
@@ -26,39 +47,43 @@ class FakeClusters:
         self.sent: list[dict[str, Any]] = []
         self.put_errors: list[Exception] = []
         self.get_errors: list[Exception] = []
+        self.after_put: list[Exception] = []  # get errors armed once an update is accepted
         self.outcome = "Succeeded"
         self.retry_after: str | None = None  # what AKS says when it accepts an update
+        self.urls: list[str] = []
 
-    def get(self, resource_group: str, name: str, cls: Any = None) -> Any:
-        if self.get_errors:
-            raise self.get_errors.pop(0)
-        if self.busy_polls:
-            self.busy_polls -= 1
-            if not self.busy_polls:
-                self.body["properties"]["provisioningState"] = self.outcome
-        response = type("R", (), {"json": lambda _self: copy.deepcopy(self.body)})()
-        return cls(type("P", (), {"http_response": response})(), None, None)
+    def format_url(self, path: str) -> str:
+        return "https://management.azure.com" + path
 
-    def begin_create_or_update(
-        self, resource_group: str, name: str, body: dict[str, Any], polling: Any, cls: Any = None
-    ) -> Any:
-        assert polling is False  # the SDK does not poll (and so never re-sends): ensure_issuer reads until settled
+    def send_request(self, request: Any) -> Answer:
+        self.urls.append(request.url)
+        assert request.url == self.format_url(f"{CLUSTER}?api-version={API_VERSION}")
+        if request.method == "GET":
+            if self.get_errors:
+                raise self.get_errors.pop(0)
+            if self.busy_polls:
+                self.busy_polls -= 1
+                if not self.busy_polls:
+                    self.body["properties"]["provisioningState"] = self.outcome
+            return Answer(200, copy.deepcopy(self.body))
+        assert request.method == "PUT"
         if self.put_errors:
             raise self.put_errors.pop(0)
+        body = json.loads(request.content)
         self.sent.append(copy.deepcopy(body))
         self.body = copy.deepcopy(body)
         self.body["properties"]["provisioningState"] = "Updating"
         self.busy_polls = self.polls_per_operation
-        headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
-        response = type("P", (), {"http_response": type("R", (), {"headers": headers})()})()
-        answer = cls(response, None, headers) if cls else None
-        return type("Poller", (), {"result": lambda _self: answer})()
+        self.get_errors, self.after_put = self.after_put, []
+        headers = {"Azure-AsyncOperation": "https://management.azure.com/operations/1"}
+        headers.update({"Retry-After": self.retry_after} if self.retry_after is not None else {})
+        return Answer(201, copy.deepcopy(self.body), headers)
 
 
 def api_over(clusters: FakeClusters) -> tuple[ClusterApi, list[float]]:
     sleeps: list[float] = []
-    client = type("Client", (), {"managed_clusters": clusters})()
-    return ClusterApi(client, RetryPolicy(base_delay=0), polling_interval=2, sleep=sleeps.append), sleeps
+    client = type("Client", (), {"_client": clusters})()
+    return ClusterApi(client, "s", RetryPolicy(base_delay=0), polling_interval=2, sleep=sleeps.append), sleeps
 
 
 def http_error(status: int, code: str) -> HttpResponseError:
@@ -90,15 +115,8 @@ def test_another_operation_started_in_between_is_waited_for_and_the_change_made_
 
 def test_a_failed_poll_is_polled_again_never_re_sent() -> None:
     clusters = FakeClusters()
+    clusters.after_put = [http_error(500, "InternalServerError")]
     api, _sleeps = api_over(clusters)
-    original_put = clusters.begin_create_or_update
-
-    def put_then_fail_a_poll(*args: Any, **kwargs: Any) -> Any:
-        poller = original_put(*args, **kwargs)
-        clusters.get_errors = [http_error(500, "InternalServerError")]
-        return poller
-
-    clusters.begin_create_or_update = put_then_fail_a_poll  # type: ignore[method-assign]
     assert enable(api).changed and len(clusters.sent) == 1
 
 
@@ -136,3 +154,12 @@ def test_the_wait_follows_the_retry_after_aks_gives_when_it_accepts_the_update()
         api, sleeps = api_over(clusters)
         ensure_issuer(api, "rg", "aks", oidc_issuer=True, workload_identity=None, check_mode=False)
         assert sleeps == waits, said
+
+
+def test_a_cluster_arm_does_not_know_is_not_found_naming_it_and_its_group() -> None:
+    clusters = FakeClusters()
+    clusters.get_errors = [http_error(404, "ResourceNotFound")]
+    api, _sleeps = api_over(clusters)
+    with pytest.raises(ClusterNotFound, match="no AKS cluster aks in resource group rg"):
+        enable(api)
+    assert clusters.sent == [] and len(clusters.urls) == 1  # read once, at the SDK's api-version; nothing sent
