@@ -30,6 +30,7 @@ from typing import Any
 from ._azure_client import Connection, params_from_environment
 from ._azure_errors import azure_call
 from ._errors import AzureApiError, KubeApiError, ValidationError
+from ._ids import cluster_id
 from ._kube_client import KubeConnection, KubeModule
 from ._retry import RetryPolicy
 
@@ -84,10 +85,7 @@ class ClusterRef:
 
     @property
     def id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
-        )
+        return cluster_id(self.subscription_id, self.resource_group, self.name)
 
 
 def request_data_action(method: str, path: str) -> tuple[str, str | None]:

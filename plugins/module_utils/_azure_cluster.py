@@ -19,6 +19,7 @@ from typing import Any
 
 from ._azure_arm_rest import ArmRestClient
 from ._errors import AzureApiError, ValidationError
+from ._ids import cluster_id
 from ._results import IssuerState, Outcome
 from ._retry import RetryPolicy
 
@@ -78,14 +79,8 @@ class ClusterApi:
         self.sleep = sleep
         self.max_wait = max_wait
 
-    def _path(self, resource_group: str, name: str) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{resource_group}"
-            f"/providers/Microsoft.ContainerService/managedClusters/{name}"
-        )
-
     def get(self, resource_group: str, name: str) -> dict[str, Any] | None:
-        return self.rest.get_or_none(self._path(resource_group, name), f"get cluster {name}")
+        return self.rest.get_or_none(cluster_id(self.subscription_id, resource_group, name), f"get cluster {name}")
 
     def settled(self, resource_group: str, name: str, interval: float | None = None) -> dict[str, Any]:
         """The cluster once no operation is running on it, read every ``interval`` seconds (what AKS asked for with
@@ -109,7 +104,9 @@ class ClusterApi:
     def send(self, resource_group: str, name: str, body: dict[str, Any]) -> float | None:
         """Start the update (the PUT alone, not polled here): retried only while AKS has not accepted it. Returns the
         seconds AKS asked the client to wait between polls (its Retry-After), if it said."""
-        _accepted, interval = self.rest.start("PUT", self._path(resource_group, name), f"update cluster {name}", body)
+        _accepted, interval = self.rest.start(
+            "PUT", cluster_id(self.subscription_id, resource_group, name), f"update cluster {name}", body
+        )
         return interval
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
+CLUSTER_TYPE = "Microsoft.ContainerService/managedClusters"
 DEFINITION_MARKER = "/providers/microsoft.authorization/roledefinitions/"
 # Fixed forever: role-assignment names derived from it must stay stable across releases.
 ASSIGNMENT_NAMESPACE = uuid.UUID("0b9a5f36-5f7e-4d0c-9f59-6d2f1f3c9a11")
@@ -122,6 +123,11 @@ def short_scope(scope: str) -> str:
 
 def same_scope(left: str, right: str) -> bool:
     return normalise(left).lower() == normalise(right).lower()
+
+
+def cluster_id(subscription: str, resource_group: str, name: str) -> str:
+    """An AKS cluster's resource id."""
+    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{CLUSTER_TYPE}/{name}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ tested alone; the real Api classes are exercised against the sandbox by the inte
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,20 @@ BLOB = Role(
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Blob Data Contributor",
 )
+
+
+class ArmAnswer:
+    """An ARM answer as an SDK client's pipeline returns it (for the fakes of that pipeline: ArmRestClient's users)."""
+
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
+        self.status_code, self.headers = status, headers or {}
+        self.content = json.dumps(body).encode() if body is not None else b""
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    def raise_for_status(self) -> None:
+        assert self.status_code < 400, "the fakes raise errors from send_request, as the pipeline does"
 
 
 class Writes(list[tuple[str, ...]]):

@@ -5,7 +5,6 @@ tests/integration/modules/test_cosmos_roles.py."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,36 +12,26 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_arm_r
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import AzureApiError
 from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy
 
+from .fakes import ArmAnswer
+
 STATUS = "https://management.azure.com/subscriptions/s/providers/Microsoft.DocumentDB/locations/x/operationsStatus/1"
-
-
-class Answer:
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status_code, self.headers = status, headers or {}
-        self.content = json.dumps(body).encode() if body is not None else b""
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    def raise_for_status(self) -> None:
-        assert self.status_code < 400, "the fake answers no errors here"
 
 
 class Pipeline:
     """Answers each request with the next answer, and records what was asked."""
 
-    def __init__(self, answers: list[Answer]) -> None:
+    def __init__(self, answers: list[ArmAnswer]) -> None:
         self.answers, self.asked = answers, []
 
     def format_url(self, path: str) -> str:
         return "https://management.azure.com" + path
 
-    def send_request(self, request: Any) -> Answer:
+    def send_request(self, request: Any) -> ArmAnswer:
         self.asked.append((request.method, request.url))
         return self.answers.pop(0)
 
 
-def client(answers: list[Answer], budget: float = 60.0) -> tuple[ArmRestClient, Pipeline, list[float]]:
+def client(answers: list[ArmAnswer], budget: float = 60.0) -> tuple[ArmRestClient, Pipeline, list[float]]:
     pipeline = Pipeline(answers)
     slept: list[float] = []
     sdk = type("Sdk", (), {"_client": pipeline})()
@@ -50,9 +39,9 @@ def client(answers: list[Answer], budget: float = 60.0) -> tuple[ArmRestClient, 
 
 
 def test_a_long_running_write_is_polled_until_it_succeeds_waiting_as_arm_asks() -> None:
-    accepted = Answer(202, None, {"Azure-AsyncOperation": STATUS, "Retry-After": "2"})
+    accepted = ArmAnswer(202, None, {"Azure-AsyncOperation": STATUS, "Retry-After": "2"})
     rest, pipeline, slept = client(
-        [accepted, Answer(200, {"status": "InProgress"}), Answer(200, {"status": "Succeeded"})]
+        [accepted, ArmAnswer(200, {"status": "InProgress"}), ArmAnswer(200, {"status": "Succeeded"})]
     )
     assert rest.send("PUT", "/x/sqlRoleAssignments/a", "assign", {"properties": {}}) == {}
     assert [m for m, _u in pipeline.asked] == ["PUT", "GET", "GET"]
@@ -61,14 +50,14 @@ def test_a_long_running_write_is_polled_until_it_succeeds_waiting_as_arm_asks() 
 
 
 def test_a_failed_operation_is_an_error_with_arms_words_and_a_stuck_one_ends_at_the_budget() -> None:
-    accepted = Answer(202, None, {"Azure-AsyncOperation": STATUS})
-    failed = Answer(200, {"status": "Failed", "error": {"code": "BadRequest", "message": "The scope is not valid."}})
+    accepted = ArmAnswer(202, None, {"Azure-AsyncOperation": STATUS})
+    failed = ArmAnswer(200, {"status": "Failed", "error": {"code": "BadRequest", "message": "The scope is not valid."}})
     rest, _pipeline, _slept = client([accepted, failed])
     with pytest.raises(AzureApiError) as error:
         rest.send("PUT", "/x/sqlRoleAssignments/a", "assign SQL role", {})
     assert error.value.code == "BadRequest" and "The scope is not valid." in str(error.value)
 
-    rest, _pipeline, _slept = client([accepted] + [Answer(200, {"status": "InProgress"})] * 3, budget=0.0)
+    rest, _pipeline, _slept = client([accepted] + [ArmAnswer(200, {"status": "InProgress"})] * 3, budget=0.0)
     with pytest.raises(AzureApiError) as stuck:
         rest.send("PUT", "/x/sqlRoleAssignments/a", "assign SQL role", {})
     assert stuck.value.code == "OperationTimedOut"
@@ -76,7 +65,10 @@ def test_a_failed_operation_is_an_error_with_arms_words_and_a_stuck_one_ends_at_
 
 def test_a_list_follows_its_next_links_and_a_read_is_not_polled() -> None:
     rest, pipeline, slept = client(
-        [Answer(200, {"value": [{"id": "a"}], "nextLink": "https://m/next"}), Answer(200, {"value": [{"id": "b"}]})]
+        [
+            ArmAnswer(200, {"value": [{"id": "a"}], "nextLink": "https://m/next"}),
+            ArmAnswer(200, {"value": [{"id": "b"}]}),
+        ]
     )
     assert [item["id"] for item in rest.pages("/x/list", "list")] == ["a", "b"]
     assert pipeline.asked[1] == ("GET", "https://m/next") and slept == []

@@ -17,19 +17,9 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._errors impo
 from ansible_collections.workload_identity.aks.plugins.module_utils._retry import RetryPolicy
 from azure.core.exceptions import HttpResponseError
 
+from .fakes import ArmAnswer
+
 CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"
-
-
-class Answer:
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status_code, self.headers = status, headers or {}
-        self.content = json.dumps(body).encode() if body is not None else b""
-
-    def json(self) -> Any:
-        return json.loads(self.content)
-
-    def raise_for_status(self) -> None:
-        assert self.status_code < 400, "errors are raised by send_request here"
 
 
 class FakeClusters:
@@ -55,7 +45,7 @@ class FakeClusters:
     def format_url(self, path: str) -> str:
         return "https://management.azure.com" + path
 
-    def send_request(self, request: Any) -> Answer:
+    def send_request(self, request: Any) -> ArmAnswer:
         self.urls.append(request.url)
         assert request.url == self.format_url(f"{CLUSTER}?api-version={API_VERSION}")
         if request.method == "GET":
@@ -65,7 +55,7 @@ class FakeClusters:
                 self.busy_polls -= 1
                 if not self.busy_polls:
                     self.body["properties"]["provisioningState"] = self.outcome
-            return Answer(200, copy.deepcopy(self.body))
+            return ArmAnswer(200, copy.deepcopy(self.body))
         assert request.method == "PUT"
         if self.put_errors:
             raise self.put_errors.pop(0)
@@ -77,7 +67,7 @@ class FakeClusters:
         self.get_errors, self.after_put = self.after_put, []
         headers = {"Azure-AsyncOperation": "https://management.azure.com/operations/1"}
         headers.update({"Retry-After": self.retry_after} if self.retry_after is not None else {})
-        return Answer(201, copy.deepcopy(self.body), headers)
+        return ArmAnswer(201, copy.deepcopy(self.body), headers)
 
 
 def api_over(clusters: FakeClusters) -> tuple[ClusterApi, list[float]]:
