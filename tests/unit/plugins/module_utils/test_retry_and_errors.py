@@ -24,10 +24,15 @@ def error(status: int | None, code: str | None = None, retry_after: float | None
     return AzureApiError("m", status=status, code=code, retry_after=retry_after)
 
 
-def test_retry_decisions() -> None:
+def test_retry_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
     policy = RetryPolicy(budget=10, base_delay=1, max_delay=30, principal_wait=20, conflict_attempts=4)
-    first = decide(error(429, retry_after=7), 1, 0, policy)
-    assert first is not None and 7 <= first <= 10.5  # never sooner than asked; jittered
+    # A throttled call waits what it was asked, jittered up to 1.5x; a jittered wait past the budget gives up.
+    monkeypatch.setattr(retry.random, "uniform", lambda low, _high: low)
+    assert decide(error(429, retry_after=7), 1, 0, policy) == 7  # never sooner than asked
+    monkeypatch.setattr(retry.random, "uniform", lambda _low, high: high)
+    assert decide(error(429, retry_after=6), 1, 0, policy) == 9
+    assert decide(error(429, retry_after=7), 1, 0, policy) is None  # 10.5 s would overrun the 10 s budget
+    monkeypatch.undo()
     assert decide(error(503), 1, 0, policy) == 1 and decide(error(503), 2, 0, policy) == 2
     assert decide(error(503), 3, 7, policy) is None  # 4 more seconds would overrun the budget
     assert decide(error(None, "ConnectionError"), 1, 0, policy) == 1
