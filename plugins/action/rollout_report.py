@@ -105,6 +105,7 @@ def _results(
     args: Mapping[str, Any], option: str, task_vars: Mapping[str, Any], required: bool
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]:
     """The registered results that ``option`` names (``{azure: <variable>, kube: <variable>}``), as registered.
+    Without ``kube``, the Kubernetes side is the one the Azure side's plan made with it (``plan_kubernetes``).
 
     A converge that was skipped (nothing to change, or check mode) registered a result without rows: then there is
     none, and the plan is the answer."""
@@ -118,6 +119,8 @@ def _results(
         )
     azure = task_vars.get(names["azure"])
     kube = task_vars.get(names["kube"]) if isinstance(names.get("kube"), str) else None
+    if kube is None and isinstance(azure, Mapping):
+        kube = azure.get("kubernetes")  # a plan of both sides (workload_identities' plan_kubernetes)
     if not isinstance(azure, Mapping) or "workloads" not in azure:
         if required:
             raise AnsibleActionFail(

@@ -14,6 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_client import AUTH_ARGSPEC
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import problems_message
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_batch import PLAN_KUBERNETES_ARGUMENT
 from ansible_collections.workload_identity.aks.plugins.module_utils._workload_request import (
     ARGUMENT_SPEC,
     check_request,
@@ -35,7 +36,8 @@ class ActionModule(ProgressAction):
         if "workloads" not in args:
             raise AnsibleActionFail("missing required arguments: workloads")
         workloads = args.pop("workloads")
-        spec = {name: option for name, option in {**ARGUMENT_SPEC, **AUTH_ARGSPEC}.items() if name != "workloads"}
+        options = {**ARGUMENT_SPEC, **AUTH_ARGSPEC, "plan_kubernetes": PLAN_KUBERNETES_ARGUMENT}
+        spec = {name: option for name, option in options.items() if name != "workloads"}
         validated = ArgumentSpecValidator(spec).validate(args)
         if validated.error_messages:
             raise AnsibleActionFail("; ".join(validated.error_messages))

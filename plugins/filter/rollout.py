@@ -30,7 +30,10 @@ UNCHANGED_KUBE_ACTIONS = ("unchanged", "kept", "missing")
 
 def plan_changes_nothing(azure: AzureBatchResult, kube: KubeBatchResult | None = None) -> bool:
     """Whether a plan (both batch modules in check mode) would change nothing at all: no workload changed on either
-    side, nothing pruned or released, no orphaned assignment deleted. A plan that failed changes "something"."""
+    side, nothing pruned or released, no orphaned assignment deleted. A plan that failed changes "something".
+    Without ``kube``, the Kubernetes side's plan is the one the Azure side's made (``plan_kubernetes``)."""
+    if kube is None and isinstance(azure, dict):
+        kube = azure.get("kubernetes")
     if not isinstance(azure, dict) or "workloads" not in azure or not isinstance(kube, dict):
         return False
     if any(item.get("changed") for item in azure["workloads"]):

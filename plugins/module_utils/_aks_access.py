@@ -318,12 +318,14 @@ def kube_connection(params: dict[str, Any], azure: Any) -> KubeConnection:
     return KubeConnection(params, access_factory=access_factory(azure) if params.get("kube_auth") == "azure" else None)
 
 
+def environment_access() -> Callable[[str, str, RetryPolicy | None], AksAccess]:
+    """kube_auth azure's access, signing in to Azure as the environment says (AZURE_*, as the lookup and the roles'
+    Azure tasks): how the Kubernetes side reaches an AKS cluster, whichever module plans or binds it."""
+    return access_factory(Connection(params_from_environment()))
+
+
 def aks_kube_module(argument_spec: dict[str, Any], **kwargs: Any) -> KubeModule:
-    """A Kubernetes module that can reach an AKS cluster through Azure (kube_auth azure), signing in to Azure as the
-    environment says (AZURE_*, as the lookup and the roles' Azure tasks): its own options stay Kubernetes ones. The
-    bridge is handed to the KubeModule as its access factory, not built into a subclass of it."""
-    return KubeModule(
-        argument_spec=argument_spec,
-        access_factory=lambda _params: access_factory(Connection(params_from_environment())),
-        **kwargs,
-    )
+    """A Kubernetes module that can reach an AKS cluster through Azure (kube_auth azure, ``environment_access``): its
+    own options stay Kubernetes ones. The bridge is handed to the KubeModule as its access factory, not built into a
+    subclass of it."""
+    return KubeModule(argument_spec=argument_spec, access_factory=lambda _params: environment_access(), **kwargs)

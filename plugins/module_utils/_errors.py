@@ -10,6 +10,7 @@ found before anything was sent is a :class:`ValidationError` listing every probl
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, ClassVar
 
 
@@ -96,3 +97,36 @@ def problems_message(problems: list[str], where: str = "") -> str:
     """Every problem in one message, counted and placed (``where``: "in the workloads of <cluster>")."""
     head = f"{len(problems)} problem(s) {where}: " if where else ""
     return head + "; ".join(problems)
+
+
+def problems_result(problems: list[str], where: str = "") -> dict[str, Any]:
+    """A module's failure with every problem found (fail_json's arguments)."""
+    return {"msg": problems_message(problems, where), "problems": problems}
+
+
+def error_result(error: BaseException, where: str = "") -> dict[str, Any]:
+    """A module's failure with one error: what failed, status, code, message, request id (fail_json's arguments)."""
+    if isinstance(error, ValidationError):
+        return problems_result(error.problems, where)
+    prefix = f"{where}: " if where else ""
+    if isinstance(error, ApiError):
+        return {"msg": prefix + str(error), "error": error.to_dict()}
+    return {"msg": f"{prefix}{type(error).__name__}: {error}"}
+
+
+def bug_result(error: BaseException) -> dict[str, Any]:
+    """An exception no code path expects (a bug): its type, message and traceback, and where to report it."""
+    return {
+        "msg": f"unexpected {type(error).__name__}: {error} (a bug in workload_identity.aks: please report it with "
+        "this message)",
+        "exception": "".join(traceback.format_exception(error)),
+    }
+
+
+class Failure(Exception):
+    """A failure already worded as a module's result (``result``: fail_json's arguments), raised where the caller
+    decides what a failure does: a module fails with it; a plan of both sides reports one side's beside the other's."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result.get("msg", ""))
+        self.result = result

@@ -22,7 +22,7 @@ from typing import Any
 
 from ansible.module_utils.basic import env_fallback
 
-from ._errors import AzureApiError, KubeApiError, ValidationError
+from ._errors import AzureApiError, Failure, KubeApiError, ValidationError, error_result
 from ._module import CollectionModule
 from ._retry import DEFAULT_BUDGET, WEBHOOK_FAILED, RetryPolicy, call
 
@@ -355,10 +355,19 @@ class KubeModule(CollectionModule):
     def client(self, where: str) -> KubeClient:
         """``where`` names the cluster in a failure (a kubeconfig that does not load, say)."""
         try:
-            return self.connection.client(self.retry_policy)
-        except (KubeApiError, AzureApiError, ValidationError) as exc:
-            self.fail_error(exc, where)
-        except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
-            if type(exc).__module__.startswith("kubernetes.config"):
-                self.fail_json(msg=f"{where}: cannot load the Kubernetes configuration: {exc}")
-            raise
+            return open_client(self.connection, self.retry_policy, where)
+        except Failure as failure:
+            self.fail_json(**failure.result)
+            raise AssertionError("fail_json returned") from None  # pragma: no cover (it exits)
+
+
+def open_client(connection: KubeConnection, policy: RetryPolicy, where: str) -> KubeClient:
+    """The connection's client, or a :class:`Failure` worded for the module (``where`` names the cluster)."""
+    try:
+        return connection.client(policy)
+    except (KubeApiError, AzureApiError, ValidationError) as exc:
+        raise Failure(error_result(exc, where)) from None
+    except Exception as exc:  # kubeconfig problems surface as the client's own exceptions
+        if type(exc).__module__.startswith("kubernetes.config"):
+            raise Failure({"msg": f"{where}: cannot load the Kubernetes configuration: {exc}"}) from None
+        raise

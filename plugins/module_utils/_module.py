@@ -8,35 +8,25 @@ failed, status, code, message, request id), never with a raw client exception.
 
 from __future__ import annotations
 
-import traceback
 from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ._errors import ApiError, ValidationError, problems_message
+from ._errors import bug_result, error_result, problems_result
 
 
 class CollectionModule(AnsibleModule):  # type: ignore[misc]  # AnsibleModule is untyped
     def fail_problems(self, problems: list[str], where: str = "", **result: Any) -> NoReturn:
         """Fail with every problem found, before anything was changed."""
-        self.fail_json(msg=problems_message(problems, where), problems=problems, **result)
+        self.fail_json(**problems_result(problems, where), **result)
         raise AssertionError("fail_json returned")  # pragma: no cover (it exits)
 
     def fail_error(self, error: BaseException, where: str = "", **result: Any) -> NoReturn:
         """Fail once, with what a human needs: what failed, status, code, message, request id."""
-        prefix = f"{where}: " if where else ""
-        if isinstance(error, ValidationError):
-            self.fail_problems(error.problems, where, **result)
-        if isinstance(error, ApiError):
-            self.fail_json(msg=prefix + str(error), error=error.to_dict(), **result)
-        self.fail_json(msg=f"{prefix}{type(error).__name__}: {error}", **result)
+        self.fail_json(**error_result(error, where), **result)
         raise AssertionError("fail_json returned")  # pragma: no cover (it exits)
 
     def fail_bug(self, error: BaseException) -> NoReturn:
         """An exception no code path expects (a bug): its type, message and traceback, and where to report it."""
-        self.fail_json(
-            msg=f"unexpected {type(error).__name__}: {error} (a bug in workload_identity.aks: please report it with "
-            "this message)",
-            exception="".join(traceback.format_exception(error)),
-        )
+        self.fail_json(**bug_result(error))
         raise AssertionError("fail_json returned")  # pragma: no cover (it exits)

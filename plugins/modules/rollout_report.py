@@ -49,7 +49,11 @@ options:
         type: str
         required: true
       kube:
-        description: The name of the variable holding the result of M(workload_identity.aks.service_accounts).
+        description:
+          - The name of the variable holding the result of M(workload_identity.aks.service_accounts).
+          - Unset, the Kubernetes side's plan is the one in the Azure side's result, when that plan made it
+            (M(workload_identity.aks.workload_identities)'
+            O(workload_identity.aks.workload_identities#module:plan_kubernetes)).
         type: str
   converged:
     description:

@@ -211,28 +211,17 @@ problems:
   elements: str
 """
 
-import os
 from importlib.util import find_spec
-from typing import Any
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import aks_kube_module
-from ansible_collections.workload_identity.aks.plugins.module_utils._errors import KubeApiError, ValidationError
-from ansible_collections.workload_identity.aks.plugins.module_utils._guard import (
-    DEFAULT_PRUNE_MAX,
-    check_deletions,
-    kube_deletions,
+from ansible_collections.workload_identity.aks.plugins.module_utils._errors import Failure
+from ansible_collections.workload_identity.aks.plugins.module_utils._guard import DEFAULT_PRUNE_MAX
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_batch import (
+    BINDING_OPTIONS,
+    KubeRequest,
+    bind_workloads,
 )
-
-# The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the version literal below.
-from ansible_collections.workload_identity.aks.plugins.module_utils._inventory import (
-    validate_workloads,
-    workload_entries,
-)
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_bindings import Bindings
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeClient
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_helm import ReleaseUnreadable, read_release
-from ansible_collections.workload_identity.aks.plugins.module_utils._kube_plan import report
 
 # The client is imported where it is used; here only to say clearly when it is missing.
 HAS_KUBERNETES = find_spec("kubernetes") is not None
@@ -249,17 +238,9 @@ def main() -> None:
             "identities_from": {"type": "list", "elements": "str"},
             "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
             "prune": {"type": "bool", "default": False},
-            "missing_workloads": {"type": "str", "default": "fail", "choices": ["fail", "warn"]},
-            "rebind": {"type": "str", "default": "refuse", "choices": ["refuse", "warn"]},
             "prune_max": {"type": "int", "default": DEFAULT_PRUNE_MAX},
             "prune_confirm": {"type": "str"},
-            "read_release": {
-                "type": "dict",
-                "options": {
-                    "name": {"type": "str", "required": True},
-                    "namespace": {"type": "str", "required": True},
-                },
-            },
+            **BINDING_OPTIONS,
         },
         supports_check_mode=True,
     )
@@ -269,63 +250,32 @@ def main() -> None:
     cluster = p["cluster_name"]
     if p["identities_from"] is not None:
         module.fail_json(msg="identities_from: read by the collection's action on the controller; pass identities")
-    workloads, list_problems = workload_entries(cluster, p["workloads"])
-    # The same schema and validation as the Azure side, so both read one inventory alike; where the identities
-    # live and which roles they hold is the Azure side's business.
-    validated = validate_workloads(
-        cluster, workloads, identity_resource_group=None, allow_privileged_roles=True, identity_group_required=False
+    request = KubeRequest(
+        cluster,
+        p["workloads"],
+        p["identities"],
+        tenant_id=p["tenant_id"],
+        state=p["state"],
+        prune=p["prune"],
+        missing_workloads=p["missing_workloads"],
+        rebind=p["rebind"],
+        prune_max=p["prune_max"],
+        prune_confirm=p["prune_confirm"],
+        read_release=p["read_release"],
     )
-    for message in validated.deprecations:
-        module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
-    specs, problems = validated.specs, list_problems + validated.problems
-    identities = {w.get("name"): (w.get("identity") or {}) for w in p["identities"]}
-    client_ids = {spec.name: identities.get(spec.name, {}).get("client_id") for spec in specs}
-    tenant_id = p["tenant_id"] or next((i["tenant_id"] for i in identities.values() if i.get("tenant_id")), None)
-    if p["state"] == "present" and not module.check_mode:
-        problems.extend(
-            f"cluster {cluster}: workload '{name}': identities: no client id (pass the workloads result of "
-            "workload_identity.aks.workload_identities)"
-            for name, client_id in client_ids.items()
-            if not client_id
+    try:
+        result = bind_workloads(
+            request,
+            lambda: module.client(f"cluster {cluster}"),
+            check_mode=module.check_mode,
+            diff=module._diff,
+            warn=module.warn,
+            # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the literal here.
+            deprecate=lambda text: module.deprecate(text, version="2.0.0", collection_name="workload_identity.aks"),
         )
-        if specs and not tenant_id:
-            problems.append(f"cluster {cluster}: tenant_id: required (or identities that carry it)")
-    if problems:
-        module.fail_problems(problems, f"in the workloads of {cluster}")
-    engine = Bindings(module.client(f"cluster {cluster}"), cluster, tenant_id)
-    try:
-        if p["state"] == "present":
-            plan = engine.plan_present(specs, client_ids, p["prune"], p["missing_workloads"], p["rebind"])
-        else:
-            plan = engine.plan_absent(specs, everything=p["prune"])
-        if plan.problems:
-            module.fail_problems(plan.problems, f"on cluster {cluster}, nothing changed")
-        for warning in plan.warnings:
-            module.warn(warning)
-        if p["prune"]:
-            units, deletions = kube_deletions(report(plan))
-            everything = not specs or p["state"] == "absent"
-            check_deletions(cluster, units, deletions, everything, p["prune_max"], p["prune_confirm"])
-        if not module.check_mode:
-            engine.apply(plan, p["state"])
-    except KubeApiError as exc:
-        module.fail_error(exc, f"cluster {cluster}")
-    except ValidationError as exc:
-        module.fail_problems(exc.problems, f"on cluster {cluster}, nothing changed")
-    result = report(plan)
-    if not module._diff:
-        result.pop("diff")
-    if p["read_release"]:
-        result.update(release_read(engine.api, p["read_release"]["namespace"], p["read_release"]["name"]))
+    except Failure as failure:
+        module.fail_json(**failure.result)
     module.exit_json(**result)
-
-
-def release_read(api: KubeClient, namespace: str, name: str) -> dict[str, Any]:
-    """``release``, or why it could not be read here (``release_unreadable``): the caller then asks helm itself."""
-    try:
-        return {"release": read_release(api, namespace, name, os.environ.get("HELM_DRIVER"))}
-    except (ReleaseUnreadable, KubeApiError) as exc:  # no permission to list them, say: helm_info may have it
-        return {"release_unreadable": f"Helm release {namespace}/{name}: {exc}"}
 
 
 if __name__ == "__main__":

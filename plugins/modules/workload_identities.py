@@ -70,6 +70,81 @@ options:
       workload_identity:
         description: As M(workload_identity.aks.cluster_oidc_issuer)'s option of that name (unset leaves the add-on).
         type: bool
+  plan_kubernetes:
+    description:
+      - Also plan the Kubernetes side in this module run, as M(workload_identity.aks.service_accounts) plans it in
+        check mode (the same O(workloads), O(prune), O(prune_max) and O(prune_confirm)), with the client and tenant ids
+        this plan has just read, and return its result as RV(kubernetes). A cluster's plan is then one module run,
+        not two (each run costs its interpreter, Ansible's payload and its imports); the roles' plan does this.
+      - Check mode and O(state=present) only; M(workload_identity.aks.service_accounts) changes the Kubernetes side,
+        once the identities it names are there.
+      - The cluster is reached as M(workload_identity.aks.service_accounts) reaches it, with these options (each falls
+        back to the same environment variables); with C(kube_auth=azure), through the Azure credential the
+        environment names (E(AZURE_CLIENT_ID) and the rest), as service_accounts does.
+      - When the Azure side fails, the Kubernetes side is still planned (without the identities' ids) and returned
+        beside the failure, so that both sides' problems are known at once.
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      kubeconfig:
+        description: As O(workload_identity.aks.service_accounts#module:kubeconfig).
+        type: path
+      context:
+        description: As O(workload_identity.aks.service_accounts#module:context).
+        type: str
+      host:
+        description: As O(workload_identity.aks.service_accounts#module:host).
+        type: str
+      api_key:
+        description: As O(workload_identity.aks.service_accounts#module:api_key).
+        type: str
+      ca_cert:
+        description: As O(workload_identity.aks.service_accounts#module:ca_cert).
+        type: path
+        aliases: [ssl_ca_cert]
+      validate_certs:
+        description:
+          - As O(workload_identity.aks.service_accounts#module:validate_certs).
+        type: bool
+        aliases: [verify_ssl]
+      kube_auth:
+        description: As O(workload_identity.aks.service_accounts#module:kube_auth).
+        type: str
+        choices: [kubeconfig, azure]
+        default: kubeconfig
+      aks_cluster:
+        description: As O(workload_identity.aks.service_accounts#module:aks_cluster).
+        type: str
+      aks_credential:
+        description:
+          - As O(workload_identity.aks.service_accounts#module:aks_credential).
+        type: str
+        choices: [user, admin]
+        default: user
+      missing_workloads:
+        description:
+          - As O(workload_identity.aks.service_accounts#module:missing_workloads).
+        type: str
+        choices: [fail, warn]
+        default: fail
+      rebind:
+        description: As O(workload_identity.aks.service_accounts#module:rebind).
+        type: str
+        choices: [refuse, warn]
+        default: refuse
+      read_release:
+        description:
+          - As O(workload_identity.aks.service_accounts#module:read_release); the release is in RV(kubernetes).
+        type: dict
+        suboptions:
+          name:
+            description: The release's name.
+            type: str
+            required: true
+          namespace:
+            description: The release's namespace.
+            type: str
+            required: true
   state:
     description:
       - V(present) converges every listed workload.
@@ -261,6 +336,23 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Plan both sides of aks-prod in one module run, reading only (what the roles' plan does)
+  workload_identity.aks.workload_identities:
+    cluster_name: aks-prod
+    cluster_resource_group: rg-aks-prod
+    identity_resource_group: rg-identities-prod
+    location: westeurope
+    read_issuer: {}
+    plan_kubernetes:
+      context: aks-prod
+    workloads:
+      - name: orders-api
+        namespace: orders
+        service_account: orders-api
+        controllers: [{kind: Deployment, name: orders-api}]
+  check_mode: true
+  register: plan
+
 - name: Remove everything this collection made for aks-old (identities, their credentials and role assignments)
   workload_identity.aks.workload_identities:
     cluster_name: aks-old
@@ -412,6 +504,18 @@ orphaned_assignments:
     action:
       description: C(deleted) or C(reported).
       type: str
+kubernetes:
+  description:
+    - With O(plan_kubernetes), the Kubernetes side's plan, as M(workload_identity.aks.service_accounts) returns it in
+      check mode (C(changed), C(namespaces), C(service_accounts), C(controllers), C(diff) in diff mode, C(release) or
+      C(release_unreadable) with its O(plan_kubernetes.read_release)).
+    - When that plan fails, C(failed) with its C(msg), and C(problems) or C(error), as that module fails. The task
+      fails too, with the Kubernetes side's message when the Azure side's plan succeeded (its result stands beside
+      it), else with the Azure side's.
+    - The task's C(changed) is true when either side changes something.
+  returned: with O(plan_kubernetes)
+  type: dict
+  version_added: 0.2.0
 cluster_issuer:
   description:
     - With O(read_issuer), the cluster's issuer as M(workload_identity.aks.cluster_oidc_issuer) reads it in check mode
@@ -446,6 +550,10 @@ problems:
   elements: str
 """
 
+from collections.abc import Callable
+from typing import Any
+
+from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import environment_access
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_shared import peers_from
@@ -460,14 +568,25 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._azure_clust
 from ansible_collections.workload_identity.aks.plugins.module_utils._errors import (
     AzureApiError,
     DatabaseError,
+    Failure,
     ValidationError,
+    bug_result,
+    error_result,
+    problems_result,
 )
 from ansible_collections.workload_identity.aks.plugins.module_utils._guard import azure_deletions, check_deletions
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_batch import (
+    PLAN_KUBERNETES_ARGUMENT,
+    KubeRequest,
+    bind_workloads,
+)
+from ansible_collections.workload_identity.aks.plugins.module_utils._kube_client import KubeConnection, open_client
 from ansible_collections.workload_identity.aks.plugins.module_utils._ownership import cluster_scope
 from ansible_collections.workload_identity.aks.plugins.module_utils._results import (
     AzureBatchResult,
     IssuerState,
     Outcome,
+    kube_identities,
 )
 
 # The options, and the check of the request without any request (the action plugin runs it for validate_only). The
@@ -478,19 +597,53 @@ from ansible_collections.workload_identity.aks.plugins.module_utils._workload_re
     issuer_problems,
 )
 
+# The Kubernetes side's plan: given the Azure side's rows (each workload's client and tenant ids), service_accounts'
+# check-mode result, or its failure (msg, problems or error) beside ``failed``.
+KubernetesPlan = Callable[[list[dict[str, Any]]], dict[str, Any]]
+
 
 def main() -> None:
-    module = AzureModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AzureModule(
+        argument_spec={**ARGUMENT_SPEC, "plan_kubernetes": PLAN_KUBERNETES_ARGUMENT},
+        supports_check_mode=True,
+    )
     p = module.params
     cluster = p["cluster_name"]
-    present = p["state"] == "present"
     checked = check_request(p)
     for message in checked.deprecations:
         module.deprecate(message, version="2.0.0", collection_name="workload_identity.aks")
-    if checked.problems:
-        module.fail_problems(checked.problems, f"in the workloads of {cluster}")
+    problems = list(checked.problems)
+    kubernetes = None
+    if p["plan_kubernetes"] is not None and not p["validate_only"]:
+        problems += plan_kubernetes_problems(cluster, p["state"], module.check_mode)
+        try:
+            kubernetes = kubernetes_plan(module)
+        except ValidationError as exc:
+            problems += [f"cluster {cluster}: plan_kubernetes: {problem}" for problem in exc.problems]
+    if problems:
+        module.fail_problems(problems, f"in the workloads of {cluster}")
     if p["validate_only"]:
         module.exit_json(changed=False, workloads=[], pruned={}, problems=[])
+    try:
+        result = azure_side(module, checked)
+    except Failure as failure:
+        # Both sides' problems at once: the Kubernetes side is planned without the identities' ids.
+        if kubernetes is not None:
+            failure.result["kubernetes"] = kubernetes([])
+        module.fail_json(**failure.result)
+    if kubernetes is not None:
+        result["kubernetes"] = plan = kubernetes(kube_identities(result))
+        result["changed"] = bool(result["changed"] or plan.get("changed"))
+        if plan.get("failed"):  # the Azure side's plan stands beside the failure
+            module.fail_json(**{**result, "msg": plan["msg"], "problems": plan.get("problems") or []})
+    module.exit_json(**result)
+
+
+def azure_side(module: AzureModule, checked: Any) -> dict[str, Any]:
+    """The Azure side's result (and the issuer's, with read_issuer); a :class:`Failure` otherwise."""
+    p = module.params
+    cluster = p["cluster_name"]
+    present = p["state"] == "present"
     issuer, issuer_url = read_issuer(module) if p["read_issuer"] is not None else (None, p["issuer_url"])
     scope = cluster_scope(module.connection.subscription_id, p["cluster_resource_group"])
     batch = Batch(
@@ -535,13 +688,13 @@ def main() -> None:
         else:
             result = engine.remove(batch, reads, module.check_mode, guarded)
     except ValidationError as exc:
-        module.fail_problems(exc.problems, f"in the workloads of {cluster}")
+        raise Failure(problems_result(exc.problems, f"in the workloads of {cluster}")) from None
     except (AzureApiError, DatabaseError) as exc:
-        module.fail_error(exc)
+        raise Failure(error_result(exc)) from None
     except Exception as exc:  # pylint: disable=broad-exception-caught
         # A bug: failed with its message and traceback, rather than a crash whose output a plan that collects every
         # problem before failing (roles/workloads/tasks/plan.yml) could not show.
-        module.fail_bug(exc)
+        raise Failure(bug_result(exc)) from None
     for warning in dict.fromkeys(engine.warnings):
         module.warn(warning)
     if present:
@@ -558,7 +711,7 @@ def main() -> None:
                 result["diff"][side][ISSUER_DIFF_KEY] = state
     if not module._diff:
         result.pop("diff")
-    module.exit_json(**result)
+    return dict(result)
 
 
 def read_issuer(module: AzureModule) -> tuple[Outcome[IssuerState], str]:
@@ -577,19 +730,75 @@ def read_issuer(module: AzureModule) -> tuple[Outcome[IssuerState], str]:
             check_mode=True,
         )
     except ClusterNotFound as exc:
-        module.fail_error(exc, exists=False)
+        raise Failure({**error_result(exc), "exists": False}) from None
     except AzureApiError as exc:
-        module.fail_error(exc)
+        raise Failure(error_result(exc)) from None
     url = (outcome.after or {}).get("issuer_url")
     if not url and not module.check_mode:
-        module.fail_json(
-            msg=f"cluster {cluster}: its OIDC issuer is not enabled yet, so there is no issuer URL to trust (the "
-            "oidc_issuer role, or workload_identity.aks.cluster_oidc_issuer, enables it first)"
+        raise Failure(
+            {
+                "msg": f"cluster {cluster}: its OIDC issuer is not enabled yet, so there is no issuer URL to trust "
+                "(the oidc_issuer role, or workload_identity.aks.cluster_oidc_issuer, enables it first)"
+            }
         )
     problems = issuer_problems(cluster, url or UNKNOWN_ISSUER)
     if problems:
-        module.fail_problems(problems, f"in the workloads of {cluster}")
+        raise Failure(problems_result(problems, f"in the workloads of {cluster}"))
     return outcome, url or UNKNOWN_ISSUER
+
+
+def plan_kubernetes_problems(cluster: str, state: str, check_mode: bool) -> list[str]:
+    """plan_kubernetes plans; service_accounts changes the Kubernetes side, once the Azure side is there."""
+    problems = []
+    if not check_mode:
+        problems.append(
+            f"cluster {cluster}: plan_kubernetes is for a plan (check mode); service_accounts changes the Kubernetes "
+            "side, after this module has made the identities it names"
+        )
+    if state != "present":
+        problems.append(f"cluster {cluster}: plan_kubernetes is for state present (service_accounts removes)")
+    return problems
+
+
+def kubernetes_plan(module: AzureModule) -> KubernetesPlan:
+    """The Kubernetes side planned in this module run (service_accounts in check mode, with the same list and prune
+    options), reaching the cluster as service_accounts does: the same module process as the Azure side's plan."""
+    p = module.params
+    cluster = p["cluster_name"]
+    options = p["plan_kubernetes"]
+    access = environment_access() if options["kube_auth"] == "azure" else None
+    connection = KubeConnection(options, access_factory=access)
+    for warning in connection.warnings:
+        module.warn(warning)
+
+    def plan(identities: list[dict[str, Any]]) -> dict[str, Any]:
+        request = KubeRequest(
+            cluster,
+            p["workloads"],
+            identities,
+            prune=p["prune"],
+            missing_workloads=options["missing_workloads"],
+            rebind=options["rebind"],
+            prune_max=p["prune_max"],
+            prune_confirm=p["prune_confirm"],
+            read_release=options["read_release"],
+        )
+        try:
+            return bind_workloads(
+                request,
+                lambda: open_client(connection, module.retry_policy, f"cluster {cluster}"),
+                check_mode=True,
+                diff=module._diff,
+                warn=module.warn,
+                # The Azure side has announced the list's deprecations already (the same list, the same check).
+                deprecate=lambda _message: None,
+            )
+        except Failure as failure:
+            return {"failed": True, **failure.result}
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            return {"failed": True, **bug_result(exc)}
+
+    return plan
 
 
 if __name__ == "__main__":

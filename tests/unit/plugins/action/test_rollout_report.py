@@ -70,6 +70,15 @@ def test_the_plan_stage_writes_the_plan_before_any_change_and_prints_nothing(
     assert printed == []
 
 
+def test_a_plan_of_both_sides_in_one_result_reports_as_the_two_results_did(tmp_path: Path, printed: list[str]) -> None:
+    # workload_identities with plan_kubernetes: the Kubernetes side's plan is the Azure side's "kubernetes".
+    both = {"planned_both": {**ESTATE["azure"], "kubernetes": ESTATE["kube"]}}
+    run(options(tmp_path, stage="plan", planned={"azure": "planned_both"}), both)
+    cluster = ESTATE["cluster"]
+    assert (tmp_path / f"{cluster}.plan.json").read_text() == (GOLDEN / "plan.json").read_text()
+    assert printed == []
+
+
 def test_a_run_reports_what_the_converge_did_and_prints_its_summary(tmp_path: Path, printed: list[str]) -> None:
     converged = {"converged_azure": ESTATE["azure"], "converged_kube": ESTATE["kube"]}
     args = options(

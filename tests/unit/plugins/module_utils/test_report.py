@@ -213,6 +213,12 @@ def test_plan_changes_nothing_only_when_neither_side_would_change() -> None:
     assert plan_changes_nothing(reported, kube()) is True
     deleted = {**_azure("unchanged"), "orphaned_assignments": [{"name": "a", "action": "deleted"}]}
     assert plan_changes_nothing(deleted, kube()) is False
+    # A plan of both sides in one module run (plan_kubernetes) carries the Kubernetes side's: it is read there.
+    assert plan_changes_nothing({**_azure("unchanged"), "kubernetes": kube()}) is True
+    assert plan_changes_nothing({**_azure("unchanged"), "kubernetes": kube(account="adopted")}) is False
+    failed = {"failed": True, "msg": "1 problem(s) on cluster aks-dev, nothing changed: ...", "problems": ["..."]}
+    assert plan_changes_nothing({**_azure("unchanged"), "kubernetes": failed}) is False
+    assert plan_changes_nothing(_azure("unchanged")) is False
     # A plan that failed (no workloads, or no accounts) is never "nothing to do".
     assert plan_changes_nothing({"failed": True, "msg": "x"}, kube()) is False
     assert plan_changes_nothing(_azure("unchanged"), {"failed": True}) is False
