@@ -71,7 +71,7 @@ def bind_workloads(
     check_mode: bool,
     diff: bool,
     warn: Callable[[str], None],
-    deprecate: Callable[[str], None],
+    on_deprecation: Callable[[str], None],
 ) -> dict[str, Any]:
     """service_accounts' result for ``request``; :class:`Failure` before any change when the list or the plan has a
     problem. ``connect`` opens the cluster's client only once the list is known to be sound."""
@@ -83,7 +83,7 @@ def bind_workloads(
         cluster, workloads, identity_resource_group=None, allow_privileged_roles=True, identity_group_required=False
     )
     for message in validated.deprecations:
-        deprecate(message)
+        on_deprecation(message)
     specs, problems = validated.specs, list_problems + validated.problems
     identities = {w.get("name"): (w.get("identity") or {}) for w in request.identities}
     client_ids = {spec.name: identities.get(spec.name, {}).get("client_id") for spec in specs}

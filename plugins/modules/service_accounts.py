@@ -271,7 +271,9 @@ def main() -> None:
             diff=module._diff,
             warn=module.warn,
             # The deprecated alias goes in 2.0.0 (_inventory.ALIAS_REMOVED_IN); ansible-test wants the literal here.
-            deprecate=lambda text: module.deprecate(text, version="2.0.0", collection_name="workload_identity.aks"),
+            on_deprecation=lambda text: module.deprecate(
+                text, version="2.0.0", collection_name="workload_identity.aks"
+            ),
         )
     except Failure as failure:
         module.fail_json(**failure.result)

@@ -791,7 +791,7 @@ def kubernetes_plan(module: AzureModule) -> KubernetesPlan:
                 diff=module._diff,
                 warn=module.warn,
                 # The Azure side has announced the list's deprecations already (the same list, the same check).
-                deprecate=lambda _message: None,
+                on_deprecation=lambda _message: None,
             )
         except Failure as failure:
             return {"failed": True, **failure.result}

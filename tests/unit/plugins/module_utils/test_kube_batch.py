@@ -35,7 +35,7 @@ class Calls:
             check_mode=check_mode,
             diff=diff,
             warn=self.warnings.append,
-            deprecate=self.deprecations.append,
+            on_deprecation=self.deprecations.append,
         )
 
 
