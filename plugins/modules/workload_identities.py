@@ -512,7 +512,8 @@ kubernetes:
     - When that plan fails, C(failed) with its C(msg), and C(problems) or C(error), as that module fails. The task
       fails too, with the Kubernetes side's message when the Azure side's plan succeeded (its result stands beside
       it), else with the Azure side's.
-    - The task's C(changed) is true when either side changes something.
+    - The task's C(changed) is true when either side changes something; in diff mode, the task's diff shows the
+      Kubernetes side's objects (C(ServiceAccount <namespace>/<name>), say) beside the workloads.
   returned: with O(plan_kubernetes)
   type: dict
   version_added: 0.2.0
@@ -634,6 +635,9 @@ def main() -> None:
     if kubernetes is not None:
         result["kubernetes"] = plan = kubernetes(kube_identities(result))
         result["changed"] = bool(result["changed"] or plan.get("changed"))
+        if "diff" in result and "diff" in plan:  # --diff shows the Kubernetes side's objects beside the workloads
+            for side in ("before", "after"):
+                result["diff"][side].update(plan["diff"][side])
         if plan.get("failed"):  # the Azure side's plan stands beside the failure
             module.fail_json(**{**result, "msg": plan["msg"], "problems": plan.get("problems") or []})
     module.exit_json(**result)

@@ -171,6 +171,8 @@ def test_the_rollout_adopts_the_walkthrough_without_a_duplicate_a_restart_or_a_s
         "adopted",
         ["adopted"],
     )
+    # --diff shows both sides' changes, the Kubernetes side's planned in the same module run as Azure's.
+    assert "ServiceAccount payments/payments-sa" in plan.output
 
     # Sign in all through the run: any refusal is an outage the operator would see.
     results: list[str] = []
