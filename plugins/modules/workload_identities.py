@@ -331,6 +331,8 @@ extends_documentation_fragment:
   - workload_identity.aks.workloads
   - workload_identity.aks.azure
   - workload_identity.aks.azure.ATTRIBUTES
+requirements:
+  - kubernetes >= 24.2 (the Python client), for O(plan_kubernetes)
 author:
   - workload_identity.aks maintainers (@workload-identity)
 """
@@ -552,8 +554,10 @@ problems:
 """
 
 from collections.abc import Callable
+from importlib.util import find_spec
 from typing import Any
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.workload_identity.aks.plugins.module_utils._aks_access import environment_access
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch import Workloads
 from ansible_collections.workload_identity.aks.plugins.module_utils._azure_batch_reads import Batch
@@ -616,6 +620,8 @@ def main() -> None:
     problems = list(checked.problems)
     kubernetes = None
     if p["plan_kubernetes"] is not None and not p["validate_only"]:
+        if find_spec("kubernetes") is None:  # imported where the cluster is reached: said here, before any request
+            module.fail_json(msg=f"cluster {cluster}: plan_kubernetes: {missing_required_lib('kubernetes')}")
         problems += plan_kubernetes_problems(cluster, p["state"], module.check_mode)
         try:
             kubernetes = kubernetes_plan(module)
