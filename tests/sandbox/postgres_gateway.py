@@ -216,6 +216,10 @@ class PostgresGateway(socketserver.ThreadingTCPServer):
         """The tenant's principals, as the pgaadauth functions check an object id against them."""
         rows = [(p["principal_id"].lower(), p.get("display_name"), "service") for p in self.app.directory.principals()]
         with self.app.postgres.superuser(server) as conn, conn.transaction():
+            # Two administrators signing in at once refresh it at once: without the lock, the second's DELETE misses
+            # the first's rows (committed after its snapshot) and its INSERT then fails on their keys, dropping that
+            # sign-in (an EOF to the client), which Azure never does. Readers (the pgaadauth functions) are not blocked.
+            conn.execute("LOCK TABLE pgaadauth.tenant_objects IN EXCLUSIVE MODE")
             conn.execute("DELETE FROM pgaadauth.tenant_objects")
             with conn.cursor() as cursor:
                 cursor.executemany("INSERT INTO pgaadauth.tenant_objects VALUES (%s, %s, %s)", rows)

@@ -6,6 +6,7 @@ with verify-full, an Entra token as the password; a real PostgreSQL enforcing wh
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -174,3 +175,17 @@ def test_the_control_plane_refuses_an_admin_without_entra_auth_and_a_taken_name_
     pg.servers.begin_delete(RG, "pg-password", polling_interval=0).result()
     with pytest.raises(psycopg.OperationalError, match="is not known"):
         connect("pg-password.postgres.database.azure.com", "automation", token(sandbox), "postgres")
+
+
+def test_entra_administrators_signing_in_at_once_all_get_in(sandbox: Sandbox, libpq_env: None) -> None:
+    """Each administrator's sign-in refreshes the tenant's principals on the server; many at once all succeed (a
+    rollout's clusters reach the same servers in parallel)."""
+    host = server(sandbox, "pg-at-once").fully_qualified_domain_name
+    password = token(sandbox)
+
+    def sign_in(_: int) -> int:
+        with connect(host, "automation", password, dbname="postgres") as admin:
+            return int(admin.execute("SELECT 1").fetchone()[0])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(sign_in, range(32))) == [1] * 32
