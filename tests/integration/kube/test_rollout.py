@@ -72,6 +72,13 @@ class Estate:
         again = self.run(workloads)
         assert again.changed == 0, again.output[-6000:]
         assert all(w["status"] == "unchanged" for w in again.report()["workloads"])
+        # A cluster with nothing to change ends after its plan: its report is the plan's reads, and the three roles,
+        # which would only skip, do not run for it (site.yml). The run that changed something ran them.
+        assert "TASK [workload_identity.aks.oidc_issuer : Expose the issuer to the later roles]" in real.output
+        assert "Validating arguments against arg spec 'report'" not in real.output
+        assert "Validating arguments against arg spec 'report'" in again.output
+        assert "TASK [workload_identity.aks.oidc_issuer :" not in again.output, again.output[-6000:]
+        assert "TASK [workload_identity.aks.workloads : Converge Azure" not in again.output
         # Nothing to change: the plan's reads are the result. Each identity's credentials are listed once, not
         # a second time to converge.
         identities = {w["identity"] for w in again.report()["workloads"] if w["kind"] == "user_assigned"}

@@ -108,7 +108,11 @@ def awx_rollout(estate: Estate, sandbox_env: dict[str, str]) -> list[Any]:
     }
     path = f"{Path(sys.executable).parent}:{estate.env['PATH']}"  # the execution environment's ansible-playbook
     runs = []
-    for ident, options in (("rollout", "-e workload_identity_verify=true"), ("again", "")):
+    # The second run has nothing to change: its clusters end after their plan, and are still verified.
+    for ident, options in (
+        ("rollout", "-e workload_identity_verify=true"),
+        ("again", "-e workload_identity_verify=true"),
+    ):
         estate.runs += 1
         reports = {"WORKLOAD_IDENTITY_REPORT_DIR": str(estate.root / f"run-{estate.runs}")}
         [run] = run_jobs(runner_dir, project, "sandbox", {**envvars, **reports}, path, [(ident, options)])
@@ -131,6 +135,18 @@ def test_an_awx_job_with_only_the_azure_rm_credential_converged_the_demo_and_cha
     assert "AZURE_SECRET" in given
     events = [e for e in rollout.events if e["event"] == "runner_on_ok"]
     assert any(e["event_data"].get("task") == "Summary and reports (JSON and Markdown)" for e in events)
+    # The job again: nothing to change, so each cluster ended after its plan, with its report (not a task of the
+    # three roles ran), and was still verified, with the issuer its plan read (not read again).
+    ran = [
+        (e["event_data"]["host"], e["event_data"].get("role"), e["event_data"].get("task"))
+        for e in again.events
+        if e["event"] == "runner_on_ok"
+    ]
+    assert not [t for t in ran if t[1] == "oidc_issuer" or str(t[2]).startswith(("Converge", "Read the OIDC"))], ran
+    reported = sorted(host for host, _role, task in ran if task == "Summary and reports (JSON and Markdown)")
+    assert reported == ["aks-dev", "aks-prod"]
+    verified = sorted(host for host, role, task in ran if (role, task) == ("verify", "Verify each workload's chain"))
+    assert verified == ["aks-dev", "aks-prod"]
 
 
 def test_every_workload_of_both_clusters_is_verified(estate: Estate) -> None:
